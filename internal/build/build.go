@@ -1,0 +1,250 @@
+// Package build runs a Dockerfile build: it plans the stages the target
+// needs, runs independent stages concurrently, executes each instruction
+// (COPY/ADD into an overlay snapshot, RUN in runc, the rest into the image
+// config) and writes the resulting image into the store.
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/strata-build/strata/internal/buildctx"
+	"github.com/strata-build/strata/internal/dockerfile"
+	"github.com/strata-build/strata/internal/executor/runc"
+	"github.com/strata-build/strata/internal/image"
+	"github.com/strata-build/strata/internal/layer"
+	"github.com/strata-build/strata/internal/plan"
+	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/registry"
+	"github.com/strata-build/strata/internal/store"
+)
+
+// Options describe one build.
+type Options struct {
+	ContextDir     string
+	DockerfilePath string // path of the Dockerfile (read unless Dockerfile is set)
+	DockerfileName string // name in messages; defaults to the base name of DockerfilePath
+	Dockerfile     []byte // content, when given directly (e.g. -f -)
+	Target         string
+	BuildArgs      map[string]string
+	Network        string // default network for RUN: "host" (default) or "none"
+	Platform       v1.Platform
+	Jobs           int
+	Pull           bool // re-resolve base images from their registry
+	Compression    layer.Compression
+	Progress       *progress.Printer
+}
+
+// Builder holds what builds share: the store, registry client and runtime.
+type Builder struct {
+	Store    *store.Store
+	Registry *registry.Client
+	Runner   *runc.Runner
+	Session  *store.Session
+
+	pullMu sync.Mutex
+	pulls  map[string]*pullCall
+}
+
+type pullCall struct {
+	done chan struct{}
+	img  *image.Image
+	err  error
+}
+
+// HostPlatform is the platform strata builds for.
+func HostPlatform() v1.Platform {
+	p := v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
+	if runtime.GOARCH == "arm" {
+		p.Variant = "v7"
+	}
+	return p
+}
+
+// Build runs the build described by opts and returns the image written to the store.
+func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error) {
+	if opts.Progress == nil {
+		opts.Progress = progress.New(os.Stderr, false)
+	}
+	if opts.Jobs <= 0 {
+		opts.Jobs = runtime.NumCPU()
+	}
+	if opts.Network == "" {
+		opts.Network = "host"
+	}
+	if opts.Compression == "" {
+		opts.Compression = layer.Gzip
+	}
+	if opts.Platform.OS == "" {
+		opts.Platform = HostPlatform()
+	}
+	src := opts.Dockerfile
+	name := opts.DockerfileName
+	if name == "" {
+		name = filepath.Base(opts.DockerfilePath)
+	}
+	if src == nil {
+		var err error
+		src, err = os.ReadFile(opts.DockerfilePath)
+		if err != nil {
+			return nil, fmt.Errorf("read Dockerfile: %w", err)
+		}
+	}
+	df, err := dockerfile.Parse(name, src)
+	if err != nil {
+		return nil, err
+	}
+	if df.Syntax != "" {
+		opts.Progress.Logf("notice: # syntax=%s: custom frontends cannot run here; using the built-in Dockerfile syntax", df.Syntax)
+	}
+	for _, w := range df.Warnings {
+		opts.Progress.Logf("warning: %s:%d: %s", df.File, w.Line, w.Message)
+	}
+	bctx, err := buildctx.Open(opts.ContextDir, opts.DockerfilePath)
+	if err != nil {
+		return nil, err
+	}
+	globals, err := globalArgs(df, opts)
+	if err != nil {
+		return nil, err
+	}
+	p, err := plan.New(df, opts.Target, globals)
+	if err != nil {
+		return nil, err
+	}
+	r := &run{b: b, opts: &opts, df: df, plan: p, bctx: bctx, globals: globals,
+		results: make([]*stageResult, len(p.All)), done: make([]chan struct{}, len(p.All)),
+		usedArgs: map[string]bool{}}
+	for i := range r.done {
+		r.done[i] = make(chan struct{})
+	}
+	sem := make(chan struct{}, opts.Jobs)
+	g, gctx := errgroup.WithContext(ctx)
+	for _, i := range p.Needed {
+		i := i
+		g.Go(func() error {
+			defer close(r.done[i])
+			for _, d := range p.All[i].Deps {
+				select {
+				case <-r.done[d]:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+				if r.results[d] == nil {
+					return errDependencyFailed
+				}
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			defer func() { <-sem }()
+			res, err := r.buildStage(gctx, p.All[i])
+			if err != nil {
+				return err
+			}
+			r.results[i] = res
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		if errors.Is(err, errDependencyFailed) && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	r.warnUnusedArgs()
+	res := r.results[p.Target]
+	img, err := image.Write(b.Store, res.cfg, res.layers)
+	if err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+var errDependencyFailed = errors.New("a stage this one needs failed")
+
+// run is the state of one Build call.
+type run struct {
+	b       *Builder
+	opts    *Options
+	df      *dockerfile.Dockerfile
+	plan    *plan.Plan
+	bctx    *buildctx.Context
+	globals mapGetter
+	results []*stageResult
+	done    []chan struct{}
+
+	mu       sync.Mutex
+	usedArgs map[string]bool
+}
+
+func (r *run) useArg(k string) {
+	r.mu.Lock()
+	r.usedArgs[k] = true
+	r.mu.Unlock()
+}
+
+func (r *run) warnUnusedArgs() {
+	var unused []string
+	for k := range r.opts.BuildArgs {
+		if !r.usedArgs[k] {
+			unused = append(unused, k)
+		}
+	}
+	sort.Strings(unused)
+	if len(unused) > 0 {
+		r.opts.Progress.Logf("warning: build-arg(s) not consumed by the Dockerfile: %s", strings.Join(unused, ", "))
+	}
+}
+
+// globalArgs evaluates the ARGs before the first FROM, with --build-arg
+// overrides, plus BuildKit's automatic platform args.
+func globalArgs(df *dockerfile.Dockerfile, opts Options) (mapGetter, error) {
+	g := mapGetter{}
+	plat := opts.Platform.OS + "/" + opts.Platform.Architecture
+	if opts.Platform.Variant != "" {
+		plat += "/" + opts.Platform.Variant
+	}
+	for _, pre := range []string{"BUILD", "TARGET"} {
+		g[pre+"PLATFORM"] = plat
+		g[pre+"OS"] = opts.Platform.OS
+		g[pre+"ARCH"] = opts.Platform.Architecture
+		g[pre+"VARIANT"] = opts.Platform.Variant
+	}
+	lex := df.Lexer()
+	for _, a := range df.MetaArgs {
+		for _, kv := range a.Args {
+			if v, ok := opts.BuildArgs[kv.Key]; ok {
+				g[kv.Key] = v
+				continue
+			}
+			if kv.Value == nil {
+				if _, ok := g[kv.Key]; !ok {
+					continue
+				}
+				continue
+			}
+			v, _, err := lex.ProcessWord(*kv.Value, g)
+			if err != nil {
+				return nil, df.Wrap(a.Location(), err)
+			}
+			g[kv.Key] = v
+		}
+	}
+	return g, nil
+}
+
+var _ shell.EnvGetter = mapGetter{}

@@ -1,0 +1,661 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-build/strata/internal/buildctx"
+	"github.com/strata-build/strata/internal/layer"
+	"github.com/strata-build/strata/internal/progress"
+)
+
+// copySource is where COPY/ADD read from: the build context (ignore rules
+// apply, owners become root) or another stage's or image's filesystem
+// (owners are kept).
+type copySource struct {
+	root      string
+	ignore    *buildctx.Context // non-nil for the build context
+	keepOwner bool
+	name      string // for messages: "build context", "stage builder", "image busybox"
+}
+
+// copyOptions are the flags of one COPY/ADD.
+type copyOptions struct {
+	chown  *owner
+	chmod  *os.FileMode
+	unpack bool // ADD: extract local archives
+}
+
+// copyItem is one resolved source: its host path and what to call it.
+type copyItem struct {
+	rel  string // path in the source, cleaned, with leading "/"
+	host string // host path, symlinks of the top level followed
+	fi   os.FileInfo
+}
+
+// hasMeta reports whether p uses wildcard characters.
+func hasMeta(p string) bool { return strings.ContainsAny(p, "*?[") }
+
+// resolve expands the source patterns of a COPY/ADD into items.
+func (cs *copySource) resolve(patterns []string) ([]copyItem, error) {
+	var items []copyItem
+	var missing []string
+	for _, p := range patterns {
+		clean := path.Clean("/" + filepath.ToSlash(p))
+		var rels []string
+		if hasMeta(clean) {
+			m, err := cs.glob(clean)
+			if err != nil {
+				return nil, err
+			}
+			rels = m
+			if len(m) == 0 {
+				missing = append(missing, p)
+				continue
+			}
+		} else {
+			rels = []string{clean}
+		}
+		for _, rel := range rels {
+			it, err := cs.stat(rel)
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("%s: %q not found", cs.where(), strings.TrimPrefix(p, "./"))
+			}
+			if err != nil {
+				return nil, err
+			}
+			items = append(items, it)
+		}
+	}
+	if len(items) == 0 {
+		if len(missing) > 0 {
+			return nil, fmt.Errorf("%s: no source files were specified: nothing matches %s", cs.where(), strings.Join(quoteAll(missing), ", "))
+		}
+		return nil, errors.New("no source files were specified")
+	}
+	return items, nil
+}
+
+func (cs *copySource) where() string {
+	if cs.ignore != nil {
+		return "COPY source not found in build context"
+	}
+	return "COPY source not found in " + cs.name
+}
+
+func quoteAll(s []string) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[i] = strconv.Quote(v)
+	}
+	return out
+}
+
+// stat finds rel in the source, following top-level symlinks inside the root.
+func (cs *copySource) stat(rel string) (copyItem, error) {
+	if cs.excluded(rel) {
+		return copyItem{}, fs.ErrNotExist
+	}
+	host, err := securejoin.SecureJoin(cs.root, rel)
+	if err != nil {
+		return copyItem{}, err
+	}
+	fi, err := os.Lstat(host)
+	if err != nil {
+		return copyItem{}, err
+	}
+	if cs.ignore != nil {
+		if r, err := filepath.Rel(cs.root, host); err == nil && cs.excluded("/"+filepath.ToSlash(r)) {
+			return copyItem{}, fs.ErrNotExist
+		}
+	}
+	return copyItem{rel: rel, host: host, fi: fi}, nil
+}
+
+func (cs *copySource) excluded(rel string) bool {
+	return cs.ignore != nil && cs.ignore.Excluded(strings.TrimPrefix(rel, "/"))
+}
+
+// glob matches a cleaned absolute pattern component by component.
+func (cs *copySource) glob(pattern string) ([]string, error) {
+	parts := strings.Split(strings.TrimPrefix(pattern, "/"), "/")
+	cur := []string{"/"}
+	for i, part := range parts {
+		var next []string
+		for _, dir := range cur {
+			if !hasMeta(part) {
+				next = append(next, path.Join(dir, part))
+				continue
+			}
+			host, err := securejoin.SecureJoin(cs.root, dir)
+			if err != nil {
+				continue
+			}
+			ents, err := os.ReadDir(host)
+			if err != nil {
+				continue
+			}
+			for _, e := range ents {
+				ok, err := path.Match(part, e.Name())
+				if err != nil {
+					return nil, fmt.Errorf("bad pattern %q: %w", pattern, err)
+				}
+				if ok {
+					p := path.Join(dir, e.Name())
+					if !cs.excluded(p) {
+						next = append(next, p)
+					}
+				}
+			}
+		}
+		if i < len(parts)-1 {
+			// keep only what exists, for the next level
+			var ex []string
+			for _, n := range next {
+				if h, err := securejoin.SecureJoin(cs.root, n); err == nil {
+					if _, err := os.Stat(h); err == nil {
+						ex = append(ex, n)
+					}
+				}
+			}
+			next = ex
+		}
+		cur = next
+	}
+	var out []string
+	for _, c := range cur {
+		if h, err := securejoin.SecureJoin(cs.root, c); err == nil {
+			if _, err := os.Lstat(h); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// copyInto copies items into rootfs at dest (absolute, in the image; a
+// trailing slash means a directory), as Docker's COPY does.
+func copyInto(ctx context.Context, rootfs string, items []copyItem, dest string, cs *copySource, o copyOptions) error {
+	destDir := strings.HasSuffix(dest, "/") || strings.HasSuffix(dest, "/.") || dest == "."
+	dest = path.Clean(dest)
+	if dest == "/" {
+		destDir = true
+	}
+	if len(items) > 1 && !destDir {
+		if fi, err := statIn(rootfs, dest); err != nil || !fi.IsDir() {
+			return fmt.Errorf("when using COPY with more than one source file, the destination must be a directory and end with a /")
+		}
+	}
+	parentOwner := owner{}
+	if o.chown != nil {
+		parentOwner = *o.chown
+	}
+	parentMode := os.FileMode(0o755)
+	if o.chmod != nil {
+		parentMode = *o.chmod
+	}
+	c := &copier{rootfs: rootfs, cs: cs, o: o, links: map[[2]uint64]string{}, parentOwner: parentOwner, parentMode: parentMode}
+	for _, it := range items {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		fi := it.fi
+		host := it.host
+		if fi.Mode()&os.ModeSymlink != 0 {
+			// A symlink named as a source is followed, within the source root.
+			real, err := securejoin.SecureJoin(cs.root, it.rel)
+			if err != nil {
+				return err
+			}
+			rfi, err := os.Stat(real)
+			if err != nil {
+				return fmt.Errorf("%s: %q is a dangling symlink", cs.where(), it.rel)
+			}
+			host, fi = real, rfi
+		}
+		switch {
+		case fi.IsDir():
+			if err := c.mkdirAll(dest); err != nil {
+				return err
+			}
+			if err := c.copyDirContents(ctx, host, it.rel, dest); err != nil {
+				return err
+			}
+		case o.unpack && isArchiveFile(host):
+			if err := c.mkdirAll(dest); err != nil {
+				return err
+			}
+			if err := c.unpack(ctx, host, dest); err != nil {
+				return err
+			}
+		default:
+			target := dest
+			if destDir {
+				target = path.Join(dest, path.Base(it.rel))
+			} else if dfi, err := statIn(rootfs, dest); err == nil && dfi.IsDir() {
+				target = path.Join(dest, path.Base(it.rel))
+			}
+			if err := c.mkdirAll(path.Dir(target)); err != nil {
+				return err
+			}
+			if err := c.copyEntry(host, fi, target); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// statIn stats p inside rootfs, following symlinks within it.
+func statIn(rootfs, p string) (os.FileInfo, error) {
+	h, err := securejoin.SecureJoin(rootfs, p)
+	if err != nil {
+		return nil, err
+	}
+	return os.Stat(h)
+}
+
+type copier struct {
+	rootfs      string
+	cs          *copySource
+	o           copyOptions
+	links       map[[2]uint64]string // source (dev, ino) -> host path written, for hardlinks
+	parentOwner owner
+	parentMode  os.FileMode
+}
+
+// mkdirAll creates dir (absolute, in the image) and its missing parents with
+// the parent mode and owner; existing directories are left as they are.
+func (c *copier) mkdirAll(dir string) error {
+	dir = path.Clean(dir)
+	if dir == "/" {
+		return nil
+	}
+	cur := "/"
+	for _, part := range strings.Split(strings.TrimPrefix(dir, "/"), "/") {
+		cur = path.Join(cur, part)
+		h, err := securejoin.SecureJoin(c.rootfs, cur)
+		if err != nil {
+			return err
+		}
+		fi, err := os.Stat(h)
+		if err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("cannot copy to %s: %s is not a directory", dir, cur)
+			}
+			continue
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		// A dangling symlink in the way is replaced by the directory.
+		if lfi, lerr := os.Lstat(h); lerr == nil && lfi.Mode()&os.ModeSymlink != 0 {
+			os.Remove(h)
+		}
+		if err := os.Mkdir(h, 0o700); err != nil {
+			return fmt.Errorf("create %s: %w", cur, err)
+		}
+		if err := os.Lchown(h, c.parentOwner.uid, c.parentOwner.gid); err != nil {
+			return err
+		}
+		if err := os.Chmod(h, c.parentMode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hostPath resolves p (absolute, in the image) for writing: parents are
+// resolved inside the rootfs, the last component is not followed.
+func (c *copier) hostPath(p string) (string, error) {
+	parent, err := securejoin.SecureJoin(c.rootfs, path.Dir(p))
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(parent, path.Base(p)), nil
+}
+
+// copyDirContents copies the children of srcHost into the directory dest.
+func (c *copier) copyDirContents(ctx context.Context, srcHost, srcRel, dest string) error {
+	ents, err := os.ReadDir(srcHost)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel := path.Join(srcRel, e.Name())
+		excluded := c.cs.excluded(rel)
+		if excluded && !(e.IsDir() && c.cs.ignore.MayIncludeUnder(strings.TrimPrefix(rel, "/"))) {
+			continue
+		}
+		h := filepath.Join(srcHost, e.Name())
+		fi, err := os.Lstat(h)
+		if err != nil {
+			return err
+		}
+		target := path.Join(dest, e.Name())
+		if err := c.copyEntry(h, fi, target); err != nil {
+			return err
+		}
+		if fi.IsDir() {
+			if err := c.copyDirContents(ctx, h, rel, target); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// copyEntry writes one file, directory, symlink or special file at target.
+func (c *copier) copyEntry(srcHost string, fi os.FileInfo, target string) error {
+	dst, err := c.hostPath(target)
+	if err != nil {
+		return err
+	}
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	uid, gid := 0, 0
+	if c.cs.keepOwner && st != nil {
+		uid, gid = int(st.Uid), int(st.Gid)
+	}
+	if c.o.chown != nil {
+		uid, gid = c.o.chown.uid, c.o.chown.gid
+	}
+	mode := fi.Mode()
+	if c.o.chmod != nil && mode&os.ModeSymlink == 0 {
+		mode = mode&os.ModeType | *c.o.chmod
+	}
+	existing, lerr := os.Lstat(dst)
+	if lerr == nil {
+		if fi.IsDir() && existing.IsDir() {
+			// Merge into the existing directory; it takes the source's metadata.
+			return applyMeta(dst, uid, gid, mode, fi, false)
+		}
+		if existing.IsDir() {
+			if err := os.RemoveAll(dst); err != nil {
+				return err
+			}
+		} else if err := os.Remove(dst); err != nil {
+			return err
+		}
+	}
+	switch {
+	case fi.IsDir():
+		if err := os.Mkdir(dst, 0o700); err != nil {
+			return err
+		}
+	case mode&os.ModeSymlink != 0:
+		link, err := os.Readlink(srcHost)
+		if err != nil {
+			return err
+		}
+		if err := os.Symlink(link, dst); err != nil {
+			return err
+		}
+		if err := os.Lchown(dst, uid, gid); err != nil {
+			return err
+		}
+		return lutimes(dst, fi)
+	case fi.Mode().IsRegular():
+		if st != nil && st.Nlink > 1 {
+			key := [2]uint64{uint64(st.Dev), st.Ino}
+			if prev, ok := c.links[key]; ok {
+				if err := os.Link(prev, dst); err == nil {
+					return nil
+				}
+			}
+			defer func() { c.links[key] = dst }()
+		}
+		if err := copyFileData(srcHost, dst); err != nil {
+			return err
+		}
+	default:
+		if st == nil {
+			return fmt.Errorf("cannot copy %s: unsupported file type", srcHost)
+		}
+		if err := unix.Mknod(dst, st.Mode, int(st.Rdev)); err != nil {
+			return fmt.Errorf("copy %s: %w", srcHost, err)
+		}
+	}
+	return applyMeta(dst, uid, gid, mode, fi, true)
+}
+
+func applyMeta(dst string, uid, gid int, mode os.FileMode, fi os.FileInfo, times bool) error {
+	if err := os.Lchown(dst, uid, gid); err != nil {
+		return err
+	}
+	if err := os.Chmod(dst, mode&(os.ModePerm|os.ModeSetuid|os.ModeSetgid|os.ModeSticky)); err != nil {
+		return err
+	}
+	if times {
+		return lutimes(dst, fi)
+	}
+	return nil
+}
+
+func lutimes(p string, fi os.FileInfo) error {
+	ts := []unix.Timespec{unix.NsecToTimespec(fi.ModTime().UnixNano()), unix.NsecToTimespec(fi.ModTime().UnixNano())}
+	return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+func copyFileData(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	return out.Close()
+}
+
+func isArchiveFile(p string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	head := make([]byte, 1024)
+	n, _ := io.ReadFull(f, head)
+	return layer.IsArchive(head[:n])
+}
+
+// unpack extracts the archive at host into dest (ADD).
+func (c *copier) unpack(ctx context.Context, host, dest string) error {
+	d, err := securejoin.SecureJoin(c.rootfs, dest)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(host)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var o *layer.Owner
+	if c.o.chown != nil {
+		o = &layer.Owner{UID: c.o.chown.uid, GID: c.o.chown.gid}
+	}
+	if err := layer.Unpack(ctx, d, f, o); err != nil {
+		return fmt.Errorf("extract %s: %w", filepath.Base(host), err)
+	}
+	return nil
+}
+
+// parseChmod parses a --chmod value (octal).
+func parseChmod(s string) (*os.FileMode, error) {
+	if s == "" {
+		return nil, nil
+	}
+	v, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || v > 0o7777 {
+		return nil, fmt.Errorf("invalid chmod parameter: '%s'. it should be octal string and between 0 and 07777", s)
+	}
+	m := os.FileMode(v & 0o777)
+	if v&0o4000 != 0 {
+		m |= os.ModeSetuid
+	}
+	if v&0o2000 != 0 {
+		m |= os.ModeSetgid
+	}
+	if v&0o1000 != 0 {
+		m |= os.ModeSticky
+	}
+	return &m, nil
+}
+
+// copy runs COPY.
+func (sb *stageBuilder) copy(ctx context.Context, c *instructions.CopyCommand, p *progress.Step) error {
+	// --link only changes how BuildKit rebases the layer; the files are the same.
+	if c.Parents {
+		return fmt.Errorf("COPY --parents is not supported yet")
+	}
+	if len(c.ExcludePatterns) > 0 {
+		return fmt.Errorf("COPY --exclude is not supported yet")
+	}
+	return sb.copyLike(ctx, "COPY", c.From, c.Chown, c.Chmod, c.SourcesAndDest, false)
+}
+
+// add runs ADD (local files and archives).
+func (sb *stageBuilder) add(ctx context.Context, c *instructions.AddCommand, p *progress.Step) error {
+	for _, s := range c.SourcePaths {
+		if strings.Contains(s, "://") || strings.HasPrefix(s, "git@") {
+			return fmt.Errorf("ADD from a URL or git repository (%s) is not supported yet", s)
+		}
+	}
+	if c.Checksum != "" {
+		return fmt.Errorf("ADD --checksum is only valid with HTTP sources, which are not supported yet")
+	}
+	if len(c.ExcludePatterns) > 0 {
+		return fmt.Errorf("ADD --exclude is not supported yet")
+	}
+	unpack := c.Unpack == nil || *c.Unpack
+	return sb.copyLike(ctx, "ADD", "", c.Chown, c.Chmod, c.SourcesAndDest, unpack)
+}
+
+func (sb *stageBuilder) copyLike(ctx context.Context, verb, from, chown, chmod string, sd instructions.SourcesAndDest, unpack bool) error {
+	mode, err := parseChmod(chmod)
+	if err != nil {
+		return err
+	}
+	dest := sd.DestPath
+	trailing := strings.HasSuffix(dest, "/") || dest == "." || strings.HasSuffix(dest, "/.")
+	dest = sb.resolvePath(dest)
+	if trailing && !strings.HasSuffix(dest, "/") {
+		dest += "/"
+	}
+	createdBy := verb
+	if chown != "" {
+		createdBy += " --chown=" + chown
+	}
+	if chmod != "" {
+		createdBy += " --chmod=" + chmod
+	}
+	for _, s := range sd.SourcePaths {
+		createdBy += " " + s
+	}
+	for _, s := range sd.SourceContents {
+		createdBy += " <<" + s.Path
+	}
+	createdBy += " " + sd.DestPath + " # buildkit"
+
+	return sb.withSource(ctx, from, func(cs *copySource) error {
+		var items []copyItem
+		if len(sd.SourcePaths) > 0 {
+			var err error
+			items, err = cs.resolve(sd.SourcePaths)
+			if err != nil {
+				return err
+			}
+		}
+		// Heredoc sources become files in a private temp dir.
+		var tmp string
+		if len(sd.SourceContents) > 0 {
+			var err error
+			tmp, err = os.MkdirTemp(sb.r.b.Session.Dir, "heredoc-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(tmp)
+			for _, sc := range sd.SourceContents {
+				h := filepath.Join(tmp, filepath.Base(sc.Path))
+				if err := os.WriteFile(h, []byte(sc.Data), 0o644); err != nil {
+					return err
+				}
+				if err := os.Chmod(h, 0o644); err != nil {
+					return err
+				}
+				fi, err := os.Lstat(h)
+				if err != nil {
+					return err
+				}
+				items = append(items, copyItem{rel: "/" + filepath.Base(sc.Path), host: h, fi: fi})
+			}
+		}
+		return sb.change(ctx, createdBy, func(rootfs string) error {
+			o := copyOptions{chmod: mode, unpack: unpack}
+			if chown != "" {
+				ow, err := resolveChown(rootfs, chown)
+				if err != nil {
+					return err
+				}
+				o.chown = &ow
+			}
+			return copyInto(ctx, rootfs, items, dest, cs, o)
+		})
+	})
+}
+
+// withSource gives fn the source of a COPY: the build context, or the
+// filesystem of the stage or image named by from.
+func (sb *stageBuilder) withSource(ctx context.Context, from string, fn func(cs *copySource) error) error {
+	r := sb.r
+	if from == "" {
+		return fn(&copySource{root: r.bctx.Dir, ignore: r.bctx, name: "build context"})
+	}
+	idx, isStage, err := r.plan.ResolveFrom(r.df, sb.st.Index, from)
+	if err != nil {
+		return err
+	}
+	if isStage {
+		res := r.results[idx]
+		if res == nil {
+			return fmt.Errorf("stage %s was not built", from)
+		}
+		return r.b.view(ctx, res.dirs, func(root string) error {
+			return fn(&copySource{root: root, keepOwner: true, name: "stage " + r.plan.All[idx].Display()})
+		})
+	}
+	img, err := r.b.ResolveImage(ctx, from, r.opts.Pull, r.opts.Platform, r.opts.Progress)
+	if err != nil {
+		return fmt.Errorf("--from=%s is neither an earlier stage%s nor a usable image: %w", from, r.plan.Suggest(from), err)
+	}
+	dirs, err := r.b.LayerDirs(ctx, img)
+	if err != nil {
+		return err
+	}
+	return r.b.view(ctx, dirs, func(root string) error {
+		return fn(&copySource{root: root, keepOwner: true, name: "image " + from})
+	})
+}

@@ -1,0 +1,102 @@
+package build
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/strata-build/strata/internal/image"
+	"github.com/strata-build/strata/internal/layer"
+	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/store"
+)
+
+// ResolveImage returns the image ref from the store, pulling it (and tagging
+// it locally, like `docker pull`) when it is not there or when pull is set.
+// Concurrent calls for the same reference share one pull.
+func (b *Builder) ResolveImage(ctx context.Context, ref string, pull bool, plat v1.Platform, pr *progress.Printer) (*image.Image, error) {
+	canon, err := store.CanonicalName(ref)
+	if err != nil {
+		return nil, err
+	}
+	if !pull {
+		if im, ok, err := b.Store.Lookup(canon); err != nil {
+			return nil, err
+		} else if ok {
+			return image.Load(b.Store, im.Descriptor.Digest)
+		}
+	}
+	b.pullMu.Lock()
+	if b.pulls == nil {
+		b.pulls = map[string]*pullCall{}
+	}
+	if c, ok := b.pulls[canon]; ok {
+		b.pullMu.Unlock()
+		select {
+		case <-c.done:
+			return c.img, c.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	c := &pullCall{done: make(chan struct{})}
+	b.pulls[canon] = c
+	b.pullMu.Unlock()
+	c.img, c.err = b.Pull(ctx, canon, plat, pr)
+	close(c.done)
+	return c.img, c.err
+}
+
+// Pull fetches ref from its registry (or a mirror) into the store and tags it.
+func (b *Builder) Pull(ctx context.Context, ref string, plat v1.Platform, pr *progress.Printer) (*image.Image, error) {
+	var step *progress.Step
+	if pr != nil {
+		step = pr.Start("pull " + ref)
+	}
+	img, err := b.pull(ctx, ref, plat)
+	if step != nil {
+		if err != nil {
+			step.Fail(err)
+		} else {
+			step.Done()
+		}
+	}
+	return img, err
+}
+
+func (b *Builder) pull(ctx context.Context, ref string, plat v1.Platform) (*image.Image, error) {
+	if b.Registry == nil {
+		return nil, fmt.Errorf("image %s is not in the store and no registry is configured", ref)
+	}
+	rimg, err := b.Registry.Image(ctx, ref, plat)
+	if err != nil {
+		return nil, err
+	}
+	img, err := image.Import(ctx, b.Store, rimg)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	if err := b.Store.Tag(ref, img.Descriptor); err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+// LayerDirs unpacks (once, shared by every build) the layers of img and
+// returns their directories, bottom first.
+func (b *Builder) LayerDirs(ctx context.Context, img *image.Image) ([]string, error) {
+	dirs := make([]string, 0, len(img.Layers))
+	for _, l := range img.Layers {
+		d, err := b.Store.EnsureLayer(ctx, l.DiffID, l.Digest, func(ctx context.Context, dir string, blob *os.File) (digest.Digest, error) {
+			return layer.Apply(ctx, dir, blob, layer.ApplyOptions{})
+		})
+		if err != nil {
+			return nil, err
+		}
+		dirs = append(dirs, d)
+	}
+	return dirs, nil
+}

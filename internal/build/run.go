@@ -1,0 +1,303 @@
+package build
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync/atomic"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/strata-build/strata/internal/executor/runc"
+	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/snapshot/overlay"
+)
+
+var runSeq atomic.Int64
+
+// RunError is a failed RUN: the stage, step, command, exit code and the last
+// lines of its output.
+type RunError struct {
+	Stage    string
+	Step     string
+	Command  string
+	ExitCode int
+	Tail     []string
+}
+
+func (e *RunError) Error() string {
+	s := fmt.Sprintf("process %q did not complete successfully: exit code: %d (stage %s, step %s)", e.Command, e.ExitCode, e.Stage, e.Step)
+	if len(e.Tail) > 0 {
+		s += "\nlast output lines:\n  " + strings.Join(e.Tail, "\n  ")
+	}
+	return s
+}
+
+// runArgs builds argv for a RUN, heredocs included (as dockerfile2llb does).
+func (sb *stageBuilder) runArgs(c *instructions.RunCommand) ([]string, []specs.Mount, func(), error) {
+	args := c.CmdLine
+	var mounts []specs.Mount
+	cleanup := func() {}
+	if len(c.Files) > 0 {
+		if len(args) != 1 || !c.PrependShell {
+			return nil, nil, cleanup, fmt.Errorf("parsing produced an invalid run command: %v", args)
+		}
+		if hd := parser.MustParseHeredoc(args[0]); hd != nil {
+			data := c.Files[0].Data
+			if c.Files[0].Chomp {
+				data = parser.ChompHeredocContent(data)
+			}
+			if strings.HasPrefix(data, "#!") {
+				dir, err := os.MkdirTemp(sb.r.b.Session.Dir, "pipes-")
+				if err != nil {
+					return nil, nil, cleanup, err
+				}
+				cleanup = func() { os.RemoveAll(dir) }
+				name := path.Base(c.Files[0].Name)
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o755); err != nil {
+					return nil, nil, cleanup, err
+				}
+				os.Chmod(filepath.Join(dir, name), 0o755)
+				mounts = append(mounts, specs.Mount{Destination: "/dev/pipes", Type: "bind", Source: dir, Options: []string{"rbind", "ro"}})
+				return []string{"/dev/pipes/" + name}, mounts, cleanup, nil
+			}
+			args = []string{data}
+		} else {
+			var b strings.Builder
+			b.WriteString(args[0])
+			for _, f := range c.Files {
+				b.WriteByte('\n')
+				b.WriteString(f.Data)
+				b.WriteString(f.Name)
+			}
+			args = []string{b.String()}
+		}
+	}
+	if c.PrependShell {
+		args = append(sb.shell(), strings.Join(args, " "))
+	}
+	return args, mounts, cleanup, nil
+}
+
+// run executes a RUN instruction in runc on an overlay snapshot.
+func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *progress.Step) error {
+	args, extra, cleanup, err := sb.runArgs(c)
+	defer cleanup()
+	if err != nil {
+		return err
+	}
+	network := sb.r.opts.Network
+	switch n := instructions.GetNetwork(c); n {
+	case "", instructions.NetworkDefault:
+	case instructions.NetworkHost, instructions.NetworkNone:
+		network = n
+	default:
+		return fmt.Errorf("RUN --network=%s is not supported (use default, host or none)", n)
+	}
+	if sec := instructions.GetSecurity(c); sec != "" && sec != instructions.SecuritySandbox {
+		return fmt.Errorf("RUN --security=%s is not supported", sec)
+	}
+	releases := []func(){}
+	defer func() {
+		for i := len(releases) - 1; i >= 0; i-- {
+			releases[i]()
+		}
+	}()
+	mounts, err := sb.runMounts(ctx, c, &releases)
+	if err != nil {
+		return err
+	}
+	mounts = append(mounts, extra...)
+
+	createdBy := "RUN " + strings.Join(args, " ") + " # buildkit"
+	if len(sb.args) > 0 {
+		var kv []string
+		for _, a := range sb.args {
+			kv = append(kv, a.Key+"="+*a.Value)
+		}
+		createdBy = fmt.Sprintf("RUN |%d %s %s # buildkit", len(kv), strings.Join(kv, " "), strings.Join(args, " "))
+	}
+	cfg := sb.state.cfg.Config
+	cwd := cfg.WorkingDir
+	if cwd == "" {
+		cwd = "/"
+	}
+	return sb.change(ctx, createdBy, func(rootfs string) error {
+		id := fmt.Sprintf("strata-%s-%d", sb.r.b.Session.Name, runSeq.Add(1))
+		code, err := sb.r.b.Runner.Run(ctx, runc.Process{
+			ID:      id,
+			Rootfs:  rootfs,
+			Args:    args,
+			Env:     sb.env,
+			Cwd:     cwd,
+			User:    cfg.User,
+			Network: network,
+			Stdout:  p,
+			Stderr:  p,
+			Mounts:  mounts,
+		})
+		if err != nil {
+			return err
+		}
+		if code != 0 {
+			cmd := strings.Join(args, " ")
+			return &RunError{Stage: sb.st.Display(), Step: fmt.Sprintf("%d/%d", sb.step, sb.total), Command: cmd, ExitCode: code, Tail: p.Tail()}
+		}
+		return nil
+	})
+}
+
+// runMounts prepares the RUN --mount mounts; releases undo what they set up.
+func (sb *stageBuilder) runMounts(ctx context.Context, c *instructions.RunCommand, releases *[]func()) ([]specs.Mount, error) {
+	var out []specs.Mount
+	for _, m := range instructions.GetMounts(c) {
+		target := m.Target
+		if target == "" {
+			return nil, fmt.Errorf("--mount: target is required")
+		}
+		target = sb.resolvePath(target)
+		switch m.Type {
+		case instructions.MountTypeBind:
+			root, err := sb.mountSource(ctx, m.From, releases)
+			if err != nil {
+				return nil, err
+			}
+			src, err := securejoin.SecureJoin(root, m.Source)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := os.Stat(src); err != nil {
+				return nil, fmt.Errorf("--mount source %q: %w", m.Source, err)
+			}
+			opts := []string{"rbind", "ro"}
+			if !m.ReadOnly {
+				// rw: writes go to a throwaway overlay upper and are discarded.
+				dir, err := os.MkdirTemp(sb.r.b.Session.Dir, "bindrw-")
+				if err != nil {
+					return nil, err
+				}
+				merged := filepath.Join(dir, "merged")
+				for _, d := range []string{"upper", "work", "merged"} {
+					os.Mkdir(filepath.Join(dir, d), 0o755)
+				}
+				fi, err := os.Stat(src)
+				if err == nil && fi.IsDir() {
+					if err := overlay.Mount(ctx, []string{src}, filepath.Join(dir, "upper"), filepath.Join(dir, "work"), merged); err != nil {
+						os.RemoveAll(dir)
+						return nil, fmt.Errorf("--mount rw: %w", err)
+					}
+					*releases = append(*releases, func() { overlay.Unmount(merged); os.RemoveAll(dir) })
+					src = merged
+					opts = []string{"rbind", "rw"}
+				} else {
+					*releases = append(*releases, func() { os.RemoveAll(dir) })
+				}
+			}
+			out = append(out, specs.Mount{Destination: target, Type: "bind", Source: src, Options: opts})
+		case instructions.MountTypeCache:
+			if m.From != "" {
+				return nil, fmt.Errorf("--mount=type=cache,from= is not supported yet")
+			}
+			id := m.CacheID
+			if id == "" {
+				id = target
+			}
+			sum := sha256.Sum256([]byte(id))
+			dir := sb.r.b.Store.Path("cache", "mounts", hex.EncodeToString(sum[:16]))
+			if _, err := os.Stat(dir); os.IsNotExist(err) {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					return nil, err
+				}
+				uid, gid := 0, 0
+				if m.UID != nil {
+					uid = int(*m.UID)
+				}
+				if m.GID != nil {
+					gid = int(*m.GID)
+				}
+				os.Chown(dir, uid, gid)
+				mode := os.FileMode(0o755)
+				if m.Mode != nil {
+					mode = os.FileMode(*m.Mode)
+				}
+				os.Chmod(dir, mode)
+			}
+			out = append(out, specs.Mount{Destination: target, Type: "bind", Source: dir, Options: []string{"rbind", "rw"}})
+		case instructions.MountTypeTmpfs:
+			opts := []string{"nosuid", "nodev"}
+			if m.SizeLimit > 0 {
+				opts = append(opts, fmt.Sprintf("size=%d", m.SizeLimit))
+			}
+			out = append(out, specs.Mount{Destination: target, Type: "tmpfs", Source: "tmpfs", Options: opts})
+		default:
+			return nil, fmt.Errorf("RUN --mount=type=%s is not supported yet", m.Type)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return len(out[i].Destination) < len(out[j].Destination) })
+	return out, nil
+}
+
+// mountSource returns the root a bind mount reads from: the build context,
+// or a read-only view of a stage or image that stays mounted until release.
+func (sb *stageBuilder) mountSource(ctx context.Context, from string, releases *[]func()) (string, error) {
+	r := sb.r
+	if from == "" {
+		return r.bctx.Dir, nil
+	}
+	var dirs []string
+	idx, isStage, err := r.plan.ResolveFrom(r.df, sb.st.Index, from)
+	if err != nil {
+		return "", err
+	}
+	if isStage {
+		dirs = r.results[idx].dirs
+	} else {
+		img, err := r.b.ResolveImage(ctx, from, r.opts.Pull, r.opts.Platform, r.opts.Progress)
+		if err != nil {
+			return "", err
+		}
+		if dirs, err = r.b.LayerDirs(ctx, img); err != nil {
+			return "", err
+		}
+	}
+	dir, err := os.MkdirTemp(r.b.Session.Dir, "mnt-")
+	if err != nil {
+		return "", err
+	}
+	if len(dirs) == 0 {
+		*releases = append(*releases, func() { os.RemoveAll(dir) })
+		return dir, nil
+	}
+	if err := overlay.Mount(ctx, lowers(dirs), "", "", dir); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	*releases = append(*releases, func() { overlay.Unmount(dir); os.RemoveAll(dir) })
+	return dir, nil
+}
+
+// workdir runs WORKDIR: sets the config and creates the directory (and its
+// parents) owned by the current USER when missing.
+func (sb *stageBuilder) workdir(ctx context.Context, c *instructions.WorkdirCommand) error {
+	wd := sb.resolvePath(c.Path)
+	wd = path.Clean(wd)
+	sb.state.cfg.Config.WorkingDir = wd
+	user := sb.state.cfg.Config.User
+	return sb.change(ctx, "WORKDIR "+wd, func(rootfs string) error {
+		o, err := workdirOwner(rootfs, user)
+		if err != nil {
+			return err
+		}
+		cp := &copier{rootfs: rootfs, parentOwner: o, parentMode: 0o755}
+		return cp.mkdirAll(wd)
+	})
+}

@@ -1,0 +1,415 @@
+package build
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+
+	"github.com/strata-build/strata/internal/image"
+	"github.com/strata-build/strata/internal/plan"
+	"github.com/strata-build/strata/internal/progress"
+)
+
+// defaultPath is the PATH Docker gives images that set none.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// stageResult is a built stage: its layers (with their unpacked
+// directories, bottom first) and its image config.
+type stageResult struct {
+	layers []image.Layer
+	dirs   []string
+	cfg    v1.ConfigFile
+}
+
+func (s *stageResult) clone() *stageResult {
+	c := &stageResult{
+		layers: append([]image.Layer(nil), s.layers...),
+		dirs:   append([]string(nil), s.dirs...),
+	}
+	b, _ := json.Marshal(s.cfg)
+	_ = json.Unmarshal(b, &c.cfg)
+	return c
+}
+
+// stageBuilder executes the instructions of one stage.
+type stageBuilder struct {
+	r     *run
+	st    *plan.Stage
+	state *stageResult
+	// env is BuildKit's "state env": ENV values and ARG values in the order
+	// they were set; RUN sees it and word expansion uses it. The image config
+	// keeps only ENV.
+	env    envList
+	args   []instructions.KeyValuePairOptional // ARGs declared so far with values
+	cmdSet bool                                // CMD set in this stage (ENTRYPOINT keeps it)
+	step   int
+	total  int
+}
+
+func (r *run) buildStage(ctx context.Context, st *plan.Stage) (*stageResult, error) {
+	sb := &stageBuilder{r: r, st: st, total: len(st.Source.Commands) + 1, step: 1}
+	name := fmt.Sprintf("[%s 1/%d] FROM %s", st.Display(), sb.total, st.Base)
+	if st.Name != "" && st.BaseStage < 0 {
+		name = fmt.Sprintf("[%s 1/%d] FROM %s", st.Display(), sb.total, st.Base)
+	}
+	pstep := r.opts.Progress.Start(name)
+	base, err := sb.base(ctx)
+	if err != nil {
+		err = r.df.Wrap(st.Source.Location, err)
+		pstep.Fail(err)
+		return nil, err
+	}
+	pstep.Done()
+	sb.state = base
+	sb.env = envList(base.cfg.Config.Env)
+	if _, ok := sb.env.get("PATH"); !ok {
+		sb.env = sb.env.set("PATH", defaultPath)
+		sb.state.cfg.Config.Env = sb.env
+	}
+	// ONBUILD triggers of the base run first and are not inherited.
+	triggers := base.cfg.Config.OnBuild
+	sb.state.cfg.Config.OnBuild = nil
+	for _, t := range triggers {
+		if err := sb.onbuild(ctx, t); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range st.Source.Commands {
+		sb.step++
+		if err := sb.dispatch(ctx, c); err != nil {
+			return nil, err
+		}
+	}
+	return sb.state, nil
+}
+
+// base returns the starting state of the stage: scratch, an earlier stage or an image.
+func (sb *stageBuilder) base(ctx context.Context) (*stageResult, error) {
+	st := sb.st
+	if st.BaseStage >= 0 {
+		return sb.r.results[st.BaseStage].clone(), nil
+	}
+	plat := sb.r.opts.Platform
+	if st.Source.Platform != "" {
+		p, _, err := sb.r.df.Lexer().ProcessWord(st.Source.Platform, sb.r.globals)
+		if err != nil {
+			return nil, err
+		}
+		if want, err := v1.ParsePlatform(p); err == nil && (want.OS != plat.OS || want.Architecture != plat.Architecture) {
+			return nil, fmt.Errorf("FROM --platform=%s: building for a platform other than the host (%s/%s) needs binfmt emulation, which strata does not use", p, plat.OS, plat.Architecture)
+		}
+	}
+	if strings.EqualFold(st.Base, "scratch") {
+		res := &stageResult{}
+		res.cfg.OS = plat.OS
+		res.cfg.Architecture = plat.Architecture
+		res.cfg.Variant = plat.Variant
+		res.cfg.Config.Env = []string{"PATH=" + defaultPath}
+		res.cfg.Config.WorkingDir = "/"
+		return res, nil
+	}
+	img, err := sb.r.b.ResolveImage(ctx, st.Base, sb.r.opts.Pull, sb.r.opts.Platform, sb.r.opts.Progress)
+	if err != nil {
+		return nil, err
+	}
+	dirs, err := sb.r.b.LayerDirs(ctx, img)
+	if err != nil {
+		return nil, err
+	}
+	res := &stageResult{layers: img.Layers, dirs: dirs}
+	b, _ := json.Marshal(img.Config)
+	if err := json.Unmarshal(b, &res.cfg); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// onbuild parses and runs one ONBUILD trigger inherited from the base.
+func (sb *stageBuilder) onbuild(ctx context.Context, expr string) error {
+	res, err := parser.Parse(strings.NewReader(expr))
+	if err != nil || len(res.AST.Children) != 1 {
+		return sb.r.df.Errorf(sb.st.Source.Location, "invalid ONBUILD trigger %q in the base image: %v", expr, err)
+	}
+	node := res.AST.Children[0]
+	// Locate the trigger at the FROM line for messages.
+	node.StartLine = sb.st.Source.Location[0].Start.Line
+	node.EndLine = node.StartLine
+	cmd, err := instructions.ParseCommand(node)
+	if err != nil {
+		return sb.r.df.Errorf(sb.st.Source.Location, "ONBUILD trigger %q: %v", expr, err)
+	}
+	return sb.dispatch(ctx, cmd)
+}
+
+func (sb *stageBuilder) dispatch(ctx context.Context, c instructions.Command) error {
+	df := sb.r.df
+	loc := c.Location()
+	if _, isArg := c.(*instructions.ArgCommand); !isArg {
+		if ex, ok := c.(instructions.SupportsSingleWordExpansion); ok {
+			lex := df.Lexer()
+			if err := ex.Expand(func(word string) (string, error) {
+				v, _, err := lex.ProcessWord(word, sb.env.getter())
+				return v, err
+			}); err != nil {
+				return df.Wrap(loc, err)
+			}
+		}
+		if ex, ok := c.(instructions.SupportsSingleWordExpansionRaw); ok {
+			lex := df.Lexer()
+			lex.SkipProcessQuotes = true
+			if err := ex.ExpandRaw(func(word string) (string, error) {
+				v, _, err := lex.ProcessWord(word, sb.env.getter())
+				return v, err
+			}); err != nil {
+				return df.Wrap(loc, err)
+			}
+		}
+	}
+	label := fmt.Sprintf("[%s %d/%d] %s", sb.st.Display(), sb.step, sb.total, oneLine(c))
+	var err error
+	switch c := c.(type) {
+	case *instructions.RunCommand:
+		err = sb.withStep(label, func(p *progress.Step) error { return sb.run(ctx, c, p) })
+	case *instructions.CopyCommand:
+		err = sb.withStep(label, func(p *progress.Step) error { return sb.copy(ctx, c, p) })
+	case *instructions.AddCommand:
+		err = sb.withStep(label, func(p *progress.Step) error { return sb.add(ctx, c, p) })
+	case *instructions.WorkdirCommand:
+		err = sb.withStep(label, func(p *progress.Step) error { return sb.workdir(ctx, c) })
+	default:
+		err = sb.config(c)
+	}
+	if err != nil {
+		return df.Wrap(loc, err)
+	}
+	return nil
+}
+
+func (sb *stageBuilder) withStep(label string, fn func(p *progress.Step) error) error {
+	p := sb.r.opts.Progress.Start(label)
+	if err := fn(p); err != nil {
+		p.Fail(err)
+		return err
+	}
+	p.Done()
+	return nil
+}
+
+// oneLine renders an instruction for progress output.
+func oneLine(c instructions.Command) string {
+	s := fmt.Sprint(c)
+	if st, ok := c.(fmt.Stringer); ok {
+		s = st.String()
+	}
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 120 {
+		s = s[:117] + "..."
+	}
+	return s
+}
+
+// history appends a history entry; empty marks a config-only step.
+func (sb *stageBuilder) history(createdBy string, empty bool) {
+	sb.state.cfg.History = append(sb.state.cfg.History, v1.History{
+		Created:    v1.Time{Time: time.Now().UTC().Truncate(time.Second)},
+		CreatedBy:  createdBy,
+		Comment:    "buildkit.dockerfile.v0",
+		EmptyLayer: empty,
+	})
+	sb.state.cfg.Created = v1.Time{Time: time.Now().UTC().Truncate(time.Second)}
+}
+
+// config applies an instruction that only changes the image config.
+func (sb *stageBuilder) config(c instructions.Command) error {
+	cfg := &sb.state.cfg.Config
+	switch c := c.(type) {
+	case *instructions.EnvCommand:
+		var parts []string
+		for _, kv := range c.Env {
+			sb.env = sb.env.set(kv.Key, kv.Value)
+			cfg.Env = envList(cfg.Env).set(kv.Key, kv.Value)
+			parts = append(parts, kv.Key+"="+kv.Value)
+		}
+		sb.history("ENV "+strings.Join(parts, " "), true)
+	case *instructions.ArgCommand:
+		return sb.arg(c)
+	case *instructions.LabelCommand:
+		if cfg.Labels == nil {
+			cfg.Labels = map[string]string{}
+		}
+		var parts []string
+		for _, kv := range c.Labels {
+			cfg.Labels[kv.Key] = kv.Value
+			parts = append(parts, kv.Key+"="+kv.Value)
+		}
+		sb.history("LABEL "+strings.Join(parts, " "), true)
+	case *instructions.MaintainerCommand:
+		sb.state.cfg.Author = c.Maintainer
+		sb.history("MAINTAINER "+c.Maintainer, true)
+	case *instructions.CmdCommand:
+		cfg.Cmd = sb.withShell(c.ShellDependantCmdLine)
+		sb.cmdSet = true
+		sb.history("CMD "+jsonString(cfg.Cmd), true)
+	case *instructions.EntrypointCommand:
+		cfg.Entrypoint = sb.withShell(c.ShellDependantCmdLine)
+		if !sb.cmdSet {
+			cfg.Cmd = nil
+		}
+		sb.history("ENTRYPOINT "+jsonString(cfg.Entrypoint), true)
+	case *instructions.UserCommand:
+		cfg.User = c.User
+		sb.history("USER "+c.User, true)
+	case *instructions.ExposeCommand:
+		if cfg.ExposedPorts == nil {
+			cfg.ExposedPorts = map[string]struct{}{}
+		}
+		lex := sb.r.df.Lexer()
+		var ports []string
+		for _, p := range c.Ports {
+			words, err := lex.ProcessWords(p, sb.env.getter())
+			if err != nil {
+				return err
+			}
+			for _, w := range words {
+				ps, err := parsePorts(w)
+				if err != nil {
+					return err
+				}
+				for _, p := range ps {
+					cfg.ExposedPorts[p] = struct{}{}
+					ports = append(ports, p)
+				}
+			}
+		}
+		sort.Strings(ports)
+		sb.history("EXPOSE "+strings.Join(ports, " "), true)
+	case *instructions.VolumeCommand:
+		if cfg.Volumes == nil {
+			cfg.Volumes = map[string]struct{}{}
+		}
+		for _, v := range c.Volumes {
+			if v == "" {
+				return fmt.Errorf("VOLUME specified can not be an empty string")
+			}
+			cfg.Volumes[v] = struct{}{}
+		}
+		sb.history("VOLUME "+jsonString(c.Volumes), true)
+	case *instructions.StopSignalCommand:
+		cfg.StopSignal = c.Signal
+		sb.history("STOPSIGNAL "+c.Signal, true)
+	case *instructions.ShellCommand:
+		cfg.Shell = append([]string(nil), c.Shell...)
+		sb.history("SHELL "+jsonString(c.Shell), true)
+	case *instructions.HealthCheckCommand:
+		h := c.Health
+		cfg.Healthcheck = &v1.HealthConfig{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout, StartPeriod: h.StartPeriod, Retries: h.Retries}
+		sb.history("HEALTHCHECK "+jsonString(h.Test), true)
+	case *instructions.OnbuildCommand:
+		cfg.OnBuild = append(cfg.OnBuild, c.Expression)
+		sb.history("ONBUILD "+c.Expression, true)
+	default:
+		return fmt.Errorf("instruction %s is not supported", strings.ToUpper(c.Name()))
+	}
+	return nil
+}
+
+// arg declares build arguments in the stage (BuildKit's dispatchArg).
+func (sb *stageBuilder) arg(c *instructions.ArgCommand) error {
+	lex := sb.r.df.Lexer()
+	var parts []string
+	for _, kv := range c.Args {
+		val, hasValue := sb.r.opts.BuildArgs[kv.Key]
+		if hasValue {
+			sb.r.useArg(kv.Key)
+		}
+		var v *string
+		switch {
+		case hasValue:
+			v = &val
+		case kv.Value != nil:
+			s, _, err := lex.ProcessWord(*kv.Value, sb.env.getter())
+			if err != nil {
+				return err
+			}
+			v = &s
+		default:
+			if g, ok := sb.r.globals.Get(kv.Key); ok {
+				v = &g
+			}
+		}
+		part := kv.Key
+		if v != nil {
+			sb.env = sb.env.set(kv.Key, *v)
+			sb.args = append(sb.args, instructions.KeyValuePairOptional{Key: kv.Key, Value: v})
+			part += "=" + *v
+		}
+		parts = append(parts, part)
+	}
+	sb.history("ARG "+strings.Join(parts, " "), true)
+	return nil
+}
+
+// withShell wraps a shell-form command line in the image's SHELL.
+func (sb *stageBuilder) withShell(c instructions.ShellDependantCmdLine) []string {
+	if !c.PrependShell {
+		return append([]string(nil), c.CmdLine...)
+	}
+	return append(sb.shell(), strings.Join(c.CmdLine, " "))
+}
+
+func (sb *stageBuilder) shell() []string {
+	if s := sb.state.cfg.Config.Shell; len(s) > 0 {
+		return append([]string(nil), s...)
+	}
+	return []string{"/bin/sh", "-c"}
+}
+
+func jsonString(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// parsePorts turns "80", "53/udp" or "8000-8002/tcp" into "PORT/PROTO" keys.
+func parsePorts(s string) ([]string, error) {
+	port, proto, _ := strings.Cut(s, "/")
+	if proto == "" {
+		proto = "tcp"
+	}
+	proto = strings.ToLower(proto)
+	lo, hi, isRange := strings.Cut(port, "-")
+	var a, b int
+	if _, err := fmt.Sscanf(lo, "%d", &a); err != nil || a < 0 || a > 65535 {
+		return nil, fmt.Errorf("invalid port %q", s)
+	}
+	b = a
+	if isRange {
+		if _, err := fmt.Sscanf(hi, "%d", &b); err != nil || b < a || b > 65535 {
+			return nil, fmt.Errorf("invalid port range %q", s)
+		}
+	}
+	var out []string
+	for p := a; p <= b; p++ {
+		out = append(out, fmt.Sprintf("%d/%s", p, proto))
+	}
+	return out, nil
+}
+
+// resolvePath makes p absolute against the stage's working directory.
+func (sb *stageBuilder) resolvePath(p string) string {
+	if path.IsAbs(p) {
+		return p
+	}
+	wd := sb.state.cfg.Config.WorkingDir
+	if wd == "" {
+		wd = "/"
+	}
+	return path.Join(wd, p)
+}

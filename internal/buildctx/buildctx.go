@@ -1,0 +1,98 @@
+// Package buildctx gives read access to a build context directory with its
+// .dockerignore rules applied: excluded paths are invisible to COPY and ADD.
+package buildctx
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/moby/patternmatcher"
+	"github.com/moby/patternmatcher/ignorefile"
+)
+
+// Context is a build context directory.
+type Context struct {
+	Dir        string
+	IgnoreFile string // the ignore file used, "" if none
+	pm         *patternmatcher.PatternMatcher
+	patterns   []string
+}
+
+// Open opens the context dir. The ignore rules come from
+// DOCKERFILE.dockerignore beside the Dockerfile when it exists, else from
+// DIR/.dockerignore (as BuildKit does).
+func Open(dir, dockerfilePath string) (*Context, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("build context %s: %w", dir, err)
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return nil, fmt.Errorf("build context: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("build context %s is not a directory", dir)
+	}
+	c := &Context{Dir: abs}
+	cands := []string{}
+	if dockerfilePath != "" {
+		cands = append(cands, dockerfilePath+".dockerignore")
+	}
+	cands = append(cands, filepath.Join(abs, ".dockerignore"))
+	for _, p := range cands {
+		f, err := os.Open(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", p, err)
+		}
+		pats, err := ignorefile.ReadAll(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", p, err)
+		}
+		pm, err := patternmatcher.New(pats)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		c.IgnoreFile, c.pm, c.patterns = p, pm, pats
+		break
+	}
+	return c, nil
+}
+
+// Excluded reports whether the context-relative path rel (slash separated,
+// no leading slash) is excluded by the ignore rules.
+func (c *Context) Excluded(rel string) bool {
+	if c == nil || c.pm == nil || rel == "" || rel == "." {
+		return false
+	}
+	ok, err := c.pm.MatchesOrParentMatches(filepath.ToSlash(rel))
+	return err == nil && ok
+}
+
+// MayIncludeUnder reports whether some path below the excluded directory rel
+// could still be re-included by a "!" exception, so a walk must descend.
+func (c *Context) MayIncludeUnder(rel string) bool {
+	if c == nil || c.pm == nil || !c.pm.Exclusions() {
+		return false
+	}
+	for _, p := range c.pm.Patterns() {
+		if !p.Exclusion() {
+			continue
+		}
+		pat := p.String()
+		if strings.HasPrefix(pat, rel+"/") || strings.Contains(pat, "**") || !strings.Contains(pat, "/") {
+			return true
+		}
+	}
+	return false
+}
+
+// Patterns returns the ignore patterns in effect.
+func (c *Context) Patterns() []string { return c.patterns }

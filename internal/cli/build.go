@@ -1,0 +1,308 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/strata-build/strata/internal/build"
+	"github.com/strata-build/strata/internal/export"
+	"github.com/strata-build/strata/internal/image"
+	"github.com/strata-build/strata/internal/layer"
+	"github.com/strata-build/strata/internal/progress"
+)
+
+type buildFlags struct {
+	file        string
+	tags        []string
+	target      string
+	buildArgs   []string
+	outputs     []string
+	push        bool
+	iidfile     string
+	quiet       bool
+	progress    string
+	network     string
+	platform    string
+	jobs        int
+	pull        bool
+	noCache     bool
+	compression string
+}
+
+// output is one parsed --output.
+type output struct {
+	typ   string
+	dest  string
+	names []string
+	push  bool
+}
+
+func parseOutput(s string) (output, error) {
+	if !strings.Contains(s, "=") {
+		// `-o DIR` is short for type=local,dest=DIR, as in docker buildx.
+		if s == "-" {
+			return output{}, usagef("--output -: writing a tar to stdout is not supported yet; use dest=FILE")
+		}
+		return output{typ: "local", dest: s}, nil
+	}
+	var o output
+	for _, kv := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		switch strings.TrimSpace(k) {
+		case "type":
+			o.typ = v
+		case "dest":
+			o.dest = v
+		case "name":
+			o.names = append(o.names, strings.Split(v, ";")...)
+		case "push":
+			o.push = v == "true" || v == "1"
+		case "compression", "oci-mediatypes", "compression-level", "force-compression":
+			// accepted; layers are gzip OCI layers
+		default:
+			return o, usagef("--output %q: unknown key %q", s, k)
+		}
+	}
+	switch o.typ {
+	case "docker", "oci", "tar":
+		if o.dest == "" {
+			return o, usagef("--output type=%s needs dest=FILE", o.typ)
+		}
+	case "local":
+		if o.dest == "" {
+			return o, usagef("--output type=local needs dest=DIR")
+		}
+	case "registry":
+		o.push = true
+	case "image":
+	case "":
+		return o, usagef("--output %q: type= is required", s)
+	default:
+		return o, usagef("--output type=%s is not supported (docker, oci, local, registry, image)", o.typ)
+	}
+	return o, nil
+}
+
+func (a *app) buildCmd() *cobra.Command {
+	var f buildFlags
+	cmd := &cobra.Command{
+		Use:   "build [OPTIONS] PATH",
+		Short: "Build an image from a Dockerfile",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("\"strata build\" requires exactly 1 argument: the build context directory")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error { return a.runBuild(cmd, args[0], f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&f.file, "file", "f", "", "name of the Dockerfile (default: PATH/Dockerfile; - reads stdin)")
+	fl.StringArrayVarP(&f.tags, "tag", "t", nil, "name and optionally a tag (name:tag)")
+	fl.StringVar(&f.target, "target", "", "set the target build stage to build")
+	fl.StringArrayVar(&f.buildArgs, "build-arg", nil, "set build-time variables (KEY=VALUE, or KEY to take it from the environment)")
+	fl.StringArrayVarP(&f.outputs, "output", "o", nil, "output destination (type=docker|oci|local|registry,dest=...,name=...)")
+	fl.BoolVar(&f.push, "push", false, "push the -t names to their registries (shorthand for --output=type=registry)")
+	fl.StringVar(&f.iidfile, "iidfile", "", "write the image ID (config digest) to the file")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "suppress the build output and print the image ID on success")
+	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto, tty, plain or quiet")
+	fl.StringVar(&f.network, "network", "host", "networking mode for RUN: host or none")
+	fl.StringVar(&f.platform, "platform", "", "target platform (only the host platform can be built)")
+	fl.IntVar(&f.jobs, "jobs", 0, "how many stages to build at once (default: number of CPUs)")
+	fl.BoolVar(&f.pull, "pull", false, "always attempt to pull a newer version of the base images")
+	fl.BoolVar(&f.noCache, "no-cache", false, "do not use cache when building the image (strata has no build cache yet: every build runs every step)")
+	fl.StringVar(&f.compression, "compression", "gzip", "layer compression: gzip, zstd or uncompressed")
+	return cmd
+}
+
+func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) error {
+	ctx := cmd.Context()
+	var outs []output
+	for _, s := range f.outputs {
+		o, err := parseOutput(s)
+		if err != nil {
+			return err
+		}
+		outs = append(outs, o)
+	}
+	if f.push {
+		outs = append(outs, output{typ: "registry", push: true})
+	}
+	switch f.network {
+	case "host", "none", "default":
+	default:
+		return usagef("--network=%s is not supported (host or none)", f.network)
+	}
+	if f.network == "default" {
+		f.network = "host"
+	}
+	var quiet bool
+	switch f.progress {
+	case "auto", "tty", "plain":
+	case "quiet":
+		quiet = true
+	default:
+		return usagef("--progress=%s: use auto, tty, plain or quiet", f.progress)
+	}
+	if f.quiet {
+		quiet = true
+	}
+	comp := layer.Compression(f.compression)
+	switch comp {
+	case layer.Gzip, layer.Zstd, layer.Uncompressed:
+	default:
+		return usagef("--compression=%s: use gzip, zstd or uncompressed", f.compression)
+	}
+	args := map[string]string{}
+	for _, kv := range f.buildArgs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			ev, set := os.LookupEnv(k)
+			if !set {
+				continue
+			}
+			v = ev
+		}
+		args[k] = v
+	}
+	opts := build.Options{
+		ContextDir:  ctxDir,
+		Target:      f.target,
+		BuildArgs:   args,
+		Network:     f.network,
+		Jobs:        f.jobs,
+		Pull:        f.pull,
+		Compression: comp,
+		Progress:    progress.New(a.stderr, quiet),
+	}
+	if f.platform != "" {
+		p, err := v1.ParsePlatform(f.platform)
+		if err != nil {
+			return usagef("--platform=%s: %v", f.platform, err)
+		}
+		host := build.HostPlatform()
+		if p.OS != host.OS || p.Architecture != host.Architecture {
+			return fmt.Errorf("--platform=%s: only the host platform (%s/%s) can be built here (no binfmt emulation)", f.platform, host.OS, host.Architecture)
+		}
+		opts.Platform = *p
+	}
+	switch {
+	case f.file == "-":
+		b, err := io.ReadAll(a.stdin)
+		if err != nil {
+			return fmt.Errorf("read Dockerfile from stdin: %w", err)
+		}
+		opts.Dockerfile, opts.DockerfileName = b, "Dockerfile"
+	case f.file == "":
+		opts.DockerfilePath = filepath.Join(ctxDir, "Dockerfile")
+	default:
+		opts.DockerfilePath = f.file
+	}
+	if opts.DockerfilePath != "" {
+		if _, err := os.Stat(opts.DockerfilePath); err != nil {
+			return fmt.Errorf("cannot read Dockerfile %s: %w", opts.DockerfilePath, errNotExistPlain(err))
+		}
+	}
+	if fi, err := os.Stat(ctxDir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("build context %q is not a directory", ctxDir)
+	}
+	b, err := a.open(ctx)
+	if err != nil {
+		return err
+	}
+	img, err := b.Build(ctx, opts)
+	if err != nil {
+		return err
+	}
+	return a.finishBuild(cmd, b, img, f, outs)
+}
+
+func errNotExistPlain(err error) error {
+	if os.IsNotExist(err) {
+		return fmt.Errorf("no such file")
+	}
+	return err
+}
+
+func (a *app) finishBuild(cmd *cobra.Command, b *build.Builder, img *image.Image, f buildFlags, outs []output) error {
+	ctx := cmd.Context()
+	for _, t := range f.tags {
+		if err := b.Store.Tag(t, img.Descriptor); err != nil {
+			return err
+		}
+	}
+	for _, o := range outs {
+		names := o.names
+		if len(names) == 0 {
+			names = f.tags
+		}
+		switch o.typ {
+		case "docker", "oci", "tar":
+			if err := writeArchive(o, b, img, names); err != nil {
+				return err
+			}
+		case "local":
+			if err := b.ExportRootfs(ctx, img, o.dest); err != nil {
+				return err
+			}
+		case "image", "registry":
+			for _, n := range names {
+				if err := b.Store.Tag(n, img.Descriptor); err != nil {
+					return err
+				}
+			}
+			if o.push {
+				if len(names) == 0 {
+					return usagef("nothing to push: give -t NAME or --output type=registry,name=NAME")
+				}
+				for _, n := range names {
+					if err := a.push(ctx, b, img, n); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	id := img.Manifest.Config.Digest.String()
+	if f.iidfile != "" {
+		if err := os.WriteFile(f.iidfile, []byte(id), 0o644); err != nil {
+			return fmt.Errorf("write iidfile: %w", err)
+		}
+	}
+	if f.quiet {
+		fmt.Fprintln(a.stdout, id)
+	} else {
+		fmt.Fprintf(a.stderr, "writing image %s (manifest %s) done\n", id, img.Descriptor.Digest)
+		for _, t := range f.tags {
+			fmt.Fprintf(a.stderr, "naming to %s done\n", t)
+		}
+	}
+	return nil
+}
+
+func writeArchive(o output, b *build.Builder, img *image.Image, names []string) error {
+	tmp := o.dest + ".tmp"
+	fh, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("output %s: %w", o.dest, err)
+	}
+	defer os.Remove(tmp)
+	if o.typ == "docker" {
+		err = export.Docker(fh, b.Store, img, names)
+	} else {
+		err = export.OCI(fh, b.Store, img, names)
+	}
+	if cerr := fh.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp, o.dest)
+}

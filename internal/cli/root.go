@@ -1,0 +1,193 @@
+// Package cli maps strata's command line onto the library packages: one file
+// per command, flags named as docker's.
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strata-build/strata/internal/build"
+	"github.com/strata-build/strata/internal/executor/runc"
+	"github.com/strata-build/strata/internal/registry"
+	"github.com/strata-build/strata/internal/store"
+)
+
+// Version is strata's version, set at link time with -X.
+var Version = "0.1.0-dev"
+
+// Exit codes.
+const (
+	ExitOK    = 0
+	ExitFail  = 1
+	ExitUsage = 2
+)
+
+// usageError marks errors in how strata was called.
+type usageError struct{ error }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// app holds the global flags and lazily opened store of one invocation.
+type app struct {
+	root       string
+	configPath string
+	stdin      io.Reader
+	stdout     io.Writer
+	stderr     io.Writer
+
+	store   *store.Store
+	session *store.Session
+	builder *build.Builder
+}
+
+// DefaultRoot is the store root: $STRATA_ROOT, else /var/lib/strata for root,
+// else $XDG_DATA_HOME/strata (~/.local/share/strata).
+func DefaultRoot() string {
+	if r := os.Getenv("STRATA_ROOT"); r != "" {
+		return r
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/strata"
+	}
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "strata")
+	}
+	h, _ := os.UserHomeDir()
+	return filepath.Join(h, ".local", "share", "strata")
+}
+
+// open opens the store, reclaims what dead strata processes left behind, and
+// sets up the builder.
+func (a *app) open(ctx context.Context) (*build.Builder, error) {
+	if a.builder != nil {
+		return a.builder, nil
+	}
+	s, err := store.Open(a.root)
+	if err != nil {
+		return nil, err
+	}
+	runner := &runc.Runner{StateDir: s.Path("runc"), BundleDir: ""}
+	if err := s.Reclaim(ctx, func(ctx context.Context, session string) { deleteContainers(ctx, runner, session) }); err != nil {
+		return nil, err
+	}
+	se, err := s.NewSession()
+	if err != nil {
+		return nil, err
+	}
+	runner.BundleDir = filepath.Join(se.Dir, "bundles")
+	cfg, err := registry.LoadConfig(a.configPath, os.Getenv(registry.MirrorsEnv))
+	if err != nil {
+		se.Close()
+		return nil, err
+	}
+	a.store, a.session = s, se
+	a.builder = &build.Builder{Store: s, Registry: registry.New(cfg), Runner: runner, Session: se}
+	return a.builder, nil
+}
+
+// deleteContainers force-deletes the runc containers of a dead session.
+func deleteContainers(ctx context.Context, r *runc.Runner, session string) {
+	bin := r.Runtime
+	if bin == "" {
+		bin = "runc"
+	}
+	out, err := exec.CommandContext(ctx, bin, "--root", r.StateDir, "list", "-q").Output()
+	if err != nil {
+		return
+	}
+	for _, id := range strings.Fields(string(out)) {
+		if strings.HasPrefix(id, "strata-"+session+"-") {
+			exec.CommandContext(ctx, bin, "--root", r.StateDir, "delete", "--force", id).Run()
+		}
+	}
+}
+
+func (a *app) close() {
+	if a.session != nil {
+		a.session.Close()
+	}
+}
+
+// Main runs strata with args and returns the exit code.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
+	defer a.close()
+	root := &cobra.Command{
+		Use:           "strata",
+		Short:         "Build OCI images from Dockerfiles, without a daemon",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       Version,
+	}
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.PersistentFlags().StringVar(&a.root, "root", DefaultRoot(), "store directory (env STRATA_ROOT)")
+	root.PersistentFlags().StringVar(&a.configPath, "config", registry.DefaultConfigPath(), "registry configuration file (env STRATA_CONFIG)")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(
+		a.buildCmd(), a.imagesCmd(), a.tagCmd(), a.rmiCmd(), a.inspectCmd(), a.historyCmd(),
+		a.saveCmd(), a.loadCmd(), a.pullCmd(), a.pushCmd(), a.runCmd(), a.importCmd(), a.versionCmd(),
+	)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	msg := err.Error()
+	var ue usageError
+	if errors.As(err, &ue) || isCobraUsage(msg) {
+		fmt.Fprintf(stderr, "strata: %s\nSee 'strata --help'.\n", msg)
+		return ExitUsage
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintf(stderr, "strata: interrupted: %s\n", msg)
+		return ExitFail
+	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	fmt.Fprintf(stderr, "ERROR: %s\n", msg)
+	return ExitFail
+}
+
+// exitError passes a container's exit code through `strata run`.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func isCobraUsage(msg string) bool {
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "accepts ", "requires at least", "requires exactly", "flag needs an argument", "invalid argument"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *app) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Show the strata version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var b bytes.Buffer
+			fmt.Fprintf(&b, "strata %s\n", Version)
+			if out, err := exec.Command("runc", "--version").Output(); err == nil {
+				fmt.Fprintf(&b, "runtime: %s\n", strings.SplitN(string(out), "\n", 2)[0])
+			}
+			_, err := a.stdout.Write(b.Bytes())
+			return err
+		},
+	}
+}

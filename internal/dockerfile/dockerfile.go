@@ -1,0 +1,171 @@
+// Package dockerfile parses Dockerfiles with BuildKit's parser and
+// instructions packages and provides the word expansion rules Docker applies.
+// Every error it returns names FILE:LINE and the instruction.
+package dockerfile
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/linter"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
+)
+
+// Dockerfile is a parsed Dockerfile.
+type Dockerfile struct {
+	File     string // name used in messages, e.g. "Dockerfile"
+	Source   []byte
+	Stages   []instructions.Stage
+	MetaArgs []instructions.ArgCommand
+	Escape   rune
+	Warnings []Warning
+	Syntax   string // value of a "# syntax=" directive, if any
+}
+
+// Warning is a parser or lint warning.
+type Warning struct {
+	Line    int
+	Rule    string
+	Message string
+}
+
+// Error is a Dockerfile error located at a line.
+type Error struct {
+	File        string
+	Line        int    // 1-based; 0 when unknown
+	Instruction string // source text of the instruction, trimmed
+	Err         error
+}
+
+func (e *Error) Error() string {
+	loc := e.File
+	if e.Line > 0 {
+		loc = fmt.Sprintf("%s:%d", e.File, e.Line)
+	}
+	if e.Instruction != "" {
+		return fmt.Sprintf("%s: %s: %v", loc, e.Instruction, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", loc, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Parse parses src, the content of the Dockerfile called file.
+func Parse(file string, src []byte) (*Dockerfile, error) {
+	df := &Dockerfile{File: file, Source: src}
+	if len(bytes.TrimSpace(src)) == 0 {
+		return nil, &Error{File: file, Err: errors.New("the Dockerfile is empty")}
+	}
+	if syntax, _, _, ok := parser.DetectSyntax(src); ok {
+		df.Syntax = syntax
+	}
+	res, err := parser.Parse(bytes.NewReader(src))
+	if err != nil {
+		return nil, df.locate(err, nil)
+	}
+	df.Escape = res.EscapeToken
+	for _, w := range res.Warnings {
+		line := 0
+		if w.Location != nil {
+			line = w.Location.Start.Line
+		}
+		df.Warnings = append(df.Warnings, Warning{Line: line, Message: w.Short})
+	}
+	lint := linter.New(&linter.Config{Warn: func(rule, _, _, msg string, loc []parser.Range) {
+		line := 0
+		if len(loc) > 0 {
+			line = loc[0].Start.Line
+		}
+		df.Warnings = append(df.Warnings, Warning{Line: line, Rule: rule, Message: msg})
+	}})
+	stages, metaArgs, err := instructions.Parse(res.AST, lint)
+	if err != nil {
+		return nil, df.locate(err, nil)
+	}
+	if len(stages) == 0 {
+		return nil, &Error{File: file, Err: errors.New("no build stage: the Dockerfile has no FROM instruction")}
+	}
+	df.Stages = stages
+	df.MetaArgs = metaArgs
+	return df, nil
+}
+
+// locate turns err into an *Error with the line the parser attached to it, or
+// the given location.
+func (df *Dockerfile) locate(err error, loc []parser.Range) error {
+	var le *parser.LocationError
+	if errors.As(err, &le) && len(le.Locations) > 0 && len(le.Locations[0]) > 0 {
+		loc = le.Locations[0]
+	}
+	inner := err
+	for {
+		var l *parser.LocationError
+		if !errors.As(inner, &l) {
+			break
+		}
+		inner = l.Unwrap()
+	}
+	msg := inner
+	// instructions wraps with its own "dockerfile parse error on line N: ..." text; keep the cause only.
+	s := msg.Error()
+	if i := strings.Index(s, "parse error on line "); i >= 0 {
+		if j := strings.Index(s[i:], ": "); j >= 0 {
+			msg = errors.New(s[i+j+2:])
+		}
+	}
+	e := &Error{File: df.File, Err: msg}
+	if len(loc) > 0 {
+		e.Line = loc[0].Start.Line
+		e.Instruction = df.Line(loc)
+	}
+	return e
+}
+
+// Errorf returns an *Error located at loc.
+func (df *Dockerfile) Errorf(loc []parser.Range, format string, a ...any) error {
+	return df.Wrap(loc, fmt.Errorf(format, a...))
+}
+
+// Wrap locates err at loc (the instruction's location).
+func (df *Dockerfile) Wrap(loc []parser.Range, err error) error {
+	var e *Error
+	if errors.As(err, &e) {
+		return err
+	}
+	out := &Error{File: df.File, Err: err}
+	if len(loc) > 0 {
+		out.Line = loc[0].Start.Line
+		out.Instruction = df.Line(loc)
+	}
+	return out
+}
+
+// Line returns the first source line of loc, trimmed and shortened for messages.
+func (df *Dockerfile) Line(loc []parser.Range) string {
+	if len(loc) == 0 {
+		return ""
+	}
+	lines := strings.Split(string(df.Source), "\n")
+	n := loc[0].Start.Line
+	if n < 1 || n > len(lines) {
+		return ""
+	}
+	s := strings.TrimSpace(lines[n-1])
+	if len(s) > 80 {
+		s = s[:77] + "..."
+	}
+	return s
+}
+
+// Lexer returns the word expander for this Dockerfile's escape character.
+func (df *Dockerfile) Lexer() *shell.Lex {
+	esc := df.Escape
+	if esc == 0 {
+		esc = '\\'
+	}
+	return shell.NewLex(esc)
+}

@@ -1,0 +1,363 @@
+// Package runc runs one Dockerfile RUN step in runc, on a root filesystem that the
+// caller has already mounted (typically an overlay whose upperdir becomes the
+// step's layer).
+//
+// Run writes an OCI runtime spec modelled on BuildKit's (see newSpec), runs
+// `runc run` in the foreground with stdin from /dev/null, streams stdout and stderr,
+// and on every path deletes the container and its bundle directory and removes the
+// mount points runc had to create in the rootfs (mount stubs), so a layer holds
+// only what the command itself changed.
+package runc
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/strata-build/strata/internal/executor/user"
+)
+
+// Network modes for Process.Network.
+const (
+	// NetworkHost shares the host's network namespace (the default).
+	NetworkHost = "host"
+	// NetworkNone gives the process a new network namespace with only loopback.
+	NetworkNone = "none"
+)
+
+// Runner runs processes with the runc binary. The zero value uses "runc" from
+// PATH but needs StateDir and BundleDir. A Runner holds no state of its own and
+// may be used for concurrent runs (with distinct Process IDs).
+type Runner struct {
+	Runtime   string // runc binary; "" means "runc" from PATH
+	StateDir  string // passed as `runc --root`; created (0700) if missing
+	BundleDir string // parent dir for per-run bundle dirs (config.json); created (0700) if missing
+}
+
+// Process describes one RUN.
+type Process struct {
+	// ID is the container id; unique among concurrent runs of a Runner (the
+	// caller makes one, e.g. "strata-" + random). Letters, digits, "_+-." only.
+	ID string
+	// Rootfs is the mounted root filesystem (e.g. a merged overlay); writable.
+	Rootfs string
+	// Args is argv (shell form already wrapped by the caller as SHELL + cmdline).
+	Args []string
+	// Env holds KEY=VALUE entries; PATH=DefaultPath is added when there is no PATH.
+	Env []string
+	// Cwd is the absolute working directory, "/" when empty. It is created in
+	// Rootfs (0755, owned by the user) if missing and stays there afterwards.
+	Cwd string
+	// User is the Dockerfile USER value, resolved with user.LookupUser against
+	// Rootfs's /etc/passwd and /etc/group.
+	User string
+	// Network is NetworkHost ("" means host) or NetworkNone.
+	Network string
+	// Hostname defaults to DefaultHostname.
+	Hostname string
+	// Stdout and Stderr receive the live output; nil discards. They may be the
+	// same writer (writes are then serialized by the process, not by Run).
+	Stdout, Stderr io.Writer
+	// Mounts are extra mounts (bind, tmpfs, ...) added after the default ones.
+	// Their mount points are removed from Rootfs afterwards when runc had to
+	// create them and they are still empty.
+	Mounts []specs.Mount
+}
+
+var validID = regexp.MustCompile(`^[\w+\-.]+$`)
+
+// killRetry is how often the cancel path retries `runc kill` while the container
+// is still being created.
+const killRetry = 50 * time.Millisecond
+
+// Run executes p and waits for it. It returns the process's exit code (0 on
+// success; 128+N when the process was killed by signal N) and a nil error, even
+// when the exit code is not 0. It returns -1 and an error only when the container
+// could not be run at all: runc missing, a bad Process, a failed user lookup, or
+// runc failing to create or start the container (including an executable that
+// does not exist in the rootfs).
+//
+// When ctx is canceled Run kills the container (SIGKILL), deletes it (`runc delete
+// --force`) and returns an error wrapping ctx.Err(). On every path the container,
+// its bundle directory and the mount stubs runc created in Rootfs are removed.
+func (r *Runner) Run(ctx context.Context, p Process) (exitCode int, err error) {
+	if err := ctx.Err(); err != nil {
+		return -1, fmt.Errorf("run %s: %w", p.ID, err)
+	}
+	if !validID.MatchString(p.ID) {
+		return -1, fmt.Errorf("run: invalid container id %q", p.ID)
+	}
+	if len(p.Args) == 0 {
+		return -1, fmt.Errorf("run %s: no command", p.ID)
+	}
+	switch p.Network {
+	case "", NetworkHost, NetworkNone:
+	default:
+		return -1, fmt.Errorf("run %s: unknown network mode %q", p.ID, p.Network)
+	}
+	if r.StateDir == "" || r.BundleDir == "" {
+		return -1, fmt.Errorf("run %s: runner needs StateDir and BundleDir", p.ID)
+	}
+	rootfs, err := filepath.Abs(p.Rootfs)
+	if err != nil || p.Rootfs == "" {
+		return -1, fmt.Errorf("run %s: bad rootfs %q: %v", p.ID, p.Rootfs, err)
+	}
+	if st, err := os.Stat(rootfs); err != nil || !st.IsDir() {
+		return -1, fmt.Errorf("run %s: rootfs %s is not a directory: %w", p.ID, rootfs, errOr(err, syscall.ENOTDIR))
+	}
+	cwd := p.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	if !filepath.IsAbs(cwd) {
+		return -1, fmt.Errorf("run %s: working directory %q is not absolute", p.ID, cwd)
+	}
+	cwd = filepath.Clean(cwd)
+
+	runtime := r.Runtime
+	if runtime == "" {
+		runtime = "runc"
+	}
+	runtimePath, err := exec.LookPath(runtime)
+	if err != nil {
+		return -1, fmt.Errorf("run %s: find runtime: %w", p.ID, err)
+	}
+	for _, d := range []string{r.StateDir, r.BundleDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return -1, fmt.Errorf("run %s: %w", p.ID, err)
+		}
+	}
+
+	uid, gid, sgids, err := user.LookupUser(rootfs, p.User)
+	if err != nil {
+		return -1, fmt.Errorf("run %s: user %q: %w", p.ID, p.User, err)
+	}
+	if err := mkdirAllOwned(rootfs, cwd, int(uid), int(gid)); err != nil {
+		return -1, fmt.Errorf("run %s: create working directory %s: %w", p.ID, cwd, err)
+	}
+
+	spec := newSpec(&p, specInput{
+		rootfs:         rootfs,
+		uid:            uid,
+		gid:            gid,
+		additionalGids: sgids,
+		cwd:            cwd,
+		nofile:         nofileLimit(),
+	})
+	dests := make([]string, 0, len(spec.Mounts))
+	for _, m := range spec.Mounts {
+		dests = append(dests, m.Destination)
+	}
+	stubs := recordMountStubs(rootfs, dests)
+	defer func() {
+		if cerr := stubs.clean(); cerr != nil && err == nil {
+			exitCode, err = -1, fmt.Errorf("run %s: %w", p.ID, cerr)
+		}
+	}()
+
+	bundle := filepath.Join(r.BundleDir, p.ID)
+	if err := os.Mkdir(bundle, 0o700); err != nil {
+		return -1, fmt.Errorf("run %s: create bundle: %w", p.ID, err)
+	}
+	defer os.RemoveAll(bundle)
+	cfg, err := json.Marshal(spec)
+	if err != nil {
+		return -1, fmt.Errorf("run %s: encode spec: %w", p.ID, err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), cfg, 0o600); err != nil {
+		return -1, fmt.Errorf("run %s: write spec: %w", p.ID, err)
+	}
+
+	return r.runc(ctx, runtimePath, bundle, &p)
+}
+
+func errOr(err, def error) error {
+	if err != nil {
+		return err
+	}
+	return def
+}
+
+// runc runs `runc run` and handles cancellation and cleanup of the container.
+func (r *Runner) runc(ctx context.Context, runtimePath, bundle string, p *Process) (int, error) {
+	logPath := filepath.Join(bundle, "runc.log")
+	cmd := exec.Command(runtimePath,
+		"--root", r.StateDir,
+		"--log", logPath, "--log-format", "json",
+		"run", "--bundle", bundle, p.ID)
+	cmd.Dir = bundle
+	cmd.Stdin = nil // /dev/null
+	cmd.Stdout = p.Stdout
+	cmd.Stderr = p.Stderr
+	// Own process group: a Ctrl-C on strata's terminal must not reach runc (or the
+	// container) directly; cancellation goes through ctx and `runc kill`.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// If the output copy goroutines are still blocked after the process is gone
+	// (a writer that does not return), do not hang forever.
+	cmd.WaitDelay = 10 * time.Second
+
+	if err := cmd.Start(); err != nil {
+		return -1, fmt.Errorf("run %s: start runc: %w", p.ID, err)
+	}
+
+	done := make(chan struct{})
+	killed := make(chan struct{})
+	go func() {
+		defer close(killed)
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+		}
+		r.kill(done, runtimePath, p.ID, cmd.Process)
+	}()
+	waitErr := cmd.Wait()
+	close(done)
+	<-killed
+
+	// `runc run` deletes the container when it exits normally; anything left
+	// (cancellation, runc killed) is deleted here.
+	r.forceDelete(runtimePath, p.ID)
+
+	if ctx.Err() != nil {
+		return -1, fmt.Errorf("run %s: %w", p.ID, ctx.Err())
+	}
+
+	code := 0
+	if waitErr != nil {
+		var ee *exec.ExitError
+		if !errors.As(waitErr, &ee) {
+			return -1, fmt.Errorf("run %s: wait for runc: %w", p.ID, waitErr)
+		}
+		ws, _ := ee.Sys().(syscall.WaitStatus)
+		switch {
+		case ws.Exited():
+			code = ws.ExitStatus()
+		case ws.Signaled():
+			return -1, fmt.Errorf("run %s: runc killed by signal %v", p.ID, ws.Signal())
+		default:
+			return -1, fmt.Errorf("run %s: runc: %w", p.ID, waitErr)
+		}
+	}
+	if code != 0 {
+		// runc exits non-zero both for the process's own status and for its own
+		// failures; the latter are logged at error level.
+		if msg := runcError(logPath); msg != "" {
+			return -1, fmt.Errorf("run %s: runc: %s", p.ID, msg)
+		}
+	}
+	return code, nil
+}
+
+// kill sends SIGKILL to the container until that works or runc exits. `runc
+// kill` fails while the container is still being created, so it is retried.
+// If runc has not exited some seconds after a successful kill, the runc process
+// group itself is killed so Run can return (forceDelete cleans up after it).
+func (r *Runner) kill(done <-chan struct{}, runtimePath, id string, runcProc *os.Process) {
+	giveUp := time.After(5 * time.Second)
+	for {
+		kctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := exec.CommandContext(kctx, runtimePath, "--root", r.StateDir, "kill", id, "KILL").Run()
+		cancel()
+		if err == nil {
+			break
+		}
+		select {
+		case <-done:
+			return
+		case <-giveUp:
+			_ = syscall.Kill(-runcProc.Pid, syscall.SIGKILL)
+			return
+		case <-time.After(killRetry):
+		}
+	}
+	select {
+	case <-done:
+	case <-giveUp:
+		_ = syscall.Kill(-runcProc.Pid, syscall.SIGKILL)
+	}
+}
+
+// forceDelete runs `runc delete --force` when runc still has state for id.
+func (r *Runner) forceDelete(runtimePath, id string) {
+	if _, err := os.Stat(filepath.Join(r.StateDir, id)); err != nil {
+		return
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = exec.CommandContext(dctx, runtimePath, "--root", r.StateDir, "delete", "--force", id).Run()
+}
+
+// runcError returns the error-level messages from runc's JSON log, or "".
+func runcError(logPath string) string {
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		return ""
+	}
+	var msgs []string
+	s := bufio.NewScanner(bytes.NewReader(data))
+	s.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for s.Scan() {
+		var entry struct {
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+		}
+		if json.Unmarshal(s.Bytes(), &entry) != nil {
+			continue
+		}
+		if entry.Level == "error" || entry.Level == "fatal" {
+			msgs = append(msgs, entry.Msg)
+		}
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// mkdirAllOwned creates dir (absolute, inside rootfs, symlinks resolved inside
+// rootfs) and any missing parents with mode 0755, each created directory owned by
+// uid:gid. Existing directories are left alone.
+func mkdirAllOwned(rootfs, dir string, uid, gid int) error {
+	p, err := securejoin.SecureJoin(rootfs, dir)
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for q := p; q != rootfs && strings.HasPrefix(q, rootfs+"/"); q = filepath.Dir(q) {
+		st, err := os.Stat(q)
+		if err == nil {
+			if !st.IsDir() {
+				return fmt.Errorf("%s is not a directory", strings.TrimPrefix(q, rootfs))
+			}
+			break
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		missing = append(missing, q)
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := os.Mkdir(missing[i], 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+		if err := os.Chmod(missing[i], 0o755); err != nil { // no umask
+			return err
+		}
+		if err := os.Lchown(missing[i], uid, gid); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,552 @@
+package runc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-build/strata/internal/snapshot/overlay"
+)
+
+const busyboxPath = "/bin/busybox"
+
+// requireRunc skips the test unless it runs as root with runc and busybox-static.
+func requireRunc(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("runc tests need root; run the tests as root")
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		t.Skip("runc not found in PATH (apt-get install runc)")
+	}
+	if _, err := os.Stat(busyboxPath); err != nil {
+		t.Skip("busybox not found at /bin/busybox (apt-get install busybox-static)")
+	}
+}
+
+// newRunner returns a Runner whose state and bundle dirs are checked for leftovers
+// when the test ends.
+func newRunner(t testing.TB) *Runner {
+	t.Helper()
+	d := t.TempDir()
+	r := &Runner{StateDir: filepath.Join(d, "state"), BundleDir: filepath.Join(d, "bundles")}
+	t.Cleanup(func() { checkNoLeftovers(t, r) })
+	return r
+}
+
+func checkNoLeftovers(t testing.TB, r *Runner) {
+	t.Helper()
+	out, err := exec.Command("runc", "--root", r.StateDir, "list", "-q").CombinedOutput()
+	if err != nil {
+		t.Errorf("runc list: %v: %s", err, out)
+	} else if s := strings.TrimSpace(string(out)); s != "" {
+		t.Errorf("containers left behind: %s", s)
+		for _, id := range strings.Fields(s) {
+			_ = exec.Command("runc", "--root", r.StateDir, "delete", "--force", id).Run()
+		}
+	}
+	ents, _ := os.ReadDir(r.BundleDir)
+	for _, e := range ents {
+		t.Errorf("bundle left behind: %s", e.Name())
+	}
+	for _, c := range leftoverCgroups(t) {
+		t.Errorf("cgroup left behind: %s", c)
+	}
+}
+
+// leftoverCgroups lists cgroup directories named like test containers.
+func leftoverCgroups(t testing.TB) []string {
+	t.Helper()
+	var left []string
+	_ = filepath.WalkDir("/sys/fs/cgroup", func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		if strings.HasPrefix(d.Name(), "strata-") {
+			left = append(left, p)
+			return filepath.SkipDir
+		}
+		if strings.Count(p, "/") > 8 {
+			return filepath.SkipDir
+		}
+		return nil
+	})
+	return left
+}
+
+// busyboxRootfs makes a minimal rootfs: /bin/busybox with applet links, and (with
+// etc) /etc/passwd and /etc/group with root, app (1000) and nobody.
+func busyboxRootfs(t testing.TB, dir string, etc bool) {
+	t.Helper()
+	bin := filepath.Join(dir, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(busyboxPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "busybox"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"sh", "id", "ls", "cat", "echo", "pwd", "sleep", "true", "false", "ip", "touch", "mkdir", "env", "hostname", "stat"} {
+		if err := os.Symlink("busybox", filepath.Join(bin, a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !etc {
+		return
+	}
+	files := map[string]string{
+		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+		"etc/group":  "root:x:0:\nwheel:x:10:app\napp:x:1000:\nstaff:x:50:app,nobody\nnogroup:x:65534:\n",
+	}
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func newRootfs(t testing.TB) string {
+	t.Helper()
+	d := filepath.Join(t.TempDir(), "rootfs")
+	busyboxRootfs(t, d, true)
+	return d
+}
+
+// run runs a shell command and returns its exit code and combined output.
+func run(t *testing.T, r *Runner, p Process) (int, string) {
+	t.Helper()
+	var out syncBuffer
+	p.Stdout, p.Stderr = &out, &out
+	if p.ID == "" {
+		p.ID = "strata-test-" + strings.NewReplacer("/", "-", " ", "_").Replace(t.Name())
+	}
+	code, err := r.Run(context.Background(), p)
+	if err != nil {
+		t.Fatalf("Run: %v (output %q)", err, out.String())
+	}
+	return code, out.String()
+}
+
+func sh(cmd string) []string { return []string{"/bin/sh", "-c", cmd} }
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestExitCode(t *testing.T) {
+	requireRunc(t)
+	r := newRunner(t)
+	rootfs := newRootfs(t)
+	code, out := run(t, r, Process{Rootfs: rootfs, Args: sh("echo out; echo err >&2; exit 3")})
+	if code != 3 {
+		t.Fatalf("exit code %d, want 3", code)
+	}
+	if out != "out\nerr\n" {
+		t.Fatalf("output %q", out)
+	}
+	code, _ = run(t, r, Process{ID: "strata-true", Rootfs: rootfs, Args: []string{"/bin/true"}})
+	if code != 0 {
+		t.Fatalf("true exited %d", code)
+	}
+}
+
+func TestStdoutStreamed(t *testing.T) {
+	requireRunc(t)
+	r := newRunner(t)
+	rootfs := newRootfs(t)
+	pr, pw := io.Pipe()
+	lines := make(chan string, 10)
+	go func() {
+		buf := make([]byte, 256)
+		for {
+			n, err := pr.Read(buf)
+			if n > 0 {
+				lines <- string(buf[:n])
+			}
+			if err != nil {
+				close(lines)
+				return
+			}
+		}
+	}()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := r.Run(context.Background(), Process{
+			ID: "strata-stream", Rootfs: rootfs, Stdout: pw, Stderr: pw,
+			Args: sh("echo first; sleep 2; echo second"),
+		})
+		pw.Close()
+		errc <- err
+	}()
+	select {
+	case l := <-lines:
+		if l != "first\n" {
+			t.Fatalf("first chunk %q", l)
+		}
+	case <-time.After(1800 * time.Millisecond):
+		t.Fatal("first line not streamed before the command finished")
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestEnvCwdHostname(t *testing.T) {
+	requireRunc(t)
+	r := newRunner(t)
+	rootfs := newRootfs(t)
+	code, out := run(t, r, Process{
+		Rootfs: rootfs,
+		Env:    []string{"FOO=bar baz"},
+		Cwd:    "/work/dir",
+		Args:   sh(`echo "$FOO|$PATH|$(pwd)|$(hostname)|$HOME"`),
+	})
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	if want := "bar baz|" + DefaultPath + "|/work/dir|strata|/root\n"; out != want {
+		t.Fatalf("got %q, want %q", out, want)
+	}
+	st, err := os.Stat(filepath.Join(rootfs, "work/dir"))
+	if err != nil || !st.IsDir() || st.Mode().Perm() != 0o755 {
+		t.Fatalf("cwd not kept in rootfs: %v %v", st, err)
+	}
+
+	_, out = run(t, r, Process{
+		ID: "strata-env2", Rootfs: rootfs, Hostname: "builder",
+		Env:  []string{"PATH=/bin"},
+		Args: sh(`echo "$PATH $(hostname)"`),
+	})
+	if out != "/bin builder\n" {
+		t.Fatalf("got %q", out)
+	}
+}
+
+func TestUser(t *testing.T) {
+	requireRunc(t)
+	r := newRunner(t)
+	rootfs := newRootfs(t)
+	// The kernel sorts the supplementary groups, so id lists them in gid order.
+	tests := []struct{ user, cwd, want string }{
+		{"", "", "uid=0(root) gid=0(root) groups=0(root)"},
+		{"app", "/home/app/src", "uid=1000(app) gid=1000(app) groups=10(wheel),50(staff),1000(app)"},
+		{"1000", "", "uid=1000(app) gid=1000(app) groups=10(wheel),50(staff),1000(app)"},
+		{"1234:5", "/data", "uid=1234 gid=5 groups=5"},
+		{"4242", "", "uid=4242 gid=0(root) groups=0(root)"},
+		{"nobody:app", "", "uid=65534(nobody) gid=1000(app) groups=1000(app)"},
+	}
+	for i, tt := range tests {
+		code, out := run(t, r, Process{ID: "strata-user-" + string(rune('a'+i)), Rootfs: rootfs, User: tt.user, Cwd: tt.cwd, Args: []string{"id"}})
+		if code != 0 || strings.TrimSpace(out) != tt.want {
+			t.Errorf("USER %q: exit %d, id = %q, want %q", tt.user, code, out, tt.want)
+		}
+	}
+	// Cwd created for the user is owned by the user.
+	var st = statOwner(t, filepath.Join(rootfs, "home/app/src"))
+	if st != [2]uint32{1000, 1000} {
+		t.Errorf("/home/app/src owned by %v", st)
+	}
+	if st := statOwner(t, filepath.Join(rootfs, "home/app")); st != [2]uint32{1000, 1000} {
+		t.Errorf("/home/app owned by %v", st)
+	}
+	if st := statOwner(t, filepath.Join(rootfs, "data")); st != [2]uint32{1234, 5} {
+		t.Errorf("/data owned by %v", st)
+	}
+
+	_, err := r.Run(context.Background(), Process{ID: "strata-ghost", Rootfs: rootfs, User: "ghost", Args: []string{"id"}})
+	if err == nil || !strings.Contains(err.Error(), "unable to find user ghost: no matching entries in passwd file") {
+		t.Fatalf("unknown user: err = %v", err)
+	}
+}
+
+func TestNetwork(t *testing.T) {
+	requireRunc(t)
+	r := newRunner(t)
+	rootfs := newRootfs(t)
+	_, out := run(t, r, Process{ID: "strata-net-none", Rootfs: rootfs, Network: NetworkNone, Args: sh("ls /sys/class/net; ip -o link | wc -l; cat /sys/class/net/lo/operstate")})
+	if f := strings.Fields(out); len(f) != 3 || f[0] != "lo" || f[1] != "1" || f[2] != "unknown" {
+		t.Errorf("network none sees %q, want only lo (up)", out)
+	}
+
+	hostIfs, err := os.ReadDir("/sys/class/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, e := range hostIfs {
+		want = append(want, e.Name())
+	}
+	_, out = run(t, r, Process{ID: "strata-net-host", Rootfs: rootfs, Args: sh("ls /sys/class/net")})
+	if got := strings.Fields(out); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("host network sees %q, want %q", got, want)
+	}
+	// Host resolv.conf and hosts are visible (read-only).
+	if _, err := os.Stat("/etc/hosts"); err == nil {
+		host, _ := os.ReadFile("/etc/hosts")
+		code, out := run(t, r, Process{ID: "strata-hosts", Rootfs: rootfs, Args: sh("cat /etc/hosts && echo x 2>/dev/null >> /etc/hosts")})
+		if code == 0 || out != string(host) {
+			t.Errorf("/etc/hosts: exit %d, %q", code, out)
+		}
+	}
+}
+
+func TestMountStubsRemoved(t *testing.T) {
+	requireRunc(t)
+	r := newRunner(t)
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	busyboxRootfs(t, rootfs, false) // no /etc, /proc, /dev, /sys
+	extra := t.TempDir()
+	if err := os.WriteFile(filepath.Join(extra, "data"), []byte("from bind"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out := run(t, r, Process{
+		Rootfs: rootfs, Cwd: "/app",
+		Mounts: []specs.Mount{
+			{Destination: "/mnt/tools", Type: "bind", Source: extra, Options: []string{"rbind", "ro"}},
+			{Destination: "/var/cache/x", Type: "tmpfs", Source: "tmpfs"},
+			{Destination: "/usr/keep/m", Type: "tmpfs", Source: "tmpfs"},
+		},
+		Args: sh("cat /mnt/tools/data; ls /etc; touch /usr/keep/kept-file /var/cache/x/gone"),
+	})
+	if code != 0 || !strings.HasPrefix(out, "from bind") {
+		t.Fatalf("exit %d: %q", code, out)
+	}
+	var got []string
+	ents, _ := os.ReadDir(rootfs)
+	for _, e := range ents {
+		got = append(got, e.Name())
+	}
+	// /app is the working directory and stays; /usr/keep holds a file written
+	// next to the mount point, so /usr/keep stays but /usr/keep/m goes.
+	if strings.Join(got, " ") != "app bin usr" {
+		t.Fatalf("rootfs after run: %v", got)
+	}
+	if _, err := os.Lstat(filepath.Join(rootfs, "usr/keep/m")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("usr/keep/m: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(rootfs, "usr/keep/kept-file")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMountStubsKeepExisting(t *testing.T) {
+	requireRunc(t)
+	r := newRunner(t)
+	rootfs := newRootfs(t) // has /etc but no /etc/hosts
+	for _, d := range []string{"proc", "dev", "sys"} {
+		if err := os.Mkdir(filepath.Join(rootfs, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Unix(1000000000, 0)
+	if err := os.Chtimes(filepath.Join(rootfs, "etc"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	code, out := run(t, r, Process{Rootfs: rootfs, Args: sh("echo hi > /etc/created-by-run")})
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	for _, p := range []string{"proc", "dev", "sys", "etc/passwd", "etc/created-by-run"} {
+		if _, err := os.Lstat(filepath.Join(rootfs, p)); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	for _, p := range []string{"etc/hosts", "etc/resolv.conf"} {
+		if _, err := os.Lstat(filepath.Join(rootfs, p)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("stub %s left: %v", p, err)
+		}
+	}
+}
+
+func TestMountStubSymlinkedTarget(t *testing.T) {
+	requireRunc(t)
+	r := newRunner(t)
+	rootfs := newRootfs(t)
+	// As in images using systemd-resolved: the mount point is a symlink to a
+	// file that does not exist; runc creates the target (inside the rootfs).
+	if err := os.Symlink("/run/systemd/resolve/stub-resolv.conf", filepath.Join(rootfs, "etc/resolv.conf")); err != nil {
+		t.Fatal(err)
+	}
+	code, out := run(t, r, Process{Rootfs: rootfs, Args: sh("test -r /etc/resolv.conf && echo ok")})
+	if code != 0 || out != "ok\n" {
+		t.Fatalf("exit %d: %q", code, out)
+	}
+	if _, err := os.Lstat(filepath.Join(rootfs, "run")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("/run stub left: %v", err)
+	}
+	if target, err := os.Readlink(filepath.Join(rootfs, "etc/resolv.conf")); err != nil || target != "/run/systemd/resolve/stub-resolv.conf" {
+		t.Errorf("symlink changed: %q %v", target, err)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	requireRunc(t)
+	r := newRunner(t)
+	rootfs := newRootfs(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncBuffer
+	errc := make(chan error, 1)
+	go func() {
+		_, err := r.Run(ctx, Process{ID: "strata-cancel", Rootfs: rootfs, Stdout: &out, Stderr: &out, Args: sh("echo started; sleep 100")})
+		errc <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "started") {
+		if time.Now().After(deadline) {
+			t.Fatal("container did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("cancel took %v", d)
+	}
+	t.Logf("cancel took %v", time.Since(start))
+}
+
+// TestCancelEarly cancels while runc is still setting the container up.
+func TestCancelEarly(t *testing.T) {
+	requireRunc(t)
+	r := newRunner(t)
+	rootfs := newRootfs(t)
+	for i, delay := range []time.Duration{0, time.Millisecond, 5 * time.Millisecond, 20 * time.Millisecond} {
+		ctx, cancel := context.WithTimeout(context.Background(), delay)
+		_, err := r.Run(ctx, Process{ID: "strata-early-" + string(rune('a'+i)), Rootfs: rootfs, Args: sh("sleep 100")})
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("delay %v: err = %v", delay, err)
+		}
+	}
+}
+
+func TestRuncErrors(t *testing.T) {
+	requireRunc(t)
+	r := newRunner(t)
+	rootfs := newRootfs(t)
+	_, err := r.Run(context.Background(), Process{ID: "strata-noexec", Rootfs: rootfs, Args: []string{"/no/such/binary"}})
+	if err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("missing executable: err = %v", err)
+	}
+	bad := &Runner{Runtime: "/no/runc", StateDir: r.StateDir, BundleDir: r.BundleDir}
+	if _, err := bad.Run(context.Background(), Process{ID: "x", Rootfs: rootfs, Args: []string{"true"}}); err == nil {
+		t.Error("missing runtime: no error")
+	}
+	if _, err := r.Run(context.Background(), Process{ID: "bad/id", Rootfs: rootfs, Args: []string{"true"}}); err == nil {
+		t.Error("bad id: no error")
+	}
+	if _, err := r.Run(context.Background(), Process{ID: "x", Rootfs: rootfs, Args: []string{"true"}, Cwd: "rel"}); err == nil {
+		t.Error("relative cwd: no error")
+	}
+}
+
+func TestOverlayRootfs(t *testing.T) {
+	requireRunc(t)
+	r := newRunner(t)
+	d := t.TempDir()
+	lower := filepath.Join(d, "lower")
+	busyboxRootfs(t, lower, true)
+	if err := os.WriteFile(filepath.Join(lower, "etc/motd"), []byte("base"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	upper, work, merged := filepath.Join(d, "upper"), filepath.Join(d, "work"), filepath.Join(d, "merged")
+	for _, p := range []string{upper, work, merged} {
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := overlay.Mount(context.Background(), []string{lower}, upper, work, merged); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := overlay.Unmount(merged); err != nil {
+			t.Error(err)
+		}
+	})
+	code, out := run(t, r, Process{Rootfs: merged, Cwd: "/srv", Args: sh("rm /etc/motd && echo new > /srv/file && cat /etc/passwd | wc -l")})
+	if code != 0 || strings.TrimSpace(out) != "3" {
+		t.Fatalf("exit %d: %q", code, out)
+	}
+	// The upper dir is the diff: srv/file, the whiteout for etc/motd, and no stubs.
+	var got []string
+	err := filepath.Walk(upper, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != upper {
+			rel, _ := filepath.Rel(upper, p)
+			got = append(got, rel+":"+info.Mode().Type().String())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "etc:d--------- etc/motd:Dc--------- srv:d--------- srv/file:----------"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("upper = %v\nwant    %s", got, want)
+	}
+}
+
+func statOwner(t *testing.T, p string) [2]uint32 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	return [2]uint32{st.Uid, st.Gid}
+}
+
+func BenchmarkRunTrue(b *testing.B) {
+	requireRunc(b)
+	r := newRunner(b)
+	rootfs := newRootfs(b)
+	i := 0
+	for b.Loop() {
+		i++
+		code, err := r.Run(context.Background(), Process{ID: "strata-bench-" + strconv.Itoa(i), Rootfs: rootfs, Args: []string{"/bin/true"}})
+		if err != nil || code != 0 {
+			b.Fatalf("code %d err %v", code, err)
+		}
+	}
+}

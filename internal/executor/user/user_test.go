@@ -1,0 +1,140 @@
+package user
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+const passwd = `root:x:0:0:root:/root:/bin/sh
+# a comment
+daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
+
+app:x:1000:1000:App:/home/app:/bin/sh
+broken:x:notanumber:1:::
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+`
+
+const group = `root:x:0:root
+bin:x:1:root,daemon
+wheel:x:10:root, app
+app:x:1000:
+docker:x:999:app
+nogroup:x:65534:
+`
+
+func rootfsWith(t *testing.T, files map[string]string) string {
+	t.Helper()
+	root := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+func TestLookupUser(t *testing.T) {
+	full := rootfsWith(t, map[string]string{"etc/passwd": passwd, "etc/group": group})
+	empty := t.TempDir()
+
+	tests := []struct {
+		name    string
+		rootfs  string
+		user    string
+		uid     uint32
+		gid     uint32
+		add     []uint32
+		wantErr string
+	}{
+		{name: "default is root with its groups", rootfs: full, user: "", uid: 0, gid: 0, add: []uint32{0, 1, 10}},
+		{name: "default without files", rootfs: empty, user: "", uid: 0, gid: 0, add: []uint32{0}},
+		{name: "name", rootfs: full, user: "app", uid: 1000, gid: 1000, add: []uint32{1000, 10, 999}},
+		{name: "uid with entry", rootfs: full, user: "1000", uid: 1000, gid: 1000, add: []uint32{1000, 10, 999}},
+		{name: "uid without entry", rootfs: full, user: "4242", uid: 4242, gid: 0, add: []uint32{0}},
+		{name: "uid without files", rootfs: empty, user: "1234", uid: 1234, gid: 0, add: []uint32{0}},
+		{name: "numeric pair", rootfs: empty, user: "1234:5", uid: 1234, gid: 5, add: []uint32{5}},
+		{name: "numeric pair skips groups", rootfs: full, user: "1000:1000", uid: 1000, gid: 1000, add: []uint32{1000}},
+		{name: "root:root", rootfs: empty, user: "root:root", uid: 0, gid: 0, add: []uint32{0}},
+		{name: "name:group", rootfs: full, user: "nobody:app", uid: 65534, gid: 1000, add: []uint32{1000}},
+		{name: "name:gid", rootfs: full, user: "app:5", uid: 1000, gid: 5, add: []uint32{5}},
+		{name: "uid:group", rootfs: full, user: "1000:docker", uid: 1000, gid: 999, add: []uint32{999}},
+		{name: "root by name", rootfs: full, user: "root", uid: 0, gid: 0, add: []uint32{0, 1, 10}},
+		{name: "unknown name", rootfs: full, user: "ghost", wantErr: "unable to find user ghost: no matching entries in passwd file"},
+		{name: "name without passwd", rootfs: empty, user: "app", wantErr: "unable to find user app: no matching entries in passwd file"},
+		{name: "unknown group", rootfs: full, user: "app:ghosts", wantErr: "unable to find group ghosts: no matching entries in group file"},
+		{name: "malformed uid line ignored", rootfs: full, user: "broken", wantErr: "unable to find user broken"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			uid, gid, add, err := LookupUser(tt.rootfs, tt.user)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if uid != tt.uid || gid != tt.gid || !reflect.DeepEqual(add, tt.add) {
+				t.Fatalf("got %d:%d %v, want %d:%d %v", uid, gid, add, tt.uid, tt.gid, tt.add)
+			}
+		})
+	}
+}
+
+func TestLookupUserErrorsWrap(t *testing.T) {
+	_, _, _, err := LookupUser(t.TempDir(), "app")
+	if !errors.Is(err, ErrNoPasswdEntries) {
+		t.Fatalf("err = %v, want ErrNoPasswdEntries", err)
+	}
+}
+
+func TestLookupUserSymlinkStaysInRootfs(t *testing.T) {
+	// /etc/passwd -> /../../../etc/passwd must resolve inside the rootfs, not to
+	// the host's file.
+	outside := rootfsWith(t, map[string]string{"passwd": "evil:x:0:0::/:/bin/sh\n"})
+	root := rootfsWith(t, map[string]string{"real/passwd": "evil:x:777:777::/:/bin/sh\n"})
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rel, _ := filepath.Rel(filepath.Join(root, "etc"), filepath.Join(outside, "passwd"))
+	if err := os.Symlink(rel, filepath.Join(root, "etc/passwd")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := LookupUser(root, "evil"); err == nil {
+		t.Fatal("relative symlink escaped the rootfs")
+	}
+	if err := os.Remove(filepath.Join(root, "etc/passwd")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/real/passwd", filepath.Join(root, "etc/passwd")); err != nil {
+		t.Fatal(err)
+	}
+	uid, _, _, err := LookupUser(root, "evil")
+	if err != nil || uid != 777 {
+		t.Fatalf("absolute symlink inside rootfs: uid %d err %v", uid, err)
+	}
+}
+
+func TestLookupUserRejectsFIFO(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(root, "etc/passwd"), 0o644); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	if _, _, _, err := LookupUser(root, "app"); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("err = %v", err)
+	}
+}

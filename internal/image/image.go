@@ -1,0 +1,209 @@
+// Package image reads and writes images in the local store on
+// go-containerregistry's v1 types: manifests, configs, history, and v1.Image
+// views of stored images for the exporters and for push.
+package image
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/strata-build/strata/internal/store"
+)
+
+// Layer is a layer blob in the store.
+type Layer struct {
+	Digest    digest.Digest // compressed blob
+	DiffID    digest.Digest // uncompressed tar
+	Size      int64
+	MediaType string
+}
+
+// Image is a stored image: its manifest, config and layers.
+type Image struct {
+	Descriptor ocispec.Descriptor
+	Manifest   v1.Manifest
+	Config     v1.ConfigFile
+	ConfigRaw  []byte
+	Layers     []Layer
+}
+
+// Load reads the image whose manifest is desc.Digest from the store.
+func Load(s *store.Store, manifest digest.Digest) (*Image, error) {
+	raw, err := s.ReadBlob(manifest)
+	if err != nil {
+		return nil, fmt.Errorf("load image: %w", err)
+	}
+	var m v1.Manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("load image %s: manifest: %w", manifest, err)
+	}
+	if m.MediaType.IsIndex() {
+		return nil, fmt.Errorf("load image %s: is an index, not an image manifest", manifest)
+	}
+	cfgRaw, err := s.ReadBlob(digest.Digest(m.Config.Digest.String()))
+	if err != nil {
+		return nil, fmt.Errorf("load image %s: %w", manifest, err)
+	}
+	var cfg v1.ConfigFile
+	if err := json.Unmarshal(cfgRaw, &cfg); err != nil {
+		return nil, fmt.Errorf("load image %s: config: %w", manifest, err)
+	}
+	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
+		return nil, fmt.Errorf("load image %s: %d layers but %d diffIDs", manifest, len(m.Layers), len(cfg.RootFS.DiffIDs))
+	}
+	img := &Image{
+		Descriptor: ocispec.Descriptor{MediaType: string(m.MediaType), Digest: manifest, Size: int64(len(raw))},
+		Manifest:   m,
+		Config:     cfg,
+		ConfigRaw:  cfgRaw,
+	}
+	if img.Descriptor.MediaType == "" {
+		img.Descriptor.MediaType = ocispec.MediaTypeImageManifest
+	}
+	for i, l := range m.Layers {
+		img.Layers = append(img.Layers, Layer{
+			Digest:    digest.Digest(l.Digest.String()),
+			DiffID:    digest.Digest(cfg.RootFS.DiffIDs[i].String()),
+			Size:      l.Size,
+			MediaType: string(l.MediaType),
+		})
+	}
+	return img, nil
+}
+
+// Write stores cfg (its rootfs set from layers) and an OCI manifest for it,
+// and returns the manifest's descriptor.
+func Write(s *store.Store, cfg v1.ConfigFile, layers []Layer) (*Image, error) {
+	cfg.RootFS.Type = "layers"
+	cfg.RootFS.DiffIDs = make([]v1.Hash, 0, len(layers))
+	for _, l := range layers {
+		h, err := v1.NewHash(l.DiffID.String())
+		if err != nil {
+			return nil, fmt.Errorf("write image: %w", err)
+		}
+		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, h)
+	}
+	cfgRaw, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("write image config: %w", err)
+	}
+	cfgDigest, err := s.PutBlob(cfgRaw)
+	if err != nil {
+		return nil, err
+	}
+	m := ocispec.Manifest{
+		MediaType: ocispec.MediaTypeImageManifest,
+		Config:    ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: cfgDigest, Size: int64(len(cfgRaw))},
+		Layers:    make([]ocispec.Descriptor, 0, len(layers)),
+	}
+	m.SchemaVersion = 2
+	for _, l := range layers {
+		m.Layers = append(m.Layers, ocispec.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size})
+	}
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("write image manifest: %w", err)
+	}
+	md, err := s.PutBlob(raw)
+	if err != nil {
+		return nil, err
+	}
+	return Load(s, md)
+}
+
+// V1 returns a go-containerregistry view of the stored image, for exporters
+// and push.
+func (img *Image) V1(s *store.Store) (v1.Image, error) {
+	return partial.CompressedToImage(&storedImage{s: s, img: img})
+}
+
+type storedImage struct {
+	s   *store.Store
+	img *Image
+}
+
+func (si *storedImage) RawConfigFile() ([]byte, error) { return si.img.ConfigRaw, nil }
+
+func (si *storedImage) MediaType() (types.MediaType, error) {
+	return types.MediaType(si.img.Descriptor.MediaType), nil
+}
+
+func (si *storedImage) RawManifest() ([]byte, error) {
+	return si.s.ReadBlob(si.img.Descriptor.Digest)
+}
+
+func (si *storedImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
+	for _, l := range si.img.Layers {
+		if l.Digest.String() == h.String() {
+			return &storedLayer{s: si.s, l: l}, nil
+		}
+	}
+	if h.String() == si.img.Manifest.Config.Digest.String() {
+		return partial.ConfigLayer(si)
+	}
+	return nil, fmt.Errorf("layer %s not in image %s", h, si.img.Descriptor.Digest)
+}
+
+type storedLayer struct {
+	s *store.Store
+	l Layer
+}
+
+func (sl *storedLayer) Digest() (v1.Hash, error) { return v1.NewHash(sl.l.Digest.String()) }
+func (sl *storedLayer) DiffID() (v1.Hash, error) { return v1.NewHash(sl.l.DiffID.String()) }
+func (sl *storedLayer) Size() (int64, error)     { return sl.l.Size, nil }
+func (sl *storedLayer) MediaType() (types.MediaType, error) {
+	return types.MediaType(sl.l.MediaType), nil
+}
+func (sl *storedLayer) Compressed() (io.ReadCloser, error) { return sl.s.OpenBlob(sl.l.Digest) }
+
+// Import copies img (from a registry or an archive) into the store, keeping
+// its manifest bytes so its digest is preserved, and returns the stored image.
+func Import(ctx context.Context, s *store.Store, img v1.Image) (*Image, error) {
+	raw, err := img.RawManifest()
+	if err != nil {
+		return nil, fmt.Errorf("import image: manifest: %w", err)
+	}
+	cfgRaw, err := img.RawConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("import image: config: %w", err)
+	}
+	if _, err := s.PutBlob(cfgRaw); err != nil {
+		return nil, err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("import image: layers: %w", err)
+	}
+	for _, l := range layers {
+		d, err := l.Digest()
+		if err != nil {
+			return nil, fmt.Errorf("import image: %w", err)
+		}
+		if s.HasBlob(digest.Digest(d.String())) {
+			continue
+		}
+		rc, err := l.Compressed()
+		if err != nil {
+			return nil, fmt.Errorf("import layer %s: %w", d, err)
+		}
+		_, _, err = s.WriteBlob(ctx, rc, digest.Digest(d.String()))
+		rc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("import layer %s: %w", d, err)
+		}
+	}
+	md, err := s.PutBlob(raw)
+	if err != nil {
+		return nil, err
+	}
+	return Load(s, md)
+}

@@ -1,0 +1,384 @@
+package layer
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+)
+
+// ApplyOptions tune Apply.
+type ApplyOptions struct {
+	// MaxEntries bounds the number of tar entries (0: no limit); exceeding it
+	// is an error.
+	MaxEntries int
+}
+
+// Apply extracts a (possibly compressed) OCI layer tar stream r into the empty
+// directory dir in overlayfs lowerdir form, so dir can be stacked as an
+// overlay lowerdir, and returns the digest of the uncompressed tar stream (the
+// diffID; the stream is read to its end).
+//
+// "P/.wh.NAME" becomes a character device 0/0 at P/NAME and "P/.wh..wh..opq"
+// sets trusted.overlay.opaque=y on P (other ".wh..wh." names are ignored).
+// Owners, modes (setuid/setgid/sticky included), mtimes, symlinks, hardlinks
+// (to an earlier path of the same layer), devices, fifos and SCHILY.xattr
+// records are restored; overlay.* and security.selinux xattrs from the tar are
+// ignored. Missing parents are created 0755; an entry replaces whatever an
+// earlier entry left at its path (directories onto directories merge).
+//
+// The stream is treated as hostile: absolute names and names escaping with
+// ".." are rejected, parents are resolved inside dir (openat2
+// RESOLVE_IN_ROOT, or securejoin), so a symlink from an earlier entry is
+// never followed out of dir, and the last component is never followed.
+// The root entry ("./") is ignored. Apply needs root.
+func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (digest.Digest, error) {
+	x := &extractor{layer: true, maxEntries: opts.MaxEntries}
+	d, err := x.run(ctx, dir, r)
+	if err != nil {
+		return "", fmt.Errorf("apply layer to %s: %w", dir, err)
+	}
+	return d, nil
+}
+
+// Owner is a numeric owner for Unpack.
+type Owner struct{ UID, GID int }
+
+// Unpack extracts a (gzip, zstd, bzip2 or plain) tar archive r into dest, an
+// existing directory (typically inside a mounted rootfs), like Docker's ADD
+// auto-extraction: entries are written as they are (no whiteout conversion),
+// existing files are overwritten and existing directories merged, paths are
+// confined to dest (a leading "/" is stripped, ".." escapes are rejected,
+// symlinks resolve inside dest), and owners, modes and mtimes from the archive
+// are kept. If owner != nil every entry is chowned to owner.UID/GID instead.
+func Unpack(ctx context.Context, dest string, r io.Reader, owner *Owner) error {
+	x := &extractor{owner: owner}
+	if _, err := x.run(ctx, dest, r); err != nil {
+		return fmt.Errorf("unpack archive into %s: %w", dest, err)
+	}
+	return nil
+}
+
+// extractor is the tar extraction shared by Apply (layer true) and Unpack.
+type extractor struct {
+	layer           bool
+	owner           *Owner
+	maxEntries      int
+	forceSecureJoin bool // tests: exercise the openat2 fallback
+
+	root     *root
+	buf      []byte
+	dirTimes map[string][]unix.Timespec // directory mtimes, set at the end
+}
+
+func (x *extractor) run(ctx context.Context, dir string, r io.Reader) (digest.Digest, error) {
+	rt, err := openRoot(dir)
+	if err != nil {
+		return "", err
+	}
+	defer rt.close()
+	if x.forceSecureJoin {
+		rt.useOpenat2 = false
+	}
+	x.root = rt
+	x.buf = make([]byte, 256<<10)
+	x.dirTimes = make(map[string][]unix.Timespec)
+
+	zr, err := Decompress(r)
+	if err != nil {
+		return "", err
+	}
+	defer zr.Close()
+	digester := digest.SHA256.Digester()
+	stream := io.TeeReader(ctxReader{ctx: ctx, r: zr}, digester.Hash())
+	tr := tar.NewReader(stream)
+	for n := 1; ; n++ {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return "", fmt.Errorf("read tar: %w", err)
+		}
+		if x.maxEntries > 0 && n > x.maxEntries {
+			return "", fmt.Errorf("more than %d tar entries", x.maxEntries)
+		}
+		if err := x.entry(hdr, tr); err != nil {
+			return "", fmt.Errorf("entry %q: %w", hdr.Name, err)
+		}
+	}
+	// Hash the end-of-archive blocks and any padding too.
+	if _, err := io.CopyBuffer(io.Discard, stream, x.buf); err != nil {
+		return "", fmt.Errorf("read tar: %w", err)
+	}
+	if err := x.setDirTimes(); err != nil {
+		return "", err
+	}
+	return digester.Digest(), nil
+}
+
+func (x *extractor) entry(hdr *tar.Header, tr io.Reader) error {
+	switch hdr.Typeflag {
+	case tar.TypeXGlobalHeader:
+		return nil
+	}
+	rel, err := cleanEntryName(hdr.Name, !x.layer)
+	if err != nil {
+		return err
+	}
+	if rel == "." {
+		return nil // the root itself: keep dir as it is
+	}
+	parent, base := splitRel(rel)
+	if x.layer && strings.HasPrefix(base, whiteoutPrefix) {
+		return x.whiteout(parent, base)
+	}
+	pfd, err := x.root.mkdirAll(parent)
+	if err != nil {
+		return fmt.Errorf("parent directory: %w", err)
+	}
+	defer unix.Close(pfd)
+
+	// Clear whatever an earlier entry (or, for Unpack, dest) left there.
+	isDir := hdr.Typeflag == tar.TypeDir
+	var st unix.Stat_t
+	exists := false
+	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+		if isDir && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			exists = true
+		} else {
+			if err := removeAllAt(pfd, base); err != nil {
+				return fmt.Errorf("replace existing entry: %w", err)
+			}
+			x.forgetDirs(rel)
+		}
+	} else if !errors.Is(err, unix.ENOENT) {
+		return err
+	}
+
+	mode := uint32(hdr.Mode & 0o7777)
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		if !exists {
+			if err := unix.Mkdirat(pfd, base, 0o700); err != nil {
+				return err
+			}
+		}
+	case tar.TypeReg, tar.TypeRegA, tar.TypeCont, tar.TypeGNUSparse:
+		if err := x.writeFile(pfd, base, tr); err != nil {
+			return err
+		}
+	case tar.TypeSymlink:
+		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
+			return err
+		}
+	case tar.TypeLink:
+		return x.hardlink(pfd, base, hdr.Linkname)
+	case tar.TypeChar:
+		if err := unix.Mknodat(pfd, base, unix.S_IFCHR|0o600, int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))); err != nil {
+			return err
+		}
+	case tar.TypeBlock:
+		if err := unix.Mknodat(pfd, base, unix.S_IFBLK|0o600, int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))); err != nil {
+			return err
+		}
+	case tar.TypeFifo:
+		if err := unix.Mknodat(pfd, base, unix.S_IFIFO|0o600, 0); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("unsupported tar entry type %q", hdr.Typeflag)
+	}
+
+	uid, gid := hdr.Uid, hdr.Gid
+	if x.owner != nil {
+		uid, gid = x.owner.UID, x.owner.GID
+	}
+	if err := unix.Fchownat(pfd, base, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("lchown: %w", err)
+	}
+	symlink := hdr.Typeflag == tar.TypeSymlink
+	if !symlink { // chmod after chown, which clears setuid/setgid
+		if err := unix.Fchmodat(pfd, base, mode, 0); err != nil {
+			return fmt.Errorf("chmod: %w", err)
+		}
+	}
+	if err := x.setXattrs(pfd, base, hdr); err != nil {
+		return err
+	}
+	times := entryTimes(hdr)
+	if isDir {
+		x.dirTimes[rel] = times
+		return nil
+	}
+	if err := unix.UtimesNanoAt(pfd, base, times, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("set times: %w", err)
+	}
+	return nil
+}
+
+func entryTimes(hdr *tar.Header) []unix.Timespec {
+	atime := hdr.AccessTime
+	if atime.IsZero() {
+		atime = hdr.ModTime
+	}
+	return []unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(hdr.ModTime.UnixNano())}
+}
+
+// writeFile creates base in pfd (exclusively, never through a symlink) with the
+// entry's content.
+func (x *extractor) writeFile(pfd int, base string, r io.Reader) error {
+	fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), base)
+	_, err = io.CopyBuffer(onlyWriter{f}, r, x.buf)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write content: %w", err)
+	}
+	return nil
+}
+
+// onlyWriter hides io.ReaderFrom so that io.CopyBuffer uses its buffer.
+type onlyWriter struct{ io.Writer }
+
+// hardlink links base in pfd to target, a path of the archive resolved inside
+// the root (the target itself is linked, not what it may point to).
+func (x *extractor) hardlink(pfd int, base, target string) error {
+	trel, err := cleanEntryName(target, !x.layer)
+	if err != nil {
+		return fmt.Errorf("hardlink target %q: %w", target, err)
+	}
+	if trel == "." {
+		return fmt.Errorf("hardlink target %q: is the root", target)
+	}
+	tparent, tbase := splitRel(trel)
+	tfd, err := x.root.openDir(tparent)
+	if err != nil {
+		return fmt.Errorf("hardlink target %q: %w", target, err)
+	}
+	defer unix.Close(tfd)
+	if err := unix.Linkat(tfd, tbase, pfd, base, 0); err != nil {
+		return fmt.Errorf("hardlink to %q: %w", target, err)
+	}
+	if x.owner != nil {
+		if err := unix.Fchownat(pfd, base, x.owner.UID, x.owner.GID, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("lchown: %w", err)
+		}
+	}
+	return nil
+}
+
+// whiteout converts an OCI whiteout entry to overlayfs form.
+func (x *extractor) whiteout(parent, base string) error {
+	pfd, err := x.root.mkdirAll(parent)
+	if err != nil {
+		return fmt.Errorf("parent directory: %w", err)
+	}
+	defer unix.Close(pfd)
+	switch {
+	case base == whiteoutOpaque:
+		if err := unix.Setxattr(procPath(pfd, ""), "trusted."+xattrOpaque, []byte("y"), 0); err != nil {
+			return fmt.Errorf("mark opaque: %w", err)
+		}
+		return nil
+	case strings.HasPrefix(base, whiteoutMeta):
+		return nil // aufs metadata (.wh..wh.plnk, .wh..wh.aufs)
+	}
+	name := strings.TrimPrefix(base, whiteoutPrefix)
+	if name == "" || name == "." || name == ".." {
+		return fmt.Errorf("invalid whiteout name %q", base)
+	}
+	if err := removeAllAt(pfd, name); err != nil {
+		return fmt.Errorf("replace existing entry: %w", err)
+	}
+	x.forgetDirs(joinRel(parent, name))
+	if err := unix.Mknodat(pfd, name, unix.S_IFCHR, 0); err != nil {
+		return fmt.Errorf("create whiteout: %w", err)
+	}
+	return nil
+}
+
+func joinRel(parent, base string) string {
+	if parent == "" {
+		return base
+	}
+	return parent + "/" + base
+}
+
+// forgetDirs drops the recorded mtimes of rel and everything below it, which
+// an entry just replaced.
+func (x *extractor) forgetDirs(rel string) {
+	delete(x.dirTimes, rel)
+	prefix := rel + "/"
+	for k := range x.dirTimes {
+		if strings.HasPrefix(k, prefix) {
+			delete(x.dirTimes, k)
+		}
+	}
+}
+
+// setDirTimes sets the recorded directory mtimes once all children exist.
+func (x *extractor) setDirTimes() error {
+	rels := make([]string, 0, len(x.dirTimes))
+	for rel := range x.dirTimes {
+		rels = append(rels, rel)
+	}
+	slices.Sort(rels)
+	for _, rel := range slices.Backward(rels) {
+		parent, base := splitRel(rel)
+		pfd, err := x.root.openDir(parent)
+		if err != nil {
+			return fmt.Errorf("set directory times %q: %w", rel, err)
+		}
+		var st unix.Stat_t
+		if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			err = unix.UtimesNanoAt(pfd, base, x.dirTimes[rel], unix.AT_SYMLINK_NOFOLLOW)
+		}
+		unix.Close(pfd)
+		if err != nil {
+			return fmt.Errorf("set directory times %q: %w", rel, err)
+		}
+	}
+	return nil
+}
+
+// setXattrs restores the SCHILY.xattr records of hdr on base in pfd.
+func (x *extractor) setXattrs(pfd int, base string, hdr *tar.Header) error {
+	const prefix = "SCHILY.xattr."
+	var keys []string
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, prefix) && !skipXattr(k[len(prefix):]) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys) // security.capability must survive; order is irrelevant otherwise
+	for _, k := range keys {
+		key := k[len(prefix):]
+		err := unix.Lsetxattr(procPath(pfd, base), key, []byte(hdr.PAXRecords[k]), 0)
+		switch {
+		case err == nil:
+		case errors.Is(err, unix.ENOTSUP):
+			// The filesystem cannot hold it (e.g. user.* on a symlink or device).
+		case errors.Is(err, unix.EPERM) && strings.HasPrefix(key, "user.") &&
+			hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeDir:
+		default:
+			return fmt.Errorf("set xattr %s: %w", key, err)
+		}
+	}
+	return nil
+}

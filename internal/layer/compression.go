@@ -1,0 +1,317 @@
+package layer
+
+import (
+	"bufio"
+	"bytes"
+	"compress/bzip2"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
+	"github.com/opencontainers/go-digest"
+)
+
+// Compression names a layer compression.
+type Compression string
+
+// Supported layer compressions.
+const (
+	Gzip         Compression = "gzip"
+	Zstd         Compression = "zstd"
+	Uncompressed Compression = "uncompressed"
+)
+
+// OCI layer media types.
+const (
+	mediaTypeTar     = "application/vnd.oci.image.layer.v1.tar"
+	mediaTypeTarGzip = "application/vnd.oci.image.layer.v1.tar+gzip"
+	mediaTypeTarZstd = "application/vnd.oci.image.layer.v1.tar+zstd"
+)
+
+// MediaType returns the OCI media type for a layer with compression c
+// (application/vnd.oci.image.layer.v1.tar+gzip, ...+zstd, ...tar).
+// It returns "" for an unknown compression.
+func (c Compression) MediaType() string {
+	switch c {
+	case Gzip:
+		return mediaTypeTarGzip
+	case Zstd:
+		return mediaTypeTarZstd
+	case Uncompressed:
+		return mediaTypeTar
+	}
+	return ""
+}
+
+// Blob describes a compressed layer written by Commit.
+type Blob struct {
+	Digest    digest.Digest // of the compressed bytes
+	DiffID    digest.Digest // of the uncompressed tar
+	Size      int64         // compressed size
+	MediaType string
+}
+
+// Commit streams the tar from WriteDiff(dir) through compression c into w,
+// computing both digests on the way, without buffering the whole layer in
+// memory and without temp files. The output is deterministic: the same
+// directory gives the same bytes (gzip uses a fixed header with no name and a
+// zero mtime, compressed in fixed-size parallel blocks by pgzip).
+func Commit(ctx context.Context, dir string, w io.Writer, c Compression, opts DiffOptions) (Blob, error) {
+	b, err := compressFrom(w, c, func(tw io.Writer) error {
+		return WriteDiff(ctx, dir, tw, opts)
+	})
+	if err != nil {
+		return Blob{}, fmt.Errorf("commit layer %s: %w", dir, err)
+	}
+	return b, nil
+}
+
+// Compress is like Commit for an existing uncompressed tar stream r (used by
+// `strata import`). The stream is not validated as a tar.
+func Compress(ctx context.Context, r io.Reader, w io.Writer, c Compression) (Blob, error) {
+	b, err := compressFrom(w, c, func(tw io.Writer) error {
+		_, err := io.Copy(tw, ctxReader{ctx: ctx, r: r})
+		return err
+	})
+	if err != nil {
+		return Blob{}, fmt.Errorf("compress layer: %w", err)
+	}
+	return b, nil
+}
+
+// compressFrom runs produce with a writer whose bytes are hashed (DiffID),
+// compressed with c, hashed again (Digest), counted and written to w.
+func compressFrom(w io.Writer, c Compression, produce func(io.Writer) error) (Blob, error) {
+	blobDigester := digest.SHA256.Digester()
+	cw := &countWriter{w: io.MultiWriter(w, blobDigester.Hash())}
+	if c == Uncompressed {
+		if err := produce(cw); err != nil {
+			return Blob{}, err
+		}
+		d := blobDigester.Digest()
+		return Blob{Digest: d, DiffID: d, Size: cw.n, MediaType: c.MediaType()}, nil
+	}
+	zw, err := newCompressor(cw, c)
+	if err != nil {
+		return Blob{}, err
+	}
+	diffDigester := digest.SHA256.Digester()
+	if err := produce(io.MultiWriter(diffDigester.Hash(), zw)); err != nil {
+		_ = zw.Close() // release the compressor's goroutines; the output is garbage anyway
+		return Blob{}, err
+	}
+	if err := zw.Close(); err != nil {
+		return Blob{}, fmt.Errorf("finish %s stream: %w", c, err)
+	}
+	return Blob{
+		Digest:    blobDigester.Digest(),
+		DiffID:    diffDigester.Digest(),
+		Size:      cw.n,
+		MediaType: c.MediaType(),
+	}, nil
+}
+
+// pgzipBlockSize is the pgzip block size. The compressed bytes depend on it, so
+// it is fixed (never derived from the machine) to keep digests reproducible.
+const pgzipBlockSize = 1 << 20
+
+func newCompressor(w io.Writer, c Compression) (io.WriteCloser, error) {
+	switch c {
+	case Gzip:
+		zw, err := pgzip.NewWriterLevel(w, pgzip.DefaultCompression)
+		if err != nil {
+			return nil, err
+		}
+		// The number of blocks in flight only bounds parallelism and memory; the
+		// output depends only on the block size.
+		if err := zw.SetConcurrency(pgzipBlockSize, min(runtime.GOMAXPROCS(0), 16)); err != nil {
+			return nil, err
+		}
+		zw.Name = ""
+		zw.ModTime = time.Time{}
+		return zw, nil
+	case Zstd:
+		// Concurrency 2 pipelines encoding with tar production; streaming
+		// output is identical for any concurrency without concurrent blocks.
+		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(2))
+	}
+	return nil, fmt.Errorf("unknown layer compression %q", string(c))
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// ctxReader fails reads once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// format is a stream format detected from magic bytes.
+type format int
+
+const (
+	formatPlain format = iota
+	formatGzip
+	formatZstd
+	formatBzip2
+	formatXz
+)
+
+var (
+	magicGzip  = []byte{0x1f, 0x8b}
+	magicZstd  = []byte{0x28, 0xb5, 0x2f, 0xfd}
+	magicBzip2 = []byte("BZh")
+	magicXz    = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
+)
+
+// maxMagic is the number of head bytes detect needs.
+const maxMagic = 6
+
+func detect(head []byte) format {
+	switch {
+	case bytes.HasPrefix(head, magicGzip):
+		return formatGzip
+	case bytes.HasPrefix(head, magicZstd):
+		return formatZstd
+	case bytes.HasPrefix(head, magicBzip2) && len(head) > 3 && head[3] >= '1' && head[3] <= '9':
+		return formatBzip2
+	case bytes.HasPrefix(head, magicXz):
+		return formatXz
+	}
+	return formatPlain
+}
+
+// Decompress returns the uncompressed stream of r, detecting gzip, zstd, bzip2
+// or plain tar by magic bytes. xz is recognised and rejected (not in the
+// standard library). Closing the result releases the decompressor; it does not
+// close r.
+func Decompress(r io.Reader) (io.ReadCloser, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	head, err := br.Peek(maxMagic)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("read stream header: %w", err)
+	}
+	switch detect(head) {
+	case formatGzip:
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("open gzip stream: %w", err)
+		}
+		return zr, nil
+	case formatZstd:
+		zr, err := zstd.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("open zstd stream: %w", err)
+		}
+		return zstdReadCloser{zr}, nil
+	case formatBzip2:
+		return io.NopCloser(bzip2.NewReader(br)), nil
+	case formatXz:
+		return nil, errors.New("xz compressed streams are not supported")
+	}
+	return io.NopCloser(br), nil
+}
+
+type zstdReadCloser struct{ *zstd.Decoder }
+
+func (z zstdReadCloser) Close() error {
+	z.Decoder.Close()
+	return nil
+}
+
+// ArchiveHeadSize is how many leading bytes of a file IsArchive needs to decide
+// reliably for every format it accepts (a whole zstd block plus the frame
+// header fits). Pass min(file size, ArchiveHeadSize) bytes.
+const ArchiveHeadSize = 256 << 10
+
+// IsArchive reports whether head, the first bytes of a file, looks like a tar
+// archive: plain (the "ustar" magic at offset 257 and a valid header
+// checksum), or gzip, zstd or bzip2 compressed with such a header inside.
+// xz is reported as not an archive (no decompressor in the standard library),
+// so ADD copies .tar.xz files as they are. A bzip2 head too short to decode
+// its first block is judged by its magic alone.
+func IsArchive(head []byte) bool {
+	var (
+		zr  io.Reader
+		err error
+	)
+	switch detect(head) {
+	case formatPlain:
+		return isTarHeader(head)
+	case formatXz:
+		return false
+	case formatGzip:
+		zr, err = gzip.NewReader(bytes.NewReader(head))
+		if err != nil {
+			return false
+		}
+	case formatZstd:
+		d, err := zstd.NewReader(bytes.NewReader(head), zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return false
+		}
+		defer d.Close()
+		zr = d
+	case formatBzip2:
+		zr = bzip2.NewReader(bytes.NewReader(head))
+	}
+	buf := make([]byte, tarBlockSize)
+	_, err = io.ReadFull(zr, buf)
+	if err != nil {
+		// A bzip2 block is up to 900 kB: a head cut inside the first block
+		// cannot be decoded, so trust the signature (block magic after "BZhN").
+		if detect(head) == formatBzip2 && !errors.Is(err, io.EOF) &&
+			len(head) >= 10 && bytes.Equal(head[4:10], []byte{0x31, 0x41, 0x59, 0x26, 0x53, 0x59}) {
+			return true
+		}
+		return false
+	}
+	return isTarHeader(buf)
+}
+
+const tarBlockSize = 512
+
+// isTarHeader reports whether b starts with a POSIX or GNU tar header: the
+// "ustar" magic at offset 257 and a matching header checksum.
+func isTarHeader(b []byte) bool {
+	if len(b) < tarBlockSize || !bytes.Equal(b[257:262], []byte("ustar")) {
+		return false
+	}
+	field := bytes.TrimRight(bytes.TrimLeft(b[148:156], " \x00"), " \x00")
+	want, err := strconv.ParseInt(string(field), 8, 64)
+	if err != nil {
+		return false
+	}
+	var unsigned, signed int64
+	for i, c := range b[:tarBlockSize] {
+		if i >= 148 && i < 156 {
+			c = ' '
+		}
+		unsigned += int64(c)
+		signed += int64(int8(c))
+	}
+	return want == unsigned || want == signed
+}

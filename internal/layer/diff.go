@@ -1,0 +1,355 @@
+package layer
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// OCI whiteout names.
+const (
+	whiteoutPrefix = ".wh."
+	whiteoutMeta   = ".wh..wh."
+	whiteoutOpaque = ".wh..wh..opq"
+)
+
+// overlayfs xattrs (trusted.* for root mounts, user.* with the userxattr option).
+const (
+	xattrOpaque   = "overlay.opaque"
+	xattrWhiteout = "overlay.whiteout"
+	xattrRedirect = "overlay.redirect"
+	xattrMetacopy = "overlay.metacopy"
+)
+
+var overlayXattrPrefixes = []string{"trusted.overlay.", "user.overlay."}
+
+// skipXattr reports whether an xattr is never carried in a layer: overlayfs'
+// own bookkeeping and SELinux labels (the runtime assigns those).
+func skipXattr(key string) bool {
+	for _, p := range overlayXattrPrefixes {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return key == "security.selinux"
+}
+
+// DiffOptions tune WriteDiff.
+type DiffOptions struct {
+	// Epoch, when non-nil, clamps every entry's mtime to at most *Epoch
+	// (BuildKit rewrite-timestamp).
+	Epoch *time.Time
+}
+
+// WriteDiff writes the OCI layer tar of an overlayfs upperdir dir to w.
+//
+// Overlay whiteouts (character devices 0/0, or files marked with the
+// overlay.whiteout xattr) become empty regular entries ".wh.NAME"; a directory
+// whose overlay.opaque xattr is "y" is followed by "DIR/.wh..wh..opq".
+// Entries are written in a depth-first walk, parents before children and each
+// directory's entries sorted by their tar name; names are relative ("etc/",
+// "etc/passwd"), directories end in "/". Regular files linked more than once
+// inside dir are written once, later names as hardlinks to the first. Owners
+// are numeric only, modes keep setuid/setgid/sticky, mtimes are truncated to
+// seconds (and clamped to opts.Epoch), atime/ctime are not written, and
+// xattrs (except overlay.* and security.selinux) are PAX SCHILY.xattr
+// records. The output is deterministic for the same input. Sockets are
+// skipped. Upperdirs written with overlay redirect_dir or metacopy (which
+// need the lower layers to interpret) are rejected: mount with
+// redirect_dir=off,metacopy=off.
+func WriteDiff(ctx context.Context, dir string, w io.Writer, opts DiffOptions) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("write diff: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("write diff: %s is not a directory", dir)
+	}
+	d := &diffWriter{
+		ctx:   ctx,
+		tw:    tar.NewWriter(w),
+		links: make(map[fileID]string),
+		buf:   make([]byte, 256<<10),
+	}
+	if opts.Epoch != nil {
+		e := time.Unix(opts.Epoch.Unix(), 0)
+		d.epoch = &e
+	}
+	if err := d.walk(dir, ""); err != nil {
+		return fmt.Errorf("write diff of %s: %w", dir, err)
+	}
+	if err := d.tw.Close(); err != nil {
+		return fmt.Errorf("write diff of %s: %w", dir, err)
+	}
+	return nil
+}
+
+type fileID struct{ dev, ino uint64 }
+
+type diffWriter struct {
+	ctx   context.Context
+	tw    *tar.Writer
+	epoch *time.Time
+	links map[fileID]string
+	buf   []byte
+}
+
+type diffEntry struct {
+	name     string // tar base name (".wh.X" for whiteouts)
+	src      string // name in the directory
+	st       unix.Stat_t
+	xattrs   map[string][]byte
+	whiteout bool
+}
+
+// walk writes the entries of the directory abs (tar path rel, "" for the root).
+func (d *diffWriter) walk(abs, rel string) error {
+	f, err := os.Open(abs)
+	if err != nil {
+		return err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("read directory %s: %w", abs, err)
+	}
+	entries := make([]diffEntry, 0, len(names))
+	for _, n := range names {
+		e := diffEntry{name: n, src: n}
+		p := filepath.Join(abs, n)
+		if err := unix.Lstat(p, &e.st); err != nil {
+			return &os.PathError{Op: "lstat", Path: p, Err: err}
+		}
+		mode := e.st.Mode & unix.S_IFMT
+		if mode == unix.S_IFSOCK {
+			continue
+		}
+		if mode != unix.S_IFCHR || e.st.Rdev != 0 {
+			if e.xattrs, err = readXattrs(p); err != nil {
+				return err
+			}
+		}
+		switch {
+		case mode == unix.S_IFCHR && e.st.Rdev == 0:
+			e.whiteout = true
+		case mode == unix.S_IFREG && overlayXattr(e.xattrs, xattrWhiteout) != nil:
+			e.whiteout = true // an overlay "xwhiteout"
+		}
+		if e.whiteout {
+			e.name = whiteoutPrefix + n
+		}
+		entries = append(entries, e)
+	}
+	slices.SortFunc(entries, func(a, b diffEntry) int { return strings.Compare(a.name, b.name) })
+	for i := range entries {
+		if err := d.ctx.Err(); err != nil {
+			return err
+		}
+		if err := d.entry(filepath.Join(abs, entries[i].src), rel, &entries[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *diffWriter) mtime(st *unix.Stat_t) time.Time {
+	t := time.Unix(st.Mtim.Sec, 0)
+	if d.epoch != nil && t.After(*d.epoch) {
+		return *d.epoch
+	}
+	return t
+}
+
+func (d *diffWriter) entry(abs, parent string, e *diffEntry) error {
+	name := parent + e.name
+	st := &e.st
+	hdr := &tar.Header{
+		Name:    name,
+		Mode:    int64(st.Mode & 0o7777),
+		Uid:     int(st.Uid),
+		Gid:     int(st.Gid),
+		ModTime: d.mtime(st),
+	}
+	if e.whiteout {
+		hdr.Typeflag = tar.TypeReg
+		hdr.Mode, hdr.Uid, hdr.Gid = 0, 0, 0
+		return d.writeHeader(hdr)
+	}
+	for _, k := range []string{xattrRedirect, xattrMetacopy} {
+		if overlayXattr(e.xattrs, k) != nil {
+			return fmt.Errorf("%s: overlay %s xattr found: the upperdir needs its lower layers to be read (mount overlay with redirect_dir=off,metacopy=off)", abs, k)
+		}
+	}
+	for k, v := range e.xattrs {
+		if skipXattr(k) {
+			continue
+		}
+		if hdr.PAXRecords == nil {
+			hdr.PAXRecords = make(map[string]string)
+		}
+		hdr.PAXRecords["SCHILY.xattr."+k] = string(v)
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		hdr.Typeflag = tar.TypeDir
+		hdr.Name = name + "/"
+		if err := d.writeHeader(hdr); err != nil {
+			return err
+		}
+		if string(overlayXattr(e.xattrs, xattrOpaque)) == "y" {
+			opq := &tar.Header{Typeflag: tar.TypeReg, Name: name + "/" + whiteoutOpaque, ModTime: hdr.ModTime}
+			if err := d.writeHeader(opq); err != nil {
+				return err
+			}
+		}
+		return d.walk(abs, name+"/")
+	case unix.S_IFREG:
+		if st.Nlink > 1 {
+			id := fileID{dev: st.Dev, ino: st.Ino}
+			if first, ok := d.links[id]; ok {
+				hdr.Typeflag = tar.TypeLink
+				hdr.Linkname = first
+				hdr.PAXRecords = nil
+				return d.writeHeader(hdr)
+			}
+			d.links[id] = name
+		}
+		hdr.Typeflag = tar.TypeReg
+		hdr.Size = st.Size
+		return d.writeFile(abs, hdr)
+	case unix.S_IFLNK:
+		target, err := os.Readlink(abs)
+		if err != nil {
+			return err
+		}
+		hdr.Typeflag = tar.TypeSymlink
+		hdr.Linkname = target
+	case unix.S_IFCHR:
+		hdr.Typeflag = tar.TypeChar
+		hdr.Devmajor, hdr.Devminor = int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
+	case unix.S_IFBLK:
+		hdr.Typeflag = tar.TypeBlock
+		hdr.Devmajor, hdr.Devminor = int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
+	case unix.S_IFIFO:
+		hdr.Typeflag = tar.TypeFifo
+	default:
+		return fmt.Errorf("%s: unsupported file type %#o", abs, st.Mode&unix.S_IFMT)
+	}
+	return d.writeHeader(hdr)
+}
+
+func (d *diffWriter) writeHeader(hdr *tar.Header) error {
+	if err := d.tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("write tar header %s: %w", hdr.Name, err)
+	}
+	return nil
+}
+
+func (d *diffWriter) writeFile(abs string, hdr *tar.Header) error {
+	f, err := os.OpenFile(abs, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := d.writeHeader(hdr); err != nil {
+		return err
+	}
+	n, err := io.CopyBuffer(d.tw, io.LimitReader(onlyReader{f}, hdr.Size), d.buf)
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", abs, err)
+	}
+	if n != hdr.Size {
+		return fmt.Errorf("copy %s: file shrank while being read (%d of %d bytes)", abs, n, hdr.Size)
+	}
+	return nil
+}
+
+// onlyReader hides io.WriterTo so that io.CopyBuffer uses its buffer.
+type onlyReader struct{ io.Reader }
+
+// overlayXattr returns the value of overlay xattr name (trusted.overlay.NAME or
+// user.overlay.NAME), or nil.
+func overlayXattr(x map[string][]byte, name string) []byte {
+	for _, p := range []string{"trusted.", "user."} {
+		if v, ok := x[p+name]; ok {
+			if v == nil {
+				v = []byte{}
+			}
+			return v
+		}
+	}
+	return nil
+}
+
+// readXattrs returns all xattrs of path (not following a final symlink).
+func readXattrs(path string) (map[string][]byte, error) {
+	buf := make([]byte, 1024)
+	var n int
+	for {
+		var err error
+		n, err = unix.Llistxattr(path, buf)
+		if errors.Is(err, unix.ERANGE) {
+			sz, err := unix.Llistxattr(path, nil)
+			if err != nil {
+				return nil, &os.PathError{Op: "llistxattr", Path: path, Err: err}
+			}
+			buf = make([]byte, sz+64)
+			continue
+		}
+		if errors.Is(err, unix.ENOTSUP) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "llistxattr", Path: path, Err: err}
+		}
+		break
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	x := make(map[string][]byte)
+	for _, k := range bytes.Split(buf[:n], []byte{0}) {
+		if len(k) == 0 {
+			continue
+		}
+		key := string(k)
+		v, err := getXattr(path, key)
+		if errors.Is(err, unix.ENODATA) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "lgetxattr " + key, Path: path, Err: err}
+		}
+		x[key] = v
+	}
+	return x, nil
+}
+
+func getXattr(path, key string) ([]byte, error) {
+	buf := make([]byte, 256)
+	for {
+		n, err := unix.Lgetxattr(path, key, buf)
+		if errors.Is(err, unix.ERANGE) {
+			sz, err := unix.Lgetxattr(path, key, nil)
+			if err != nil {
+				return nil, err
+			}
+			buf = make([]byte, sz+64)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:n], nil
+	}
+}

@@ -1,0 +1,214 @@
+// Package registry pulls and pushes images with go-containerregistry, applying
+// strata's registry configuration: mirrors, insecure (plain http) registries
+// and Docker config credentials.
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// MirrorsEnv names the environment variable with extra mirrors:
+// comma-separated REGISTRY=URL pairs, e.g. docker.io=http://127.0.0.1:5000.
+const MirrorsEnv = "STRATA_REGISTRY_MIRRORS"
+
+// Host is the configuration of one registry host.
+type Host struct {
+	// Mirrors are tried in order before the registry itself, as URLs
+	// (http://host:port makes the mirror insecure).
+	Mirrors []string `json:"mirrors,omitempty"`
+	// Insecure allows plain http (and unverified TLS) to this registry.
+	Insecure bool `json:"insecure,omitempty"`
+}
+
+// Config is strata's registry configuration.
+type Config struct {
+	// Registries maps a registry host (docker.io, ghcr.io, localhost:5000) to its settings.
+	Registries map[string]Host `json:"registries,omitempty"`
+}
+
+// LoadConfig reads the JSON config file at path (a missing file is an empty
+// config) and adds the mirrors of the STRATA_REGISTRY_MIRRORS value env.
+func LoadConfig(path, env string) (Config, error) {
+	cfg := Config{Registries: map[string]Host{}}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return cfg, fmt.Errorf("registry config: %w", err)
+		default:
+			if err := json.Unmarshal(b, &cfg); err != nil {
+				return cfg, fmt.Errorf("registry config %s: %w", path, err)
+			}
+			if cfg.Registries == nil {
+				cfg.Registries = map[string]Host{}
+			}
+		}
+	}
+	for _, pair := range strings.Split(env, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		reg, u, ok := strings.Cut(pair, "=")
+		if !ok || reg == "" || u == "" {
+			return cfg, fmt.Errorf("%s: %q is not REGISTRY=URL", MirrorsEnv, pair)
+		}
+		if _, err := parseMirror(u); err != nil {
+			return cfg, fmt.Errorf("%s: %w", MirrorsEnv, err)
+		}
+		reg = canonicalRegistry(reg)
+		h := cfg.Registries[reg]
+		h.Mirrors = append([]string{u}, h.Mirrors...)
+		cfg.Registries[reg] = h
+	}
+	return cfg, nil
+}
+
+// DefaultConfigPath is where the config file is looked for: $STRATA_CONFIG,
+// else $XDG_CONFIG_HOME/strata/config.json (~/.config/...), else
+// /etc/strata/config.json for root.
+func DefaultConfigPath() string {
+	if p := os.Getenv("STRATA_CONFIG"); p != "" {
+		return p
+	}
+	if os.Geteuid() == 0 {
+		return "/etc/strata/config.json"
+	}
+	if x := os.Getenv("XDG_CONFIG_HOME"); x != "" {
+		return filepath.Join(x, "strata", "config.json")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".config", "strata", "config.json")
+	}
+	return ""
+}
+
+func canonicalRegistry(r string) string {
+	switch r {
+	case "docker.io", "index.docker.io", "registry-1.docker.io":
+		return name.DefaultRegistry
+	}
+	return r
+}
+
+type mirror struct {
+	host     string
+	insecure bool
+}
+
+func parseMirror(u string) (mirror, error) {
+	if !strings.Contains(u, "://") {
+		return mirror{host: strings.TrimSuffix(u, "/")}, nil
+	}
+	p, err := url.Parse(u)
+	if err != nil || p.Host == "" {
+		return mirror{}, fmt.Errorf("bad mirror URL %q", u)
+	}
+	return mirror{host: p.Host, insecure: p.Scheme == "http"}, nil
+}
+
+// Client talks to registries.
+type Client struct {
+	cfg      Config
+	keychain authn.Keychain
+}
+
+// New returns a client for cfg using Docker's credential config.
+func New(cfg Config) *Client {
+	return &Client{cfg: cfg, keychain: authn.DefaultKeychain}
+}
+
+func (c *Client) host(reg string) Host { return c.cfg.Registries[canonicalRegistry(reg)] }
+
+// candidates returns the references to try for ref: its mirrors, then itself.
+func (c *Client) candidates(ref name.Reference) ([]name.Reference, error) {
+	reg := ref.Context().RegistryStr()
+	h := c.host(reg)
+	var out []name.Reference
+	for _, m := range h.Mirrors {
+		mm, err := parseMirror(m)
+		if err != nil {
+			return nil, err
+		}
+		var opts []name.Option
+		if mm.insecure {
+			opts = append(opts, name.Insecure)
+		}
+		s := mm.host + "/" + ref.Context().RepositoryStr()
+		switch r := ref.(type) {
+		case name.Digest:
+			s += "@" + r.DigestStr()
+		default:
+			s += ":" + ref.Identifier()
+		}
+		mr, err := name.ParseReference(s, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("mirror %s for %s: %w", m, ref, err)
+		}
+		out = append(out, mr)
+	}
+	self := ref
+	if h.Insecure {
+		var err error
+		self, err = name.ParseReference(ref.String(), name.Insecure)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return append(out, self), nil
+}
+
+// Image fetches the manifest of ref for platform (resolving an index), trying
+// mirrors first. Layers are fetched lazily by the returned image.
+func (c *Client) Image(ctx context.Context, ref string, platform v1.Platform) (v1.Image, error) {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return nil, fmt.Errorf("invalid image reference %q: %w", ref, err)
+	}
+	cands, err := c.candidates(r)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, cand := range cands {
+		img, err := remote.Image(cand, remote.WithContext(ctx), remote.WithAuthFromKeychain(c.keychain), remote.WithPlatform(platform))
+		if err == nil {
+			return img, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", cand.Context().RegistryStr(), err))
+	}
+	return nil, fmt.Errorf("pull %s: %w", r.Name(), errors.Join(errs...))
+}
+
+// Push uploads img as ref.
+func (c *Client) Push(ctx context.Context, ref string, img v1.Image) error {
+	var opts []name.Option
+	if r0, err := name.ParseReference(ref); err == nil && c.host(r0.Context().RegistryStr()).Insecure {
+		opts = append(opts, name.Insecure)
+	}
+	r, err := name.ParseReference(ref, opts...)
+	if err != nil {
+		return fmt.Errorf("invalid image reference %q: %w", ref, err)
+	}
+	if err := remote.Write(r, img, remote.WithContext(ctx), remote.WithAuthFromKeychain(c.keychain)); err != nil {
+		return fmt.Errorf("push %s: %w", r.Name(), err)
+	}
+	return nil
+}

@@ -1,0 +1,149 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Session is one process's work area under ROOT/run: mounts, upperdirs and
+// runc bundles of the builds it runs. Close removes it; a session left behind
+// by a process that died is reclaimed by Reclaim.
+type Session struct {
+	Dir  string // ROOT/run/NAME
+	Name string // PID-STARTTIME, also the prefix of its runc container ids
+}
+
+// NewSession creates the work area of this process.
+func (s *Store) NewSession() (*Session, error) {
+	pid := os.Getpid()
+	name := fmt.Sprintf("%d-%d", pid, procStartTime(pid))
+	dir := s.Path("run", name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("new session: %w", err)
+	}
+	return &Session{Dir: dir, Name: name}, nil
+}
+
+// Close unmounts whatever is still mounted below the session and removes it.
+func (se *Session) Close() error {
+	unmountUnder(se.Dir)
+	if err := os.RemoveAll(se.Dir); err != nil {
+		return fmt.Errorf("remove session %s: %w", se.Dir, err)
+	}
+	return nil
+}
+
+// Reclaim cleans up the sessions of processes that no longer run: release(name)
+// is called first (to delete their runc containers), then their mounts are
+// unmounted and their directories removed. Stale temp files go too.
+func (s *Store) Reclaim(ctx context.Context, release func(ctx context.Context, session string)) error {
+	ents, err := os.ReadDir(s.Path("run"))
+	if err != nil {
+		return fmt.Errorf("reclaim: %w", err)
+	}
+	for _, e := range ents {
+		name := e.Name()
+		pidS, startS, ok := strings.Cut(name, "-")
+		if !ok {
+			continue
+		}
+		pid, err1 := strconv.Atoi(pidS)
+		start, err2 := strconv.ParseUint(startS, 10, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		if procStartTime(pid) == start {
+			continue // still running
+		}
+		if release != nil {
+			release(ctx, name)
+		}
+		dir := s.Path("run", name)
+		unmountUnder(dir)
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("reclaim %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// procStartTime returns the start time (clock ticks since boot) of pid, 0 if
+// it does not run.
+func procStartTime(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0
+	}
+	v, _ := strconv.ParseUint(f[19], 10, 64)
+	return v
+}
+
+// unmountUnder unmounts every mount point at or below dir, deepest first.
+func unmountUnder(dir string) {
+	mps := MountsUnder(dir)
+	sort.Slice(mps, func(i, j int) bool { return len(mps[i]) > len(mps[j]) })
+	for _, m := range mps {
+		if err := unix.Unmount(m, 0); err != nil {
+			unix.Unmount(m, unix.MNT_DETACH)
+		}
+	}
+}
+
+// MountsUnder lists the mount points at or below dir, from /proc/self/mountinfo.
+func MountsUnder(dir string) []string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	dir = filepath.Clean(dir)
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	return out
+}
+
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
