@@ -477,7 +477,7 @@ func isArchiveFile(p string) bool {
 		return false
 	}
 	defer f.Close()
-	head := make([]byte, 1024)
+	head := make([]byte, layer.ArchiveHeadSize)
 	n, _ := io.ReadFull(f, head)
 	return layer.IsArchive(head[:n])
 }

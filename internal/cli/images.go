@@ -85,7 +85,7 @@ func (a *app) imagesCmd() *cobra.Command {
 				for _, l := range img.Layers {
 					size += l.Size
 				}
-				repo, tag := splitName(im.Name)
+				repo, tag := splitName(store.FamiliarName(im.Name))
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", repo, tag, id, ago(img.Config.Created.Time), humanSize(size))
 			}
 			return tw.Flush()
@@ -157,7 +157,7 @@ func (a *app) rmiCmd() *cobra.Command {
 					return fmt.Errorf("no such image: %s", n)
 				}
 				c, _ := store.CanonicalName(n)
-				fmt.Fprintf(a.stdout, "Untagged: %s\n", c)
+				fmt.Fprintf(a.stdout, "Untagged: %s\n", store.FamiliarName(c))
 			}
 			return nil
 		},

@@ -128,8 +128,7 @@ func (x *extractor) run(ctx context.Context, dir string, r io.Reader) (digest.Di
 }
 
 func (x *extractor) entry(hdr *tar.Header, tr io.Reader) error {
-	switch hdr.Typeflag {
-	case tar.TypeXGlobalHeader:
+	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return nil
 	}
 	rel, err := cleanEntryName(hdr.Name, !x.layer)
@@ -174,7 +173,7 @@ func (x *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 				return err
 			}
 		}
-	case tar.TypeReg, tar.TypeRegA, tar.TypeCont, tar.TypeGNUSparse:
+	case tar.TypeReg, tar.TypeCont, tar.TypeGNUSparse: // the reader turns TypeRegA into TypeReg
 		if err := x.writeFile(pfd, base, tr); err != nil {
 			return err
 		}
@@ -342,6 +341,9 @@ func (x *extractor) setDirTimes() error {
 	for _, rel := range slices.Backward(rels) {
 		parent, base := splitRel(rel)
 		pfd, err := x.root.openDir(parent)
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
+			continue // a later entry replaced a parent (through a symlink path)
+		}
 		if err != nil {
 			return fmt.Errorf("set directory times %q: %w", rel, err)
 		}

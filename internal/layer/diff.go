@@ -264,7 +264,7 @@ func (d *diffWriter) writeFile(abs string, hdr *tar.Header) error {
 	if err := d.writeHeader(hdr); err != nil {
 		return err
 	}
-	n, err := io.CopyBuffer(d.tw, io.LimitReader(onlyReader{f}, hdr.Size), d.buf)
+	n, err := io.CopyBuffer(d.tw, io.LimitReader(ctxReader{ctx: d.ctx, r: f}, hdr.Size), d.buf)
 	if err != nil {
 		return fmt.Errorf("copy %s: %w", abs, err)
 	}
@@ -273,9 +273,6 @@ func (d *diffWriter) writeFile(abs string, hdr *tar.Header) error {
 	}
 	return nil
 }
-
-// onlyReader hides io.WriterTo so that io.CopyBuffer uses its buffer.
-type onlyReader struct{ io.Reader }
 
 // overlayXattr returns the value of overlay xattr name (trusted.overlay.NAME or
 // user.overlay.NAME), or nil.

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"sort"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -59,7 +60,27 @@ func CanonicalName(ref string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("invalid image name %q: %w", ref, err)
 	}
-	return r.Name(), nil
+	return canonical(r), nil
+}
+
+// canonical spells Docker Hub as containerd does: docker.io/library/busybox:latest.
+func canonical(r name.Reference) string {
+	n := r.Name()
+	if rest, ok := strings.CutPrefix(n, name.DefaultRegistry+"/"); ok {
+		return "docker.io/" + rest
+	}
+	return n
+}
+
+// FamiliarName shortens a canonical name as docker prints it (busybox:latest).
+func FamiliarName(n string) string {
+	if rest, ok := strings.CutPrefix(n, "docker.io/library/"); ok {
+		return rest
+	}
+	if rest, ok := strings.CutPrefix(n, "docker.io/"); ok {
+		return rest
+	}
+	return n
 }
 
 // Tag points name at the manifest desc, replacing an earlier image of that name.
@@ -132,12 +153,12 @@ func (s *Store) Lookup(ref string) (Image, bool, error) {
 			}
 		}
 		if s.HasBlob(digestOf(d.DigestStr())) {
-			return Image{Name: r.Name(), Descriptor: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digestOf(d.DigestStr()), Size: s.blobSize(digestOf(d.DigestStr()))}}, true, nil
+			return Image{Name: canonical(r), Descriptor: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digestOf(d.DigestStr()), Size: s.blobSize(digestOf(d.DigestStr()))}}, true, nil
 		}
 		return Image{}, false, nil
 	}
 	for _, im := range imgs {
-		if im.Name == r.Name() {
+		if im.Name == canonical(r) {
 			return im, true, nil
 		}
 	}

@@ -112,9 +112,12 @@ func (r *Runner) Run(ctx context.Context, p Process) (exitCode int, err error) {
 	if r.StateDir == "" || r.BundleDir == "" {
 		return -1, fmt.Errorf("run %s: runner needs StateDir and BundleDir", p.ID)
 	}
+	if p.Rootfs == "" {
+		return -1, fmt.Errorf("run %s: no rootfs", p.ID)
+	}
 	rootfs, err := filepath.Abs(p.Rootfs)
-	if err != nil || p.Rootfs == "" {
-		return -1, fmt.Errorf("run %s: bad rootfs %q: %v", p.ID, p.Rootfs, err)
+	if err != nil {
+		return -1, fmt.Errorf("run %s: rootfs: %w", p.ID, err)
 	}
 	if st, err := os.Stat(rootfs); err != nil || !st.IsDir() {
 		return -1, fmt.Errorf("run %s: rootfs %s is not a directory: %w", p.ID, rootfs, errOr(err, syscall.ENOTDIR))
@@ -136,8 +139,13 @@ func (r *Runner) Run(ctx context.Context, p Process) (exitCode int, err error) {
 	if err != nil {
 		return -1, fmt.Errorf("run %s: find runtime: %w", p.ID, err)
 	}
-	for _, d := range []string{r.StateDir, r.BundleDir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
+	// runc runs with the bundle as its working directory: use absolute paths.
+	dirs := *r
+	for _, d := range []*string{&dirs.StateDir, &dirs.BundleDir} {
+		if *d, err = filepath.Abs(*d); err != nil {
+			return -1, fmt.Errorf("run %s: %w", p.ID, err)
+		}
+		if err := os.MkdirAll(*d, 0o700); err != nil {
 			return -1, fmt.Errorf("run %s: %w", p.ID, err)
 		}
 	}
@@ -169,7 +177,7 @@ func (r *Runner) Run(ctx context.Context, p Process) (exitCode int, err error) {
 		}
 	}()
 
-	bundle := filepath.Join(r.BundleDir, p.ID)
+	bundle := filepath.Join(dirs.BundleDir, p.ID)
 	if err := os.Mkdir(bundle, 0o700); err != nil {
 		return -1, fmt.Errorf("run %s: create bundle: %w", p.ID, err)
 	}
@@ -182,7 +190,7 @@ func (r *Runner) Run(ctx context.Context, p Process) (exitCode int, err error) {
 		return -1, fmt.Errorf("run %s: write spec: %w", p.ID, err)
 	}
 
-	return r.runc(ctx, runtimePath, bundle, &p)
+	return dirs.runc(ctx, runtimePath, bundle, &p)
 }
 
 func errOr(err, def error) error {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -21,6 +22,10 @@ import (
 )
 
 const busyboxPath = "/bin/busybox"
+
+// testPrefix starts every container id the tests use, so leftover checks only
+// look at this test process's containers (other strata runs may be live).
+var testPrefix = fmt.Sprintf("strata-t%d-", os.Getpid())
 
 // requireRunc skips the test unless it runs as root with runc and busybox-static.
 func requireRunc(t testing.TB) {
@@ -74,7 +79,7 @@ func leftoverCgroups(t testing.TB) []string {
 		if err != nil || !d.IsDir() {
 			return nil
 		}
-		if strings.HasPrefix(d.Name(), "strata-") {
+		if strings.HasPrefix(d.Name(), testPrefix) {
 			left = append(left, p)
 			return filepath.SkipDir
 		}
@@ -137,7 +142,7 @@ func run(t *testing.T, r *Runner, p Process) (int, string) {
 	var out syncBuffer
 	p.Stdout, p.Stderr = &out, &out
 	if p.ID == "" {
-		p.ID = "strata-test-" + strings.NewReplacer("/", "-", " ", "_").Replace(t.Name())
+		p.ID = testPrefix + strings.NewReplacer("/", "-", " ", "_").Replace(t.Name())
 	}
 	code, err := r.Run(context.Background(), p)
 	if err != nil {
@@ -176,7 +181,7 @@ func TestExitCode(t *testing.T) {
 	if out != "out\nerr\n" {
 		t.Fatalf("output %q", out)
 	}
-	code, _ = run(t, r, Process{ID: "strata-true", Rootfs: rootfs, Args: []string{"/bin/true"}})
+	code, _ = run(t, r, Process{ID: testPrefix + "true", Rootfs: rootfs, Args: []string{"/bin/true"}})
 	if code != 0 {
 		t.Fatalf("true exited %d", code)
 	}
@@ -204,7 +209,7 @@ func TestStdoutStreamed(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() {
 		_, err := r.Run(context.Background(), Process{
-			ID: "strata-stream", Rootfs: rootfs, Stdout: pw, Stderr: pw,
+			ID: testPrefix + "stream", Rootfs: rootfs, Stdout: pw, Stderr: pw,
 			Args: sh("echo first; sleep 2; echo second"),
 		})
 		pw.Close()
@@ -245,7 +250,7 @@ func TestEnvCwdHostname(t *testing.T) {
 	}
 
 	_, out = run(t, r, Process{
-		ID: "strata-env2", Rootfs: rootfs, Hostname: "builder",
+		ID: testPrefix + "env2", Rootfs: rootfs, Hostname: "builder",
 		Env:  []string{"PATH=/bin"},
 		Args: sh(`echo "$PATH $(hostname)"`),
 	})
@@ -268,7 +273,7 @@ func TestUser(t *testing.T) {
 		{"nobody:app", "", "uid=65534(nobody) gid=1000(app) groups=1000(app)"},
 	}
 	for i, tt := range tests {
-		code, out := run(t, r, Process{ID: "strata-user-" + string(rune('a'+i)), Rootfs: rootfs, User: tt.user, Cwd: tt.cwd, Args: []string{"id"}})
+		code, out := run(t, r, Process{ID: testPrefix + "user-" + string(rune('a'+i)), Rootfs: rootfs, User: tt.user, Cwd: tt.cwd, Args: []string{"id"}})
 		if code != 0 || strings.TrimSpace(out) != tt.want {
 			t.Errorf("USER %q: exit %d, id = %q, want %q", tt.user, code, out, tt.want)
 		}
@@ -285,7 +290,7 @@ func TestUser(t *testing.T) {
 		t.Errorf("/data owned by %v", st)
 	}
 
-	_, err := r.Run(context.Background(), Process{ID: "strata-ghost", Rootfs: rootfs, User: "ghost", Args: []string{"id"}})
+	_, err := r.Run(context.Background(), Process{ID: testPrefix + "ghost", Rootfs: rootfs, User: "ghost", Args: []string{"id"}})
 	if err == nil || !strings.Contains(err.Error(), "unable to find user ghost: no matching entries in passwd file") {
 		t.Fatalf("unknown user: err = %v", err)
 	}
@@ -295,7 +300,7 @@ func TestNetwork(t *testing.T) {
 	requireRunc(t)
 	r := newRunner(t)
 	rootfs := newRootfs(t)
-	_, out := run(t, r, Process{ID: "strata-net-none", Rootfs: rootfs, Network: NetworkNone, Args: sh("ls /sys/class/net; ip -o link | wc -l; cat /sys/class/net/lo/operstate")})
+	_, out := run(t, r, Process{ID: testPrefix + "net-none", Rootfs: rootfs, Network: NetworkNone, Args: sh("ls /sys/class/net; ip -o link | wc -l; cat /sys/class/net/lo/operstate")})
 	if f := strings.Fields(out); len(f) != 3 || f[0] != "lo" || f[1] != "1" || f[2] != "unknown" {
 		t.Errorf("network none sees %q, want only lo (up)", out)
 	}
@@ -308,14 +313,14 @@ func TestNetwork(t *testing.T) {
 	for _, e := range hostIfs {
 		want = append(want, e.Name())
 	}
-	_, out = run(t, r, Process{ID: "strata-net-host", Rootfs: rootfs, Args: sh("ls /sys/class/net")})
+	_, out = run(t, r, Process{ID: testPrefix + "net-host", Rootfs: rootfs, Args: sh("ls /sys/class/net")})
 	if got := strings.Fields(out); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("host network sees %q, want %q", got, want)
 	}
 	// Host resolv.conf and hosts are visible (read-only).
 	if _, err := os.Stat("/etc/hosts"); err == nil {
 		host, _ := os.ReadFile("/etc/hosts")
-		code, out := run(t, r, Process{ID: "strata-hosts", Rootfs: rootfs, Args: sh("cat /etc/hosts && echo x 2>/dev/null >> /etc/hosts")})
+		code, out := run(t, r, Process{ID: testPrefix + "hosts", Rootfs: rootfs, Args: sh("cat /etc/hosts && echo x 2>/dev/null >> /etc/hosts")})
 		if code == 0 || out != string(host) {
 			t.Errorf("/etc/hosts: exit %d, %q", code, out)
 		}
@@ -419,7 +424,7 @@ func TestCancel(t *testing.T) {
 	var out syncBuffer
 	errc := make(chan error, 1)
 	go func() {
-		_, err := r.Run(ctx, Process{ID: "strata-cancel", Rootfs: rootfs, Stdout: &out, Stderr: &out, Args: sh("echo started; sleep 100")})
+		_, err := r.Run(ctx, Process{ID: testPrefix + "cancel", Rootfs: rootfs, Stdout: &out, Stderr: &out, Args: sh("echo started; sleep 100")})
 		errc <- err
 	}()
 	deadline := time.Now().Add(10 * time.Second)
@@ -452,7 +457,7 @@ func TestCancelEarly(t *testing.T) {
 	rootfs := newRootfs(t)
 	for i, delay := range []time.Duration{0, time.Millisecond, 5 * time.Millisecond, 20 * time.Millisecond} {
 		ctx, cancel := context.WithTimeout(context.Background(), delay)
-		_, err := r.Run(ctx, Process{ID: "strata-early-" + string(rune('a'+i)), Rootfs: rootfs, Args: sh("sleep 100")})
+		_, err := r.Run(ctx, Process{ID: testPrefix + "early-" + string(rune('a'+i)), Rootfs: rootfs, Args: sh("sleep 100")})
 		cancel()
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("delay %v: err = %v", delay, err)
@@ -464,7 +469,7 @@ func TestRuncErrors(t *testing.T) {
 	requireRunc(t)
 	r := newRunner(t)
 	rootfs := newRootfs(t)
-	_, err := r.Run(context.Background(), Process{ID: "strata-noexec", Rootfs: rootfs, Args: []string{"/no/such/binary"}})
+	_, err := r.Run(context.Background(), Process{ID: testPrefix + "noexec", Rootfs: rootfs, Args: []string{"/no/such/binary"}})
 	if err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Errorf("missing executable: err = %v", err)
 	}
@@ -544,9 +549,24 @@ func BenchmarkRunTrue(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		code, err := r.Run(context.Background(), Process{ID: "strata-bench-" + strconv.Itoa(i), Rootfs: rootfs, Args: []string{"/bin/true"}})
+		code, err := r.Run(context.Background(), Process{ID: testPrefix + "bench-" + strconv.Itoa(i), Rootfs: rootfs, Args: []string{"/bin/true"}})
 		if err != nil || code != 0 {
 			b.Fatalf("code %d err %v", code, err)
 		}
+	}
+}
+
+func TestRelativeDirs(t *testing.T) {
+	requireRunc(t)
+	rootfs := newRootfs(t)
+	d := t.TempDir()
+	t.Chdir(d)
+	r := &Runner{StateDir: "state", BundleDir: "bundles"}
+	t.Cleanup(func() {
+		checkNoLeftovers(t, &Runner{StateDir: filepath.Join(d, "state"), BundleDir: filepath.Join(d, "bundles")})
+	})
+	code, err := r.Run(context.Background(), Process{ID: testPrefix + "rel", Rootfs: rootfs, Args: []string{"/bin/true"}})
+	if err != nil || code != 0 {
+		t.Fatalf("code %d err %v", code, err)
 	}
 }

@@ -35,7 +35,7 @@ var overlayOptions = [][2]string{
 // remove it together with work.
 const EmptyLowerSuffix = ".emptylower"
 
-// Mount mounts an overlay filesystem at target.
+// Mount mounts an overlay filesystem at target, an existing directory.
 //
 // lowers are ordered top-most first, as in overlayfs' lowerdir= option. upper and
 // work must be given together (writable mount) or both be empty (read-only mount).
@@ -116,7 +116,7 @@ func Mount(ctx context.Context, lowers []string, upper, work, target string) err
 
 // errUnsupported marks a failure of the new mount API that means "this kernel
 // cannot do it this way", after which Mount falls back to mount(2).
-var errUnsupported = errors.New("not supported by the kernel")
+var errUnsupported = errors.New("possibly unsupported by this kernel")
 
 // mountFsopen mounts with fsopen/fsconfig/fsmount/move_mount.
 func mountFsopen(lowers []string, upper, work, target string) error {

@@ -229,11 +229,23 @@ func TestLegacyOptionStringTooLong(t *testing.T) {
 	}
 }
 
+func TestOddLowerNames(t *testing.T) {
+	requireRoot(t)
+	l := newRW(t)
+	odd := filepath.Join(filepath.Dir(l.lower), `odd:name,x\y`)
+	writeFile(t, filepath.Join(odd, "f"), "odd")
+	writeFile(t, filepath.Join(l.lower, "g"), "g")
+	mountFor(t, []string{odd, l.lower}, l.upper, l.work, l.merged)
+	if got := readFile(t, filepath.Join(l.merged, "f")) + readFile(t, filepath.Join(l.merged, "g")); got != "oddg" {
+		t.Fatalf("got %q", got)
+	}
+}
+
 func TestLegacyMount(t *testing.T) {
 	requireRoot(t)
 	l := newRW(t)
 	// A lower path with the option separators in it.
-	odd := filepath.Join(filepath.Dir(l.lower), "odd:name,x")
+	odd := filepath.Join(filepath.Dir(l.lower), `odd:name,x\y`)
 	writeFile(t, filepath.Join(odd, "f"), "odd")
 	writeFile(t, filepath.Join(l.lower, "g"), "g")
 	if err := mountLegacy([]string{odd, l.lower}, l.upper, l.work, l.merged); err != nil {
