@@ -129,6 +129,13 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 	for i := range r.done {
 		r.done[i] = make(chan struct{})
 	}
+	for _, a := range df.MetaArgs {
+		for _, kv := range a.Args {
+			if _, ok := opts.BuildArgs[kv.Key]; ok {
+				r.useArg(kv.Key)
+			}
+		}
+	}
 	sem := make(chan struct{}, opts.Jobs)
 	g, gctx := errgroup.WithContext(ctx)
 	for _, i := range p.Needed {
@@ -232,9 +239,6 @@ func globalArgs(df *dockerfile.Dockerfile, opts Options) (mapGetter, error) {
 				continue
 			}
 			if kv.Value == nil {
-				if _, ok := g[kv.Key]; !ok {
-					continue
-				}
 				continue
 			}
 			v, _, err := lex.ProcessWord(*kv.Value, g)

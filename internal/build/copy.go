@@ -649,7 +649,11 @@ func (sb *stageBuilder) withSource(ctx context.Context, from string, fn func(cs 
 	}
 	img, err := r.b.ResolveImage(ctx, from, r.opts.Pull, r.opts.Platform, r.opts.Progress)
 	if err != nil {
-		return fmt.Errorf("--from=%s is neither an earlier stage%s nor a usable image: %w", from, r.plan.Suggest(from), err)
+		hint := r.plan.Suggest(from)
+		if hint != "" {
+			return fmt.Errorf("--from=%s: no earlier stage has that name%s; as an image: %w", from, hint, err)
+		}
+		return fmt.Errorf("--from=%s: not a stage name, and pulling it as an image failed: %w", from, err)
 	}
 	dirs, err := r.b.LayerDirs(ctx, img)
 	if err != nil {

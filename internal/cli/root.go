@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strata-build/strata/internal/build"
+	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/executor/runc"
 	"github.com/strata-build/strata/internal/registry"
 	"github.com/strata-build/strata/internal/store"
@@ -145,7 +146,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	}
 	msg := err.Error()
 	var ue usageError
-	if errors.As(err, &ue) || isCobraUsage(msg) {
+	var de *dockerfile.Error
+	if errors.As(err, &ue) || (!errors.As(err, &de) && isCobraUsage(msg)) {
 		fmt.Fprintf(stderr, "strata: %s\nSee 'strata --help'.\n", msg)
 		return ExitUsage
 	}
