@@ -534,7 +534,15 @@ func (sb *stageBuilder) copy(ctx context.Context, c *instructions.CopyCommand, p
 	if len(c.ExcludePatterns) > 0 {
 		return fmt.Errorf("COPY --exclude is not supported yet")
 	}
-	return sb.copyLike(ctx, "COPY", c.From, c.Chown, c.Chmod, c.SourcesAndDest, false)
+	from := c.From
+	if from != "" {
+		v, _, err := sb.r.df.Lexer().ProcessWord(from, sb.env.getter())
+		if err != nil {
+			return fmt.Errorf("--from: %w", err)
+		}
+		from = v
+	}
+	return sb.copyLike(ctx, "COPY", from, c.Chown, c.Chmod, c.SourcesAndDest, false)
 }
 
 // add runs ADD (local files and archives).

@@ -64,6 +64,8 @@ func New(df *dockerfile.Dockerfile, target string, globalArgs shell.EnvGetter) (
 		st.Base = base
 		if j, ok := byName[strings.ToLower(base)]; ok {
 			st.BaseStage = j
+		} else if n, err := strconv.Atoi(base); err == nil && n >= 0 && n < i {
+			st.BaseStage = n // FROM by index of an earlier stage
 		} else if st.Name != "" && strings.EqualFold(base, st.Name) {
 			return nil, df.Errorf(src.Location, "stage %q cannot build FROM itself: circular dependency", st.Name)
 		}

@@ -1,0 +1,5 @@
+FROM busybox
+COPY <<EOF /x
+hi
+EOF
+BOGUS x

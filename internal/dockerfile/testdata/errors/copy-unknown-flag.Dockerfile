@@ -1,0 +1,3 @@
+FROM busybox
+WORKDIR /src
+COPY --nope a b

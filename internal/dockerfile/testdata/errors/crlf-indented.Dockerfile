@@ -1,0 +1,5 @@
+
+
+
+FROM busybox
+  BOGUS   arg  
