@@ -72,6 +72,6 @@ func (b *Builder) ExportRootfs(ctx context.Context, img *image.Image, dest strin
 		if err := os.MkdirAll(dest, 0o755); err != nil {
 			return err
 		}
-		return c.copyDirContents(ctx, root, "/", "/")
+		return c.copyDirContents(ctx, root, "/", "/", "")
 	})
 }

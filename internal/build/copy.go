@@ -16,6 +16,8 @@ import (
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/patternmatcher"
+	mode "github.com/tonistiigi/dchapes-mode"
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-build/strata/internal/buildctx"
@@ -35,9 +37,29 @@ type copySource struct {
 
 // copyOptions are the flags of one COPY/ADD.
 type copyOptions struct {
-	chown  *owner
-	chmod  *os.FileMode
-	unpack bool // ADD: extract local archives
+	chown   *owner
+	chmod   *chmodSpec
+	unpack  bool     // ADD: extract local archives
+	parents bool     // COPY --parents: keep the source path below its pivot
+	exclude []string // COPY/ADD --exclude patterns
+}
+
+// chmodSpec is a --chmod value: octal (replaces the permission bits) or
+// symbolic like chmod(1) (u+x, a=rX, ...; applied to each file's own mode).
+type chmodSpec struct {
+	octal *os.FileMode
+	sym   *mode.Set
+}
+
+// apply returns the mode a file of mode m gets.
+func (c *chmodSpec) apply(m os.FileMode) os.FileMode {
+	if c == nil {
+		return m
+	}
+	if c.octal != nil {
+		return m&os.ModeType | *c.octal
+	}
+	return m&os.ModeType | c.sym.Apply(m)&(os.ModePerm|os.ModeSetuid|os.ModeSetgid|os.ModeSticky)
 }
 
 // copyItem is one resolved source: its host path and what to call it.
@@ -45,16 +67,24 @@ type copyItem struct {
 	rel  string // path in the source, cleaned, with leading "/"
 	host string // host path, symlinks of the top level followed
 	fi   os.FileInfo
+	keep string // with --parents: the path kept below the destination
 }
 
 // hasMeta reports whether p uses wildcard characters.
 func hasMeta(p string) bool { return strings.ContainsAny(p, "*?[") }
 
 // resolve expands the source patterns of a COPY/ADD into items.
-func (cs *copySource) resolve(patterns []string) ([]copyItem, error) {
+func (cs *copySource) resolve(patterns []string, parents bool) ([]copyItem, error) {
 	var items []copyItem
 	var missing []string
 	for _, p := range patterns {
+		pivot := "/"
+		if parents {
+			// "a/./b/c" keeps "b/c"; without a pivot the whole path is kept.
+			if before, _, ok := strings.Cut(p, "/./"); ok {
+				pivot = path.Clean("/" + before)
+			}
+		}
 		clean := path.Clean("/" + filepath.ToSlash(p))
 		var rels []string
 		if hasMeta(clean) {
@@ -77,6 +107,13 @@ func (cs *copySource) resolve(patterns []string) ([]copyItem, error) {
 			}
 			if err != nil {
 				return nil, err
+			}
+			if parents {
+				k, err := filepath.Rel(pivot, rel)
+				if err != nil {
+					return nil, err
+				}
+				it.keep = filepath.ToSlash(k)
 			}
 			items = append(items, it)
 		}
@@ -207,9 +244,16 @@ func copyInto(ctx context.Context, rootfs string, items []copyItem, dest string,
 	}
 	parentMode := os.FileMode(0o755)
 	if o.chmod != nil {
-		parentMode = *o.chmod
+		parentMode = o.chmod.apply(os.ModeDir|0o755) &^ os.ModeDir
 	}
-	c := &copier{rootfs: rootfs, cs: cs, o: o, links: map[[2]uint64]string{}, parentOwner: parentOwner, parentMode: parentMode}
+	var excl *patternmatcher.PatternMatcher
+	if len(o.exclude) > 0 {
+		var err error
+		if excl, err = patternmatcher.New(o.exclude); err != nil {
+			return fmt.Errorf("--exclude: %w", err)
+		}
+	}
+	c := &copier{rootfs: rootfs, cs: cs, o: o, links: map[[2]uint64]string{}, parentOwner: parentOwner, parentMode: parentMode, exclude: excl}
 	for _, it := range items {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -228,12 +272,34 @@ func copyInto(ctx context.Context, rootfs string, items []copyItem, dest string,
 			}
 			host, fi = real, rfi
 		}
+		if c.excluded(path.Base(it.rel)) {
+			continue
+		}
+		if o.parents {
+			target := path.Join(dest, it.keep)
+			if fi.IsDir() {
+				if err := c.mkdirAll(target); err != nil {
+					return err
+				}
+				if err := c.copyDirContents(ctx, host, it.rel, target, ""); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := c.mkdirAll(path.Dir(target)); err != nil {
+				return err
+			}
+			if err := c.copyEntry(host, fi, target); err != nil {
+				return err
+			}
+			continue
+		}
 		switch {
 		case fi.IsDir():
 			if err := c.mkdirAll(dest); err != nil {
 				return err
 			}
-			if err := c.copyDirContents(ctx, host, it.rel, dest); err != nil {
+			if err := c.copyDirContents(ctx, host, it.rel, dest, ""); err != nil {
 				return err
 			}
 		case o.unpack && isArchiveFile(host):
@@ -277,6 +343,16 @@ type copier struct {
 	links       map[[2]uint64]string // source (dev, ino) -> host path written, for hardlinks
 	parentOwner owner
 	parentMode  os.FileMode
+	exclude     *patternmatcher.PatternMatcher // --exclude, matched relative to the copied source
+}
+
+// excluded reports whether rel (relative to the copied source) matches --exclude.
+func (c *copier) excluded(rel string) bool {
+	if c.exclude == nil {
+		return false
+	}
+	ok, err := c.exclude.MatchesOrParentMatches(rel)
+	return err == nil && ok
 }
 
 // mkdirAll creates dir (absolute, in the image) and its missing parents with
@@ -330,8 +406,9 @@ func (c *copier) hostPath(p string) (string, error) {
 	return filepath.Join(parent, path.Base(p)), nil
 }
 
-// copyDirContents copies the children of srcHost into the directory dest.
-func (c *copier) copyDirContents(ctx context.Context, srcHost, srcRel, dest string) error {
+// copyDirContents copies the children of srcHost into the directory dest;
+// under is the path below the copied source, for --exclude.
+func (c *copier) copyDirContents(ctx context.Context, srcHost, srcRel, dest, under string) error {
 	ents, err := os.ReadDir(srcHost)
 	if err != nil {
 		return err
@@ -341,6 +418,9 @@ func (c *copier) copyDirContents(ctx context.Context, srcHost, srcRel, dest stri
 			return err
 		}
 		rel := path.Join(srcRel, e.Name())
+		if c.excluded(path.Join(under, e.Name())) && !(e.IsDir() && c.exclude.Exclusions()) {
+			continue
+		}
 		excluded := c.cs.excluded(rel)
 		if excluded && !(e.IsDir() && c.cs.ignore.MayIncludeUnder(strings.TrimPrefix(rel, "/"))) {
 			continue
@@ -355,7 +435,7 @@ func (c *copier) copyDirContents(ctx context.Context, srcHost, srcRel, dest stri
 			return err
 		}
 		if fi.IsDir() {
-			if err := c.copyDirContents(ctx, h, rel, target); err != nil {
+			if err := c.copyDirContents(ctx, h, rel, target, path.Join(under, e.Name())); err != nil {
 				return err
 			}
 		}
@@ -379,7 +459,7 @@ func (c *copier) copyEntry(srcHost string, fi os.FileInfo, target string) error 
 	}
 	mode := fi.Mode()
 	if c.o.chmod != nil && mode&os.ModeSymlink == 0 {
-		mode = mode&os.ModeType | *c.o.chmod
+		mode = c.o.chmod.apply(mode)
 	}
 	existing, lerr := os.Lstat(dst)
 	if lerr == nil {
@@ -503,13 +583,24 @@ func (c *copier) unpack(ctx context.Context, host, dest string) error {
 	return nil
 }
 
-// parseChmod parses a --chmod value (octal).
-func parseChmod(s string) (*os.FileMode, error) {
+// parseChmod parses a --chmod value: octal, or symbolic as chmod(1) takes it.
+func parseChmod(s string) (*chmodSpec, error) {
 	if s == "" {
 		return nil, nil
 	}
 	v, err := strconv.ParseUint(s, 8, 32)
-	if err != nil || v > 0o7777 {
+	if err != nil {
+		var ne *strconv.NumError
+		set, serr := mode.Parse(s)
+		if serr != nil {
+			if errors.As(serr, &ne) || isDigits(s) {
+				return nil, fmt.Errorf("invalid chmod parameter: '%s'. it should be octal string and between 0 and 07777", s)
+			}
+			return nil, fmt.Errorf("invalid chmod parameter %q: %w", s, serr)
+		}
+		return &chmodSpec{sym: &set}, nil
+	}
+	if v > 0o7777 {
 		return nil, fmt.Errorf("invalid chmod parameter: '%s'. it should be octal string and between 0 and 07777", s)
 	}
 	m := os.FileMode(v & 0o777)
@@ -522,18 +613,21 @@ func parseChmod(s string) (*os.FileMode, error) {
 	if v&0o1000 != 0 {
 		m |= os.ModeSticky
 	}
-	return &m, nil
+	return &chmodSpec{octal: &m}, nil
+}
+
+func isDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // copy runs COPY.
 func (sb *stageBuilder) copy(ctx context.Context, c *instructions.CopyCommand, p *progress.Step) error {
 	// --link only changes how BuildKit rebases the layer; the files are the same.
-	if c.Parents {
-		return fmt.Errorf("COPY --parents is not supported yet")
-	}
-	if len(c.ExcludePatterns) > 0 {
-		return fmt.Errorf("COPY --exclude is not supported yet")
-	}
 	from := c.From
 	if from != "" {
 		v, _, err := sb.r.df.Lexer().ProcessWord(from, sb.env.getter())
@@ -542,7 +636,7 @@ func (sb *stageBuilder) copy(ctx context.Context, c *instructions.CopyCommand, p
 		}
 		from = v
 	}
-	return sb.copyLike(ctx, "COPY", from, c.Chown, c.Chmod, c.SourcesAndDest, false)
+	return sb.copyLike(ctx, "COPY", from, c.Chown, c.Chmod, c.SourcesAndDest, copyOptions{parents: c.Parents, exclude: c.ExcludePatterns})
 }
 
 // add runs ADD (local files and archives).
@@ -555,18 +649,16 @@ func (sb *stageBuilder) add(ctx context.Context, c *instructions.AddCommand, p *
 	if c.Checksum != "" {
 		return fmt.Errorf("ADD --checksum is only valid with HTTP sources, which are not supported yet")
 	}
-	if len(c.ExcludePatterns) > 0 {
-		return fmt.Errorf("ADD --exclude is not supported yet")
-	}
 	unpack := c.Unpack == nil || *c.Unpack
-	return sb.copyLike(ctx, "ADD", "", c.Chown, c.Chmod, c.SourcesAndDest, unpack)
+	return sb.copyLike(ctx, "ADD", "", c.Chown, c.Chmod, c.SourcesAndDest, copyOptions{unpack: unpack, exclude: c.ExcludePatterns})
 }
 
-func (sb *stageBuilder) copyLike(ctx context.Context, verb, from, chown, chmod string, sd instructions.SourcesAndDest, unpack bool) error {
-	mode, err := parseChmod(chmod)
+func (sb *stageBuilder) copyLike(ctx context.Context, verb, from, chown, chmod string, sd instructions.SourcesAndDest, o copyOptions) error {
+	cm, err := parseChmod(chmod)
 	if err != nil {
 		return err
 	}
+	o.chmod = cm
 	dest := sd.DestPath
 	trailing := strings.HasSuffix(dest, "/") || dest == "." || strings.HasSuffix(dest, "/.")
 	dest = sb.resolvePath(dest)
@@ -574,6 +666,9 @@ func (sb *stageBuilder) copyLike(ctx context.Context, verb, from, chown, chmod s
 		dest += "/"
 	}
 	createdBy := verb
+	if o.parents {
+		createdBy += " --parents"
+	}
 	if chown != "" {
 		createdBy += " --chown=" + chown
 	}
@@ -592,7 +687,7 @@ func (sb *stageBuilder) copyLike(ctx context.Context, verb, from, chown, chmod s
 		var items []copyItem
 		if len(sd.SourcePaths) > 0 {
 			var err error
-			items, err = cs.resolve(sd.SourcePaths)
+			items, err = cs.resolve(sd.SourcePaths, o.parents)
 			if err != nil {
 				return err
 			}
@@ -622,7 +717,6 @@ func (sb *stageBuilder) copyLike(ctx context.Context, verb, from, chown, chmod s
 			}
 		}
 		return sb.change(ctx, createdBy, func(rootfs string) error {
-			o := copyOptions{chmod: mode, unpack: unpack}
 			if chown != "" {
 				ow, err := resolveChown(rootfs, chown)
 				if err != nil {
