@@ -68,6 +68,9 @@ type copyItem struct {
 	host string // host path, symlinks of the top level followed
 	fi   os.FileInfo
 	keep string // with --parents: the path kept below the destination
+	src  *copySource // where the item comes from when not the instruction's source (URL, git, heredoc)
+	// noUnpack keeps an archive as a file (ADD of a URL without --unpack).
+	noUnpack bool
 }
 
 // hasMeta reports whether p uses wildcard characters.
@@ -258,17 +261,21 @@ func copyInto(ctx context.Context, rootfs string, items []copyItem, dest string,
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		c.cs = cs
+		if it.src != nil {
+			c.cs = it.src
+		}
 		fi := it.fi
 		host := it.host
 		if fi.Mode()&os.ModeSymlink != 0 {
 			// A symlink named as a source is followed, within the source root.
-			real, err := securejoin.SecureJoin(cs.root, it.rel)
+			real, err := securejoin.SecureJoin(c.cs.root, it.rel)
 			if err != nil {
 				return err
 			}
 			rfi, err := os.Stat(real)
 			if err != nil {
-				return fmt.Errorf("%s: %q is a dangling symlink", cs.where(), it.rel)
+				return fmt.Errorf("%s: %q is a dangling symlink", c.cs.where(), it.rel)
 			}
 			host, fi = real, rfi
 		}
@@ -302,7 +309,7 @@ func copyInto(ctx context.Context, rootfs string, items []copyItem, dest string,
 			if err := c.copyDirContents(ctx, host, it.rel, dest, ""); err != nil {
 				return err
 			}
-		case o.unpack && isArchiveFile(host):
+		case o.unpack && !it.noUnpack && isArchiveFile(host):
 			if err := c.mkdirAll(dest); err != nil {
 				return err
 			}
@@ -636,24 +643,81 @@ func (sb *stageBuilder) copy(ctx context.Context, c *instructions.CopyCommand, p
 		}
 		from = v
 	}
-	return sb.copyLike(ctx, "COPY", from, c.Chown, c.Chmod, c.SourcesAndDest, copyOptions{parents: c.Parents, exclude: c.ExcludePatterns})
+	return sb.copyLike(ctx, "COPY", from, c.Chown, c.Chmod, c.SourcesAndDest, copyOptions{parents: c.Parents, exclude: c.ExcludePatterns}, nil)
 }
 
-// add runs ADD (local files and archives).
+// add runs ADD: local files and archives (extracted), http(s) URLs and git
+// repositories.
 func (sb *stageBuilder) add(ctx context.Context, c *instructions.AddCommand, p *progress.Step) error {
-	for _, s := range c.SourcePaths {
-		if strings.Contains(s, "://") || strings.HasPrefix(s, "git@") {
-			return fmt.Errorf("ADD from a URL or git repository (%s) is not supported yet", s)
-		}
-	}
-	if c.Checksum != "" {
-		return fmt.Errorf("ADD --checksum is only valid with HTTP sources, which are not supported yet")
-	}
 	unpack := c.Unpack == nil || *c.Unpack
-	return sb.copyLike(ctx, "ADD", "", c.Chown, c.Chmod, c.SourcesAndDest, copyOptions{unpack: unpack, exclude: c.ExcludePatterns})
+	o := copyOptions{unpack: unpack, exclude: c.ExcludePatterns}
+	var local []string
+	var remote []string
+	for _, s := range c.SourcePaths {
+		if _, isGit, err := gitSource(s); err != nil {
+			return err
+		} else if isGit || isHTTPSource(s) {
+			remote = append(remote, s)
+			continue
+		}
+		local = append(local, s)
+	}
+	if c.Checksum != "" && (len(remote) != 1 || len(c.SourcePaths) != 1) {
+		if len(c.SourcePaths) != 1 {
+			return fmt.Errorf("checksum can't be specified for multiple sources")
+		}
+		return fmt.Errorf("checksum requires HTTP(S) or Git sources")
+	}
+	if c.KeepGitDir != nil && *c.KeepGitDir && len(remote) == 0 {
+		return fmt.Errorf("--keep-git-dir is only valid with a git source")
+	}
+	if len(remote) == 0 {
+		return sb.copyLike(ctx, "ADD", "", c.Chown, c.Chmod, c.SourcesAndDest, o, nil)
+	}
+	tmp, err := os.MkdirTemp(sb.r.b.Session.Dir, "add-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	var extra []copyItem
+	for _, s := range remote {
+		if ref, isGit, _ := gitSource(s); isGit {
+			sum := c.Checksum
+			if sum != "" {
+				if ref.Checksum != "" && ref.Checksum != sum {
+					return fmt.Errorf("checksum mismatch %q != %q", sum, ref.Checksum)
+				}
+				ref.Checksum = sum
+			}
+			keep := c.KeepGitDir != nil && *c.KeepGitDir
+			if ref.KeepGitDir != nil {
+				keep = *ref.KeepGitDir
+			}
+			p.Write([]byte("git clone " + ref.Remote + "\n"))
+			it, err := fetchGit(ctx, ref, tmp, keep)
+			if err != nil {
+				return err
+			}
+			extra = append(extra, it)
+			continue
+		}
+		p.Write([]byte("download " + s + "\n"))
+		it, err := fetchHTTP(ctx, s, tmp, c.Checksum)
+		if err != nil {
+			return err
+		}
+		// Remote files are extracted only with an explicit --unpack=true.
+		if c.Unpack == nil || !*c.Unpack {
+			it.noUnpack = true
+		}
+		extra = append(extra, it)
+	}
+	sd := c.SourcesAndDest
+	sd.SourcePaths = local
+	return sb.copyLike(ctx, "ADD", "", c.Chown, c.Chmod, sd, o, extra)
 }
 
-func (sb *stageBuilder) copyLike(ctx context.Context, verb, from, chown, chmod string, sd instructions.SourcesAndDest, o copyOptions) error {
+func (sb *stageBuilder) copyLike(ctx context.Context, verb, from, chown, chmod string, sd instructions.SourcesAndDest, o copyOptions, extra []copyItem) error {
 	cm, err := parseChmod(chmod)
 	if err != nil {
 		return err
@@ -675,6 +739,9 @@ func (sb *stageBuilder) copyLike(ctx context.Context, verb, from, chown, chmod s
 	if chmod != "" {
 		createdBy += " --chmod=" + chmod
 	}
+	for _, it := range extra {
+		createdBy += " " + it.src.name
+	}
 	for _, s := range sd.SourcePaths {
 		createdBy += " " + s
 	}
@@ -684,13 +751,14 @@ func (sb *stageBuilder) copyLike(ctx context.Context, verb, from, chown, chmod s
 	createdBy += " " + sd.DestPath + " # buildkit"
 
 	return sb.withSource(ctx, from, func(cs *copySource) error {
-		var items []copyItem
+		items := append([]copyItem(nil), extra...)
 		if len(sd.SourcePaths) > 0 {
 			var err error
-			items, err = cs.resolve(sd.SourcePaths, o.parents)
+			local, err := cs.resolve(sd.SourcePaths, o.parents)
 			if err != nil {
 				return err
 			}
+			items = append(items, local...)
 		}
 		// Heredoc sources become files in a private temp dir.
 		var tmp string
@@ -713,7 +781,7 @@ func (sb *stageBuilder) copyLike(ctx context.Context, verb, from, chown, chmod s
 				if err != nil {
 					return err
 				}
-				items = append(items, copyItem{rel: "/" + filepath.Base(sc.Path), host: h, fi: fi})
+				items = append(items, copyItem{rel: "/" + filepath.Base(sc.Path), host: h, fi: fi, src: &copySource{root: tmp, name: "heredoc"}})
 			}
 		}
 		return sb.change(ctx, createdBy, func(rootfs string) error {

@@ -136,8 +136,15 @@ func TestLoadConfig(t *testing.T) {
 			"index.docker.io": {Mirrors: []string{"http://127.0.0.1:5000"}},
 			"quay.io":         {Mirrors: []string{"mirror.local:5000"}},
 		}},
-		{"docker hub spellings", "", "index.docker.io=http://a:1,registry-1.docker.io=http://b:2", map[string]Host{
-			"index.docker.io": {Mirrors: []string{"http://b:2", "http://a:1"}},
+		{"index.docker.io spelling", "", "index.docker.io=http://a:1", map[string]Host{
+			"index.docker.io": {Mirrors: []string{"http://a:1"}},
+		}},
+		{"registry-1.docker.io spelling", "", "registry-1.docker.io=http://b:2", map[string]Host{
+			"index.docker.io": {Mirrors: []string{"http://b:2"}},
+		}},
+		{"other registries are not renamed", "", "localhost:5000=http://c:3,ghcr.io=https://d", map[string]Host{
+			"localhost:5000": {Mirrors: []string{"http://c:3"}},
+			"ghcr.io":        {Mirrors: []string{"https://d"}},
 		}},
 		{"env before file", file, "ghcr.io=https://env.example", map[string]Host{
 			"ghcr.io":        {Mirrors: []string{"https://env.example", "https://m1.example", "m2.example:5000"}, Insecure: true},
@@ -383,7 +390,7 @@ func TestImagePlatformFromIndex(t *testing.T) {
 	if err := remote.WriteIndex(ref, idx); err != nil {
 		t.Fatal(err)
 	}
-	c := New(Config{Registries: map[string]Host{"docker.io": {Mirrors: []string{reg.url()}}}})
+	c := New(Config{})
 	for _, tt := range []struct {
 		p    v1.Platform
 		want v1.Image
