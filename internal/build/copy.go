@@ -67,7 +67,7 @@ type copyItem struct {
 	rel  string // path in the source, cleaned, with leading "/"
 	host string // host path, symlinks of the top level followed
 	fi   os.FileInfo
-	keep string // with --parents: the path kept below the destination
+	keep string      // with --parents: the path kept below the destination
 	src  *copySource // where the item comes from when not the instruction's source (URL, git, heredoc)
 	// noUnpack keeps an archive as a file (ADD of a URL without --unpack).
 	noUnpack bool
