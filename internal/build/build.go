@@ -44,6 +44,32 @@ type Options struct {
 	Pull           bool // re-resolve base images from their registry
 	Compression    layer.Compression
 	Progress       *progress.Printer
+	// Secrets are the --secret values by id; never written to a layer, the
+	// config, the history or the log.
+	Secrets map[string]Secret
+	// SSH maps --ssh ids to agent socket paths forwarded to RUN --mount=type=ssh.
+	SSH map[string]string
+	// Contexts are the --build-context values by lower-case name: a directory,
+	// docker-image://REF or oci-layout://PATH[:TAG|@DIGEST].
+	Contexts map[string]string
+}
+
+// Secret is where a --secret value comes from: a file or an environment variable.
+type Secret struct {
+	File string
+	Env  string
+}
+
+// value reads the secret.
+func (s Secret) value() ([]byte, error) {
+	if s.File != "" {
+		return os.ReadFile(s.File)
+	}
+	v, ok := os.LookupEnv(s.Env)
+	if !ok {
+		return nil, fmt.Errorf("environment variable %s is not set", s.Env)
+	}
+	return []byte(v), nil
 }
 
 // Builder holds what builds share: the store, registry client and runtime.
@@ -119,7 +145,11 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 	if err != nil {
 		return nil, err
 	}
-	p, err := plan.New(df, opts.Target, globals)
+	var names []string
+	for n := range opts.Contexts {
+		names = append(names, n)
+	}
+	p, err := plan.New(df, opts.Target, globals, plan.WithNamedContexts(names))
 	if err != nil {
 		return nil, err
 	}

@@ -804,6 +804,22 @@ func (sb *stageBuilder) withSource(ctx context.Context, from string, fn func(cs 
 	if from == "" {
 		return fn(&copySource{root: r.bctx.Dir, ignore: r.bctx, name: "build context"})
 	}
+	if r.plan.IsNamed(from) {
+		nc, err := r.resolveNamed(ctx, from)
+		if err != nil {
+			return err
+		}
+		if nc.img == nil {
+			return fn(&copySource{root: nc.dir, name: "build context " + from})
+		}
+		dirs, err := r.b.LayerDirs(ctx, nc.img)
+		if err != nil {
+			return err
+		}
+		return r.b.view(ctx, dirs, func(root string) error {
+			return fn(&copySource{root: root, keepOwner: true, name: "build context " + from})
+		})
+	}
 	idx, isStage, err := r.plan.ResolveFrom(r.df, sb.st.Index, from)
 	if err != nil {
 		return err

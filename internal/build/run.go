@@ -18,6 +18,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/strata-build/strata/internal/executor/runc"
+	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/snapshot/overlay"
 )
@@ -112,7 +113,7 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 			releases[i]()
 		}
 	}()
-	mounts, err := sb.runMounts(ctx, c, &releases)
+	mounts, secretEnv, err := sb.runMounts(ctx, c, &releases)
 	if err != nil {
 		return err
 	}
@@ -137,7 +138,7 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 			ID:      id,
 			Rootfs:  rootfs,
 			Args:    args,
-			Env:     sb.env,
+			Env:     append(append([]string(nil), sb.env...), secretEnv...),
 			Cwd:     cwd,
 			User:    cfg.User,
 			Network: network,
@@ -156,34 +157,60 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 	})
 }
 
-// runMounts prepares the RUN --mount mounts; releases undo what they set up.
-func (sb *stageBuilder) runMounts(ctx context.Context, c *instructions.RunCommand, releases *[]func()) ([]specs.Mount, error) {
-	var out []specs.Mount
+// runMounts prepares the RUN --mount mounts and the secret environment
+// variables; releases undo what they set up.
+func (sb *stageBuilder) runMounts(ctx context.Context, c *instructions.RunCommand, releases *[]func()) (out []specs.Mount, env []string, err error) {
+	sshN := 0
 	for _, m := range instructions.GetMounts(c) {
 		target := m.Target
+		switch m.Type {
+		case instructions.MountTypeSecret:
+			mnt, kv, err := sb.secretMount(m, releases)
+			if err != nil {
+				return nil, nil, err
+			}
+			if mnt != nil {
+				out = append(out, *mnt)
+			}
+			if kv != "" {
+				env = append(env, kv)
+			}
+			continue
+		case instructions.MountTypeSSH:
+			mnt, kv, err := sb.sshMount(m, sshN)
+			if err != nil {
+				return nil, nil, err
+			}
+			sshN++
+			if mnt != nil {
+				out = append(out, *mnt)
+				env = append(env, kv)
+			}
+			continue
+		}
 		if target == "" {
-			return nil, fmt.Errorf("--mount: target is required")
+			return nil, nil, fmt.Errorf("--mount: target is required")
 		}
 		target = sb.resolvePath(target)
 		switch m.Type {
 		case instructions.MountTypeBind:
 			root, err := sb.mountSource(ctx, m.From, releases)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			src, err := securejoin.SecureJoin(root, m.Source)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if _, err := os.Stat(src); err != nil {
-				return nil, fmt.Errorf("--mount source %q: %w", m.Source, err)
+				return nil, nil, fmt.Errorf("--mount source %q: %w", m.Source, err)
 			}
 			opts := []string{"rbind", "ro"}
 			if !m.ReadOnly {
 				// rw: writes go to a throwaway overlay upper and are discarded.
 				dir, err := os.MkdirTemp(sb.r.b.Session.Dir, "bindrw-")
 				if err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 				merged := filepath.Join(dir, "merged")
 				for _, d := range []string{"upper", "work", "merged"} {
@@ -193,7 +220,7 @@ func (sb *stageBuilder) runMounts(ctx context.Context, c *instructions.RunComman
 				if err == nil && fi.IsDir() {
 					if err := overlay.Mount(ctx, []string{src}, filepath.Join(dir, "upper"), filepath.Join(dir, "work"), merged); err != nil {
 						os.RemoveAll(dir)
-						return nil, fmt.Errorf("--mount rw: %w", err)
+						return nil, nil, fmt.Errorf("--mount rw: %w", err)
 					}
 					*releases = append(*releases, func() { overlay.Unmount(merged); os.RemoveAll(dir) })
 					src = merged
@@ -205,7 +232,7 @@ func (sb *stageBuilder) runMounts(ctx context.Context, c *instructions.RunComman
 			out = append(out, specs.Mount{Destination: target, Type: "bind", Source: src, Options: opts})
 		case instructions.MountTypeCache:
 			if m.From != "" {
-				return nil, fmt.Errorf("--mount=type=cache,from= is not supported yet")
+				return nil, nil, fmt.Errorf("--mount=type=cache,from= is not supported yet")
 			}
 			id := m.CacheID
 			if id == "" {
@@ -215,7 +242,7 @@ func (sb *stageBuilder) runMounts(ctx context.Context, c *instructions.RunComman
 			dir := sb.r.b.Store.Path("cache", "mounts", hex.EncodeToString(sum[:16]))
 			if _, err := os.Stat(dir); os.IsNotExist(err) {
 				if err := os.MkdirAll(dir, 0o755); err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 				uid, gid := 0, 0
 				if m.UID != nil {
@@ -239,11 +266,98 @@ func (sb *stageBuilder) runMounts(ctx context.Context, c *instructions.RunComman
 			}
 			out = append(out, specs.Mount{Destination: target, Type: "tmpfs", Source: "tmpfs", Options: opts})
 		default:
-			return nil, fmt.Errorf("RUN --mount=type=%s is not supported yet", m.Type)
+			return nil, nil, fmt.Errorf("RUN --mount=type=%s is not supported yet", m.Type)
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return len(out[i].Destination) < len(out[j].Destination) })
-	return out, nil
+	return out, env, nil
+}
+
+// secretMount exposes a --secret to one RUN: as a read-only file (default
+// /run/secrets/ID, mode 0400) and/or an environment variable. A missing
+// secret is skipped unless required.
+func (sb *stageBuilder) secretMount(m *instructions.Mount, releases *[]func()) (*specs.Mount, string, error) {
+	id := m.CacheID
+	if id == "" {
+		id = m.Source
+	}
+	if id == "" && m.Target != "" {
+		id = path.Base(m.Target)
+	}
+	sec, ok := sb.r.opts.Secrets[id]
+	if !ok {
+		if m.Required {
+			return nil, "", fmt.Errorf("secret %s: not provided (pass --secret id=%s,src=FILE or env=VAR)", id, id)
+		}
+		return nil, "", nil
+	}
+	val, err := sec.value()
+	if err != nil {
+		return nil, "", fmt.Errorf("secret %s: %w", id, err)
+	}
+	var kv string
+	if m.Env != nil {
+		name := *m.Env
+		if name == "" {
+			name = id
+		}
+		kv = name + "=" + string(val)
+		if m.Target == "" {
+			return nil, kv, nil
+		}
+	}
+	target := m.Target
+	if target == "" {
+		target = "/run/secrets/" + id
+	}
+	dir, err := os.MkdirTemp(sb.r.b.Session.Dir, "secret-")
+	if err != nil {
+		return nil, "", err
+	}
+	*releases = append(*releases, func() { os.RemoveAll(dir) })
+	f := filepath.Join(dir, "secret")
+	mode := os.FileMode(0o400)
+	if m.Mode != nil {
+		mode = os.FileMode(*m.Mode)
+	}
+	if err := os.WriteFile(f, val, 0o600); err != nil {
+		return nil, "", err
+	}
+	uid, gid := 0, 0
+	if m.UID != nil {
+		uid = int(*m.UID)
+	}
+	if m.GID != nil {
+		gid = int(*m.GID)
+	}
+	if err := os.Chown(f, uid, gid); err != nil {
+		return nil, "", err
+	}
+	if err := os.Chmod(f, mode); err != nil {
+		return nil, "", err
+	}
+	return &specs.Mount{Destination: sb.resolvePath(target), Type: "bind", Source: f, Options: []string{"bind", "ro"}}, kv, nil
+}
+
+// sshMount forwards the agent socket of --ssh ID to the RUN and points
+// SSH_AUTH_SOCK at it.
+func (sb *stageBuilder) sshMount(m *instructions.Mount, n int) (*specs.Mount, string, error) {
+	id := m.CacheID
+	if id == "" {
+		id = "default"
+	}
+	sock, ok := sb.r.opts.SSH[id]
+	if !ok {
+		if m.Required {
+			return nil, "", fmt.Errorf("ssh %s: no agent forwarded (pass --ssh %s[=SOCKET])", id, id)
+		}
+		return nil, "", nil
+	}
+	target := m.Target
+	if target == "" {
+		target = fmt.Sprintf("/run/buildkit/ssh_agent.%d", n)
+	}
+	return &specs.Mount{Destination: sb.resolvePath(target), Type: "bind", Source: sock, Options: []string{"bind"}}, "SSH_AUTH_SOCK=" + sb.resolvePath(target), nil
 }
 
 // mountSource returns the root a bind mount reads from: the build context,
@@ -254,11 +368,26 @@ func (sb *stageBuilder) mountSource(ctx context.Context, from string, releases *
 		return r.bctx.Dir, nil
 	}
 	var dirs []string
+	var img *image.Image
+	if r.plan.IsNamed(from) {
+		nc, err := r.resolveNamed(ctx, from)
+		if err != nil {
+			return "", err
+		}
+		if nc.img == nil {
+			return nc.dir, nil
+		}
+		img = nc.img
+	}
 	idx, isStage, err := r.plan.ResolveFrom(r.df, sb.st.Index, from)
 	if err != nil {
 		return "", err
 	}
-	if isStage {
+	if img != nil {
+		if dirs, err = r.b.LayerDirs(ctx, img); err != nil {
+			return "", err
+		}
+	} else if isStage {
 		dirs = r.results[idx].dirs
 	} else {
 		img, err := r.b.ResolveImage(ctx, from, r.opts.Pull, r.opts.Platform, r.opts.Progress)

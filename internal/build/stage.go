@@ -107,6 +107,16 @@ func (sb *stageBuilder) base(ctx context.Context) (*stageResult, error) {
 			return nil, fmt.Errorf("FROM --platform=%s: building for a platform other than the host (%s/%s) needs binfmt emulation, which strata does not use", p, plat.OS, plat.Architecture)
 		}
 	}
+	if sb.r.plan.IsNamed(st.Base) {
+		nc, err := sb.r.resolveNamed(ctx, st.Base)
+		if err != nil {
+			return nil, err
+		}
+		if nc.img == nil {
+			return nil, fmt.Errorf("FROM %s: a directory build context can only be used with COPY --from or RUN --mount from=", st.Base)
+		}
+		return sb.fromImage(ctx, nc.img)
+	}
 	if strings.EqualFold(st.Base, "scratch") {
 		res := &stageResult{}
 		res.cfg.OS = plat.OS
@@ -120,6 +130,11 @@ func (sb *stageBuilder) base(ctx context.Context) (*stageResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	return sb.fromImage(ctx, img)
+}
+
+// fromImage starts a stage from an image: its layers and its config.
+func (sb *stageBuilder) fromImage(ctx context.Context, img *image.Image) (*stageResult, error) {
 	dirs, err := sb.r.b.LayerDirs(ctx, img)
 	if err != nil {
 		return nil, err

@@ -33,6 +33,10 @@ type buildFlags struct {
 	pull        bool
 	noCache     bool
 	compression string
+	secrets     []string
+	ssh         []string
+	argFiles    []string
+	contexts    []string
 }
 
 // output is one parsed --output.
@@ -118,6 +122,10 @@ func (a *app) buildCmd() *cobra.Command {
 	fl.BoolVar(&f.pull, "pull", false, "always attempt to pull a newer version of the base images")
 	fl.BoolVar(&f.noCache, "no-cache", false, "do not use cache when building the image (strata has no build cache yet: every build runs every step)")
 	fl.StringVar(&f.compression, "compression", "gzip", "layer compression: gzip, zstd or uncompressed")
+	fl.StringArrayVar(&f.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR]")
+	fl.StringArrayVar(&f.ssh, "ssh", nil, "SSH agent socket for RUN --mount=type=ssh: default|ID[=SOCKET]")
+	fl.StringArrayVar(&f.argFiles, "build-arg-file", nil, "read build arguments from a file of KEY=VALUE lines")
+	fl.StringArrayVar(&f.contexts, "build-context", nil, "additional named context: NAME=DIR|docker-image://REF|oci-layout://PATH[:TAG|@DIGEST]")
 	return cmd
 }
 
@@ -160,6 +168,15 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) error {
 		return usagef("--compression=%s: use gzip, zstd or uncompressed", f.compression)
 	}
 	args := map[string]string{}
+	for _, file := range f.argFiles {
+		kvs, err := readArgFile(file)
+		if err != nil {
+			return err
+		}
+		for k, v := range kvs {
+			args[k] = v
+		}
+	}
 	for _, kv := range f.buildArgs {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
@@ -171,7 +188,40 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) error {
 		}
 		args[k] = v
 	}
+	secrets, err := parseSecrets(f.secrets)
+	if err != nil {
+		return err
+	}
+	ssh, err := parseSSH(f.ssh)
+	if err != nil {
+		return err
+	}
+	named, err := parseContexts(f.contexts)
+	if err != nil {
+		return err
+	}
+	var stdinDockerfile []byte
+	if ctxDir == "-" {
+		if f.file == "-" {
+			return usagef("the Dockerfile and the context cannot both come from stdin")
+		}
+		dir, df, err := a.contextFromStdin(ctx)
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		ctxDir = dir
+		if df != nil {
+			if f.file != "" {
+				return usagef("stdin holds a Dockerfile, so -f cannot name another one")
+			}
+			stdinDockerfile = df
+		}
+	}
 	opts := build.Options{
+		Secrets:     secrets,
+		SSH:         ssh,
+		Contexts:    named,
 		ContextDir:  ctxDir,
 		Target:      f.target,
 		BuildArgs:   args,
@@ -193,6 +243,8 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) error {
 		opts.Platform = *p
 	}
 	switch {
+	case stdinDockerfile != nil:
+		opts.Dockerfile, opts.DockerfileName = stdinDockerfile, "Dockerfile"
 	case f.file == "-":
 		b, err := io.ReadAll(a.stdin)
 		if err != nil {

@@ -90,7 +90,9 @@ func OCI(w io.Writer, s *store.Store, img *image.Image, names []string) error {
 		d.Annotations = map[string]string{"io.containerd.image.name": n}
 		if t, err := name.NewTag(n); err == nil {
 			d.Annotations[ocispec.AnnotationRefName] = t.TagStr()
-			d.Annotations["io.containerd.image.name"] = t.Name()
+			if c, err := store.CanonicalName(t.Name()); err == nil {
+				d.Annotations["io.containerd.image.name"] = c
+			}
 		}
 		idx.Manifests = append(idx.Manifests, d)
 	}

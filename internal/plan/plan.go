@@ -42,14 +42,35 @@ type Plan struct {
 	All    []*Stage // every stage of the Dockerfile, by index
 	Target int      // index of the target stage
 	Needed []int    // indices of the stages the target needs (target included), dependencies first
+
+	named map[string]bool // names given with --build-context
 }
+
+// Option configures New.
+type Option func(*Plan)
+
+// WithNamedContexts makes FROM and --from values with these names (lower
+// case) refer to named build contexts instead of stages or images.
+func WithNamedContexts(names []string) Option {
+	return func(p *Plan) {
+		for _, n := range names {
+			p.named[strings.ToLower(n)] = true
+		}
+	}
+}
+
+// IsNamed reports whether v names a --build-context.
+func (p *Plan) IsNamed(v string) bool { return p.named[strings.ToLower(v)] }
 
 // New plans df for target ("" means the last stage). globalArgs holds the
 // values of the ARGs declared before the first FROM (after --build-arg) and
 // the automatic platform args; they are what FROM lines can use.
-func New(df *dockerfile.Dockerfile, target string, globalArgs shell.EnvGetter) (*Plan, error) {
+func New(df *dockerfile.Dockerfile, target string, globalArgs shell.EnvGetter, opts ...Option) (*Plan, error) {
 	lex := df.Lexer()
-	p := &Plan{Target: len(df.Stages) - 1}
+	p := &Plan{Target: len(df.Stages) - 1, named: map[string]bool{}}
+	for _, o := range opts {
+		o(p)
+	}
 	byName := map[string]int{}
 	for i := range df.Stages {
 		src := &df.Stages[i]
@@ -62,7 +83,9 @@ func New(df *dockerfile.Dockerfile, target string, globalArgs shell.EnvGetter) (
 			return nil, df.Errorf(src.Location, "base name (%s) should not be blank", src.BaseName)
 		}
 		st.Base = base
-		if j, ok := byName[strings.ToLower(base)]; ok {
+		if p.named[strings.ToLower(base)] {
+			// a --build-context of that name replaces the stage or image
+		} else if j, ok := byName[strings.ToLower(base)]; ok {
 			st.BaseStage = j
 		} else if n, err := strconv.Atoi(base); err == nil && n >= 0 && n < i {
 			st.BaseStage = n // FROM by index of an earlier stage
@@ -83,6 +106,9 @@ func New(df *dockerfile.Dockerfile, target string, globalArgs shell.EnvGetter) (
 			v, _, err := lex.ProcessWord(ref.value, globalArgs)
 			if err != nil || v == "" {
 				continue // resolved when the instruction runs
+			}
+			if p.named[strings.ToLower(v)] {
+				continue
 			}
 			j, isStage, err := resolveRef(df, byName, i, v)
 			if err != nil {
