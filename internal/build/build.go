@@ -52,7 +52,14 @@ type Options struct {
 	// Contexts are the --build-context values by lower-case name: a directory,
 	// docker-image://REF or oci-layout://PATH[:TAG|@DIGEST].
 	Contexts map[string]string
+	// CheckOnly runs BuildKit's build checks (a dry run through every stage:
+	// no image is pulled, nothing runs) instead of building.
+	CheckOnly bool
 }
+
+// ErrCheckFailed is returned by a check or build of a Dockerfile whose
+// "# check=error=true" directive makes check findings errors.
+var ErrCheckFailed = errors.New("build checks found problems (# check=error=true)")
 
 // Secret is where a --secret value comes from: a file or an environment variable.
 type Secret struct {
@@ -109,6 +116,10 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 	if opts.Network == "" {
 		opts.Network = "host"
 	}
+	out := opts.Progress // warnings and the check summary
+	if opts.CheckOnly {
+		opts.Progress = progress.New(nil, true)
+	}
 	if opts.Compression == "" {
 		opts.Compression = layer.Gzip
 	}
@@ -134,9 +145,6 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 	if df.Syntax != "" {
 		opts.Progress.Logf("notice: # syntax=%s: custom frontends cannot run here; using the built-in Dockerfile syntax", df.Syntax)
 	}
-	for _, w := range df.Warnings {
-		opts.Progress.Logf("warning: %s:%d: %s", df.File, w.Line, w.Message)
-	}
 	bctx, err := buildctx.Open(opts.ContextDir, opts.DockerfilePath)
 	if err != nil {
 		return nil, err
@@ -145,12 +153,20 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 	if err != nil {
 		return nil, err
 	}
+	noArgs := opts
+	noArgs.BuildArgs = nil
+	defaults, err := globalArgs(df, noArgs)
+	if err != nil {
+		return nil, err
+	}
+	checkStages(df, globals, defaults)
 	var names []string
 	for n := range opts.Contexts {
 		names = append(names, n)
 	}
 	p, err := plan.New(df, opts.Target, globals, plan.WithNamedContexts(names))
 	if err != nil {
+		printWarnings(df, out)
 		return nil, err
 	}
 	r := &run{b: b, opts: &opts, df: df, plan: p, bctx: bctx, globals: globals,
@@ -168,7 +184,14 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 	}
 	sem := make(chan struct{}, opts.Jobs)
 	g, gctx := errgroup.WithContext(ctx)
-	for _, i := range p.Needed {
+	needed := p.Needed
+	if opts.CheckOnly && opts.Target == "" {
+		needed = nil // checks cover every stage, as BuildKit's do without --target
+		for i := range p.All {
+			needed = append(needed, i)
+		}
+	}
+	for _, i := range needed {
 		i := i
 		g.Go(func() error {
 			defer close(r.done[i])
@@ -197,10 +220,23 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 		})
 	}
 	if err := g.Wait(); err != nil {
+		printWarnings(df, out)
 		if errors.Is(err, errDependencyFailed) && ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		return nil, err
+	}
+	warnings := printWarnings(df, out)
+	if df.CheckErrors && len(warnings) > 0 {
+		return nil, ErrCheckFailed
+	}
+	if opts.CheckOnly {
+		if len(warnings) == 0 {
+			out.Logf("Check complete, no warnings found.")
+		} else {
+			out.Logf("Check complete, %d warnings have been found!", len(warnings))
+		}
+		return nil, nil
 	}
 	r.warnUnusedArgs()
 	res := r.results[p.Target]
@@ -282,3 +318,17 @@ func globalArgs(df *dockerfile.Dockerfile, opts Options) (mapGetter, error) {
 }
 
 var _ shell.EnvGetter = mapGetter{}
+
+// printWarnings prints the parser warnings and build-check findings as
+// BuildKit does, and returns them.
+func printWarnings(df *dockerfile.Dockerfile, pr *progress.Printer) []dockerfile.Warning {
+	warnings := df.Warnings()
+	for _, w := range warnings {
+		if w.Rule != "" {
+			pr.Logf("WARNING: %s - %s:%d - %s", w.Rule, df.File, w.Line, w.Message)
+		} else {
+			pr.Logf("WARNING: %s:%d: %s", df.File, w.Line, w.Message)
+		}
+	}
+	return warnings
+}

@@ -119,14 +119,7 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 	}
 	mounts = append(mounts, extra...)
 
-	createdBy := "RUN " + strings.Join(args, " ") + " # buildkit"
-	if len(sb.args) > 0 {
-		var kv []string
-		for _, a := range sb.args {
-			kv = append(kv, a.Key+"="+*a.Value)
-		}
-		createdBy = fmt.Sprintf("RUN |%d %s %s # buildkit", len(kv), strings.Join(kv, " "), strings.Join(args, " "))
-	}
+	createdBy := "RUN " + sb.runCommandString(args) + " # buildkit"
 	cfg := sb.state.cfg.Config
 	cwd := cfg.WorkingDir
 	if cwd == "" {
@@ -155,6 +148,29 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 		}
 		return nil
 	})
+}
+
+// runCommandString is BuildKit's history text of a RUN: the stage's
+// declared ARGs ("|N K=V ...", values as the RUN sees them) then argv.
+func (sb *stageBuilder) runCommandString(args []string) string {
+	var kv []string
+	idx := map[string]int{}
+	for _, a := range sb.argOrder {
+		v, ok := sb.env.get(a.Key)
+		if !ok {
+			v = a.ValueString()
+		}
+		if i, ok := idx[a.Key]; ok {
+			kv[i] = a.Key + "=" + v
+			continue
+		}
+		idx[a.Key] = len(kv)
+		kv = append(kv, a.Key+"="+v)
+	}
+	if len(kv) > 0 {
+		kv = append([]string{fmt.Sprintf("|%d", len(kv))}, kv...)
+	}
+	return strings.Join(append(kv, args...), " ")
 }
 
 // runMounts prepares the RUN --mount mounts and the secret environment

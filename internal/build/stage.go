@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
-	"sort"
 	"strings"
 	"time"
 
@@ -27,12 +26,15 @@ type stageResult struct {
 	layers []image.Layer
 	dirs   []string
 	cfg    v1.ConfigFile
+	// unknownEnv marks a --check stage whose base image config is not known.
+	unknownEnv bool
 }
 
 func (s *stageResult) clone() *stageResult {
 	c := &stageResult{
-		layers: append([]image.Layer(nil), s.layers...),
-		dirs:   append([]string(nil), s.dirs...),
+		layers:     append([]image.Layer(nil), s.layers...),
+		dirs:       append([]string(nil), s.dirs...),
+		unknownEnv: s.unknownEnv,
 	}
 	b, _ := json.Marshal(s.cfg)
 	_ = json.Unmarshal(b, &c.cfg)
@@ -52,10 +54,18 @@ type stageBuilder struct {
 	cmdSet bool                                // CMD set in this stage (ENTRYPOINT keeps it)
 	step   int
 	total  int
+
+	// declared holds every ARG name declared in the stage, with or without a
+	// value; argOrder the declarations in order (for RUN's history entry).
+	declared map[string]bool
+	argOrder []instructions.KeyValuePairOptional
+	// check state
+	seenCmd, seenEntrypoint, seenHealthcheck instructions.Command
+	workdirSet                               bool
 }
 
 func (r *run) buildStage(ctx context.Context, st *plan.Stage) (*stageResult, error) {
-	sb := &stageBuilder{r: r, st: st, total: len(st.Source.Commands) + 1, step: 1}
+	sb := &stageBuilder{r: r, st: st, total: len(st.Source.Commands) + 1, step: 1, declared: map[string]bool{}}
 	name := fmt.Sprintf("[%s 1/%d] FROM %s", st.Display(), sb.total, st.Base)
 	if st.Name != "" && st.BaseStage < 0 {
 		name = fmt.Sprintf("[%s 1/%d] FROM %s", st.Display(), sb.total, st.Base)
@@ -126,6 +136,19 @@ func (sb *stageBuilder) base(ctx context.Context) (*stageResult, error) {
 		res.cfg.Config.WorkingDir = "/"
 		return res, nil
 	}
+	if sb.r.opts.CheckOnly {
+		// Checks never pull: a base that is not in the store has an unknown config.
+		res := &stageResult{}
+		if im, ok, err := sb.r.b.Store.Lookup(st.Base); err == nil && ok {
+			if img, err := image.Load(sb.r.b.Store, im.Descriptor.Digest); err == nil {
+				b, _ := json.Marshal(img.Config)
+				_ = json.Unmarshal(b, &res.cfg)
+				return res, nil
+			}
+		}
+		res.unknownEnv = true
+		return res, nil
+	}
 	img, err := sb.r.b.ResolveImage(ctx, st.Base, sb.r.opts.Pull, sb.r.opts.Platform, sb.r.opts.Progress)
 	if err != nil {
 		return nil, err
@@ -171,7 +194,8 @@ func (sb *stageBuilder) dispatch(ctx context.Context, c instructions.Command) er
 		if ex, ok := c.(instructions.SupportsSingleWordExpansion); ok {
 			lex := df.Lexer()
 			if err := ex.Expand(func(word string) (string, error) {
-				v, _, err := lex.ProcessWord(word, sb.env.getter())
+				v, unmatched, err := lex.ProcessWord(word, sb.env.getter())
+				sb.reportUnmatched(c, unmatched)
 				return v, err
 			}); err != nil {
 				return df.Wrap(loc, err)
@@ -181,11 +205,22 @@ func (sb *stageBuilder) dispatch(ctx context.Context, c instructions.Command) er
 			lex := df.Lexer()
 			lex.SkipProcessQuotes = true
 			if err := ex.ExpandRaw(func(word string) (string, error) {
-				v, _, err := lex.ProcessWord(word, sb.env.getter())
+				v, unmatched, err := lex.ProcessWord(word, sb.env.getter())
+				sb.reportUnmatched(c, unmatched)
 				return v, err
 			}); err != nil {
 				return df.Wrap(loc, err)
 			}
+		}
+	}
+	sb.check(c)
+	if sb.r.opts.CheckOnly {
+		switch c := c.(type) {
+		case *instructions.RunCommand, *instructions.CopyCommand, *instructions.AddCommand:
+			return nil // a dry run changes no files
+		case *instructions.WorkdirCommand:
+			sb.state.cfg.Config.WorkingDir = path.Clean(sb.resolvePath(c.Path))
+			return nil
 		}
 	}
 	label := fmt.Sprintf("[%s %d/%d] %s", sb.st.Display(), sb.step, sb.total, oneLine(c))
@@ -268,20 +303,20 @@ func (sb *stageBuilder) config(c instructions.Command) error {
 		sb.history("LABEL "+strings.Join(parts, " "), true)
 	case *instructions.MaintainerCommand:
 		sb.state.cfg.Author = c.Maintainer
-		sb.history("MAINTAINER "+c.Maintainer, true)
+		sb.history(fmt.Sprintf("MAINTAINER %v", c.Maintainer), true)
 	case *instructions.CmdCommand:
 		cfg.Cmd = sb.withShell(c.ShellDependantCmdLine)
 		sb.cmdSet = true
-		sb.history("CMD "+jsonString(cfg.Cmd), true)
+		sb.history(fmt.Sprintf("CMD %q", cfg.Cmd), true)
 	case *instructions.EntrypointCommand:
 		cfg.Entrypoint = sb.withShell(c.ShellDependantCmdLine)
 		if !sb.cmdSet {
 			cfg.Cmd = nil
 		}
-		sb.history("ENTRYPOINT "+jsonString(cfg.Entrypoint), true)
+		sb.history(fmt.Sprintf("ENTRYPOINT %q", cfg.Entrypoint), true)
 	case *instructions.UserCommand:
 		cfg.User = c.User
-		sb.history("USER "+c.User, true)
+		sb.history(fmt.Sprintf("USER %v", c.User), true)
 	case *instructions.ExposeCommand:
 		if cfg.ExposedPorts == nil {
 			cfg.ExposedPorts = map[string]struct{}{}
@@ -304,8 +339,7 @@ func (sb *stageBuilder) config(c instructions.Command) error {
 				}
 			}
 		}
-		sort.Strings(ports)
-		sb.history("EXPOSE "+strings.Join(ports, " "), true)
+		sb.history(fmt.Sprintf("EXPOSE %v", ports), true)
 	case *instructions.VolumeCommand:
 		if cfg.Volumes == nil {
 			cfg.Volumes = map[string]struct{}{}
@@ -316,20 +350,19 @@ func (sb *stageBuilder) config(c instructions.Command) error {
 			}
 			cfg.Volumes[v] = struct{}{}
 		}
-		sb.history("VOLUME "+jsonString(c.Volumes), true)
+		sb.history(fmt.Sprintf("VOLUME %v", c.Volumes), true)
 	case *instructions.StopSignalCommand:
 		cfg.StopSignal = c.Signal
-		sb.history("STOPSIGNAL "+c.Signal, true)
+		sb.history(fmt.Sprintf("STOPSIGNAL %v", c.Signal), true)
 	case *instructions.ShellCommand:
 		cfg.Shell = append([]string(nil), c.Shell...)
-		sb.history("SHELL "+jsonString(c.Shell), true)
+		sb.history(fmt.Sprintf("SHELL %v", c.Shell), true)
 	case *instructions.HealthCheckCommand:
 		h := c.Health
 		cfg.Healthcheck = &v1.HealthConfig{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout, StartPeriod: h.StartPeriod, Retries: h.Retries}
-		sb.history("HEALTHCHECK "+jsonString(h.Test), true)
+		sb.history(fmt.Sprintf("HEALTHCHECK %+v", *h), true)
 	case *instructions.OnbuildCommand:
-		cfg.OnBuild = append(cfg.OnBuild, c.Expression)
-		sb.history("ONBUILD "+c.Expression, true)
+		cfg.OnBuild = append(cfg.OnBuild, c.Expression) // BuildKit adds no history entry
 	default:
 		return fmt.Errorf("instruction %s is not supported", strings.ToUpper(c.Name()))
 	}
@@ -341,6 +374,8 @@ func (sb *stageBuilder) arg(c *instructions.ArgCommand) error {
 	lex := sb.r.df.Lexer()
 	var parts []string
 	for _, kv := range c.Args {
+		sb.declared[kv.Key] = true
+		sb.argOrder = append(sb.argOrder, kv)
 		val, hasValue := sb.r.opts.BuildArgs[kv.Key]
 		if hasValue {
 			sb.r.useArg(kv.Key)
@@ -350,7 +385,8 @@ func (sb *stageBuilder) arg(c *instructions.ArgCommand) error {
 		case hasValue:
 			v = &val
 		case kv.Value != nil:
-			s, _, err := lex.ProcessWord(*kv.Value, sb.env.getter())
+			s, unmatched, err := lex.ProcessWord(*kv.Value, sb.env.getter())
+			sb.reportUnmatched(c, unmatched)
 			if err != nil {
 				return err
 			}
@@ -392,9 +428,14 @@ func jsonString(v any) string {
 	return string(b)
 }
 
-// parsePorts turns "80", "53/udp" or "8000-8002/tcp" into "PORT/PROTO" keys.
+// parsePorts turns "80", "53/udp", "8000-8002/tcp" (or the legacy
+// "[ip:][hostport:]port/proto") into "PORT/PROTO" keys.
 func parsePorts(s string) ([]string, error) {
-	port, proto, _ := strings.Cut(s, "/")
+	spec := s
+	if i := strings.LastIndex(spec, ":"); i >= 0 {
+		spec = spec[i+1:]
+	}
+	port, proto, _ := strings.Cut(spec, "/")
 	if proto == "" {
 		proto = "tcp"
 	}

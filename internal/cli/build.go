@@ -37,6 +37,7 @@ type buildFlags struct {
 	ssh         []string
 	argFiles    []string
 	contexts    []string
+	check       bool
 }
 
 // output is one parsed --output.
@@ -125,6 +126,7 @@ func (a *app) buildCmd() *cobra.Command {
 	fl.StringArrayVar(&f.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR]")
 	fl.StringArrayVar(&f.ssh, "ssh", nil, "SSH agent socket for RUN --mount=type=ssh: default|ID[=SOCKET]")
 	fl.StringArrayVar(&f.argFiles, "build-arg-file", nil, "read build arguments from a file of KEY=VALUE lines")
+	fl.BoolVar(&f.check, "check", false, "run BuildKit's build checks and print their warnings, without building")
 	fl.StringArrayVar(&f.contexts, "build-context", nil, "additional named context: NAME=DIR|docker-image://REF|oci-layout://PATH[:TAG|@DIGEST]")
 	return cmd
 }
@@ -219,6 +221,7 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) error {
 		}
 	}
 	opts := build.Options{
+		CheckOnly:   f.check,
 		Secrets:     secrets,
 		SSH:         ssh,
 		Contexts:    named,
@@ -271,6 +274,9 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) error {
 	img, err := b.Build(ctx, opts)
 	if err != nil {
 		return err
+	}
+	if f.check {
+		return nil
 	}
 	return a.finishBuild(cmd, b, img, f, outs)
 }

@@ -7,7 +7,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
+	"sync"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/linter"
@@ -22,15 +24,43 @@ type Dockerfile struct {
 	Stages   []instructions.Stage
 	MetaArgs []instructions.ArgCommand
 	Escape   rune
-	Warnings []Warning
 	Syntax   string // value of a "# syntax=" directive, if any
+	// Lint runs BuildKit's build checks, configured by a "# check=" directive;
+	// its findings are collected in Warnings.
+	Lint *linter.Linter
+	// CheckErrors is set by "# check=error=true": findings fail the build.
+	CheckErrors bool
+
+	mu       sync.Mutex
+	warnings []Warning
+}
+
+// Warnings returns the parser warnings and check findings so far, by line.
+func (df *Dockerfile) Warnings() []Warning {
+	df.mu.Lock()
+	defer df.mu.Unlock()
+	out := append([]Warning(nil), df.warnings...)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Line < out[j].Line })
+	return out
+}
+
+func (df *Dockerfile) warn(w Warning) {
+	df.mu.Lock()
+	defer df.mu.Unlock()
+	for _, o := range df.warnings {
+		if o == w {
+			return
+		}
+	}
+	df.warnings = append(df.warnings, w)
 }
 
 // Warning is a parser or lint warning.
 type Warning struct {
 	Line    int
-	Rule    string
+	Rule    string // BuildKit's rule name, e.g. UndefinedVar; "" for parser warnings
 	Message string
+	URL     string
 }
 
 // Error is a Dockerfile error located at a line.
@@ -73,16 +103,30 @@ func Parse(file string, src []byte) (*Dockerfile, error) {
 		if w.Location != nil {
 			line = w.Location.Start.Line
 		}
-		df.Warnings = append(df.Warnings, Warning{Line: line, Message: w.Short})
+		rule := ""
+		if strings.Contains(w.Short, "Empty continuation line") {
+			rule = linter.RuleNoEmptyContinuation.Name
+		}
+		df.warn(Warning{Line: line, Rule: rule, Message: w.Short, URL: w.URL})
 	}
-	lint := linter.New(&linter.Config{Warn: func(rule, _, _, msg string, loc []parser.Range) {
+	cfg := &linter.Config{}
+	if v, _, _, ok := parser.ParseDirective("check", src); ok {
+		c, err := linter.ParseLintOptions(v)
+		if err != nil {
+			return nil, &Error{File: file, Line: 1, Err: fmt.Errorf("# check=%s: %w", v, err)}
+		}
+		cfg = c
+	}
+	df.CheckErrors = cfg.ReturnAsError
+	cfg.Warn = func(rule, _, url, msg string, loc []parser.Range) {
 		line := 0
 		if len(loc) > 0 {
 			line = loc[0].Start.Line
 		}
-		df.Warnings = append(df.Warnings, Warning{Line: line, Rule: rule, Message: msg})
-	}})
-	stages, metaArgs, err := instructions.Parse(res.AST, lint)
+		df.warn(Warning{Line: line, Rule: rule, Message: msg, URL: url})
+	}
+	df.Lint = linter.New(cfg)
+	stages, metaArgs, err := instructions.Parse(res.AST, df.Lint)
 	if err != nil {
 		return nil, df.locate(err, nil)
 	}

