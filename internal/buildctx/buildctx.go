@@ -87,7 +87,7 @@ func (c *Context) MayIncludeUnder(rel string) bool {
 			continue
 		}
 		pat := p.String()
-		if strings.HasPrefix(pat, rel+"/") || strings.Contains(pat, "**") || !strings.Contains(pat, "/") {
+		if strings.HasPrefix(pat, rel+"/") || strings.ContainsAny(pat, "*?[") || !strings.Contains(pat, "/") {
 			return true
 		}
 	}

@@ -150,7 +150,7 @@ func TestMayIncludeUnderWildcardException(t *testing.T) {
 		t.Fatal("src/keep excluded although \"!*/keep\" re-includes it")
 	}
 	if !c.MayIncludeUnder("src") {
-		t.Skip("BUG: with .dockerignore \"src\\n!*/keep\", Excluded(\"src/keep\") is false but MayIncludeUnder(\"src\") is false, so a walk skips src/ and src/keep is lost (an exception with a slash and a wildcard but no ** is not considered)")
+		t.Error("with .dockerignore \"src\\n!*/keep\", Excluded(\"src/keep\") is false but MayIncludeUnder(\"src\") is false, so a walk skips src/ and src/keep is lost (an exception with a slash and a wildcard but no ** is not considered)")
 	}
 }
 

@@ -142,7 +142,7 @@ func Parse(file string, src []byte) (*Dockerfile, error) {
 // the given location.
 func (df *Dockerfile) locate(err error, loc []parser.Range) error {
 	var le *parser.LocationError
-	if errors.As(err, &le) && len(le.Locations) > 0 && len(le.Locations[0]) > 0 {
+	if errors.As(err, &le) && len(le.Locations) > 0 && len(le.Locations[0]) > 0 && le.Locations[0][0].Start.Line > 0 {
 		loc = le.Locations[0]
 	}
 	inner := err
@@ -162,6 +162,15 @@ func (df *Dockerfile) locate(err error, loc []parser.Range) error {
 		}
 	}
 	e := &Error{File: df.File, Err: msg}
+	if len(loc) == 0 && strings.Contains(s, "escape token") {
+		// The escape directive is parsed before any instruction: find its line.
+		for i, l := range strings.Split(string(df.Source), "\n") {
+			if strings.Contains(strings.ToLower(l), "escape") && strings.HasPrefix(strings.TrimSpace(l), "#") {
+				e.Line = i + 1
+				break
+			}
+		}
+	}
 	if len(loc) > 0 {
 		e.Line = loc[0].Start.Line
 		e.Instruction = df.Line(loc)
@@ -193,7 +202,7 @@ func (df *Dockerfile) Line(loc []parser.Range) string {
 	if len(loc) == 0 {
 		return ""
 	}
-	lines := strings.Split(string(df.Source), "\n")
+	lines := strings.Split(strings.TrimPrefix(string(df.Source), "\ufeff"), "\n")
 	n := loc[0].Start.Line
 	if n < 1 || n > len(lines) {
 		return ""

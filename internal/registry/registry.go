@@ -50,14 +50,20 @@ func LoadConfig(path, env string) (Config, error) {
 		case err != nil:
 			return cfg, fmt.Errorf("registry config: %w", err)
 		default:
-			if err := json.Unmarshal(b, &cfg); err != nil {
+			var file Config
+			if err := json.Unmarshal(b, &file); err != nil {
 				return cfg, fmt.Errorf("registry config %s: %w", path, err)
 			}
-			if cfg.Registries == nil {
-				cfg.Registries = map[string]Host{}
+			for reg, h := range file.Registries {
+				reg = canonicalRegistry(reg)
+				cur := cfg.Registries[reg]
+				cur.Mirrors = append(cur.Mirrors, h.Mirrors...)
+				cur.Insecure = cur.Insecure || h.Insecure
+				cfg.Registries[reg] = cur
 			}
 		}
 	}
+	envMirrors := map[string][]string{}
 	for _, pair := range strings.Split(env, ",") {
 		pair = strings.TrimSpace(pair)
 		if pair == "" {
@@ -71,8 +77,12 @@ func LoadConfig(path, env string) (Config, error) {
 			return cfg, fmt.Errorf("%s: %w", MirrorsEnv, err)
 		}
 		reg = canonicalRegistry(reg)
+		envMirrors[reg] = append(envMirrors[reg], u)
+	}
+	// The environment's mirrors come first, in the order given.
+	for reg, ms := range envMirrors {
 		h := cfg.Registries[reg]
-		h.Mirrors = append([]string{u}, h.Mirrors...)
+		h.Mirrors = append(ms, h.Mirrors...)
 		cfg.Registries[reg] = h
 	}
 	return cfg, nil

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -70,6 +71,28 @@ func (s *Store) Reclaim(ctx context.Context, release func(ctx context.Context, s
 		unmountUnder(dir)
 		if err := os.RemoveAll(dir); err != nil {
 			return fmt.Errorf("reclaim %s: %w", dir, err)
+		}
+	}
+	return s.removeStaleTemp(time.Now().Add(-StaleTempAge))
+}
+
+// StaleTempAge is how long an untouched file under ROOT/tmp may stay: temp
+// files are renamed into place within one operation, so older ones were left
+// by a process that died.
+const StaleTempAge = 24 * time.Hour
+
+func (s *Store) removeStaleTemp(before time.Time) error {
+	ents, err := os.ReadDir(s.Path("tmp"))
+	if err != nil {
+		return fmt.Errorf("reclaim temp files: %w", err)
+	}
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil || fi.ModTime().After(before) {
+			continue
+		}
+		if err := os.RemoveAll(s.Path("tmp", e.Name())); err != nil {
+			return fmt.Errorf("reclaim temp files: %w", err)
 		}
 	}
 	return nil

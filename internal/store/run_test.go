@@ -128,7 +128,7 @@ func TestReclaimStaleTempFiles(t *testing.T) {
 	_, err1 := os.Stat(stale)
 	_, err2 := os.Stat(staleDir)
 	if err1 == nil || err2 == nil {
-		t.Skip("BUG: Reclaim's doc says \"Stale temp files go too\" but it never looks at ROOT/tmp: 3-day-old tmp/blob-* and tmp/layer-* left by a killed process stay forever")
+		t.Error("Reclaim's doc says \"Stale temp files go too\" but it never looks at ROOT/tmp: 3-day-old tmp/blob-* and tmp/layer-* left by a killed process stay forever")
 	}
 }
 
@@ -273,6 +273,6 @@ func TestReclaimThroughSymlinkedRoot(t *testing.T) {
 	err = s.Reclaim(context.Background(), nil)
 	left := MountsUnder(filepath.Join(realDir, "store", "run"))
 	if len(found) == 0 || err != nil || len(left) != 0 {
-		t.Skipf("BUG: with a store root reached through a symlink, MountsUnder(%s) = %q (mountinfo has %q), so Reclaim cannot unmount a dead session: err = %v, mounts left %q", s.Path("run"), found, realMnt, err, left)
+		t.Errorf("with a store root reached through a symlink, MountsUnder(%s) = %q (mountinfo has %q), so Reclaim cannot unmount a dead session: err = %v, mounts left %q", s.Path("run"), found, realMnt, err, left)
 	}
 }

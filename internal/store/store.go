@@ -9,8 +9,9 @@
 //	blobs/sha256/HEX           content-addressed blobs, verified before they are trusted
 //	layers/HEX/                a layer (named by its diffID) unpacked in overlay lowerdir form
 //	tmp/                       temp files, renamed into place when complete
-//	run/PID-N/                 a process's mounts and runc bundles; removed on exit,
-//	                           reclaimed by the next Open when that process died
+//	run/PID-STARTTIME/         a process's mounts and runc bundles; removed on exit,
+//	                           reclaimed by Reclaim (every strata command) when that
+//	                           process died
 //	runc/                      runc's state root
 package store
 
@@ -45,6 +46,14 @@ func Open(root string) (*Store, error) {
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		return nil, fmt.Errorf("store root %s: %w", root, err)
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	// Mount points are matched against /proc/self/mountinfo, which holds
+	// resolved paths: keep the root without symlinks.
+	if abs, err = filepath.EvalSymlinks(abs); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
 	}
 	s := &Store{root: abs}
 	for _, d := range []string{"blobs/sha256", "layers", "tmp", "run", "runc", "cache"} {
