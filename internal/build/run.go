@@ -4,18 +4,22 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/strata-build/strata/internal/executor/runc"
 	"github.com/strata-build/strata/internal/image"
@@ -247,32 +251,9 @@ func (sb *stageBuilder) runMounts(ctx context.Context, c *instructions.RunComman
 			}
 			out = append(out, specs.Mount{Destination: target, Type: "bind", Source: src, Options: opts})
 		case instructions.MountTypeCache:
-			if m.From != "" {
-				return nil, nil, fmt.Errorf("--mount=type=cache,from= is not supported yet")
-			}
-			id := m.CacheID
-			if id == "" {
-				id = target
-			}
-			sum := sha256.Sum256([]byte(id))
-			dir := sb.r.b.Store.Path("cache", "mounts", hex.EncodeToString(sum[:16]))
-			if _, err := os.Stat(dir); os.IsNotExist(err) {
-				if err := os.MkdirAll(dir, 0o755); err != nil {
-					return nil, nil, err
-				}
-				uid, gid := 0, 0
-				if m.UID != nil {
-					uid = int(*m.UID)
-				}
-				if m.GID != nil {
-					gid = int(*m.GID)
-				}
-				os.Chown(dir, uid, gid)
-				mode := os.FileMode(0o755)
-				if m.Mode != nil {
-					mode = os.FileMode(*m.Mode)
-				}
-				os.Chmod(dir, mode)
+			dir, err := sb.cacheMount(ctx, m, target, releases)
+			if err != nil {
+				return nil, nil, err
 			}
 			out = append(out, specs.Mount{Destination: target, Type: "bind", Source: dir, Options: []string{"rbind", "rw"}})
 		case instructions.MountTypeTmpfs:
@@ -374,6 +355,127 @@ func (sb *stageBuilder) sshMount(m *instructions.Mount, n int) (*specs.Mount, st
 		target = fmt.Sprintf("/run/buildkit/ssh_agent.%d", n)
 	}
 	return &specs.Mount{Destination: sb.resolvePath(target), Type: "bind", Source: sock, Options: []string{"bind"}}, "SSH_AUTH_SOCK=" + sb.resolvePath(target), nil
+}
+
+// cacheMount returns the directory of a RUN --mount=type=cache. Caches live
+// in the store (ROOT/cache/mounts), persist across builds and never land in a
+// layer. sharing=locked serializes the users of one cache (across processes,
+// with flock), private gives a concurrent user its own instance, shared lets
+// everyone in. A new cache starts empty (mode/uid/gid applied) or, with from=,
+// as a copy of that stage's or image's source path.
+func (sb *stageBuilder) cacheMount(ctx context.Context, m *instructions.Mount, target string, releases *[]func()) (string, error) {
+	id := m.CacheID
+	if id == "" {
+		id = target
+	}
+	sum := sha256.Sum256([]byte(id + "\x00" + m.From + "\x00" + m.Source))
+	if err := os.MkdirAll(sb.r.b.Store.Path("cache", "mounts"), 0o700); err != nil {
+		return "", err
+	}
+	base := sb.r.b.Store.Path("cache", "mounts", hex.EncodeToString(sum[:16]))
+	dir := base
+	switch m.CacheSharing {
+	case instructions.MountSharingLocked:
+		unlock, err := flockFile(ctx, base+".lock", true)
+		if err != nil {
+			return "", err
+		}
+		*releases = append(*releases, unlock)
+	case instructions.MountSharingPrivate:
+		for n := 0; ; n++ {
+			if n > 0 {
+				dir = fmt.Sprintf("%s-private-%d", base, n)
+			}
+			unlock, err := flockFile(ctx, dir+".lock", false)
+			if err == nil {
+				*releases = append(*releases, unlock)
+				break
+			}
+			if !errors.Is(err, unix.EWOULDBLOCK) {
+				return "", err
+			}
+		}
+	}
+	if _, err := os.Stat(dir); err == nil {
+		return dir, nil
+	}
+	tmp, err := os.MkdirTemp(sb.r.b.Store.Path("cache", "mounts"), ".new-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	if m.From != "" {
+		root, err := sb.mountSource(ctx, m.From, releases)
+		if err != nil {
+			return "", err
+		}
+		src := m.Source
+		if src == "" {
+			src = "/"
+		}
+		cs := &copySource{root: root, keepOwner: true, name: "cache source " + m.From}
+		it, err := cs.stat(path.Clean("/" + src))
+		if err != nil {
+			return "", fmt.Errorf("--mount=type=cache,from=%s,source=%s: %w", m.From, src, err)
+		}
+		if it.fi.IsDir() {
+			c := &copier{rootfs: tmp, cs: cs, links: map[[2]uint64]string{}, parentMode: 0o755}
+			if err := c.copyDirContents(ctx, it.host, it.rel, "/", ""); err != nil {
+				return "", err
+			}
+		}
+	}
+	uid, gid := 0, 0
+	if m.UID != nil {
+		uid = int(*m.UID)
+	}
+	if m.GID != nil {
+		gid = int(*m.GID)
+	}
+	mode := os.FileMode(0o755)
+	if m.Mode != nil {
+		mode = os.FileMode(*m.Mode)
+	}
+	if err := os.Chown(tmp, uid, gid); err != nil {
+		return "", err
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, dir); err != nil && !errors.Is(err, fs.ErrExist) && !errors.Is(err, unix.ENOTEMPTY) {
+		return "", fmt.Errorf("create cache mount: %w", err)
+	}
+	return dir, nil
+}
+
+// flockFile takes an exclusive flock on path (waiting when wait is set) and
+// returns its release.
+func flockFile(ctx context.Context, path string, wait bool) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	how := unix.LOCK_EX
+	if !wait {
+		how |= unix.LOCK_NB
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
+		if err == nil || !wait || !errors.Is(err, unix.EWOULDBLOCK) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
 }
 
 // mountSource returns the root a bind mount reads from: the build context,

@@ -14,13 +14,7 @@ import (
 )
 
 // lowers returns overlay lowerdirs (top-most first) for layer dirs (bottom first).
-func lowers(dirs []string) []string {
-	out := make([]string, len(dirs))
-	for i, d := range dirs {
-		out[len(dirs)-1-i] = d
-	}
-	return out
-}
+func lowers(dirs []string) []string { return overlay.Lowers(dirs) }
 
 // change mounts a writable snapshot of the stage's current filesystem, lets
 // fn change it, and commits the changes (the overlay upperdir) as a new
@@ -103,8 +97,8 @@ func (b *Builder) view(ctx context.Context, dirs []string, fn func(root string) 
 	if len(dirs) == 0 {
 		return fn(dir)
 	}
-	if len(dirs) == 1 {
-		return fn(dirs[0])
+	if l := lowers(dirs); len(l) == 1 {
+		return fn(l[0])
 	}
 	if err := overlay.Mount(ctx, lowers(dirs), "", "", dir); err != nil {
 		return fmt.Errorf("mount view: %w", err)

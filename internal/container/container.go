@@ -57,11 +57,7 @@ func Run(ctx context.Context, runner *runc.Runner, se *store.Session, img *image
 			return -1, err
 		}
 	}
-	lowers := make([]string, len(dirs))
-	for i, d := range dirs {
-		lowers[len(dirs)-1-i] = d
-	}
-	if err := overlay.Mount(ctx, lowers, upper, work, merged); err != nil {
+	if err := overlay.Mount(ctx, overlay.Lowers(dirs), upper, work, merged); err != nil {
 		return -1, fmt.Errorf("mount container rootfs: %w", err)
 	}
 	defer overlay.Unmount(merged)
