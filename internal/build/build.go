@@ -6,20 +6,25 @@ package build
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/strata-build/strata/internal/buildctx"
+	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/executor/runc"
 	"github.com/strata-build/strata/internal/image"
@@ -52,6 +57,14 @@ type Options struct {
 	// Contexts are the --build-context values by lower-case name: a directory,
 	// docker-image://REF or oci-layout://PATH[:TAG|@DIGEST].
 	Contexts map[string]string
+	// NoCache rebuilds every step; NoCacheFilter only the named stages.
+	NoCache       bool
+	NoCacheFilter []string
+	// DebugCache explains every cache miss (which input changed).
+	DebugCache bool
+	// SourceDateEpoch, when set, is the time of every history entry and of
+	// the image, and file times in new layers are clamped to it.
+	SourceDateEpoch *time.Time
 	// CheckOnly runs BuildKit's build checks (a dry run through every stage:
 	// no image is pulled, nothing runs) instead of building.
 	CheckOnly bool
@@ -169,7 +182,19 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 		printWarnings(df, out)
 		return nil, err
 	}
-	r := &run{b: b, opts: &opts, df: df, plan: p, bctx: bctx, globals: globals,
+	cix, err := cache.Open(b.Store.Path("cache"))
+	if err != nil {
+		return nil, err
+	}
+	dfID := "stdin:" + string(src)
+	if opts.DockerfilePath != "" {
+		if abs, err := filepath.Abs(opts.DockerfilePath); err == nil {
+			dfID = abs
+		}
+	}
+	sum := sha256.Sum256([]byte(bctx.Dir))
+	r := &run{b: b, opts: &opts, df: df, plan: p, bctx: bctx, globals: globals, cache: cix, dockerfileID: dfID,
+		sums: buildctx.OpenSums(b.Store.Path("cache", "stat", hex.EncodeToString(sum[:16])+".json")), start: time.Now().UTC().Truncate(time.Second),
 		results: make([]*stageResult, len(p.All)), done: make([]chan struct{}, len(p.All)),
 		usedArgs: map[string]bool{}}
 	for i := range r.done {
@@ -239,7 +264,11 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 		return nil, nil
 	}
 	r.warnUnusedArgs()
+	if err := r.sums.Save(); err != nil {
+		opts.Progress.Logf("warning: saving the context stat cache: %v", err)
+	}
 	res := r.results[p.Target]
+	res.cfg.Created = v1.Time{Time: latestCreated(res.cfg)}
 	img, err := image.Write(b.Store, res.cfg, res.layers)
 	if err != nil {
 		return nil, err
@@ -262,6 +291,40 @@ type run struct {
 
 	mu       sync.Mutex
 	usedArgs map[string]bool
+
+	cache        *cache.Index
+	sums         *buildctx.Sums
+	dockerfileID string    // identifies the Dockerfile for cache miss explanations
+	start        time.Time // when the build started
+}
+
+// now is the time recorded for new layers: SOURCE_DATE_EPOCH or the clock.
+func (r *run) now() time.Time {
+	if e := r.opts.SourceDateEpoch; e != nil {
+		return e.UTC()
+	}
+	return time.Now().UTC().Truncate(time.Second)
+}
+
+func (r *run) epochString() string {
+	if e := r.opts.SourceDateEpoch; e != nil {
+		return strconv.FormatInt(e.Unix(), 10)
+	}
+	return ""
+}
+
+// latestCreated is the image's creation time: the newest history entry.
+func latestCreated(cfg v1.ConfigFile) time.Time {
+	var t time.Time
+	for _, h := range cfg.History {
+		if h.Created.After(t) {
+			t = h.Created.Time
+		}
+	}
+	if t.IsZero() {
+		t = cfg.Created.Time
+	}
+	return t
 }
 
 func (r *run) useArg(k string) {

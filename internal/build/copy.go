@@ -33,6 +33,9 @@ type copySource struct {
 	ignore    *buildctx.Context // non-nil for the build context
 	keepOwner bool
 	name      string // for messages: "build context", "stage builder", "image busybox"
+	// key identifies the content of a stage or image source for the cache;
+	// "" means the files are hashed.
+	key string
 }
 
 // copyOptions are the flags of one COPY/ADD.
@@ -643,7 +646,7 @@ func (sb *stageBuilder) copy(ctx context.Context, c *instructions.CopyCommand, p
 		}
 		from = v
 	}
-	return sb.copyLike(ctx, "COPY", from, c.Chown, c.Chmod, c.SourcesAndDest, copyOptions{parents: c.Parents, exclude: c.ExcludePatterns}, nil)
+	return sb.copyLike(ctx, p, "COPY", from, c.Chown, c.Chmod, c.SourcesAndDest, copyOptions{parents: c.Parents, exclude: c.ExcludePatterns}, nil)
 }
 
 // add runs ADD: local files and archives (extracted), http(s) URLs and git
@@ -672,7 +675,7 @@ func (sb *stageBuilder) add(ctx context.Context, c *instructions.AddCommand, p *
 		return fmt.Errorf("--keep-git-dir is only valid with a git source")
 	}
 	if len(remote) == 0 {
-		return sb.copyLike(ctx, "ADD", "", c.Chown, c.Chmod, c.SourcesAndDest, o, nil)
+		return sb.copyLike(ctx, p, "ADD", "", c.Chown, c.Chmod, c.SourcesAndDest, o, nil)
 	}
 	tmp, err := os.MkdirTemp(sb.r.b.Session.Dir, "add-")
 	if err != nil {
@@ -714,10 +717,10 @@ func (sb *stageBuilder) add(ctx context.Context, c *instructions.AddCommand, p *
 	}
 	sd := c.SourcesAndDest
 	sd.SourcePaths = local
-	return sb.copyLike(ctx, "ADD", "", c.Chown, c.Chmod, sd, o, extra)
+	return sb.copyLike(ctx, p, "ADD", "", c.Chown, c.Chmod, sd, o, extra)
 }
 
-func (sb *stageBuilder) copyLike(ctx context.Context, verb, from, chown, chmod string, sd instructions.SourcesAndDest, o copyOptions, extra []copyItem) error {
+func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, from, chown, chmod string, sd instructions.SourcesAndDest, o copyOptions, extra []copyItem) error {
 	cm, err := parseChmod(chmod)
 	if err != nil {
 		return err
@@ -784,7 +787,11 @@ func (sb *stageBuilder) copyLike(ctx context.Context, verb, from, chown, chmod s
 				items = append(items, copyItem{rel: "/" + filepath.Base(sc.Path), host: h, fi: fi, src: &copySource{root: tmp, name: "heredoc"}})
 			}
 		}
-		return sb.change(ctx, createdBy, func(rootfs string) error {
+		inputs, err := sb.copyInputs(ctx, verb, cs, from, items, dest, chown, chmod, o)
+		if err != nil {
+			return err
+		}
+		return sb.change(ctx, p, createdBy, inputs, func(rootfs string) error {
 			if chown != "" {
 				ow, err := resolveChown(rootfs, chown)
 				if err != nil {
@@ -817,7 +824,7 @@ func (sb *stageBuilder) withSource(ctx context.Context, from string, fn func(cs 
 			return err
 		}
 		return r.b.view(ctx, dirs, func(root string) error {
-			return fn(&copySource{root: root, keepOwner: true, name: "build context " + from})
+			return fn(&copySource{root: root, keepOwner: true, name: "build context " + from, key: "image " + nc.img.Descriptor.Digest.String()})
 		})
 	}
 	idx, isStage, err := r.plan.ResolveFrom(r.df, sb.st.Index, from)
@@ -846,6 +853,15 @@ func (sb *stageBuilder) withSource(ctx context.Context, from string, fn func(cs 
 		return err
 	}
 	return r.b.view(ctx, dirs, func(root string) error {
-		return fn(&copySource{root: root, keepOwner: true, name: "image " + from})
+		return fn(&copySource{root: root, keepOwner: true, name: "image " + from, key: "image " + img.Descriptor.Digest.String()})
 	})
+}
+
+// mustMatcher compiles --exclude patterns already validated by copyInto.
+func mustMatcher(patterns []string) *patternmatcher.PatternMatcher {
+	pm, err := patternmatcher.New(patterns)
+	if err != nil {
+		return nil
+	}
+	return pm
 }

@@ -21,6 +21,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/executor/runc"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/progress"
@@ -129,7 +130,11 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 	if cwd == "" {
 		cwd = "/"
 	}
-	return sb.change(ctx, createdBy, func(rootfs string) error {
+	inputs, err := sb.runInputs(ctx, c, args, network, secretEnv)
+	if err != nil {
+		return err
+	}
+	return sb.change(ctx, p, createdBy, inputs, func(rootfs string) error {
 		id := fmt.Sprintf("strata-%s-%d", sb.r.b.Session.Name, runSeq.Add(1))
 		code, err := sb.r.b.Runner.Run(ctx, runc.Process{
 			ID:      id,
@@ -152,6 +157,82 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 		}
 		return nil
 	})
+}
+
+// runInputs are the cache key inputs of a RUN: what it runs, with which
+// environment, user, directory and network, and what its mounts bring in.
+// Secret values never take part (only the secret's name).
+func (sb *stageBuilder) runInputs(ctx context.Context, c *instructions.RunCommand, args []string, network string, secretEnv []string) ([]cache.Input, error) {
+	cfg := sb.state.cfg.Config
+	in := []cache.Input{
+		{Name: "instruction", Value: strings.Join(args, "\x00")},
+		{Name: "env", Value: strings.Join(sb.env, "\x00")},
+		{Name: "user", Value: cfg.User},
+		{Name: "workdir", Value: cfg.WorkingDir},
+		{Name: "network", Value: network},
+	}
+	for _, kv := range secretEnv {
+		k, _, _ := strings.Cut(kv, "=")
+		in = append(in, cache.Input{Name: "secret env", Value: k})
+	}
+	for i, m := range instructions.GetMounts(c) {
+		name := fmt.Sprintf("mount %d", i)
+		desc := fmt.Sprintf("type=%s target=%s source=%s from=%s id=%s sharing=%s ro=%v", m.Type, m.Target, m.Source, m.From, m.CacheID, m.CacheSharing, m.ReadOnly)
+		in = append(in, cache.Input{Name: name, Value: desc})
+		if m.Type != instructions.MountTypeBind {
+			continue // caches, tmpfs, secrets and ssh do not make the result
+		}
+		// what a bind mount shows counts: a stage or image by its key, the
+		// context (or a named directory) by its files
+		from := m.From
+		switch {
+		case from == "":
+			cs := &copySource{root: sb.r.bctx.Dir, ignore: sb.r.bctx, name: "build context"}
+			it, err := cs.stat(path.Clean("/" + m.Source))
+			if err != nil {
+				return nil, fmt.Errorf("--mount source %q: %w", m.Source, err)
+			}
+			sum, err := sb.itemSum(ctx, cs, it, copyOptions{})
+			if err != nil {
+				return nil, err
+			}
+			in = append(in, cache.Input{Name: name + " content", Value: sum})
+		case sb.r.plan.IsNamed(from):
+			nc, err := sb.r.resolveNamed(ctx, from)
+			if err != nil {
+				return nil, err
+			}
+			if nc.img != nil {
+				in = append(in, cache.Input{Name: name + " content", Value: "image " + nc.img.Descriptor.Digest.String()})
+				continue
+			}
+			cs := &copySource{root: nc.dir, name: "build context " + from}
+			it, err := cs.stat(path.Clean("/" + m.Source))
+			if err != nil {
+				return nil, fmt.Errorf("--mount source %q: %w", m.Source, err)
+			}
+			sum, err := sb.itemSum(ctx, cs, it, copyOptions{})
+			if err != nil {
+				return nil, err
+			}
+			in = append(in, cache.Input{Name: name + " content", Value: sum})
+		default:
+			idx, isStage, err := sb.r.plan.ResolveFrom(sb.r.df, sb.st.Index, from)
+			if err != nil {
+				return nil, err
+			}
+			if isStage {
+				in = append(in, cache.Input{Name: name + " content", Value: string(sb.r.results[idx].key)})
+			} else {
+				img, err := sb.r.b.ResolveImage(ctx, from, sb.r.opts.Pull, sb.r.opts.Platform, sb.r.opts.Progress)
+				if err != nil {
+					return nil, err
+				}
+				in = append(in, cache.Input{Name: name + " content", Value: "image " + img.Descriptor.Digest.String()})
+			}
+		}
+	}
+	return in, nil
 }
 
 // runCommandString is BuildKit's history text of a RUN: the stage's
@@ -534,12 +615,13 @@ func (sb *stageBuilder) mountSource(ctx context.Context, from string, releases *
 
 // workdir runs WORKDIR: sets the config and creates the directory (and its
 // parents) owned by the current USER when missing.
-func (sb *stageBuilder) workdir(ctx context.Context, c *instructions.WorkdirCommand) error {
+func (sb *stageBuilder) workdir(ctx context.Context, c *instructions.WorkdirCommand, p *progress.Step) error {
 	wd := sb.resolvePath(c.Path)
 	wd = path.Clean(wd)
 	sb.state.cfg.Config.WorkingDir = wd
 	user := sb.state.cfg.Config.User
-	return sb.change(ctx, "WORKDIR "+wd, func(rootfs string) error {
+	inputs := []cache.Input{{Name: "instruction", Value: "WORKDIR " + wd}, {Name: "user", Value: user}}
+	return sb.change(ctx, p, "WORKDIR "+wd, inputs, func(rootfs string) error {
 		o, err := workdirOwner(rootfs, user)
 		if err != nil {
 			return err

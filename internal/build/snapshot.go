@@ -7,21 +7,44 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
+	"github.com/opencontainers/go-digest"
+
+	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/layer"
+	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/snapshot/overlay"
 )
 
 // lowers returns overlay lowerdirs (top-most first) for layer dirs (bottom first).
 func lowers(dirs []string) []string { return overlay.Lowers(dirs) }
 
-// change mounts a writable snapshot of the stage's current filesystem, lets
-// fn change it, and commits the changes (the overlay upperdir) as a new
-// layer. It reports whether anything changed. The mount is released on every
-// path.
-func (sb *stageBuilder) change(ctx context.Context, createdBy string, fn func(rootfs string) error) error {
+// change runs one filesystem-changing step. With the cache on and a record
+// for the step's key (its parent's key and inputs), the recorded layer is
+// reused. Otherwise it mounts a writable snapshot of the stage's current
+// filesystem, lets fn change it, and commits the changes (the overlay
+// upperdir) as a new layer, recording it under the key. The mount is
+// released on every path.
+func (sb *stageBuilder) change(ctx context.Context, p *progress.Step, createdBy string, inputs []cache.Input, fn func(rootfs string) error) error {
 	b := sb.r.b
+	inputs = append([]cache.Input{{Name: "compression", Value: string(sb.r.opts.Compression)}, {Name: "epoch", Value: sb.r.epochString()}}, inputs...)
+	key := cache.NewKey(sb.state.key, inputs...)
+	pos := cache.Position(sb.r.dockerfileID, sb.st.Display(), sb.step)
+	if sb.useCache() {
+		if rec, ok := sb.r.cache.Get(key); ok && sb.r.available(rec) {
+			sb.apply(rec, createdBy)
+			sb.state.key = key
+			sb.r.cache.SetLast(pos, append(inputs, cache.Input{Name: "parent", Value: string(sb.state.key)}))
+			if p != nil {
+				p.MarkCached()
+			}
+			return nil
+		}
+		sb.explainMiss(pos, inputs)
+	}
 	dir, err := os.MkdirTemp(b.Session.Dir, "snap-")
 	if err != nil {
 		return fmt.Errorf("new snapshot: %w", err)
@@ -47,18 +70,90 @@ func (sb *stageBuilder) change(ctx context.Context, createdBy string, fn func(ro
 	if err != nil {
 		return err
 	}
-	if empty {
-		sb.history(createdBy, true)
-		return nil
+	rec := &cache.Record{Created: sb.r.now()}
+	if !empty {
+		l, err := sb.commit(ctx, upper)
+		if err != nil {
+			return err
+		}
+		rec.Layer = &cache.Layer{Digest: l.Digest.String(), DiffID: l.DiffID.String(), Size: l.Size, MediaType: l.MediaType}
 	}
-	l, err := sb.commit(ctx, upper)
-	if err != nil {
+	if err := sb.r.cache.Put(key, rec); err != nil {
 		return err
 	}
-	sb.state.layers = append(sb.state.layers, l)
-	sb.state.dirs = append(sb.state.dirs, b.Store.LayerDir(l.DiffID))
-	sb.history(createdBy, false)
+	sb.apply(rec, createdBy)
+	sb.state.key = key
+	sb.r.cache.SetLast(pos, append(inputs, cache.Input{Name: "parent", Value: string(key)}))
 	return nil
+}
+
+// apply adds a step's result to the stage: its layer and history entry.
+func (sb *stageBuilder) apply(rec *cache.Record, createdBy string) {
+	if rec.Layer == nil {
+		sb.historyAt(createdBy, true, rec.Created)
+		return
+	}
+	l := image.Layer{Digest: digest.Digest(rec.Layer.Digest), DiffID: digest.Digest(rec.Layer.DiffID), Size: rec.Layer.Size, MediaType: rec.Layer.MediaType}
+	sb.state.layers = append(sb.state.layers, l)
+	sb.state.dirs = append(sb.state.dirs, sb.r.b.Store.LayerDir(l.DiffID))
+	sb.historyAt(createdBy, false, rec.Created)
+}
+
+// available reports whether a cache record's layer is still in the store.
+func (r *run) available(rec *cache.Record) bool {
+	if rec.Layer == nil {
+		return true
+	}
+	return r.b.Store.HasBlob(digest.Digest(rec.Layer.Digest)) && r.b.Store.HasLayer(digest.Digest(rec.Layer.DiffID))
+}
+
+// useCache reports whether this stage may reuse cached steps.
+func (sb *stageBuilder) useCache() bool {
+	o := sb.r.opts
+	if o.NoCache {
+		return false
+	}
+	for _, f := range o.NoCacheFilter {
+		if strings.EqualFold(f, sb.st.Name) || f == strconv.Itoa(sb.st.Index) {
+			return false
+		}
+	}
+	return true
+}
+
+// explainMiss prints, with STRATA_DEBUG_CACHE / --debug-cache, which inputs
+// of a step changed since the previous build at the same place.
+func (sb *stageBuilder) explainMiss(pos string, inputs []cache.Input) {
+	if !sb.r.opts.DebugCache {
+		return
+	}
+	pr := sb.r.opts.Progress
+	where := fmt.Sprintf("[%s %d/%d]", sb.st.Display(), sb.step, sb.total)
+	old, ok := sb.r.cache.Last(pos)
+	if !ok {
+		pr.Logf("cache miss %s: no earlier build of this step", where)
+		return
+	}
+	changed := cache.Changed(old, append(inputs, cache.Input{Name: "parent", Value: "?"}))
+	var reasons []string
+	for _, c := range changed {
+		if c == "parent" {
+			continue
+		}
+		reasons = append(reasons, c)
+	}
+	if len(reasons) == 0 {
+		pr.Logf("cache miss %s: an earlier step or the base image changed", where)
+		return
+	}
+	msg := strings.Join(reasons, ", ")
+	if files := sb.r.sums.Changed(); len(files) > 0 && strings.Contains(msg, "source ") && !strings.Contains(msg, "from") {
+		if len(files) > 5 {
+			files = append(files[:5], fmt.Sprintf("and %d more", len(files)-5))
+		}
+		msg += " (changed files: " + strings.Join(files, ", ") + ")"
+	}
+	pr.Logf("cache miss %s: changed: %s", where, msg)
 }
 
 // commit writes the upperdir as a compressed layer blob and moves the
@@ -70,7 +165,7 @@ func (sb *stageBuilder) commit(ctx context.Context, upper string) (image.Layer, 
 		return image.Layer{}, err
 	}
 	defer w.Close()
-	blob, err := layer.Commit(ctx, upper, w, sb.r.opts.Compression, layer.DiffOptions{})
+	blob, err := layer.Commit(ctx, upper, w, sb.r.opts.Compression, layer.DiffOptions{Epoch: sb.r.opts.SourceDateEpoch})
 	if err != nil {
 		return image.Layer{}, fmt.Errorf("commit layer: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 
+	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/plan"
 	"github.com/strata-build/strata/internal/progress"
@@ -28,6 +29,8 @@ type stageResult struct {
 	cfg    v1.ConfigFile
 	// unknownEnv marks a --check stage whose base image config is not known.
 	unknownEnv bool
+	// key is the cache key of the stage's filesystem.
+	key cache.Key
 }
 
 func (s *stageResult) clone() *stageResult {
@@ -35,6 +38,7 @@ func (s *stageResult) clone() *stageResult {
 		layers:     append([]image.Layer(nil), s.layers...),
 		dirs:       append([]string(nil), s.dirs...),
 		unknownEnv: s.unknownEnv,
+		key:        s.key,
 	}
 	b, _ := json.Marshal(s.cfg)
 	_ = json.Unmarshal(b, &c.cfg)
@@ -134,6 +138,7 @@ func (sb *stageBuilder) base(ctx context.Context) (*stageResult, error) {
 		res.cfg.Variant = plat.Variant
 		res.cfg.Config.Env = []string{"PATH=" + defaultPath}
 		res.cfg.Config.WorkingDir = "/"
+		res.key = cache.NewKey("", cache.Input{Name: "base", Value: "scratch"}, cache.Input{Name: "platform", Value: plat.OS + "/" + plat.Architecture + "/" + plat.Variant})
 		return res, nil
 	}
 	if sb.r.opts.CheckOnly {
@@ -162,7 +167,7 @@ func (sb *stageBuilder) fromImage(ctx context.Context, img *image.Image) (*stage
 	if err != nil {
 		return nil, err
 	}
-	res := &stageResult{layers: img.Layers, dirs: dirs}
+	res := &stageResult{layers: img.Layers, dirs: dirs, key: cache.NewKey("", cache.Input{Name: "base", Value: img.Descriptor.Digest.String()})}
 	b, _ := json.Marshal(img.Config)
 	if err := json.Unmarshal(b, &res.cfg); err != nil {
 		return nil, err
@@ -233,7 +238,7 @@ func (sb *stageBuilder) dispatch(ctx context.Context, c instructions.Command) er
 	case *instructions.AddCommand:
 		err = sb.withStep(label, func(p *progress.Step) error { return sb.add(ctx, c, p) })
 	case *instructions.WorkdirCommand:
-		err = sb.withStep(label, func(p *progress.Step) error { return sb.workdir(ctx, c) })
+		err = sb.withStep(label, func(p *progress.Step) error { return sb.workdir(ctx, c, p) })
 	default:
 		err = sb.config(c)
 	}
@@ -266,15 +271,24 @@ func oneLine(c instructions.Command) string {
 	return s
 }
 
-// history appends a history entry; empty marks a config-only step.
+// history appends the history entry of a config-only step. Its time is that
+// of the newest entry so far (or SOURCE_DATE_EPOCH), so that rebuilding an
+// unchanged Dockerfile gives the same image digest.
 func (sb *stageBuilder) history(createdBy string, empty bool) {
-	sb.state.cfg.History = append(sb.state.cfg.History, v1.History{
-		Created:    v1.Time{Time: time.Now().UTC().Truncate(time.Second)},
-		CreatedBy:  createdBy,
-		Comment:    "buildkit.dockerfile.v0",
-		EmptyLayer: empty,
-	})
-	sb.state.cfg.Created = v1.Time{Time: time.Now().UTC().Truncate(time.Second)}
+	t := latestCreated(sb.state.cfg)
+	if e := sb.r.opts.SourceDateEpoch; e != nil {
+		t = e.UTC()
+	}
+	sb.historyAt(createdBy, empty, t)
+}
+
+// historyAt appends a history entry made at t.
+func (sb *stageBuilder) historyAt(createdBy string, empty bool, t time.Time) {
+	h := v1.History{CreatedBy: createdBy, Comment: "buildkit.dockerfile.v0", EmptyLayer: empty}
+	if !t.IsZero() {
+		h.Created = v1.Time{Time: t}
+	}
+	sb.state.cfg.History = append(sb.state.cfg.History, h)
 }
 
 // config applies an instruction that only changes the image config.

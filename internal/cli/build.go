@@ -5,7 +5,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
@@ -38,6 +40,9 @@ type buildFlags struct {
 	argFiles    []string
 	contexts    []string
 	check       bool
+	noCacheF    []string
+	debugCache  bool
+	epoch       string
 }
 
 // output is one parsed --output.
@@ -121,7 +126,10 @@ func (a *app) buildCmd() *cobra.Command {
 	fl.StringVar(&f.platform, "platform", "", "target platform (only the host platform can be built)")
 	fl.IntVar(&f.jobs, "jobs", 0, "how many stages to build at once (default: number of CPUs)")
 	fl.BoolVar(&f.pull, "pull", false, "always attempt to pull a newer version of the base images")
-	fl.BoolVar(&f.noCache, "no-cache", false, "do not use cache when building the image (strata has no build cache yet: every build runs every step)")
+	fl.BoolVar(&f.noCache, "no-cache", false, "do not use the build cache: run every step")
+	fl.StringArrayVar(&f.noCacheF, "no-cache-filter", nil, "do not use the build cache for these stages")
+	fl.BoolVar(&f.debugCache, "debug-cache", os.Getenv("STRATA_DEBUG_CACHE") == "1", "explain every cache miss: which input changed (env STRATA_DEBUG_CACHE=1)")
+	fl.StringVar(&f.epoch, "source-date-epoch", "", "timestamp (Unix seconds) for reproducible images: history times and file times in new layers (env or build-arg SOURCE_DATE_EPOCH)")
 	fl.StringVar(&f.compression, "compression", "gzip", "layer compression: gzip, zstd or uncompressed")
 	fl.StringArrayVar(&f.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR]")
 	fl.StringArrayVar(&f.ssh, "ssh", nil, "SSH agent socket for RUN --mount=type=ssh: default|ID[=SOCKET]")
@@ -221,18 +229,36 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) error {
 		}
 	}
 	opts := build.Options{
-		CheckOnly:   f.check,
-		Secrets:     secrets,
-		SSH:         ssh,
-		Contexts:    named,
-		ContextDir:  ctxDir,
-		Target:      f.target,
-		BuildArgs:   args,
-		Network:     f.network,
-		Jobs:        f.jobs,
-		Pull:        f.pull,
-		Compression: comp,
-		Progress:    progress.New(a.stderr, quiet),
+		CheckOnly:     f.check,
+		NoCache:       f.noCache,
+		NoCacheFilter: f.noCacheF,
+		DebugCache:    f.debugCache,
+		Secrets:       secrets,
+		SSH:           ssh,
+		Contexts:      named,
+		ContextDir:    ctxDir,
+		Target:        f.target,
+		BuildArgs:     args,
+		Network:       f.network,
+		Jobs:          f.jobs,
+		Pull:          f.pull,
+		Compression:   comp,
+		Progress:      progress.New(a.stderr, quiet),
+	}
+	epoch := f.epoch
+	if epoch == "" {
+		epoch = args["SOURCE_DATE_EPOCH"]
+	}
+	if epoch == "" {
+		epoch = os.Getenv("SOURCE_DATE_EPOCH")
+	}
+	if epoch != "" {
+		n, err := strconv.ParseInt(epoch, 10, 64)
+		if err != nil || n < 0 {
+			return usagef("SOURCE_DATE_EPOCH=%q: must be a number of seconds since 1970", epoch)
+		}
+		t := time.Unix(n, 0).UTC()
+		opts.SourceDateEpoch = &t
 	}
 	if f.platform != "" {
 		p, err := v1.ParsePlatform(f.platform)

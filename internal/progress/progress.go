@@ -33,6 +33,15 @@ type Step struct {
 	start time.Time
 	tail  *tailBuffer
 	line  []byte
+	// cached makes Done print CACHED: the step's result came from the cache.
+	cached bool
+}
+
+// MarkCached makes Done report the step as a cache hit.
+func (s *Step) MarkCached() {
+	s.p.mu.Lock()
+	s.cached = true
+	s.p.mu.Unlock()
 }
 
 // Start begins a step named name ("[builder 3/4] RUN go build ...").
@@ -97,8 +106,17 @@ func (s *Step) Tail() []string {
 	return append([]string(nil), s.tail.lines...)
 }
 
-// Done ends the step successfully.
-func (s *Step) Done() { s.end("DONE") }
+// Done ends the step successfully (CACHED when MarkCached was called).
+func (s *Step) Done() {
+	s.p.mu.Lock()
+	cached := s.cached
+	s.p.mu.Unlock()
+	if cached {
+		s.Cached()
+		return
+	}
+	s.end("DONE")
+}
 
 // Cached ends the step as a cache hit.
 func (s *Step) Cached() {

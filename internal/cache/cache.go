@@ -1,0 +1,177 @@
+// Package cache is strata's local build cache: a content-addressed index
+// from step cache keys to the layers those steps produced, plus the inputs
+// of the last build at each Dockerfile position, so a miss can say what
+// changed.
+//
+// A key is a chain: each filesystem-changing step hashes its parent's key
+// with everything that decides its result (the expanded instruction, the
+// environment, user and working directory a RUN sees, the checksums of the
+// files a COPY reads, the source stage's key or base image digest). Equal
+// keys mean equal results, so a hit reuses the recorded layer.
+package cache
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+)
+
+// Key identifies the filesystem state after a step.
+type Key string
+
+// Input is one named part of a step's key, kept for explaining misses.
+type Input struct {
+	Name  string `json:"name"`
+	Value string `json:"value"` // a digest or short text
+}
+
+// NewKey hashes the parent key and the inputs (order matters) into a key.
+func NewKey(parent Key, inputs ...Input) Key {
+	h := sha256.New()
+	write := func(s string) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	write(string(parent))
+	for _, in := range inputs {
+		write(in.Name)
+		write(in.Value)
+	}
+	return Key(hex.EncodeToString(h.Sum(nil)))
+}
+
+// Layer is a layer recorded for a key.
+type Layer struct {
+	Digest    string `json:"digest"`
+	DiffID    string `json:"diffID"`
+	Size      int64  `json:"size"`
+	MediaType string `json:"mediaType"`
+}
+
+// Record is what a step produced: a layer, or none for a step that changed
+// nothing, and when.
+type Record struct {
+	Layer   *Layer    `json:"layer,omitempty"`
+	Created time.Time `json:"created"`
+}
+
+// Index is the cache index in a directory of the store.
+type Index struct {
+	dir string
+}
+
+// Open opens (creating) the index in dir.
+func Open(dir string) (*Index, error) {
+	for _, d := range []string{"keys", "last"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return nil, fmt.Errorf("open build cache: %w", err)
+		}
+	}
+	return &Index{dir: dir}, nil
+}
+
+func (ix *Index) path(kind, name string) string {
+	return filepath.Join(ix.dir, kind, name[:2], name)
+}
+
+// Get returns the record of key k.
+func (ix *Index) Get(k Key) (*Record, bool) {
+	var r Record
+	if !ix.read(ix.path("keys", string(k)), &r) {
+		return nil, false
+	}
+	return &r, true
+}
+
+// Put records r for key k.
+func (ix *Index) Put(k Key, r *Record) error {
+	return ix.write(ix.path("keys", string(k)), r)
+}
+
+// Delete forgets key k (e.g. when its layer was pruned).
+func (ix *Index) Delete(k Key) {
+	os.Remove(ix.path("keys", string(k)))
+}
+
+// Last returns the inputs recorded by the previous build at position pos
+// (see Position).
+func (ix *Index) Last(pos string) ([]Input, bool) {
+	var in []Input
+	return in, ix.read(ix.path("last", pos), &in)
+}
+
+// SetLast records the inputs of the step at position pos.
+func (ix *Index) SetLast(pos string, in []Input) error {
+	return ix.write(ix.path("last", pos), in)
+}
+
+// Position names a step of a Dockerfile for Last/SetLast.
+func Position(dockerfile, stage string, step int) string {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%d", dockerfile, stage, step)))
+	return hex.EncodeToString(sum[:])
+}
+
+// Changed lists the names of inputs that differ between old and cur (added,
+// removed or changed), sorted.
+func Changed(old, cur []Input) []string {
+	om := map[string]string{}
+	for _, in := range old {
+		om[in.Name] = in.Value
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, in := range cur {
+		seen[in.Name] = true
+		if v, ok := om[in.Name]; !ok || v != in.Value {
+			out = append(out, in.Name)
+		}
+	}
+	for _, in := range old {
+		if !seen[in.Name] {
+			out = append(out, in.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (ix *Index) read(p string, v any) bool {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return false
+	}
+	return json.Unmarshal(b, v) == nil
+}
+
+func (ix *Index) write(p string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-")
+	if err != nil {
+		return fmt.Errorf("write build cache: %w", err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("write build cache: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write build cache: %w", err)
+	}
+	return os.Rename(f.Name(), p)
+}
