@@ -22,6 +22,8 @@ done
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
 chmod 1777 "$root/tmp"; chmod 0700 "$root/root"
+# Fixed times make the bases identical on every run of this script.
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1577836800}
 PATHV=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 "$STRATA" import --change 'CMD ["sh"]' --change "ENV PATH=$PATHV" "$root" busybox:latest >/dev/null
 echo "make-bases: busybox:latest imported ($("$BUSYBOX" | head -1 | cut -d' ' -f1-2))"

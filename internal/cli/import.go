@@ -3,6 +3,8 @@ package cli
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -36,9 +38,19 @@ func (a *app) importCmd() *cobra.Command {
 				return err
 			}
 			defer w.Close()
+			now := time.Now().UTC().Truncate(time.Second)
+			var epoch *time.Time
+			if v := os.Getenv("SOURCE_DATE_EPOCH"); v != "" {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					return usagef("SOURCE_DATE_EPOCH=%q: must be a number of seconds since 1970", v)
+				}
+				t := time.Unix(n, 0).UTC()
+				epoch, now = &t, t
+			}
 			var blob layer.Blob
 			if fi.IsDir() {
-				blob, err = layer.Commit(ctx, src, w, layer.Gzip, layer.DiffOptions{})
+				blob, err = layer.Commit(ctx, src, w, layer.Gzip, layer.DiffOptions{Epoch: epoch})
 			} else {
 				f, ferr := os.Open(src)
 				if ferr != nil {
@@ -59,9 +71,11 @@ func (a *app) importCmd() *cobra.Command {
 				return err
 			}
 			plat := build.HostPlatform()
-			now := time.Now().UTC().Truncate(time.Second)
 			cfg := v1.ConfigFile{OS: plat.OS, Architecture: plat.Architecture, Variant: plat.Variant, Created: v1.Time{Time: now}}
-			cfg.History = []v1.History{{Created: v1.Time{Time: now}, CreatedBy: "strata import " + src, Comment: message}}
+			if message == "" {
+				message = "Imported from " + filepath.Base(src)
+			}
+			cfg.History = []v1.History{{Created: v1.Time{Time: now}, CreatedBy: "strata import", Comment: message}}
 			if err := build.ApplyChanges(&cfg, changes); err != nil {
 				return err
 			}
