@@ -35,6 +35,7 @@ func (sb *stageBuilder) change(ctx context.Context, p *progress.Step, createdBy 
 	pos := cache.Position(sb.r.dockerfileID, sb.st.Display(), sb.step)
 	if sb.useCache() {
 		if rec, ok := sb.r.cache.Get(key); ok && sb.r.available(rec) {
+			sb.r.cache.Touch(key)
 			sb.apply(rec, createdBy)
 			sb.state.key = key
 			sb.r.cache.SetLast(pos, append(inputs, cache.Input{Name: "parent", Value: string(sb.state.key)}))

@@ -175,3 +175,41 @@ func (ix *Index) write(p string, v any) error {
 	}
 	return os.Rename(f.Name(), p)
 }
+
+// Entry is a record with its key and when it was last used.
+type Entry struct {
+	Key      Key
+	Record   Record
+	LastUsed time.Time
+}
+
+// Touch marks key k as used now (for least-recently-used pruning).
+func (ix *Index) Touch(k Key) {
+	now := time.Now()
+	os.Chtimes(ix.path("keys", string(k)), now, now)
+}
+
+// Entries lists every record of the index.
+func (ix *Index) Entries() ([]Entry, error) {
+	var out []Entry
+	root := filepath.Join(ix.dir, "keys")
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || len(d.Name()) != 64 {
+			return err
+		}
+		var r Record
+		if !ix.read(p, &r) {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		out = append(out, Entry{Key: Key(d.Name()), Record: r, LastUsed: fi.ModTime()})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list build cache: %w", err)
+	}
+	return out, nil
+}

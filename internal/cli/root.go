@@ -48,6 +48,12 @@ type app struct {
 	store   *store.Store
 	session *store.Session
 	builder *build.Builder
+	lock    *store.BuildLock // shared build lock: keeps prune from collecting under us
+}
+
+func (a *app) releaseBuildLock() {
+	a.lock.Unlock()
+	a.lock = nil
 }
 
 // DefaultRoot is the store root: $STRATA_ROOT, else /var/lib/strata for root,
@@ -80,6 +86,11 @@ func (a *app) open(ctx context.Context) (*build.Builder, error) {
 	if err := s.Reclaim(ctx, func(ctx context.Context, session string) { deleteContainers(ctx, runner, session) }); err != nil {
 		return nil, err
 	}
+	lock, err := s.LockShared()
+	if err != nil {
+		return nil, err
+	}
+	a.lock = lock
 	se, err := s.NewSession()
 	if err != nil {
 		return nil, err
@@ -116,6 +127,7 @@ func (a *app) close() {
 	if a.session != nil {
 		a.session.Close()
 	}
+	a.lock.Unlock()
 }
 
 // Main runs strata with args and returns the exit code.
@@ -137,7 +149,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(
 		a.buildCmd(), a.imagesCmd(), a.tagCmd(), a.rmiCmd(), a.inspectCmd(), a.historyCmd(),
-		a.saveCmd(), a.loadCmd(), a.pullCmd(), a.pushCmd(), a.runCmd(), a.importCmd(), a.versionCmd(),
+		a.saveCmd(), a.loadCmd(), a.pullCmd(), a.pushCmd(), a.runCmd(), a.importCmd(), a.versionCmd(), a.duCmd(), a.pruneCmd(),
 	)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)

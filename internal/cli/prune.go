@@ -1,0 +1,126 @@
+package cli
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strata-build/strata/internal/cache"
+	"github.com/strata-build/strata/internal/gc"
+)
+
+func (a *app) duCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "du",
+		Short: "Show the disk usage of the store and the build cache",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			b, err := a.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			ix, err := cache.Open(b.Store.Path("cache"))
+			if err != nil {
+				return err
+			}
+			r, err := gc.DiskUsage(b.Store, ix)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 3, ' ', 0)
+			fmt.Fprintln(tw, "TYPE\tCOUNT\tSIZE")
+			row := func(name string, n int, bytes int64) { fmt.Fprintf(tw, "%s\t%d\t%s\n", name, n, humanSize(bytes)) }
+			row("Images (blobs)", r.Images.Count, r.Images.Bytes)
+			row("Images (unpacked layers)", r.ImageLayers.Count, r.ImageLayers.Bytes)
+			row("Build cache records", r.CacheRecords, 0)
+			row("Build cache (blobs)", r.Cache.Count, r.Cache.Bytes)
+			row("Build cache (unpacked layers)", r.CacheLayers.Count, r.CacheLayers.Bytes)
+			row("Cache mounts", r.CacheMounts.Count, r.CacheMounts.Bytes)
+			row("Unreferenced", r.Unreferenced.Count, r.Unreferenced.Bytes)
+			tw.Flush()
+			fmt.Fprintf(a.stdout, "Reclaimable with prune --all: %s\n", humanSize(r.Reclaimable))
+			return nil
+		},
+	}
+}
+
+func (a *app) pruneCmd() *cobra.Command {
+	var o gc.Options
+	var keep string
+	var filters []string
+	cmd := &cobra.Command{
+		Use:   "prune",
+		Short: "Remove build cache (least recently used first) and unreferenced data; tagged images stay",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if keep != "" {
+				n, err := parseSize(keep)
+				if err != nil {
+					return usagef("--keep-storage=%s: %v", keep, err)
+				}
+				o.KeepStorage = n
+			}
+			for _, f := range filters {
+				k, v, _ := strings.Cut(f, "=")
+				if k != "until" {
+					return usagef("--filter %s: only until=DURATION is supported", f)
+				}
+				d, err := time.ParseDuration(v)
+				if err != nil {
+					return usagef("--filter %s: %v", f, err)
+				}
+				o.Until = d
+			}
+			b, err := a.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			a.releaseBuildLock()
+			ix, err := cache.Open(b.Store.Path("cache"))
+			if err != nil {
+				return err
+			}
+			res, err := gc.Prune(b.Store, ix, o)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "Removed %d build cache records and %d blobs/layers\nTotal reclaimed space: %s\n", res.Records, res.Freed.Count, humanSize(res.Freed.Bytes))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&o.All, "all", "a", false, "remove all build cache, not only records no image uses")
+	cmd.Flags().StringVar(&keep, "keep-storage", "", "keep up to this much build cache (e.g. 10GB)")
+	cmd.Flags().StringArrayVar(&filters, "filter", nil, "only remove records unused for this long (until=24h)")
+	return cmd
+}
+
+// parseSize parses 512, 10k, 1.5GB, 2GiB.
+func parseSize(s string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "IB"), "B")
+	mult := int64(1)
+	if t != "" {
+		switch t[len(t)-1] {
+		case 'K':
+			mult = 1 << 10
+		case 'M':
+			mult = 1 << 20
+		case 'G':
+			mult = 1 << 30
+		case 'T':
+			mult = 1 << 40
+		}
+		if mult > 1 {
+			t = t[:len(t)-1]
+		}
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || f < 0 {
+		return 0, fmt.Errorf("not a size")
+	}
+	return int64(f * float64(mult)), nil
+}

@@ -1,0 +1,159 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+)
+
+// BuildLock is held (shared) by every build and (exclusive) by garbage
+// collection, so a collection never deletes blobs a running build has
+// written but not yet referenced.
+type BuildLock struct{ f *os.File }
+
+// LockShared takes the store's build lock in shared mode.
+func (s *Store) LockShared() (*BuildLock, error) { return s.gcLock(unix.LOCK_SH) }
+
+// LockExclusive takes the build lock exclusively, failing at once when a
+// build runs.
+func (s *Store) LockExclusive() (*BuildLock, error) {
+	return s.gcLock(unix.LOCK_EX | unix.LOCK_NB)
+}
+
+func (s *Store) gcLock(how int) (*BuildLock, error) {
+	f, err := os.OpenFile(s.Path("gc.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock store: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another strata build is using the store %s; try again when it ends", s.root)
+		}
+		return nil, fmt.Errorf("lock store: %w", err)
+	}
+	return &BuildLock{f: f}, nil
+}
+
+// Unlock releases the lock.
+func (l *BuildLock) Unlock() {
+	if l != nil && l.f != nil {
+		unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
+		l.f.Close()
+	}
+}
+
+// ImageRefs returns the blobs (manifests, configs, layers) and layer diffIDs
+// the tagged images use.
+func (s *Store) ImageRefs() (blobs, diffIDs map[digest.Digest]bool, err error) {
+	blobs, diffIDs = map[digest.Digest]bool{}, map[digest.Digest]bool{}
+	imgs, err := s.Images()
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, im := range imgs {
+		raw, err := s.ReadBlob(im.Descriptor.Digest)
+		if err != nil {
+			continue
+		}
+		blobs[im.Descriptor.Digest] = true
+		var m struct {
+			Config struct{ Digest digest.Digest } `json:"config"`
+			Layers []struct{ Digest digest.Digest } `json:"layers"`
+		}
+		if json.Unmarshal(raw, &m) != nil {
+			continue
+		}
+		blobs[m.Config.Digest] = true
+		for _, l := range m.Layers {
+			blobs[l.Digest] = true
+		}
+		cb, err := s.ReadBlob(m.Config.Digest)
+		if err != nil {
+			continue
+		}
+		var c struct {
+			RootFS struct {
+				DiffIDs []digest.Digest `json:"diff_ids"`
+			} `json:"rootfs"`
+		}
+		if json.Unmarshal(cb, &c) == nil {
+			for _, d := range c.RootFS.DiffIDs {
+				diffIDs[d] = true
+			}
+		}
+	}
+	return blobs, diffIDs, nil
+}
+
+// Usage is the size of one part of the store.
+type Usage struct {
+	Count int
+	Bytes int64
+}
+
+// Collect deletes every blob and unpacked layer that is not in keepBlobs /
+// keepLayers, and returns what it freed. The caller holds LockExclusive.
+func (s *Store) Collect(keepBlobs, keepLayers map[digest.Digest]bool) (Usage, error) {
+	var freed Usage
+	blobDir := s.Path("blobs", "sha256")
+	ents, err := os.ReadDir(blobDir)
+	if err != nil {
+		return freed, fmt.Errorf("collect: %w", err)
+	}
+	for _, e := range ents {
+		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
+		if keepBlobs[d] {
+			continue
+		}
+		if fi, err := e.Info(); err == nil {
+			freed.Bytes += fi.Size()
+		}
+		if err := os.Remove(filepath.Join(blobDir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return freed, fmt.Errorf("collect: %w", err)
+		}
+		freed.Count++
+	}
+	lents, err := os.ReadDir(s.Path("layers"))
+	if err != nil {
+		return freed, fmt.Errorf("collect: %w", err)
+	}
+	for _, e := range lents {
+		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
+		if keepLayers[d] {
+			continue
+		}
+		dir := s.Path("layers", e.Name())
+		freed.Bytes += DirSize(dir)
+		// Rename first so a half-deleted layer is never seen as present.
+		tmp := s.Path("tmp", "gc-"+e.Name())
+		if err := os.Rename(dir, tmp); err != nil {
+			return freed, fmt.Errorf("collect: %w", err)
+		}
+		if err := os.RemoveAll(tmp); err != nil {
+			return freed, fmt.Errorf("collect: %w", err)
+		}
+		freed.Count++
+	}
+	return freed, nil
+}
+
+// DirSize is the apparent size of the files below dir.
+func DirSize(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil && fi.Mode().IsRegular() {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
