@@ -64,7 +64,7 @@ func (s *Store) ImageRefs() (blobs, diffIDs map[digest.Digest]bool, err error) {
 		}
 		blobs[im.Descriptor.Digest] = true
 		var m struct {
-			Config struct{ Digest digest.Digest } `json:"config"`
+			Config struct{ Digest digest.Digest }   `json:"config"`
 			Layers []struct{ Digest digest.Digest } `json:"layers"`
 		}
 		if json.Unmarshal(raw, &m) != nil {
