@@ -1,0 +1,108 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestInterruptDuringRun stops a build in the middle of a RUN with SIGINT
+// (exit 130) and SIGTERM (exit 143): strata must release every mount, runc
+// container, container process and session directory; the interrupted step
+// must not be cached; and the store must build again afterwards.
+func TestInterruptDuringRun(t *testing.T) {
+	t.Parallel()
+	store := newBusyboxStore(t)
+	for _, c := range []struct {
+		sig  syscall.Signal
+		code int
+	}{
+		{syscall.SIGINT, 130},
+		{syscall.SIGTERM, 143},
+	} {
+		t.Run(c.sig.String(), func(t *testing.T) {
+			marker := fmt.Sprintf("E2E_INTERRUPT_MARKER=%d-%d", os.Getpid(), time.Now().UnixNano())
+			ctx := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nENV " + marker + "\nRUN sleep 60\n"})
+
+			interruptRun(t, store, ctx, marker, c.sig, c.code)
+
+			// The same build again: the interrupted step was not cached, it runs again.
+			t.Run("NotCached", func(t *testing.T) { interruptRun(t, store, ctx, marker, c.sig, c.code) })
+
+			// The store builds again.
+			again := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo '" + marker + "' > /again\n"})
+			strata(t, store, "build", "-t", "again", again)
+			if r := strata(t, store, "run", "again", "cat", "/again"); strings.TrimSpace(r.stdout) != marker {
+				t.Errorf("build after %s: cat /again:\n%s", c.sig, r)
+			}
+		})
+	}
+}
+
+// interruptRun builds ctx in store, waits until its RUN step's container runs
+// (a process whose environment holds marker), sends sig and checks the exit
+// code and that nothing is left behind.
+func interruptRun(t *testing.T, store, ctx, marker string, sig syscall.Signal, wantCode int) {
+	t.Helper()
+	runCtx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := strataCmd(runCtx, store, runOpts{}, "build", "--progress", "plain", ctx)
+	var stdout, stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{}) // closed when strata has exited
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(done) }()
+	defer func() { // never leave strata running
+		select {
+		case <-done:
+		default:
+			cmd.Process.Kill()
+			<-done
+		}
+	}()
+	report := func() string {
+		return fmt.Sprintf("--- stdout ---\n%s\n--- stderr ---\n%s", indent(stdout.String()), indent(stderr.String()))
+	}
+
+	// Wait until the RUN step runs: its progress line and the container's sleep.
+	deadline := time.Now().Add(60 * time.Second)
+	for !(strings.Contains(stderr.String(), "RUN sleep") && len(processesWithEnv(marker)) > 0) {
+		select {
+		case <-done:
+			t.Fatalf("strata build exited (%v) before the RUN sleep step ran (was it taken from the cache?):\n%s", waitErr, report())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the RUN sleep step did not start within 60s (container process seen: %v):\n%s", processesWithEnv(marker), report())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	sent := time.Now()
+	if err := cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("strata did not exit within 15s of %s:\n%s", sig, report())
+	}
+	if got := cmd.ProcessState.ExitCode(); got != wantCode {
+		t.Errorf("exit code after %s = %d, want %d:\n%s", sig, got, wantCode, report())
+	}
+	t.Logf("strata exited (%s) %s after %s", cmd.ProcessState, time.Since(sent).Round(time.Millisecond), sig)
+
+	if left := leftovers(store); len(left) > 0 {
+		t.Errorf("after %s, strata left behind: %q\n%s", sig, left, report())
+	}
+	if procs := processesWithEnv(marker); len(procs) > 0 {
+		t.Errorf("after %s, the RUN's processes still run: %q", sig, procs)
+	}
+}
