@@ -130,7 +130,17 @@ func New(df *dockerfile.Dockerfile, target string, globalArgs shell.EnvGetter, o
 	if target != "" {
 		j, ok := byName[strings.ToLower(target)]
 		if !ok {
-			return nil, fmt.Errorf("target stage %q could not be found%s", target, suggest(target, byName))
+			var names []string
+			for _, st := range p.All {
+				if st.Name != "" {
+					names = append(names, st.Name)
+				}
+			}
+			hint := suggest(target, byName)
+			if hint == "" && len(names) > 0 {
+				hint = "; the stages are: " + strings.Join(names, ", ")
+			}
+			return nil, fmt.Errorf("target stage %q could not be found%s", target, hint)
 		}
 		p.Target = j
 	}

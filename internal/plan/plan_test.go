@@ -299,13 +299,13 @@ func TestPlanErrors(t *testing.T) {
 			name:   "unknown target, nothing close",
 			src:    "FROM busybox AS builder\nFROM busybox AS final\n",
 			target: "production",
-			want:   `target stage "production" could not be found`,
+			want:   `target stage "production" could not be found; the stages are: builder, final`,
 		},
 		{
 			name:   "a stage index is not a target name",
 			src:    "FROM busybox AS builder\nFROM busybox\n",
 			target: "1",
-			want:   `target stage "1" could not be found`,
+			want:   `target stage "1" could not be found; the stages are: builder`,
 		},
 	}
 	for _, tt := range tests {

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 )
@@ -130,7 +131,9 @@ func (s *Step) Fail(err error) {
 	s.p.mu.Lock()
 	defer s.p.mu.Unlock()
 	s.flush()
-	s.p.printf("#%d ERROR: %v\n", s.id, err)
+	// the first line only: the full error (with the output tail) ends the build
+	msg, _, _ := strings.Cut(err.Error(), "\n")
+	s.p.printf("#%d ERROR: %s\n", s.id, msg)
 }
 
 func (s *Step) end(word string) {
