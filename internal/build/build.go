@@ -57,6 +57,10 @@ type Options struct {
 	// Contexts are the --build-context values by lower-case name: a directory,
 	// docker-image://REF or oci-layout://PATH[:TAG|@DIGEST].
 	Contexts map[string]string
+	// CacheFrom are extra cache sources (registry, local); CacheTo the
+	// exports written after the build (registry, local, inline).
+	CacheFrom []CacheSpec
+	CacheTo   []CacheSpec
 	// NoCache rebuilds every step; NoCacheFilter only the named stages.
 	NoCache       bool
 	NoCacheFilter []string
@@ -207,6 +211,9 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 			}
 		}
 	}
+	if err := r.importCaches(ctx); err != nil {
+		return nil, err
+	}
 	sem := make(chan struct{}, opts.Jobs)
 	g, gctx := errgroup.WithContext(ctx)
 	needed := p.Needed
@@ -269,6 +276,17 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 	}
 	res := r.results[p.Target]
 	res.cfg.Created = v1.Time{Time: latestCreated(res.cfg)}
+	if lbl, ok, err := r.inlineLabel(res.layers); err != nil {
+		return nil, err
+	} else if ok {
+		if res.cfg.Config.Labels == nil {
+			res.cfg.Config.Labels = map[string]string{}
+		}
+		res.cfg.Config.Labels[cache.InlineLabel] = lbl
+	}
+	if err := r.exportCaches(ctx, res.layers); err != nil {
+		return nil, err
+	}
 	img, err := image.Write(b.Store, res.cfg, res.layers)
 	if err != nil {
 		return nil, err
@@ -293,6 +311,8 @@ type run struct {
 	usedArgs map[string]bool
 
 	cache        *cache.Index
+	remote       map[cache.Key]remoteRecord // --cache-from records, guarded by mu
+	used         map[int][]cache.Exported   // records each stage used or made, for --cache-to
 	sums         *buildctx.Sums
 	dockerfileID string    // identifies the Dockerfile for cache miss explanations
 	start        time.Time // when the build started

@@ -36,8 +36,16 @@ func (sb *stageBuilder) change(ctx context.Context, p *progress.Step, createdBy 
 	key := cache.NewKey(sb.state.key, inputs...)
 	pos := cache.Position(sb.r.dockerfileID, sb.st.Display(), sb.step)
 	if sb.useCache() {
-		if rec, ok := sb.r.cache.Get(key); ok && sb.r.available(rec) {
+		rec, ok := sb.r.cache.Get(key)
+		if ok && !sb.r.available(rec) {
+			ok = false
+		}
+		if !ok {
+			rec, ok = sb.r.fromRemote(ctx, key)
+		}
+		if ok {
 			sb.r.cache.Touch(key)
+			sb.r.usedRecord(sb.st.Index, key, *rec)
 			sb.apply(rec, createdBy)
 			sb.state.key = key
 			sb.r.cache.SetLast(pos, append(inputs, cache.Input{Name: "parent", Value: string(sb.state.key)}))
@@ -87,6 +95,7 @@ func (sb *stageBuilder) change(ctx context.Context, p *progress.Step, createdBy 
 	if err := sb.r.cache.Put(key, rec); err != nil {
 		return err
 	}
+	sb.r.usedRecord(sb.st.Index, key, *rec)
 	sb.apply(rec, createdBy)
 	sb.state.key = key
 	sb.r.cache.SetLast(pos, append(inputs, cache.Input{Name: "parent", Value: string(key)}))

@@ -41,6 +41,8 @@ type buildFlags struct {
 	contexts    []string
 	check       bool
 	noCacheF    []string
+	cacheFrom   []string
+	cacheTo     []string
 	debugCache  bool
 	epoch       string
 }
@@ -128,6 +130,8 @@ func (a *app) buildCmd() *cobra.Command {
 	fl.BoolVar(&f.pull, "pull", false, "always attempt to pull a newer version of the base images")
 	fl.BoolVar(&f.noCache, "no-cache", false, "do not use the build cache: run every step")
 	fl.StringArrayVar(&f.noCacheF, "no-cache-filter", nil, "do not use the build cache for these stages")
+	fl.StringArrayVar(&f.cacheFrom, "cache-from", nil, "import build cache: type=registry,ref=REF | type=local,src=DIR | REF")
+	fl.StringArrayVar(&f.cacheTo, "cache-to", nil, "export build cache: type=registry,ref=REF[,mode=min|max] | type=local,dest=DIR[,mode=…] | type=inline")
 	fl.BoolVar(&f.debugCache, "debug-cache", os.Getenv("STRATA_DEBUG_CACHE") == "1", "explain every cache miss: which input changed (env STRATA_DEBUG_CACHE=1)")
 	fl.StringVar(&f.epoch, "source-date-epoch", "", "timestamp (Unix seconds) for reproducible images: history times and file times in new layers (env or build-arg SOURCE_DATE_EPOCH)")
 	fl.StringVar(&f.compression, "compression", "gzip", "layer compression: gzip, zstd or uncompressed")
@@ -228,7 +232,27 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) error {
 			stdinDockerfile = df
 		}
 	}
+	var cacheFrom, cacheTo []build.CacheSpec
+	for _, v := range f.cacheFrom {
+		c, err := build.ParseCacheSpec(v)
+		if err != nil {
+			return usagef("--cache-from: %v", err)
+		}
+		if c.Type == "inline" {
+			return usagef("--cache-from type=inline: give the image as type=registry,ref=IMAGE")
+		}
+		cacheFrom = append(cacheFrom, c)
+	}
+	for _, v := range f.cacheTo {
+		c, err := build.ParseCacheSpec(v)
+		if err != nil {
+			return usagef("--cache-to: %v", err)
+		}
+		cacheTo = append(cacheTo, c)
+	}
 	opts := build.Options{
+		CacheFrom:     cacheFrom,
+		CacheTo:       cacheTo,
 		CheckOnly:     f.check,
 		NoCache:       f.noCache,
 		NoCacheFilter: f.noCacheF,

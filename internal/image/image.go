@@ -207,3 +207,8 @@ func Import(ctx context.Context, s *store.Store, img v1.Image) (*Image, error) {
 	}
 	return Load(s, md)
 }
+
+// BlobLayer is a go-containerregistry view of a layer blob in the store.
+func BlobLayer(s *store.Store, l Layer) partial.CompressedLayer {
+	return &storedLayer{s: s, l: l}
+}

@@ -222,3 +222,53 @@ func (c *Client) Push(ctx context.Context, ref string, img v1.Image) error {
 	}
 	return nil
 }
+
+// resolve parses ref applying the insecure setting of its registry.
+func (c *Client) resolve(ref string) (name.Reference, error) {
+	var opts []name.Option
+	if r0, err := name.ParseReference(ref); err == nil && c.host(r0.Context().RegistryStr()).Insecure {
+		opts = append(opts, name.Insecure)
+	}
+	r, err := name.ParseReference(ref, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("invalid image reference %q: %w", ref, err)
+	}
+	return r, nil
+}
+
+// Get fetches the manifest (image or index) that ref points to, without
+// platform resolution, trying mirrors first.
+func (c *Client) Get(ctx context.Context, ref string) (*remote.Descriptor, error) {
+	r, err := c.resolve(ref)
+	if err != nil {
+		return nil, err
+	}
+	cands, err := c.candidates(r)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, cand := range cands {
+		d, err := remote.Get(cand, remote.WithContext(ctx), remote.WithAuthFromKeychain(c.keychain))
+		if err == nil {
+			return d, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", cand.Context().RegistryStr(), err))
+	}
+	return nil, fmt.Errorf("get %s: %w", r.Name(), errors.Join(errs...))
+}
+
+// PushImage uploads img as ref (any v1.Image, e.g. a cache manifest).
+func (c *Client) PushImage(ctx context.Context, ref string, img v1.Image) error {
+	r, err := c.resolve(ref)
+	if err != nil {
+		return err
+	}
+	if err := remote.Write(r, img, remote.WithContext(ctx), remote.WithAuthFromKeychain(c.keychain)); err != nil {
+		return fmt.Errorf("push %s: %w", r.Name(), err)
+	}
+	return nil
+}

@@ -1,0 +1,39 @@
+package cache
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// ConfigMediaType is the media type of a cache manifest's config blob. A
+// cache export is an ordinary OCI image manifest (so any registry stores it)
+// whose config lists the records and whose layers are the records' layer
+// blobs.
+const ConfigMediaType = "application/vnd.strata.cache.config.v1+json"
+
+// InlineLabel is the image config label that carries inline cache records
+// (--cache-to type=inline); their layers are the image's own layers.
+const InlineLabel = "dev.strata.cache.v1"
+
+// Exported is one record in a cache export.
+type Exported struct {
+	Key    Key    `json:"key"`
+	Record Record `json:"record"`
+}
+
+// Export is the content of a cache config blob (and of the inline label).
+type Export struct {
+	Records []Exported `json:"records"`
+}
+
+// Marshal encodes e.
+func (e Export) Marshal() ([]byte, error) { return json.Marshal(e) }
+
+// ParseExport decodes a cache config blob or inline label.
+func ParseExport(b []byte) (Export, error) {
+	var e Export
+	if err := json.Unmarshal(b, &e); err != nil {
+		return e, fmt.Errorf("cache metadata: %w", err)
+	}
+	return e, nil
+}
