@@ -314,8 +314,12 @@ type run struct {
 	remote       map[cache.Key]remoteRecord // --cache-from records, guarded by mu
 	used         map[int][]cache.Exported   // records each stage used or made, for --cache-to
 	sums         *buildctx.Sums
-	dockerfileID string    // identifies the Dockerfile for cache miss explanations
-	start        time.Time // when the build started
+	dockerfileID string // identifies the Dockerfile for cache miss explanations
+	// filterOnce makes the .dockerignore-filtered context for RUN binds.
+	filterOnce sync.Once
+	filterDir  string
+	filterErr  error
+	start      time.Time // when the build started
 }
 
 // now is the time recorded for new layers: SOURCE_DATE_EPOCH or the clock.

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-build/strata/internal/buildctx"
+	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/layer"
 	"github.com/strata-build/strata/internal/progress"
 )
@@ -44,6 +45,7 @@ type copyOptions struct {
 	chmod   *chmodSpec
 	unpack  bool     // ADD: extract local archives
 	parents bool     // COPY --parents: keep the source path below its pivot
+	link    bool     // COPY --link: write into an empty layer, independent of the stage's files
 	exclude []string // COPY/ADD --exclude patterns
 }
 
@@ -179,6 +181,20 @@ func (cs *copySource) glob(pattern string) ([]string, error) {
 	cur := []string{"/"}
 	for i, part := range parts {
 		var next []string
+		if part == "**" {
+			// zero or more directories
+			seen := map[string]bool{}
+			for _, dir := range cur {
+				for _, d := range cs.dirsBelow(dir) {
+					if !seen[d] {
+						seen[d] = true
+						next = append(next, d)
+					}
+				}
+			}
+			cur = next
+			continue
+		}
 		for _, dir := range cur {
 			if !hasMeta(part) {
 				next = append(next, path.Join(dir, part))
@@ -229,6 +245,27 @@ func (cs *copySource) glob(pattern string) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// dirsBelow lists dir and every directory below it (not following
+// symlinks), skipping excluded ones: the matches of "**".
+func (cs *copySource) dirsBelow(dir string) []string {
+	out := []string{dir}
+	host, err := securejoin.SecureJoin(cs.root, dir)
+	if err != nil {
+		return out
+	}
+	ents, err := os.ReadDir(host)
+	if err != nil {
+		return out
+	}
+	for _, e := range ents {
+		p := path.Join(dir, e.Name())
+		if e.IsDir() && !cs.excluded(p) {
+			out = append(out, cs.dirsBelow(p)...)
+		}
+	}
+	return out
 }
 
 // copyInto copies items into rootfs at dest (absolute, in the image; a
@@ -646,14 +683,14 @@ func (sb *stageBuilder) copy(ctx context.Context, c *instructions.CopyCommand, p
 		}
 		from = v
 	}
-	return sb.copyLike(ctx, p, "COPY", from, c.Chown, c.Chmod, c.SourcesAndDest, copyOptions{parents: c.Parents, exclude: c.ExcludePatterns}, nil)
+	return sb.copyLike(ctx, p, "COPY", from, c.Chown, c.Chmod, c.SourcesAndDest, copyOptions{parents: c.Parents, exclude: c.ExcludePatterns, link: c.Link}, nil)
 }
 
 // add runs ADD: local files and archives (extracted), http(s) URLs and git
 // repositories.
 func (sb *stageBuilder) add(ctx context.Context, c *instructions.AddCommand, p *progress.Step) error {
 	unpack := c.Unpack == nil || *c.Unpack
-	o := copyOptions{unpack: unpack, exclude: c.ExcludePatterns}
+	o := copyOptions{unpack: unpack, exclude: c.ExcludePatterns, link: c.Link}
 	var local []string
 	var remote []string
 	for _, s := range c.SourcePaths {
@@ -791,14 +828,31 @@ func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, fr
 		if err != nil {
 			return err
 		}
-		return sb.change(ctx, p, createdBy, inputs, func(rootfs string) error {
-			if chown != "" {
-				ow, err := resolveChown(rootfs, chown)
-				if err != nil {
-					return err
+		if !o.link {
+			return sb.change(ctx, p, createdBy, inputs, func(rootfs string) error {
+				if chown != "" {
+					ow, err := resolveChown(rootfs, chown)
+					if err != nil {
+						return err
+					}
+					o.chown = &ow
 				}
+				return copyInto(ctx, rootfs, items, dest, cs, o)
+			})
+		}
+		// --link: the files go into an empty layer, so nothing of the stage
+		// (like a symlink on the destination path) changes where they land;
+		// names in --chown still come from the stage's /etc/passwd.
+		if chown != "" {
+			if err := sb.r.b.view(ctx, sb.state.dirs, func(root string) error {
+				ow, err := resolveChown(root, chown)
 				o.chown = &ow
+				return err
+			}); err != nil {
+				return err
 			}
+		}
+		return sb.changeOn(ctx, p, createdBy, append(inputs, cache.Input{Name: "link", Value: "true"}), nil, func(rootfs string) error {
 			return copyInto(ctx, rootfs, items, dest, cs, o)
 		})
 	})

@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -278,7 +280,7 @@ func (sb *stageBuilder) runMounts(ctx context.Context, c *instructions.RunComman
 			}
 			continue
 		case instructions.MountTypeSSH:
-			mnt, kv, err := sb.sshMount(m, sshN)
+			mnt, kv, err := sb.sshMount(m, sshN, releases)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -417,9 +419,10 @@ func (sb *stageBuilder) secretMount(m *instructions.Mount, releases *[]func()) (
 	return &specs.Mount{Destination: sb.resolvePath(target), Type: "bind", Source: f, Options: []string{"bind", "ro"}}, kv, nil
 }
 
-// sshMount forwards the agent socket of --ssh ID to the RUN and points
-// SSH_AUTH_SOCK at it.
-func (sb *stageBuilder) sshMount(m *instructions.Mount, n int) (*specs.Mount, string, error) {
+// sshMount forwards the agent of --ssh ID to the RUN through a socket of its
+// own (mode 0600 and owner 0:0 unless mode/uid/gid say otherwise, as
+// BuildKit's), proxied to the host agent, and points SSH_AUTH_SOCK at it.
+func (sb *stageBuilder) sshMount(m *instructions.Mount, n int, releases *[]func()) (*specs.Mount, string, error) {
 	id := m.CacheID
 	if id == "" {
 		id = "default"
@@ -435,7 +438,54 @@ func (sb *stageBuilder) sshMount(m *instructions.Mount, n int) (*specs.Mount, st
 	if target == "" {
 		target = fmt.Sprintf("/run/buildkit/ssh_agent.%d", n)
 	}
-	return &specs.Mount{Destination: sb.resolvePath(target), Type: "bind", Source: sock, Options: []string{"bind"}}, "SSH_AUTH_SOCK=" + sb.resolvePath(target), nil
+	dir, err := os.MkdirTemp(sb.r.b.Session.Dir, "ssh-")
+	if err != nil {
+		return nil, "", err
+	}
+	proxy := filepath.Join(dir, "agent.sock")
+	ln, err := net.Listen("unix", proxy)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, "", fmt.Errorf("ssh %s: %w", id, err)
+	}
+	*releases = append(*releases, func() { ln.Close(); os.RemoveAll(dir) })
+	mode := os.FileMode(0o600)
+	if m.Mode != nil {
+		mode = os.FileMode(*m.Mode)
+	}
+	uid, gid := 0, 0
+	if m.UID != nil {
+		uid = int(*m.UID)
+	}
+	if m.GID != nil {
+		gid = int(*m.GID)
+	}
+	if err := os.Chown(proxy, uid, gid); err != nil {
+		return nil, "", err
+	}
+	if err := os.Chmod(proxy, mode); err != nil {
+		return nil, "", err
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("unix", sock)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go func() { io.Copy(up, c); up.(*net.UnixConn).CloseWrite() }()
+				io.Copy(c, up)
+			}()
+		}
+	}()
+	t := sb.resolvePath(target)
+	return &specs.Mount{Destination: t, Type: "bind", Source: proxy, Options: []string{"bind"}}, "SSH_AUTH_SOCK=" + t, nil
 }
 
 // cacheMount returns the directory of a RUN --mount=type=cache. Caches live
@@ -564,7 +614,7 @@ func flockFile(ctx context.Context, path string, wait bool) (func(), error) {
 func (sb *stageBuilder) mountSource(ctx context.Context, from string, releases *[]func()) (string, error) {
 	r := sb.r
 	if from == "" {
-		return r.bctx.Dir, nil
+		return r.filteredContext(ctx)
 	}
 	var dirs []string
 	var img *image.Image
@@ -629,4 +679,73 @@ func (sb *stageBuilder) workdir(ctx context.Context, c *instructions.WorkdirComm
 		cp := &copier{rootfs: rootfs, parentOwner: o, parentMode: 0o755}
 		return cp.mkdirAll(wd)
 	})
+}
+
+// filteredContext returns the build context as RUN --mount binds show it:
+// with the .dockerignore rules applied, as BuildKit's context transfer does.
+// Without rules it is the context directory itself; with rules, a tree of
+// hard links (copies across filesystems) made once per build.
+func (r *run) filteredContext(ctx context.Context) (string, error) {
+	if len(r.bctx.Patterns()) == 0 {
+		return r.bctx.Dir, nil
+	}
+	r.filterOnce.Do(func() {
+		dir, err := os.MkdirTemp(r.b.Session.Dir, "context-")
+		if err != nil {
+			r.filterErr = err
+			return
+		}
+		cs := &copySource{root: r.bctx.Dir, ignore: r.bctx, name: "build context"}
+		r.filterErr = linkTree(ctx, cs, r.bctx.Dir, "/", dir)
+		r.filterDir = dir
+	})
+	return r.filterDir, r.filterErr
+}
+
+// linkTree mirrors the non-excluded part of srcHost (at rel in cs) into dst.
+func linkTree(ctx context.Context, cs *copySource, srcHost, rel, dst string) error {
+	ents, err := os.ReadDir(srcHost)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		crel := path.Join(rel, e.Name())
+		if cs.excluded(crel) && !(e.IsDir() && cs.ignore.MayIncludeUnder(strings.TrimPrefix(crel, "/"))) {
+			continue
+		}
+		src, to := filepath.Join(srcHost, e.Name()), filepath.Join(dst, e.Name())
+		fi, err := os.Lstat(src)
+		if err != nil {
+			return err
+		}
+		switch {
+		case fi.IsDir():
+			if err := os.Mkdir(to, fi.Mode().Perm()); err != nil {
+				return err
+			}
+			if err := linkTree(ctx, cs, src, crel, to); err != nil {
+				return err
+			}
+			os.Chmod(to, fi.Mode()&(os.ModePerm|os.ModeSetgid|os.ModeSticky|os.ModeSetuid))
+		case fi.Mode()&os.ModeSymlink != 0:
+			l, err := os.Readlink(src)
+			if err != nil {
+				return err
+			}
+			if err := os.Symlink(l, to); err != nil {
+				return err
+			}
+		case fi.Mode().IsRegular():
+			if err := os.Link(src, to); err != nil {
+				if err := copyFileData(src, to); err != nil {
+					return err
+				}
+				os.Chmod(to, fi.Mode().Perm())
+			}
+		}
+	}
+	return nil
 }

@@ -31,6 +31,12 @@ func lowers(dirs []string) []string { return overlay.Lowers(dirs) }
 // upperdir) as a new layer, recording it under the key. The mount is
 // released on every path.
 func (sb *stageBuilder) change(ctx context.Context, p *progress.Step, createdBy string, inputs []cache.Input, fn func(rootfs string) error) error {
+	return sb.changeOn(ctx, p, createdBy, inputs, lowers(sb.state.dirs), fn)
+}
+
+// changeOn is change with the snapshot's lower layers given (nil: an empty
+// filesystem, for COPY --link).
+func (sb *stageBuilder) changeOn(ctx context.Context, p *progress.Step, createdBy string, inputs []cache.Input, lowerDirs []string, fn func(rootfs string) error) error {
 	b := sb.r.b
 	inputs = append([]cache.Input{{Name: "compression", Value: string(sb.r.opts.Compression)}, {Name: "epoch", Value: sb.r.epochString()}}, inputs...)
 	key := cache.NewKey(sb.state.key, inputs...)
@@ -67,7 +73,7 @@ func (sb *stageBuilder) change(ctx context.Context, p *progress.Step, createdBy 
 			return fmt.Errorf("new snapshot: %w", err)
 		}
 	}
-	if err := overlay.Mount(ctx, lowers(sb.state.dirs), upper, work, merged); err != nil {
+	if err := overlay.Mount(ctx, lowerDirs, upper, work, merged); err != nil {
 		return fmt.Errorf("mount snapshot: %w", err)
 	}
 	ferr := fn(merged)
@@ -77,7 +83,7 @@ func (sb *stageBuilder) change(ctx context.Context, p *progress.Step, createdBy 
 	if ferr != nil {
 		return ferr
 	}
-	if err := pruneCopiedUpDirs(upper, lowers(sb.state.dirs)); err != nil {
+	if err := pruneCopiedUpDirs(upper, lowerDirs); err != nil {
 		return err
 	}
 	empty, err := isEmptyDir(upper)

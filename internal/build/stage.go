@@ -31,6 +31,10 @@ type stageResult struct {
 	unknownEnv bool
 	// key is the cache key of the stage's filesystem.
 	key cache.Key
+	// env and argOrder are the stage's state env (ENV and ARG values) and
+	// ARG declarations: a stage built FROM this one inherits them.
+	env      envList
+	argOrder []instructions.KeyValuePairOptional
 }
 
 func (s *stageResult) clone() *stageResult {
@@ -39,6 +43,8 @@ func (s *stageResult) clone() *stageResult {
 		dirs:       append([]string(nil), s.dirs...),
 		unknownEnv: s.unknownEnv,
 		key:        s.key,
+		env:        append(envList(nil), s.env...),
+		argOrder:   append([]instructions.KeyValuePairOptional(nil), s.argOrder...),
 	}
 	b, _ := json.Marshal(s.cfg)
 	_ = json.Unmarshal(b, &c.cfg)
@@ -54,8 +60,7 @@ type stageBuilder struct {
 	// they were set; RUN sees it and word expansion uses it. The image config
 	// keeps only ENV.
 	env    envList
-	args   []instructions.KeyValuePairOptional // ARGs declared so far with values
-	cmdSet bool                                // CMD set in this stage (ENTRYPOINT keeps it)
+	cmdSet bool // CMD set in this stage (ENTRYPOINT keeps it)
 	step   int
 	total  int
 
@@ -84,6 +89,14 @@ func (r *run) buildStage(ctx context.Context, st *plan.Stage) (*stageResult, err
 	pstep.Done()
 	sb.state = base
 	sb.env = envList(base.cfg.Config.Env)
+	if st.BaseStage >= 0 {
+		// ARGs declared in the parent stage are inherited with their values.
+		sb.env = append(envList(nil), base.env...)
+		sb.argOrder = append(sb.argOrder, base.argOrder...)
+		for _, a := range base.argOrder {
+			sb.declared[a.Key] = true
+		}
+	}
 	if _, ok := sb.env.get("PATH"); !ok {
 		sb.env = sb.env.set("PATH", defaultPath)
 		sb.state.cfg.Config.Env = sb.env
@@ -102,6 +115,8 @@ func (r *run) buildStage(ctx context.Context, st *plan.Stage) (*stageResult, err
 			return nil, err
 		}
 	}
+	sb.state.env = sb.env
+	sb.state.argOrder = sb.argOrder
 	return sb.state, nil
 }
 
@@ -127,7 +142,7 @@ func (sb *stageBuilder) base(ctx context.Context) (*stageResult, error) {
 			return nil, err
 		}
 		if nc.img == nil {
-			return nil, fmt.Errorf("FROM %s: a directory build context can only be used with COPY --from or RUN --mount from=", st.Base)
+			return sb.fromDir(ctx, nc.dir)
 		}
 		return sb.fromImage(ctx, nc.img)
 	}
@@ -159,6 +174,32 @@ func (sb *stageBuilder) base(ctx context.Context) (*stageResult, error) {
 		return nil, err
 	}
 	return sb.fromImage(ctx, img)
+}
+
+// fromDir starts a stage from a directory build context: like scratch
+// with the directory's files in one layer (owned by root, as context files).
+func (sb *stageBuilder) fromDir(ctx context.Context, dir string) (*stageResult, error) {
+	plat := sb.r.opts.Platform
+	res := &stageResult{}
+	res.cfg.OS, res.cfg.Architecture, res.cfg.Variant = plat.OS, plat.Architecture, plat.Variant
+	res.cfg.Config.Env = []string{"PATH=" + defaultPath}
+	res.cfg.Config.WorkingDir = "/"
+	res.key = cache.NewKey("", cache.Input{Name: "base", Value: "scratch"}, cache.Input{Name: "platform", Value: plat.OS + "/" + plat.Architecture + "/" + plat.Variant})
+	sb.state = res
+	cs := &copySource{root: dir, name: "build context " + sb.st.Base}
+	it, err := cs.stat("/")
+	if err != nil {
+		return nil, err
+	}
+	sum, err := sb.itemSum(ctx, cs, it, copyOptions{})
+	if err != nil {
+		return nil, err
+	}
+	inputs := []cache.Input{{Name: "instruction", Value: "FROM context"}, {Name: "source", Value: sum}}
+	err = sb.changeOn(ctx, nil, "FROM "+sb.st.Base, inputs, nil, func(rootfs string) error {
+		return copyInto(ctx, rootfs, []copyItem{it}, "/", cs, copyOptions{})
+	})
+	return res, err
 }
 
 // fromImage starts a stage from an image: its layers and its config.
@@ -413,7 +454,6 @@ func (sb *stageBuilder) arg(c *instructions.ArgCommand) error {
 		part := kv.Key
 		if v != nil {
 			sb.env = sb.env.set(kv.Key, *v)
-			sb.args = append(sb.args, instructions.KeyValuePairOptional{Key: kv.Key, Value: v})
 			part += "=" + *v
 		}
 		parts = append(parts, part)
