@@ -113,6 +113,13 @@ type pullCall struct {
 	err  error
 }
 
+// DefaultJobs is how many stages run at once by default: the number of CPUs,
+// but at least 4. Stages often wait (network, sleeps, I/O) rather than
+// compute, and a compiling RUN uses every CPU on its own; BuildKit does not
+// bound stages at all. With 2 CPUs a bound of 2 doubled the time of four
+// independent waiting stages.
+func DefaultJobs() int { return max(runtime.NumCPU(), 4) }
+
 // HostPlatform is the platform strata builds for.
 func HostPlatform() v1.Platform {
 	p := v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
@@ -128,7 +135,7 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 		opts.Progress = progress.New(os.Stderr, false)
 	}
 	if opts.Jobs <= 0 {
-		opts.Jobs = runtime.NumCPU()
+		opts.Jobs = DefaultJobs()
 	}
 	if opts.Network == "" {
 		opts.Network = "host"

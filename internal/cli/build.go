@@ -126,7 +126,7 @@ func (a *app) buildCmd() *cobra.Command {
 	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto, tty, plain or quiet")
 	fl.StringVar(&f.network, "network", "host", "networking mode for RUN: host or none")
 	fl.StringVar(&f.platform, "platform", "", "target platform (only the host platform can be built)")
-	fl.IntVar(&f.jobs, "jobs", 0, "how many stages to build at once (default: number of CPUs)")
+	fl.IntVar(&f.jobs, "jobs", 0, "how many stages to build at once (default: number of CPUs, at least 4)")
 	fl.BoolVar(&f.pull, "pull", false, "always attempt to pull a newer version of the base images")
 	fl.BoolVar(&f.noCache, "no-cache", false, "do not use the build cache: run every step")
 	fl.StringArrayVar(&f.noCacheF, "no-cache-filter", nil, "do not use the build cache for these stages")
