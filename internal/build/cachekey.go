@@ -142,13 +142,7 @@ func fileSum(p string) (string, error) {
 // copyInputs are the cache key inputs of a COPY/ADD: the instruction's
 // options and, per source item, what it reads.
 func (sb *stageBuilder) copyInputs(ctx context.Context, verb string, cs *copySource, from string, items []copyItem, dest, chown, chmod string, o copyOptions) ([]cache.Input, error) {
-	in := []cache.Input{
-		{Name: "instruction", Value: verb},
-		{Name: "dest", Value: dest},
-		{Name: "chown", Value: chown},
-		{Name: "chmod", Value: chmod},
-		{Name: "options", Value: fmt.Sprintf("parents=%v unpack=%v exclude=%q", o.parents, o.unpack, o.exclude)},
-	}
+	in := copyRequest{verb: verb, dest: dest, chown: chown, chmod: chmod, o: o}.optionInputs()
 	if from != "" {
 		in = append(in, cache.Input{Name: "from", Value: from})
 	}

@@ -790,6 +790,14 @@ func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, fr
 	}
 	createdBy += " " + sd.DestPath + " # buildkit"
 
+	if from != "" && len(extra) == 0 && len(sd.SourceContents) == 0 && !o.link && !sb.r.plan.IsNamed(from) {
+		if _, isStage, err := sb.r.plan.ResolveFrom(sb.r.df, sb.st.Index, from); err != nil {
+			return err
+		} else if !isStage {
+			return sb.copyFromImage(ctx, p, from, copyRequest{verb: verb, chown: chown, chmod: chmod,
+				sources: sd.SourcePaths, dest: dest, o: o, createdBy: createdBy})
+		}
+	}
 	return sb.withSource(ctx, from, func(cs *copySource) error {
 		items := append([]copyItem(nil), extra...)
 		if len(sd.SourcePaths) > 0 {

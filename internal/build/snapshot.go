@@ -202,6 +202,28 @@ func (sb *stageBuilder) commit(ctx context.Context, upper string) (image.Layer, 
 	return image.Layer{Digest: blob.Digest, DiffID: blob.DiffID, Size: blob.Size, MediaType: blob.MediaType}, nil
 }
 
+// mountView mounts a read-only view of layer dirs (bottom first) and returns
+// its root and the release that unmounts it.
+func (b *Builder) mountView(ctx context.Context, dirs []string) (string, func(), error) {
+	dir, err := os.MkdirTemp(b.Session.Dir, "view-")
+	if err != nil {
+		return "", nil, fmt.Errorf("new view: %w", err)
+	}
+	l := lowers(dirs)
+	switch len(l) {
+	case 0:
+		return dir, func() { os.RemoveAll(dir) }, nil
+	case 1:
+		os.Remove(dir)
+		return l[0], func() {}, nil
+	}
+	if err := overlay.Mount(ctx, l, "", "", dir); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("mount view: %w", err)
+	}
+	return dir, func() { overlay.Unmount(dir); os.RemoveAll(dir) }, nil
+}
+
 // view mounts a read-only view of layer dirs (bottom first) and calls fn
 // with its root; for no layers the root is an empty directory.
 func (b *Builder) view(ctx context.Context, dirs []string, fn func(root string) error) error {

@@ -66,8 +66,33 @@ func Unpack(ctx context.Context, dest string, r io.Reader, owner *Owner) error {
 	return nil
 }
 
+// ErrMissingLinkTarget is returned by ApplyFlat when a wanted hardlink points
+// at a file the filter left out.
+var ErrMissingLinkTarget = errors.New("hardlink target was not extracted")
+
+// ApplyFlat applies one layer of an image onto dir in flattened form, for
+// callers that need only some paths of an image: only entries for which
+// want(path) is true are written (path is slash-separated, relative, e.g.
+// "usr/local/go/bin/gofmt"); whiteouts remove the path from dir, and an
+// opaque marker removes what lower layers put in the directory. Call it for
+// each layer, bottom first. Parent directories of wanted entries should be
+// wanted too, or they are created 0755 root.
+func ApplyFlat(ctx context.Context, dir string, r io.Reader, want func(path string) bool) error {
+	x := &extractor{layer: true, flat: true, want: want, written: map[string]bool{}}
+	if _, err := x.run(ctx, dir, r); err != nil {
+		return err
+	}
+	return nil
+}
+
 // extractor is the tar extraction shared by Apply (layer true) and Unpack.
 type extractor struct {
+	// flat (ApplyFlat): whiteouts delete, entries are filtered by want, and
+	// written records this layer's paths for opaque markers.
+	flat    bool
+	want    func(string) bool
+	written map[string]bool
+
 	layer           bool
 	owner           *Owner
 	maxEntries      int
@@ -139,6 +164,15 @@ func (x *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 		return nil // the root itself: keep dir as it is
 	}
 	parent, base := splitRel(rel)
+	if x.flat {
+		if strings.HasPrefix(base, whiteoutPrefix) {
+			return x.flatWhiteout(parent, base)
+		}
+		if !x.want(rel) {
+			return nil
+		}
+		x.written[rel] = true
+	}
 	if x.layer && strings.HasPrefix(base, whiteoutPrefix) {
 		return x.whiteout(parent, base)
 	}
@@ -265,6 +299,9 @@ func (x *extractor) hardlink(pfd int, base, target string) error {
 	if trel == "." {
 		return fmt.Errorf("hardlink target %q: is the root", target)
 	}
+	if x.flat && !x.want(trel) {
+		return fmt.Errorf("hardlink to %q: %w", target, ErrMissingLinkTarget)
+	}
 	tparent, tbase := splitRel(trel)
 	tfd, err := x.root.openDir(tparent)
 	if err != nil {
@@ -310,6 +347,41 @@ func (x *extractor) whiteout(parent, base string) error {
 		return fmt.Errorf("create whiteout: %w", err)
 	}
 	return nil
+}
+
+// flatWhiteout applies a whiteout in ApplyFlat: the path (or, for an opaque
+// marker, what lower layers put in the directory) is removed.
+func (x *extractor) flatWhiteout(parent, base string) error {
+	if strings.HasPrefix(base, whiteoutMeta) && base != whiteoutOpaque {
+		return nil
+	}
+	pfd, err := x.root.openDir(parent)
+	if err != nil {
+		return nil // nothing extracted there
+	}
+	defer unix.Close(pfd)
+	if base == whiteoutOpaque {
+		names, err := readDirNames(pfd)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			if x.written[joinRel(parent, n)] {
+				continue
+			}
+			if err := removeAllAt(pfd, n); err != nil {
+				return err
+			}
+			x.forgetDirs(joinRel(parent, n))
+		}
+		return nil
+	}
+	name := strings.TrimPrefix(base, whiteoutPrefix)
+	if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
+		return fmt.Errorf("invalid whiteout name %q", base)
+	}
+	x.forgetDirs(joinRel(parent, name))
+	return removeAllAt(pfd, name)
 }
 
 func joinRel(parent, base string) string {
@@ -383,4 +455,14 @@ func (x *extractor) setXattrs(pfd int, base string, hdr *tar.Header) error {
 		}
 	}
 	return nil
+}
+
+func readDirNames(fd int) ([]string, error) {
+	dup, err := unix.Dup(fd)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(dup), "dir")
+	defer f.Close()
+	return f.Readdirnames(-1)
 }
