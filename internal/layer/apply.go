@@ -458,11 +458,12 @@ func (x *extractor) setXattrs(pfd int, base string, hdr *tar.Header) error {
 }
 
 func readDirNames(fd int) ([]string, error) {
-	dup, err := unix.Dup(fd)
+	// fd may be an O_PATH descriptor: open the directory itself for reading.
+	dfd, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
-	f := os.NewFile(uintptr(dup), "dir")
+	f := os.NewFile(uintptr(dfd), "dir")
 	defer f.Close()
 	return f.Readdirnames(-1)
 }
