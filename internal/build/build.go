@@ -48,7 +48,9 @@ type Options struct {
 	Jobs           int
 	Pull           bool // re-resolve base images from their registry
 	Compression    layer.Compression
-	Progress       *progress.Printer
+	// CompressionLevel is the layer compression level; 0: the default.
+	CompressionLevel int
+	Progress         *progress.Printer
 	// Secrets are the --secret values by id; never written to a layer, the
 	// config, the history or the log.
 	Secrets map[string]Secret

@@ -38,7 +38,7 @@ func (sb *stageBuilder) change(ctx context.Context, p *progress.Step, createdBy 
 // filesystem, for COPY --link).
 func (sb *stageBuilder) changeOn(ctx context.Context, p *progress.Step, createdBy string, inputs []cache.Input, lowerDirs []string, fn func(rootfs string) error) error {
 	b := sb.r.b
-	inputs = append([]cache.Input{{Name: "compression", Value: string(sb.r.opts.Compression)}, {Name: "epoch", Value: sb.r.epochString()}}, inputs...)
+	inputs = append([]cache.Input{{Name: "compression", Value: fmt.Sprintf("%s level %d", sb.r.opts.Compression, sb.r.opts.CompressionLevel)}, {Name: "epoch", Value: sb.r.epochString()}}, inputs...)
 	key := cache.NewKey(sb.state.key, inputs...)
 	pos := cache.Position(sb.r.dockerfileID, sb.st.Display(), sb.step)
 	if sb.useCache() {
@@ -186,7 +186,7 @@ func (sb *stageBuilder) commit(ctx context.Context, upper string) (image.Layer, 
 		return image.Layer{}, err
 	}
 	defer w.Close()
-	blob, err := layer.Commit(ctx, upper, w, sb.r.opts.Compression, layer.DiffOptions{Epoch: sb.r.opts.SourceDateEpoch})
+	blob, err := layer.Commit(ctx, upper, w, sb.r.opts.Compression, layer.DiffOptions{Epoch: sb.r.opts.SourceDateEpoch, Level: sb.r.opts.CompressionLevel})
 	if err != nil {
 		return image.Layer{}, fmt.Errorf("commit layer: %w", err)
 	}

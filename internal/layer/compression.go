@@ -64,7 +64,7 @@ type Blob struct {
 // directory gives the same bytes (gzip uses a fixed header with no name and a
 // zero mtime, compressed in fixed-size parallel blocks by pgzip).
 func Commit(ctx context.Context, dir string, w io.Writer, c Compression, opts DiffOptions) (Blob, error) {
-	b, err := compressFrom(w, c, func(tw io.Writer) error {
+	b, err := compressFrom(w, c, opts.Level, func(tw io.Writer) error {
 		return WriteDiff(ctx, dir, tw, opts)
 	})
 	if err != nil {
@@ -76,7 +76,7 @@ func Commit(ctx context.Context, dir string, w io.Writer, c Compression, opts Di
 // Compress is like Commit for an existing uncompressed tar stream r (used by
 // `strata import`). The stream is not validated as a tar.
 func Compress(ctx context.Context, r io.Reader, w io.Writer, c Compression) (Blob, error) {
-	b, err := compressFrom(w, c, func(tw io.Writer) error {
+	b, err := compressFrom(w, c, 0, func(tw io.Writer) error {
 		_, err := io.Copy(tw, ctxReader{ctx: ctx, r: r})
 		return err
 	})
@@ -88,7 +88,7 @@ func Compress(ctx context.Context, r io.Reader, w io.Writer, c Compression) (Blo
 
 // compressFrom runs produce with a writer whose bytes are hashed (DiffID),
 // compressed with c, hashed again (Digest), counted and written to w.
-func compressFrom(w io.Writer, c Compression, produce func(io.Writer) error) (Blob, error) {
+func compressFrom(w io.Writer, c Compression, level int, produce func(io.Writer) error) (Blob, error) {
 	blobDigester := digest.SHA256.Digester()
 	cw := &countWriter{w: io.MultiWriter(w, blobDigester.Hash())}
 	if c == Uncompressed {
@@ -98,7 +98,7 @@ func compressFrom(w io.Writer, c Compression, produce func(io.Writer) error) (Bl
 		d := blobDigester.Digest()
 		return Blob{Digest: d, DiffID: d, Size: cw.n, MediaType: c.MediaType()}, nil
 	}
-	zw, err := newCompressor(cw, c)
+	zw, err := newCompressor(cw, c, level)
 	if err != nil {
 		return Blob{}, err
 	}
@@ -122,10 +122,13 @@ func compressFrom(w io.Writer, c Compression, produce func(io.Writer) error) (Bl
 // it is fixed (never derived from the machine) to keep digests reproducible.
 const pgzipBlockSize = 1 << 20
 
-func newCompressor(w io.Writer, c Compression) (io.WriteCloser, error) {
+func newCompressor(w io.Writer, c Compression, level int) (io.WriteCloser, error) {
 	switch c {
 	case Gzip:
-		zw, err := pgzip.NewWriterLevel(w, pgzip.DefaultCompression)
+		if level == 0 {
+			level = pgzip.DefaultCompression
+		}
+		zw, err := pgzip.NewWriterLevel(w, level)
 		if err != nil {
 			return nil, err
 		}
@@ -140,7 +143,11 @@ func newCompressor(w io.Writer, c Compression) (io.WriteCloser, error) {
 	case Zstd:
 		// Concurrency 2 pipelines encoding with tar production; streaming
 		// output is identical for any concurrency without concurrent blocks.
-		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(2))
+		zl := zstd.SpeedDefault
+		if level != 0 {
+			zl = zstd.EncoderLevelFromZstd(level)
+		}
+		return zstd.NewWriter(w, zstd.WithEncoderLevel(zl), zstd.WithEncoderConcurrency(2))
 	}
 	return nil, fmt.Errorf("unknown layer compression %q", string(c))
 }

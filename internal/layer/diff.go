@@ -49,6 +49,9 @@ type DiffOptions struct {
 	// Epoch, when non-nil, clamps every entry's mtime to at most *Epoch
 	// (BuildKit rewrite-timestamp).
 	Epoch *time.Time
+	// Level is the compression level for Commit (gzip 1-9, zstd 1-22);
+	// 0 means the compressor's default.
+	Level int
 }
 
 // WriteDiff writes the OCI layer tar of an overlayfs upperdir dir to w.
