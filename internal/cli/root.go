@@ -171,6 +171,11 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	if errors.As(err, &ee) {
 		return ee.code
 	}
+	if errors.As(err, &de) {
+		if x := de.Excerpt(); x != "" {
+			fmt.Fprintln(stderr, x)
+		}
+	}
 	fmt.Fprintf(stderr, "ERROR: %s\n", msg)
 	return ExitFail
 }

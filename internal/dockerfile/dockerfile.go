@@ -69,6 +69,32 @@ type Error struct {
 	Line        int    // 1-based; 0 when unknown
 	Instruction string // source text of the instruction, trimmed
 	Err         error
+
+	source []byte // the Dockerfile, for Excerpt
+}
+
+// Excerpt renders the lines around the error as BuildKit does: two lines of
+// context on each side and ">>>" marking the failing line. "" when the line
+// is not known.
+func (e *Error) Excerpt() string {
+	if e.Line <= 0 || len(e.source) == 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSuffix(strings.TrimPrefix(string(e.source), "\ufeff"), "\n"), "\n")
+	if e.Line > len(lines) {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s:%d\n--------------------\n", e.File, e.Line)
+	for i := max(1, e.Line-2); i <= min(len(lines), e.Line+2); i++ {
+		mark := "   "
+		if i == e.Line {
+			mark = ">>>"
+		}
+		fmt.Fprintf(&b, " %3d | %s %s\n", i, mark, strings.TrimRight(lines[i-1], "\r"))
+	}
+	b.WriteString("--------------------")
+	return b.String()
 }
 
 func (e *Error) Error() string {
@@ -161,7 +187,7 @@ func (df *Dockerfile) locate(err error, loc []parser.Range) error {
 			msg = errors.New(s[i+j+2:])
 		}
 	}
-	e := &Error{File: df.File, Err: msg}
+	e := &Error{File: df.File, Err: msg, source: df.Source}
 	if len(loc) == 0 && strings.Contains(s, "escape token") {
 		// The escape directive is parsed before any instruction: find its line.
 		for i, l := range strings.Split(string(df.Source), "\n") {
@@ -189,7 +215,7 @@ func (df *Dockerfile) Wrap(loc []parser.Range, err error) error {
 	if errors.As(err, &e) {
 		return err
 	}
-	out := &Error{File: df.File, Err: err}
+	out := &Error{File: df.File, Err: err, source: df.Source}
 	if len(loc) > 0 {
 		out.Line = loc[0].Start.Line
 		out.Instruction = df.Line(loc)

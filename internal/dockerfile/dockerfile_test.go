@@ -373,3 +373,18 @@ func TestUTF8BOM(t *testing.T) {
 		t.Errorf("the UTF-8 byte order mark leaks into the instruction text of line-1 errors: %q", err.Error())
 	}
 }
+
+func TestErrorExcerpt(t *testing.T) {
+	df, err := Parse("Dockerfile", []byte("FROM busybox\nRUN a\nRUN b\nRUN c\nRUN d\nRUN e\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := df.Wrap(df.Stages[0].Commands[2].Location(), errors.New("boom")).(*Error)
+	want := "Dockerfile:4\n--------------------\n   2 |     RUN a\n   3 |     RUN b\n   4 | >>> RUN c\n   5 |     RUN d\n   6 |     RUN e\n--------------------"
+	if got := e.Excerpt(); got != want {
+		t.Errorf("excerpt:\n%s\nwant:\n%s", got, want)
+	}
+	if (&Error{File: "x"}).Excerpt() != "" {
+		t.Error("an error without a line has an excerpt")
+	}
+}
