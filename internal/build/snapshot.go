@@ -60,7 +60,12 @@ func (sb *stageBuilder) changeOn(ctx context.Context, p *progress.Step, createdB
 			}
 			return nil
 		}
-		sb.explainMiss(pos, inputs)
+		if reason := sb.missReason(pos, inputs); p != nil {
+			p.SetReason(reason)
+			if sb.r.opts.DebugCache {
+				sb.r.opts.Progress.Logf("cache miss [%s %d/%d]: %s", sb.st.Display(), sb.step, sb.total, reason)
+			}
+		}
 	}
 	dir, err := os.MkdirTemp(b.Session.Dir, "snap-")
 	if err != nil {
@@ -142,39 +147,30 @@ func (sb *stageBuilder) useCache() bool {
 	return true
 }
 
-// explainMiss prints, with STRATA_DEBUG_CACHE / --debug-cache, which inputs
-// of a step changed since the previous build at the same place.
-func (sb *stageBuilder) explainMiss(pos string, inputs []cache.Input) {
-	if !sb.r.opts.DebugCache {
-		return
-	}
-	pr := sb.r.opts.Progress
-	where := fmt.Sprintf("[%s %d/%d]", sb.st.Display(), sb.step, sb.total)
+// missReason says which inputs of a step changed since the previous build
+// at the same place (printed with --debug-cache, kept for the report).
+func (sb *stageBuilder) missReason(pos string, inputs []cache.Input) string {
 	old, ok := sb.r.cache.Last(pos)
 	if !ok {
-		pr.Logf("cache miss %s: no earlier build of this step", where)
-		return
+		return "no earlier build of this step"
 	}
-	changed := cache.Changed(old, append(inputs, cache.Input{Name: "parent", Value: "?"}))
 	var reasons []string
-	for _, c := range changed {
-		if c == "parent" {
-			continue
+	for _, c := range cache.Changed(old, append(inputs, cache.Input{Name: "parent", Value: "?"})) {
+		if c != "parent" {
+			reasons = append(reasons, c)
 		}
-		reasons = append(reasons, c)
 	}
 	if len(reasons) == 0 {
-		pr.Logf("cache miss %s: an earlier step or the base image changed", where)
-		return
+		return "an earlier step or the base image changed"
 	}
-	msg := strings.Join(reasons, ", ")
+	msg := "changed: " + strings.Join(reasons, ", ")
 	if files := sb.r.sums.Changed(); len(files) > 0 && strings.Contains(msg, "source ") && !strings.Contains(msg, "from") {
 		if len(files) > 5 {
 			files = append(files[:5], fmt.Sprintf("and %d more", len(files)-5))
 		}
 		msg += " (changed files: " + strings.Join(files, ", ") + ")"
 	}
-	pr.Logf("cache miss %s: changed: %s", where, msg)
+	return msg
 }
 
 // commit writes the upperdir as a compressed layer blob and moves the

@@ -79,7 +79,7 @@ func (r *run) buildStage(ctx context.Context, st *plan.Stage) (*stageResult, err
 	if st.Name != "" && st.BaseStage < 0 {
 		name = fmt.Sprintf("[%s 1/%d] FROM %s", st.Display(), sb.total, st.Base)
 	}
-	pstep := r.opts.Progress.Start(name)
+	pstep := r.opts.Progress.StartStage(st.Display(), name)
 	base, err := sb.base(ctx)
 	if err != nil {
 		err = r.df.Wrap(st.Source.Location, err)
@@ -290,7 +290,7 @@ func (sb *stageBuilder) dispatch(ctx context.Context, c instructions.Command) er
 }
 
 func (sb *stageBuilder) withStep(label string, fn func(p *progress.Step) error) error {
-	p := sb.r.opts.Progress.Start(label)
+	p := sb.r.opts.Progress.StartStage(sb.st.Display(), label)
 	if err := fn(p); err != nil {
 		p.Fail(err)
 		return err

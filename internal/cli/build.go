@@ -17,6 +17,7 @@ import (
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/layer"
 	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/report"
 )
 
 type buildFlags struct {
@@ -36,6 +37,7 @@ type buildFlags struct {
 	noCache     bool
 	compression string
 	compLevel   int
+	report      string
 	secrets     []string
 	ssh         []string
 	argFiles    []string
@@ -124,7 +126,8 @@ func (a *app) buildCmd() *cobra.Command {
 	fl.BoolVar(&f.push, "push", false, "push the -t names to their registries (shorthand for --output=type=registry)")
 	fl.StringVar(&f.iidfile, "iidfile", "", "write the image ID (config digest) to the file")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "suppress the build output and print the image ID on success")
-	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto, tty, plain or quiet")
+	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto (tty in a terminal, else plain), tty, plain, json (one event a line) or quiet")
+	fl.StringVar(&f.report, "report", "", "write a self-contained HTML build report (timeline, cache hits and misses, layers, config) to this file")
 	fl.StringVar(&f.network, "network", "host", "networking mode for RUN: host or none")
 	fl.StringVar(&f.platform, "platform", "", "target platform (only the host platform can be built)")
 	fl.IntVar(&f.jobs, "jobs", 0, "how many stages to build at once (default: number of CPUs, at least 4)")
@@ -166,16 +169,24 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) error {
 	if f.network == "default" {
 		f.network = "host"
 	}
-	var quiet bool
-	switch f.progress {
-	case "auto", "tty", "plain":
-	case "quiet":
-		quiet = true
+	mode := progress.Mode(f.progress)
+	switch mode {
+	case "auto":
+		mode = progress.Plain
+		if isTerminal(a.stderr) {
+			mode = progress.TTY
+		}
+	case progress.TTY, progress.Plain, progress.JSON, progress.Quiet:
 	default:
-		return usagef("--progress=%s: use auto, tty, plain or quiet", f.progress)
+		return usagef("--progress=%s: use auto, tty, plain, json or quiet", f.progress)
 	}
 	if f.quiet {
-		quiet = true
+		mode = progress.Quiet
+	}
+	printer := progress.NewMode(a.stderr, mode)
+	defer printer.Close()
+	if f.report != "" {
+		printer.Record()
 	}
 	comp := layer.Compression(f.compression)
 	switch comp {
@@ -269,7 +280,7 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) error {
 		Jobs:          f.jobs,
 		Pull:          f.pull,
 		Compression:   comp,
-		Progress:      progress.New(a.stderr, quiet),
+		Progress:      printer,
 	}
 	epoch := f.epoch
 	if epoch == "" {
@@ -323,7 +334,13 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) error {
 	if err != nil {
 		return err
 	}
+	started := time.Now()
 	img, err := b.Build(ctx, opts)
+	if f.report != "" {
+		if rerr := writeReport(f.report, ctxDir, started, printer, img, err); rerr != nil {
+			fmt.Fprintf(a.stderr, "warning: build report: %v\n", rerr)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -415,4 +432,21 @@ func writeArchive(o output, b *build.Builder, img *image.Image, names []string) 
 		return err
 	}
 	return os.Rename(tmp, o.dest)
+}
+
+// writeReport writes the HTML build report.
+func writeReport(path, title string, started time.Time, pr *progress.Printer, img *image.Image, buildErr error) error {
+	d := report.Data{Title: title, Started: started, Finished: time.Now(), Events: pr.Events(), Image: img}
+	if buildErr != nil {
+		d.Error = buildErr.Error()
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := report.Write(f, d); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

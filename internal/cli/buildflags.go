@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/strata-build/strata/internal/build"
 	"github.com/strata-build/strata/internal/layer"
 )
@@ -162,4 +164,14 @@ func (a *app) contextFromStdin(ctx context.Context) (dir string, dockerfile []by
 		return "", nil, fmt.Errorf("build context from stdin: %w", err)
 	}
 	return dir, nil, nil
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
