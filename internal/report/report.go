@@ -210,13 +210,16 @@ tr.sel{background:#fff7d6}
 {{if .Messages}}<h2>Messages</h2><pre>{{range .Messages}}{{.}}
 {{end}}</pre>{{end}}
 <script>
-document.querySelectorAll('.bar').forEach(function (b) {
+var bars = document.querySelectorAll('.bar');
+bars.forEach(function (b) {
   b.addEventListener('click', function () {
     document.querySelectorAll('tr.sel').forEach(function (r) { r.classList.remove('sel'); });
     var row = document.getElementById('step-' + b.dataset.step);
     if (row) { row.classList.add('sel'); row.scrollIntoView({block: 'center'}); }
   });
 });
+document.body.dataset.bars = String(bars.length);
+document.body.dataset.ready = '1';
 </script>
 </body></html>
 `
