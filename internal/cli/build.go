@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -28,6 +29,8 @@ type buildFlags struct {
 	outputs     []string
 	push        bool
 	iidfile     string
+	metadata    string
+	load        bool
 	quiet       bool
 	progress    string
 	network     string
@@ -125,6 +128,8 @@ func (a *app) buildCmd() *cobra.Command {
 	fl.StringArrayVarP(&f.outputs, "output", "o", nil, "output destination (type=docker|oci|local|registry,dest=...,name=...)")
 	fl.BoolVar(&f.push, "push", false, "push the -t names to their registries (shorthand for --output=type=registry)")
 	fl.StringVar(&f.iidfile, "iidfile", "", "write the image ID (config digest) to the file")
+	fl.StringVar(&f.metadata, "metadata-file", "", "write the build result metadata (buildx format: image digest, config digest, names) to the file")
+	fl.BoolVar(&f.load, "load", false, "load the image into the running Docker daemon (DOCKER_HOST or /var/run/docker.sock)")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "suppress the build output and print the image ID on success")
 	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto (tty in a terminal, else plain), tty, plain, json (one event a line) or quiet")
 	fl.StringVar(&f.report, "report", "", "write a self-contained HTML build report (timeline, cache hits and misses, layers, config) to this file")
@@ -397,6 +402,25 @@ func (a *app) finishBuild(cmd *cobra.Command, b *build.Builder, img *image.Image
 		}
 	}
 	id := img.Manifest.Config.Digest.String()
+	if f.load {
+		if err := loadIntoDocker(ctx, b, img, f.tags); err != nil {
+			return err
+		}
+	}
+	if f.metadata != "" {
+		md := map[string]any{
+			"containerimage.digest":        img.Descriptor.Digest.String(),
+			"containerimage.config.digest": id,
+			"containerimage.descriptor":    img.Descriptor,
+		}
+		if len(f.tags) > 0 {
+			md["image.name"] = strings.Join(f.tags, ",")
+		}
+		bts, _ := json.MarshalIndent(md, "", "  ")
+		if err := os.WriteFile(f.metadata, append(bts, '\n'), 0o644); err != nil {
+			return fmt.Errorf("write metadata file: %w", err)
+		}
+	}
 	if f.iidfile != "" {
 		if err := os.WriteFile(f.iidfile, []byte(id), 0o644); err != nil {
 			return fmt.Errorf("write iidfile: %w", err)
