@@ -111,7 +111,7 @@ func (cs *copySource) resolve(patterns []string, parents bool) ([]copyItem, erro
 		for _, rel := range rels {
 			it, err := cs.stat(rel)
 			if errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("%s: %q not found", cs.where(), strings.TrimPrefix(p, "./"))
+				return nil, fmt.Errorf("%s: %q not found%s", cs.where(), strings.TrimPrefix(p, "./"), cs.notFoundHint(rel))
 			}
 			if err != nil {
 				return nil, err
@@ -133,6 +133,40 @@ func (cs *copySource) resolve(patterns []string, parents bool) ([]copyItem, erro
 		return nil, errors.New("no source files were specified")
 	}
 	return items, nil
+}
+
+// notFoundHint explains a missing source: excluded by an ignore rule (with
+// its line), or a similar name that does exist.
+func (cs *copySource) notFoundHint(rel string) string {
+	if cs.ignore != nil {
+		if _, err := os.Lstat(filepath.Join(cs.root, rel)); err == nil {
+			if line, pat, ok := cs.ignore.ExcludedBy(strings.TrimPrefix(rel, "/")); ok {
+				return fmt.Sprintf("; it is excluded by %s line %d (%q)", filepath.Base(cs.ignore.IgnoreFile), line, pat)
+			}
+		}
+	}
+	dir, base := path.Split(rel)
+	host, err := securejoin.SecureJoin(cs.root, dir)
+	if err != nil {
+		return ""
+	}
+	ents, err := os.ReadDir(host)
+	if err != nil {
+		return ""
+	}
+	best, bestD := "", 3
+	for _, e := range ents {
+		if cs.excluded(path.Join(dir, e.Name())) {
+			continue
+		}
+		if d := levenshtein(strings.ToLower(base), strings.ToLower(e.Name())); d < bestD && d < len(base) {
+			best, bestD = e.Name(), d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf("; did you mean %q?", strings.TrimPrefix(path.Join(dir, best), "/"))
 }
 
 func (cs *copySource) where() string {

@@ -96,3 +96,30 @@ func (c *Context) MayIncludeUnder(rel string) bool {
 
 // Patterns returns the ignore patterns in effect.
 func (c *Context) Patterns() []string { return c.patterns }
+
+// ExcludedBy returns the 1-based line of the ignore file and the pattern
+// that makes rel excluded (the last matching pattern decides, as in
+// Docker), or ok false when rel is not excluded.
+func (c *Context) ExcludedBy(rel string) (line int, pattern string, ok bool) {
+	if !c.Excluded(rel) {
+		return 0, "", false
+	}
+	b, err := os.ReadFile(c.IgnoreFile)
+	if err != nil {
+		return 0, "", false
+	}
+	for i, l := range strings.Split(string(b), "\n") {
+		p := strings.TrimSpace(l)
+		if p == "" || strings.HasPrefix(p, "#") || strings.HasPrefix(p, "!") {
+			continue
+		}
+		pm, err := patternmatcher.New([]string{p})
+		if err != nil {
+			continue
+		}
+		if m, err := pm.MatchesOrParentMatches(filepath.ToSlash(rel)); err == nil && m {
+			line, pattern, ok = i+1, p, true
+		}
+	}
+	return line, pattern, ok
+}

@@ -236,3 +236,16 @@ func TestOpenErrors(t *testing.T) {
 		t.Errorf("Open(\".\") Dir = %q %v, want %q", c.Dir, err, wd)
 	}
 }
+
+func TestExcludedBy(t *testing.T) {
+	c := open(t, mkctx(t, map[string]string{".dockerignore": "# comment\nREADME*\n*.go\n!keep.go\n"}), "")
+	if line, pat, ok := c.ExcludedBy("main.go"); !ok || line != 3 || pat != "*.go" {
+		t.Errorf("ExcludedBy(main.go) = %d %q %v, want line 3 *.go", line, pat, ok)
+	}
+	if _, _, ok := c.ExcludedBy("keep.go"); ok {
+		t.Error("keep.go is re-included by !keep.go")
+	}
+	if _, _, ok := c.ExcludedBy("other.txt"); ok {
+		t.Error("other.txt is not excluded")
+	}
+}
