@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -21,6 +22,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/strata-build/strata/internal/buildctx"
@@ -284,6 +286,11 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 		opts.Progress.Logf("warning: saving the context stat cache: %v", err)
 	}
 	res := r.results[p.Target]
+	for _, l := range res.layers {
+		if err := r.ensureBlob(ctx, l.Digest); err != nil {
+			return nil, err
+		}
+	}
 	res.cfg.Created = v1.Time{Time: latestCreated(res.cfg)}
 	if lbl, ok, err := r.inlineLabel(res.layers); err != nil {
 		return nil, err
@@ -320,8 +327,9 @@ type run struct {
 	usedArgs map[string]bool
 
 	cache        *cache.Index
-	remote       map[cache.Key]remoteRecord // --cache-from records, guarded by mu
-	used         map[int][]cache.Exported   // records each stage used or made, for --cache-to
+	remote       map[cache.Key]remoteRecord                                                    // --cache-from records, guarded by mu
+	fetchers     map[digest.Digest]func(context.Context, digest.Digest) (io.ReadCloser, error) // blobs --cache-from can give
+	used         map[int][]cache.Exported                                                      // records each stage used or made, for --cache-to
 	sums         *buildctx.Sums
 	dockerfileID string // identifies the Dockerfile for cache miss explanations
 	// filterOnce makes the .dockerignore-filtered context for RUN binds.

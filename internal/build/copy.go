@@ -825,11 +825,24 @@ func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, fr
 	createdBy += " " + sd.DestPath + " # buildkit"
 
 	if from != "" && len(extra) == 0 && len(sd.SourceContents) == 0 && !o.link && !sb.r.plan.IsNamed(from) {
-		if _, isStage, err := sb.r.plan.ResolveFrom(sb.r.df, sb.st.Index, from); err != nil {
+		req := copyRequest{verb: verb, chown: chown, chmod: chmod, sources: sd.SourcePaths, dest: dest, o: o, createdBy: createdBy}
+		idx, isStage, err := sb.r.plan.ResolveFrom(sb.r.df, sb.st.Index, from)
+		if err != nil {
 			return err
-		} else if !isStage {
-			return sb.copyFromImage(ctx, p, from, copyRequest{verb: verb, chown: chown, chmod: chmod,
-				sources: sd.SourcePaths, dest: dest, o: o, createdBy: createdBy})
+		}
+		if !isStage {
+			return sb.copyFromImage(ctx, p, from, req)
+		}
+		// A stage that did not change gives the same files: try the cheap key
+		// (the stage's key and the patterns) before reading any content.
+		if res := sb.r.results[idx]; res != nil {
+			in := append(req.optionInputs(), cache.Input{Name: "from", Value: "stage " + string(res.key)})
+			for _, pat := range sd.SourcePaths {
+				in = append(in, cache.Input{Name: "source " + pat})
+			}
+			if sb.tryAlias(ctx, p, createdBy, in) {
+				return nil
+			}
 		}
 	}
 	return sb.withSource(ctx, from, func(cs *copySource) error {
@@ -886,7 +899,11 @@ func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, fr
 		// (like a symlink on the destination path) changes where they land;
 		// names in --chown still come from the stage's /etc/passwd.
 		if chown != "" {
-			if err := sb.r.b.view(ctx, sb.state.dirs, func(root string) error {
+			dirs, err := sb.r.ensureDirs(ctx, sb.state)
+			if err != nil {
+				return err
+			}
+			if err := sb.r.b.view(ctx, dirs, func(root string) error {
 				ow, err := resolveChown(root, chown)
 				o.chown = &ow
 				return err
@@ -894,7 +911,7 @@ func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, fr
 				return err
 			}
 		}
-		return sb.changeOn(ctx, p, createdBy, append(inputs, cache.Input{Name: "link", Value: "true"}), nil, func(rootfs string) error {
+		return sb.changeOn(ctx, p, createdBy, append(inputs, cache.Input{Name: "link", Value: "true"}), true, func(rootfs string) error {
 			return copyInto(ctx, rootfs, items, dest, cs, o)
 		})
 	})
@@ -932,7 +949,11 @@ func (sb *stageBuilder) withSource(ctx context.Context, from string, fn func(cs 
 		if res == nil {
 			return fmt.Errorf("stage %s was not built", from)
 		}
-		return r.b.view(ctx, res.dirs, func(root string) error {
+		dirs, err := r.ensureDirs(ctx, res)
+		if err != nil {
+			return err
+		}
+		return r.b.view(ctx, dirs, func(root string) error {
 			return fn(&copySource{root: root, keepOwner: true, name: "stage " + r.plan.All[idx].Display()})
 		})
 	}

@@ -164,42 +164,65 @@ func (r *run) addRemote(img v1.Image) (int, error) {
 	return len(exp.Records), nil
 }
 
-// fromRemote makes the record of key available locally from a --cache-from
-// source: it fetches and unpacks the layer and records the key.
+// fromRemote returns the record of key from a --cache-from source. Its
+// layer is not fetched now: ensureDirs fetches and unpacks it when a later
+// step needs the stage's files, and the end of the build fetches the final
+// image's layers; an intermediate layer nobody needs is never downloaded.
 func (r *run) fromRemote(ctx context.Context, key cache.Key) (*cache.Record, bool) {
 	r.mu.Lock()
 	rr, ok := r.remote[key]
+	if ok && rr.rec.Layer != nil {
+		if r.fetchers == nil {
+			r.fetchers = map[digest.Digest]func(context.Context, digest.Digest) (io.ReadCloser, error){}
+		}
+		r.fetchers[digest.Digest(rr.rec.Layer.Digest)] = rr.fetch
+	}
 	r.mu.Unlock()
 	if !ok {
 		return nil, false
 	}
 	rec := rr.rec
-	if l := rec.Layer; l != nil && !r.available(&rec) {
-		d := digest.Digest(l.Digest)
-		if !r.b.Store.HasBlob(d) {
-			rc, err := rr.fetch(ctx, d)
-			if err != nil {
-				r.opts.Progress.Logf("warning: cache layer %s: %v", d, err)
-				return nil, false
-			}
-			_, _, err = r.b.Store.WriteBlob(ctx, rc, d)
-			rc.Close()
-			if err != nil {
-				r.opts.Progress.Logf("warning: cache layer %s: %v", d, err)
-				return nil, false
-			}
-		}
-		if _, err := r.b.Store.EnsureLayer(ctx, digest.Digest(l.DiffID), d, func(ctx context.Context, dir string, blob *os.File) (digest.Digest, error) {
-			return layer.Apply(ctx, dir, blob, layer.ApplyOptions{})
-		}); err != nil {
-			r.opts.Progress.Logf("warning: cache layer %s: %v", d, err)
-			return nil, false
-		}
-	}
 	if err := r.cache.Put(key, &rec); err != nil {
 		return nil, false
 	}
 	return &rec, true
+}
+
+// ensureBlob makes sure the layer blob d is in the store, fetching it from
+// the --cache-from source that offered it.
+func (r *run) ensureBlob(ctx context.Context, d digest.Digest) error {
+	if r.b.Store.HasBlob(d) {
+		return nil
+	}
+	r.mu.Lock()
+	fetch := r.fetchers[d]
+	r.mu.Unlock()
+	if fetch == nil {
+		return fmt.Errorf("layer %s is neither in the store nor offered by --cache-from", d)
+	}
+	rc, err := fetch(ctx, d)
+	if err != nil {
+		return fmt.Errorf("fetch cache layer %s: %w", d, err)
+	}
+	defer rc.Close()
+	if _, _, err := r.b.Store.WriteBlob(ctx, rc, d); err != nil {
+		return fmt.Errorf("fetch cache layer %s: %w", d, err)
+	}
+	return nil
+}
+
+// ensureLayer makes sure layer l is unpacked (fetching its blob if needed).
+func (r *run) ensureLayer(ctx context.Context, l image.Layer) error {
+	if r.b.Store.HasLayer(l.DiffID) {
+		return nil
+	}
+	if err := r.ensureBlob(ctx, l.Digest); err != nil {
+		return err
+	}
+	_, err := r.b.Store.EnsureLayer(ctx, l.DiffID, l.Digest, func(ctx context.Context, dir string, blob *os.File) (digest.Digest, error) {
+		return layer.Apply(ctx, dir, blob, layer.ApplyOptions{})
+	})
+	return err
 }
 
 // usedRecord notes a record a stage used or made, for --cache-to.
@@ -299,6 +322,9 @@ func (r *run) exportCaches(ctx context.Context, final []image.Layer) error {
 		for _, e := range recs {
 			if l := e.Record.Layer; l != nil && !seen[l.Digest] {
 				seen[l.Digest] = true
+				if err := r.ensureBlob(ctx, digest.Digest(l.Digest)); err != nil {
+					return fmt.Errorf("--cache-to: %w", err)
+				}
 				ci.layers = append(ci.layers, image.Layer{Digest: digest.Digest(l.Digest), DiffID: digest.Digest(l.DiffID), Size: l.Size, MediaType: l.MediaType})
 			}
 		}

@@ -637,7 +637,9 @@ func (sb *stageBuilder) mountSource(ctx context.Context, from string, releases *
 			return "", err
 		}
 	} else if isStage {
-		dirs = r.results[idx].dirs
+		if dirs, err = r.ensureDirs(ctx, r.results[idx]); err != nil {
+			return "", err
+		}
 	} else {
 		img, err := r.b.ResolveImage(ctx, from, r.opts.Pull, r.opts.Platform, r.opts.Progress)
 		if err != nil {

@@ -31,33 +31,25 @@ func lowers(dirs []string) []string { return overlay.Lowers(dirs) }
 // upperdir) as a new layer, recording it under the key. The mount is
 // released on every path.
 func (sb *stageBuilder) change(ctx context.Context, p *progress.Step, createdBy string, inputs []cache.Input, fn func(rootfs string) error) error {
-	return sb.changeOn(ctx, p, createdBy, inputs, lowers(sb.state.dirs), fn)
+	return sb.changeOn(ctx, p, createdBy, inputs, false, fn)
 }
 
-// changeOn is change with the snapshot's lower layers given (nil: an empty
-// filesystem, for COPY --link).
-func (sb *stageBuilder) changeOn(ctx context.Context, p *progress.Step, createdBy string, inputs []cache.Input, lowerDirs []string, fn func(rootfs string) error) error {
+// changeOn is change with an empty filesystem below (scratch true, for COPY
+// --link) or the stage's own layers.
+func (sb *stageBuilder) changeOn(ctx context.Context, p *progress.Step, createdBy string, inputs []cache.Input, scratch bool, fn func(rootfs string) error) error {
 	b := sb.r.b
-	inputs = append([]cache.Input{{Name: "compression", Value: fmt.Sprintf("%s level %d", sb.r.opts.Compression, sb.r.opts.CompressionLevel)}, {Name: "epoch", Value: sb.r.epochString()}}, inputs...)
+	inputs = append(sb.commonInputs(), inputs...)
 	key := cache.NewKey(sb.state.key, inputs...)
 	pos := cache.Position(sb.r.dockerfileID, sb.st.Display(), sb.step)
+	defer func() { sb.alias = "" }()
 	if sb.useCache() {
-		rec, ok := sb.r.cache.Get(key)
-		if ok && !sb.r.available(rec) {
-			ok = false
-		}
-		if !ok {
-			rec, ok = sb.r.fromRemote(ctx, key)
-		}
-		if ok {
-			sb.r.cache.Touch(key)
-			sb.r.usedRecord(sb.st.Index, key, *rec)
-			sb.apply(rec, createdBy)
-			sb.state.key = key
-			sb.r.cache.SetLast(pos, append(inputs, cache.Input{Name: "parent", Value: string(sb.state.key)}))
-			if p != nil {
-				p.MarkCached()
+		if rec, ok := sb.lookup(ctx, key); ok {
+			if sb.alias != "" {
+				a := *rec
+				a.Next = key
+				sb.r.cache.Put(sb.alias, &a)
 			}
+			sb.hit(key, rec, createdBy, p, pos, inputs)
 			return nil
 		}
 		if reason := sb.missReason(pos, inputs); p != nil {
@@ -66,6 +58,14 @@ func (sb *stageBuilder) changeOn(ctx context.Context, p *progress.Step, createdB
 				sb.r.opts.Progress.Logf("cache miss [%s %d/%d]: %s", sb.st.Display(), sb.step, sb.total, reason)
 			}
 		}
+	}
+	var lowerDirs []string
+	if !scratch {
+		dirs, err := sb.r.ensureDirs(ctx, sb.state)
+		if err != nil {
+			return err
+		}
+		lowerDirs = lowers(dirs)
 	}
 	dir, err := os.MkdirTemp(b.Session.Dir, "snap-")
 	if err != nil {
@@ -107,10 +107,72 @@ func (sb *stageBuilder) changeOn(ctx context.Context, p *progress.Step, createdB
 		return err
 	}
 	sb.r.usedRecord(sb.st.Index, key, *rec)
+	if sb.alias != "" {
+		// also findable by the cheap key (see tryAlias)
+		a := *rec
+		a.Next = key
+		if err := sb.r.cache.Put(sb.alias, &a); err == nil {
+			sb.r.usedRecord(sb.st.Index, sb.alias, a)
+		}
+	}
 	sb.apply(rec, createdBy)
 	sb.state.key = key
 	sb.r.cache.SetLast(pos, append(inputs, cache.Input{Name: "parent", Value: string(key)}))
 	return nil
+}
+
+// commonInputs are the inputs every filesystem step's key has.
+func (sb *stageBuilder) commonInputs() []cache.Input {
+	return []cache.Input{
+		{Name: "compression", Value: fmt.Sprintf("%s level %d", sb.r.opts.Compression, sb.r.opts.CompressionLevel)},
+		{Name: "epoch", Value: sb.r.epochString()},
+	}
+}
+
+// lookup finds a usable record for key: local, else from --cache-from.
+func (sb *stageBuilder) lookup(ctx context.Context, key cache.Key) (*cache.Record, bool) {
+	rec, ok := sb.r.cache.Get(key)
+	if ok && !sb.r.available(rec) {
+		ok = false
+	}
+	if !ok {
+		rec, ok = sb.r.fromRemote(ctx, key)
+	}
+	return rec, ok
+}
+
+// hit applies a cache hit for key.
+func (sb *stageBuilder) hit(key cache.Key, rec *cache.Record, createdBy string, p *progress.Step, pos string, inputs []cache.Input) {
+	sb.r.cache.Touch(key)
+	sb.r.usedRecord(sb.st.Index, key, *rec)
+	sb.apply(rec, createdBy)
+	if rec.Next != "" {
+		key = rec.Next
+	}
+	sb.state.key = key
+	sb.r.cache.SetLast(pos, append(inputs, cache.Input{Name: "parent", Value: string(key)}))
+	if p != nil {
+		p.MarkCached()
+	}
+}
+
+// tryAlias looks a step up by a cheap key (aliasInputs need no file
+// content, e.g. a COPY --from=stage keyed by the source stage's key): a
+// hit applies it and returns true. Otherwise the alias is remembered, and
+// the step's normal (content) key, once known, is recorded under it too.
+func (sb *stageBuilder) tryAlias(ctx context.Context, p *progress.Step, createdBy string, aliasInputs []cache.Input) bool {
+	sb.alias = ""
+	if !sb.useCache() {
+		return false
+	}
+	inputs := append(sb.commonInputs(), aliasInputs...)
+	key := cache.NewKey(sb.state.key, inputs...)
+	if rec, ok := sb.lookup(ctx, key); ok {
+		sb.hit(key, rec, createdBy, p, cache.Position(sb.r.dockerfileID, sb.st.Display(), sb.step)+"-alias", inputs)
+		return true
+	}
+	sb.alias = key
+	return false
 }
 
 // apply adds a step's result to the stage: its layer and history entry.
@@ -125,12 +187,13 @@ func (sb *stageBuilder) apply(rec *cache.Record, createdBy string) {
 	sb.historyAt(createdBy, false, rec.Created)
 }
 
-// available reports whether a cache record's layer is still in the store.
+// available reports whether a cache record's layer is still in the store
+// (as a blob; it is unpacked when needed).
 func (r *run) available(rec *cache.Record) bool {
 	if rec.Layer == nil {
 		return true
 	}
-	return r.b.Store.HasBlob(digest.Digest(rec.Layer.Digest)) && r.b.Store.HasLayer(digest.Digest(rec.Layer.DiffID))
+	return r.b.Store.HasBlob(digest.Digest(rec.Layer.Digest))
 }
 
 // useCache reports whether this stage may reuse cached steps.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -35,6 +36,24 @@ type stageResult struct {
 	// ARG declarations: a stage built FROM this one inherits them.
 	env      envList
 	argOrder []instructions.KeyValuePairOptional
+	mu       *sync.Mutex // guards unpacking in ensureDirs
+}
+
+// ensureDirs makes sure the stage's layers are unpacked (fetching layers a
+// --cache-from source offered) and returns their directories, bottom first.
+// Layers are unpacked on first use, so a build whose steps all hit the
+// cache never unpacks its base image.
+func (r *run) ensureDirs(ctx context.Context, s *stageResult) ([]string, error) {
+	if s.mu != nil {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+	}
+	for _, l := range s.layers {
+		if err := r.ensureLayer(ctx, l); err != nil {
+			return nil, err
+		}
+	}
+	return s.dirs, nil
 }
 
 func (s *stageResult) clone() *stageResult {
@@ -45,6 +64,7 @@ func (s *stageResult) clone() *stageResult {
 		key:        s.key,
 		env:        append(envList(nil), s.env...),
 		argOrder:   append([]instructions.KeyValuePairOptional(nil), s.argOrder...),
+		mu:         &sync.Mutex{},
 	}
 	b, _ := json.Marshal(s.cfg)
 	_ = json.Unmarshal(b, &c.cfg)
@@ -68,6 +88,8 @@ type stageBuilder struct {
 	// value; argOrder the declarations in order (for RUN's history entry).
 	declared map[string]bool
 	argOrder []instructions.KeyValuePairOptional
+	// alias is the cheap key of the current step (see tryAlias), "" if none
+	alias cache.Key
 	// check state
 	seenCmd, seenEntrypoint, seenHealthcheck instructions.Command
 	workdirSet                               bool
@@ -196,7 +218,7 @@ func (sb *stageBuilder) fromDir(ctx context.Context, dir string) (*stageResult, 
 		return nil, err
 	}
 	inputs := []cache.Input{{Name: "instruction", Value: "FROM context"}, {Name: "source", Value: sum}}
-	err = sb.changeOn(ctx, nil, "FROM "+sb.st.Base, inputs, nil, func(rootfs string) error {
+	err = sb.changeOn(ctx, nil, "FROM "+sb.st.Base, inputs, true, func(rootfs string) error {
 		return copyInto(ctx, rootfs, []copyItem{it}, "/", cs, copyOptions{})
 	})
 	return res, err
@@ -204,11 +226,12 @@ func (sb *stageBuilder) fromDir(ctx context.Context, dir string) (*stageResult, 
 
 // fromImage starts a stage from an image: its layers and its config.
 func (sb *stageBuilder) fromImage(ctx context.Context, img *image.Image) (*stageResult, error) {
-	dirs, err := sb.r.b.LayerDirs(ctx, img)
-	if err != nil {
-		return nil, err
+	dirs := make([]string, len(img.Layers))
+	for i, l := range img.Layers {
+		dirs[i] = sb.r.b.Store.LayerDir(l.DiffID)
 	}
-	res := &stageResult{layers: img.Layers, dirs: dirs, key: cache.NewKey("", cache.Input{Name: "base", Value: img.Descriptor.Digest.String()})}
+	res := &stageResult{layers: append([]image.Layer(nil), img.Layers...), dirs: dirs, mu: &sync.Mutex{},
+		key: cache.NewKey("", cache.Input{Name: "base", Value: img.Descriptor.Digest.String()})}
 	b, _ := json.Marshal(img.Config)
 	if err := json.Unmarshal(b, &res.cfg); err != nil {
 		return nil, err

@@ -63,6 +63,10 @@ type Layer struct {
 type Record struct {
 	Layer   *Layer    `json:"layer,omitempty"`
 	Created time.Time `json:"created"`
+	// Next, on an alias record, is the key the step's result is known by
+	// (e.g. a COPY --from=stage found by its source stage's key stands for
+	// the key made from the copied files' content).
+	Next Key `json:"next,omitempty"`
 }
 
 // Index is the cache index in a directory of the store.
