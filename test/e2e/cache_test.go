@@ -1,0 +1,164 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// stepStatus maps "[stage n/m] INSTRUCTION" to DONE or CACHED from plain progress.
+func stepStatus(t *testing.T, stderr string) map[string]string {
+	t.Helper()
+	names := map[string]string{}
+	out := map[string]string{}
+	start := regexp.MustCompile(`^#(\d+) (\[.*)$`)
+	end := regexp.MustCompile(`^#(\d+) (DONE|CACHED)`)
+	for _, l := range strings.Split(stderr, "\n") {
+		if m := start.FindStringSubmatch(l); m != nil {
+			names[m[1]] = m[2]
+		} else if m := end.FindStringSubmatch(l); m != nil {
+			out[names[m[1]]] = m[2]
+		}
+	}
+	return out
+}
+
+func countStatus(st map[string]string, want string) int {
+	n := 0
+	for _, s := range st {
+		if s == want {
+			n++
+		}
+	}
+	return n
+}
+
+// TestCache: a no-op rebuild hits every step and gives the same image; one
+// changed file reruns exactly the steps that read it; a change to a file
+// only another stage reads does not rebuild a stage; --no-cache and
+// --no-cache-filter rerun; the miss explanation names the file.
+func TestCache(t *testing.T) {
+	store := newBusyboxStore(t)
+	ctx := writeFiles(t, map[string]string{
+		"Dockerfile": "FROM busybox AS a\nCOPY a.txt /a.txt\nRUN cat /a.txt > /a.out\n" +
+			"FROM busybox AS b\nCOPY b.txt /b.txt\nRUN cat /b.txt > /b.out\n" +
+			"FROM busybox\nCOPY --from=a /a.out /\nCOPY --from=b /b.out /\nCOPY c.txt /\n",
+		"a.txt": "a1\n", "b.txt": "b1\n", "c.txt": "c1\n",
+	})
+	build := func(args ...string) (map[string]string, string) {
+		r := strata(t, store, append([]string{"build", "--progress", "plain", "--iidfile", filepath.Join(ctx, "iid")}, append(args, ctx)...)...)
+		id, _ := os.ReadFile(filepath.Join(ctx, "iid"))
+		return stepStatus(t, r.stderr), string(id)
+	}
+	first, id1 := build()
+	if n := countStatus(first, "CACHED"); n != 0 {
+		t.Fatalf("first build: %d steps cached, want 0: %v", n, first)
+	}
+	again, id2 := build()
+	if n := countStatus(again, "DONE"); n != 3 { // the three FROM lines
+		t.Errorf("no-op rebuild ran %d steps (want only the 3 FROMs): %v", n, again)
+	}
+	if id1 != id2 {
+		t.Errorf("no-op rebuild changed the image id: %s -> %s", id1, id2)
+	}
+
+	os.WriteFile(filepath.Join(ctx, "b.txt"), []byte("b2\n"), 0o644)
+	r := strata(t, store, "build", "--progress", "plain", "--debug-cache", ctx)
+	st := stepStatus(t, r.stderr)
+	for name, want := range map[string]string{
+		"[a 2/3] COPY a.txt /a.txt":            "CACHED",
+		"[a 3/3] RUN cat /a.txt > /a.out":      "CACHED",
+		"[b 2/3] COPY b.txt /b.txt":            "DONE",
+		"[b 3/3] RUN cat /b.txt > /b.out":      "DONE",
+		"[stage-2 2/4] COPY --from=a /a.out /": "CACHED",
+		"[stage-2 3/4] COPY --from=b /b.out /": "DONE",
+		"[stage-2 4/4] COPY c.txt /":           "DONE", // after a changed step
+	} {
+		if st[name] != want {
+			t.Errorf("after changing b.txt, %q was %q, want %s\n%s", name, st[name], want, r.stderr)
+		}
+	}
+	if !strings.Contains(r.stderr, "b.txt") || !strings.Contains(r.stderr, "cache miss [b 2/3]") {
+		t.Errorf("--debug-cache does not say that b.txt changed:\n%s", r.stderr)
+	}
+
+	nc, _ := build("--no-cache")
+	if n := countStatus(nc, "CACHED"); n != 0 {
+		t.Errorf("--no-cache: %d steps cached", n)
+	}
+	f, _ := build("--no-cache-filter", "a")
+	if f["[a 3/3] RUN cat /a.txt > /a.out"] != "DONE" || f["[b 3/3] RUN cat /b.txt > /b.out"] != "CACHED" {
+		t.Errorf("--no-cache-filter a: %v", f)
+	}
+}
+
+// TestReproducible: two cold builds with the same SOURCE_DATE_EPOCH on
+// separate stores give the same image digest.
+func TestReproducible(t *testing.T) {
+	ctx := writeFiles(t, map[string]string{
+		"Dockerfile": "FROM busybox AS b\nRUN mkdir /out && echo built > /out/f && touch /out/g\nFROM scratch\nCOPY --from=b /out /out\nCOPY x.txt /\nENV A=1\n",
+		"x.txt":      "x\n",
+	})
+	var ids []string
+	for i := 0; i < 2; i++ {
+		store := newBusyboxStore(t)
+		iid := filepath.Join(ctx, "iid")
+		strataOpts(t, store, runOpts{env: []string{"SOURCE_DATE_EPOCH=1700000000"}}, "build", "-q", "--iidfile", iid, "-o", "type=oci,dest="+filepath.Join(ctx, "out.tar"), ctx)
+		b, _ := os.ReadFile(iid)
+		ids = append(ids, string(b))
+	}
+	if ids[0] != ids[1] || ids[0] == "" {
+		t.Fatalf("two cold builds with the same epoch: %q and %q", ids[0], ids[1])
+	}
+}
+
+// TestRemoteCache: --cache-to a real registry (Debian's docker-registry),
+// then a fresh store with --cache-from reruns nothing and gives the same
+// image; type=local works the same way.
+func TestRemoteCache(t *testing.T) {
+	reg := startRegistry(t)
+	ctx := writeFiles(t, map[string]string{
+		"Dockerfile": "FROM busybox AS b\nRUN echo slow > /s\nFROM busybox\nCOPY --from=b /s /s\nRUN cat /s > /t\n",
+	})
+	ref := reg.addr + "/cache/app:1"
+	local := filepath.Join(tempDir(t), "cache")
+	// The same base image in every store (a fixed import time), as on
+	// machines that pull it from one registry.
+	sameBase := func() string {
+		s := newStore(t)
+		strataOpts(t, s, runOpts{env: []string{"SOURCE_DATE_EPOCH=1577836800"}}, "import", "--change", `CMD ["sh"]`, "--change", "ENV "+imagePATH, busyboxRoot, "busybox:latest")
+		return s
+	}
+	s1 := sameBase()
+	strata(t, s1, "build", "-q", "--iidfile", filepath.Join(ctx, "id1"),
+		"--cache-to", "type=registry,ref="+ref+",mode=max", "--cache-to", "type=local,dest="+local+",mode=max", ctx)
+	want, _ := os.ReadFile(filepath.Join(ctx, "id1"))
+	runTool(t, defaultTimeout, "skopeo", "inspect", "--tls-verify=false", "--raw", "docker://"+ref)
+
+	for _, from := range []string{"type=registry,ref=" + ref, "type=local,src=" + local} {
+		s2 := sameBase()
+		r := strata(t, s2, "build", "--progress", "plain", "--iidfile", filepath.Join(ctx, "id2"), "--cache-from", from, ctx)
+		st := stepStatus(t, r.stderr)
+		if n := countStatus(st, "DONE"); n != 2 { // the two FROMs
+			t.Errorf("--cache-from %s: %d steps ran, want none besides FROM: %v", from, n, st)
+		}
+		got, _ := os.ReadFile(filepath.Join(ctx, "id2"))
+		if string(got) != string(want) {
+			t.Errorf("--cache-from %s: image %s, want %s", from, got, want)
+		}
+	}
+}
+
+// TestPrune: prune removes build cache but never a tagged image.
+func TestPrune(t *testing.T) {
+	store := newBusyboxStore(t)
+	ctx := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox AS b\nRUN echo x > /x\nFROM busybox\nCOPY --from=b /x /\n"})
+	strata(t, store, "build", "-q", "-t", "keep:1", ctx)
+	strata(t, store, "prune", "--all")
+	strata(t, store, "run", "keep:1", "cat", "/x")
+	if r := strata(t, store, "du"); !strings.Contains(r.stdout, "Build cache records") {
+		t.Errorf("du output:\n%s", r.stdout)
+	}
+}
