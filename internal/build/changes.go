@@ -56,6 +56,11 @@ func ApplyChanges(cfg *v1.ConfigFile, changes []string) error {
 		}
 	}
 	*cfg = sb.state.cfg
+	for i := range cfg.History {
+		if cfg.History[i].Comment == historyComment {
+			cfg.History[i].Comment = "" // not a Dockerfile build
+		}
+	}
 	return nil
 }
 

@@ -19,6 +19,9 @@ import (
 	"github.com/strata-build/strata/internal/progress"
 )
 
+// historyComment marks history entries made by a Dockerfile build, as BuildKit does.
+const historyComment = "buildkit.dockerfile.v0"
+
 // defaultPath is the PATH Docker gives images that set none.
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -348,7 +351,7 @@ func (sb *stageBuilder) history(createdBy string, empty bool) {
 
 // historyAt appends a history entry made at t.
 func (sb *stageBuilder) historyAt(createdBy string, empty bool, t time.Time) {
-	h := v1.History{CreatedBy: createdBy, Comment: "buildkit.dockerfile.v0", EmptyLayer: empty}
+	h := v1.History{CreatedBy: createdBy, Comment: historyComment, EmptyLayer: empty}
 	if !t.IsZero() {
 		h.Created = v1.Time{Time: t}
 	}

@@ -147,10 +147,12 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	root.PersistentFlags().StringVar(&a.root, "root", DefaultRoot(), "store directory (env STRATA_ROOT)")
 	root.PersistentFlags().StringVar(&a.configPath, "config", registry.DefaultConfigPath(), "registry configuration file (env STRATA_CONFIG)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(
+	root.AddCommand(a.describe(
 		a.buildCmd(), a.imagesCmd(), a.tagCmd(), a.rmiCmd(), a.inspectCmd(), a.historyCmd(),
 		a.saveCmd(), a.loadCmd(), a.pullCmd(), a.pushCmd(), a.runCmd(), a.importCmd(), a.versionCmd(), a.duCmd(), a.pruneCmd(),
-	)
+		a.fsckCmd(),
+		a.layersCmd(), a.graphCmd(), a.completionCmd(), a.docsCmd(),
+	)...)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {

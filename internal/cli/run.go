@@ -2,7 +2,6 @@ package cli
 
 import (
 	"io"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -32,7 +31,7 @@ func (a *app) runCmd() *cobra.Command {
 			if cmd.Flags().Changed("entrypoint") {
 				ep := []string{}
 				if entrypoint != "" {
-					ep = strings.Fields(entrypoint)
+					ep = []string{entrypoint} // one program, as docker run takes it
 				}
 				o.Entrypoint = &ep
 			}

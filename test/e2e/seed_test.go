@@ -83,12 +83,10 @@ func TestSeed(t *testing.T) {
 		}
 		r = strata(t, store, "inspect", "seed")
 		var insp []struct {
-			Config struct {
-				Config struct{ Entrypoint []string }
-			}
+			Config struct{ Entrypoint []string } // docker inspect's shape
 		}
-		if err := json.Unmarshal([]byte(r.stdout), &insp); err != nil || len(insp) != 1 || !reflect.DeepEqual(insp[0].Config.Config.Entrypoint, []string{"/server"}) {
-			t.Errorf("strata inspect seed: want a JSON array with Config.config.Entrypoint [/server] (err %v):\n%s", err, r)
+		if err := json.Unmarshal([]byte(r.stdout), &insp); err != nil || len(insp) != 1 || !reflect.DeepEqual(insp[0].Config.Entrypoint, []string{"/server"}) {
+			t.Errorf("strata inspect seed: want a JSON array with Config.Entrypoint [/server] (err %v):\n%s", err, r)
 		}
 		r = strata(t, store, "history", "seed")
 		if !strings.Contains(r.stdout, "COPY") || !strings.Contains(r.stdout, "ENTRYPOINT") {
