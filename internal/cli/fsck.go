@@ -28,9 +28,10 @@ files). Exit code 0 when the store is sound (or --repair fixed everything), 1
 when problems remain.
 
 --repair deletes corrupt blobs and untags the images that need them, deletes
-cache records whose layer is gone, removes incomplete unpacked layers (they are
-unpacked again from their blob) and releases and removes leftovers. It needs the
-store to itself.`,
+cache records whose layer blob is gone, removes incomplete unpacked layers (they
+are unpacked again from their blob) and releases and removes leftovers. It needs
+the store to itself: it fails while another strata command runs, and commands
+started meanwhile wait for it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Not a.open: that would reclaim dead sessions before they are

@@ -102,7 +102,7 @@ func (r *FsckReport) Remaining() int {
 // manifest, config and layers (present, parseable, consistent); the unpacked
 // layers under layers/ (names, and for a sample, the diffID of their blob
 // and that the directory holds every entry of it); the build cache records
-// (their layer blob and unpacked layer present); and what dead processes
+// (readable, their layer blob present and sound); and what dead processes
 // left behind: sessions in run/, their mounts and runc containers, and temp
 // files in tmp/ and the cache. With opts.Repair it fixes what it can.
 //
@@ -124,6 +124,15 @@ func (s *Store) Fsck(ctx context.Context, opts FsckOptions) (*FsckReport, error)
 		}
 	}
 	defer lock.Unlock()
+	// The temp files there are now are the ones to judge. Then a plain
+	// check goes down to the shared lock: builds may start while it reads
+	// (with Repair they wait until it is done).
+	f.staleTemps = f.listTemps()
+	if !f.rep.InUse && !opts.Repair {
+		if err := unix.Flock(int(lock.f.Fd()), unix.LOCK_SH); err != nil {
+			return nil, fmt.Errorf("fsck: %w", err)
+		}
+	}
 	steps := []func(context.Context) error{f.runtime, f.layout, f.blobs, f.images, f.layers, f.cache, f.temps}
 	for _, step := range steps {
 		if err := ctx.Err(); err != nil {
@@ -147,8 +156,8 @@ type fsck struct {
 	// layer pairs (blob, diffID) in use, and by whom
 	imageLayers map[layerPair][]string // → image names
 	cacheLayers map[layerPair][]string // → cache record paths
-	layerGone   map[digest.Digest]bool // diffIDs whose directory was removed
 	badPairs    map[layerPair]string   // blob content does not have the diffID
+	staleTemps  []string               // temp files left by processes that died
 }
 
 type layerPair struct{ blob, diffID digest.Digest }
@@ -217,8 +226,10 @@ func (f *fsck) runtime(ctx context.Context) error {
 	}
 	// Containers first: a dead session's container may still hold its mounts.
 	for _, id := range containers {
+		// Judged by its process, not by run/ as listed above: a build
+		// that started since then has a container too.
 		session, ok := containerSession(id)
-		if ok && f.liveSessions[session] {
+		if _, alive := sessionAlive(session); ok && alive {
 			continue
 		}
 		detail := "runc container of a strata process that no longer runs"
@@ -267,7 +278,7 @@ func (f *fsck) runtime(ctx context.Context) error {
 		first, rest, _ := strings.Cut(r, string(filepath.Separator))
 		if first == "run" {
 			session, _, _ := strings.Cut(rest, string(filepath.Separator))
-			if f.liveSessions[session] {
+			if _, alive := sessionAlive(session); alive {
 				continue
 			}
 			if _, err := os.Stat(f.s.Path("run", session)); err == nil {
@@ -623,9 +634,9 @@ func (f *fsck) cache(context.Context) error {
 			detail = "its layer blob " + lp.blob.String() + " is missing"
 		case f.badPairs[lp] != "":
 			detail = f.badPairs[lp]
-		case f.layerGone[lp.diffID] || !f.s.HasLayer(lp.diffID):
-			detail = "its unpacked layer " + lp.diffID.Encoded() + " is missing"
 		}
+		// A missing unpacked layer is not a problem: builds unpack a
+		// layer from its blob when a step first needs its files.
 		if detail == "" {
 			f.cacheLayers[lp] = append(f.cacheLayers[lp], rel)
 			continue
@@ -638,7 +649,6 @@ func (f *fsck) cache(context.Context) error {
 // ---- unpacked layers ----
 
 func (f *fsck) layers(ctx context.Context) error {
-	f.layerGone = map[digest.Digest]bool{}
 	f.badPairs = map[layerPair]string{}
 	dir := f.s.Path("layers")
 	ents, err := os.ReadDir(dir)
@@ -710,11 +720,7 @@ func (f *fsck) layers(ctx context.Context) error {
 		if len(missing) > 0 && ldir != "" {
 			detail := fmt.Sprintf("incomplete: %d entries of its blob %s differ or are missing, e.g. %s", len(missing), lp.blob, strings.Join(missing[:min(3, len(missing))], ", "))
 			f.fix(Problem{Kind: "layer", Subject: f.rel(ldir), Detail: detail}, "removed (it is unpacked again from its blob when needed)", func() error {
-				if err := f.s.removeLayerDir(ldir); err != nil {
-					return err
-				}
-				f.layerGone[lp.diffID] = true
-				return nil
+				return f.s.removeLayerDir(ldir)
 			})
 		}
 	}
@@ -937,15 +943,10 @@ func checkEntry(dir, rel string, e *expected) string {
 
 // ---- temp files ----
 
-func (f *fsck) temps(context.Context) error {
+// listTemps lists the temp files that no running process can own: all of
+// them when Fsck has the store to itself, else those older than StaleTempAge.
+func (f *fsck) listTemps() []string {
 	before := time.Now().Add(-StaleTempAge)
-	stale := func(p string) bool {
-		if !f.rep.InUse {
-			return true // nothing else runs: every temp file is a leftover
-		}
-		fi, err := os.Lstat(p)
-		return err == nil && fi.ModTime().Before(before)
-	}
 	var cands []string
 	if ents, err := os.ReadDir(f.s.Path("tmp")); err == nil {
 		for _, e := range ents {
@@ -963,12 +964,24 @@ func (f *fsck) temps(context.Context) error {
 			}
 		}
 	}
+	var out []string
 	for _, p := range cands {
-		if !stale(p) {
-			continue
+		fi, err := os.Lstat(p)
+		if err == nil && (!f.rep.InUse || fi.ModTime().Before(before)) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (f *fsck) temps(context.Context) error {
+	for _, p := range f.staleTemps {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			continue // gone meanwhile
 		}
 		detail := "temp file left by a strata process that no longer runs"
-		if fi, err := os.Lstat(p); err == nil && fi.IsDir() {
+		if fi.IsDir() {
 			detail = "temp directory left by a strata process that no longer runs"
 		}
 		if m := MountsUnder(p); len(m) > 0 {
