@@ -104,8 +104,11 @@ func (s Secret) value() ([]byte, error) {
 type Builder struct {
 	Store    *store.Store
 	Registry *registry.Client
-	Runner   *runc.Runner
-	Session  *store.Session
+	// MaxLayerEntries bounds the entries of one layer tar that is unpacked
+	// (a tar bomb guard); 0 means DefaultMaxLayerEntries.
+	MaxLayerEntries int
+	Runner          *runc.Runner
+	Session         *store.Session
 
 	pullMu sync.Mutex
 	pulls  map[string]*pullCall
@@ -123,6 +126,18 @@ type pullCall struct {
 // bound stages at all. With 2 CPUs a bound of 2 doubled the time of four
 // independent waiting stages.
 func DefaultJobs() int { return max(runtime.NumCPU(), 4) }
+
+// DefaultMaxLayerEntries is the default bound on the entries of one layer
+// (the largest common base images have a few hundred thousand).
+const DefaultMaxLayerEntries = 4 << 20
+
+func (b *Builder) applyOptions() layer.ApplyOptions {
+	n := b.MaxLayerEntries
+	if n == 0 {
+		n = DefaultMaxLayerEntries
+	}
+	return layer.ApplyOptions{MaxEntries: n}
+}
 
 // HostPlatform is the platform strata builds for.
 func HostPlatform() v1.Platform {
@@ -328,6 +343,7 @@ type run struct {
 
 	cache        *cache.Index
 	remote       map[cache.Key]remoteRecord                                                    // --cache-from records, guarded by mu
+	pendingKeys  map[digest.Digest][]cache.Exported                                            // --cache-from hits whose blob is not here yet
 	fetchers     map[digest.Digest]func(context.Context, digest.Digest) (io.ReadCloser, error) // blobs --cache-from can give
 	used         map[int][]cache.Exported                                                      // records each stage used or made, for --cache-to
 	sums         *buildctx.Sums

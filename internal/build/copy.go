@@ -464,7 +464,21 @@ func (c *copier) mkdirAll(dir string) error {
 		if lfi, lerr := os.Lstat(h); lerr == nil && lfi.Mode()&os.ModeSymlink != 0 {
 			os.Remove(h)
 		}
-		if err := os.Mkdir(h, 0o700); err != nil {
+		if err := os.Mkdir(h, 0o700); errors.Is(err, fs.ErrNotExist) {
+			// cur went through a symlink (like /out -> /a/b/c) whose target's
+			// parents do not exist yet: make them inside the rootfs first.
+			rel, rerr := filepath.Rel(c.rootfs, filepath.Dir(h))
+			if rerr != nil || strings.HasPrefix(rel, "..") {
+				return fmt.Errorf("create %s: %w", cur, err)
+			}
+			if err := c.mkdirAll("/" + filepath.ToSlash(rel)); err != nil {
+				return err
+			}
+			err = os.Mkdir(h, 0o700)
+			if err != nil {
+				return fmt.Errorf("create %s: %w", cur, err)
+			}
+		} else if err != nil {
 			return fmt.Errorf("create %s: %w", cur, err)
 		}
 		if err := os.Lchown(h, c.parentOwner.uid, c.parentOwner.gid); err != nil {

@@ -91,7 +91,7 @@ func (b *Builder) LayerDirs(ctx context.Context, img *image.Image) ([]string, er
 	dirs := make([]string, 0, len(img.Layers))
 	for _, l := range img.Layers {
 		d, err := b.Store.EnsureLayer(ctx, l.DiffID, l.Digest, func(ctx context.Context, dir string, blob *os.File) (digest.Digest, error) {
-			return layer.Apply(ctx, dir, blob, layer.ApplyOptions{})
+			return layer.Apply(ctx, dir, blob, b.applyOptions())
 		})
 		if err != nil {
 			return nil, err

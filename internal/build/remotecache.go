@@ -182,8 +182,18 @@ func (r *run) fromRemote(ctx context.Context, key cache.Key) (*cache.Record, boo
 		return nil, false
 	}
 	rec := rr.rec
-	if err := r.cache.Put(key, &rec); err != nil {
-		return nil, false
+	if rec.Layer == nil {
+		r.cache.Put(key, &rec)
+	} else {
+		// recorded locally once its blob is here (ensureBlob), so the local
+		// cache never points at a missing blob
+		r.mu.Lock()
+		if r.pendingKeys == nil {
+			r.pendingKeys = map[digest.Digest][]cache.Exported{}
+		}
+		d := digest.Digest(rec.Layer.Digest)
+		r.pendingKeys[d] = append(r.pendingKeys[d], cache.Exported{Key: key, Record: rec})
+		r.mu.Unlock()
 	}
 	return &rec, true
 }
@@ -208,6 +218,14 @@ func (r *run) ensureBlob(ctx context.Context, d digest.Digest) error {
 	if _, _, err := r.b.Store.WriteBlob(ctx, rc, d); err != nil {
 		return fmt.Errorf("fetch cache layer %s: %w", d, err)
 	}
+	r.mu.Lock()
+	recs := r.pendingKeys[d]
+	delete(r.pendingKeys, d)
+	r.mu.Unlock()
+	for _, e := range recs {
+		rec := e.Record
+		r.cache.Put(e.Key, &rec)
+	}
 	return nil
 }
 
@@ -220,7 +238,7 @@ func (r *run) ensureLayer(ctx context.Context, l image.Layer) error {
 		return err
 	}
 	_, err := r.b.Store.EnsureLayer(ctx, l.DiffID, l.Digest, func(ctx context.Context, dir string, blob *os.File) (digest.Digest, error) {
-		return layer.Apply(ctx, dir, blob, layer.ApplyOptions{})
+		return layer.Apply(ctx, dir, blob, r.b.applyOptions())
 	})
 	return err
 }

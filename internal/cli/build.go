@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	securejoin "github.com/cyphar/filepath-securejoin"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
@@ -323,7 +323,13 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) error {
 		}
 		opts.Dockerfile, opts.DockerfileName = b, "Dockerfile"
 	case f.file == "":
-		opts.DockerfilePath = filepath.Join(ctxDir, "Dockerfile")
+		// The context's own Dockerfile is resolved inside the context: a
+		// symlink cannot make strata read a file outside it.
+		p, err := securejoin.SecureJoin(ctxDir, "Dockerfile")
+		if err != nil {
+			return err
+		}
+		opts.DockerfilePath = p
 	default:
 		opts.DockerfilePath = f.file
 	}

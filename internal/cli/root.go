@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -83,7 +84,8 @@ func (a *app) open(ctx context.Context) (*build.Builder, error) {
 		return nil, err
 	}
 	runner := &runc.Runner{StateDir: s.Path("runc"), BundleDir: ""}
-	if err := s.Reclaim(ctx, func(ctx context.Context, session string) { deleteContainers(ctx, runner, session) }); err != nil {
+	reclaimContainers(ctx, runner)
+	if err := s.Reclaim(ctx, nil); err != nil {
 		return nil, err
 	}
 	lock, err := s.LockShared()
@@ -103,22 +105,44 @@ func (a *app) open(ctx context.Context) (*build.Builder, error) {
 	}
 	a.store, a.session = s, se
 	a.builder = &build.Builder{Store: s, Registry: registry.New(cfg), Runner: runner, Session: se}
+	if v := os.Getenv("STRATA_MAX_LAYER_ENTRIES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			se.Close()
+			return nil, usagef("STRATA_MAX_LAYER_ENTRIES=%q: must be a positive number", v)
+		}
+		a.builder.MaxLayerEntries = n
+	}
 	return a.builder, nil
 }
 
-// deleteContainers force-deletes the runc containers of a dead session.
-func deleteContainers(ctx context.Context, r *runc.Runner, session string) {
+// reclaimContainers force-deletes the runc containers of strata processes
+// that no longer run (container ids are "strata-PID-STARTTIME-N"), whether
+// or not their session directory still exists: a killed strata's runc may
+// have created its container after the session was reclaimed. The state
+// directory is read directly, so a container runc cannot load still goes.
+func reclaimContainers(ctx context.Context, r *runc.Runner) {
 	bin := r.Runtime
 	if bin == "" {
 		bin = "runc"
 	}
-	out, err := exec.CommandContext(ctx, bin, "--root", r.StateDir, "list", "-q").Output()
+	ents, err := os.ReadDir(r.StateDir)
 	if err != nil {
 		return
 	}
-	for _, id := range strings.Fields(string(out)) {
-		if strings.HasPrefix(id, "strata-"+session+"-") {
-			exec.CommandContext(ctx, bin, "--root", r.StateDir, "delete", "--force", id).Run()
+	for _, e := range ents {
+		rest, ok := strings.CutPrefix(e.Name(), "strata-")
+		if !ok {
+			continue
+		}
+		parts := strings.SplitN(rest, "-", 3)
+		if len(parts) < 2 || store.SessionAlive(parts[0]+"-"+parts[1]) {
+			continue
+		}
+		if err := exec.CommandContext(ctx, bin, "--root", r.StateDir, "delete", "--force", e.Name()).Run(); err != nil {
+			// runc cannot load it (half created): its process is gone with
+			// the session's pid namespace; drop the state.
+			os.RemoveAll(filepath.Join(r.StateDir, e.Name()))
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
@@ -172,7 +173,7 @@ func Import(ctx context.Context, s *store.Store, img v1.Image) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("import image: manifest: %w", err)
 	}
-	cfgRaw, err := img.RawConfigFile()
+	cfgRaw, err := importConfig(ctx, img)
 	if err != nil {
 		return nil, fmt.Errorf("import image: config: %w", err)
 	}
@@ -191,12 +192,15 @@ func Import(ctx context.Context, s *store.Store, img v1.Image) (*Image, error) {
 		if s.HasBlob(digest.Digest(d.String())) {
 			continue
 		}
-		rc, err := l.Compressed()
-		if err != nil {
-			return nil, fmt.Errorf("import layer %s: %w", d, err)
-		}
-		_, _, err = s.WriteBlob(ctx, rc, digest.Digest(d.String()))
-		rc.Close()
+		err = retry(ctx, func() error {
+			rc, err := l.Compressed()
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			_, _, err = s.WriteBlob(ctx, rc, digest.Digest(d.String()))
+			return err
+		})
 		if err != nil {
 			return nil, fmt.Errorf("import layer %s: %w", d, err)
 		}
@@ -211,4 +215,58 @@ func Import(ctx context.Context, s *store.Store, img v1.Image) (*Image, error) {
 // BlobLayer is a go-containerregistry view of a layer blob in the store.
 func BlobLayer(s *store.Store, l Layer) partial.CompressedLayer {
 	return &storedLayer{s: s, l: l}
+}
+
+// retry runs fn up to 4 times with a growing pause: a blob body cut short
+// by the network (which go-containerregistry's request retries do not
+// cover) is fetched again. Content is verified by digest on every try.
+func retry(ctx context.Context, fn func() error) error {
+	var err error
+	for i := 0; i < 4; i++ {
+		if err = fn(); err == nil || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(200<<i) * time.Millisecond):
+		}
+	}
+	return err
+}
+
+// importConfig reads an image's config blob, verified against the
+// manifest's digest. It is fetched as a blob (a new request per try): a
+// remote image caches a body cut short by the network as its config.
+func importConfig(ctx context.Context, img v1.Image) ([]byte, error) {
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	var raw []byte
+	err = retry(ctx, func() error {
+		raw = nil
+		if l, err := img.LayerByDigest(m.Config.Digest); err == nil {
+			if rc, err := l.Compressed(); err == nil {
+				b, err := io.ReadAll(rc)
+				rc.Close()
+				if err != nil {
+					return err
+				}
+				raw = b
+			}
+		}
+		if raw == nil {
+			b, err := img.RawConfigFile()
+			if err != nil {
+				return err
+			}
+			raw = b
+		}
+		if got := digest.FromBytes(raw).String(); got != m.Config.Digest.String() {
+			return fmt.Errorf("config is %s, the manifest says %s", got, m.Config.Digest)
+		}
+		return nil
+	})
+	return raw, err
 }

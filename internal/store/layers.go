@@ -54,7 +54,7 @@ func (s *Store) EnsureLayer(ctx context.Context, diffID, blob digest.Digest, unp
 		return "", err
 	}
 	defer f.Close()
-	tmp, err := os.MkdirTemp(s.Path("tmp"), "layer-")
+	tmp, err := os.MkdirTemp(s.Path("tmp"), s.owner+"layer-")
 	if err != nil {
 		return "", fmt.Errorf("unpack layer %s: %w", diffID, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -73,7 +74,36 @@ func (s *Store) Reclaim(ctx context.Context, release func(ctx context.Context, s
 			return fmt.Errorf("reclaim %s: %w", dir, err)
 		}
 	}
-	return s.removeStaleTemp(time.Now().Add(-StaleTempAge))
+	if err := s.removeStaleTemp(time.Now().Add(-StaleTempAge)); err != nil {
+		return err
+	}
+	s.removeCacheTemp(time.Now().Add(-10 * time.Minute))
+	return nil
+}
+
+// removeCacheTemp removes the temp files of the build cache (".tmp-",
+// ".stat-", ".new-" names: written and renamed within milliseconds) that a
+// killed process left, once they are old enough not to be in use.
+func (s *Store) removeCacheTemp(before time.Time) {
+	filepath.WalkDir(s.Path("cache"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		n := d.Name()
+		if !strings.HasPrefix(n, ".tmp-") && !strings.HasPrefix(n, ".stat-") && !strings.HasPrefix(n, ".new-") {
+			if d.IsDir() && filepath.Base(filepath.Dir(p)) == "mounts" {
+				return filepath.SkipDir // inside a cache mount: the user's files
+			}
+			return nil
+		}
+		if fi, err := d.Info(); err == nil && fi.ModTime().Before(before) {
+			os.RemoveAll(p)
+		}
+		if d.IsDir() {
+			return filepath.SkipDir
+		}
+		return nil
+	})
 }
 
 // StaleTempAge is how long an untouched file under ROOT/tmp may stay: temp
@@ -88,14 +118,47 @@ func (s *Store) removeStaleTemp(before time.Time) error {
 	}
 	for _, e := range ents {
 		fi, err := e.Info()
-		if err != nil || fi.ModTime().After(before) {
+		if err != nil {
 			continue
+		}
+		// A temp name owned by a process that is gone goes at once; others
+		// (and old unowned names) when untouched for StaleTempAge.
+		owner, _, owned := strings.Cut(e.Name(), ".")
+		if owned && SessionAlive(owner) {
+			continue
+		}
+		if !owned || !isOwnerName(owner) {
+			if fi.ModTime().After(before) {
+				continue
+			}
 		}
 		if err := os.RemoveAll(s.Path("tmp", e.Name())); err != nil {
 			return fmt.Errorf("reclaim temp files: %w", err)
 		}
 	}
 	return nil
+}
+
+// SessionAlive reports whether the process a session or temp name
+// ("PID-STARTTIME") belongs to still runs.
+func SessionAlive(name string) bool {
+	pidS, startS, ok := strings.Cut(name, "-")
+	if !ok {
+		return false
+	}
+	pid, err1 := strconv.Atoi(pidS)
+	start, err2 := strconv.ParseUint(startS, 10, 64)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return procStartTime(pid) == start
+}
+
+func isOwnerName(s string) bool {
+	p, st, ok := strings.Cut(s, "-")
+	_, e1 := strconv.Atoi(p)
+	_, e2 := strconv.ParseUint(st, 10, 64)
+	return ok && e1 == nil && e2 == nil
 }
 
 // procStartTime returns the start time (clock ticks since boot) of pid, 0 if

@@ -39,6 +39,9 @@ const RefNameAnnotation = ocispec.AnnotationRefName
 // several goroutines and by several processes at once.
 type Store struct {
 	root string
+	// owner prefixes this process's temp names ("PID-STARTTIME."), so the
+	// next strata can remove at once what a killed one left in tmp/.
+	owner string
 }
 
 // Open opens (creating if needed) the store at root.
@@ -55,7 +58,7 @@ func Open(root string) (*Store, error) {
 	if abs, err = filepath.EvalSymlinks(abs); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	s := &Store{root: abs}
+	s := &Store{root: abs, owner: fmt.Sprintf("%d-%d.", os.Getpid(), procStartTime(os.Getpid()))}
 	for _, d := range []string{"blobs/sha256", "layers", "tmp", "run", "runc", "cache"} {
 		if err := os.MkdirAll(filepath.Join(abs, d), 0o700); err != nil {
 			return nil, fmt.Errorf("open store: %w", err)
@@ -128,7 +131,7 @@ type BlobWriter struct {
 
 // NewBlobWriter starts a new blob.
 func (s *Store) NewBlobWriter() (*BlobWriter, error) {
-	f, err := os.CreateTemp(s.Path("tmp"), "blob-")
+	f, err := os.CreateTemp(s.Path("tmp"), s.owner+"blob-")
 	if err != nil {
 		return nil, fmt.Errorf("new blob: %w", err)
 	}
@@ -228,7 +231,7 @@ func (s *Store) VerifyBlob(d digest.Digest) error {
 }
 
 func (s *Store) writeFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(s.Path("tmp"), "file-")
+	f, err := os.CreateTemp(s.Path("tmp"), s.owner+"file-")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
