@@ -1,0 +1,323 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// sample is one timed phase of one builder in one round.
+type sample struct {
+	phase   string // workload/phase
+	builder string
+	round   int
+	res     result
+}
+
+type harness struct {
+	cfg           config
+	reg           string // 127.0.0.1:PORT of the loopback registry
+	regd          *daemon
+	strata        string // the strata binary under test
+	builders      []builder
+	unavailable   map[string]string
+	cacheExported map[string]bool
+	samples       []sample
+	started       time.Time
+	env           []string // environment notes for the report
+	busy          float64  // CPU busy share measured by the last settle
+	noisy         int      // timed commands started on a busy machine
+}
+
+func (h *harness) main(ctx context.Context) error {
+	h.started = time.Now()
+	h.unavailable = map[string]string{}
+	h.cacheExported = map[string]bool{}
+	logs := filepath.Join(h.cfg.work, "logs")
+	if err := os.RemoveAll(logs); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return err
+	}
+
+	// 1. strata itself.
+	h.strata = filepath.Join(h.cfg.work, "strata")
+	logf("building strata")
+	if err := must(ctx, cmdSpec{argv: []string{"go", "build", "-o", h.strata, "./cmd/strata"}, dir: h.cfg.repo, log: filepath.Join(logs, "go-build.log")}); err != nil {
+		return err
+	}
+
+	// 2. the loopback registry.
+	if err := h.startRegistry(); err != nil {
+		return err
+	}
+
+	// 3. base images: imported into a strata store by scripts/make-bases.sh,
+	// pushed to the registry as docker.io's library images.
+	if err := h.makeBases(ctx); err != nil {
+		return err
+	}
+
+	// 4. workloads.
+	if err := h.generate(); err != nil {
+		return fmt.Errorf("generate workloads: %w", err)
+	}
+
+	// 5. builders.
+	for _, name := range h.cfg.builders {
+		var b builder
+		switch name {
+		case "strata":
+			b = &strataBuilder{h: h, bin: h.strata}
+		case "buildkit", "buildctl":
+			b = &buildkitBuilder{h: h}
+		case "buildah":
+			b = &buildahBuilder{h: h}
+		case "docker":
+			b = &dockerBuilder{h: h}
+		default:
+			return fmt.Errorf("unknown builder %q", name)
+		}
+		if err := b.start(ctx); err != nil {
+			logf("%s: not available: %v", name, err)
+			h.unavailable[name] = err.Error()
+			b.stop()
+			continue
+		}
+		h.builders = append(h.builders, b)
+		logf("%s: %s", name, b.version())
+	}
+	h.collectEnv()
+
+	// 6. rounds: every workload, builders alternating (the order rotates
+	// every round).
+	ws := workloads()
+	for round := 1; round <= h.cfg.rounds; round++ {
+		for _, w := range ws {
+			if h.cfg.only != nil && !h.cfg.only.MatchString(w.name) {
+				continue
+			}
+			if w.large && round > h.cfg.largeRounds {
+				continue
+			}
+			for i := range h.builders {
+				b := h.builders[(i+round-1)%len(h.builders)]
+				if why := b.supports(w.name); why != "" {
+					continue
+				}
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				logf("round %d: %s with %s", round, w.name, b.name())
+				w.run(ctx, h, b, round, func(ph string, r result) {
+					id := w.name + "/" + ph
+					r.busy = h.busy
+					h.samples = append(h.samples, sample{phase: id, builder: b.name(), round: round, res: r})
+					if r.ok {
+						extra := ""
+						if r.ownKB > 0 {
+							extra = fmt.Sprintf("  (RSS own %d MB, tree %d MB)", r.ownKB/1024, r.treeKB/1024)
+						}
+						logf("  %-16s %-8s %8.3fs%s", id, b.name(), r.secs, extra)
+					} else {
+						where := ""
+						if r.log != "" {
+							where = " (log " + r.log + ")"
+						}
+						logf("  %-16s %-8s FAIL: %s%s", id, b.name(), r.err, where)
+					}
+				})
+			}
+			// Keep partial results on disk as the run goes.
+			h.writeReport(false)
+		}
+	}
+	h.writeReport(true)
+	return nil
+}
+
+// settle flushes dirty pages before a timed phase, so the writeback of the
+// previous phase (or of a reset) is not charged to the next one, then waits
+// (up to --quiet-wait) until the machine is quiet: other processes on a shared
+// machine (a test suite, say) would otherwise be timed with the builder. The
+// busy share measured last is recorded with the sample.
+func (h *harness) settle() {
+	syscall.Sync()
+	deadline := time.Now().Add(h.cfg.quietWait)
+	for {
+		h.busy = cpuBusy(500 * time.Millisecond)
+		if h.busy < quietBusy || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(2 * time.Second)
+	}
+	if h.busy >= quietBusy {
+		h.noisy++
+		logf("  machine still %.0f%% busy after %s: timing anyway", h.busy*100, h.cfg.quietWait)
+	}
+}
+
+// quietBusy is the busy share of all CPUs under which the machine counts as quiet.
+const quietBusy = 0.15
+
+// cpuBusy returns the share of all CPUs' time that was not idle over d.
+func cpuBusy(d time.Duration) float64 {
+	read := func() (busy, total uint64) {
+		b, err := os.ReadFile("/proc/stat")
+		if err != nil {
+			return 0, 0
+		}
+		line := strings.SplitN(string(b), "\n", 2)[0]
+		f := strings.Fields(line)
+		for i, v := range f[1:] {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			total += n
+			if i != 3 && i != 4 { // idle, iowait
+				busy += n
+			}
+		}
+		return
+	}
+	b0, t0 := read()
+	time.Sleep(d)
+	b1, t1 := read()
+	if t1 <= t0 {
+		return 0
+	}
+	return float64(b1-b0) / float64(t1-t0)
+}
+
+func (h *harness) startRegistry() error {
+	dir := filepath.Join(h.cfg.work, "registry")
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if _, err := exec.LookPath("docker-registry"); err != nil {
+		return fmt.Errorf("docker-registry not installed (apt-get install docker-registry)")
+	}
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		conf := filepath.Join(dir, "config.yml")
+		if err := writeFile(conf, fmt.Sprintf(`version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: %s
+  delete:
+    enabled: true
+http:
+  addr: %s
+`, filepath.Join(dir, "data"), addr)); err != nil {
+			return err
+		}
+		d, err := startDaemon("docker-registry", filepath.Join(h.cfg.work, "logs", "registry.log"), nil, "docker-registry", "serve", conf)
+		if err != nil {
+			return err
+		}
+		if err := waitFor(d, 15*time.Second, func() bool { return httpOK("http://" + addr + "/v2/") }); err != nil {
+			d.stop(10 * time.Second)
+			lastErr = err
+			continue
+		}
+		h.reg, h.regd = addr, d
+		logf("registry on %s", addr)
+		return nil
+	}
+	return fmt.Errorf("start docker-registry: %v", lastErr)
+}
+
+func (h *harness) makeBases(ctx context.Context) error {
+	store := filepath.Join(h.cfg.work, "bases-store")
+	if err := removeTree(store); err != nil {
+		return err
+	}
+	log := filepath.Join(h.cfg.work, "logs", "bases.log")
+	env := []string{"STRATA_ROOT=" + store, "STRATA=" + h.strata}
+	logf("making the base images (scripts/make-bases.sh) and pushing them to %s", h.reg)
+	if err := must(ctx, cmdSpec{argv: []string{"bash", filepath.Join(h.cfg.repo, "scripts", "make-bases.sh"), h.strata}, env: env, log: log, dir: h.cfg.repo}); err != nil {
+		return err
+	}
+	for _, p := range [][2]string{{"busybox:latest", "library/busybox:latest"}, {"golang:1.26", "library/golang:1.26"}} {
+		if err := must(ctx, cmdSpec{argv: []string{h.strata, "--root", store, "push", p[0], h.reg + "/" + p[1]}, env: env, log: log}); err != nil {
+			return err
+		}
+	}
+	if !h.cfg.keep {
+		return removeTree(store)
+	}
+	return nil
+}
+
+func (h *harness) collectEnv() {
+	var uts syscall.Utsname
+	_ = syscall.Uname(&uts)
+	cs := func(a [65]int8) string {
+		var b []byte
+		for _, c := range a {
+			if c == 0 {
+				break
+			}
+			b = append(b, byte(c))
+		}
+		return string(b)
+	}
+	cpu := ""
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				cpu = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	ncpu := 0
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		ncpu = strings.Count(string(b), "processor\t:")
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		mem = strings.Fields(strings.SplitN(string(b), "\n", 2)[0])[1] + " kB"
+	}
+	h.env = append(h.env,
+		fmt.Sprintf("kernel %s %s; %d × %s; memory %s", cs(uts.Sysname), cs(uts.Release), ncpu, cpu, mem),
+		"runc: "+strings.SplitN(output("runc", "--version"), "\n", 2)[0],
+		"go: "+output("go", "version"),
+		"registry: Debian docker-registry on "+h.reg+" (filesystem storage under bench/.work/registry)",
+	)
+	for _, b := range h.builders {
+		h.env = append(h.env, b.name()+": "+b.version())
+	}
+	for name, why := range h.unavailable {
+		h.env = append(h.env, name+": not available: "+why)
+	}
+}
+
+func (h *harness) teardown() {
+	for i := len(h.builders) - 1; i >= 0; i-- {
+		h.builders[i].stop()
+	}
+	if h.regd != nil {
+		h.regd.stop(10 * time.Second)
+		if !h.cfg.keep {
+			_ = os.RemoveAll(filepath.Join(h.cfg.work, "registry"))
+		}
+	}
+	if mps := mountsUnder(h.cfg.work); len(mps) > 0 {
+		logf("WARNING: mounts left under %s: %v", h.cfg.work, mps)
+	}
+}
