@@ -63,7 +63,7 @@ func (sb *stageBuilder) itemSum(ctx context.Context, cs *copySource, it copyItem
 				if c.excluded(path.Join(under, e.Name())) && !(e.IsDir() && c.exclude.Exclusions()) {
 					continue
 				}
-				if cs.excluded(rel) && !(e.IsDir() && cs.ignore.MayIncludeUnder(strings.TrimPrefix(rel, "/"))) {
+				if cs.hidden(rel, e.IsDir()) {
 					continue
 				}
 				h := filepath.Join(dirHost, e.Name())

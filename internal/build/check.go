@@ -11,6 +11,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 
 	"github.com/strata-build/strata/internal/dockerfile"
+	"github.com/strata-build/strata/internal/plan"
 )
 
 // BuildKit's build checks that need the dispatch state (the rest run in the
@@ -40,31 +41,11 @@ func suggestName(v string, env envList) string {
 	best, bestD := "", 3
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
-		if d := levenshtein(strings.ToLower(v), strings.ToLower(k)); d < bestD && d < len(v) {
+		if d := plan.Distance(strings.ToLower(v), strings.ToLower(k)); d < bestD && d < len(v) {
 			best, bestD = k, d
 		}
 	}
 	return best
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
 
 // check runs the per-instruction build checks.

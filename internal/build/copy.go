@@ -23,6 +23,7 @@ import (
 	"github.com/strata-build/strata/internal/buildctx"
 	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/layer"
+	"github.com/strata-build/strata/internal/plan"
 	"github.com/strata-build/strata/internal/progress"
 )
 
@@ -159,7 +160,7 @@ func (cs *copySource) notFoundHint(rel string) string {
 		if cs.excluded(path.Join(dir, e.Name())) {
 			continue
 		}
-		if d := levenshtein(strings.ToLower(base), strings.ToLower(e.Name())); d < bestD && d < len(base) {
+		if d := plan.Distance(strings.ToLower(base), strings.ToLower(e.Name())); d < bestD && d < len(base) {
 			best, bestD = e.Name(), d
 		}
 	}
@@ -207,6 +208,12 @@ func (cs *copySource) stat(rel string) (copyItem, error) {
 
 func (cs *copySource) excluded(rel string) bool {
 	return cs.ignore != nil && cs.ignore.Excluded(strings.TrimPrefix(rel, "/"))
+}
+
+// hidden reports whether a walk skips rel: excluded by the ignore rules,
+// unless it is a directory that an exception may re-include something below.
+func (cs *copySource) hidden(rel string, isDir bool) bool {
+	return cs.excluded(rel) && !(isDir && cs.ignore.MayIncludeUnder(strings.TrimPrefix(rel, "/")))
 }
 
 // glob matches a cleaned absolute pattern component by component.
@@ -516,8 +523,7 @@ func (c *copier) copyDirContents(ctx context.Context, srcHost, srcRel, dest, und
 		if c.excluded(path.Join(under, e.Name())) && !(e.IsDir() && c.exclude.Exclusions()) {
 			continue
 		}
-		excluded := c.cs.excluded(rel)
-		if excluded && !(e.IsDir() && c.cs.ignore.MayIncludeUnder(strings.TrimPrefix(rel, "/"))) {
+		if c.cs.hidden(rel, e.IsDir()) {
 			continue
 		}
 		h := filepath.Join(srcHost, e.Name())

@@ -81,19 +81,7 @@ func (sb *stageBuilder) copyFromImage(ctx context.Context, p *progress.Step, ref
 func (sb *stageBuilder) imageSource(ctx context.Context, ref string, inStore bool, rimg v1.Image, patterns []string) (*copySource, func(), error) {
 	r := sb.r
 	if inStore {
-		img, err := r.b.ResolveImage(ctx, ref, false, r.opts.Platform, r.opts.Progress)
-		if err != nil {
-			return nil, nil, err
-		}
-		dirs, err := r.b.LayerDirs(ctx, img)
-		if err != nil {
-			return nil, nil, err
-		}
-		root, release, err := r.b.mountView(ctx, dirs)
-		if err != nil {
-			return nil, nil, err
-		}
-		return &copySource{root: root, keepOwner: true, name: "image " + ref}, release, nil
+		return sb.wholeImageSource(ctx, ref, false)
 	}
 	want := patterns
 	for attempt := 0; attempt < 4; attempt++ {
@@ -119,7 +107,14 @@ func (sb *stageBuilder) imageSource(ctx context.Context, ref string, inStore boo
 		release()
 		want = append(want, more...)
 	}
-	img, err := r.b.ResolveImage(ctx, ref, true, r.opts.Platform, r.opts.Progress)
+	return sb.wholeImageSource(ctx, ref, true)
+}
+
+// wholeImageSource mounts a read-only view of all of an image's layers
+// (pulling it first when pull is set or it is not in the store).
+func (sb *stageBuilder) wholeImageSource(ctx context.Context, ref string, pull bool) (*copySource, func(), error) {
+	r := sb.r
+	img, err := r.b.ResolveImage(ctx, ref, pull, r.opts.Platform, r.opts.Progress)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -403,17 +403,7 @@ func (sb *stageBuilder) secretMount(m *instructions.Mount, releases *[]func()) (
 	if err := os.WriteFile(f, val, 0o600); err != nil {
 		return nil, "", err
 	}
-	uid, gid := 0, 0
-	if m.UID != nil {
-		uid = int(*m.UID)
-	}
-	if m.GID != nil {
-		gid = int(*m.GID)
-	}
-	if err := os.Chown(f, uid, gid); err != nil {
-		return nil, "", err
-	}
-	if err := os.Chmod(f, mode); err != nil {
+	if err := setMountOwner(f, m, mode); err != nil {
 		return nil, "", err
 	}
 	return &specs.Mount{Destination: sb.resolvePath(target), Type: "bind", Source: f, Options: []string{"bind", "ro"}}, kv, nil
@@ -449,21 +439,7 @@ func (sb *stageBuilder) sshMount(m *instructions.Mount, n int, releases *[]func(
 		return nil, "", fmt.Errorf("ssh %s: %w", id, err)
 	}
 	*releases = append(*releases, func() { ln.Close(); os.RemoveAll(dir) })
-	mode := os.FileMode(0o600)
-	if m.Mode != nil {
-		mode = os.FileMode(*m.Mode)
-	}
-	uid, gid := 0, 0
-	if m.UID != nil {
-		uid = int(*m.UID)
-	}
-	if m.GID != nil {
-		gid = int(*m.GID)
-	}
-	if err := os.Chown(proxy, uid, gid); err != nil {
-		return nil, "", err
-	}
-	if err := os.Chmod(proxy, mode); err != nil {
+	if err := setMountOwner(proxy, m, 0o600); err != nil {
 		return nil, "", err
 	}
 	go func() {
@@ -486,6 +462,25 @@ func (sb *stageBuilder) sshMount(m *instructions.Mount, n int, releases *[]func(
 	}()
 	t := sb.resolvePath(target)
 	return &specs.Mount{Destination: t, Type: "bind", Source: proxy, Options: []string{"bind"}}, "SSH_AUTH_SOCK=" + t, nil
+}
+
+// setMountOwner gives a mount's file or directory the mount's uid, gid
+// (default 0) and mode (default def).
+func setMountOwner(p string, m *instructions.Mount, def os.FileMode) error {
+	uid, gid, mode := 0, 0, def
+	if m.UID != nil {
+		uid = int(*m.UID)
+	}
+	if m.GID != nil {
+		gid = int(*m.GID)
+	}
+	if m.Mode != nil {
+		mode = os.FileMode(*m.Mode)
+	}
+	if err := os.Chown(p, uid, gid); err != nil {
+		return err
+	}
+	return os.Chmod(p, mode)
 }
 
 // cacheMount returns the directory of a RUN --mount=type=cache. Caches live
@@ -556,21 +551,7 @@ func (sb *stageBuilder) cacheMount(ctx context.Context, m *instructions.Mount, t
 			}
 		}
 	}
-	uid, gid := 0, 0
-	if m.UID != nil {
-		uid = int(*m.UID)
-	}
-	if m.GID != nil {
-		gid = int(*m.GID)
-	}
-	mode := os.FileMode(0o755)
-	if m.Mode != nil {
-		mode = os.FileMode(*m.Mode)
-	}
-	if err := os.Chown(tmp, uid, gid); err != nil {
-		return "", err
-	}
-	if err := os.Chmod(tmp, mode); err != nil {
+	if err := setMountOwner(tmp, m, 0o755); err != nil {
 		return "", err
 	}
 	if err := os.Rename(tmp, dir); err != nil && !errors.Is(err, fs.ErrExist) && !errors.Is(err, unix.ENOTEMPTY) {
@@ -715,7 +696,7 @@ func linkTree(ctx context.Context, cs *copySource, srcHost, rel, dst string) err
 			return err
 		}
 		crel := path.Join(rel, e.Name())
-		if cs.excluded(crel) && !(e.IsDir() && cs.ignore.MayIncludeUnder(strings.TrimPrefix(crel, "/"))) {
+		if cs.hidden(crel, e.IsDir()) {
 			continue
 		}
 		src, to := filepath.Join(srcHost, e.Name()), filepath.Join(dst, e.Name())

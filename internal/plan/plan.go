@@ -226,7 +226,7 @@ func fromRefs(src *instructions.Stage) []fromRef {
 func suggest(name string, byName map[string]int) string {
 	best, bestD := "", 3
 	for n := range byName {
-		if d := distance(strings.ToLower(name), n); d < bestD {
+		if d := Distance(strings.ToLower(name), n); d < bestD {
 			best, bestD = n, d
 		}
 	}
@@ -236,8 +236,9 @@ func suggest(name string, byName map[string]int) string {
 	return fmt.Sprintf("; did you mean %q?", best)
 }
 
-// distance is the Levenshtein distance of a and b.
-func distance(a, b string) int {
+// Distance is the Levenshtein edit distance of a and b (for "did you mean"
+// hints).
+func Distance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	for j := range prev {
 		prev[j] = j
