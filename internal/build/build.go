@@ -73,6 +73,9 @@ type Options struct {
 	// SourceDateEpoch, when set, is the time of every history entry and of
 	// the image, and file times in new layers are clamped to it.
 	SourceDateEpoch *time.Time
+	// precheck marks the check run that "# check=error=true" makes before a
+	// build: it prints findings but no summary.
+	precheck bool
 	// CheckOnly runs BuildKit's build checks (a dry run through every stage:
 	// no image is pulled, nothing runs) instead of building.
 	CheckOnly bool
@@ -185,6 +188,15 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 	if err != nil {
 		return nil, err
 	}
+	if df.CheckErrors && !opts.CheckOnly {
+		// "# check=error=true": the checks run first, as in BuildKit, so a
+		// finding fails the build before any step runs.
+		co := opts
+		co.CheckOnly, co.precheck, co.Dockerfile, co.Progress = true, true, src, out
+		if _, err := b.Build(ctx, co); err != nil {
+			return nil, err
+		}
+	}
 	if df.Syntax != "" {
 		opts.Progress.Logf("notice: # syntax=%s: custom frontends cannot run here; using the built-in Dockerfile syntax", df.Syntax)
 	}
@@ -289,9 +301,11 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 		return nil, ErrCheckFailed
 	}
 	if opts.CheckOnly {
-		if len(warnings) == 0 {
+		switch {
+		case opts.precheck:
+		case len(warnings) == 0:
 			out.Logf("Check complete, no warnings found.")
-		} else {
+		default:
 			out.Logf("Check complete, %d warnings have been found!", len(warnings))
 		}
 		return nil, nil

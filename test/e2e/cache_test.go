@@ -162,3 +162,18 @@ func TestPrune(t *testing.T) {
 		t.Errorf("du output:\n%s", r.stdout)
 	}
 }
+
+// TestCheckErrorBeforeBuild: with "# check=error=true" a finding fails the
+// build before any step runs, as in BuildKit.
+func TestCheckErrorBeforeBuild(t *testing.T) {
+	store := newBusyboxStore(t)
+	ctx := writeFiles(t, map[string]string{"Dockerfile": "# check=error=true\nFROM busybox as base\nRUN echo STEP-RAN\n"})
+	r := strataRun(t, store, runOpts{}, "build", "--progress", "plain", ctx)
+	if r.code != 1 || !strings.Contains(r.stderr, "FromAsCasing") || strings.Contains(r.stderr, "STEP-RAN") {
+		t.Fatalf("want exit 1 with the FromAsCasing finding and no step run:\n%s", r)
+	}
+	ok := writeFiles(t, map[string]string{"Dockerfile": "# check=error=true\nFROM busybox AS base\nRUN echo STEP-RAN\n"})
+	if r := strata(t, store, "build", "--progress", "plain", ok); !strings.Contains(r.stderr, "STEP-RAN") {
+		t.Fatalf("a clean Dockerfile with check=error=true did not build:\n%s", r)
+	}
+}
