@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync/atomic"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/opencontainers/go-digest"
@@ -56,7 +58,7 @@ func (b *Builder) Pull(ctx context.Context, ref string, plat v1.Platform, pr *pr
 	if pr != nil {
 		step = pr.Start("pull " + ref)
 	}
-	img, err := b.pull(ctx, ref, plat)
+	img, err := b.pull(ctx, ref, plat, step)
 	if step != nil {
 		if err != nil {
 			step.Fail(err)
@@ -67,7 +69,7 @@ func (b *Builder) Pull(ctx context.Context, ref string, plat v1.Platform, pr *pr
 	return img, err
 }
 
-func (b *Builder) pull(ctx context.Context, ref string, plat v1.Platform) (*image.Image, error) {
+func (b *Builder) pull(ctx context.Context, ref string, plat v1.Platform, step *progress.Step) (*image.Image, error) {
 	if b.Registry == nil {
 		return nil, fmt.Errorf("image %s is not in the store and no registry is configured", ref)
 	}
@@ -75,7 +77,16 @@ func (b *Builder) pull(ctx context.Context, ref string, plat v1.Platform) (*imag
 	if err != nil {
 		return nil, err
 	}
-	img, err := image.Import(ctx, b.Store, rimg)
+	var total int64
+	if m, err := rimg.Manifest(); err == nil {
+		for _, l := range m.Layers {
+			total += l.Size
+		}
+	}
+	var got atomic.Int64
+	stop := reportTransfer(step, "downloaded", &got, total)
+	img, err := image.ImportCounting(ctx, b.Store, rimg, &got)
+	stop()
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
@@ -99,4 +110,45 @@ func (b *Builder) LayerDirs(ctx context.Context, img *image.Image) ([]string, er
 		dirs = append(dirs, d)
 	}
 	return dirs, nil
+}
+
+// reportTransfer writes "VERB X MB of Y MB (Z MB/s)" into step every second
+// while a transfer runs, and a last line when the returned stop is called.
+func reportTransfer(step *progress.Step, verb string, n *atomic.Int64, total int64) func() {
+	if step == nil {
+		return func() {}
+	}
+	start := time.Now()
+	line := func() {
+		d := n.Load()
+		secs := time.Since(start).Seconds()
+		speed := 0.0
+		if secs > 0 {
+			speed = float64(d) / secs / (1 << 20)
+		}
+		of := ""
+		if total > 0 {
+			of = fmt.Sprintf(" of %.1f MB", float64(total)/(1<<20))
+		}
+		fmt.Fprintf(step, "%s %.1f MB%s (%.1f MB/s)\n", verb, float64(d)/(1<<20), of, speed)
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				line()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		if n.Load() > 0 {
+			line()
+		}
+	}
 }

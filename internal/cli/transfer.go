@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
@@ -20,7 +21,24 @@ func (a *app) push(ctx context.Context, b *build.Builder, img *image.Image, ref 
 		return err
 	}
 	fmt.Fprintf(a.stderr, "pushing %s\n", ref)
-	return b.Registry.Push(ctx, ref, v)
+	start := time.Now()
+	var last time.Time
+	var lastDone, lastTotal int64
+	report := func(done, total int64) {
+		secs := time.Since(start).Seconds()
+		fmt.Fprintf(a.stderr, "  pushed %.1f MB of %.1f MB (%.1f MB/s)\n", float64(done)/(1<<20), float64(total)/(1<<20), float64(done)/(1<<20)/max(secs, 0.001))
+	}
+	err = b.Registry.PushProgress(ctx, ref, v, func(done, total int64) {
+		lastDone, lastTotal = done, total
+		if time.Since(last) >= time.Second {
+			last = time.Now()
+			report(done, total)
+		}
+	})
+	if err == nil && lastTotal > 0 {
+		report(lastDone, lastTotal)
+	}
+	return err
 }
 
 func (a *app) saveCmd() *cobra.Command {

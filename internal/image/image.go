@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -169,6 +170,12 @@ func (sl *storedLayer) Compressed() (io.ReadCloser, error) { return sl.s.OpenBlo
 // Import copies img (from a registry or an archive) into the store, keeping
 // its manifest bytes so its digest is preserved, and returns the stored image.
 func Import(ctx context.Context, s *store.Store, img v1.Image) (*Image, error) {
+	return ImportCounting(ctx, s, img, nil)
+}
+
+// ImportCounting is Import that adds the bytes of every layer it downloads
+// to counter as they arrive (for progress).
+func ImportCounting(ctx context.Context, s *store.Store, img v1.Image, counter *atomic.Int64) (*Image, error) {
 	raw, err := img.RawManifest()
 	if err != nil {
 		return nil, fmt.Errorf("import image: manifest: %w", err)
@@ -198,7 +205,11 @@ func Import(ctx context.Context, s *store.Store, img v1.Image) (*Image, error) {
 				return err
 			}
 			defer rc.Close()
-			_, _, err = s.WriteBlob(ctx, rc, digest.Digest(d.String()))
+			var r io.Reader = rc
+			if counter != nil {
+				r = &countingReader{r: rc, n: counter}
+			}
+			_, _, err = s.WriteBlob(ctx, r, digest.Digest(d.String()))
 			return err
 		})
 		if err != nil {
@@ -269,4 +280,15 @@ func importConfig(ctx context.Context, img v1.Image) ([]byte, error) {
 		return nil
 	})
 	return raw, err
+}
+
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }

@@ -209,6 +209,12 @@ func (c *Client) Image(ctx context.Context, ref string, platform v1.Platform) (v
 
 // Push uploads img as ref.
 func (c *Client) Push(ctx context.Context, ref string, img v1.Image) error {
+	return c.PushProgress(ctx, ref, img, nil)
+}
+
+// PushProgress is Push that reports the bytes uploaded so far (and the
+// total) to progress as the upload runs.
+func (c *Client) PushProgress(ctx context.Context, ref string, img v1.Image, progress func(done, total int64)) error {
 	var opts []name.Option
 	if r0, err := name.ParseReference(ref); err == nil && c.host(r0.Context().RegistryStr()).Insecure {
 		opts = append(opts, name.Insecure)
@@ -217,7 +223,20 @@ func (c *Client) Push(ctx context.Context, ref string, img v1.Image) error {
 	if err != nil {
 		return fmt.Errorf("invalid image reference %q: %w", ref, err)
 	}
-	if err := remote.Write(r, img, remote.WithContext(ctx), remote.WithAuthFromKeychain(c.keychain)); err != nil {
+	ropts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(c.keychain)}
+	if progress != nil {
+		updates := make(chan v1.Update, 16)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for u := range updates {
+				progress(u.Complete, u.Total)
+			}
+		}()
+		defer func() { <-done }()
+		ropts = append(ropts, remote.WithProgress(updates))
+	}
+	if err := remote.Write(r, img, ropts...); err != nil {
 		return fmt.Errorf("push %s: %w", r.Name(), err)
 	}
 	return nil
