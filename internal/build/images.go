@@ -136,12 +136,18 @@ func reportTransfer(step *progress.Step, verb string, n *atomic.Int64, total int
 	go func() {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
+		var last int64
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
-				line()
+				// only when bytes moved: a stalled or retrying transfer adds
+				// no lines (the elapsed time of the step still moves)
+				if d := n.Load(); d != last {
+					last = d
+					line()
+				}
 			}
 		}
 	}()

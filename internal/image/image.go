@@ -228,12 +228,12 @@ func BlobLayer(s *store.Store, l Layer) partial.CompressedLayer {
 	return &storedLayer{s: s, l: l}
 }
 
-// retry runs fn up to 4 times with a growing pause: a blob body cut short
+// retry runs fn up to 3 times with a growing pause: a blob body cut short
 // by the network (which go-containerregistry's request retries do not
 // cover) is fetched again. Content is verified by digest on every try.
 func retry(ctx context.Context, fn func() error) error {
 	var err error
-	for i := 0; i < 4; i++ {
+	for i := 0; i < 3; i++ {
 		if err = fn(); err == nil || ctx.Err() != nil {
 			return err
 		}
