@@ -47,8 +47,13 @@ func (h *harness) main(ctx context.Context) error {
 		return err
 	}
 
-	// 1. strata itself.
+	// 1. strata itself, from the work tree as it is now.
 	h.strata = filepath.Join(h.cfg.work, "strata")
+	rev := output("git", "-C", h.cfg.repo, "rev-parse", "--short", "HEAD")
+	if output("git", "-C", h.cfg.repo, "status", "--porcelain", "--untracked-files=no") != "" {
+		rev += " with uncommitted changes"
+	}
+	h.env = append(h.env, fmt.Sprintf("strata built at %s from the work tree at commit %s", time.Now().Format("15:04:05"), rev))
 	logf("building strata")
 	if err := must(ctx, cmdSpec{argv: []string{"go", "build", "-o", h.strata, "./cmd/strata"}, dir: h.cfg.repo, log: filepath.Join(logs, "go-build.log")}); err != nil {
 		return err
