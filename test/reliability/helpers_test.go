@@ -2,7 +2,6 @@ package reliability
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -25,6 +24,8 @@ import (
 	"time"
 
 	"github.com/strata-build/strata/internal/layer"
+
+	"github.com/strata-build/strata/internal/store"
 )
 
 const imagePATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -252,44 +253,9 @@ func tempFiles(store string) []string {
 	return out
 }
 
-// mountsUnder lists the mount points at or below dir.
-func mountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	dir = filepath.Clean(dir)
-	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeOctal(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	return out
-}
-
-func unescapeOctal(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
+// mountsUnder lists the mount points at or below dir (the store's own
+// mountinfo reader, which has its own unit tests).
+func mountsUnder(dir string) []string { return store.MountsUnder(dir) }
 
 // runcContainers lists the containers in store's runc state directory.
 func runcContainers(store string) []string {
