@@ -391,3 +391,59 @@ func BenchmarkMount(b *testing.B) {
 		}
 	}
 }
+
+// superOptions returns the superblock options of the mount at target.
+func superOptions(t *testing.T, target string) string {
+	t.Helper()
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	s.Buffer(nil, 1<<20)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) > 4 && fields[4] == target {
+			return fields[len(fields)-1]
+		}
+	}
+	t.Fatalf("%s is not mounted", target)
+	return ""
+}
+
+// A writable snapshot is volatile (no syncfs of the whole upper filesystem at
+// unmount), with the new mount API and with mount(2); a read-only view has no
+// upper to be volatile about.
+func TestWritableMountsAreVolatile(t *testing.T) {
+	requireRoot(t)
+	l := newRW(t)
+	writeFile(t, filepath.Join(l.lower, "f"), "x")
+	mountFor(t, []string{l.lower}, l.upper, l.work, l.merged)
+	if o := superOptions(t, l.merged); !strings.Contains(o, "volatile") {
+		t.Errorf("new mount API: options %q lack volatile", o)
+	}
+
+	legacy := newRW(t)
+	if err := mountLegacy([]string{l.lower}, legacy.upper, legacy.work, legacy.merged); err != nil {
+		t.Fatalf("mountLegacy: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := Unmount(legacy.merged); err != nil {
+			t.Error(err)
+		}
+	})
+	if o := superOptions(t, legacy.merged); !strings.Contains(o, "volatile") {
+		t.Errorf("mount(2): options %q lack volatile", o)
+	}
+
+	d := t.TempDir()
+	l2 := filepath.Join(d, "l2")
+	writeFile(t, filepath.Join(l2, "g"), "y")
+	ro := filepath.Join(d, "ro")
+	mkdirs(t, ro)
+	mountFor(t, []string{l.lower, l2}, "", "", ro)
+	if o := superOptions(t, ro); strings.Contains(o, "volatile") {
+		t.Errorf("read-only view: options %q have volatile", o)
+	}
+}
