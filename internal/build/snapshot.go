@@ -78,12 +78,19 @@ func (sb *stageBuilder) changeOn(ctx context.Context, p *progress.Step, createdB
 			return fmt.Errorf("new snapshot: %w", err)
 		}
 	}
-	if err := overlay.Mount(ctx, lowerDirs, upper, work, merged); err != nil {
-		return fmt.Errorf("mount snapshot: %w", err)
-	}
-	ferr := fn(merged)
-	if err := overlay.Unmount(merged); err != nil && ferr == nil {
-		ferr = fmt.Errorf("unmount snapshot: %w", err)
+	var ferr error
+	if len(lowerDirs) == 0 {
+		// Nothing below: the upper directory is the whole filesystem, so it
+		// is written directly, without overlayfs's cost on every file.
+		ferr = fn(upper)
+	} else {
+		if err := overlay.Mount(ctx, lowerDirs, upper, work, merged); err != nil {
+			return fmt.Errorf("mount snapshot: %w", err)
+		}
+		ferr = fn(merged)
+		if err := overlay.Unmount(merged); err != nil && ferr == nil {
+			ferr = fmt.Errorf("unmount snapshot: %w", err)
+		}
 	}
 	if ferr != nil {
 		return ferr
