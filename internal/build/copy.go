@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/patternmatcher"
 	mode "github.com/tonistiigi/dchapes-mode"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-build/strata/internal/buildctx"
@@ -339,80 +341,99 @@ func copyInto(ctx context.Context, rootfs string, items []copyItem, dest string,
 	}
 	c := &copier{rootfs: rootfs, cs: cs, o: o, links: map[[2]uint64]string{}, parentOwner: parentOwner, parentMode: parentMode, exclude: excl}
 	for _, it := range items {
-		if err := ctx.Err(); err != nil {
+		// One item at a time: two items may write the same path (the later
+		// wins), so the files of one are all written before the next starts.
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(copyWorkers())
+		c.files, c.filesCtx = g, gctx
+		err := c.copyItem(ctx, it, cs, dest, destDir)
+		if werr := g.Wait(); err == nil {
+			err = werr
+		}
+		if err != nil {
 			return err
 		}
-		c.cs = cs
-		if it.src != nil {
-			c.cs = it.src
-		}
-		fi := it.fi
-		host := it.host
-		if fi.Mode()&os.ModeSymlink != 0 {
-			// A symlink named as a source is followed, within the source root.
-			real, err := securejoin.SecureJoin(c.cs.root, it.rel)
-			if err != nil {
-				return err
-			}
-			rfi, err := os.Stat(real)
-			if err != nil {
-				return fmt.Errorf("%s: %q is a dangling symlink", c.cs.where(), it.rel)
-			}
-			host, fi = real, rfi
-		}
-		if c.excluded(path.Base(it.rel)) {
-			continue
-		}
-		if o.parents {
-			target := path.Join(dest, it.keep)
-			if fi.IsDir() {
-				if err := c.mkdirAll(target); err != nil {
-					return err
-				}
-				if err := c.copyDirContents(ctx, host, it.rel, target, ""); err != nil {
-					return err
-				}
-				continue
-			}
-			if err := c.mkdirAll(path.Dir(target)); err != nil {
-				return err
-			}
-			if err := c.copyEntry(host, fi, target); err != nil {
-				return err
-			}
-			continue
-		}
-		switch {
-		case fi.IsDir():
-			if err := c.mkdirAll(dest); err != nil {
-				return err
-			}
-			if err := c.copyDirContents(ctx, host, it.rel, dest, ""); err != nil {
-				return err
-			}
-		case o.unpack && !it.noUnpack && isArchiveFile(host):
-			if err := c.mkdirAll(dest); err != nil {
-				return err
-			}
-			if err := c.unpack(ctx, host, dest); err != nil {
-				return err
-			}
-		default:
-			target := dest
-			if destDir {
-				target = path.Join(dest, path.Base(it.rel))
-			} else if dfi, err := statIn(rootfs, dest); err == nil && dfi.IsDir() {
-				target = path.Join(dest, path.Base(it.rel))
-			}
-			if err := c.mkdirAll(path.Dir(target)); err != nil {
-				return err
-			}
-			if err := c.copyEntry(host, fi, target); err != nil {
-				return err
-			}
+	}
+	// Directories this copy created get their source's modification time
+	// once everything below them is written (writing a child changes its
+	// parent's mtime), deepest first, as BuildKit does.
+	for i := len(c.dirTimes) - 1; i >= 0; i-- {
+		if err := lutimes(c.dirTimes[i].dst, c.dirTimes[i].fi); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// copyWorkers bounds the regular files copied at once. Copying is mostly
+// kernel time (copy_file_range, inode allocation) and waiting on the disk, so
+// a few more than the CPUs keep both busy; the result does not depend on it.
+func copyWorkers() int { return max(runtime.NumCPU(), 4) }
+
+// copyItem copies one resolved source (a file, or a directory's contents)
+// to dest; regular files may still be in flight in c.files when it returns.
+func (c *copier) copyItem(ctx context.Context, it copyItem, cs *copySource, dest string, destDir bool) error {
+	rootfs, o := c.rootfs, c.o
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.cs = cs
+	if it.src != nil {
+		c.cs = it.src
+	}
+	fi := it.fi
+	host := it.host
+	if fi.Mode()&os.ModeSymlink != 0 {
+		// A symlink named as a source is followed, within the source root.
+		real, err := securejoin.SecureJoin(c.cs.root, it.rel)
+		if err != nil {
+			return err
+		}
+		rfi, err := os.Stat(real)
+		if err != nil {
+			return fmt.Errorf("%s: %q is a dangling symlink", c.cs.where(), it.rel)
+		}
+		host, fi = real, rfi
+	}
+	if c.excluded(path.Base(it.rel)) {
+		return nil
+	}
+	if o.parents {
+		target := path.Join(dest, it.keep)
+		if fi.IsDir() {
+			if err := c.mkdirAll(target); err != nil {
+				return err
+			}
+			return c.copyDirContents(ctx, host, it.rel, target, "")
+		}
+		if err := c.mkdirAll(path.Dir(target)); err != nil {
+			return err
+		}
+		return c.copyEntry(host, fi, target)
+	}
+	switch {
+	case fi.IsDir():
+		if err := c.mkdirAll(dest); err != nil {
+			return err
+		}
+		return c.copyDirContents(ctx, host, it.rel, dest, "")
+	case o.unpack && !it.noUnpack && isArchiveFile(host):
+		if err := c.mkdirAll(dest); err != nil {
+			return err
+		}
+		return c.unpack(ctx, host, dest)
+	default:
+		target := dest
+		if destDir {
+			target = path.Join(dest, path.Base(it.rel))
+		} else if dfi, err := statIn(rootfs, dest); err == nil && dfi.IsDir() {
+			target = path.Join(dest, path.Base(it.rel))
+		}
+		if err := c.mkdirAll(path.Dir(target)); err != nil {
+			return err
+		}
+		return c.copyEntry(host, fi, target)
+	}
 }
 
 // statIn stats p inside rootfs, following symlinks within it.
@@ -432,6 +453,18 @@ type copier struct {
 	parentOwner owner
 	parentMode  os.FileMode
 	exclude     *patternmatcher.PatternMatcher // --exclude, matched relative to the copied source
+
+	// files copies regular files' data in parallel (nil: inline); the walk
+	// itself (directories, links, hardlinked files) stays on one goroutine,
+	// so every path is written by exactly one writer.
+	files    *errgroup.Group
+	filesCtx context.Context
+	dirTimes []dirTime // directories to stamp once everything below is written
+}
+
+type dirTime struct {
+	dst string
+	fi  os.FileInfo
 }
 
 // excluded reports whether rel (relative to the copied source) matches --exclude.
@@ -581,6 +614,10 @@ func (c *copier) copyEntry(srcHost string, fi os.FileInfo, target string) error 
 		if err := os.Mkdir(dst, 0o700); err != nil {
 			return err
 		}
+		if c.files != nil {
+			c.dirTimes = append(c.dirTimes, dirTime{dst: dst, fi: fi})
+			return applyMeta(dst, uid, gid, mode, fi, false)
+		}
 	case mode&os.ModeSymlink != 0:
 		link, err := os.Readlink(srcHost)
 		if err != nil {
@@ -602,6 +639,17 @@ func (c *copier) copyEntry(srcHost string, fi os.FileInfo, target string) error 
 				}
 			}
 			defer func() { c.links[key] = dst }()
+		} else if c.files != nil {
+			c.files.Go(func() error {
+				if err := c.filesCtx.Err(); err != nil {
+					return err
+				}
+				if err := copyFileData(srcHost, dst); err != nil {
+					return err
+				}
+				return applyMeta(dst, uid, gid, mode, fi, true)
+			})
+			return nil
 		}
 		if err := copyFileData(srcHost, dst); err != nil {
 			return err

@@ -1,0 +1,192 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// copyTree copies the whole of src to dest in a fresh rootfs, as
+// `COPY . dest` does for a stage or image source (owners kept).
+func copyTree(t *testing.T, src, dest string) string {
+	t.Helper()
+	rootfs := t.TempDir()
+	cs := &copySource{root: src, keepOwner: true, name: "test source"}
+	items, err := cs.resolve([]string{"."}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := copyInto(context.Background(), rootfs, items, dest, cs, copyOptions{}); err != nil {
+		t.Fatalf("copyInto: %v", err)
+	}
+	return rootfs
+}
+
+// The files of a large tree are copied in parallel; the result must not
+// show it: every file's content, mode and mtime, every directory's mode and
+// mtime (set once its contents are written, as BuildKit does), hardlinks
+// kept as hardlinks and symlinks as symlinks.
+func TestCopyTreeKeepsMetadata(t *testing.T) {
+	src := t.TempDir()
+	old := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	for d := range 6 {
+		dir := filepath.Join(src, fmt.Sprintf("d%d", d), "sub")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for f := range 40 {
+			p := filepath.Join(dir, fmt.Sprintf("f%02d", f))
+			if err := os.WriteFile(p, []byte(fmt.Sprintf("file %d/%d\n", d, f)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if f%7 == 0 {
+				if err := os.Chmod(p, 0o751); err != nil {
+					t.Fatal(err)
+				}
+			}
+			os.Chtimes(p, old.Add(time.Duration(f)*time.Second), old.Add(time.Duration(f)*time.Second))
+		}
+	}
+	if err := os.Link(filepath.Join(src, "d0/sub/f01"), filepath.Join(src, "d5/hard")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("sub/f02", filepath.Join(src, "d1/link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(src, "d3"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// Directory times last: writing into a directory changes its mtime.
+	for d := range 6 {
+		for _, p := range []string{fmt.Sprintf("d%d/sub", d), fmt.Sprintf("d%d", d)} {
+			ts := old.Add(time.Duration(d) * time.Hour)
+			if err := os.Chtimes(filepath.Join(src, p), ts, ts); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	rootfs := copyTree(t, src, "/app/")
+	err := filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || p == src {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		got, err := os.Lstat(filepath.Join(rootfs, "app", rel))
+		if err != nil {
+			t.Errorf("%s: %v", rel, err)
+			return nil
+		}
+		if got.Mode() != fi.Mode() {
+			t.Errorf("%s: mode %v, want %v", rel, got.Mode(), fi.Mode())
+		}
+		if !got.ModTime().Equal(fi.ModTime()) {
+			t.Errorf("%s: mtime %v, want %v", rel, got.ModTime(), fi.ModTime())
+		}
+		if fi.Mode().IsRegular() {
+			a, _ := os.ReadFile(p)
+			b, _ := os.ReadFile(filepath.Join(rootfs, "app", rel))
+			if string(a) != string(b) {
+				t.Errorf("%s: content %q, want %q", rel, b, a)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.Stat(filepath.Join(rootfs, "app/d0/sub/f01"))
+	b, _ := os.Stat(filepath.Join(rootfs, "app/d5/hard"))
+	if a.Sys().(*syscall.Stat_t).Ino != b.Sys().(*syscall.Stat_t).Ino {
+		t.Errorf("hardlinked source files were copied as two files")
+	}
+	if l, err := os.Readlink(filepath.Join(rootfs, "app/d1/link")); err != nil || l != "sub/f02" {
+		t.Errorf("symlink: %q %v", l, err)
+	}
+}
+
+// A copy that fails half way (the destination filesystem fills up, while
+// files are being written in parallel) returns the cause once every copy in
+// flight has stopped, so the caller can unmount.
+func TestCopyTreeDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	src := t.TempDir()
+	data := make([]byte, 64<<10)
+	for f := range 64 {
+		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("f%02d", f)), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rootfs := t.TempDir()
+	if err := unix.Mount("tmpfs", rootfs, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(rootfs, unix.MNT_DETACH) })
+	cs := &copySource{root: src, keepOwner: true, name: "test source"}
+	items, err := cs.resolve([]string{"."}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = copyInto(context.Background(), rootfs, items, "/app/", cs, copyOptions{})
+	if !errors.Is(err, unix.ENOSPC) {
+		t.Errorf("copy onto a full filesystem: %v, want ENOSPC", err)
+	}
+	// Busy would mean a copy still had a file open.
+	if err := unix.Unmount(rootfs, 0); err != nil {
+		t.Fatalf("unmount after the failed copy: %v", err)
+	}
+}
+
+func TestCopyTreeCancelled(t *testing.T) {
+	src := t.TempDir()
+	for f := range 20 {
+		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("f%02d", f)), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cs := &copySource{root: src, keepOwner: true, name: "test source"}
+	items, err := cs.resolve([]string{"."}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := copyInto(ctx, t.TempDir(), items, "/app/", cs, copyOptions{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled copy: %v, want context.Canceled", err)
+	}
+}
+
+// Two sources with the same name: the later one wins, as in Docker, even
+// though files are written in parallel.
+func TestCopyLaterSourceWins(t *testing.T) {
+	src := t.TempDir()
+	for _, d := range []string{"x", "y", "z"} {
+		if err := os.MkdirAll(filepath.Join(src, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, d, "a.txt"), []byte(d), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rootfs := t.TempDir()
+	cs := &copySource{root: src, keepOwner: true, name: "test source"}
+	items, err := cs.resolve([]string{"x/a.txt", "y/a.txt", "z", "x"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := copyInto(context.Background(), rootfs, items, "/d/", cs, copyOptions{}); err != nil {
+		t.Fatalf("copyInto: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(rootfs, "d/a.txt")); err != nil || string(b) != "x" {
+		t.Errorf("d/a.txt = %q, %v; want the last source's (x)", b, err)
+	}
+}
