@@ -151,6 +151,8 @@ Environment:
     STRATA_CONFIG            the registry configuration file (--config)
     STRATA_REGISTRY_MIRRORS  registry mirrors: REGISTRY=URL[,REGISTRY=URL...]
     STRATA_DEBUG_CACHE=1     explain every build cache miss
+    STRATA_MAX_LAYER_ENTRIES most entries one layer tar may have (default 4194304)
+    STRATA_CPUPROFILE=FILE   write a pprof CPU profile of the command to FILE
     SOURCE_DATE_EPOCH        timestamps for reproducible images
 
 Registry credentials come from Docker's config (~/.docker/config.json and its

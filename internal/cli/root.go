@@ -158,6 +158,14 @@ func (a *app) close() {
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
 	defer a.close()
+	if p := os.Getenv("STRATA_CPUPROFILE"); p != "" {
+		stop, err := startCPUProfile(p)
+		if err != nil {
+			fmt.Fprintf(stderr, "strata: STRATA_CPUPROFILE: %v\n", err)
+			return ExitUsage
+		}
+		defer stop()
+	}
 	root := &cobra.Command{
 		Use:           "strata",
 		Short:         "Build OCI images from Dockerfiles, without a daemon",
