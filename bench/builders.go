@@ -58,7 +58,7 @@ func (s *strataBuilder) env() []string {
 }
 
 func (s *strataBuilder) start(ctx context.Context) error {
-	s.root = filepath.Join(s.h.cfg.work, "state", "strata")
+	s.root = s.h.statePath("strata", filepath.Join(s.h.cfg.work, "state", "strata"))
 	s.cfgFile = filepath.Join(s.h.cfg.work, "strata-config.json")
 	return writeFile(s.cfgFile, fmt.Sprintf(`{"registries": {
   "docker.io": {"mirrors": ["http://%s"]},
@@ -150,7 +150,7 @@ func (b *buildkitBuilder) start(ctx context.Context) error {
 	if b.bin == "" {
 		return fmt.Errorf("buildkitd and buildctl not found in %s or on PATH", b.h.cfg.bkBin)
 	}
-	b.root, b.runDir = "/var/lib/bk-bench", "/run/bk-bench"
+	b.root, b.runDir = b.h.statePath("buildkit", "/var/lib/bk-bench"), "/run/bk-bench"
 	b.addr = "unix://" + b.runDir + "/buildkitd.sock"
 	if err := removeTree(b.root); err != nil {
 		return err
@@ -248,6 +248,7 @@ func (b *buildkitBuilder) stop() {
 type buildahBuilder struct {
 	h       *harness
 	bin     string
+	top     string // everything buildah keeps (storage below it)
 	root    string
 	runroot string
 	regConf string
@@ -272,7 +273,8 @@ func (b *buildahBuilder) start(ctx context.Context) error {
 		return fmt.Errorf("runc not installed")
 	}
 	b.bin = p
-	b.root, b.runroot = "/var/lib/buildah-bench/storage", "/run/buildah-bench"
+	b.top = b.h.statePath("buildah", "/var/lib/buildah-bench")
+	b.root, b.runroot = filepath.Join(b.top, "storage"), "/run/buildah-bench"
 	b.regConf = filepath.Join(b.h.cfg.work, "registries.conf")
 	// docker.io is remapped to the loopback registry (not a mirror), so buildah
 	// never tries the internet.
@@ -303,7 +305,7 @@ func (b *buildahBuilder) wipe() {
 		_ = must(ctx, cmdSpec{argv: b.cmd("rm", "--all"), env: b.env(), log: log})
 		_ = must(ctx, cmdSpec{argv: b.cmd("rmi", "--all", "--force"), env: b.env(), log: log})
 	}
-	for _, dir := range []string{b.runroot, "/var/lib/buildah-bench"} {
+	for _, dir := range []string{b.runroot, b.top} {
 		if err := removeTree(dir); err != nil {
 			logf("buildah: remove %s: %v", dir, err)
 		}
@@ -385,7 +387,7 @@ func (b *dockerBuilder) start(ctx context.Context) error {
 	if b.dockerd == "" || b.client == "" {
 		return fmt.Errorf("dockerd or docker not installed (apt-get install docker.io)")
 	}
-	b.data, b.runDir = "/var/lib/docker-bench", "/run/docker-bench"
+	b.data, b.runDir = b.h.statePath("docker", "/var/lib/docker-bench"), "/run/docker-bench"
 	b.sock = b.runDir + "/docker.sock"
 	if err := os.MkdirAll(b.runDir, 0o755); err != nil {
 		return err

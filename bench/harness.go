@@ -33,6 +33,7 @@ type harness struct {
 	env           []string // environment notes for the report
 	busy          float64  // CPU busy share measured by the last settle
 	noisy         int      // timed commands started on a busy machine
+	fsRoot        string   // with --fs loop: the mounted state filesystem
 }
 
 func (h *harness) main(ctx context.Context) error {
@@ -57,6 +58,13 @@ func (h *harness) main(ctx context.Context) error {
 	logf("building strata")
 	if err := must(ctx, cmdSpec{argv: []string{"go", "build", "-o", h.strata, "./cmd/strata"}, dir: h.cfg.repo, log: filepath.Join(logs, "go-build.log")}); err != nil {
 		return err
+	}
+
+	// The builders' state on a fresh filesystem of its own (--fs loop).
+	if h.cfg.fs == "loop" {
+		if err := h.mountStateFS(ctx); err != nil {
+			return err
+		}
 	}
 
 	// 2. the loopback registry.
@@ -322,6 +330,7 @@ func (h *harness) teardown() {
 			_ = os.RemoveAll(filepath.Join(h.cfg.work, "registry"))
 		}
 	}
+	h.unmountStateFS()
 	if mps := mountsUnder(h.cfg.work); len(mps) > 0 {
 		logf("WARNING: mounts left under %s: %v", h.cfg.work, mps)
 	}

@@ -39,6 +39,7 @@ type config struct {
 	timeout     time.Duration
 	out         string // results file
 	quietWait   time.Duration
+	fs          string // "loop": builders' state on a fresh journaled ext4; "host": where it is
 }
 
 func main() {
@@ -58,7 +59,12 @@ func run() int {
 	flag.DurationVar(&cfg.timeout, "timeout", 15*time.Minute, "timeout of one timed command")
 	flag.DurationVar(&cfg.quietWait, "quiet-wait", 30*time.Second, "before a timed command, wait up to this long for the machine to be quiet (under 15% CPU busy)")
 	flag.StringVar(&cfg.out, "out", "", "results file (default bench/results.md)")
+	flag.StringVar(&cfg.fs, "fs", "loop", "where the builders keep their state: loop (a fresh journaled ext4 image, loop-mounted at bench/.work/fs) or host (/var/lib/..., bench/.work/state)")
 	flag.Parse()
+	if cfg.fs != "loop" && cfg.fs != "host" {
+		fmt.Fprintf(os.Stderr, "bench: --fs %q: want loop or host\n", cfg.fs)
+		return 2
+	}
 	if cfg.largeRounds <= 0 {
 		cfg.largeRounds = cfg.rounds
 	}
