@@ -110,8 +110,11 @@ type Builder struct {
 	// MaxLayerEntries bounds the entries of one layer tar that is unpacked
 	// (a tar bomb guard); 0 means DefaultMaxLayerEntries.
 	MaxLayerEntries int
-	Runner          *runc.Runner
-	Session         *store.Session
+	// MaxLayerBytes bounds what the files of one unpacked layer add up to
+	// (holes of sparse files included); 0 means DefaultMaxLayerBytes.
+	MaxLayerBytes int64
+	Runner        *runc.Runner
+	Session       *store.Session
 
 	pullMu sync.Mutex
 	pulls  map[string]*pullCall
@@ -134,12 +137,21 @@ func DefaultJobs() int { return max(runtime.NumCPU(), 4) }
 // (the largest common base images have a few hundred thousand).
 const DefaultMaxLayerEntries = 4 << 20
 
+// DefaultMaxLayerBytes is the default bound on what the files of one layer
+// add up to: far above real layers, far below what a gzip or sparse-file
+// bomb expands to. Sparse files are written sparse, so their holes count
+// here but take no disk.
+const DefaultMaxLayerBytes = 1 << 40
+
 func (b *Builder) applyOptions() layer.ApplyOptions {
-	n := b.MaxLayerEntries
-	if n == 0 {
-		n = DefaultMaxLayerEntries
+	o := layer.ApplyOptions{MaxEntries: b.MaxLayerEntries, MaxBytes: b.MaxLayerBytes}
+	if o.MaxEntries == 0 {
+		o.MaxEntries = DefaultMaxLayerEntries
 	}
-	return layer.ApplyOptions{MaxEntries: n}
+	if o.MaxBytes == 0 {
+		o.MaxBytes = DefaultMaxLayerBytes
+	}
+	return o
 }
 
 // HostPlatform is the platform strata builds for.

@@ -152,6 +152,7 @@ Environment:
     STRATA_REGISTRY_MIRRORS  registry mirrors: REGISTRY=URL[,REGISTRY=URL...]
     STRATA_DEBUG_CACHE=1     explain every build cache miss
     STRATA_MAX_LAYER_ENTRIES most entries one layer tar may have (default 4194304)
+    STRATA_MAX_LAYER_BYTES   most bytes the files of one layer may add up to (default 2^40)
     STRATA_CPUPROFILE=FILE   write a pprof CPU profile of the command to FILE
     SOURCE_DATE_EPOCH        timestamps for reproducible images
 

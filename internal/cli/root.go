@@ -113,6 +113,14 @@ func (a *app) open(ctx context.Context) (*build.Builder, error) {
 		}
 		a.builder.MaxLayerEntries = n
 	}
+	if v := os.Getenv("STRATA_MAX_LAYER_BYTES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			se.Close()
+			return nil, usagef("STRATA_MAX_LAYER_BYTES=%q: must be a positive number of bytes", v)
+		}
+		a.builder.MaxLayerBytes = n
+	}
 	return a.builder, nil
 }
 

@@ -19,6 +19,10 @@ type ApplyOptions struct {
 	// MaxEntries bounds the number of tar entries (0: no limit); exceeding it
 	// is an error.
 	MaxEntries int
+	// MaxBytes bounds the sum of the sizes of the layer's files, holes of
+	// sparse files included (0: no limit); exceeding it is an error, found
+	// from the headers before the file that crosses it is written.
+	MaxBytes int64
 }
 
 // Apply extracts a (possibly compressed) OCI layer tar stream r into the empty
@@ -40,7 +44,7 @@ type ApplyOptions struct {
 // never followed out of dir, and the last component is never followed.
 // The root entry ("./") is ignored. Apply needs root.
 func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (digest.Digest, error) {
-	x := &extractor{layer: true, maxEntries: opts.MaxEntries}
+	x := &extractor{layer: true, maxEntries: opts.MaxEntries, maxBytes: opts.MaxBytes}
 	d, err := x.run(ctx, dir, r)
 	if err != nil {
 		return "", fmt.Errorf("apply layer to %s: %w", dir, err)
@@ -96,7 +100,9 @@ type extractor struct {
 	layer           bool
 	owner           *Owner
 	maxEntries      int
-	forceSecureJoin bool // tests: exercise the openat2 fallback
+	maxBytes        int64
+	bytes           int64 // file sizes so far, for maxBytes
+	forceSecureJoin bool  // tests: exercise the openat2 fallback
 
 	root     *root
 	buf      []byte
@@ -137,6 +143,12 @@ func (x *extractor) run(ctx context.Context, dir string, r io.Reader) (digest.Di
 		}
 		if x.maxEntries > 0 && n > x.maxEntries {
 			return "", fmt.Errorf("more than %d tar entries", x.maxEntries)
+		}
+		if hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeGNUSparse || hdr.Typeflag == tar.TypeCont {
+			x.bytes += hdr.Size
+			if x.maxBytes > 0 && (hdr.Size > x.maxBytes || x.bytes > x.maxBytes) {
+				return "", fmt.Errorf("entry %q: the files add up to more than %d bytes", hdr.Name, x.maxBytes)
+			}
 		}
 		if err := x.entry(hdr, tr); err != nil {
 			return "", fmt.Errorf("entry %q: %w", hdr.Name, err)
@@ -276,7 +288,7 @@ func (x *extractor) writeFile(pfd int, base string, r io.Reader) error {
 		return err
 	}
 	f := os.NewFile(uintptr(fd), base)
-	_, err = io.CopyBuffer(onlyWriter{f}, r, x.buf)
+	err = writeSparse(f, r, x.buf)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -286,8 +298,68 @@ func (x *extractor) writeFile(pfd int, base string, r io.Reader) error {
 	return nil
 }
 
-// onlyWriter hides io.ReaderFrom so that io.CopyBuffer uses its buffer.
-type onlyWriter struct{ io.Writer }
+// holeBlock is the unit writeSparse leaves as a hole when it is all zeros.
+const holeBlock = 4096
+
+var zeroBlock [holeBlock]byte
+
+// writeSparse copies r into the empty file f, leaving every run of zero
+// blocks as a hole (as GNU tar does for --sparse archives, and cp by
+// default), so a sparse file in a layer — the holes of which the tar reader
+// returns as zeros — takes only its data's space on disk, not its size.
+// Reading the file gives the same bytes either way.
+func writeSparse(f *os.File, r io.Reader, buf []byte) error {
+	var off int64
+	for {
+		n, rerr := fill(r, buf)
+		b := buf[:n]
+		for len(b) > 0 {
+			// the next run of non-zero blocks, written at once
+			end := 0
+			for end < len(b) && !isZeroBlock(b[end:min(end+holeBlock, len(b))]) {
+				end = min(end+holeBlock, len(b))
+			}
+			if end > 0 {
+				if _, err := f.WriteAt(b[:end], off); err != nil {
+					return err
+				}
+				off += int64(end)
+				b = b[end:]
+			}
+			// then skip the run of zero blocks
+			for len(b) > 0 && isZeroBlock(b[:min(holeBlock, len(b))]) {
+				k := min(holeBlock, len(b))
+				off += int64(k)
+				b = b[k:]
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+	// A file that ends in a hole gets its size from the truncate.
+	return f.Truncate(off)
+}
+
+// fill reads from r until buf is full or r fails; unlike io.ReadFull it
+// passes r's error through unchanged (io.EOF at the end, whatever else on a
+// truncated stream).
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		k, err := r.Read(buf[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func isZeroBlock(b []byte) bool { return string(b) == string(zeroBlock[:len(b)]) }
 
 // hardlink links base in pfd to target, a path of the archive resolved inside
 // the root (the target itself is linked, not what it may point to).

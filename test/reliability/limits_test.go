@@ -18,3 +18,17 @@ func TestLayerEntryLimit(t *testing.T) {
 	strata(t, store, "fsck")
 	strata(t, store, "build", ctxDir) // the default limit lets it through
 }
+
+// TestLayerByteLimit: the same for what a layer's files add up to
+// (STRATA_MAX_LAYER_BYTES): a gzip or sparse-file bomb is refused before the
+// file that crosses the bound is written.
+func TestLayerByteLimit(t *testing.T) {
+	store := newBusyboxStore(t) // busybox's layer: one ~1-2 MB binary and its links
+	ctxDir := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN true\n"})
+	r := strataRun(t, store, runOpts{env: []string{"STRATA_MAX_LAYER_BYTES=10000"}}, "build", ctxDir)
+	if r.code == 0 || !strings.Contains(r.stderr, "add up to more than 10000 bytes") {
+		t.Fatalf("a layer over the byte limit was unpacked, or the error does not say why:\n%s", r)
+	}
+	strata(t, store, "fsck")
+	strata(t, store, "build", ctxDir)
+}
