@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -135,6 +136,11 @@ func parseMirror(u string) (mirror, error) {
 type Client struct {
 	cfg      Config
 	keychain authn.Keychain
+	// chunkSize is the PATCH size of blob uploads (0: DefaultChunkSize).
+	chunkSize int64
+	// retryDelay is the first wait after a failed upload request, doubled
+	// for each failure in a row (0: 200 ms).
+	retryDelay time.Duration
 }
 
 // New returns a client for cfg using Docker's credential config.
@@ -223,20 +229,25 @@ func (c *Client) PushProgress(ctx context.Context, ref string, img v1.Image, pro
 	if err != nil {
 		return fmt.Errorf("invalid image reference %q: %w", ref, err)
 	}
-	ropts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(c.keychain)}
-	if progress != nil {
-		updates := make(chan v1.Update, 16)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			for u := range updates {
-				progress(u.Complete, u.Total)
-			}
-		}()
-		defer func() { <-done }()
-		ropts = append(ropts, remote.WithProgress(updates))
+	return c.write(ctx, r, img, progress)
+}
+
+// write uploads img's blobs with the resumable uploader, then lets
+// go-containerregistry put the manifest (and mount what lives in other
+// repositories).
+func (c *Client) write(ctx context.Context, r name.Reference, img v1.Image, progress func(done, total int64)) error {
+	blobs, err := imageBlobs(img)
+	if err != nil {
+		return fmt.Errorf("push %s: %w", r.Name(), err)
 	}
-	if err := remote.Write(r, img, ropts...); err != nil {
+	u, err := c.newUploader(ctx, r.Context(), progress)
+	if err != nil {
+		return fmt.Errorf("push %s: %w", r.Name(), err)
+	}
+	if err := u.uploadAll(ctx, blobs); err != nil {
+		return fmt.Errorf("push %s: %w", r.Name(), err)
+	}
+	if err := remote.Write(r, img, remote.WithContext(ctx), remote.WithAuthFromKeychain(c.keychain)); err != nil {
 		return fmt.Errorf("push %s: %w", r.Name(), err)
 	}
 	return nil
@@ -286,8 +297,5 @@ func (c *Client) PushImage(ctx context.Context, ref string, img v1.Image) error 
 	if err != nil {
 		return err
 	}
-	if err := remote.Write(r, img, remote.WithContext(ctx), remote.WithAuthFromKeychain(c.keychain)); err != nil {
-		return fmt.Errorf("push %s: %w", r.Name(), err)
-	}
-	return nil
+	return c.write(ctx, r, img, nil)
 }

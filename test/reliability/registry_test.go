@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -116,10 +117,11 @@ const (
 	reset             // close the connection with a TCP reset before answering
 	slow              // wait, then pass through
 	truncate          // pass through, but cut the body in half and drop the connection
+	cutBody           // forward half of the request body, then drop both connections
 )
 
 func (f fault) String() string {
-	return [...]string{"none", "500", "reset", "slow", "truncate"}[f]
+	return [...]string{"none", "500", "reset", "slow", "truncate", "cut-body"}[f]
 }
 
 // proxy is a loopback HTTP proxy in front of a registry that injects faults:
@@ -139,8 +141,10 @@ type proxy struct {
 
 	faults   atomic.Int64
 	requests atomic.Int64
-	logMu    sync.Mutex
-	log      []string
+	// patchBytes counts the PATCH body bytes forwarded to the registry.
+	patchBytes atomic.Int64
+	logMu      sync.Mutex
+	log        []string
 }
 
 func startProxy(t *testing.T, upstream string) *proxy {
@@ -223,6 +227,12 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if bps := p.bytesPerSec.Load(); bps > 0 && r.Body != nil {
 		r.Body = &throttleReader{ReadCloser: r.Body, bps: bps} // uploads too
 	}
+	if f == cutBody {
+		r.Body = &cutReader{ReadCloser: r.Body, left: r.ContentLength / 2}
+	}
+	if r.Method == http.MethodPatch && r.Body != nil {
+		r.Body = &countReader{ReadCloser: r.Body, n: &p.patchBytes}
+	}
 	var out http.ResponseWriter = w
 	if f == truncate {
 		out = &truncWriter{ResponseWriter: w}
@@ -231,6 +241,37 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out = &throttleWriter{ResponseWriter: out, bps: bps}
 	}
 	p.rp.ServeHTTP(out, r)
+}
+
+// cutReader ends a request body with an error after left bytes: the proxy
+// then aborts its request to the registry (which has received those bytes)
+// and answers the client 502, as a connection lost mid-upload looks.
+type cutReader struct {
+	io.ReadCloser
+	left int64
+}
+
+func (c *cutReader) Read(b []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, errors.New("injected: connection cut mid-body")
+	}
+	if int64(len(b)) > c.left {
+		b = b[:c.left]
+	}
+	n, err := c.ReadCloser.Read(b)
+	c.left -= int64(n)
+	return n, err
+}
+
+type countReader struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (c *countReader) Read(b []byte) (int, error) {
+	n, err := c.ReadCloser.Read(b)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // truncWriter passes half of the body (by Content-Length) and then aborts

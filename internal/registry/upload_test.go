@@ -1,0 +1,213 @@
+package registry
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// faultyFront is a handler in front of a registry that cuts chosen PATCH
+// requests off half way through their body (the client sees the connection
+// drop) and counts the PATCH bytes that reached the registry.
+type faultyFront struct {
+	next       http.Handler
+	cut        func(n int) bool // cut the n-th PATCH (from 0)?
+	patches    atomic.Int32
+	patchBytes atomic.Int64
+	mu         sync.Mutex
+	methods    []string
+}
+
+func (f *faultyFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.methods = append(f.methods, r.Method+" "+r.URL.Path)
+	f.mu.Unlock()
+	if r.Method != http.MethodPatch {
+		f.next.ServeHTTP(w, r)
+		return
+	}
+	n := int(f.patches.Add(1)) - 1
+	if f.cut != nil && f.cut(n) {
+		b, _ := io.ReadAll(io.LimitReader(r.Body, r.ContentLength/2))
+		f.patchBytes.Add(int64(len(b)))
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+		return
+	}
+	cr := &countingReader{r: r.Body}
+	r.Body = io.NopCloser(cr)
+	f.next.ServeHTTP(w, r)
+	f.patchBytes.Add(cr.n)
+}
+
+func (f *faultyFront) saw(method string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, m := range f.methods {
+		if strings.HasPrefix(m, method+" ") && strings.Contains(m, "/blobs/uploads/") {
+			return true
+		}
+	}
+	return false
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	return n, err
+}
+
+func layerBytes(t *testing.T, img v1.Image) int64 {
+	t.Helper()
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, l := range ls {
+		s, err := l.Size()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += s
+	}
+	return n
+}
+
+// verifyPushed reads every blob of ref back (digests are checked at EOF).
+func verifyPushed(t *testing.T, ref string, want v1.Image) {
+	t.Helper()
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := remote.Image(r)
+	if err != nil {
+		t.Fatalf("read back %s: %v", ref, err)
+	}
+	gd, _ := got.Digest()
+	wd, _ := want.Digest()
+	if gd != wd {
+		t.Fatalf("pushed %s, want %s", gd, wd)
+	}
+	ls, _ := got.Layers()
+	for i, l := range ls {
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatalf("layer %d: %v", i, err)
+		}
+		if _, err := io.Copy(io.Discard, rc); err != nil {
+			t.Fatalf("layer %d: %v", i, err)
+		}
+		if err := rc.Close(); err != nil {
+			t.Fatalf("layer %d: %v", i, err)
+		}
+	}
+}
+
+// Blobs go up in chunks (Content-Range PATCHes), progress counts to the
+// total, and a repeated push sends no blob bytes at all.
+func TestChunkedUpload(t *testing.T) {
+	reg := newRegistry(t)
+	front := &faultyFront{}
+	front.next = reg.srv.Config.Handler
+	srv := httptest.NewServer(front)
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+
+	img, err := random.Image(20000, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := New(Config{})
+	c.chunkSize = 4096
+	var last, total int64
+	if err := c.PushProgress(context.Background(), host+"/chunked/img:1", img, func(d, tot int64) { last, total = d, tot }); err != nil {
+		t.Fatal(err)
+	}
+	verifyPushed(t, host+"/chunked/img:1", img)
+	size := layerBytes(t, img)
+	if n := front.patches.Load(); int64(n) < size/4096 {
+		t.Errorf("%d PATCH requests for %d bytes in 4 KiB chunks", n, size)
+	}
+	if last != total || total < size {
+		t.Errorf("progress ended at %d of %d (layers %d bytes)", last, total, size)
+	}
+	before := front.patchBytes.Load()
+	if err := c.Push(context.Background(), host+"/chunked/img:2", img); err != nil {
+		t.Fatal(err)
+	}
+	if d := front.patchBytes.Load() - before; d != 0 {
+		t.Errorf("second push of the same blobs sent %d bytes", d)
+	}
+}
+
+// A connection lost in the middle of a chunk: a registry that cannot say
+// how much it kept (go-containerregistry's has no upload status) gets the
+// blob again from the start, in a new upload, and the push succeeds.
+func TestUploadRestartsWithoutStatus(t *testing.T) {
+	reg := newRegistry(t)
+	front := &faultyFront{cut: func(n int) bool { return n == 2 || n == 5 }}
+	front.next = reg.srv.Config.Handler
+	srv := httptest.NewServer(front)
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+
+	img, err := random.Image(30000, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := New(Config{})
+	c.chunkSize = 8192
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.Push(ctx, host+"/cut/img:1", img); err != nil {
+		t.Fatalf("push through two cut connections: %v", err)
+	}
+	verifyPushed(t, host+"/cut/img:1", img)
+	if !front.saw(http.MethodGet) {
+		t.Error("the uploader never asked for the upload's status")
+	}
+}
+
+// A registry that keeps failing: the push gives up with the cause, after a
+// bounded number of tries.
+func TestUploadGivesUp(t *testing.T) {
+	reg := newRegistry(t)
+	front := &faultyFront{cut: func(int) bool { return true }}
+	front.next = reg.srv.Config.Handler
+	srv := httptest.NewServer(front)
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	img, err := random.Image(3000, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := New(Config{})
+	c.retryDelay = time.Millisecond
+	err = c.Push(context.Background(), host+"/dead/img:1", img)
+	if err == nil || !strings.Contains(err.Error(), "giving up after") {
+		t.Fatalf("push to a registry that drops every upload: %v", err)
+	}
+	if n := front.patches.Load(); n > 2*(uploadRetries+1) {
+		t.Errorf("%d PATCH attempts for one blob", n)
+	}
+}
