@@ -53,6 +53,17 @@ func (f *faultyFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.patchBytes.Add(cr.n)
 }
 
+// newFront starts a registry behind a faultyFront that cuts the PATCHes cut
+// selects (nil: none), and returns the front and its host:port.
+func newFront(t *testing.T, cut func(n int) bool) (*faultyFront, string) {
+	t.Helper()
+	reg := newRegistry(t)
+	front := &faultyFront{next: reg.srv.Config.Handler, cut: cut}
+	srv := httptest.NewServer(front)
+	t.Cleanup(srv.Close)
+	return front, strings.TrimPrefix(srv.URL, "http://")
+}
+
 func (f *faultyFront) saw(method string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -126,12 +137,7 @@ func verifyPushed(t *testing.T, ref string, want v1.Image) {
 // Blobs go up in chunks (Content-Range PATCHes), progress counts to the
 // total, and a repeated push sends no blob bytes at all.
 func TestChunkedUpload(t *testing.T) {
-	reg := newRegistry(t)
-	front := &faultyFront{}
-	front.next = reg.srv.Config.Handler
-	srv := httptest.NewServer(front)
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
+	front, host := newFront(t, nil)
 
 	img, err := random.Image(20000, 2)
 	if err != nil {
@@ -164,12 +170,7 @@ func TestChunkedUpload(t *testing.T) {
 // how much it kept (go-containerregistry's has no upload status) gets the
 // blob again from the start, in a new upload, and the push succeeds.
 func TestUploadRestartsWithoutStatus(t *testing.T) {
-	reg := newRegistry(t)
-	front := &faultyFront{cut: func(n int) bool { return n == 2 || n == 5 }}
-	front.next = reg.srv.Config.Handler
-	srv := httptest.NewServer(front)
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
+	front, host := newFront(t, func(n int) bool { return n == 2 || n == 5 })
 
 	img, err := random.Image(30000, 1)
 	if err != nil {
@@ -191,12 +192,7 @@ func TestUploadRestartsWithoutStatus(t *testing.T) {
 // A registry that keeps failing: the push gives up with the cause, after a
 // bounded number of tries.
 func TestUploadGivesUp(t *testing.T) {
-	reg := newRegistry(t)
-	front := &faultyFront{cut: func(int) bool { return true }}
-	front.next = reg.srv.Config.Handler
-	srv := httptest.NewServer(front)
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
+	front, host := newFront(t, func(int) bool { return true })
 	img, err := random.Image(3000, 1)
 	if err != nil {
 		t.Fatal(err)

@@ -36,7 +36,9 @@ func mountFor(t *testing.T, lowers []string, upper, work, target string) {
 	})
 }
 
-func isMounted(t *testing.T, target string) bool {
+// mountFields returns the fields of target's line in /proc/self/mountinfo,
+// or nil when nothing is mounted there.
+func mountFields(t *testing.T, target string) []string {
 	t.Helper()
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
@@ -44,14 +46,17 @@ func isMounted(t *testing.T, target string) bool {
 	}
 	defer f.Close()
 	s := bufio.NewScanner(f)
+	s.Buffer(nil, 1<<20)
 	for s.Scan() {
 		fields := strings.Fields(s.Text())
 		if len(fields) > 4 && fields[4] == target {
-			return true
+			return fields
 		}
 	}
-	return false
+	return nil
 }
+
+func isMounted(t *testing.T, target string) bool { return mountFields(t, target) != nil }
 
 func mkdirs(t *testing.T, dirs ...string) {
 	t.Helper()
@@ -395,21 +400,11 @@ func BenchmarkMount(b *testing.B) {
 // superOptions returns the superblock options of the mount at target.
 func superOptions(t *testing.T, target string) string {
 	t.Helper()
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
+	fields := mountFields(t, target)
+	if fields == nil {
+		t.Fatalf("%s is not mounted", target)
 	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	s.Buffer(nil, 1<<20)
-	for s.Scan() {
-		fields := strings.Fields(s.Text())
-		if len(fields) > 4 && fields[4] == target {
-			return fields[len(fields)-1]
-		}
-	}
-	t.Fatalf("%s is not mounted", target)
-	return ""
+	return fields[len(fields)-1]
 }
 
 // A writable snapshot is volatile (no syncfs of the whole upper filesystem at
