@@ -40,6 +40,11 @@ type copySource struct {
 	// key identifies the content of a stage or image source for the cache;
 	// "" means the files are hashed.
 	key string
+	// layers, bottom first, are the directories root shows (root is one of
+	// them or an overlay of them) when they are immutable: unpacked store
+	// layers, or a private extraction. A regular file found in one of them
+	// may be hardlinked into a new snapshot instead of copied.
+	layers []string
 }
 
 // copyOptions are the flags of one COPY/ADD.
@@ -460,6 +465,10 @@ type copier struct {
 	files    *errgroup.Group
 	filesCtx context.Context
 	dirTimes []dirTime // directories to stamp once everything below is written
+
+	rootDev uint64             // device of rootfs, for hardlinks from source layers
+	noLinks bool               // hardlinks from source layers are impossible here
+	linked  map[[2]uint64]bool // layer files this copy has hardlinked once already
 }
 
 type dirTime struct {
@@ -639,7 +648,11 @@ func (c *copier) copyEntry(srcHost string, fi os.FileInfo, target string) error 
 				}
 			}
 			defer func() { c.links[key] = dst }()
-		} else if c.files != nil {
+		}
+		if st != nil && uid == int(st.Uid) && gid == int(st.Gid) && mode == fi.Mode() && c.linkFromLayer(srcHost, st, dst) {
+			return nil
+		}
+		if c.files != nil && (st == nil || st.Nlink <= 1) {
 			c.files.Go(func() error {
 				if err := c.filesCtx.Err(); err != nil {
 					return err
@@ -663,6 +676,89 @@ func (c *copier) copyEntry(srcHost string, fi os.FileInfo, target string) error 
 		}
 	}
 	return applyMeta(dst, uid, gid, mode, fi, true)
+}
+
+// linkFromLayer hardlinks dst to the file that srcHost shows when that file
+// lives in one of the source's immutable layers on rootfs's filesystem, and
+// reports whether it did. The caller has checked that the copy would get the
+// source's owner and mode; its mtime is kept anyway. Each layer file is
+// linked at most once per copy, so two destinations of one source file stay
+// two files (as a copy makes them), and a later step can change the linked
+// file only through overlayfs, which copies it up first.
+func (c *copier) linkFromLayer(srcHost string, st *syscall.Stat_t, dst string) bool {
+	layers := c.cs.layers
+	if len(layers) == 0 || c.noLinks {
+		return false
+	}
+	rel, ok := strings.CutPrefix(srcHost, c.cs.root)
+	rel = strings.TrimPrefix(rel, "/")
+	if !ok || rel == "" {
+		return false
+	}
+	if c.rootDev == 0 {
+		var rs unix.Stat_t
+		if err := unix.Stat(c.rootfs, &rs); err != nil {
+			c.noLinks = true
+			return false
+		}
+		c.rootDev = rs.Dev
+	}
+	// The top-most layer that has an entry at rel is what srcHost shows
+	// (through overlayfs, which reports the lower file's inode number when
+	// all layers share a filesystem); anything unexpected means: copy. The
+	// file is opened without following any symlink and linked by its
+	// descriptor, so what is linked is what was checked.
+	for i := len(layers) - 1; i >= 0; i-- {
+		fd, err := openInLayer(layers[i], rel)
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, unix.ENOSYS) {
+				c.noLinks = true // no openat2: never link
+			}
+			return false
+		}
+		defer unix.Close(fd)
+		var ls unix.Stat_t
+		if err := unix.Fstat(fd, &ls); err != nil {
+			return false
+		}
+		if ls.Dev != c.rootDev {
+			c.noLinks = true // the layers are on another filesystem
+			return false
+		}
+		if ls.Mode&unix.S_IFMT != unix.S_IFREG || ls.Ino != st.Ino || ls.Size != st.Size {
+			return false
+		}
+		key := [2]uint64{ls.Dev, ls.Ino}
+		if c.linked[key] {
+			return false
+		}
+		if err := unix.Linkat(fd, "", unix.AT_FDCWD, dst, unix.AT_EMPTY_PATH); err != nil {
+			return false // EXDEV, EMLINK, ...: copy instead
+		}
+		if c.linked == nil {
+			c.linked = map[[2]uint64]bool{}
+		}
+		c.linked[key] = true
+		return true
+	}
+	return false
+}
+
+// openInLayer opens rel below the directory layer as an O_PATH descriptor,
+// following no symlink on the way (ENOENT when there is nothing there).
+func openInLayer(layer, rel string) (int, error) {
+	dfd, err := unix.Open(layer, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(dfd)
+	return unix.Openat2(dfd, rel, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
+	})
 }
 
 func applyMeta(dst string, uid, gid int, mode os.FileMode, fi os.FileInfo, times bool) error {
@@ -1005,7 +1101,7 @@ func (sb *stageBuilder) withSource(ctx context.Context, from string, fn func(cs 
 			return err
 		}
 		return r.b.view(ctx, dirs, func(root string) error {
-			return fn(&copySource{root: root, keepOwner: true, name: "build context " + from, key: "image " + nc.img.Descriptor.Digest.String()})
+			return fn(&copySource{root: root, keepOwner: true, name: "build context " + from, key: "image " + nc.img.Descriptor.Digest.String(), layers: dirs})
 		})
 	}
 	idx, isStage, err := r.plan.ResolveFrom(r.df, sb.st.Index, from)
@@ -1022,7 +1118,7 @@ func (sb *stageBuilder) withSource(ctx context.Context, from string, fn func(cs 
 			return err
 		}
 		return r.b.view(ctx, dirs, func(root string) error {
-			return fn(&copySource{root: root, keepOwner: true, name: "stage " + r.plan.All[idx].Display()})
+			return fn(&copySource{root: root, keepOwner: true, name: "stage " + r.plan.All[idx].Display(), layers: dirs})
 		})
 	}
 	img, err := r.b.ResolveImage(ctx, from, r.opts.Pull, r.opts.Platform, r.opts.Progress)
@@ -1038,7 +1134,7 @@ func (sb *stageBuilder) withSource(ctx context.Context, from string, fn func(cs 
 		return err
 	}
 	return r.b.view(ctx, dirs, func(root string) error {
-		return fn(&copySource{root: root, keepOwner: true, name: "image " + from, key: "image " + img.Descriptor.Digest.String()})
+		return fn(&copySource{root: root, keepOwner: true, name: "image " + from, key: "image " + img.Descriptor.Digest.String(), layers: dirs})
 	})
 }
 

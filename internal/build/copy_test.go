@@ -190,3 +190,114 @@ func TestCopyLaterSourceWins(t *testing.T) {
 		t.Errorf("d/a.txt = %q, %v; want the last source's (x)", b, err)
 	}
 }
+
+func inode(t *testing.T, p string) uint64 {
+	t.Helper()
+	fi, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+// Files of an immutable source (store layers) are hardlinked into the new
+// snapshot when the copy would give them the same owner, mode and mtime and
+// both are on one filesystem; otherwise they are copied.
+func TestCopyLinksFromLayers(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (overlayfs, tmpfs, linkat by descriptor)")
+	}
+	base := t.TempDir()
+	lower, upper, view := filepath.Join(base, "lower"), filepath.Join(base, "upper"), filepath.Join(base, "view")
+	for p, content := range map[string]string{
+		lower + "/bin/tool":   "lower tool",
+		lower + "/bin/shadow": "lower version",
+		lower + "/bin/gone":   "deleted above",
+		upper + "/bin/shadow": "upper version",
+		upper + "/bin/new":    "only above",
+	} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Mknod(upper+"/bin/gone", unix.S_IFCHR, 0); err != nil { // whiteout
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(view, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("overlay", view, "overlay", unix.MS_RDONLY, "lowerdir="+upper+":"+lower); err != nil {
+		t.Fatalf("mount overlay: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(view, unix.MNT_DETACH) })
+
+	copyFrom := func(rootfs string, o copyOptions) {
+		t.Helper()
+		cs := &copySource{root: view, keepOwner: true, name: "stage test", layers: []string{lower, upper}}
+		items, err := cs.resolve([]string{"bin"}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := copyInto(context.Background(), rootfs, items, "/bin/", cs, o); err != nil {
+			t.Fatalf("copyInto: %v", err)
+		}
+	}
+	content := func(p string) string {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+
+	rootfs := filepath.Join(base, "snap")
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyFrom(rootfs, copyOptions{})
+	for name, from := range map[string]string{"tool": lower, "shadow": upper, "new": upper} {
+		if inode(t, filepath.Join(rootfs, "bin", name)) != inode(t, filepath.Join(from, "bin", name)) {
+			t.Errorf("/bin/%s was not hardlinked to %s's file", name, filepath.Base(from))
+		}
+	}
+	if got := content(filepath.Join(rootfs, "bin/shadow")); got != "upper version" {
+		t.Errorf("/bin/shadow = %q, want the upper layer's", got)
+	}
+	if _, err := os.Lstat(filepath.Join(rootfs, "bin/gone")); !os.IsNotExist(err) {
+		t.Errorf("a whited-out file was copied: %v", err)
+	}
+
+	// --chmod gives the copy another mode: copied, not linked.
+	chmodded := filepath.Join(base, "chmod")
+	if err := os.Mkdir(chmodded, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cm, err := parseChmod("0600")
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyFrom(chmodded, copyOptions{chmod: cm})
+	if inode(t, filepath.Join(chmodded, "bin/tool")) == inode(t, filepath.Join(lower, "bin/tool")) {
+		t.Error("--chmod copy was hardlinked: the layer's file changed mode")
+	}
+	if fi, _ := os.Stat(filepath.Join(lower, "bin/tool")); fi.Mode().Perm() != 0o755 {
+		t.Errorf("the layer's file has mode %v now", fi.Mode().Perm())
+	}
+
+	// Another filesystem: copied.
+	other := filepath.Join(base, "tmpfs")
+	if err := os.Mkdir(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", other, "tmpfs", 0, "size=4m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(other, unix.MNT_DETACH) })
+	copyFrom(other, copyOptions{})
+	if got := content(filepath.Join(other, "bin/tool")); got != "lower tool" {
+		t.Errorf("copy onto tmpfs: %q", got)
+	}
+}

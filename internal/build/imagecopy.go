@@ -102,7 +102,7 @@ func (sb *stageBuilder) imageSource(ctx context.Context, ref string, inStore boo
 		// A requested symlink is followed: make sure its target came along.
 		more := missingLinkTargets(dir, want)
 		if len(more) == 0 {
-			return &copySource{root: dir, keepOwner: true, name: "image " + ref}, release, nil
+			return &copySource{root: dir, keepOwner: true, name: "image " + ref, layers: []string{dir}}, release, nil
 		}
 		release()
 		want = append(want, more...)
@@ -126,7 +126,7 @@ func (sb *stageBuilder) wholeImageSource(ctx context.Context, ref string, pull b
 	if err != nil {
 		return nil, nil, err
 	}
-	return &copySource{root: root, keepOwner: true, name: "image " + ref}, release, nil
+	return &copySource{root: root, keepOwner: true, name: "image " + ref, layers: dirs}, release, nil
 }
 
 var errWantAll = errors.New("the pattern needs the whole image")
