@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	"github.com/strata-build/strata/internal/store"
+	"github.com/strata-build/strata/test/internal/testenv"
 )
 
 // Set up once by TestMain.
@@ -82,7 +82,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: go build ./cmd/strata: %v\n%s", err, out)
 		return 1
 	}
-	if busyboxRoot, err = makeBusyboxRoot(filepath.Join(workDir, "busybox-rootfs")); err != nil {
+	if busyboxRoot, err = testenv.BusyboxRoot(filepath.Join(workDir, "busybox-rootfs")); err != nil {
 		skipReason = "cannot make a busybox rootfs: " + err.Error()
 		fmt.Fprintln(os.Stderr, "e2e: skipping all tests:", skipReason)
 		return m.Run()
@@ -129,51 +129,6 @@ func sharedSeedStore(t *testing.T) string {
 		t.Fatalf("the shared store with the golang base could not be made: %v", seedSetup)
 	}
 	return seedStore
-}
-
-// makeBusyboxRoot makes the same busybox tree as scripts/make-bases.sh.
-func makeBusyboxRoot(root string) (string, error) {
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		return "", errors.New("busybox (busybox-static) is not installed")
-	}
-	for _, d := range []string{"bin", "dev", "etc", "proc", "sys", "tmp", "root", "home", "usr/local", "var"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			return "", err
-		}
-	}
-	b, err := os.ReadFile(bb)
-	if err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), b, 0o755); err != nil {
-		return "", err
-	}
-	list, err := exec.Command(bb, "--list").Output()
-	if err != nil {
-		return "", fmt.Errorf("busybox --list: %w", err)
-	}
-	for _, a := range strings.Fields(string(list)) {
-		if a == "busybox" || strings.Contains(a, "/") {
-			continue
-		}
-		if err := os.Symlink("busybox", filepath.Join(root, "bin", a)); err != nil && !os.IsExist(err) {
-			return "", err
-		}
-	}
-	files := map[string]string{
-		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-		"etc/group":  "root:x:0:\nnogroup:x:65534:\n",
-	}
-	for p, c := range files {
-		if err := os.WriteFile(filepath.Join(root, p), []byte(c), 0o644); err != nil {
-			return "", err
-		}
-	}
-	if err := os.Chmod(filepath.Join(root, "tmp"), 0o1777); err != nil {
-		return "", err
-	}
-	return root, os.Chmod(filepath.Join(root, "root"), 0o700)
 }
 
 // strataEnv is the environment strata runs with: ours without STRATA_*
@@ -340,7 +295,7 @@ func leftovers(store string) []string {
 	for _, m := range mountsUnder(store) {
 		out = append(out, "mount "+m)
 	}
-	if ids := runcContainers(store); len(ids) > 0 {
+	if ids := testenv.RuncContainers(store); len(ids) > 0 {
 		out = append(out, "runc containers "+strings.Join(ids, " "))
 	}
 	if ents, err := os.ReadDir(filepath.Join(store, "run")); err == nil {
@@ -358,7 +313,7 @@ func releaseStore(store string) error {
 		return nil
 	}
 	left := leftovers(store)
-	for _, id := range runcContainers(store) {
+	for _, id := range testenv.RuncContainers(store) {
 		exec.Command("runc", "--root", filepath.Join(store, "runc"), "delete", "--force", id).Run()
 	}
 	mps := mountsUnder(store)
@@ -387,38 +342,6 @@ func removeAllChecked(dir string) error {
 // mountsUnder lists the mount points at or below dir (the store's own
 // mountinfo reader, which has its own unit tests).
 func mountsUnder(dir string) []string { return store.MountsUnder(dir) }
-
-// runcContainers lists the runc containers in store's runc state dir.
-func runcContainers(store string) []string {
-	state := filepath.Join(store, "runc")
-	if _, err := os.Stat(state); err != nil {
-		return nil
-	}
-	out, err := exec.Command("runc", "--root", state, "list", "-q").Output()
-	if err != nil {
-		return []string{"(runc list failed: " + err.Error() + ")"}
-	}
-	return strings.Fields(string(out))
-}
-
-// processesWithEnv lists the processes whose environment holds entry
-// (KEY=VALUE): a marker set with ENV finds a RUN's processes.
-func processesWithEnv(entry string) []string {
-	ents, _ := os.ReadDir("/proc")
-	var out []string
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err != nil || !bytes.Contains(append(append([]byte{0}, env...), 0), []byte("\x00"+entry+"\x00")) {
-			continue
-		}
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		out = append(out, fmt.Sprintf("pid %s (%s)", e.Name(), strings.ReplaceAll(strings.TrimRight(string(cmdline), "\x00"), "\x00", " ")))
-	}
-	return out
-}
 
 // writeFiles creates a fresh directory holding files (path → content).
 func writeFiles(t *testing.T, files map[string]string) string {

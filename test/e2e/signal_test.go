@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/strata-build/strata/test/internal/testenv"
 )
 
 // TestInterruptDuringRun stops a build in the middle of a RUN with SIGINT
@@ -73,14 +75,14 @@ func interruptRun(t *testing.T, store, ctx, marker string, sig syscall.Signal, w
 
 	// Wait until the RUN step runs: its progress line and the container's sleep.
 	deadline := time.Now().Add(60 * time.Second)
-	for !(strings.Contains(stderr.String(), "RUN sleep") && len(processesWithEnv(marker)) > 0) {
+	for !(strings.Contains(stderr.String(), "RUN sleep") && len(testenv.ProcessesWithEnv(marker)) > 0) {
 		select {
 		case <-done:
 			t.Fatalf("strata build exited (%v) before the RUN sleep step ran (was it taken from the cache?):\n%s", waitErr, report())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the RUN sleep step did not start within 60s (container process seen: %v):\n%s", processesWithEnv(marker), report())
+			t.Fatalf("the RUN sleep step did not start within 60s (container process seen: %v):\n%s", testenv.ProcessesWithEnv(marker), report())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -102,7 +104,7 @@ func interruptRun(t *testing.T, store, ctx, marker string, sig syscall.Signal, w
 	if left := leftovers(store); len(left) > 0 {
 		t.Errorf("after %s, strata left behind: %q\n%s", sig, left, report())
 	}
-	if procs := processesWithEnv(marker); len(procs) > 0 {
+	if procs := testenv.ProcessesWithEnv(marker); len(procs) > 0 {
 		t.Errorf("after %s, the RUN's processes still run: %q", sig, procs)
 	}
 }

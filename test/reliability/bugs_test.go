@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/strata-build/strata/test/internal/testenv"
 )
 
 // TestBugOrphanedRuncContainer: strata runs `runc run` in its own process
@@ -23,7 +25,7 @@ func TestBugOrphanedRuncContainer(t *testing.T) {
 	store := newBusyboxStore(t)
 	startContainer(t, store, "strata-999999-1-1") // the session of a process that is gone
 	strata(t, store, "images")
-	if ids := runcContainers(store); len(ids) > 0 {
+	if ids := testenv.RuncContainers(store); len(ids) > 0 {
 		t.Errorf("the next strata command left the dead session's container running: %q", ids)
 	}
 }
@@ -53,7 +55,7 @@ func TestBugReclaimGivesUpWhenRuncListFails(t *testing.T) {
 			t.Fatalf("%s", r)
 		}
 	}
-	if ids := runcContainers(store); len(ids) > 0 {
+	if ids := testenv.RuncContainers(store); len(ids) > 0 {
 		t.Errorf("after one failed runc list, two strata commands left the dead session's container: %q", ids)
 	}
 }

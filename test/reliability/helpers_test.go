@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +23,7 @@ import (
 	"time"
 
 	"github.com/strata-build/strata/internal/layer"
+	"github.com/strata-build/strata/test/internal/testenv"
 
 	"github.com/strata-build/strata/internal/store"
 )
@@ -185,7 +185,7 @@ func importBusybox(t *testing.T, store string) {
 // releaseStore deletes the runc containers and unmounts what is mounted
 // below store (not store itself), whoever left them.
 func releaseStore(store string) {
-	for _, id := range runcContainers(store) {
+	for _, id := range testenv.RuncContainers(store) {
 		exec.Command("runc", "--root", filepath.Join(store, "runc"), "delete", "--force", id).Run()
 	}
 	unmountAllBelow(store)
@@ -224,7 +224,7 @@ func leftovers(store string) []string {
 			out = append(out, "mount "+m)
 		}
 	}
-	if ids := runcContainers(store); len(ids) > 0 {
+	if ids := testenv.RuncContainers(store); len(ids) > 0 {
 		out = append(out, "runc containers "+strings.Join(ids, " "))
 	}
 	if ents, err := os.ReadDir(filepath.Join(store, "run")); err == nil {
@@ -256,37 +256,6 @@ func tempFiles(store string) []string {
 // mountsUnder lists the mount points at or below dir (the store's own
 // mountinfo reader, which has its own unit tests).
 func mountsUnder(dir string) []string { return store.MountsUnder(dir) }
-
-// runcContainers lists the containers in store's runc state directory.
-func runcContainers(store string) []string {
-	state := filepath.Join(store, "runc")
-	if _, err := os.Stat(state); err != nil {
-		return nil
-	}
-	out, err := exec.Command("runc", "--root", state, "list", "-q").Output()
-	if err != nil {
-		return []string{"(runc list failed: " + err.Error() + ")"}
-	}
-	return strings.Fields(string(out))
-}
-
-// processesWithEnv lists the processes whose environment holds entry.
-func processesWithEnv(entry string) []string {
-	ents, _ := os.ReadDir("/proc")
-	var out []string
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err != nil || !bytes.Contains(append(append([]byte{0}, env...), 0), []byte("\x00"+entry+"\x00")) {
-			continue
-		}
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		out = append(out, fmt.Sprintf("pid %s (%s)", e.Name(), strings.ReplaceAll(strings.TrimRight(string(cmdline), "\x00"), "\x00", " ")))
-	}
-	return out
-}
 
 // writeFiles makes a fresh directory holding files (path → content).
 func writeFiles(t *testing.T, files map[string]string) string {

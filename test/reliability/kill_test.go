@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/strata-build/strata/test/internal/testenv"
 )
 
 // started is a strata process the test will interrupt.
@@ -110,9 +112,9 @@ func afterKill(t *testing.T, store, marker string) {
 	// may appear after the next command's reclaim (TestBugOrphanedRuncContainer):
 	// tolerated here, found and removed by strata fsck below.
 	tolerate := []string{"temp"}
-	if ids := runcContainers(store); len(ids) > 0 {
+	if ids := testenv.RuncContainers(store); len(ids) > 0 {
 		time.Sleep(2 * time.Second) // a container that is only being deleted
-		if ids = runcContainers(store); len(ids) > 0 && onlyDeadSessions(store, ids) {
+		if ids = testenv.RuncContainers(store); len(ids) > 0 && onlyDeadSessions(store, ids) {
 			t.Logf("BUG: runc containers of the killed process survived the next command: %q", ids)
 			tolerate = append(tolerate, "container")
 		}
@@ -122,10 +124,10 @@ func afterKill(t *testing.T, store, marker string) {
 	}
 	if marker != "" {
 		deadline := time.Now().Add(10 * time.Second)
-		for len(processesWithEnv(marker)) > 0 && time.Now().Before(deadline) {
+		for len(testenv.ProcessesWithEnv(marker)) > 0 && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
-		if p := processesWithEnv(marker); len(p) > 0 {
+		if p := testenv.ProcessesWithEnv(marker); len(p) > 0 {
 			t.Errorf("the killed build's RUN processes still run after the next command: %q", p)
 		}
 	}
@@ -181,7 +183,7 @@ func TestKillDuringRun(t *testing.T) {
 		s := startStrata(t, store, runOpts{}, "build", "--progress", "plain", ctxDir)
 		var when string
 		if i%2 == 0 {
-			if !s.waitFor(t, "the RUN container", time.Minute, func() bool { return len(processesWithEnv(marker)) > 0 }) {
+			if !s.waitFor(t, "the RUN container", time.Minute, func() bool { return len(testenv.ProcessesWithEnv(marker)) > 0 }) {
 				t.Fatalf("build exited before its RUN ran:\n%s", s.output())
 			}
 			d := randDuration(0, 300*time.Millisecond)

@@ -1,18 +1,18 @@
 package reliability
 
 import (
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/strata-build/strata/test/internal/testenv"
 )
 
 // Set up once by TestMain.
@@ -114,7 +114,7 @@ func runMain(m *testing.M) int {
 			return 1
 		}
 	}
-	if busyboxRoot, err = makeBusyboxRoot(filepath.Join(workDir, "busybox-rootfs")); err != nil {
+	if busyboxRoot, err = testenv.BusyboxRoot(filepath.Join(workDir, "busybox-rootfs")); err != nil {
 		fmt.Fprintln(os.Stderr, "reliability: busybox rootfs:", err)
 		return 1
 	}
@@ -148,49 +148,4 @@ func requireEnv(t *testing.T) {
 	if skipReason != "" {
 		t.Skip(skipReason)
 	}
-}
-
-// makeBusyboxRoot makes the busybox tree scripts/make-bases.sh makes.
-func makeBusyboxRoot(root string) (string, error) {
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		return "", errors.New("busybox (busybox-static) is not installed")
-	}
-	for _, d := range []string{"bin", "dev", "etc", "proc", "sys", "tmp", "root", "home", "usr/local", "var"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			return "", err
-		}
-	}
-	b, err := os.ReadFile(bb)
-	if err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), b, 0o755); err != nil {
-		return "", err
-	}
-	list, err := exec.Command(bb, "--list").Output()
-	if err != nil {
-		return "", fmt.Errorf("busybox --list: %w", err)
-	}
-	for _, a := range strings.Fields(string(list)) {
-		if a == "busybox" || strings.Contains(a, "/") {
-			continue
-		}
-		if err := os.Symlink("busybox", filepath.Join(root, "bin", a)); err != nil && !os.IsExist(err) {
-			return "", err
-		}
-	}
-	files := map[string]string{
-		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-		"etc/group":  "root:x:0:\nnogroup:x:65534:\n",
-	}
-	for p, c := range files {
-		if err := os.WriteFile(filepath.Join(root, p), []byte(c), 0o644); err != nil {
-			return "", err
-		}
-	}
-	if err := os.Chmod(filepath.Join(root, "tmp"), 0o1777); err != nil {
-		return "", err
-	}
-	return root, os.Chmod(filepath.Join(root, "root"), 0o700)
 }

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/strata-build/strata/test/internal/testenv"
 )
 
 // TestInterruptAtRandomSteps sends SIGINT or SIGTERM to strata build at a
@@ -59,7 +61,7 @@ func TestInterruptAtRandomSteps(t *testing.T) {
 		if tmp := tempFiles(store); len(tmp) > 0 {
 			t.Errorf("iteration %d: after %s strata left temp files %q", i, sig, tmp)
 		}
-		if p := processesWithEnv(marker); len(p) > 0 {
+		if p := testenv.ProcessesWithEnv(marker); len(p) > 0 {
 			t.Errorf("iteration %d: after %s the RUN's processes still run: %q", i, sig, p)
 		}
 		requireWholeImages(t, store)
