@@ -345,6 +345,7 @@ func copyInto(ctx context.Context, rootfs string, items []copyItem, dest string,
 		}
 	}
 	c := &copier{rootfs: rootfs, cs: cs, o: o, links: map[[2]uint64]string{}, parentOwner: parentOwner, parentMode: parentMode, exclude: excl}
+	defer c.closeLayers()
 	for _, it := range items {
 		// One item at a time: two items may write the same path (the later
 		// wins), so the files of one are all written before the next starts.
@@ -468,6 +469,7 @@ type copier struct {
 
 	rootDev uint64             // device of rootfs, for hardlinks from source layers
 	noLinks bool               // hardlinks from source layers are impossible here
+	layerFD map[string]int     // open O_PATH descriptors of source layer dirs
 	linked  map[[2]uint64]bool // layer files this copy has hardlinked once already
 }
 
@@ -709,7 +711,7 @@ func (c *copier) linkFromLayer(srcHost string, st *syscall.Stat_t, dst string) b
 	// file is opened without following any symlink and linked by its
 	// descriptor, so what is linked is what was checked.
 	for i := len(layers) - 1; i >= 0; i-- {
-		fd, err := openInLayer(layers[i], rel)
+		fd, err := c.openInLayer(layers[i], rel)
 		if errors.Is(err, unix.ENOENT) {
 			continue
 		}
@@ -748,17 +750,31 @@ func (c *copier) linkFromLayer(srcHost string, st *syscall.Stat_t, dst string) b
 }
 
 // openInLayer opens rel below the directory layer as an O_PATH descriptor,
-// following no symlink on the way (ENOENT when there is nothing there).
-func openInLayer(layer, rel string) (int, error) {
-	dfd, err := unix.Open(layer, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, err
+// following no symlink on the way (ENOENT when there is nothing there). The
+// layer directory is opened once per copy.
+func (c *copier) openInLayer(layer, rel string) (int, error) {
+	dfd, ok := c.layerFD[layer]
+	if !ok {
+		var err error
+		if dfd, err = unix.Open(layer, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			return -1, err
+		}
+		if c.layerFD == nil {
+			c.layerFD = map[string]int{}
+		}
+		c.layerFD[layer] = dfd
 	}
-	defer unix.Close(dfd)
 	return unix.Openat2(dfd, rel, &unix.OpenHow{
 		Flags:   unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
 	})
+}
+
+// closeLayers closes the layer directories openInLayer opened.
+func (c *copier) closeLayers() {
+	for _, fd := range c.layerFD {
+		unix.Close(fd)
+	}
 }
 
 func applyMeta(dst string, uid, gid int, mode os.FileMode, fi os.FileInfo, times bool) error {
