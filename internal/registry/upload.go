@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -69,7 +70,7 @@ func imageBlobs(img v1.Image) ([]blob, error) {
 	}
 	if !seen[cd] {
 		out = append(out, blob{digest: cd, size: int64(len(cfg)), open: func() (io.ReadCloser, error) {
-			return io.NopCloser(strings.NewReader(string(cfg))), nil
+			return io.NopCloser(bytes.NewReader(cfg)), nil
 		}})
 	}
 	return out, nil
