@@ -122,7 +122,7 @@ func TestRemoteCache(t *testing.T) {
 	ctx := writeFiles(t, map[string]string{
 		"Dockerfile": "FROM busybox AS b\nRUN echo slow > /s\nFROM busybox\nCOPY --from=b /s /s\nRUN cat /s > /t\n",
 	})
-	ref := reg.addr + "/cache/app:1"
+	ref := reg.Addr + "/cache/app:1"
 	local := filepath.Join(tempDir(t), "cache")
 	// The same base image in every store (a fixed import time), as on
 	// machines that pull it from one registry.

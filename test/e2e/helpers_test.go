@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -569,99 +567,11 @@ func readDockerArchive(t *testing.T, path string) archiveImage {
 
 // ---- processes and network ----
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
+// startRegistry starts Debian's docker-registry (with its access log) on a
+// free 127.0.0.1 port; it is stopped by PID when the test ends.
+func startRegistry(t *testing.T) *testenv.Registry {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// registry is a running Debian docker-registry.
-type registry struct {
-	addr string // 127.0.0.1:PORT
-	log  *syncBuffer
-}
-
-// startRegistry starts `docker-registry serve` on a free 127.0.0.1 port and
-// waits until /v2/ answers. It is stopped (by PID) when the test ends.
-func startRegistry(t *testing.T) *registry {
-	t.Helper()
-	bin := requireTool(t, "docker-registry")
-	dir := tempDir(t)
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		port := freePort(t)
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		cfg := fmt.Sprintf(`version: 0.1
-log:
-  level: info
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: %s
-`, filepath.Join(dir, "data"), addr)
-		cfgPath := filepath.Join(dir, "config.yml")
-		if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		log := &syncBuffer{}
-		cmd := exec.Command(bin, "serve", cfgPath)
-		cmd.Stdout, cmd.Stderr = log, log
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start docker-registry: %v", err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		stop := func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				cmd.Process.Kill()
-				<-done
-			}
-		}
-		if err := waitHTTP("http://"+addr+"/v2/", done, 15*time.Second); err != nil {
-			stop()
-			lastErr = fmt.Errorf("%v\nregistry log:\n%s", err, log.String())
-			continue
-		}
-		t.Cleanup(stop)
-		return &registry{addr: addr, log: log}
-	}
-	t.Fatalf("docker-registry did not come up: %v", lastErr)
-	return nil
-}
-
-// waitHTTP polls url until it answers 200, the process exits or timeout passes.
-func waitHTTP(url string, exited <-chan error, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	client := &http.Client{Timeout: 2 * time.Second}
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-exited:
-			return fmt.Errorf("registry exited: %v", err)
-		default:
-		}
-		resp, err := client.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("%s did not answer 200 within %s", url, timeout)
+	return testenv.StartDockerRegistry(t, requireTool(t, "docker-registry"), tempDir(t), true)
 }
 
 // runTool runs a third-party tool and fails the test with its output on error.

@@ -194,14 +194,14 @@ func TestSeed(t *testing.T) {
 // a docker.io mirror.
 func testSeedRegistry(t *testing.T, sb seedBuild) {
 	reg := startRegistry(t)
-	ref := reg.addr + "/seed:1"
+	ref := reg.Addr + "/seed:1"
 
 	// Plain http to 127.0.0.1 must work without any registry config
 	// (strata runs with STRATA_CONFIG pointing at a missing file).
 	r := strataRun(t, sb.store, runOpts{timeout: 2 * time.Minute}, "push", "seed", ref)
 	if r.code != 0 {
 		cfg := filepath.Join(tempDir(t), "config.json")
-		os.WriteFile(cfg, []byte(`{"registries":{"`+reg.addr+`":{"insecure":true}}}`), 0o644)
+		os.WriteFile(cfg, []byte(`{"registries":{"`+reg.Addr+`":{"insecure":true}}}`), 0o644)
 		r2 := strataRun(t, sb.store, runOpts{timeout: 2 * time.Minute}, "--config", cfg, "push", "seed", ref)
 		t.Fatalf("push to plain-http 127.0.0.1 without a config failed:\n%s\nwith {\"insecure\":true} config: exit %d\n%s", r, r2.code, r2)
 	}
@@ -240,19 +240,19 @@ func testSeedRegistry(t *testing.T, sb seedBuild) {
 		if !strings.HasPrefix(r.stdout, "server 1.0.0") {
 			t.Errorf("image built FROM %s: version output wrong:\n%s", ref, r)
 		}
-		if !strings.Contains(reg.log.String(), "GET /v2/seed/manifests/1") {
-			t.Errorf("the registry never served the manifest of seed:1; registry log:\n%s", reg.log.String())
+		if !strings.Contains(reg.Log(), "GET /v2/seed/manifests/1") {
+			t.Errorf("the registry never served the manifest of seed:1; registry log:\n%s", reg.Log())
 		}
 	})
 
 	t.Run("DockerHubMirror", func(t *testing.T) {
-		strata(t, sb.store, "push", "busybox", reg.addr+"/library/busybox:latest")
+		strata(t, sb.store, "push", "busybox", reg.Addr+"/library/busybox:latest")
 		store := newStore(t) // empty: busybox can only come from the mirror
 		ctx := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo mirrored > /m\n"})
-		mirror := runOpts{env: []string{"STRATA_REGISTRY_MIRRORS=docker.io=http://" + reg.addr}}
+		mirror := runOpts{env: []string{"STRATA_REGISTRY_MIRRORS=docker.io=http://" + reg.Addr}}
 		strataOpts(t, store, mirror, "build", "-t", "viamirror", ctx)
-		if !strings.Contains(reg.log.String(), "GET /v2/library/busybox/manifests/latest") {
-			t.Errorf("FROM busybox with a docker.io mirror: the mirror never served library/busybox:latest; registry log:\n%s", reg.log.String())
+		if !strings.Contains(reg.Log(), "GET /v2/library/busybox/manifests/latest") {
+			t.Errorf("FROM busybox with a docker.io mirror: the mirror never served library/busybox:latest; registry log:\n%s", reg.Log())
 		}
 		r := strata(t, store, "run", "viamirror", "cat", "/m")
 		if strings.TrimSpace(r.stdout) != "mirrored" {

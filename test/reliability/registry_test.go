@@ -14,17 +14,16 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+
+	"github.com/strata-build/strata/test/internal/testenv"
 )
 
 // startRegistry serves go-containerregistry's in-process registry on a
@@ -52,60 +51,7 @@ func startDockerRegistry(t *testing.T) string {
 	if err != nil {
 		return ""
 	}
-	dir := tempDir(t)
-	for attempt := 0; attempt < 3; attempt++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
-		cfgPath := filepath.Join(dir, "config.yml")
-		if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		logBuf := &syncBuffer{}
-		cmd := exec.Command(bin, "serve", cfgPath)
-		cmd.Stdout, cmd.Stderr = logBuf, logBuf
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start docker-registry: %v", err)
-		}
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		stop := func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				cmd.Process.Kill()
-				<-done
-			}
-		}
-		up := false
-		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-			select {
-			case <-done:
-			default:
-			}
-			resp, err := http.Get("http://" + addr + "/v2/")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					up = true
-					break
-				}
-			}
-		}
-		if up {
-			t.Cleanup(stop)
-			return addr
-		}
-		stop()
-		t.Logf("docker-registry did not come up on %s:\n%s", addr, logBuf.String())
-	}
-	t.Fatal("docker-registry did not come up")
-	return ""
+	return testenv.StartDockerRegistry(t, bin, tempDir(t), false).Addr
 }
 
 // fault is what the proxy does to one request.

@@ -8,11 +8,17 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
 )
 
 // BusyboxRoot makes, at root, the busybox tree scripts/make-bases.sh makes
@@ -92,4 +98,105 @@ func ProcessesWithEnv(entry string) []string {
 		out = append(out, fmt.Sprintf("pid %s (%s)", e.Name(), strings.ReplaceAll(strings.TrimRight(string(cmdline), "\x00"), "\x00", " ")))
 	}
 	return out
+}
+
+// Registry is a running Debian docker-registry on a loopback port.
+type Registry struct {
+	Addr string // 127.0.0.1:PORT
+	log  *syncBuffer
+}
+
+// Log is what the registry printed so far (its access log, when asked for).
+func (r *Registry) Log() string { return r.log.String() }
+
+// StartDockerRegistry starts bin (Debian's docker-registry) serving from
+// dir on a free 127.0.0.1 port, with its access log when accessLog is set,
+// and waits until /v2/ answers. It is stopped by PID when the test ends.
+func StartDockerRegistry(t testing.TB, bin, dir string, accessLog bool) *Registry {
+	t.Helper()
+	level := "error"
+	if accessLog {
+		level = "info"
+	}
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: %s\n  accesslog:\n    disabled: %t\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n",
+			level, !accessLog, filepath.Join(dir, "data"), addr)
+		cfgPath := filepath.Join(dir, "config.yml")
+		if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		log := &syncBuffer{}
+		cmd := exec.Command(bin, "serve", cfgPath)
+		cmd.Stdout, cmd.Stderr = log, log
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start docker-registry: %v", err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		stop := func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				<-done
+			}
+		}
+		if err := waitHTTP("http://"+addr+"/v2/", done, 15*time.Second); err != nil {
+			stop()
+			lastErr = fmt.Errorf("%v\nregistry log:\n%s", err, log.String())
+			continue
+		}
+		t.Cleanup(stop)
+		return &Registry{Addr: addr, log: log}
+	}
+	t.Fatalf("docker-registry did not come up: %v", lastErr)
+	return nil
+}
+
+// waitHTTP polls url until it answers 200, the process exits or timeout passes.
+func waitHTTP(url string, exited <-chan error, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	client := &http.Client{Timeout: 2 * time.Second}
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("registry exited: %v", err)
+		default:
+		}
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not answer 200 within %s", url, timeout)
+}
+
+// syncBuffer is a bytes.Buffer safe for a process's output and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
