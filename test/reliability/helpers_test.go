@@ -260,17 +260,7 @@ func mountsUnder(dir string) []string { return store.MountsUnder(dir) }
 // writeFiles makes a fresh directory holding files (path → content).
 func writeFiles(t *testing.T, files map[string]string) string {
 	t.Helper()
-	dir := tempDir(t)
-	for p, c := range files {
-		full := filepath.Join(dir, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
+	return testenv.WriteFiles(t, tempDir(t), files)
 }
 
 func tempDir(t *testing.T) string {
