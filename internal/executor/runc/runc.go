@@ -165,6 +165,7 @@ func (r *Runner) Run(ctx context.Context, p Process) (exitCode int, err error) {
 		additionalGids: sgids,
 		cwd:            cwd,
 		nofile:         nofileLimit(),
+		cgroupNS:       cgroupNSSupported(),
 	})
 	dests := make([]string, 0, len(spec.Mounts))
 	for _, m := range spec.Mounts {

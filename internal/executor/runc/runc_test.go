@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -256,6 +257,31 @@ func TestEnvCwdHostname(t *testing.T) {
 	})
 	if out != "/bin builder\n" {
 		t.Fatalf("got %q", out)
+	}
+}
+
+// TestCgroupMount checks that a RUN sees its own cgroup, read-only, at
+// /sys/fs/cgroup as under Docker and BuildKit: the cgroup.procs there lists
+// the container's pid 1 (pids are shown in the container's pid namespace),
+// and nothing can be created in it.
+func TestCgroupMount(t *testing.T) {
+	requireRunc(t)
+	r := newRunner(t)
+	code, out := run(t, r, Process{
+		Rootfs: newRootfs(t),
+		Args: sh(`f=/sys/fs/cgroup/cgroup.procs; [ -e $f ] || f=/sys/fs/cgroup/pids/cgroup.procs
+cat $f || exit 3
+mkdir $(dirname $f)/strata-probe 2>/dev/null && echo WRITABLE
+exit 0`),
+	})
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	if !slices.Contains(strings.Fields(out), "1") {
+		t.Errorf("container's pid 1 not in its cgroup.procs: %q", out)
+	}
+	if strings.Contains(out, "WRITABLE") {
+		t.Errorf("/sys/fs/cgroup is writable: %q", out)
 	}
 }
 

@@ -76,6 +76,10 @@ func defaultMounts() []specs.Mount {
 		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		// The container's own cgroup, read-only, as Docker and BuildKit give
+		// every RUN (runtimes such as Go's, the JVM's and .NET's size
+		// themselves from the limits they find there).
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"ro", "nosuid", "noexec", "nodev"}},
 	}
 	for _, f := range hostFiles {
 		if _, err := os.Stat(f); err != nil {
@@ -105,6 +109,20 @@ type specInput struct {
 	additionalGids []uint32
 	cwd            string
 	nofile         uint64 // RLIMIT_NOFILE soft and hard limit
+	cgroupNS       bool   // give the container its own cgroup namespace (cgroup v2 only)
+}
+
+// cgroupNSSupported reports whether a RUN can get its own cgroup namespace:
+// the kernel has cgroup namespaces and the host uses the unified (v2)
+// hierarchy. BuildKit decides the same way; on v1 or hybrid hosts a cgroup
+// namespace fails with EINVAL on non-standard hierarchies (moby/buildkit#4108),
+// and the container sees its own cgroup through the bind mounts runc makes.
+func cgroupNSSupported() bool {
+	if _, err := os.Stat("/proc/self/ns/cgroup"); err != nil {
+		return false
+	}
+	_, err := os.Stat("/sys/fs/cgroup/cgroup.subtree_control")
+	return err == nil
 }
 
 // maxNofile is the RLIMIT_NOFILE a RUN gets when the host allows it (Docker's).
@@ -146,6 +164,9 @@ func newSpec(p *Process, in specInput) *specs.Spec {
 	}
 	if p.Network == NetworkNone {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	}
+	if in.cgroupNS {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace})
 	}
 	mounts := defaultMounts()
 	mounts = append(mounts, p.Mounts...)

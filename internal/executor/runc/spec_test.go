@@ -46,7 +46,7 @@ func TestNewSpec(t *testing.T) {
 	for _, m := range s.Mounts {
 		dests = append(dests, m.Destination)
 	}
-	for _, d := range []string{"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys"} {
+	for _, d := range []string{"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup"} {
 		if !slices.Contains(dests, d) {
 			t.Errorf("missing mount %s in %v", d, dests)
 		}
