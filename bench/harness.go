@@ -138,6 +138,7 @@ func (h *harness) main(ctx context.Context) error {
 						if r.ownKB > 0 {
 							extra = fmt.Sprintf("  (RSS own %d MB, tree %d MB)", r.ownKB/1024, r.treeKB/1024)
 						}
+						extra += fmt.Sprintf("  [machine CPU %s]", r.cpu)
 						logf("  %-16s %-8s %8.3fs%s", id, b.name(), r.secs, extra)
 					} else {
 						where := ""

@@ -22,10 +22,11 @@ import (
 type result struct {
 	ok     bool
 	secs   float64
-	ownKB  int64   // peak RSS of the process itself (VmHWM sampled from /proc), when sampled
-	treeKB int64   // ru_maxrss from wait4: the largest process of the tree (as /usr/bin/time %M)
-	busy   float64 // CPU busy share of the machine just before the command
-	log    string  // where its output went
+	ownKB  int64    // peak RSS of the process itself (VmHWM sampled from /proc), when sampled
+	treeKB int64    // ru_maxrss from wait4: the largest process of the tree (as /usr/bin/time %M)
+	busy   float64  // CPU busy share of the machine just before the command
+	cpu    cpuTimes // the machine's CPU time spent while the command ran (all processes)
+	log    string   // where its output went
 	err    string
 }
 
@@ -72,6 +73,7 @@ func runCmd(ctx context.Context, spec cmdSpec) result {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGINT) }
 	cmd.WaitDelay = 30 * time.Second
+	cpu0 := readCPUTimes()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return fail(err.Error())
@@ -100,6 +102,7 @@ func runCmd(ctx context.Context, spec cmdSpec) result {
 	}
 	err := cmd.Wait()
 	res.secs = time.Since(start).Seconds()
+	res.cpu = readCPUTimes().sub(cpu0)
 	close(done)
 	wg.Wait()
 	res.ownKB = own
@@ -117,7 +120,7 @@ func runCmd(ctx context.Context, spec cmdSpec) result {
 		return res
 	}
 	if out != io.Discard {
-		fmt.Fprintf(out, "bench: %.3fs\n", res.secs)
+		fmt.Fprintf(out, "bench: %.3fs (machine CPU: %s)\n", res.secs, res.cpu)
 	}
 	res.ok = true
 	return res
@@ -326,3 +329,39 @@ func writeFile(path, content string) error {
 	}
 	return os.WriteFile(path, []byte(content), 0o644)
 }
+
+// cpuTimes is the machine's CPU time from the first line of /proc/stat, in
+// seconds summed over all CPUs: busy (user, nice, system, irq, softirq),
+// iowait and steal (time the hypervisor gave to others).
+type cpuTimes struct {
+	busy, iowait, steal float64
+}
+
+func (c cpuTimes) sub(o cpuTimes) cpuTimes {
+	return cpuTimes{busy: c.busy - o.busy, iowait: c.iowait - o.iowait, steal: c.steal - o.steal}
+}
+
+func (c cpuTimes) String() string {
+	return fmt.Sprintf("%.1fs busy, %.1fs iowait, %.1fs steal", c.busy, c.iowait, c.steal)
+}
+
+// readCPUTimes reads the machine's CPU times (zero when /proc/stat cannot be read).
+func readCPUTimes() cpuTimes {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}
+	}
+	f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
+	var v [8]float64
+	for i := range v {
+		if i+1 < len(f) {
+			n, _ := strconv.ParseFloat(f[i+1], 64)
+			v[i] = n / clockTicks
+		}
+	}
+	// user nice system idle iowait irq softirq steal
+	return cpuTimes{busy: v[0] + v[1] + v[2] + v[5] + v[6], iowait: v[4], steal: v[7]}
+}
+
+// clockTicks is USER_HZ, the unit of /proc/stat: 100 on every Linux architecture Go supports.
+const clockTicks = 100

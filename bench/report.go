@@ -50,6 +50,31 @@ func (h *harness) cell(phase, builder string) cell {
 	return c
 }
 
+// cpuMedians returns the medians, over a builder's good samples of a phase,
+// of the machine's busy CPU seconds and of busy CPUs per wall second.
+func (h *harness) cpuMedians(phase, builder string) (busy, perWall float64) {
+	var bs, ps []float64
+	for _, s := range h.samples {
+		if s.phase == phase && s.builder == builder && s.res.ok && s.res.secs > 0 {
+			bs = append(bs, s.res.cpu.busy)
+			ps = append(ps, s.res.cpu.busy/s.res.secs)
+		}
+	}
+	return median(bs), median(ps)
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	sort.Float64s(v)
+	m := len(v) / 2
+	if len(v)%2 == 1 {
+		return v[m]
+	}
+	return (v[m-1] + v[m]) / 2
+}
+
 func secs(v float64) string {
 	if v < 1 {
 		return fmt.Sprintf("%.3f", v)
@@ -148,6 +173,39 @@ func (h *harness) writeReport(final bool) {
 		}
 	}
 	b.WriteString("\n")
+
+	// CPU time: a long phase's wall time is only comparable between builders
+	// when the machine ran at the same speed; the CPU seconds show whether a
+	// builder did more work or the machine was slower at that moment.
+	var cpuRows []string
+	for _, w := range workloads() {
+		for _, p := range w.phases {
+			row := []string{p.title}
+			long := false
+			for _, bl := range h.builders {
+				c := h.cell(p.id, bl.name())
+				if !c.good() {
+					row = append(row, "—")
+					continue
+				}
+				long = long || c.median >= 2
+				busy, perWall := h.cpuMedians(p.id, bl.name())
+				row = append(row, fmt.Sprintf("%.1f (%.2f)", busy, perWall))
+			}
+			if long {
+				cpuRows = append(cpuRows, "| "+strings.Join(row, " | ")+" |")
+			}
+		}
+	}
+	if len(cpuRows) > 0 {
+		b.WriteString("## Machine CPU time of the longer phases\n\n")
+		b.WriteString("Median CPU seconds the whole machine was busy (user, system, irq) while the timed command ran — every process, daemons and containers included — and in brackets the median CPUs kept busy (CPU seconds / wall seconds).\n\n")
+		head := []string{"workload"}
+		for _, bl := range h.builders {
+			head = append(head, bl.name())
+		}
+		fmt.Fprintf(&b, "| %s |\n|%s\n%s\n\n", strings.Join(head, " | "), strings.Repeat("---|", len(head)), strings.Join(cpuRows, "\n"))
+	}
 
 	// Failures.
 	var fails []string
