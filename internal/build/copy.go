@@ -2,6 +2,8 @@ package build
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
@@ -55,6 +58,11 @@ type copyOptions struct {
 	parents bool     // COPY --parents: keep the source path below its pivot
 	link    bool     // COPY --link: write into an empty layer, independent of the stage's files
 	exclude []string // COPY/ADD --exclude patterns
+
+	// sums, when set, gets the checksum of every build-context file the
+	// copy reads, computed on the same read (see copyLike's speculative
+	// path); not part of the step's key.
+	sums *buildctx.Sums
 }
 
 // chmodSpec is a --chmod value: octal (replaces the permission bits) or
@@ -471,6 +479,7 @@ type copier struct {
 	noLinks bool               // hardlinks from source layers are impossible here
 	layerFD map[string]int     // open O_PATH descriptors of source layer dirs
 	linked  map[[2]uint64]bool // layer files this copy has hardlinked once already
+	bufs    sync.Pool          // *[]byte buffers of hashing copies
 }
 
 type dirTime struct {
@@ -659,14 +668,14 @@ func (c *copier) copyEntry(srcHost string, fi os.FileInfo, target string) error 
 				if err := c.filesCtx.Err(); err != nil {
 					return err
 				}
-				if err := copyFileData(srcHost, dst); err != nil {
+				if err := c.copyData(srcHost, fi, dst); err != nil {
 					return err
 				}
 				return applyMeta(dst, uid, gid, mode, fi, true)
 			})
 			return nil
 		}
-		if err := copyFileData(srcHost, dst); err != nil {
+		if err := c.copyData(srcHost, fi, dst); err != nil {
 			return err
 		}
 	default:
@@ -795,6 +804,62 @@ func lutimes(p string, fi os.FileInfo) error {
 	return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
 }
 
+// copyData writes the regular file srcHost (fi: its stat data) to dst,
+// recording its checksum when the copy hashes build-context files.
+func (c *copier) copyData(srcHost string, fi os.FileInfo, dst string) error {
+	if c.o.sums != nil && c.cs.ignore != nil {
+		bp, ok := c.bufs.Get().(*[]byte)
+		if !ok {
+			b := make([]byte, 256<<10)
+			bp = &b
+		}
+		defer c.bufs.Put(bp)
+		return copyFileHashed(srcHost, fi, dst, c.o.sums, *bp)
+	}
+	return copyFileData(srcHost, dst)
+}
+
+// copyFileHashed copies src to a new file dst through a buffer, hashing
+// what it reads, and records the sha256 in sums when src did not change
+// while it was read: the build context is read once for both the copy and
+// the step's cache key.
+func copyFileHashed(src string, fi os.FileInfo, dst string, sums *buildctx.Sums, buf []byte) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	for {
+		n, rerr := in.Read(buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			if _, err := out.Write(buf[:n]); err != nil {
+				out.Close()
+				return fmt.Errorf("copy %s: %w", src, err)
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			out.Close()
+			return fmt.Errorf("copy %s: %w", src, rerr)
+		}
+	}
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	if after, err := in.Stat(); err == nil {
+		sums.Record(src, fi, after, hex.EncodeToString(h.Sum(nil)))
+	}
+	return nil
+}
+
 func copyFileData(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
@@ -805,7 +870,11 @@ func copyFileData(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, in); err != nil {
+	// ReadFrom, not io.Copy: io.Copy prefers in.WriteTo, which for a file
+	// destination falls back to a read/write loop through a user-space
+	// buffer; ReadFrom tries copy_file_range first (an in-kernel copy, or a
+	// reflink on filesystems that share extents).
+	if _, err := out.ReadFrom(in); err != nil {
 		out.Close()
 		return fmt.Errorf("copy %s: %w", src, err)
 	}
@@ -1059,12 +1128,44 @@ func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, fr
 				items = append(items, copyItem{rel: "/" + filepath.Base(sc.Path), host: h, fi: fi, src: &copySource{root: tmp, name: "heredoc"}})
 			}
 		}
-		inputs, err := sb.copyInputs(ctx, verb, cs, from, items, dest, chown, chmod, o)
-		if err != nil {
+		// A COPY from the build context with no record for its prefix (its
+		// key without the files' content) cannot hit the cache, so it does
+		// not hash the files before copying them: the copy hashes what it
+		// reads, the key is made and looked up afterwards (then from the stat
+		// cache, without reading the files again). One read of the context
+		// instead of two, and no hashing pass before the copy starts.
+		var inputs []cache.Input
+		var late func() ([]cache.Input, error)
+		prefix, speculate := sb.copyPrefix(cs, from, items, copyRequest{verb: verb, dest: dest, chown: chown, chmod: chmod, o: o})
+		if speculate {
+			if sb.r.opts.DebugCache {
+				sb.r.opts.Progress.Logf("cache [%s %d/%d]: no record can match, hashing the files while copying them", sb.st.Display(), sb.step, sb.total)
+			}
+			o.sums = sb.r.sums
+			late = func() ([]cache.Input, error) {
+				in, err := sb.copyInputs(ctx, verb, cs, from, items, dest, chown, chmod, o)
+				if err == nil && o.link {
+					in = append(in, cache.Input{Name: "link", Value: "true"})
+				}
+				return in, err
+			}
+		} else {
+			var err error
+			if inputs, err = sb.copyInputs(ctx, verb, cs, from, items, dest, chown, chmod, o); err != nil {
+				return err
+			}
+			if o.link {
+				inputs = append(inputs, cache.Input{Name: "link", Value: "true"})
+			}
+		}
+		marked := func(err error) error {
+			if err == nil && prefix != "" {
+				sb.r.cache.MarkPrefix(prefix)
+			}
 			return err
 		}
 		if !o.link {
-			return sb.change(ctx, p, createdBy, inputs, func(rootfs string) error {
+			return marked(sb.changeKeyed(ctx, p, createdBy, false, func(rootfs string) error {
 				if chown != "" {
 					ow, err := resolveChown(rootfs, chown)
 					if err != nil {
@@ -1073,7 +1174,7 @@ func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, fr
 					o.chown = &ow
 				}
 				return copyInto(ctx, rootfs, items, dest, cs, o)
-			})
+			}, inputs, late))
 		}
 		// --link: the files go into an empty layer, so nothing of the stage
 		// (like a symlink on the destination path) changes where they land;
@@ -1091,10 +1192,31 @@ func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, fr
 				return err
 			}
 		}
-		return sb.changeOn(ctx, p, createdBy, append(inputs, cache.Input{Name: "link", Value: "true"}), true, func(rootfs string) error {
+		return marked(sb.changeKeyed(ctx, p, createdBy, true, func(rootfs string) error {
 			return copyInto(ctx, rootfs, items, dest, cs, o)
-		})
+		}, inputs, late))
 	})
+}
+
+// copyPrefix returns the key prefix of a COPY from the build context: the
+// step's key without the content of its sources (Index.MarkPrefix), and
+// whether the copy may run before its key is known: the cache cannot hold
+// a record for it (no mark for the prefix, no --cache-from to ask, or
+// --no-cache). Other copies have no prefix.
+func (sb *stageBuilder) copyPrefix(cs *copySource, from string, items []copyItem, req copyRequest) (cache.Key, bool) {
+	if from != "" || cs.ignore == nil || sb.r.sums == nil {
+		return "", false
+	}
+	in := append(sb.commonInputs(), req.optionInputs()...)
+	in = append(in, cache.Input{Name: "prefix", Value: "copy from the build context"})
+	for _, it := range items {
+		in = append(in, cache.Input{Name: "source " + it.rel, Value: it.keep})
+	}
+	prefix := cache.NewKey(sb.state.key, in...)
+	if !sb.useCache() {
+		return prefix, true
+	}
+	return prefix, len(sb.r.opts.CacheFrom) == 0 && !sb.r.cache.HasPrefix(prefix)
 }
 
 // withSource gives fn the source of a COPY: the build context, or the

@@ -37,26 +37,25 @@ func (sb *stageBuilder) change(ctx context.Context, p *progress.Step, createdBy 
 // changeOn is change with an empty filesystem below (scratch true, for COPY
 // --link) or the stage's own layers.
 func (sb *stageBuilder) changeOn(ctx context.Context, p *progress.Step, createdBy string, inputs []cache.Input, scratch bool, fn func(rootfs string) error) error {
+	return sb.changeKeyed(ctx, p, createdBy, scratch, fn, inputs, nil)
+}
+
+// changeKeyed is changeOn with the step's inputs known before fn runs
+// (inputs), or only once it has run (late, when not nil). The late form is
+// speculative: fn does its work first (a COPY that hashes the files it
+// copies), then the key is looked up; on a hit the new snapshot is thrown
+// away and the recorded layer used, exactly as if it had been looked up
+// first.
+func (sb *stageBuilder) changeKeyed(ctx context.Context, p *progress.Step, createdBy string, scratch bool, fn func(rootfs string) error, inputs []cache.Input, late func() ([]cache.Input, error)) error {
 	b := sb.r.b
-	inputs = append(sb.commonInputs(), inputs...)
-	key := cache.NewKey(sb.state.key, inputs...)
 	pos := cache.Position(sb.r.dockerfileID, sb.st.Display(), sb.step)
 	defer func() { sb.alias = "" }()
-	if sb.useCache() {
-		if rec, ok := sb.lookup(ctx, key); ok {
-			if sb.alias != "" {
-				a := *rec
-				a.Next = key
-				sb.r.cache.Put(sb.alias, &a)
-			}
-			sb.hit(key, rec, createdBy, p, pos, inputs)
+	var key cache.Key
+	if late == nil {
+		inputs = append(sb.commonInputs(), inputs...)
+		key = cache.NewKey(sb.state.key, inputs...)
+		if sb.tryCached(ctx, p, key, createdBy, pos, inputs) {
 			return nil
-		}
-		if reason := sb.missReason(pos, inputs); p != nil {
-			p.SetReason(reason)
-			if sb.r.opts.DebugCache {
-				sb.r.opts.Progress.Logf("cache miss [%s %d/%d]: %s", sb.st.Display(), sb.step, sb.total, reason)
-			}
 		}
 	}
 	var lowerDirs []string
@@ -95,6 +94,17 @@ func (sb *stageBuilder) changeOn(ctx context.Context, p *progress.Step, createdB
 	if ferr != nil {
 		return ferr
 	}
+	if late != nil {
+		in, err := late()
+		if err != nil {
+			return err
+		}
+		inputs = append(sb.commonInputs(), in...)
+		key = cache.NewKey(sb.state.key, inputs...)
+		if sb.tryCached(ctx, p, key, createdBy, pos, inputs) {
+			return nil // the snapshot just made goes with dir
+		}
+	}
 	if err := pruneCopiedUpDirs(upper, lowerDirs); err != nil {
 		return err
 	}
@@ -126,6 +136,30 @@ func (sb *stageBuilder) changeOn(ctx context.Context, p *progress.Step, createdB
 	sb.state.key = key
 	sb.r.cache.SetLast(pos, append(inputs, cache.Input{Name: "parent", Value: string(key)}))
 	return nil
+}
+
+// tryCached applies the record of key when the cache has a usable one and
+// reports whether it did; on a miss it gives the step its reason.
+func (sb *stageBuilder) tryCached(ctx context.Context, p *progress.Step, key cache.Key, createdBy, pos string, inputs []cache.Input) bool {
+	if !sb.useCache() {
+		return false
+	}
+	if rec, ok := sb.lookup(ctx, key); ok {
+		if sb.alias != "" {
+			a := *rec
+			a.Next = key
+			sb.r.cache.Put(sb.alias, &a)
+		}
+		sb.hit(key, rec, createdBy, p, pos, inputs)
+		return true
+	}
+	if reason := sb.missReason(pos, inputs); p != nil {
+		p.SetReason(reason)
+		if sb.r.opts.DebugCache {
+			sb.r.opts.Progress.Logf("cache miss [%s %d/%d]: %s", sb.st.Display(), sb.step, sb.total, reason)
+		}
+	}
+	return false
 }
 
 // commonInputs are the inputs every filesystem step's key has.

@@ -76,7 +76,7 @@ type Index struct {
 
 // Open opens (creating) the index in dir.
 func Open(dir string) (*Index, error) {
-	for _, d := range []string{"keys", "last"} {
+	for _, d := range []string{"keys", "last", "prefixes"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("open build cache: %w", err)
 		}
@@ -117,6 +117,25 @@ func (ix *Index) Last(pos string) ([]Input, bool) {
 // SetLast records the inputs of the step at position pos.
 func (ix *Index) SetLast(pos string, in []Input) error {
 	return ix.write(ix.path("last", pos), in)
+}
+
+// MarkPrefix records that a step whose key starts from prefix (a key made of
+// everything but the content of its sources, see HasPrefix) has a record.
+func (ix *Index) MarkPrefix(prefix Key) error {
+	p := ix.path("prefixes", string(prefix))
+	if _, err := os.Stat(p); err == nil {
+		return nil
+	}
+	return ix.write(p, struct{}{})
+}
+
+// HasPrefix reports whether MarkPrefix was called for prefix: without the
+// mark no record can match a step with that prefix (unless it was made by a
+// strata that did not mark prefixes), so the step may do its work before
+// its key is known and look the key up afterwards.
+func (ix *Index) HasPrefix(prefix Key) bool {
+	_, err := os.Stat(ix.path("prefixes", string(prefix)))
+	return err == nil
 }
 
 // Position names a step of a Dockerfile for Last/SetLast.

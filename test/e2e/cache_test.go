@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // stepStatus maps "[stage n/m] INSTRUCTION" to DONE or CACHED from plain progress.
@@ -175,5 +177,82 @@ func TestCheckErrorBeforeBuild(t *testing.T) {
 	ok := writeFiles(t, map[string]string{"Dockerfile": "# check=error=true\nFROM busybox AS base\nRUN echo STEP-RAN\n"})
 	if r := strata(t, store, "build", "--progress", "plain", ok); !strings.Contains(r.stderr, "STEP-RAN") {
 		t.Fatalf("a clean Dockerfile with check=error=true did not build:\n%s", r)
+	}
+}
+
+// TestCacheCopyBeforeKey: a COPY from the context whose step has no record
+// copies first, hashing the files as it reads them, and looks its key up
+// afterwards. Touched files (new stat data, same content) on a store whose
+// records have no prefix marks (as a store from an older strata) take that
+// path and still hit, with the same image; with the marks back they take
+// the ordinary path and hit; a changed file misses; the context is hashed
+// identically either way (a --no-cache build, which always copies first,
+// gives the layer the cached build recorded).
+func TestCacheCopyBeforeKey(t *testing.T) {
+	store := newBusyboxStore(t)
+	files := map[string]string{"Dockerfile": "FROM busybox\nCOPY . /app\nRUN ls /app/d | wc -l > /n\n"}
+	for i := 0; i < 40; i++ {
+		files[fmt.Sprintf("d/f%02d", i)] = strings.Repeat(fmt.Sprintf("%d\n", i), 1000*i)
+	}
+	ctx := writeFiles(t, files)
+	iid := filepath.Join(t.TempDir(), "iid") // not in the context, which COPY . reads whole
+	build := func(args ...string) (map[string]string, string, string) {
+		r := strata(t, store, append([]string{"build", "--progress", "plain", "--debug-cache", "--iidfile", iid}, append(args, ctx)...)...)
+		id, _ := os.ReadFile(iid)
+		return stepStatus(t, r.stderr), string(id), r.stderr
+	}
+	const copyStep, runStep = "[stage-0 2/3] COPY . /app", "[stage-0 3/3] RUN ls /app/d | wc -l > /n"
+	const early = "hashing the files while copying them"
+	touchAll := func(when time.Time) {
+		for name := range files {
+			if err := os.Chtimes(filepath.Join(ctx, name), when, when); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	st, id1, out := build()
+	if st[copyStep] != "DONE" || !strings.Contains(out, early) {
+		t.Fatalf("cold build: COPY %q, copied before its key: %v\n%s", st[copyStep], strings.Contains(out, early), out)
+	}
+
+	touchAll(time.Now().Add(-time.Hour))
+	if err := os.RemoveAll(filepath.Join(store, "cache", "prefixes")); err != nil {
+		t.Fatal(err)
+	}
+	st, id2, out := build()
+	if !strings.Contains(out, early) {
+		t.Fatalf("without prefix marks the COPY did not copy first:\n%s", out)
+	}
+	if st[copyStep] != "CACHED" || st[runStep] != "CACHED" || id2 != id1 {
+		t.Fatalf("touched context, copied first: COPY %s, RUN %s, image %s (first %s)\n%s", st[copyStep], st[runStep], id2, id1, out)
+	}
+
+	touchAll(time.Now().Add(-30 * time.Minute))
+	st, id3, out := build()
+	if strings.Contains(out, early) || st[copyStep] != "CACHED" || id3 != id1 {
+		t.Fatalf("with the mark back: copied first %v, COPY %s, image %s (first %s)\n%s", strings.Contains(out, early), st[copyStep], id3, id1, out)
+	}
+
+	if err := os.WriteFile(filepath.Join(ctx, "d", "f07"), []byte("changed\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, id4, out := build("-t", "copyfirst:cached")
+	if st[copyStep] != "DONE" || st[runStep] != "DONE" || id4 == id1 {
+		t.Fatalf("changed file: COPY %s, RUN %s, image %s\n%s", st[copyStep], st[runStep], id4, out)
+	}
+
+	// --no-cache copies first and records its key: the layer it makes must
+	// be the one the cached build has (same content key, same bytes).
+	layersOf := func(ref string) []string {
+		r := strata(t, store, "inspect", "--format", "{{json .RootFS.Layers}}", ref)
+		return strings.Fields(r.stdout)
+	}
+	_, _, out = build("--no-cache", "-t", "copyfirst:nocache")
+	if !strings.Contains(out, early) {
+		t.Errorf("--no-cache did not copy first:\n%s", out)
+	}
+	if a, b := layersOf("copyfirst:cached"), layersOf("copyfirst:nocache"); len(a) == 0 || strings.Join(a, " ") != strings.Join(b, " ") {
+		t.Errorf("--no-cache layers %v, cached build's %v", b, a)
 	}
 }

@@ -1,0 +1,70 @@
+package buildctx
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// TestSumsRecord: a checksum recorded by a reader is what FileSum returns
+// without reading the file; a file that
+// changed between the stat before and the stat after the read is not
+// recorded; a changed sum is reported by Changed; Save and OpenSums keep it.
+func TestSumsRecord(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	if err := os.WriteFile(p, []byte("one"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Lstat(p)
+	s := OpenSums(filepath.Join(dir, "stat.json"))
+	if s.Known(p, before) {
+		t.Fatal("empty cache knows the file")
+	}
+	s.Record(p, before, before, "recorded")
+	if !s.Known(p, before) {
+		t.Fatal("recorded file not known")
+	}
+	// "recorded" is not the file's sha256: FileSum returning it proves it
+	// did not read the file.
+	if sum, err := s.FileSum(p, before); err != nil || sum != "recorded" {
+		t.Fatalf("FileSum = %q, %v; want the recorded sum, without reading", sum, err)
+	}
+
+	// Changed while read: the stat after differs, nothing recorded.
+	q := filepath.Join(dir, "g")
+	os.WriteFile(q, []byte("two"), 0o644)
+	qb, _ := os.Lstat(q)
+	later := time.Now().Add(time.Hour)
+	os.Chtimes(q, later, later)
+	qa, _ := os.Lstat(q)
+	s.Record(q, qb, qa, "torn")
+	if s.Known(q, qb) || s.Known(q, qa) {
+		t.Fatal("a file that changed while read was recorded")
+	}
+	if sum, err := s.FileSum(q, qa); err != nil || sum != sha([]byte("two")) {
+		t.Fatalf("FileSum after a torn record = %q, %v", sum, err)
+	}
+
+	// A new sum for a known path counts as a change.
+	os.WriteFile(p, []byte("three!"), 0o644)
+	after, _ := os.Lstat(p)
+	s.Record(p, after, after, sha([]byte("three!")))
+	if ch := s.Changed(); len(ch) != 1 || ch[0] != p {
+		t.Fatalf("Changed = %v, want [%s]", ch, p)
+	}
+	if err := s.Save(); err != nil {
+		t.Fatal(err)
+	}
+	if !OpenSums(filepath.Join(dir, "stat.json")).Known(p, after) {
+		t.Fatal("recorded sum not saved")
+	}
+}
