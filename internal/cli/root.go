@@ -85,7 +85,9 @@ func (a *app) open(ctx context.Context) (*build.Builder, error) {
 	}
 	runner := &runc.Runner{StateDir: s.Path("runc"), BundleDir: ""}
 	reclaimContainers(ctx, runner)
-	if err := s.Reclaim(ctx, nil); err != nil {
+	// Again for each dead session, before its directory goes: a container
+	// its process was starting may have appeared since.
+	if err := s.Reclaim(ctx, func(ctx context.Context, _ string) { reclaimContainers(ctx, runner) }); err != nil {
 		return nil, err
 	}
 	lock, err := s.LockShared()

@@ -65,12 +65,12 @@ func (s *Store) Reclaim(ctx context.Context, release func(ctx context.Context, s
 		if procStartTime(pid) == start {
 			continue // still running
 		}
-		if release != nil {
-			release(ctx, name)
-		}
 		dir := s.Path("run", name)
-		unmountUnder(dir)
-		if err := os.RemoveAll(dir); err != nil {
+		if err := removeDeadSession(ctx, dir, func() {
+			if release != nil {
+				release(ctx, name)
+			}
+		}); err != nil {
 			return fmt.Errorf("reclaim %s: %w", dir, err)
 		}
 	}
@@ -79,6 +79,31 @@ func (s *Store) Reclaim(ctx context.Context, release func(ctx context.Context, s
 	}
 	s.removeCacheTemp(time.Now().Add(-10 * time.Minute))
 	return nil
+}
+
+// removeDeadSession releases a dead session's containers, unmounts what
+// it mounted and removes its directory. A container the process was
+// starting when it died can still appear and write below the directory for
+// a moment (its mount namespace keeps the snapshot mounted after the
+// unmount here), so a removal that finds new entries releases again and
+// retries, for up to about 3 s, before it gives up.
+func removeDeadSession(ctx context.Context, dir string, release func()) error {
+	var err error
+	for attempt := 0; attempt < 15; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		release()
+		unmountUnder(dir)
+		if err = os.RemoveAll(dir); err == nil {
+			return nil
+		}
+	}
+	return err
 }
 
 // removeCacheTemp removes the temp files of the build cache (".tmp-",

@@ -276,3 +276,59 @@ func TestReclaimThroughSymlinkedRoot(t *testing.T) {
 		t.Errorf("with a store root reached through a symlink, MountsUnder(%s) = %q (mountinfo has %q), so Reclaim cannot unmount a dead session: err = %v, mounts left %q", s.Path("run"), found, realMnt, err, left)
 	}
 }
+
+// TestReclaimRetries: a dead session's directory that cannot be removed
+// at first (as when a container its process was starting when it died
+// still writes below it) is released again and retried; here an immutable
+// file stands for the writer, and the second release "stops" it.
+func TestReclaimRetries(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (immutable flag)")
+	}
+	s := openStore(t)
+	dir := s.Path("run", "999999-2")
+	stuck := filepath.Join(dir, "snap", "upper", "f")
+	if err := os.MkdirAll(filepath.Dir(stuck), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(stuck, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	immutable := func(on bool) error {
+		f, err := os.Open(stuck)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
+		if err != nil {
+			return err
+		}
+		const immutableFL = 0x10 // FS_IMMUTABLE_FL, linux/fs.h
+		if on {
+			flags |= immutableFL
+		} else {
+			flags &^= immutableFL
+		}
+		return unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags))
+	}
+	if err := immutable(true); err != nil {
+		t.Skipf("no immutable flag on this filesystem: %v", err)
+	}
+	t.Cleanup(func() { immutable(false) })
+	releases := 0
+	err := s.Reclaim(context.Background(), func(context.Context, string) {
+		releases++
+		if releases == 2 {
+			if err := immutable(false); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	if err != nil || releases != 2 {
+		t.Fatalf("Reclaim: %v after %d releases; want success after 2", err, releases)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("dead session still there: %v", err)
+	}
+}
