@@ -327,6 +327,18 @@ func (cs *copySource) dirsBelow(dir string) []string {
 // copyInto copies items into rootfs at dest (absolute, in the image; a
 // trailing slash means a directory), as Docker's COPY does.
 func copyInto(ctx context.Context, rootfs string, items []copyItem, dest string, cs *copySource, o copyOptions) error {
+	_, err := copyIntoSnapshot(ctx, rootfs, "", items, dest, cs, o)
+	return err
+}
+
+// copyIntoSnapshot is copyInto for a snapshot whose upper directory is
+// upper ("" when unknown). When rootfs is an overlay mount of that upper
+// directory, files that can be hardlinked from the source's layers are
+// created empty through the mount (so overlayfs resolves their paths and
+// copies up their parents) and linked in place by the returned finish,
+// which must run once the overlay is unmounted: the upper directory of a
+// mounted overlay must not be changed underneath it.
+func copyIntoSnapshot(ctx context.Context, rootfs, upper string, items []copyItem, dest string, cs *copySource, o copyOptions) (finish func() error, err error) {
 	destDir := strings.HasSuffix(dest, "/") || strings.HasSuffix(dest, "/.") || dest == "."
 	dest = path.Clean(dest)
 	if dest == "/" {
@@ -334,7 +346,7 @@ func copyInto(ctx context.Context, rootfs string, items []copyItem, dest string,
 	}
 	if len(items) > 1 && !destDir {
 		if fi, err := statIn(rootfs, dest); err != nil || !fi.IsDir() {
-			return fmt.Errorf("when using COPY with more than one source file, the destination must be a directory and end with a /")
+			return nil, fmt.Errorf("when using COPY with more than one source file, the destination must be a directory and end with a /")
 		}
 	}
 	parentOwner := owner{}
@@ -349,10 +361,13 @@ func copyInto(ctx context.Context, rootfs string, items []copyItem, dest string,
 	if len(o.exclude) > 0 {
 		var err error
 		if excl, err = patternmatcher.New(o.exclude); err != nil {
-			return fmt.Errorf("--exclude: %w", err)
+			return nil, fmt.Errorf("--exclude: %w", err)
 		}
 	}
 	c := &copier{rootfs: rootfs, cs: cs, o: o, links: map[[2]uint64]string{}, parentOwner: parentOwner, parentMode: parentMode, exclude: excl}
+	if upper != "" && upper != rootfs {
+		c.upper = upper
+	}
 	defer c.closeLayers()
 	for _, it := range items {
 		// One item at a time: two items may write the same path (the later
@@ -365,7 +380,7 @@ func copyInto(ctx context.Context, rootfs string, items []copyItem, dest string,
 			err = werr
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
 	// Directories this copy created get their source's modification time
@@ -373,10 +388,13 @@ func copyInto(ctx context.Context, rootfs string, items []copyItem, dest string,
 	// parent's mtime), deepest first, as BuildKit does.
 	for i := len(c.dirTimes) - 1; i >= 0; i-- {
 		if err := lutimes(c.dirTimes[i].dst, c.dirTimes[i].fi); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	if len(c.deferred) == 0 {
+		return nil, nil
+	}
+	return c.finishLinks, nil
 }
 
 // copyWorkers bounds the regular files copied at once. Copying is mostly
@@ -480,6 +498,21 @@ type copier struct {
 	layerFD map[string]int     // open O_PATH descriptors of source layer dirs
 	linked  map[[2]uint64]bool // layer files this copy has hardlinked once already
 	bufs    sync.Pool          // *[]byte buffers of hashing copies
+
+	// upper is the upper directory of the overlay mounted at rootfs, when
+	// known: layer files are then linked there after the unmount (deferred,
+	// by path below upper), not through the mount.
+	upper    string
+	deferred map[string]deferredLink
+}
+
+// deferredLink is a layer file to link over the empty placeholder a copy
+// made through the overlay; the file must still be the one checked (same
+// inode and size on the upper directory's filesystem).
+type deferredLink struct {
+	layer, rel string // the layer directory and the path below it
+	dev, ino   uint64
+	size       int64
 }
 
 type dirTime struct {
@@ -615,6 +648,9 @@ func (c *copier) copyEntry(srcHost string, fi os.FileInfo, target string) error 
 	if c.o.chmod != nil && mode&os.ModeSymlink == 0 {
 		mode = c.o.chmod.apply(mode)
 	}
+	if c.deferred != nil {
+		delete(c.deferred, c.upperRel(dst)) // a later source wins
+	}
 	existing, lerr := os.Lstat(dst)
 	if lerr == nil {
 		if fi.IsDir() && existing.IsDir() {
@@ -660,7 +696,7 @@ func (c *copier) copyEntry(srcHost string, fi os.FileInfo, target string) error 
 			}
 			defer func() { c.links[key] = dst }()
 		}
-		if st != nil && uid == int(st.Uid) && gid == int(st.Gid) && mode == fi.Mode() && c.linkFromLayer(srcHost, st, dst) {
+		if st != nil && uid == int(st.Uid) && gid == int(st.Gid) && mode == fi.Mode() && c.linkFromLayer(srcHost, fi, st, dst) {
 			return nil
 		}
 		if c.files != nil && (st == nil || st.Nlink <= 1) {
@@ -696,7 +732,11 @@ func (c *copier) copyEntry(srcHost string, fi os.FileInfo, target string) error 
 // linked at most once per copy, so two destinations of one source file stay
 // two files (as a copy makes them), and a later step can change the linked
 // file only through overlayfs, which copies it up first.
-func (c *copier) linkFromLayer(srcHost string, st *syscall.Stat_t, dst string) bool {
+//
+// Through an overlay mount (c.upper set) the link cannot be made yet: dst
+// is created empty, with the source's owner, mode and times, and the link
+// is recorded for finishLinks.
+func (c *copier) linkFromLayer(srcHost string, fi os.FileInfo, st *syscall.Stat_t, dst string) bool {
 	layers := c.cs.layers
 	if len(layers) == 0 || c.noLinks {
 		return false
@@ -708,7 +748,11 @@ func (c *copier) linkFromLayer(srcHost string, st *syscall.Stat_t, dst string) b
 	}
 	if c.rootDev == 0 {
 		var rs unix.Stat_t
-		if err := unix.Stat(c.rootfs, &rs); err != nil {
+		on := c.rootfs
+		if c.upper != "" {
+			on = c.upper
+		}
+		if err := unix.Stat(on, &rs); err != nil {
 			c.noLinks = true
 			return false
 		}
@@ -746,7 +790,11 @@ func (c *copier) linkFromLayer(srcHost string, st *syscall.Stat_t, dst string) b
 		if c.linked[key] {
 			return false
 		}
-		if err := unix.Linkat(fd, "", unix.AT_FDCWD, dst, unix.AT_EMPTY_PATH); err != nil {
+		if c.upper != "" {
+			if !c.placeholder(dst, fi, st, deferredLink{layer: layers[i], rel: rel, dev: ls.Dev, ino: ls.Ino, size: ls.Size}) {
+				return false
+			}
+		} else if err := unix.Linkat(fd, "", unix.AT_FDCWD, dst, unix.AT_EMPTY_PATH); err != nil {
 			return false // EXDEV, EMLINK, ...: copy instead
 		}
 		if c.linked == nil {
@@ -756,6 +804,135 @@ func (c *copier) linkFromLayer(srcHost string, st *syscall.Stat_t, dst string) b
 		return true
 	}
 	return false
+}
+
+// upperRel is dst (a path below rootfs) relative to rootfs, which is where
+// overlayfs puts it in the upper directory.
+func (c *copier) upperRel(dst string) string {
+	rel, err := filepath.Rel(c.rootfs, dst)
+	if err != nil {
+		return dst
+	}
+	return rel
+}
+
+// placeholder creates dst empty through the overlay with the metadata of
+// the source file (fi, st) and records the link d to make over it; on any
+// failure dst is removed again and the caller copies the file.
+func (c *copier) placeholder(dst string, fi os.FileInfo, st *syscall.Stat_t, d deferredLink) bool {
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	if err := applyMeta(dst, int(st.Uid), int(st.Gid), fi.Mode(), fi, true); err != nil {
+		os.Remove(dst)
+		return false
+	}
+	if c.deferred == nil {
+		c.deferred = map[string]deferredLink{}
+	}
+	c.deferred[c.upperRel(dst)] = d
+	return true
+}
+
+// finishLinks replaces, in the unmounted upper directory, every placeholder
+// still there (an empty regular file) by a hardlink to its layer file,
+// keeping the parent directory's times; where the placeholder has other
+// names (hardlinks in the source), the layer file changed or linking fails,
+// the placeholder is filled with the file's data instead.
+func (c *copier) finishLinks() error {
+	defer c.closeLayers()
+	rels := make([]string, 0, len(c.deferred))
+	for r := range c.deferred {
+		rels = append(rels, r)
+	}
+	sort.Strings(rels)
+	for n, r := range rels {
+		d := c.deferred[r]
+		p := filepath.Join(c.upper, r)
+		var ps unix.Stat_t
+		if err := unix.Lstat(p, &ps); err != nil || ps.Mode&unix.S_IFMT != unix.S_IFREG || ps.Size != 0 {
+			continue // replaced or removed by a later source
+		}
+		// More than one link: the copy linked another destination to the
+		// placeholder (the source had hardlinks); filling it keeps them one file.
+		if ps.Nlink == 1 && c.linkOver(d, p, n) == nil {
+			continue
+		}
+		if err := c.fillPlaceholder(d, p); err != nil {
+			return fmt.Errorf("copy %s: %w", path.Join("/", r), err)
+		}
+	}
+	return nil
+}
+
+// linkOver links d's layer file at p through a temporary name in p's
+// directory and a rename over the placeholder, then puts the directory's
+// times back as the copy left them.
+func (c *copier) linkOver(d deferredLink, p string, n int) error {
+	fd, err := c.openInLayer(d.layer, d.rel)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var ls unix.Stat_t
+	if err := unix.Fstat(fd, &ls); err != nil {
+		return err
+	}
+	if ls.Dev != d.dev || ls.Ino != d.ino || ls.Size != d.size || ls.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("layer file changed")
+	}
+	dir := filepath.Dir(p)
+	var ds unix.Stat_t
+	if err := unix.Lstat(dir, &ds); err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, fmt.Sprintf(".strata-link-%d-%d", os.Getpid(), n))
+	if err := unix.Linkat(fd, "", unix.AT_FDCWD, tmp, unix.AT_EMPTY_PATH); err != nil {
+		return err
+	}
+	if err := unix.Rename(tmp, p); err != nil {
+		unix.Unlink(tmp)
+		return err
+	}
+	ts := []unix.Timespec{ds.Atim, ds.Mtim}
+	return unix.UtimesNanoAt(unix.AT_FDCWD, dir, ts, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// fillPlaceholder writes d's layer file's data into the placeholder p and
+// gives p the layer file's times back.
+func (c *copier) fillPlaceholder(d deferredLink, p string) error {
+	dfd, err := unix.Open(d.layer, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dfd)
+	fd, err := unix.Openat2(dfd, d.rel, &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return err
+	}
+	in := os.NewFile(uintptr(fd), d.rel)
+	defer in.Close()
+	var ls unix.Stat_t
+	if err := unix.Fstat(fd, &ls); err != nil {
+		return err
+	}
+	out, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := out.ReadFrom(in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{ls.Atim, ls.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
 }
 
 // openInLayer opens rel below the directory layer as an O_PATH descriptor,
@@ -784,6 +961,7 @@ func (c *copier) closeLayers() {
 	for _, fd := range c.layerFD {
 		unix.Close(fd)
 	}
+	c.layerFD = nil
 }
 
 func applyMeta(dst string, uid, gid int, mode os.FileMode, fi os.FileInfo, times bool) error {
@@ -1165,15 +1343,15 @@ func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, fr
 			return err
 		}
 		if !o.link {
-			return marked(sb.changeKeyed(ctx, p, createdBy, false, func(rootfs string) error {
+			return marked(sb.changeKeyed(ctx, p, createdBy, false, func(rootfs, upper string) (func() error, error) {
 				if chown != "" {
 					ow, err := resolveChown(rootfs, chown)
 					if err != nil {
-						return err
+						return nil, err
 					}
 					o.chown = &ow
 				}
-				return copyInto(ctx, rootfs, items, dest, cs, o)
+				return copyIntoSnapshot(ctx, rootfs, upper, items, dest, cs, o)
 			}, inputs, late))
 		}
 		// --link: the files go into an empty layer, so nothing of the stage
@@ -1192,8 +1370,8 @@ func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, fr
 				return err
 			}
 		}
-		return marked(sb.changeKeyed(ctx, p, createdBy, true, func(rootfs string) error {
-			return copyInto(ctx, rootfs, items, dest, cs, o)
+		return marked(sb.changeKeyed(ctx, p, createdBy, true, func(rootfs, upper string) (func() error, error) {
+			return copyIntoSnapshot(ctx, rootfs, upper, items, dest, cs, o)
 		}, inputs, late))
 	})
 }

@@ -301,3 +301,130 @@ func TestCopyLinksFromLayers(t *testing.T) {
 		t.Errorf("copy onto tmpfs: %q", got)
 	}
 }
+
+// Through a writable overlay mount the links are made in the upper
+// directory after the unmount, over empty placeholders the copy created
+// through the mount: the destination path resolves through the snapshot's
+// own layers (here a symlink in its lower layer), a later source that
+// writes the same path wins, and a layer file that changed before the
+// links are made is copied into its placeholder instead.
+func TestCopyLinksThroughOverlay(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (overlayfs, linkat by descriptor)")
+	}
+	base := t.TempDir()
+	src, view := filepath.Join(base, "src"), filepath.Join(base, "view")
+	dlower, dupper, dwork, merged := filepath.Join(base, "dlower"), filepath.Join(base, "dupper"), filepath.Join(base, "dwork"), filepath.Join(base, "merged")
+	for p, content := range map[string]string{
+		src + "/bin/tool":  "tool",
+		src + "/bin/other": "other",
+		src + "/bin/later": "from the layer",
+		dlower + "/opt/x":  "lower of the snapshot",
+	} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(dlower+"/usr", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../opt", dlower+"/usr/local"); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{view, dupper, dwork, merged} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A read-only view of the source layer (two layers are needed for an
+	// overlay; the second is empty).
+	empty := filepath.Join(base, "empty")
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("overlay", view, "overlay", unix.MS_RDONLY, "lowerdir="+empty+":"+src); err != nil {
+		t.Fatalf("mount view: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(view, unix.MNT_DETACH) })
+	if err := unix.Mount("overlay", merged, "overlay", 0, "lowerdir="+dlower+",upperdir="+dupper+",workdir="+dwork); err != nil {
+		t.Fatalf("mount snapshot: %v", err)
+	}
+	mountedSnap := true
+	t.Cleanup(func() {
+		if mountedSnap {
+			_ = unix.Unmount(merged, unix.MNT_DETACH)
+		}
+	})
+
+	cs := &copySource{root: view, keepOwner: true, name: "stage test", layers: []string{src, empty}}
+	items, err := cs.resolve([]string{"bin"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The second item writes /usr/local/bin/later again, from a directory
+	// that is not a layer: it must win over the first item's placeholder.
+	ctxDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(ctxDir, "later"), []byte("from the context"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctxSrc := &copySource{root: ctxDir, name: "context"}
+	more, err := ctxSrc.resolve([]string{"later"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range more {
+		more[i].src = ctxSrc
+	}
+	finish, err := copyIntoSnapshot(context.Background(), merged, dupper, append(items, more...), "/usr/local/bin/", cs, copyOptions{})
+	if err != nil {
+		t.Fatalf("copy: %v", err)
+	}
+	if finish == nil {
+		t.Fatal("no links deferred through the overlay")
+	}
+	if fi, err := os.Stat(filepath.Join(merged, "opt/bin/tool")); err != nil || fi.Size() != 0 {
+		t.Fatalf("placeholder through the mount: %v %v", fi, err)
+	}
+	if err := unix.Unmount(merged, 0); err != nil {
+		t.Fatal(err)
+	}
+	mountedSnap = false
+	// The layer's /bin/other is replaced (new inode, same bytes) before the
+	// links are made: it must be copied, not linked.
+	if err := unix.Unmount(view, 0); err != nil {
+		t.Fatal(err)
+	}
+	otherPath := src + "/bin/other"
+	if err := os.WriteFile(otherPath+".new", []byte("other"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(otherPath+".new", otherPath); err != nil { // a new inode for sure
+		t.Fatal(err)
+	}
+	if err := finish(); err != nil {
+		t.Fatalf("finish: %v", err)
+	}
+	got := func(p string) string {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if inode(t, dupper+"/opt/bin/tool") != inode(t, src+"/bin/tool") || got(dupper+"/opt/bin/tool") != "tool" {
+		t.Error("/usr/local/bin/tool (upper opt/bin/tool) is not linked to the layer's file")
+	}
+	if got(dupper+"/opt/bin/other") != "other" || inode(t, dupper+"/opt/bin/other") == inode(t, otherPath) {
+		t.Error("a changed layer file was linked, or its placeholder not filled")
+	}
+	if got(dupper+"/opt/bin/later") != "from the context" {
+		t.Errorf("later source lost: %q", got(dupper+"/opt/bin/later"))
+	}
+	ents, _ := os.ReadDir(dupper + "/opt/bin")
+	if len(ents) != 3 {
+		t.Errorf("upper opt/bin holds %d entries, want tool, other, later (no temporary names)", len(ents))
+	}
+}

@@ -37,7 +37,9 @@ func (sb *stageBuilder) change(ctx context.Context, p *progress.Step, createdBy 
 // changeOn is change with an empty filesystem below (scratch true, for COPY
 // --link) or the stage's own layers.
 func (sb *stageBuilder) changeOn(ctx context.Context, p *progress.Step, createdBy string, inputs []cache.Input, scratch bool, fn func(rootfs string) error) error {
-	return sb.changeKeyed(ctx, p, createdBy, scratch, fn, inputs, nil)
+	return sb.changeKeyed(ctx, p, createdBy, scratch, func(rootfs, _ string) (func() error, error) {
+		return nil, fn(rootfs)
+	}, inputs, nil)
 }
 
 // changeKeyed is changeOn with the step's inputs known before fn runs
@@ -45,8 +47,11 @@ func (sb *stageBuilder) changeOn(ctx context.Context, p *progress.Step, createdB
 // speculative: fn does its work first (a COPY that hashes the files it
 // copies), then the key is looked up; on a hit the new snapshot is thrown
 // away and the recorded layer used, exactly as if it had been looked up
-// first.
-func (sb *stageBuilder) changeKeyed(ctx context.Context, p *progress.Step, createdBy string, scratch bool, fn func(rootfs string) error, inputs []cache.Input, late func() ([]cache.Input, error)) error {
+// first. fn gets the snapshot's root and its upper directory (the same
+// directory when nothing is below); the finish it returns, if any, runs
+// once the snapshot is unmounted, when the upper directory may be changed
+// directly.
+func (sb *stageBuilder) changeKeyed(ctx context.Context, p *progress.Step, createdBy string, scratch bool, fn func(rootfs, upper string) (finish func() error, err error), inputs []cache.Input, late func() ([]cache.Input, error)) error {
 	b := sb.r.b
 	pos := cache.Position(sb.r.dockerfileID, sb.st.Display(), sb.step)
 	defer func() { sb.alias = "" }()
@@ -78,18 +83,22 @@ func (sb *stageBuilder) changeKeyed(ctx context.Context, p *progress.Step, creat
 		}
 	}
 	var ferr error
+	var finish func() error
 	if len(lowerDirs) == 0 {
 		// Nothing below: the upper directory is the whole filesystem, so it
 		// is written directly, without overlayfs's cost on every file.
-		ferr = fn(upper)
+		finish, ferr = fn(upper, upper)
 	} else {
 		if err := overlay.Mount(ctx, lowerDirs, upper, work, merged); err != nil {
 			return fmt.Errorf("mount snapshot: %w", err)
 		}
-		ferr = fn(merged)
+		finish, ferr = fn(merged, upper)
 		if err := overlay.Unmount(merged); err != nil && ferr == nil {
 			ferr = fmt.Errorf("unmount snapshot: %w", err)
 		}
+	}
+	if ferr == nil && finish != nil {
+		ferr = finish()
 	}
 	if ferr != nil {
 		return ferr
