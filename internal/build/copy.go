@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -992,16 +993,23 @@ func (c *copier) copyData(srcHost string, fi os.FileInfo, dst string) error {
 			bp = &b
 		}
 		defer c.bufs.Put(bp)
-		return copyFileHashed(srcHost, fi, dst, c.o.sums, *bp)
+		return copyFile(srcHost, dst, fi, c.o.sums, *bp)
 	}
 	return copyFileData(srcHost, dst)
 }
 
-// copyFileHashed copies src to a new file dst through a buffer, hashing
-// what it reads, and records the sha256 in sums when src did not change
-// while it was read: the build context is read once for both the copy and
-// the step's cache key.
-func copyFileHashed(src string, fi os.FileInfo, dst string, sums *buildctx.Sums, buf []byte) error {
+// copyFileData copies the regular file src to a new file dst.
+func copyFileData(src, dst string) error { return copyFile(src, dst, nil, nil, nil) }
+
+// copyFile copies the regular file src to a new file dst. Without sums it
+// uses File.ReadFrom, not io.Copy: io.Copy prefers src's WriteTo, which for
+// a file destination falls back to a read/write loop through a user-space
+// buffer, where ReadFrom tries copy_file_range first (an in-kernel copy, or
+// a reflink on filesystems that share extents). With sums it copies through
+// buf, hashing what it reads, and records the sha256 when src did not
+// change while it was read (fi: its stat data before): the build context is
+// then read once for both the copy and the step's cache key.
+func copyFile(src, dst string, fi os.FileInfo, sums *buildctx.Sums, buf []byte) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -1011,52 +1019,26 @@ func copyFileHashed(src string, fi os.FileInfo, dst string, sums *buildctx.Sums,
 	if err != nil {
 		return err
 	}
-	h := sha256.New()
-	for {
-		n, rerr := in.Read(buf)
-		if n > 0 {
-			h.Write(buf[:n])
-			if _, err := out.Write(buf[:n]); err != nil {
-				out.Close()
-				return fmt.Errorf("copy %s: %w", src, err)
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			out.Close()
-			return fmt.Errorf("copy %s: %w", src, rerr)
-		}
+	var h hash.Hash
+	if sums == nil {
+		_, err = out.ReadFrom(in)
+	} else {
+		h = sha256.New()
+		_, err = io.CopyBuffer(io.MultiWriter(out, h), struct{ io.Reader }{in}, buf)
+	}
+	if err != nil {
+		out.Close()
+		return fmt.Errorf("copy %s: %w", src, err)
 	}
 	if err := out.Close(); err != nil {
 		return fmt.Errorf("copy %s: %w", src, err)
 	}
-	if after, err := in.Stat(); err == nil {
-		sums.Record(src, fi, after, hex.EncodeToString(h.Sum(nil)))
+	if sums != nil {
+		if after, err := in.Stat(); err == nil {
+			sums.Record(src, fi, after, hex.EncodeToString(h.Sum(nil)))
+		}
 	}
 	return nil
-}
-
-func copyFileData(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	// ReadFrom, not io.Copy: io.Copy prefers in.WriteTo, which for a file
-	// destination falls back to a read/write loop through a user-space
-	// buffer; ReadFrom tries copy_file_range first (an in-kernel copy, or a
-	// reflink on filesystems that share extents).
-	if _, err := out.ReadFrom(in); err != nil {
-		out.Close()
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	return out.Close()
 }
 
 func isArchiveFile(p string) bool {

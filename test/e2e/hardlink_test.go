@@ -32,21 +32,7 @@ COPY --from=changed /g /changed
 `})
 	strata(t, store, "build", "-t", "linked", ctx)
 	// Stage s's COPY layer holds /g as a hardlink to stage b's /f.
-	inodes := func(name string) map[uint64]bool {
-		m := map[uint64]bool{}
-		fs, _ := filepath.Glob(filepath.Join(store, "layers", "*", name))
-		for _, f := range fs {
-			if fi, err := os.Lstat(f); err == nil && fi.Mode().IsRegular() {
-				m[fi.Sys().(*syscall.Stat_t).Ino] = true
-			}
-		}
-		return m
-	}
-	linked := false
-	for ino := range inodes("g") {
-		linked = linked || inodes("f")[ino]
-	}
-	if !linked {
+	if !layersShareInode(store, "g", "f") {
 		t.Errorf("no unpacked /g shares its inode with an unpacked /f: the COPY copied instead of linking")
 	}
 	run := strata(t, store, "run", "--rm", "linked", "cat", "/f", "/changed")
@@ -82,21 +68,7 @@ COPY --from=b /mt /mt
 COPY --from=b /out/sub/b /orig
 `})
 	strata(t, store, "build", "-t", "overlaylinked", ctx)
-	inodes := func(name string) map[uint64]bool {
-		m := map[uint64]bool{}
-		fs, _ := filepath.Glob(filepath.Join(store, "layers", "*", name))
-		for _, f := range fs {
-			if fi, err := os.Lstat(f); err == nil && fi.Mode().IsRegular() {
-				m[fi.Sys().(*syscall.Stat_t).Ino] = true
-			}
-		}
-		return m
-	}
-	linked := false
-	for ino := range inodes("usr/local/out/sub/b") {
-		linked = linked || inodes("out/sub/b")[ino]
-	}
-	if !linked {
+	if !layersShareInode(store, "usr/local/out/sub/b", "out/sub/b") {
 		t.Errorf("no unpacked /usr/local/out/sub/b shares its inode with stage b's /out/sub/b: the COPY copied instead of linking")
 	}
 	run := strata(t, store, "run", "--rm", "overlaylinked", "sh", "-c",
@@ -110,4 +82,26 @@ COPY --from=b /out/sub/b /orig
 		t.Errorf("dir mtime, source mtime and sub's entries: %q (want the two times equal and only b in sub)", rest)
 	}
 	strata(t, store, "fsck", "--deep")
+}
+
+// layersShareInode reports whether a regular file at path a in one of the
+// store's unpacked layers is the same inode as a file at path b in one.
+func layersShareInode(store, a, b string) bool {
+	inodes := func(name string) map[uint64]bool {
+		m := map[uint64]bool{}
+		fs, _ := filepath.Glob(filepath.Join(store, "layers", "*", name))
+		for _, f := range fs {
+			if fi, err := os.Lstat(f); err == nil && fi.Mode().IsRegular() {
+				m[fi.Sys().(*syscall.Stat_t).Ino] = true
+			}
+		}
+		return m
+	}
+	bs := inodes(b)
+	for ino := range inodes(a) {
+		if bs[ino] {
+			return true
+		}
+	}
+	return false
 }
