@@ -179,7 +179,9 @@ func TestExitCode(t *testing.T) {
 	if code != 3 {
 		t.Fatalf("exit code %d, want 3", code)
 	}
-	if out != "out\nerr\n" {
+	// stdout and stderr are two pipes, read concurrently: both lines
+	// arrive, in either order.
+	if out != "out\nerr\n" && out != "err\nout\n" {
 		t.Fatalf("output %q", out)
 	}
 	code, _ = run(t, r, Process{ID: testPrefix + "true", Rootfs: rootfs, Args: []string{"/bin/true"}})
