@@ -196,8 +196,9 @@ func TestCacheCopyBeforeKey(t *testing.T) {
 	}
 	ctx := writeFiles(t, files)
 	iid := filepath.Join(t.TempDir(), "iid") // not in the context, which COPY . reads whole
+	var env []string
 	build := func(args ...string) (map[string]string, string, string) {
-		r := strata(t, store, append([]string{"build", "--progress", "plain", "--debug-cache", "--iidfile", iid}, append(args, ctx)...)...)
+		r := strataOpts(t, store, runOpts{env: env}, append([]string{"build", "--progress", "plain", "--debug-cache", "--iidfile", iid}, append(args, ctx)...)...)
 		id, _ := os.ReadFile(iid)
 		return stepStatus(t, r.stderr), string(id), r.stderr
 	}
@@ -237,17 +238,30 @@ func TestCacheCopyBeforeKey(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(ctx, "d", "f07"), []byte("changed\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	st, id4, out := build("-t", "copyfirst:cached")
+	st, id4, out := build()
 	if st[copyStep] != "DONE" || st[runStep] != "DONE" || id4 == id1 {
 		t.Fatalf("changed file: COPY %s, RUN %s, image %s\n%s", st[copyStep], st[runStep], id4, out)
 	}
 
-	// --no-cache copies first and records its key: the layer it makes must
-	// be the one the cached build has (same content key, same bytes).
+	// Both paths must make the same layer from the same files. COPY gives
+	// the /app it creates the build's time (as BuildKit does), so this part
+	// builds with SOURCE_DATE_EPOCH, which clamps it: a first build with the
+	// epoch (a new prefix: copies first), a changed file (the prefix is
+	// known: hashes first, misses, copies), then --no-cache (copies first).
+	env = []string{"SOURCE_DATE_EPOCH=1700000000"}
+	build()
+	if err := os.WriteFile(filepath.Join(ctx, "d", "f08"), []byte("changed too\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, _, out = build("-t", "copyfirst:cached")
+	if st[copyStep] != "DONE" || strings.Contains(out, early) {
+		t.Fatalf("with the epoch, after a change: COPY %s, copied first %v\n%s", st[copyStep], strings.Contains(out, early), out)
+	}
 	layersOf := func(ref string) []string {
 		r := strata(t, store, "inspect", "--format", "{{json .RootFS.Layers}}", ref)
 		return strings.Fields(r.stdout)
 	}
+	time.Sleep(1100 * time.Millisecond) // a later second than the cached build, always
 	_, _, out = build("--no-cache", "-t", "copyfirst:nocache")
 	if !strings.Contains(out, early) {
 		t.Errorf("--no-cache did not copy first:\n%s", out)
