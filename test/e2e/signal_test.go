@@ -53,7 +53,7 @@ func interruptRun(t *testing.T, store, ctx, marker string, sig syscall.Signal, w
 	runCtx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := strataCmd(runCtx, store, runOpts{}, "build", "--progress", "plain", ctx)
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

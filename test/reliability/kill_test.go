@@ -20,7 +20,7 @@ import (
 // started is a strata process the test will interrupt.
 type started struct {
 	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
+	stdout, stderr *testenv.SyncBuffer
 	done           chan struct{}
 	waitErr        error
 	start          time.Time
@@ -32,7 +32,7 @@ func startStrata(t *testing.T, store string, o runOpts, args ...string) *started
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	cmd := strataCmd(ctx, store, o, args...)
-	s := &started{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	s := &started{cmd: cmd, stdout: &testenv.SyncBuffer{}, stderr: &testenv.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = s.stdout, s.stderr
 	s.start = time.Now()
 	if err := cmd.Start(); err != nil {

@@ -103,7 +103,7 @@ func ProcessesWithEnv(entry string) []string {
 // Registry is a running Debian docker-registry on a loopback port.
 type Registry struct {
 	Addr string // 127.0.0.1:PORT
-	log  *syncBuffer
+	log  *SyncBuffer
 }
 
 // Log is what the registry printed so far (its access log, when asked for).
@@ -132,7 +132,7 @@ func StartDockerRegistry(t testing.TB, bin, dir string, accessLog bool) *Registr
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		log := &syncBuffer{}
+		log := &SyncBuffer{}
 		cmd := exec.Command(bin, "serve", cfgPath)
 		cmd.Stdout, cmd.Stderr = log, log
 		if err := cmd.Start(); err != nil {
@@ -183,19 +183,22 @@ func waitHTTP(url string, exited <-chan error, timeout time.Duration) error {
 	return fmt.Errorf("%s did not answer 200 within %s", url, timeout)
 }
 
-// syncBuffer is a bytes.Buffer safe for a process's output and a reader.
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for a writer (a process's output) and a
+// concurrent reader.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
