@@ -765,7 +765,7 @@ func (c *copier) linkFromLayer(srcHost string, fi os.FileInfo, st *syscall.Stat_
 	// file is opened without following any symlink and linked by its
 	// descriptor, so what is linked is what was checked.
 	for i := len(layers) - 1; i >= 0; i-- {
-		fd, err := c.openInLayer(layers[i], rel)
+		fd, err := c.openInLayer(layers[i], rel, unix.O_PATH)
 		if errors.Is(err, unix.ENOENT) {
 			continue
 		}
@@ -872,7 +872,7 @@ func (c *copier) finishLinks() error {
 // directory and a rename over the placeholder, then puts the directory's
 // times back as the copy left them.
 func (c *copier) linkOver(d deferredLink, p string, n int) error {
-	fd, err := c.openInLayer(d.layer, d.rel)
+	fd, err := c.openInLayer(d.layer, d.rel, unix.O_PATH)
 	if err != nil {
 		return err
 	}
@@ -904,15 +904,7 @@ func (c *copier) linkOver(d deferredLink, p string, n int) error {
 // fillPlaceholder writes d's layer file's data into the placeholder p and
 // gives p the layer file's times back.
 func (c *copier) fillPlaceholder(d deferredLink, p string) error {
-	dfd, err := unix.Open(d.layer, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(dfd)
-	fd, err := unix.Openat2(dfd, d.rel, &unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
-	})
+	fd, err := c.openInLayer(d.layer, d.rel, unix.O_RDONLY)
 	if err != nil {
 		return err
 	}
@@ -936,10 +928,11 @@ func (c *copier) fillPlaceholder(d deferredLink, p string) error {
 	return unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{ls.Atim, ls.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
 }
 
-// openInLayer opens rel below the directory layer as an O_PATH descriptor,
-// following no symlink on the way (ENOENT when there is nothing there). The
-// layer directory is opened once per copy.
-func (c *copier) openInLayer(layer, rel string) (int, error) {
+// openInLayer opens rel below the directory layer with flags (O_PATH to
+// check and link it, O_RDONLY to read it), following no symlink on the way
+// (ENOENT when there is nothing there). The layer directory is opened once
+// per copy.
+func (c *copier) openInLayer(layer, rel string, flags int) (int, error) {
 	dfd, ok := c.layerFD[layer]
 	if !ok {
 		var err error
@@ -952,7 +945,7 @@ func (c *copier) openInLayer(layer, rel string) (int, error) {
 		c.layerFD[layer] = dfd
 	}
 	return unix.Openat2(dfd, rel, &unix.OpenHow{
-		Flags:   unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+		Flags:   uint64(flags | unix.O_NOFOLLOW | unix.O_CLOEXEC),
 		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
 	})
 }
@@ -1294,6 +1287,13 @@ func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, fr
 		// reads, the key is made and looked up afterwards (then from the stat
 		// cache, without reading the files again). One read of the context
 		// instead of two, and no hashing pass before the copy starts.
+		keyInputs := func() ([]cache.Input, error) {
+			in, err := sb.copyInputs(ctx, verb, cs, from, items, dest, chown, chmod, o)
+			if err == nil && o.link {
+				in = append(in, cache.Input{Name: "link", Value: "true"})
+			}
+			return in, err
+		}
 		var inputs []cache.Input
 		var late func() ([]cache.Input, error)
 		prefix, speculate := sb.copyPrefix(cs, from, items, copyRequest{verb: verb, dest: dest, chown: chown, chmod: chmod, o: o})
@@ -1302,20 +1302,11 @@ func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, fr
 				sb.r.opts.Progress.Logf("cache [%s %d/%d]: no record can match, hashing the files while copying them", sb.st.Display(), sb.step, sb.total)
 			}
 			o.sums = sb.r.sums
-			late = func() ([]cache.Input, error) {
-				in, err := sb.copyInputs(ctx, verb, cs, from, items, dest, chown, chmod, o)
-				if err == nil && o.link {
-					in = append(in, cache.Input{Name: "link", Value: "true"})
-				}
-				return in, err
-			}
+			late = keyInputs
 		} else {
 			var err error
-			if inputs, err = sb.copyInputs(ctx, verb, cs, from, items, dest, chown, chmod, o); err != nil {
+			if inputs, err = keyInputs(); err != nil {
 				return err
-			}
-			if o.link {
-				inputs = append(inputs, cache.Input{Name: "link", Value: "true"})
 			}
 		}
 		marked := func(err error) error {
