@@ -80,16 +80,6 @@ func (s *Sums) FileSum(abs string, fi os.FileInfo) (string, error) {
 	return cur.Sum, nil
 }
 
-// Known reports whether the stat cache holds the checksum of the file at abs
-// for this stat data (FileSum would not read it).
-func (s *Sums) Known(abs string, fi os.FileInfo) bool {
-	cur := statOf(fi)
-	s.mu.Lock()
-	old, ok := s.entries[abs]
-	s.mu.Unlock()
-	return ok && old.Size == cur.Size && old.Mtime == cur.Mtime && old.Ctime == cur.Ctime && old.Ino == cur.Ino
-}
-
 // Record remembers sum, computed by the caller while it read the file at
 // abs, as that file's checksum. before is the file's stat data before the
 // read and after its fstat once read: when they differ the file changed
