@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -181,31 +180,16 @@ func (h *harness) settle() {
 // quietBusy is the busy share of all CPUs under which the machine counts as quiet.
 const quietBusy = 0.15
 
-// cpuBusy returns the share of all CPUs' time that was not idle over d.
+// cpuBusy returns the share of all CPUs' time that was not idle (nor
+// waiting for I/O) over d.
 func cpuBusy(d time.Duration) float64 {
-	read := func() (busy, total uint64) {
-		b, err := os.ReadFile("/proc/stat")
-		if err != nil {
-			return 0, 0
-		}
-		line := strings.SplitN(string(b), "\n", 2)[0]
-		f := strings.Fields(line)
-		for i, v := range f[1:] {
-			n, _ := strconv.ParseUint(v, 10, 64)
-			total += n
-			if i != 3 && i != 4 { // idle, iowait
-				busy += n
-			}
-		}
-		return
-	}
-	b0, t0 := read()
+	c0 := readCPUTimes()
 	time.Sleep(d)
-	b1, t1 := read()
-	if t1 <= t0 {
-		return 0
+	c := readCPUTimes().sub(c0)
+	if total := c.busy + c.steal + c.idle + c.iowait; total > 0 {
+		return (c.busy + c.steal) / total
 	}
-	return float64(b1-b0) / float64(t1-t0)
+	return 0
 }
 
 func (h *harness) startRegistry() error {

@@ -332,13 +332,13 @@ func writeFile(path, content string) error {
 
 // cpuTimes is the machine's CPU time from the first line of /proc/stat, in
 // seconds summed over all CPUs: busy (user, nice, system, irq, softirq),
-// iowait and steal (time the hypervisor gave to others).
+// idle, iowait and steal (time the hypervisor gave to others).
 type cpuTimes struct {
-	busy, iowait, steal float64
+	busy, idle, iowait, steal float64
 }
 
 func (c cpuTimes) sub(o cpuTimes) cpuTimes {
-	return cpuTimes{busy: c.busy - o.busy, iowait: c.iowait - o.iowait, steal: c.steal - o.steal}
+	return cpuTimes{busy: c.busy - o.busy, idle: c.idle - o.idle, iowait: c.iowait - o.iowait, steal: c.steal - o.steal}
 }
 
 func (c cpuTimes) String() string {
@@ -360,7 +360,7 @@ func readCPUTimes() cpuTimes {
 		}
 	}
 	// user nice system idle iowait irq softirq steal
-	return cpuTimes{busy: v[0] + v[1] + v[2] + v[5] + v[6], iowait: v[4], steal: v[7]}
+	return cpuTimes{busy: v[0] + v[1] + v[2] + v[5] + v[6], idle: v[3], iowait: v[4], steal: v[7]}
 }
 
 // clockTicks is USER_HZ, the unit of /proc/stat: 100 on every Linux architecture Go supports.

@@ -40,13 +40,12 @@ func (h *harness) cell(phase, builder string) cell {
 		return c
 	}
 	sort.Slice(ok, func(i, j int) bool { return ok[i].res.secs < ok[j].res.secs })
-	m := len(ok) / 2
-	if len(ok)%2 == 1 {
-		c.median = ok[m].res.secs
-	} else {
-		c.median = (ok[m-1].res.secs + ok[m].res.secs) / 2
+	secs := make([]float64, len(ok))
+	for i, s := range ok {
+		secs[i] = s.res.secs
 	}
-	c.medianAt = ok[m]
+	c.median = median(secs)
+	c.medianAt = ok[len(ok)/2]
 	return c
 }
 
