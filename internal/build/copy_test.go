@@ -191,6 +191,20 @@ func TestCopyLaterSourceWins(t *testing.T) {
 	}
 }
 
+// writeTree writes files (absolute path → content, mode 0755, parents
+// made as needed).
+func writeTree(t *testing.T, files map[string]string) {
+	t.Helper()
+	for p, content := range files {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func inode(t *testing.T, p string) uint64 {
 	t.Helper()
 	fi, err := os.Lstat(p)
@@ -209,20 +223,13 @@ func TestCopyLinksFromLayers(t *testing.T) {
 	}
 	base := t.TempDir()
 	lower, upper, view := filepath.Join(base, "lower"), filepath.Join(base, "upper"), filepath.Join(base, "view")
-	for p, content := range map[string]string{
+	writeTree(t, map[string]string{
 		lower + "/bin/tool":   "lower tool",
 		lower + "/bin/shadow": "lower version",
 		lower + "/bin/gone":   "deleted above",
 		upper + "/bin/shadow": "upper version",
 		upper + "/bin/new":    "only above",
-	} {
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	if err := unix.Mknod(upper+"/bin/gone", unix.S_IFCHR, 0); err != nil { // whiteout
 		t.Fatal(err)
 	}
@@ -315,19 +322,12 @@ func TestCopyLinksThroughOverlay(t *testing.T) {
 	base := t.TempDir()
 	src, view := filepath.Join(base, "src"), filepath.Join(base, "view")
 	dlower, dupper, dwork, merged := filepath.Join(base, "dlower"), filepath.Join(base, "dupper"), filepath.Join(base, "dwork"), filepath.Join(base, "merged")
-	for p, content := range map[string]string{
+	writeTree(t, map[string]string{
 		src + "/bin/tool":  "tool",
 		src + "/bin/other": "other",
 		src + "/bin/later": "from the layer",
 		dlower + "/opt/x":  "lower of the snapshot",
-	} {
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	if err := os.MkdirAll(dlower+"/usr", 0o755); err != nil {
 		t.Fatal(err)
 	}
