@@ -250,7 +250,7 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 	r := &run{b: b, opts: &opts, df: df, plan: p, bctx: bctx, globals: globals, cache: cix, dockerfileID: dfID,
 		sums: buildctx.OpenSums(b.Store.Path("cache", "stat", hex.EncodeToString(sum[:16])+".json")), start: time.Now().UTC().Truncate(time.Second),
 		results: make([]*stageResult, len(p.All)), done: make([]chan struct{}, len(p.All)),
-		usedArgs: map[string]bool{}}
+		usedArgs: map[string]bool{}, eager: eagerStages(p.All, p.Target, opts.CacheTo)}
 	for i := range r.done {
 		r.done[i] = make(chan struct{})
 	}
@@ -327,10 +327,8 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 		opts.Progress.Logf("warning: saving the context stat cache: %v", err)
 	}
 	res := r.results[p.Target]
-	for _, l := range res.layers {
-		if err := r.ensureBlob(ctx, l.Digest); err != nil {
-			return nil, err
-		}
+	if err := r.layerBlobs(ctx, res.layers); err != nil {
+		return nil, err
 	}
 	res.cfg.Created = v1.Time{Time: latestCreated(res.cfg)}
 	if lbl, ok, err := r.inlineLabel(res.layers); err != nil {
@@ -379,6 +377,12 @@ type run struct {
 	filterDir  string
 	filterErr  error
 	start      time.Time // when the build started
+
+	// eager are the stages whose layers get their blob when committed; the
+	// others' are made by layerBlob when needed (see lazy.go).
+	eager     map[int]bool
+	blobMu    sync.Mutex
+	madeBlobs map[digest.Digest]image.Layer // blobs layerBlob made, by diffID
 }
 
 // now is the time recorded for new layers: SOURCE_DATE_EPOCH or the clock.

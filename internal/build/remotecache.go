@@ -234,6 +234,9 @@ func (r *run) ensureLayer(ctx context.Context, l image.Layer) error {
 	if r.b.Store.HasLayer(l.DiffID) {
 		return nil
 	}
+	if l.Digest == "" {
+		return fmt.Errorf("layer %s has no blob and its unpacked directory is gone", l.DiffID)
+	}
 	if err := r.ensureBlob(ctx, l.Digest); err != nil {
 		return err
 	}
@@ -331,6 +334,18 @@ func (r *run) exportCaches(ctx context.Context, final []image.Layer) error {
 			continue
 		}
 		recs := r.exportRecords(spec.Mode, final)
+		lazy := false
+		for _, e := range recs {
+			if l := e.Record.Layer; l != nil && l.Lazy() {
+				if _, err := r.layerBlob(ctx, image.Layer{DiffID: digest.Digest(l.DiffID)}); err != nil {
+					return fmt.Errorf("--cache-to: %w", err)
+				}
+				lazy = true
+			}
+		}
+		if lazy {
+			recs = r.exportRecords(spec.Mode, final) // now naming the blobs made
+		}
 		cfg, err := cache.Export{Records: recs}.Marshal()
 		if err != nil {
 			return err

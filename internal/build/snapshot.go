@@ -16,7 +16,6 @@ import (
 
 	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/image"
-	"github.com/strata-build/strata/internal/layer"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/snapshot/overlay"
 )
@@ -127,7 +126,7 @@ func (sb *stageBuilder) changeKeyed(ctx context.Context, p *progress.Step, creat
 		if err != nil {
 			return err
 		}
-		rec.Layer = &cache.Layer{Digest: l.Digest.String(), DiffID: l.DiffID.String(), Size: l.Size, MediaType: l.MediaType}
+		rec.Layer = l
 	}
 	if err := sb.r.cache.Put(key, rec); err != nil {
 		return err
@@ -237,11 +236,15 @@ func (sb *stageBuilder) apply(rec *cache.Record, createdBy string) {
 	sb.historyAt(createdBy, false, rec.Created)
 }
 
-// available reports whether a cache record's layer is still in the store
-// (as a blob; it is unpacked when needed).
+// available reports whether a cache record's layer is still in the store:
+// as a blob (it is unpacked when needed), or for a layer recorded without
+// one, as its unpacked directory.
 func (r *run) available(rec *cache.Record) bool {
-	if rec.Layer == nil {
+	switch {
+	case rec.Layer == nil:
 		return true
+	case rec.Layer.Lazy():
+		return r.b.Store.HasLayer(digest.Digest(rec.Layer.DiffID))
 	}
 	return r.b.Store.HasBlob(digest.Digest(rec.Layer.Digest))
 }
@@ -284,31 +287,6 @@ func (sb *stageBuilder) missReason(pos string, inputs []cache.Input) string {
 		msg += " (changed files: " + strings.Join(files, ", ") + ")"
 	}
 	return msg
-}
-
-// commit writes the upperdir as a compressed layer blob and moves the
-// directory into the store as the unpacked layer.
-func (sb *stageBuilder) commit(ctx context.Context, upper string) (image.Layer, error) {
-	s := sb.r.b.Store
-	w, err := s.NewBlobWriter()
-	if err != nil {
-		return image.Layer{}, err
-	}
-	defer w.Close()
-	blob, err := layer.Commit(ctx, upper, w, sb.r.opts.Compression, layer.DiffOptions{Epoch: sb.r.opts.SourceDateEpoch, Level: sb.r.opts.CompressionLevel})
-	if err != nil {
-		return image.Layer{}, fmt.Errorf("commit layer: %w", err)
-	}
-	if _, _, err := w.Commit(blob.Digest); err != nil {
-		return image.Layer{}, err
-	}
-	if err := os.Chmod(upper, 0o755); err != nil {
-		return image.Layer{}, err
-	}
-	if err := s.AdoptLayerDir(blob.DiffID, upper); err != nil {
-		return image.Layer{}, err
-	}
-	return image.Layer{Digest: blob.Digest, DiffID: blob.DiffID, Size: blob.Size, MediaType: blob.MediaType}, nil
 }
 
 // mountView mounts a read-only view of layer dirs (bottom first) and returns

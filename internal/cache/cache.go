@@ -50,13 +50,23 @@ func NewKey(parent Key, inputs ...Input) Key {
 	return Key(hex.EncodeToString(h.Sum(nil)))
 }
 
-// Layer is a layer recorded for a key.
+// Layer is a layer recorded for a key. A layer of a stage the build did not
+// export is recorded without a blob (Digest, Size and MediaType empty): its
+// unpacked directory (named by DiffID) is the only copy, and the blob is made
+// from it when an image or a cache export first needs it (see Lazy).
 type Layer struct {
 	Digest    string `json:"digest"`
 	DiffID    string `json:"diffID"`
 	Size      int64  `json:"size"`
 	MediaType string `json:"mediaType"`
+	// Epoch is the SOURCE_DATE_EPOCH the layer's tar was made with (its
+	// mtimes clamped to it), kept for a layer without a blob so that its
+	// diffID can be checked again from the directory.
+	Epoch *int64 `json:"epoch,omitempty"`
 }
+
+// Lazy reports whether the layer has no blob yet.
+func (l *Layer) Lazy() bool { return l.Digest == "" }
 
 // Record is what a step produced: a layer, or none for a step that changed
 // nothing, and when.

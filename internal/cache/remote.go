@@ -3,6 +3,8 @@ package cache
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/opencontainers/go-digest"
 )
 
 // ConfigMediaType is the media type of a cache manifest's config blob. A
@@ -34,6 +36,13 @@ func ParseExport(b []byte) (Export, error) {
 	var e Export
 	if err := json.Unmarshal(b, &e); err != nil {
 		return e, fmt.Errorf("cache metadata: %w", err)
+	}
+	for _, r := range e.Records {
+		// An exported layer always has its blob (Lazy layers are given one
+		// before they are exported).
+		if l := r.Record.Layer; l != nil && (digest.Digest(l.Digest).Validate() != nil || digest.Digest(l.DiffID).Validate() != nil) {
+			return e, fmt.Errorf("cache metadata: record %s: invalid layer digest %q or diffID %q", r.Key, l.Digest, l.DiffID)
+		}
 	}
 	return e, nil
 }

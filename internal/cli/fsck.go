@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
 	"github.com/strata-build/strata/internal/layer"
@@ -46,8 +47,11 @@ started meanwhile wait for it.`,
 			runtime := "runc"
 			state := s.Path("runc")
 			opts := store.FsckOptions{
-				Repair:      repair,
-				Decompress:  layer.Decompress,
+				Repair:     repair,
+				Decompress: layer.Decompress,
+				DiffDir: func(ctx context.Context, dir string, epoch *time.Time) (digest.Digest, error) {
+					return layer.DiffID(ctx, dir, layer.DiffOptions{Epoch: epoch})
+				},
 				LayerSample: sample,
 				Containers: func(ctx context.Context) ([]string, error) {
 					if _, err := exec.LookPath(runtime); err != nil {

@@ -73,6 +73,18 @@ func Commit(ctx context.Context, dir string, w io.Writer, c Compression, opts Di
 	return b, nil
 }
 
+// DiffID returns the diffID of the layer Commit would write for dir (the
+// digest of WriteDiff's tar) without writing or compressing anything. A
+// layer recorded by its diffID alone can be committed later: Commit of the
+// same, unchanged directory with the same opts.Epoch gives that diffID.
+func DiffID(ctx context.Context, dir string, opts DiffOptions) (digest.Digest, error) {
+	h := digest.SHA256.Digester()
+	if err := WriteDiff(ctx, dir, h.Hash(), opts); err != nil {
+		return "", err
+	}
+	return h.Digest(), nil
+}
+
 // Compress is like Commit for an existing uncompressed tar stream r (used by
 // `strata import`). The stream is not validated as a tar.
 func Compress(ctx context.Context, r io.Reader, w io.Writer, c Compression) (Blob, error) {

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
@@ -254,4 +255,41 @@ func TestIsArchive(t *testing.T) {
 	}
 	// gzip.NewReader must not hang or panic on garbage after the magic.
 	_ = IsArchive(append([]byte{0x1f, 0x8b}, text...))
+}
+
+// A layer recorded by DiffID alone is compressed later from the same
+// directory: Commit must then give the recorded diffID, also after what a
+// build does to a committed layer meanwhile (its files linked from other
+// layers, which changes their ctime and link count).
+func TestDiffIDThenCommit(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	genTree(t, dir, 40, 1<<20)
+	must(t, os.Link(filepath.Join(dir, "d01", "sub1", "f00001.txt"), filepath.Join(dir, "d01", "pair")))
+	epoch := time.Unix(1000, 0)
+	for _, opts := range []DiffOptions{{}, {Epoch: &epoch}} {
+		id, err := DiffID(ctx, dir, opts)
+		must(t, err)
+		var tarBuf bytes.Buffer
+		must(t, WriteDiff(ctx, dir, &tarBuf, opts))
+		if id != digest.FromBytes(tarBuf.Bytes()) {
+			t.Fatalf("DiffID %s is not the digest of WriteDiff's tar", id)
+		}
+		other := t.TempDir()
+		must(t, os.Link(filepath.Join(dir, "d02", "sub2", "f00002.txt"), filepath.Join(other, "x")))
+		must(t, os.Link(filepath.Join(dir, "d01", "pair"), filepath.Join(other, "y")))
+		time.Sleep(10 * time.Millisecond)
+		blob, err := Commit(ctx, dir, io.Discard, Gzip, opts)
+		must(t, err)
+		if blob.DiffID != id {
+			t.Errorf("epoch %v: Commit later gives diffID %s, DiffID gave %s", opts.Epoch, blob.DiffID, id)
+		}
+	}
+	withEpoch, err := DiffID(ctx, dir, DiffOptions{Epoch: &epoch})
+	must(t, err)
+	without, err := DiffID(ctx, dir, DiffOptions{})
+	must(t, err)
+	if withEpoch == without {
+		t.Error("the epoch does not change the diffID of files newer than it")
+	}
 }

@@ -39,6 +39,12 @@ type FsckOptions struct {
 	// re-derives the diffID of sampled layer blobs and checks that their
 	// unpacked directories hold every entry; nil skips those checks.
 	Decompress func(io.Reader) (io.ReadCloser, error)
+	// DiffDir computes the diffID of an unpacked layer directory (its tar
+	// with mtimes clamped to epoch, when not nil). With it, the sampled
+	// layers that cache records hold without a blob (the layers of stages a
+	// build did not export) are checked against their recorded diffID; nil
+	// skips that check.
+	DiffDir func(ctx context.Context, dir string, epoch *time.Time) (digest.Digest, error)
 	// LayerSample is how many referenced layers get that deep check
 	// (chosen at random); a negative value checks all of them.
 	LayerSample int
@@ -157,6 +163,7 @@ type fsck struct {
 	imageLayers map[layerPair][]string // → image names
 	cacheLayers map[layerPair][]string // → cache record paths
 	badPairs    map[layerPair]string   // blob content does not have the diffID
+	layerDirs   map[digest.Digest]bool // unpacked layers present, by diffID
 	staleTemps  []string               // temp files left by processes that died
 }
 
@@ -576,7 +583,14 @@ type fsckRecord struct {
 	Layer *struct {
 		Digest digest.Digest `json:"digest"`
 		DiffID digest.Digest `json:"diffID"`
+		Epoch  *int64        `json:"epoch"`
 	} `json:"layer"`
+}
+
+// lazy reports whether the record's layer was recorded without a blob: its
+// unpacked directory is then the layer's only copy.
+func (r *fsckRecord) lazy() bool {
+	return r.Layer != nil && r.Layer.Digest == "" && r.Layer.DiffID.Validate() == nil
 }
 
 // cacheRecords lists the record files under cache/keys and the temp files
@@ -625,6 +639,10 @@ func (f *fsck) cache(context.Context) error {
 		lp := layerPair{r.Layer.Digest, r.Layer.DiffID}
 		var detail string
 		switch {
+		case r.lazy() && !f.layerDirs[lp.diffID] && !f.s.HasLayer(lp.diffID): // (a build adopts the dir before it writes the record)
+			detail = "its layer " + lp.diffID.String() + " has no blob and is not unpacked"
+		case r.lazy():
+			detail = f.badPairs[lp]
 		case r.Layer.Digest.Validate() != nil || r.Layer.DiffID.Validate() != nil:
 			detail = "invalid layer digest"
 		case !f.blobOK[lp.blob] && !f.blobBad[lp.blob] && func() bool { f.lateBlob(lp.blob); return false }():
@@ -665,6 +683,7 @@ func (f *fsck) layers(ctx context.Context) error {
 		f.rep.Layers++
 		present[digest.NewDigestFromEncoded(digest.SHA256, e.Name())] = true
 	}
+	f.layerDirs = present
 	if f.opts.Decompress == nil || f.opts.LayerSample == 0 {
 		return nil
 	}
@@ -675,17 +694,29 @@ func (f *fsck) layers(ctx context.Context) error {
 	for p := range f.imageLayers {
 		users[p] = true
 	}
+	epochs := map[digest.Digest]*time.Time{} // of the layers without blob
 	records, _ := f.cacheRecords()
 	for _, rp := range records {
 		var r fsckRecord
-		if b, err := os.ReadFile(rp); err == nil && json.Unmarshal(b, &r) == nil && r.Layer != nil &&
-			r.Layer.Digest.Validate() == nil && r.Layer.DiffID.Validate() == nil {
+		if b, err := os.ReadFile(rp); err != nil || json.Unmarshal(b, &r) != nil || r.Layer == nil {
+			continue
+		}
+		switch {
+		case r.lazy():
+			if f.opts.DiffDir != nil && present[r.Layer.DiffID] {
+				users[layerPair{"", r.Layer.DiffID}] = true
+				if r.Layer.Epoch != nil {
+					t := time.Unix(*r.Layer.Epoch, 0)
+					epochs[r.Layer.DiffID] = &t
+				}
+			}
+		case r.Layer.Digest.Validate() == nil && r.Layer.DiffID.Validate() == nil:
 			users[layerPair{r.Layer.Digest, r.Layer.DiffID}] = true
 		}
 	}
 	var cands []layerPair
 	for p := range users {
-		if f.blobOK[p.blob] {
+		if f.blobOK[p.blob] || p.blob == "" {
 			cands = append(cands, p)
 		}
 	}
@@ -703,6 +734,10 @@ func (f *fsck) layers(ctx context.Context) error {
 			ldir = f.s.LayerDir(lp.diffID)
 		}
 		f.rep.LayersVerified++
+		if lp.blob == "" {
+			f.verifyLazy(ctx, lp, ldir, epochs[lp.diffID])
+			continue
+		}
 		gotDiffID, missing, err := f.verifyLayer(ctx, lp.blob, ldir)
 		switch {
 		case err != nil:
@@ -725,6 +760,24 @@ func (f *fsck) layers(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// verifyLazy checks the unpacked layer dir, the only copy of a layer that
+// cache records hold without a blob, against its diffID. A directory that no
+// longer matches is removed with Repair (and its records, in f.cache).
+func (f *fsck) verifyLazy(ctx context.Context, lp layerPair, dir string, epoch *time.Time) {
+	got, err := f.opts.DiffDir(ctx, dir, epoch)
+	switch {
+	case err != nil:
+		f.badPairs[lp] = fmt.Sprintf("its layer %s (kept without a blob) cannot be read: %v", lp.diffID, err)
+	case got != lp.diffID:
+		f.badPairs[lp] = fmt.Sprintf("its layer %s (kept without a blob) now has diffID %s", lp.diffID, got)
+	default:
+		return
+	}
+	f.fix(Problem{Kind: "layer", Subject: f.rel(dir), Detail: f.badPairs[lp]}, "removed (the steps that made it run again)", func() error {
+		return f.s.removeLayerDir(dir)
+	})
 }
 
 // fixImage untags the image name (found sound before) for a problem found later.

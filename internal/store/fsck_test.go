@@ -121,7 +121,11 @@ func newFixture(t *testing.T) *fsckFixture {
 }
 
 func fsckOpts(repair bool) store.FsckOptions {
-	return store.FsckOptions{Repair: repair, Decompress: layer.Decompress, LayerSample: -1}
+	return store.FsckOptions{Repair: repair, Decompress: layer.Decompress, DiffDir: diffDir, LayerSample: -1}
+}
+
+func diffDir(ctx context.Context, dir string, epoch *time.Time) (digest.Digest, error) {
+	return layer.DiffID(ctx, dir, layer.DiffOptions{Epoch: epoch})
 }
 
 func runFsck(t *testing.T, s *store.Store, opts store.FsckOptions) *store.FsckReport {
@@ -461,6 +465,95 @@ func TestFsckLayerDirs(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(fx.s.LayerDir(fx.layers[0].DiffID), "etc", "passwd")); err != nil {
 		t.Errorf("layer not unpacked again: %v", err)
+	}
+	requireClean(t, fx.s)
+}
+
+// lazyLayer adopts a directory of files as an unpacked layer recorded by a
+// cache record without a blob (a layer of a stage a build did not export),
+// as a build does, and returns the record's key and the layer dir.
+func lazyLayer(t *testing.T, fx *fsckFixture, name string, epoch *int64) (cache.Key, string) {
+	t.Helper()
+	tmp := filepath.Join(t.TempDir(), "upper")
+	if err := os.MkdirAll(filepath.Join(tmp, "cache", name), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "cache", name, "obj"), []byte(strings.Repeat(name, 100)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var ep *time.Time
+	if epoch != nil {
+		e := time.Unix(*epoch, 0)
+		ep = &e
+	}
+	id, err := diffDir(context.Background(), tmp, ep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fx.s.AdoptLayerDir(id, tmp); err != nil {
+		t.Fatal(err)
+	}
+	k := cache.NewKey("", cache.Input{Name: "lazy", Value: name})
+	if err := fx.ix.Put(k, &cache.Record{Layer: &cache.Layer{DiffID: id.String(), Epoch: epoch}, Created: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	return k, fx.s.LayerDir(id)
+}
+
+// Layers recorded without a blob: their directory is the only copy, so
+// fsck --repair must keep it (it is in no image), check it against the
+// recorded diffID (with the recorded epoch), and drop the records of one
+// that changed or went.
+func TestFsckLazyLayers(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("layer dirs with root-owned files need root")
+	}
+	fx := newFixture(t)
+	epoch := int64(1000)
+	kPlain, dPlain := lazyLayer(t, fx, "plain", nil)
+	kEpoch, _ := lazyLayer(t, fx, "epoch", &epoch)
+	kGone, dGone := lazyLayer(t, fx, "gone", nil)
+	rep := runFsck(t, fx.s, fsckOpts(true))
+	if len(rep.Problems) != 0 {
+		t.Fatalf("problems in a sound store with layers without blob: %v", rep.Problems)
+	}
+	if rep.LayersVerified != 5 {
+		t.Errorf("verified %d layers, want 5 (2 with blobs, 3 without)", rep.LayersVerified)
+	}
+	for _, k := range []cache.Key{kPlain, kEpoch, kGone} {
+		if _, ok := fx.ix.Get(k); !ok {
+			t.Fatalf("repair of a sound store deleted the record %s", k)
+		}
+	}
+
+	// one layer changed behind strata's back, one removed
+	if err := os.WriteFile(filepath.Join(dPlain, "cache", "plain", "obj"), []byte("changed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dGone); err != nil {
+		t.Fatal(err)
+	}
+	rep = runFsck(t, fx.s, fsckOpts(false))
+	if got, want := problemKinds(rep), []string{"cache", "cache", "layer"}; !slices.Equal(got, want) {
+		t.Fatalf("problems %v, want %v", got, want)
+	}
+	joined := fmt.Sprint(rep.Problems)
+	for _, w := range []string{"now has diffID", "has no blob and is not unpacked"} {
+		if !strings.Contains(joined, w) {
+			t.Errorf("problems do not say %q: %s", w, joined)
+		}
+	}
+	rep = runFsck(t, fx.s, fsckOpts(true))
+	if rep.Remaining() != 0 {
+		t.Fatalf("left: %v", rep.Problems)
+	}
+	if _, err := os.Stat(dPlain); err == nil {
+		t.Error("the changed layer dir is still there")
+	}
+	for k, want := range map[cache.Key]bool{kPlain: false, kGone: false, kEpoch: true} {
+		if _, ok := fx.ix.Get(k); ok != want {
+			t.Errorf("record %s present %v, want %v", k, ok, want)
+		}
 	}
 	requireClean(t, fx.s)
 }

@@ -7,7 +7,9 @@
 //	oci-layout, index.json     OCI image layout; tagged manifests carry the
 //	                           annotation org.opencontainers.image.ref.name
 //	blobs/sha256/HEX           content-addressed blobs, verified before they are trusted
-//	layers/HEX/                a layer (named by its diffID) unpacked in overlay lowerdir form
+//	layers/HEX/                a layer (named by its diffID) unpacked in overlay lowerdir form;
+//	                           for a cached layer of a stage no build exported yet,
+//	                           the only copy (its blob is made when needed)
 //	tmp/                       temp files, renamed into place when complete
 //	run/PID-STARTTIME/         a process's mounts and runc bundles; removed on exit,
 //	                           reclaimed by Reclaim (every strata command) when that

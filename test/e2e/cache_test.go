@@ -126,21 +126,14 @@ func TestRemoteCache(t *testing.T) {
 	})
 	ref := reg.Addr + "/cache/app:1"
 	local := filepath.Join(tempDir(t), "cache")
-	// The same base image in every store (a fixed import time), as on
-	// machines that pull it from one registry.
-	sameBase := func() string {
-		s := newStore(t)
-		strataOpts(t, s, runOpts{env: []string{"SOURCE_DATE_EPOCH=1577836800"}}, "import", "--change", `CMD ["sh"]`, "--change", "ENV "+imagePATH, busyboxRoot, "busybox:latest")
-		return s
-	}
-	s1 := sameBase()
+	s1 := newSameBusyboxStore(t)
 	strata(t, s1, "build", "-q", "--iidfile", filepath.Join(ctx, "id1"),
 		"--cache-to", "type=registry,ref="+ref+",mode=max", "--cache-to", "type=local,dest="+local+",mode=max", ctx)
 	want, _ := os.ReadFile(filepath.Join(ctx, "id1"))
 	runTool(t, defaultTimeout, "skopeo", "inspect", "--tls-verify=false", "--raw", "docker://"+ref)
 
 	for _, from := range []string{"type=registry,ref=" + ref, "type=local,src=" + local} {
-		s2 := sameBase()
+		s2 := newSameBusyboxStore(t)
 		r := strata(t, s2, "build", "--progress", "plain", "--iidfile", filepath.Join(ctx, "id2"), "--cache-from", from, ctx)
 		st := stepStatus(t, r.stderr)
 		if n := countStatus(st, "DONE"); n != 2 { // the two FROMs

@@ -262,6 +262,16 @@ func newBusyboxStore(t *testing.T) string {
 	return s
 }
 
+// newSameBusyboxStore is newBusyboxStore with the import's time fixed, so
+// that every such store holds the same busybox image, as on machines that
+// pull it from one registry.
+func newSameBusyboxStore(t *testing.T) string {
+	t.Helper()
+	s := newStore(t)
+	strataOpts(t, s, runOpts{env: []string{"SOURCE_DATE_EPOCH=1577836800"}}, "import", "--change", `CMD ["sh"]`, "--change", "ENV "+imagePATH, busyboxRoot, "busybox:latest")
+	return s
+}
+
 func importBusybox(t *testing.T, store string) {
 	t.Helper()
 	strata(t, store, "import", "--change", `CMD ["sh"]`, "--change", "ENV "+imagePATH, busyboxRoot, "busybox:latest")
