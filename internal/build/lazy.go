@@ -69,7 +69,7 @@ func (sb *stageBuilder) commit(ctx context.Context, upper string) (*cache.Layer,
 		if _, _, err := w.Commit(blob.Digest); err != nil {
 			return nil, err
 		}
-		l = &cache.Layer{Digest: blob.Digest.String(), DiffID: blob.DiffID.String(), Size: blob.Size, MediaType: blob.MediaType}
+		l = recordLayer(image.Layer{Digest: blob.Digest, DiffID: blob.DiffID, Size: blob.Size, MediaType: blob.MediaType})
 	} else {
 		id, err := layer.DiffID(ctx, upper, opts)
 		if err != nil {
@@ -88,6 +88,17 @@ func (sb *stageBuilder) commit(ctx context.Context, upper string) (*cache.Layer,
 		return nil, err
 	}
 	return l, nil
+}
+
+// recordLayer is l as a cache record holds it.
+func recordLayer(l image.Layer) *cache.Layer {
+	return &cache.Layer{Digest: l.Digest.String(), DiffID: l.DiffID.String(), Size: l.Size, MediaType: l.MediaType}
+}
+
+// imageLayer is the layer a cache record holds, for an image (Digest empty
+// when it has no blob yet).
+func imageLayer(l *cache.Layer) image.Layer {
+	return image.Layer{Digest: digest.Digest(l.Digest), DiffID: digest.Digest(l.DiffID), Size: l.Size, MediaType: l.MediaType}
 }
 
 // diffOptions are the options every layer tar of the build is made with.
@@ -141,7 +152,7 @@ func (r *run) layerBlob(ctx context.Context, l image.Layer) (image.Layer, error)
 // recordBlob gives the blob of m to the records this build used or made
 // for its diffID without a blob, in the cache index and in r.used.
 func (r *run) recordBlob(m image.Layer) {
-	cl := &cache.Layer{Digest: m.Digest.String(), DiffID: m.DiffID.String(), Size: m.Size, MediaType: m.MediaType}
+	cl := recordLayer(m)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for stage, recs := range r.used {

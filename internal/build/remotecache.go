@@ -337,7 +337,7 @@ func (r *run) exportCaches(ctx context.Context, final []image.Layer) error {
 		lazy := false
 		for _, e := range recs {
 			if l := e.Record.Layer; l != nil && l.Lazy() {
-				if _, err := r.layerBlob(ctx, image.Layer{DiffID: digest.Digest(l.DiffID)}); err != nil {
+				if _, err := r.layerBlob(ctx, imageLayer(l)); err != nil {
 					return fmt.Errorf("--cache-to: %w", err)
 				}
 				lazy = true
@@ -358,7 +358,7 @@ func (r *run) exportCaches(ctx context.Context, final []image.Layer) error {
 				if err := r.ensureBlob(ctx, digest.Digest(l.Digest)); err != nil {
 					return fmt.Errorf("--cache-to: %w", err)
 				}
-				ci.layers = append(ci.layers, image.Layer{Digest: digest.Digest(l.Digest), DiffID: digest.Digest(l.DiffID), Size: l.Size, MediaType: l.MediaType})
+				ci.layers = append(ci.layers, imageLayer(l))
 			}
 		}
 		img, err := partial.CompressedToImage(ci)

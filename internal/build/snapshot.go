@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-build/strata/internal/cache"
-	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/snapshot/overlay"
 )
@@ -230,7 +229,7 @@ func (sb *stageBuilder) apply(rec *cache.Record, createdBy string) {
 		sb.historyAt(createdBy, true, rec.Created)
 		return
 	}
-	l := image.Layer{Digest: digest.Digest(rec.Layer.Digest), DiffID: digest.Digest(rec.Layer.DiffID), Size: rec.Layer.Size, MediaType: rec.Layer.MediaType}
+	l := imageLayer(rec.Layer)
 	sb.state.layers = append(sb.state.layers, l)
 	sb.state.dirs = append(sb.state.dirs, sb.r.b.Store.LayerDir(l.DiffID))
 	sb.historyAt(createdBy, false, rec.Created)
