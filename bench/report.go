@@ -62,6 +62,19 @@ func (h *harness) cpuMedians(phase, builder string) (busy, perWall float64) {
 	return median(bs), median(ps)
 }
 
+// builderTable writes a section with a table of one column per builder
+// (rows already formatted), unless there are no rows.
+func (h *harness) builderTable(b *strings.Builder, title, intro, first string, rows []string) {
+	if len(rows) == 0 {
+		return
+	}
+	head := []string{first}
+	for _, bl := range h.builders {
+		head = append(head, bl.name())
+	}
+	fmt.Fprintf(b, "## %s\n\n%s\n\n| %s |\n|%s\n%s\n\n", title, intro, strings.Join(head, " | "), strings.Repeat("---|", len(head)), strings.Join(rows, "\n"))
+}
+
 // compileSplit returns the medians of go build's run time (compileTime of
 // the build log) and of the rest of the timed command, over the phase's
 // successful samples of builder that printed one; zeros when none did.
@@ -229,15 +242,9 @@ func (h *harness) writeReport(final bool) {
 			ownRows = append(ownRows, "| "+strings.Join(row, " | ")+" |")
 		}
 	}
-	if len(ownRows) > 0 {
-		b.WriteString("## seed: the compile and the rest\n\n")
-		b.WriteString("Medians of `go build`'s own run time inside the RUN step (busybox `time`, printed in the build log) + the rest of the timed build (its wall time minus that: starting, the other steps, the container's start and end, committing, writing the image).\n\n")
-		head := []string{"phase"}
-		for _, bl := range h.builders {
-			head = append(head, bl.name())
-		}
-		fmt.Fprintf(&b, "| %s |\n|%s\n%s\n\n", strings.Join(head, " | "), strings.Repeat("---|", len(head)), strings.Join(ownRows, "\n"))
-	}
+	h.builderTable(&b, "seed: the compile and the rest",
+		"Medians of `go build`'s own run time inside the RUN step (busybox `time`, printed in the build log) + the rest of the timed build (its wall time minus that: starting, the other steps, the container's start and end, committing, writing the image).",
+		"phase", ownRows)
 
 	// CPU time: a long phase's wall time is only comparable between builders
 	// when the machine ran at the same speed; the CPU seconds show whether a
@@ -262,15 +269,9 @@ func (h *harness) writeReport(final bool) {
 			}
 		}
 	}
-	if len(cpuRows) > 0 {
-		b.WriteString("## Machine CPU time of the longer phases\n\n")
-		b.WriteString("Median CPU seconds the whole machine was busy (user, system, irq) while the timed command ran — every process, daemons and containers included — and in brackets the median CPUs kept busy (CPU seconds / wall seconds).\n\n")
-		head := []string{"workload"}
-		for _, bl := range h.builders {
-			head = append(head, bl.name())
-		}
-		fmt.Fprintf(&b, "| %s |\n|%s\n%s\n\n", strings.Join(head, " | "), strings.Repeat("---|", len(head)), strings.Join(cpuRows, "\n"))
-	}
+	h.builderTable(&b, "Machine CPU time of the longer phases",
+		"Median CPU seconds the whole machine was busy (user, system, irq) while the timed command ran — every process, daemons and containers included — and in brackets the median CPUs kept busy (CPU seconds / wall seconds).",
+		"workload", cpuRows)
 
 	// Failures.
 	var fails []string
