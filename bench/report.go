@@ -62,6 +62,25 @@ func (h *harness) cpuMedians(phase, builder string) (busy, perWall float64) {
 	return median(bs), median(ps)
 }
 
+// builderRow appends to rows a table row of first and one cell per builder
+// (— where cell has none), unless no builder has one.
+func (h *harness) builderRow(rows []string, first string, cell func(builder string) (string, bool)) []string {
+	row := []string{first}
+	found := false
+	for _, bl := range h.builders {
+		c, ok := cell(bl.name())
+		if !ok {
+			c = "—"
+		}
+		found = found || ok
+		row = append(row, c)
+	}
+	if !found {
+		return rows
+	}
+	return append(rows, "| "+strings.Join(row, " | ")+" |")
+}
+
 // builderTable writes a section with a table of one column per builder
 // (rows already formatted), unless there are no rows.
 func (h *harness) builderTable(b *strings.Builder, title, intro, first string, rows []string) {
@@ -227,20 +246,10 @@ func (h *harness) writeReport(final bool) {
 	// hides the builder's part in the medians above.
 	var ownRows []string
 	for _, id := range []string{"seed/cold", "seed/change"} {
-		row := []string{id}
-		found := false
-		for _, bl := range h.builders {
-			compile, rest := h.compileSplit(id, bl.name())
-			if compile == 0 {
-				row = append(row, "—")
-				continue
-			}
-			found = true
-			row = append(row, fmt.Sprintf("%.2f + %.3f", compile, rest))
-		}
-		if found {
-			ownRows = append(ownRows, "| "+strings.Join(row, " | ")+" |")
-		}
+		ownRows = h.builderRow(ownRows, id, func(builder string) (string, bool) {
+			compile, rest := h.compileSplit(id, builder)
+			return fmt.Sprintf("%.2f + %.3f", compile, rest), compile > 0
+		})
 	}
 	h.builderTable(&b, "seed: the compile and the rest",
 		"Medians of `go build`'s own run time inside the RUN step (busybox `time`, printed in the build log) + the rest of the timed build (its wall time minus that: starting, the other steps, the container's start and end, committing, writing the image).",
@@ -252,20 +261,18 @@ func (h *harness) writeReport(final bool) {
 	var cpuRows []string
 	for _, w := range workloads() {
 		for _, p := range w.phases {
-			row := []string{p.title}
 			long := false
-			for _, bl := range h.builders {
-				c := h.cell(p.id, bl.name())
+			row := h.builderRow(nil, p.title, func(builder string) (string, bool) {
+				c := h.cell(p.id, builder)
 				if !c.good() {
-					row = append(row, "—")
-					continue
+					return "", false
 				}
 				long = long || c.median >= 2
-				busy, perWall := h.cpuMedians(p.id, bl.name())
-				row = append(row, fmt.Sprintf("%.1f (%.2f)", busy, perWall))
-			}
+				busy, perWall := h.cpuMedians(p.id, builder)
+				return fmt.Sprintf("%.1f (%.2f)", busy, perWall), true
+			})
 			if long {
-				cpuRows = append(cpuRows, "| "+strings.Join(row, " | ")+" |")
+				cpuRows = append(cpuRows, row...)
 			}
 		}
 	}
