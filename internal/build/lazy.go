@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -130,6 +131,7 @@ func (r *run) layerBlob(ctx context.Context, l image.Layer) (image.Layer, error)
 	if !s.HasLayer(l.DiffID) {
 		return l, fmt.Errorf("layer %s has no blob and its unpacked directory %s is gone", l.DiffID, dir)
 	}
+	start := time.Now()
 	blob, err := layer.Commit(ctx, dir, w, r.opts.Compression, r.diffOptions())
 	if err != nil {
 		return l, fmt.Errorf("compress layer %s: %w", l.DiffID, err)
@@ -146,6 +148,7 @@ func (r *run) layerBlob(ctx context.Context, l image.Layer) (image.Layer, error)
 	}
 	r.madeBlobs[l.DiffID] = m
 	r.recordBlob(m)
+	r.opts.Progress.Logf("compressed layer %s, cached without a blob until now: %.1f MB in %.1fs", l.DiffID.Encoded()[:12], float64(m.Size)/1e6, time.Since(start).Seconds())
 	return m, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -79,8 +80,12 @@ COPY --from=builder /out /out
 	if b, err := os.ReadFile(filepath.Join(out, "out")); err != nil || string(b) != "bin\n" {
 		t.Errorf("/out of the final image: %q, %v", b, err)
 	}
-	if got := build(store, "--target", "builder"); got != wantBuilder {
-		t.Errorf("--target builder after the full build: manifest %s, built alone %s", got, wantBuilder)
+	r := strataOpts(t, store, epoch, "build", "--progress", "plain", "--target", "builder", ctx)
+	if n := strings.Count(r.stderr, "cached without a blob until now"); n != 2 {
+		t.Errorf("--target builder after the full build said %d times that it compressed a layer, want 2:\n%s", n, r.stderr)
+	}
+	if m := manifestLine.FindStringSubmatch(r.stderr); m == nil || m[1] != wantBuilder {
+		t.Errorf("--target builder after the full build: %v, want the manifest of the builder built alone, %s", m, wantBuilder)
 	}
 	if n := lazyRecords(t, store); n != 0 {
 		t.Errorf("%d records still without blob after their layers were exported", n)
@@ -95,7 +100,7 @@ COPY --from=builder /out /out
 		t.Fatalf("no-op rebuild with --cache-to: manifest %s, want %s", got, wantFinal)
 	}
 	s3 := newSameBusyboxStore(t)
-	r := strataOpts(t, s3, epoch, "build", "--progress", "plain", "--cache-from", "type=local,src="+local, "--target", "builder", ctx)
+	r = strataOpts(t, s3, epoch, "build", "--progress", "plain", "--cache-from", "type=local,src="+local, "--target", "builder", ctx)
 	if st := stepStatus(t, r.stderr); countStatus(st, "DONE") != 1 { // FROM busybox
 		t.Errorf("--cache-from the export, --target builder: steps ran: %v", st)
 	}
