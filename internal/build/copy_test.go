@@ -252,13 +252,6 @@ func TestCopyLinksFromLayers(t *testing.T) {
 			t.Fatalf("copyInto: %v", err)
 		}
 	}
-	content := func(p string) string {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
 
 	rootfs := filepath.Join(base, "snap")
 	if err := os.Mkdir(rootfs, 0o755); err != nil {
@@ -270,7 +263,7 @@ func TestCopyLinksFromLayers(t *testing.T) {
 			t.Errorf("/bin/%s was not hardlinked to %s's file", name, filepath.Base(from))
 		}
 	}
-	if got := content(filepath.Join(rootfs, "bin/shadow")); got != "upper version" {
+	if got := fileText(t, filepath.Join(rootfs, "bin/shadow")); got != "upper version" {
 		t.Errorf("/bin/shadow = %q, want the upper layer's", got)
 	}
 	if _, err := os.Lstat(filepath.Join(rootfs, "bin/gone")); !os.IsNotExist(err) {
@@ -304,7 +297,7 @@ func TestCopyLinksFromLayers(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = unix.Unmount(other, unix.MNT_DETACH) })
 	copyFrom(other, copyOptions{})
-	if got := content(filepath.Join(other, "bin/tool")); got != "lower tool" {
+	if got := fileText(t, filepath.Join(other, "bin/tool")); got != "lower tool" {
 		t.Errorf("copy onto tmpfs: %q", got)
 	}
 }
@@ -407,24 +400,27 @@ func TestCopyLinksThroughOverlay(t *testing.T) {
 	if err := finish(); err != nil {
 		t.Fatalf("finish: %v", err)
 	}
-	got := func(p string) string {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
-	if inode(t, dupper+"/opt/bin/tool") != inode(t, src+"/bin/tool") || got(dupper+"/opt/bin/tool") != "tool" {
+	if inode(t, dupper+"/opt/bin/tool") != inode(t, src+"/bin/tool") || fileText(t, dupper+"/opt/bin/tool") != "tool" {
 		t.Error("/usr/local/bin/tool (upper opt/bin/tool) is not linked to the layer's file")
 	}
-	if got(dupper+"/opt/bin/other") != "other" || inode(t, dupper+"/opt/bin/other") == inode(t, otherPath) {
+	if fileText(t, dupper+"/opt/bin/other") != "other" || inode(t, dupper+"/opt/bin/other") == inode(t, otherPath) {
 		t.Error("a changed layer file was linked, or its placeholder not filled")
 	}
-	if got(dupper+"/opt/bin/later") != "from the context" {
-		t.Errorf("later source lost: %q", got(dupper+"/opt/bin/later"))
+	if fileText(t, dupper+"/opt/bin/later") != "from the context" {
+		t.Errorf("later source lost: %q", fileText(t, dupper+"/opt/bin/later"))
 	}
 	ents, _ := os.ReadDir(dupper + "/opt/bin")
 	if len(ents) != 3 {
 		t.Errorf("upper opt/bin holds %d entries, want tool, other, later (no temporary names)", len(ents))
 	}
+}
+
+// fileText returns the content of the file at p.
+func fileText(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
