@@ -54,25 +54,15 @@ func eagerStages(all []*plan.Stage, target int, cacheTo []CacheSpec) map[int]boo
 // store as the unpacked layer: with a compressed blob written on the way
 // for a stage whose layers are exported, or by its diffID alone otherwise.
 func (sb *stageBuilder) commit(ctx context.Context, upper string) (*cache.Layer, error) {
-	s := sb.r.b.Store
-	opts := sb.r.diffOptions()
 	var l *cache.Layer
 	if sb.r.eager[sb.st.Index] {
-		w, err := s.NewBlobWriter()
-		if err != nil {
-			return nil, err
-		}
-		defer w.Close()
-		blob, err := layer.Commit(ctx, upper, w, sb.r.opts.Compression, opts)
+		m, err := sb.r.writeLayerBlob(ctx, upper, "")
 		if err != nil {
 			return nil, fmt.Errorf("commit layer: %w", err)
 		}
-		if _, _, err := w.Commit(blob.Digest); err != nil {
-			return nil, err
-		}
-		l = recordLayer(image.Layer{Digest: blob.Digest, DiffID: blob.DiffID, Size: blob.Size, MediaType: blob.MediaType})
+		l = recordLayer(m)
 	} else {
-		id, err := layer.DiffID(ctx, upper, opts)
+		id, err := layer.DiffID(ctx, upper, sb.r.diffOptions())
 		if err != nil {
 			return nil, fmt.Errorf("commit layer: %w", err)
 		}
@@ -85,7 +75,7 @@ func (sb *stageBuilder) commit(ctx context.Context, upper string) (*cache.Layer,
 	if err := os.Chmod(upper, 0o755); err != nil {
 		return nil, err
 	}
-	if err := s.AdoptLayerDir(digest.Digest(l.DiffID), upper); err != nil {
+	if err := sb.r.b.Store.AdoptLayerDir(digest.Digest(l.DiffID), upper); err != nil {
 		return nil, err
 	}
 	return l, nil
@@ -121,28 +111,15 @@ func (r *run) layerBlob(ctx context.Context, l image.Layer) (image.Layer, error)
 	if m, ok := r.madeBlobs[l.DiffID]; ok {
 		return m, nil
 	}
-	s := r.b.Store
-	w, err := s.NewBlobWriter()
-	if err != nil {
-		return l, err
-	}
-	defer w.Close()
-	dir := s.LayerDir(l.DiffID)
-	if !s.HasLayer(l.DiffID) {
+	dir := r.b.Store.LayerDir(l.DiffID)
+	if !r.b.Store.HasLayer(l.DiffID) {
 		return l, fmt.Errorf("layer %s has no blob and its unpacked directory %s is gone", l.DiffID, dir)
 	}
 	start := time.Now()
-	blob, err := layer.Commit(ctx, dir, w, r.opts.Compression, r.diffOptions())
+	m, err := r.writeLayerBlob(ctx, dir, l.DiffID)
 	if err != nil {
 		return l, fmt.Errorf("compress layer %s: %w", l.DiffID, err)
 	}
-	if blob.DiffID != l.DiffID {
-		return l, fmt.Errorf("layer %s: its unpacked directory %s now has diffID %s (changed since it was built); `strata fsck --repair` removes it and the steps that made it run again", l.DiffID, dir, blob.DiffID)
-	}
-	if _, _, err := w.Commit(blob.Digest); err != nil {
-		return l, err
-	}
-	m := image.Layer{Digest: blob.Digest, DiffID: blob.DiffID, Size: blob.Size, MediaType: blob.MediaType}
 	if r.madeBlobs == nil {
 		r.madeBlobs = map[digest.Digest]image.Layer{}
 	}
@@ -150,6 +127,28 @@ func (r *run) layerBlob(ctx context.Context, l image.Layer) (image.Layer, error)
 	r.recordBlob(m)
 	r.opts.Progress.Logf("compressed layer %s, cached without a blob until now: %.1f MB in %.1fs", l.DiffID.Encoded()[:12], float64(m.Size)/1e6, time.Since(start).Seconds())
 	return m, nil
+}
+
+// writeLayerBlob writes the compressed layer blob of dir (an upper or an
+// unpacked layer directory) into the store, unless its diffID is not
+// wantDiffID (when that is set).
+func (r *run) writeLayerBlob(ctx context.Context, dir string, wantDiffID digest.Digest) (image.Layer, error) {
+	w, err := r.b.Store.NewBlobWriter()
+	if err != nil {
+		return image.Layer{}, err
+	}
+	defer w.Close()
+	blob, err := layer.Commit(ctx, dir, w, r.opts.Compression, r.diffOptions())
+	if err != nil {
+		return image.Layer{}, err
+	}
+	if wantDiffID != "" && blob.DiffID != wantDiffID {
+		return image.Layer{}, fmt.Errorf("its unpacked directory %s now has diffID %s (changed since it was built); `strata fsck --repair` removes it and the steps that made it run again", dir, blob.DiffID)
+	}
+	if _, _, err := w.Commit(blob.Digest); err != nil {
+		return image.Layer{}, err
+	}
+	return image.Layer{Digest: blob.Digest, DiffID: blob.DiffID, Size: blob.Size, MediaType: blob.MediaType}, nil
 }
 
 // recordBlob gives the blob of m to the records this build used or made
