@@ -330,7 +330,8 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 	if err := r.layerBlobs(ctx, res.layers); err != nil {
 		return nil, err
 	}
-	res.cfg.Created = v1.Time{Time: latestCreated(res.cfg)}
+	image.FillHistoryTimes(res.cfg.History)
+	res.cfg.Created = imageCreated(res.cfg)
 	if lbl, ok, err := r.inlineLabel(res.layers); err != nil {
 		return nil, err
 	} else if ok {
@@ -400,18 +401,13 @@ func (r *run) epochString() string {
 	return ""
 }
 
-// latestCreated is the image's creation time: the newest history entry.
-func latestCreated(cfg v1.ConfigFile) time.Time {
-	var t time.Time
-	for _, h := range cfg.History {
-		if h.Created.After(t) {
-			t = h.Created.Time
-		}
+// imageCreated is the image's creation time: the time of its last history
+// entry (BuildKit's rule), else the base image's.
+func imageCreated(cfg v1.ConfigFile) v1.Time {
+	if t := image.LastHistoryTime(cfg.History); !t.IsZero() {
+		return t
 	}
-	if t.IsZero() {
-		t = cfg.Created.Time
-	}
-	return t
+	return cfg.Created
 }
 
 func (r *run) useArg(k string) {

@@ -56,6 +56,7 @@ func ApplyChanges(cfg *v1.ConfigFile, changes []string) error {
 		}
 	}
 	*cfg = sb.state.cfg
+	image.FillHistoryTimes(cfg.History)
 	for i := range cfg.History {
 		if cfg.History[i].Comment == historyComment {
 			cfg.History[i].Comment = "" // not a Dockerfile build

@@ -9,12 +9,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/opencontainers/go-digest"
-	"golang.org/x/sys/unix"
 
 	"github.com/strata-build/strata/internal/cache"
+	"github.com/strata-build/strata/internal/layer"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/snapshot/overlay"
 )
@@ -112,7 +111,7 @@ func (sb *stageBuilder) changeKeyed(ctx context.Context, p *progress.Step, creat
 			return nil // the snapshot just made goes with dir
 		}
 	}
-	if err := pruneCopiedUpDirs(upper, lowerDirs); err != nil {
+	if err := layer.PruneUnchanged(ctx, upper, lowerDirs); err != nil {
 		return err
 	}
 	empty, err := isEmptyDir(upper)
@@ -345,75 +344,4 @@ func isEmptyDir(dir string) (bool, error) {
 		return true, nil
 	}
 	return false, err
-}
-
-// pruneCopiedUpDirs removes from an upperdir the directories overlayfs only
-// copied up: empty in the upper, not opaque, and with the same type, mode
-// and owner as in the layers below (e.g. /etc after runc made and the run
-// removed the /etc/hosts mount point). They change nothing in the image, and
-// BuildKit's differ leaves them out too. lowers are top-most first.
-func pruneCopiedUpDirs(upper string, lowers []string) error {
-	var walk func(rel string) (bool, error)
-	// walk returns whether the directory at rel is now empty.
-	walk = func(rel string) (bool, error) {
-		dir := filepath.Join(upper, rel)
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			return false, err
-		}
-		left := len(ents)
-		for _, e := range ents {
-			if !e.IsDir() {
-				continue
-			}
-			crel := filepath.Join(rel, e.Name())
-			empty, err := walk(crel)
-			if err != nil {
-				return false, err
-			}
-			if empty && onlyCopiedUp(filepath.Join(upper, crel), crel, lowers) {
-				if err := os.Remove(filepath.Join(upper, crel)); err != nil {
-					return false, err
-				}
-				left--
-			}
-		}
-		return left == 0, nil
-	}
-	_, err := walk(".")
-	return err
-}
-
-// onlyCopiedUp reports whether the (empty) upper directory p matches the
-// directory at rel in the top-most lower layer that has rel.
-func onlyCopiedUp(p, rel string, lowers []string) bool {
-	if v, err := lgetxattr(p, "trusted.overlay.opaque"); err == nil && v == "y" {
-		return false
-	}
-	ufi, err := os.Lstat(p)
-	if err != nil {
-		return false
-	}
-	for _, l := range lowers {
-		lfi, err := os.Lstat(filepath.Join(l, rel))
-		if err != nil {
-			continue
-		}
-		if !lfi.IsDir() {
-			return false
-		}
-		us, ok1 := ufi.Sys().(*syscall.Stat_t)
-		ls, ok2 := lfi.Sys().(*syscall.Stat_t)
-		return ok1 && ok2 && us.Mode == ls.Mode && us.Uid == ls.Uid && us.Gid == ls.Gid
-	}
-	return false
-}
-
-func lgetxattr(p, attr string) (string, error) {
-	buf := make([]byte, 16)
-	n, err := unix.Lgetxattr(p, attr, buf)
-	if err != nil {
-		return "", err
-	}
-	return string(buf[:n]), nil
 }

@@ -338,11 +338,11 @@ func oneLine(c instructions.Command) string {
 	return s
 }
 
-// history appends the history entry of a config-only step. Its time is that
-// of the newest entry so far (or SOURCE_DATE_EPOCH), so that rebuilding an
-// unchanged Dockerfile gives the same image digest.
+// history appends the history entry of a config-only step. Without
+// SOURCE_DATE_EPOCH it has no time yet: the image's writer fills it in as
+// BuildKit does (image.FillHistoryTimes), from the layers around it.
 func (sb *stageBuilder) history(createdBy string, empty bool) {
-	t := latestCreated(sb.state.cfg)
+	var t time.Time
 	if e := sb.r.opts.SourceDateEpoch; e != nil {
 		t = e.UTC()
 	}

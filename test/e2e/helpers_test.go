@@ -458,6 +458,14 @@ type imageConfig struct {
 	RootFS struct {
 		DiffIDs []string `json:"diff_ids"`
 	} `json:"rootfs"`
+	Created time.Time      `json:"created"`
+	History []historyEntry `json:"history"`
+}
+
+type historyEntry struct {
+	Created    time.Time `json:"created"`
+	CreatedBy  string    `json:"created_by"`
+	EmptyLayer bool      `json:"empty_layer"`
 }
 
 // archiveImage is an image read from a docker or OCI archive.

@@ -277,3 +277,51 @@ func readFile(rootfs, name string) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// FileOwner resolves the owner that a file operation gives what it creates: a
+// COPY/ADD --chown value, or the USER under which WORKDIR makes its
+// directories. It mirrors BuildKit's file operations (llb.WithUser and the
+// solver's readUser), which differ from a process's user (LookupUser):
+//
+//   - a numeric user ("1000", "root") gives uid = gid = that number;
+//   - a user name is looked up in /etc/passwd for its uid and primary gid; a
+//     name that is not there (or a missing file) gives 0:0, not an error;
+//   - an empty user (":GID") gives uid 0;
+//   - a group after the colon, numeric or a name found in /etc/group, replaces
+//     the gid; an empty group ("1000:") keeps the default, and a group name that
+//     is not there leaves the gid as the user part gave it.
+//
+// Only a passwd or group file that cannot be read is an error.
+func FileOwner(rootfs, spec string) (uid, gid uint32, err error) {
+	userArg, groupArg, _ := strings.Cut(spec, ":")
+	if n, err := parseID(userArg); err == nil {
+		uid, gid = n, n
+	} else if userArg != "" {
+		passwd, err := readFile(rootfs, "/etc/passwd")
+		if err != nil {
+			return 0, 0, fmt.Errorf("look up user %q: %w", userArg, err)
+		}
+		for _, e := range parsePasswd(passwd) {
+			if e.name == userArg {
+				uid, gid = e.uid, e.gid
+				break
+			}
+		}
+	}
+	if groupArg == "" {
+		return uid, gid, nil
+	}
+	if n, err := parseID(groupArg); err == nil {
+		return uid, n, nil
+	}
+	group, err := readFile(rootfs, "/etc/group")
+	if err != nil {
+		return 0, 0, fmt.Errorf("look up group %q: %w", groupArg, err)
+	}
+	for _, g := range parseGroup(group) {
+		if g.name == groupArg {
+			return uid, g.gid, nil
+		}
+	}
+	return uid, gid, nil
+}

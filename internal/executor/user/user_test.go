@@ -138,3 +138,47 @@ func TestLookupUserRejectsFIFO(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestFileOwner pins BuildKit's rules for --chown and WORKDIR's owner
+// (llb.WithUser + the solver's readUser), where unknown names do not fail.
+func TestFileOwner(t *testing.T) {
+	full := rootfsWith(t, map[string]string{"etc/passwd": passwd, "etc/group": group})
+	empty := t.TempDir()
+	tests := []struct {
+		rootfs, spec string
+		uid, gid     uint32
+	}{
+		{full, "app", 1000, 1000},
+		{full, "daemon", 1, 1},
+		{full, "1000", 1000, 1000},
+		{full, "4242", 4242, 4242},
+		{full, "root", 0, 0},
+		{full, "app:docker", 1000, 999},
+		{full, "app:7", 1000, 7},
+		{full, ":999", 0, 999},
+		{full, ":docker", 0, 999},
+		{full, "1000:", 1000, 1000},
+		{full, "app:", 1000, 1000},
+		{full, "ghost", 0, 0},
+		{full, "ghost:docker", 0, 999},
+		{full, "app:ghostgroup", 1000, 1000},
+		{full, "5:ghostgroup", 5, 5},
+		{empty, "app", 0, 0},
+		{empty, "app:docker", 0, 0},
+		{empty, ":12", 0, 12},
+	}
+	for _, tt := range tests {
+		uid, gid, err := FileOwner(tt.rootfs, tt.spec)
+		if err != nil {
+			t.Errorf("FileOwner(%q): %v", tt.spec, err)
+			continue
+		}
+		if uid != tt.uid || gid != tt.gid {
+			t.Errorf("FileOwner(%q) = %d:%d, want %d:%d", tt.spec, uid, gid, tt.uid, tt.gid)
+		}
+	}
+	dir := rootfsWith(t, map[string]string{"etc/passwd/x": ""})
+	if _, _, err := FileOwner(dir, "app"); err == nil {
+		t.Error("FileOwner with /etc/passwd a directory: want an error")
+	}
+}
