@@ -1199,6 +1199,10 @@ func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, fr
 		return err
 	}
 	o.chmod = cm
+	if o.link && chownByName(chown) {
+		// as BuildKit: a linked layer is made without the stage below it
+		return fmt.Errorf("--chown=%s: user and group names can't be resolved when used with --link, use numeric uid[:gid] instead", chown)
+	}
 	dest := sd.DestPath
 	trailing := strings.HasSuffix(dest, "/") || dest == "." || strings.HasSuffix(dest, "/.")
 	dest = sb.resolvePath(dest)
@@ -1329,19 +1333,13 @@ func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, fr
 		}
 		// --link: the files go into an empty layer, so nothing of the stage
 		// (like a symlink on the destination path) changes where they land;
-		// names in --chown still come from the stage's /etc/passwd.
+		// --chown is numeric (checked above), so no /etc/passwd is read.
 		if chown != "" {
-			dirs, err := sb.r.ensureDirs(ctx, sb.state)
+			ow, err := resolveChown("", chown)
 			if err != nil {
 				return err
 			}
-			if err := sb.r.b.view(ctx, dirs, func(root string) error {
-				ow, err := resolveChown(root, chown)
-				o.chown = &ow
-				return err
-			}); err != nil {
-				return err
-			}
+			o.chown = &ow
 		}
 		return marked(sb.changeKeyed(ctx, p, createdBy, true, func(rootfs, upper string) (func() error, error) {
 			return copyIntoSnapshot(ctx, rootfs, upper, items, dest, cs, o)

@@ -1,6 +1,9 @@
 package build
 
 import (
+	"strconv"
+	"strings"
+
 	"github.com/strata-build/strata/internal/executor/user"
 )
 
@@ -27,4 +30,15 @@ func workdirOwner(rootfs, user string) (owner, error) {
 		return owner{}, nil
 	}
 	return resolveChown(rootfs, user)
+}
+
+// chownByName reports whether a --chown value names a user or group (rather
+// than numbers only, or nothing on one side of the colon).
+func chownByName(spec string) bool {
+	for _, part := range strings.SplitN(spec, ":", 2) {
+		if _, err := strconv.ParseUint(part, 10, 32); part != "" && part != "root" && err != nil {
+			return true
+		}
+	}
+	return false
 }
