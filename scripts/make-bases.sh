@@ -3,9 +3,12 @@
 #   busybox:latest  from Debian's busybox-static (/bin/busybox and its applets)
 #   golang:1.26     busybox plus the local Go toolchain (GOROOT of `go env`)
 # Usage: scripts/make-bases.sh [STRATA]   (STRATA defaults to bin/strata)
+# They go to strata's store (STRATA_ROOT, else the default): the golang image
+# is no real golang (no make, no git), so keep it out of a store you build in.
 set -euo pipefail
 STRATA=${1:-${STRATA:-bin/strata}}
 BUSYBOX=${BUSYBOX:-/bin/busybox}
+command -v go >/dev/null || PATH=/usr/local/go/bin:$PATH   # Go from go.dev, not on PATH
 [ -x "$BUSYBOX" ] || { echo "make-bases: $BUSYBOX missing (apt-get install busybox-static)" >&2; exit 1; }
 GOROOT_DIR=$(go env GOROOT)
 GOVER=$(go env GOVERSION)   # go1.26.8

@@ -2,9 +2,13 @@
 # test.sh - the whole test suite: vet, unit tests, the end-to-end,
 # conformance and reliability tests (real runc, overlayfs, skopeo, umoci,
 # docker-registry, chromium; needs root), then each fuzzer for a bounded time
-# (FUZZTIME, default 15s; 0 skips them).
+# (FUZZTIME, default 15s; 0 skips them). As root it first installs the Debian
+# packages the tests use, when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Go installed from go.dev lives in /usr/local/go, often not on root's PATH.
+command -v go >/dev/null || PATH=/usr/local/go/bin:$PATH
+[ "$(id -u)" -ne 0 ] || scripts/install-deps.sh
 go vet ./...
 go test -count=1 -timeout 30m ./...
 fuzztime=${FUZZTIME:-15s}

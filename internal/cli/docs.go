@@ -217,7 +217,9 @@ archive.`,
 	},
 	"load": {
 		long: `Load the images of a docker-archive tar file (what 'docker save' and
-'strata save' write) into the store, with their names.`,
+'strata save' write) into the store, with their names. Every layer is first
+checked against the diffID its image config gives it, as 'docker load' does:
+a damaged archive is refused whole, and nothing of it is written.`,
 		example: `  docker save busybox:latest -o busybox.tar && strata load -i busybox.tar`,
 	},
 	"pull": {

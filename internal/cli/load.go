@@ -9,10 +9,46 @@ import (
 	"os"
 	"strings"
 
+	"github.com/spf13/cobra"
+
+	"github.com/strata-build/strata/internal/archive"
 	"github.com/strata-build/strata/internal/build"
 	"github.com/strata-build/strata/internal/export"
 	"github.com/strata-build/strata/internal/image"
 )
+
+func (a *app) loadCmd() *cobra.Command {
+	var in string
+	cmd := &cobra.Command{
+		Use:   "load -i FILE",
+		Short: "Load images from a docker-archive tar file",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if in == "" {
+				return usagef("give the archive with -i FILE")
+			}
+			b, err := a.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			loaded, err := archive.Load(cmd.Context(), b.Store, in)
+			if err != nil {
+				return err
+			}
+			for _, l := range loaded {
+				for _, t := range l.Tags {
+					fmt.Fprintf(a.stdout, "Loaded image: %s\n", t)
+				}
+				if len(l.Tags) == 0 {
+					fmt.Fprintf(a.stdout, "Loaded image ID: %s\n", l.Image.Manifest.Config.Digest)
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&in, "input", "i", "", "read from this tar archive")
+	return cmd
+}
 
 // dockerSocket is the Docker daemon's unix socket: DOCKER_HOST=unix://PATH,
 // else /var/run/docker.sock.

@@ -3,11 +3,9 @@ package cli
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/spf13/cobra"
 
 	"github.com/strata-build/strata/internal/build"
@@ -64,59 +62,6 @@ func (a *app) saveCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "write to this file")
 	cmd.Flags().StringVar(&format, "format", "docker", "archive format: docker or oci")
-	return cmd
-}
-
-func (a *app) loadCmd() *cobra.Command {
-	var in string
-	cmd := &cobra.Command{
-		Use:   "load -i FILE",
-		Short: "Load images from a docker-archive tar file",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if in == "" {
-				return usagef("give the archive with -i FILE")
-			}
-			b, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			m, err := tarball.LoadManifest(func() (ioReadCloser, error) { return os.Open(in) })
-			if err != nil {
-				return fmt.Errorf("load %s: %w", in, err)
-			}
-			for _, desc := range m {
-				tags := desc.RepoTags
-				var tag *name.Tag
-				if len(tags) > 0 {
-					t, err := name.NewTag(tags[0])
-					if err != nil {
-						return err
-					}
-					tag = &t
-				}
-				vimg, err := tarball.Image(func() (ioReadCloser, error) { return os.Open(in) }, tag)
-				if err != nil {
-					return fmt.Errorf("load %s: %w", in, err)
-				}
-				img, err := image.Import(cmd.Context(), b.Store, vimg)
-				if err != nil {
-					return err
-				}
-				for _, t := range tags {
-					if err := b.Store.Tag(t, img.Descriptor); err != nil {
-						return err
-					}
-					fmt.Fprintf(a.stdout, "Loaded image: %s\n", t)
-				}
-				if len(tags) == 0 {
-					fmt.Fprintf(a.stdout, "Loaded image ID: %s\n", img.Manifest.Config.Digest)
-				}
-			}
-			return nil
-		},
-	}
-	cmd.Flags().StringVarP(&in, "input", "i", "", "read from this tar archive")
 	return cmd
 }
 
