@@ -266,8 +266,13 @@ func (s *Store) Untag(ref string) (bool, error) {
 	return found, err
 }
 
-// Lookup finds a tagged image by reference (name or name@digest).
+// Lookup finds an image by reference (name or name@digest) or by its full
+// ID (IsID), the references a Dockerfile's FROM and COPY --from take.
 func (s *Store) Lookup(ref string) (Image, bool, error) {
+	if IsID(ref) {
+		hexRef, _ := hexID(ref)
+		return s.byID(hexRef, true)
+	}
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		return Image{}, false, fmt.Errorf("invalid image name %q: %w", ref, err)
@@ -364,19 +369,12 @@ func (s *Store) ImageID(d digest.Digest) (digest.Digest, error) {
 // wrap ErrNoSuchImage or ErrAmbiguousID.
 func (s *Store) Resolve(ref string) (Image, error) {
 	hexRef, isHex := hexID(ref)
-	if isHex && len(hexRef) == 64 {
-		if im, ok, err := s.byID(hexRef, true); err != nil || ok {
-			return im, err
-		}
-	}
-	if !strings.HasPrefix(ref, "sha256:") {
-		im, ok, err := s.Lookup(ref)
-		switch {
-		case err == nil && ok:
-			return im, nil
-		case err != nil && !isHex:
-			return Image{}, err
-		}
+	im, ok, err := s.Lookup(ref) // a full ID, a name, NAME@DIGEST
+	switch {
+	case err == nil && ok:
+		return im, nil
+	case err != nil && !isHex:
+		return Image{}, err
 	}
 	if isHex && len(hexRef) >= MinShortID {
 		if im, ok, err := s.byID(hexRef, false); err != nil || ok {
@@ -384,6 +382,14 @@ func (s *Store) Resolve(ref string) (Image, error) {
 		}
 	}
 	return Image{}, fmt.Errorf("%w: %s", ErrNoSuchImage, ref)
+}
+
+// IsID reports whether ref is a full image ID: "sha256:" and 64 hex
+// digits, or the 64 digits alone. Such a reference names a local image
+// only (it is never pulled).
+func IsID(ref string) bool {
+	h, ok := hexID(ref)
+	return ok && len(h) == 64 && (len(ref) == 64 || strings.HasPrefix(ref, "sha256:"))
 }
 
 // hexID returns ref without "sha256:", lowercased, and whether it is hex.

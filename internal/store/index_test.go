@@ -189,6 +189,22 @@ func TestResolve(t *testing.T) {
 		t.Errorf("Resolve(invalid) = %v, want an invalid-name error", err)
 	}
 
+	// Lookup (FROM, COPY --from) takes full IDs, not short ones.
+	if im, ok, err := s.Lookup(danglingID.String()); err != nil || !ok || im.Descriptor.Digest != dangling.Digest {
+		t.Errorf("Lookup(full ID) = %+v %v %v", im, ok, err)
+	}
+	if _, ok, _ := s.Lookup(danglingID.Encoded()[:12]); ok {
+		t.Error("Lookup(short ID) found an image")
+	}
+	for ref, want := range map[string]bool{
+		danglingID.String(): true, danglingID.Encoded(): true, strings.ToUpper(danglingID.Encoded()): true,
+		danglingID.Encoded()[:12]: false, "sha256:" + danglingID.Encoded()[:12]: false, "busybox": false, "x" + danglingID.Encoded()[1:]: false,
+	} {
+		if IsID(ref) != want {
+			t.Errorf("IsID(%q) = %v", ref, !want)
+		}
+	}
+
 	// A name comes before a short ID that reads the same.
 	prefix := danglingID.Encoded()[:6]
 	if err := s.Tag(prefix, tagged); err != nil {

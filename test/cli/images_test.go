@@ -226,3 +226,21 @@ func TestImagesSizeAndAge(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildFromImageID: FROM and COPY --from take a full image ID, which
+// names a local image (it is never pulled).
+func TestBuildFromImageID(t *testing.T) {
+	store := newStore(t)
+	id := strings.TrimSpace(strata(t, store, "build", "-q", buildContext(t, map[string]string{"Dockerfile": "FROM base\nRUN echo base-of-id > /x\n"})).stdout)
+	for _, from := range []string{id, strings.TrimPrefix(id, "sha256:")} {
+		df := "FROM " + from + "\nRUN cat /x > /y\nFROM scratch\nCOPY --from=" + from + " /x /z\nCOPY --from=0 /y /y\n"
+		got := strings.TrimSpace(strata(t, store, "build", "-q", buildContext(t, map[string]string{"Dockerfile": df})).stdout)
+		if r := strata(t, store, "layers", "--json", got); !strings.Contains(r.stdout, `"/z"`) || !strings.Contains(r.stdout, `"/y"`) {
+			t.Errorf("FROM/COPY --from=%s: layers\n%s", from, r.stdout)
+		}
+	}
+	r := strataRun(t, store, "", "build", "-q", buildContext(t, map[string]string{"Dockerfile": "FROM sha256:" + strings.Repeat("ab", 32) + "\n"}))
+	if r.code == 0 || !strings.Contains(r.stderr, "no such image") || strings.Contains(r.stderr, "pull") {
+		t.Errorf("FROM an ID the store does not hold:\n%s", r)
+	}
+}
