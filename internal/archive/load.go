@@ -207,6 +207,12 @@ func (st *staging) commit(imgs []stagedImage) ([]Loaded, error) {
 				return nil, err
 			}
 		}
+		if len(si.tags) == 0 {
+			// an untagged image is still an image: usable by its ID
+			if err := st.s.AddImage(img.Descriptor); err != nil {
+				return nil, err
+			}
+		}
 		out = append(out, Loaded{Image: img, Tags: si.tags})
 	}
 	return out, nil

@@ -20,6 +20,13 @@ import (
 // it locally, like `docker pull`) when it is not there or when pull is set.
 // Concurrent calls for the same reference share one pull.
 func (b *Builder) ResolveImage(ctx context.Context, ref string, pull bool, plat v1.Platform, pr *progress.Printer) (*image.Image, error) {
+	if store.IsID(ref) { // names a local image: never pulled
+		im, err := b.Store.Resolve(ref)
+		if err != nil {
+			return nil, err
+		}
+		return image.Load(b.Store, im.Descriptor.Digest)
+	}
 	canon, err := store.CanonicalName(ref)
 	if err != nil {
 		return nil, err

@@ -370,6 +370,11 @@ func errNotExistPlain(err error) error {
 
 func (a *app) finishBuild(cmd *cobra.Command, b *build.Builder, img *image.Image, f buildFlags, outs []output) error {
 	ctx := cmd.Context()
+	if storesImage(outs) {
+		if err := b.Store.AddImage(img.Descriptor); err != nil {
+			return err
+		}
+	}
 	for _, t := range f.tags {
 		if err := b.Store.Tag(t, img.Descriptor); err != nil {
 			return err

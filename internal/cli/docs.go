@@ -190,11 +190,16 @@ Ctrl-C stops the build and releases its mounts and containers.`,
   tar -C ctx -c . | strata build -`,
 	},
 	"images": {
-		long: `List the named images in the store: repository, tag, image ID (the first 12
-hex digits of the config digest), when it was made and the size of its
-compressed layers.`,
+		long: `List the images in the store: repository, tag, image ID (the first 12
+hex digits of the config digest), when it was made and its size (the content
+of its layers, uncompressed: the Size of 'strata inspect', as docker shows).
+Untagged (dangling) images - built without -t, or left when a build or tag
+gave their name to another image - are listed as <none> <none> with -a or
+--filter dangling=true; their ID names them in every command, and 'strata
+prune' or 'strata rmi ID' removes them.`,
 		example: `  strata images
-  strata images -q`,
+  strata images -a
+  strata images --filter dangling=true -q`,
 	},
 	"tag": {
 		long: `Give an image in the store another name, as docker tag does. SOURCE_IMAGE
@@ -204,9 +209,13 @@ a name with an optional tag (":latest" when left out).`,
   strata tag 3f2a9c0e7b2d myapp:stable`,
 	},
 	"rmi": {
-		long: `Remove names from the store. The image's data stays until no name and no
-build cache record uses it and 'strata prune' runs.`,
-		example: `  strata rmi myapp:1.0 myapp:old`,
+		long: `Remove images from the store, as docker rmi does. A name is untagged, and
+the image goes with its last name; an image given by ID (or a prefix of it)
+or digest goes with all its names (more than one needs --force). The data
+stays until no image and no build cache record uses it and 'strata prune'
+runs.`,
+		example: `  strata rmi myapp:1.0 myapp:old
+  strata rmi 3f2a9c0e7b2d`,
 	},
 	"save": {
 		long: `Write an image from the store to a tar archive: a docker-archive that
@@ -242,9 +251,22 @@ helpers); plain-http registries are set as insecure in the --config file.`,
 		long: `Run a command in a new container made from an image, as docker run --rm
 does: the image's ENTRYPOINT and CMD (or COMMAND and ARG), its environment,
 user and working directory, in runc, on an overlay of the image's layers. The
-container is removed when it exits, and strata exits with its exit code.`,
+container is removed when it exits, and strata exits with its exit code.
+IMAGE is a name, NAME@DIGEST, or an image ID or a prefix of it (as 'strata
+build -q' prints it).
+
+-i passes stdin through (without it the container reads nothing); -t gives
+the container a terminal, which runc joins to strata's own (it must be one)
+and puts in raw mode while the container runs. -v HOST-DIR:CONTAINER-DIR[:ro]
+bind-mounts a host directory (absolute, and it must exist). --network is
+host (the default, as RUN) or none (only loopback). --name names the
+container: its runc id ends in the name, and a second container of the same
+name in the store fails while the first runs.`,
 		example: `  strata run busybox echo hello
-  strata run -e DEBUG=1 -u nobody -w /tmp myapp:1.0
+  echo hi | strata run -i busybox cat
+  strata run -it busybox sh
+  strata run -v "$PWD":/src:ro -w /src myapp:1.0 make test
+  strata run -e DEBUG=1 -u nobody -w /tmp --name dev myapp:1.0
   strata run --entrypoint sh myapp:1.0 -c 'ls -l /'
   strata run --network none busybox ping -c1 example.com`,
 	},
@@ -269,10 +291,11 @@ and what 'strata prune --all' would reclaim.`,
 		example: `  strata du`,
 	},
 	"prune": {
-		long: `Remove build cache and data no image uses, least recently used first.
-Tagged images and what they need always stay. Without --all only the cache
-records no image uses go; --keep-storage keeps that much cache; --filter
-until=DURATION removes only what was unused for that long.`,
+		long: `Remove untagged (dangling) images, build cache and data no image uses,
+least recently used first, as docker system prune does. Tagged images and what
+they need always stay. Without --all only the cache records no image uses go;
+--keep-storage keeps that much cache; --filter until=DURATION removes only
+cache unused for that long and untagged images created before that.`,
 		example: `  strata prune
   strata prune --all
   strata prune --keep-storage 10GB

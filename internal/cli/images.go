@@ -17,97 +17,69 @@ import (
 	"github.com/strata-build/strata/internal/store"
 )
 
-// loadRef finds an image in the store by name, name@digest, or the ID (config
-// digest) or manifest digest, or a prefix of at least 4 hex digits of the ID.
+// loadRef finds an image in the store as docker does wherever a command
+// names one: by name, NAME@DIGEST, ID (config digest) or manifest digest, or
+// a prefix of at least 4 hex digits of the ID (see store.Resolve).
 func (a *app) loadRef(cmd *cobra.Command, ref string) (*image.Image, error) {
 	b, err := a.open(cmd.Context())
 	if err != nil {
 		return nil, err
 	}
-	if im, ok, err := b.Store.Lookup(ref); err == nil && ok {
-		return image.Load(b.Store, im.Descriptor.Digest)
+	im, err := b.Store.Resolve(ref)
+	if errors.Is(err, store.ErrNoSuchImage) {
+		return nil, noSuchImage{ref: ref, root: b.Store.Root()}
 	}
-	hexRef := strings.TrimPrefix(strings.ToLower(ref), "sha256:")
-	if len(hexRef) >= 4 && len(hexRef) <= 64 && isHex(hexRef) {
-		imgs, err := b.Store.Images()
-		if err != nil {
-			return nil, err
-		}
-		var found *image.Image
-		for _, im := range imgs {
-			img, err := image.Load(b.Store, im.Descriptor.Digest)
-			if err != nil {
-				continue
-			}
-			if !strings.HasPrefix(img.Manifest.Config.Digest.Hex, hexRef) && im.Descriptor.Digest.Encoded() != hexRef {
-				continue
-			}
-			if found != nil && found.Descriptor.Digest != img.Descriptor.Digest {
-				return nil, fmt.Errorf("%w: %s is the prefix of the IDs of more than one image; give more digits", errAmbiguous, ref)
-			}
-			found = img
-		}
-		if found != nil {
-			return found, nil
-		}
+	if err != nil {
+		return nil, err
 	}
-	return nil, noSuchImage{ref: ref, root: b.Store.Root()}
+	return image.Load(b.Store, im.Descriptor.Digest)
 }
-
-var errAmbiguous = errors.New("ambiguous image ID")
 
 // noSuchImage is the error for an image the store does not hold.
 type noSuchImage struct{ ref, root string }
 
 func (e noSuchImage) Error() string {
-	return fmt.Sprintf("no such image: %s (not in the store %s; see 'strata images')", e.ref, e.root)
-}
-
-func isHex(s string) bool {
-	for _, c := range s {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return s != ""
-}
-
-func humanSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2fGB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1fMB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1fkB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%dB", n)
+	return fmt.Sprintf("no such image: %s (not in the store %s; see 'strata images -a')", e.ref, e.root)
 }
 
 func (a *app) imagesCmd() *cobra.Command {
-	var quiet bool
+	var quiet, all bool
+	var filters []string
 	cmd := &cobra.Command{
 		Use:     "images",
 		Aliases: []string{"ls"},
 		Short:   "List images in the store",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			dangling, err := danglingFilter(filters)
+			if err != nil {
+				return err
+			}
 			b, err := a.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			imgs, err := b.Store.Images()
+			imgs, err := b.Store.AllImages()
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(a.stdout, 0, 4, 3, ' ', 0)
+			var out bytes.Buffer
+			tw := tabwriter.NewWriter(&out, 0, 4, 3, ' ', 0)
 			if !quiet {
 				fmt.Fprintln(tw, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
 			}
+			now := time.Now()
 			for _, im := range imgs {
+				untagged := im.Name == ""
+				switch {
+				case dangling != nil && *dangling != untagged:
+					continue
+				case dangling == nil && untagged && !all:
+					continue // as docker images: only with -a or --filter dangling=true
+				}
 				img, err := image.Load(b.Store, im.Descriptor.Digest)
 				if err != nil {
-					fmt.Fprintf(a.stderr, "warning: %s: %v\n", im.Name, err)
+					fmt.Fprintf(a.stderr, "warning: %s: %v\n", imageLabel(im), err)
 					continue
 				}
 				id := img.Manifest.Config.Digest.Hex[:12]
@@ -115,18 +87,62 @@ func (a *app) imagesCmd() *cobra.Command {
 					fmt.Fprintln(tw, id)
 					continue
 				}
-				var size int64
-				for _, l := range img.Layers {
-					size += l.Size
+				sizes, err := inspect.LayerSizes(cmd.Context(), b.Store, img)
+				if err != nil {
+					if cmd.Context().Err() != nil {
+						return err
+					}
+					fmt.Fprintf(a.stderr, "warning: %s: size unknown: %v\n", imageLabel(im), err)
 				}
-				repo, tag := splitName(store.FamiliarName(im.Name))
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", repo, tag, id, ago(img.Config.Created.Time), humanSize(size))
+				var size int64
+				for _, n := range sizes {
+					size += n
+				}
+				repo, tag := "<none>", "<none>"
+				if !untagged {
+					repo, tag = splitName(store.FamiliarName(im.Name))
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", repo, tag, id, inspect.Since(img.Config.Created.Time, now), inspect.HumanSize(size))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			_, err = a.stdout.Write(out.Bytes())
+			return err
 		},
 	}
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only show image IDs")
+	fl := cmd.Flags()
+	fl.BoolVarP(&quiet, "quiet", "q", false, "only show image IDs")
+	fl.BoolVarP(&all, "all", "a", false, "show all images, untagged (dangling) ones too")
+	fl.StringArrayVarP(&filters, "filter", "f", nil, "only show images that match: dangling=true|false")
 	return cmd
+}
+
+// danglingFilter reads --filter dangling=BOOL, the filter strata images
+// knows; nil when not given.
+func danglingFilter(filters []string) (*bool, error) {
+	var dangling *bool
+	for _, f := range filters {
+		k, v, _ := strings.Cut(f, "=")
+		if k != "dangling" {
+			return nil, usagef("--filter %s: only dangling=true|false is supported", f)
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, usagef("--filter %s: give dangling=true or dangling=false", f)
+		}
+		dangling = &b
+	}
+	return dangling, nil
+}
+
+// imageLabel names an image of the store in messages: its familiar name,
+// or its manifest digest when it has none.
+func imageLabel(im store.Image) string {
+	if im.Name == "" {
+		return im.Descriptor.Digest.String()
+	}
+	return store.FamiliarName(im.Name)
 }
 
 func splitName(n string) (string, string) {
@@ -139,22 +155,6 @@ func splitName(n string) (string, string) {
 		}
 	}
 	return n, "<none>"
-}
-
-func ago(t time.Time) string {
-	if t.IsZero() {
-		return "N/A"
-	}
-	d := time.Since(t)
-	switch {
-	case d < time.Minute:
-		return "Less than a minute ago"
-	case d < time.Hour:
-		return fmt.Sprintf("%d minutes ago", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%d hours ago", int(d.Hours()))
-	}
-	return fmt.Sprintf("%d days ago", int(d.Hours()/24))
 }
 
 func (a *app) tagCmd() *cobra.Command {
@@ -173,29 +173,83 @@ func (a *app) tagCmd() *cobra.Command {
 }
 
 func (a *app) rmiCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "rmi IMAGE [IMAGE...]",
-		Short: "Remove image names from the store",
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "rmi [OPTIONS] IMAGE [IMAGE...]",
+		Short: "Remove images (or image names) from the store",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := a.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			for _, n := range args {
-				ok, err := b.Store.Untag(n)
-				if err != nil {
-					return err
+			var errs []error
+			for _, ref := range args {
+				if err := a.removeImage(b.Store, ref, force); err != nil {
+					errs = append(errs, err)
 				}
-				if !ok {
-					return fmt.Errorf("no such image: %s", n)
-				}
-				c, _ := store.CanonicalName(n)
-				fmt.Fprintf(a.stdout, "Untagged: %s\n", store.FamiliarName(c))
 			}
-			return nil
+			return errors.Join(errs...)
 		},
 	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove an image given by ID even when it has several names")
+	return cmd
+}
+
+// removeImage is rmi of one image as docker does it: a name is untagged,
+// and the image goes with its last name; an image given by ID (or digest)
+// goes with all its names, which takes force when it has more than one.
+func (a *app) removeImage(s *store.Store, ref string, force bool) error {
+	im, err := s.Resolve(ref)
+	if errors.Is(err, store.ErrNoSuchImage) {
+		return fmt.Errorf("no such image: %s", ref)
+	}
+	if err != nil {
+		return err
+	}
+	id, err := s.ImageID(im.Descriptor.Digest)
+	if err != nil {
+		return err
+	}
+	if c, cerr := store.CanonicalName(ref); cerr == nil && im.Name == c {
+		if _, err := s.Untag(ref); err != nil {
+			return err
+		}
+		fmt.Fprintf(a.stdout, "Untagged: %s\n", store.FamiliarName(c))
+		all, err := s.AllImages()
+		if err != nil {
+			return err
+		}
+		for _, o := range all {
+			if o.Descriptor.Digest == im.Descriptor.Digest {
+				return nil // it has another name
+			}
+		}
+		fmt.Fprintf(a.stdout, "Deleted: %s\n", id)
+		return nil
+	}
+	all, err := s.AllImages()
+	if err != nil {
+		return err
+	}
+	var names int
+	for _, o := range all {
+		if o.Descriptor.Digest == im.Descriptor.Digest && o.Name != "" {
+			names++
+		}
+	}
+	if names > 1 && !force {
+		return fmt.Errorf("conflict: unable to delete %s (must be forced) - image is referenced in multiple repositories", id.Encoded()[:12])
+	}
+	removed, _, err := s.RemoveImage(im.Descriptor.Digest)
+	if err != nil {
+		return err
+	}
+	for _, n := range removed {
+		fmt.Fprintf(a.stdout, "Untagged: %s\n", store.FamiliarName(n))
+	}
+	fmt.Fprintf(a.stdout, "Deleted: %s\n", id)
+	return nil
 }
 
 func (a *app) inspectCmd() *cobra.Command {

@@ -87,6 +87,8 @@ func (a *app) importCmd() *cobra.Command {
 				if err := b.Store.Tag(args[1], img.Descriptor); err != nil {
 					return err
 				}
+			} else if err := b.Store.AddImage(img.Descriptor); err != nil {
+				return err
 			}
 			fmt.Fprintln(a.stdout, img.Manifest.Config.Digest)
 			return nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/gc"
+	"github.com/strata-build/strata/internal/inspect"
 )
 
 func (a *app) duCmd() *cobra.Command {
@@ -33,28 +34,31 @@ func (a *app) duCmd() *cobra.Command {
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 3, ' ', 0)
 			fmt.Fprintln(tw, "TYPE\tCOUNT\tSIZE")
-			row := func(name string, n int, bytes int64) { fmt.Fprintf(tw, "%s\t%d\t%s\n", name, n, humanSize(bytes)) }
+			row := func(name string, n int, bytes int64) {
+				fmt.Fprintf(tw, "%s\t%d\t%s\n", name, n, inspect.HumanSize(bytes))
+			}
 			row("Images (blobs)", r.Images.Count, r.Images.Bytes)
 			row("Images (unpacked layers)", r.ImageLayers.Count, r.ImageLayers.Bytes)
+			row("Untagged images (only theirs)", r.DanglingCount, r.Dangling.Bytes)
 			row("Build cache records", r.CacheRecords, 0)
 			row("Build cache (blobs)", r.Cache.Count, r.Cache.Bytes)
 			row("Build cache (unpacked layers)", r.CacheLayers.Count, r.CacheLayers.Bytes)
 			row("Cache mounts", r.CacheMounts.Count, r.CacheMounts.Bytes)
 			row("Unreferenced", r.Unreferenced.Count, r.Unreferenced.Bytes)
 			tw.Flush()
-			fmt.Fprintf(a.stdout, "Reclaimable with prune --all: %s\n", humanSize(r.Reclaimable))
+			fmt.Fprintf(a.stdout, "Reclaimable with prune --all: %s\n", inspect.HumanSize(r.Reclaimable))
 			return nil
 		},
 	}
 }
 
 func (a *app) pruneCmd() *cobra.Command {
-	var o gc.Options
+	o := gc.Options{Dangling: true}
 	var keep string
 	var filters []string
 	cmd := &cobra.Command{
 		Use:   "prune",
-		Short: "Remove build cache (least recently used first) and unreferenced data; tagged images stay",
+		Short: "Remove untagged images, build cache (least recently used first) and unreferenced data; tagged images stay",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if keep != "" {
@@ -88,13 +92,20 @@ func (a *app) pruneCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "Removed %d build cache records and %d blobs/layers\nTotal reclaimed space: %s\n", res.Records, res.Freed.Count, humanSize(res.Freed.Bytes))
+			if len(res.Images) > 0 {
+				fmt.Fprintln(a.stdout, "Deleted Images:")
+				for _, id := range res.Images {
+					fmt.Fprintf(a.stdout, "deleted: %s\n", id)
+				}
+				fmt.Fprintln(a.stdout)
+			}
+			fmt.Fprintf(a.stdout, "Removed %d build cache records and %d blobs/layers\nTotal reclaimed space: %s\n", res.Records, res.Freed.Count, inspect.HumanSize(res.Freed.Bytes))
 			return nil
 		},
 	}
 	cmd.Flags().BoolVarP(&o.All, "all", "a", false, "remove all build cache, not only records no image uses")
 	cmd.Flags().StringVar(&keep, "keep-storage", "", "keep up to this much build cache (e.g. 10GB)")
-	cmd.Flags().StringArrayVar(&filters, "filter", nil, "only remove records unused for this long (until=24h)")
+	cmd.Flags().StringArrayVar(&filters, "filter", nil, "only remove records unused and untagged images created more than this long ago (until=24h)")
 	return cmd
 }
 

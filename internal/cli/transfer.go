@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -11,7 +12,26 @@ import (
 	"github.com/strata-build/strata/internal/build"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/store"
 )
+
+// storesImage reports whether a build with these outputs puts its image in
+// the store, named or not (so that its ID works in every command): the
+// default, and type=image or registry; not a build that only writes files
+// or a directory (as docker buildx with those exporters).
+func storesImage(outs []output) bool {
+	if len(outs) == 0 {
+		return true
+	}
+	return slices.ContainsFunc(outs, func(o output) bool { return o.typ == "image" || o.typ == "registry" })
+}
+
+// isStoreName reports whether ref names an image of the store by a name
+// (NAME[:TAG] or NAME@DIGEST), not by its ID.
+func isStoreName(s *store.Store, ref string) bool {
+	_, ok, err := s.Lookup(ref)
+	return err == nil && ok
+}
 
 func (a *app) push(ctx context.Context, b *build.Builder, img *image.Image, ref string) error {
 	v, err := img.V1(b.Store)
@@ -54,7 +74,7 @@ func (a *app) saveCmd() *cobra.Command {
 				return err
 			}
 			var names []string
-			if _, err := name.NewTag(args[0]); err == nil {
+			if _, err := name.NewTag(args[0]); err == nil && isStoreName(a.store, args[0]) {
 				names = []string{args[0]}
 			}
 			return writeArchive(output{typ: format, dest: out}, a.builder, img, names)
@@ -98,6 +118,8 @@ func (a *app) pushCmd() *cobra.Command {
 			dst := args[0]
 			if len(args) == 2 {
 				dst = args[1]
+			} else if !isStoreName(a.store, args[0]) {
+				return usagef("%s is not a name of the image: give the DESTINATION to push it to", args[0])
 			}
 			if err := a.push(cmd.Context(), a.builder, img, dst); err != nil {
 				return err

@@ -1,6 +1,7 @@
-// Package gc reports and reclaims the space of strata's store: the build
-// cache records, the blobs and unpacked layers only they keep alive, and the
-// cache mounts. Tagged images are never removed.
+// Package gc reports and reclaims the space of strata's store: dangling
+// (untagged) images, the build cache records, the blobs and unpacked layers
+// only they keep alive, and the cache mounts. Tagged images are never
+// removed.
 package gc
 
 import (
@@ -12,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/strata-build/strata/internal/cache"
+	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/store"
 )
 
@@ -19,6 +21,8 @@ import (
 type Report struct {
 	Images        store.Usage // tagged images: their blobs
 	ImageLayers   store.Usage // unpacked layers of tagged images
+	Dangling      store.Usage // blobs and unpacked layers only untagged images use
+	DanglingCount int         // untagged images
 	Cache         store.Usage // build cache records and the blobs only they use
 	CacheLayers   store.Usage // unpacked layers only the build cache uses
 	CacheMounts   store.Usage // RUN --mount=type=cache directories
@@ -31,10 +35,21 @@ type Report struct {
 // DiskUsage measures the store.
 func DiskUsage(s *store.Store, ix *cache.Index) (Report, error) {
 	var r Report
-	imgBlobs, imgLayers, err := s.ImageRefs()
+	all, err := s.AllImages()
 	if err != nil {
 		return r, err
 	}
+	var tagged, dangling []store.Image
+	for _, im := range all {
+		if im.Name == "" {
+			dangling = append(dangling, im)
+		} else {
+			tagged = append(tagged, im)
+		}
+	}
+	r.DanglingCount = len(dangling)
+	imgBlobs, imgLayers := s.RefsOf(tagged)
+	danglingBlobs, danglingLayers := s.RefsOf(dangling)
 	entries, err := ix.Entries()
 	if err != nil {
 		return r, err
@@ -60,6 +75,8 @@ func DiskUsage(s *store.Store, ix *cache.Index) (Report, error) {
 		switch {
 		case imgBlobs[d]:
 			add(&r.Images, fi.Size())
+		case danglingBlobs[d]:
+			add(&r.Dangling, fi.Size())
 		case cacheBlobs[d]:
 			add(&r.Cache, fi.Size())
 		default:
@@ -73,6 +90,8 @@ func DiskUsage(s *store.Store, ix *cache.Index) (Report, error) {
 		switch {
 		case imgLayers[d]:
 			add(&r.ImageLayers, size)
+		case danglingLayers[d]:
+			add(&r.Dangling, size)
 		case cacheLayers[d]:
 			add(&r.CacheLayers, size)
 		default:
@@ -85,7 +104,7 @@ func DiskUsage(s *store.Store, ix *cache.Index) (Report, error) {
 			add(&r.CacheMounts, store.DirSize(s.Path("cache", "mounts", e.Name())))
 		}
 	}
-	r.Reclaimable = r.Cache.Bytes + r.CacheLayers.Bytes + r.CacheMounts.Bytes + r.Unreferenced.Bytes
+	r.Reclaimable = r.Dangling.Bytes + r.Cache.Bytes + r.CacheLayers.Bytes + r.CacheMounts.Bytes + r.Unreferenced.Bytes
 	return r, nil
 }
 
@@ -96,6 +115,9 @@ func add(u *store.Usage, n int64) {
 
 // Options select what Prune removes.
 type Options struct {
+	// Dangling removes the untagged images first (those created before
+	// Until, when it is set), as docker system prune does.
+	Dangling bool
 	// All removes every build cache record and cache mount; without it only
 	// records whose layer no tagged image uses (and unreferenced data) go.
 	All bool
@@ -108,12 +130,13 @@ type Options struct {
 
 // Result is what Prune removed.
 type Result struct {
+	Images  []digest.Digest // IDs of the untagged images removed
 	Records int
 	Freed   store.Usage
 }
 
-// Prune removes build cache records by the options, least recently used
-// first, then deletes the blobs and unpacked layers that neither a tagged
+// Prune removes dangling images and build cache records by the options
+// (records least recently used first), then deletes the blobs and unpacked layers that neither a tagged
 // image nor a remaining record uses. It fails when a build is running.
 func Prune(s *store.Store, ix *cache.Index, o Options) (Result, error) {
 	var res Result
@@ -122,6 +145,11 @@ func Prune(s *store.Store, ix *cache.Index, o Options) (Result, error) {
 		return res, err
 	}
 	defer lock.Unlock()
+	if o.Dangling {
+		if res.Images, err = pruneDangling(s, o.Until); err != nil {
+			return res, err
+		}
+	}
 	imgBlobs, imgLayers, err := s.ImageRefs()
 	if err != nil {
 		return res, err
@@ -181,4 +209,35 @@ func Prune(s *store.Store, ix *cache.Index, o Options) (Result, error) {
 	res.Freed.Count += freed.Count
 	res.Freed.Bytes += freed.Bytes
 	return res, err
+}
+
+// pruneDangling removes the untagged images (only those created more than
+// until ago, when until is set) and returns their IDs.
+func pruneDangling(s *store.Store, until time.Duration) ([]digest.Digest, error) {
+	all, err := s.AllImages()
+	if err != nil {
+		return nil, err
+	}
+	cutoff := time.Now().Add(-until)
+	var ids []digest.Digest
+	for _, im := range all {
+		if im.Name != "" {
+			continue
+		}
+		img, err := image.Load(s, im.Descriptor.Digest)
+		if err != nil {
+			continue // broken: fsck's to report; its blobs stay referenced
+		}
+		if until > 0 && img.Config.Created.After(cutoff) {
+			continue
+		}
+		removed, err := s.RemoveUntagged(im.Descriptor.Digest)
+		if err != nil {
+			return ids, err
+		}
+		if removed {
+			ids = append(ids, digest.Digest(img.Manifest.Config.Digest.String()))
+		}
+	}
+	return ids, nil
 }

@@ -50,13 +50,19 @@ func (l *BuildLock) Unlock() {
 }
 
 // ImageRefs returns the blobs (manifests, configs, layers) and layer diffIDs
-// the tagged images use.
+// the store's images use, named and untagged.
 func (s *Store) ImageRefs() (blobs, diffIDs map[digest.Digest]bool, err error) {
-	blobs, diffIDs = map[digest.Digest]bool{}, map[digest.Digest]bool{}
-	imgs, err := s.Images()
+	imgs, err := s.AllImages()
 	if err != nil {
 		return nil, nil, err
 	}
+	blobs, diffIDs = s.RefsOf(imgs)
+	return blobs, diffIDs, nil
+}
+
+// RefsOf returns the blobs and layer diffIDs the images imgs use.
+func (s *Store) RefsOf(imgs []Image) (blobs, diffIDs map[digest.Digest]bool) {
+	blobs, diffIDs = map[digest.Digest]bool{}, map[digest.Digest]bool{}
 	for _, im := range imgs {
 		raw, err := s.ReadBlob(im.Descriptor.Digest)
 		if err != nil {
@@ -89,7 +95,7 @@ func (s *Store) ImageRefs() (blobs, diffIDs map[digest.Digest]bool, err error) {
 			}
 		}
 	}
-	return blobs, diffIDs, nil
+	return blobs, diffIDs
 }
 
 // Usage is the size of one part of the store.

@@ -10,14 +10,33 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// Image is one tagged image of the store.
+// Image is one image of the store: a named one, or (Name empty) an
+// untagged one, docker's dangling image: an image built without -t, loaded
+// or imported without a name, or one whose last name moved to another image.
+//
+// In index.json a named image is an entry with the ref-name annotation (one
+// entry per name); an untagged image is one entry without annotations. An
+// image has an untagged entry only while it has no name.
 type Image struct {
-	Name       string             // canonical reference, e.g. docker.io/library/busybox:latest
+	Name       string             // canonical reference, e.g. docker.io/library/busybox:latest; "" when untagged
 	Descriptor ocispec.Descriptor // the image manifest
 }
+
+// ErrNoSuchImage is returned (wrapped) by Resolve for an image the store
+// does not hold.
+var ErrNoSuchImage = errors.New("no such image")
+
+// ErrAmbiguousID is returned (wrapped) by Resolve for a short ID that more
+// than one image's ID starts with.
+var ErrAmbiguousID = errors.New("ambiguous image ID")
+
+// MinShortID is the fewest hex digits of an image ID that Resolve accepts
+// as a prefix.
+const MinShortID = 4
 
 func (s *Store) indexPath() string { return s.Path(ocispec.ImageIndexFile) }
 
@@ -43,8 +62,15 @@ func (s *Store) writeIndex(idx ocispec.Index) error {
 	if idx.Manifests == nil {
 		idx.Manifests = []ocispec.Descriptor{}
 	}
-	sort.Slice(idx.Manifests, func(i, j int) bool {
-		return idx.Manifests[i].Annotations[RefNameAnnotation] < idx.Manifests[j].Annotations[RefNameAnnotation]
+	sort.SliceStable(idx.Manifests, func(i, j int) bool {
+		ni, nj := idx.Manifests[i].Annotations[RefNameAnnotation], idx.Manifests[j].Annotations[RefNameAnnotation]
+		if (ni == "") != (nj == "") {
+			return nj == "" // named first
+		}
+		if ni != nj {
+			return ni < nj
+		}
+		return idx.Manifests[i].Digest < idx.Manifests[j].Digest
 	})
 	b, err := json.MarshalIndent(idx, "", "  ")
 	if err != nil {
@@ -83,7 +109,9 @@ func FamiliarName(n string) string {
 	return n
 }
 
-// Tag points name at the manifest desc, replacing an earlier image of that name.
+// Tag points name at the manifest desc, replacing an earlier image of that
+// name. As in docker, the image that had the name stays (untagged, dangling)
+// when it has no other name, and desc loses its untagged entry.
 func (s *Store) Tag(ref string, desc ocispec.Descriptor) error {
 	n, err := CanonicalName(ref)
 	if err != nil {
@@ -97,20 +125,122 @@ func (s *Store) Tag(ref string, desc ocispec.Descriptor) error {
 		if err != nil {
 			return err
 		}
+		var replaced []ocispec.Descriptor
 		out := idx.Manifests[:0]
 		for _, m := range idx.Manifests {
-			if m.Annotations[RefNameAnnotation] != n {
+			name := m.Annotations[RefNameAnnotation]
+			switch {
+			case name == n:
+				if m.Digest != desc.Digest {
+					replaced = append(replaced, m)
+				}
+			case name == "" && m.Digest == desc.Digest:
+			default:
 				out = append(out, m)
 			}
 		}
 		d := desc
 		d.Annotations = map[string]string{RefNameAnnotation: n}
-		idx.Manifests = append(out, d)
+		out = append(out, d)
+		for _, m := range replaced {
+			out = keepRecord(out, m)
+		}
+		idx.Manifests = out
 		return s.writeIndex(idx)
 	})
 }
 
-// Untag removes the name; it reports whether it existed. Blobs stay until pruned.
+// keepRecord adds an untagged entry for m's manifest to entries unless
+// an entry already points at it.
+func keepRecord(entries []ocispec.Descriptor, m ocispec.Descriptor) []ocispec.Descriptor {
+	for _, e := range entries {
+		if e.Digest == m.Digest {
+			return entries
+		}
+	}
+	m.Annotations = nil
+	return append(entries, m)
+}
+
+// AddImage records the manifest desc as an image of the store: untagged,
+// unless a name already points at it. A build without -t, and a load or
+// import without a name, record their image this way.
+func (s *Store) AddImage(desc ocispec.Descriptor) error {
+	if !s.HasBlob(desc.Digest) {
+		return fmt.Errorf("add image: manifest %s is not in the store", desc.Digest)
+	}
+	return s.lock("index.lock", func() error {
+		idx, err := s.readIndex()
+		if err != nil {
+			return err
+		}
+		n := len(idx.Manifests)
+		if idx.Manifests = keepRecord(idx.Manifests, desc); len(idx.Manifests) == n {
+			return nil
+		}
+		return s.writeIndex(idx)
+	})
+}
+
+// RemoveImage removes the image whose manifest is d: all its names and its
+// untagged entry. It returns the names it removed and whether there was
+// anything to remove. The blobs stay until pruned.
+func (s *Store) RemoveImage(d digest.Digest) (names []string, found bool, err error) {
+	err = s.lock("index.lock", func() error {
+		idx, err := s.readIndex()
+		if err != nil {
+			return err
+		}
+		out := idx.Manifests[:0]
+		for _, m := range idx.Manifests {
+			if m.Digest != d {
+				out = append(out, m)
+				continue
+			}
+			found = true
+			if n := m.Annotations[RefNameAnnotation]; n != "" {
+				names = append(names, n)
+			}
+		}
+		if !found {
+			return nil
+		}
+		idx.Manifests = out
+		return s.writeIndex(idx)
+	})
+	return names, found, err
+}
+
+// RemoveUntagged removes the untagged entry of manifest d, if it still has
+// one (a name given to it since it was listed keeps it); it reports whether
+// it did. Prune removes dangling images with it.
+func (s *Store) RemoveUntagged(d digest.Digest) (bool, error) {
+	removed := false
+	err := s.lock("index.lock", func() error {
+		idx, err := s.readIndex()
+		if err != nil {
+			return err
+		}
+		out := idx.Manifests[:0]
+		for _, m := range idx.Manifests {
+			if m.Digest == d && m.Annotations[RefNameAnnotation] == "" {
+				removed = true
+				continue
+			}
+			out = append(out, m)
+		}
+		if !removed {
+			return nil
+		}
+		idx.Manifests = out
+		return s.writeIndex(idx)
+	})
+	return removed, err
+}
+
+// Untag removes the name; it reports whether it existed. As docker rmi, the
+// image goes with its last name (no untagged entry is left); its blobs stay
+// until pruned.
 func (s *Store) Untag(ref string) (bool, error) {
 	n, err := CanonicalName(ref)
 	if err != nil {
@@ -136,13 +266,18 @@ func (s *Store) Untag(ref string) (bool, error) {
 	return found, err
 }
 
-// Lookup finds a tagged image by reference (name or name@digest).
+// Lookup finds an image by reference (name or name@digest) or by its full
+// ID (IsID), the references a Dockerfile's FROM and COPY --from take.
 func (s *Store) Lookup(ref string) (Image, bool, error) {
+	if IsID(ref) {
+		hexRef, _ := hexID(ref)
+		return s.byID(hexRef, true)
+	}
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		return Image{}, false, fmt.Errorf("invalid image name %q: %w", ref, err)
 	}
-	imgs, err := s.Images()
+	imgs, err := s.AllImages()
 	if err != nil {
 		return Image{}, false, err
 	}
@@ -152,34 +287,152 @@ func (s *Store) Lookup(ref string) (Image, bool, error) {
 				return im, true, nil
 			}
 		}
-		if s.HasBlob(digestOf(d.DigestStr())) {
-			return Image{Name: canonical(r), Descriptor: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digestOf(d.DigestStr()), Size: s.blobSize(digestOf(d.DigestStr()))}}, true, nil
+		if dg := digestOf(d.DigestStr()); s.HasBlob(dg) {
+			return Image{Name: canonical(r), Descriptor: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: dg, Size: s.blobSize(dg)}}, true, nil
 		}
 		return Image{}, false, nil
 	}
 	for _, im := range imgs {
-		if im.Name == canonical(r) {
+		if im.Name != "" && im.Name == canonical(r) {
 			return im, true, nil
 		}
 	}
 	return Image{}, false, nil
 }
 
-// Images lists the tagged images, sorted by name.
+// Images lists the named images, sorted by name (an image with two names
+// is listed twice).
 func (s *Store) Images() ([]Image, error) {
+	all, err := s.AllImages()
+	if err != nil {
+		return nil, err
+	}
+	out := all[:0]
+	for _, im := range all {
+		if im.Name != "" {
+			out = append(out, im)
+		}
+	}
+	return out, nil
+}
+
+// AllImages lists the named images, sorted by name, then the untagged
+// ones (Name ""), by manifest digest.
+func (s *Store) AllImages() ([]Image, error) {
 	idx, err := s.readIndex()
 	if err != nil {
 		return nil, err
 	}
 	var out []Image
 	for _, m := range idx.Manifests {
-		n := m.Annotations[RefNameAnnotation]
-		if n == "" {
-			continue
-		}
 		d := m
 		d.Annotations = nil
-		out = append(out, Image{Name: n, Descriptor: d})
+		out = append(out, Image{Name: m.Annotations[RefNameAnnotation], Descriptor: d})
 	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if (out[i].Name == "") != (out[j].Name == "") {
+			return out[j].Name == ""
+		}
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].Descriptor.Digest < out[j].Descriptor.Digest
+	})
 	return out, nil
+}
+
+// ImageID returns the ID of the image whose manifest is d: the digest of
+// its config, as docker names images.
+func (s *Store) ImageID(d digest.Digest) (digest.Digest, error) {
+	raw, err := s.ReadBlob(d)
+	if err != nil {
+		return "", err
+	}
+	var m struct {
+		Config struct {
+			Digest digest.Digest `json:"digest"`
+		} `json:"config"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return "", fmt.Errorf("manifest %s: %w", d, err)
+	}
+	if err := m.Config.Digest.Validate(); err != nil {
+		return "", fmt.Errorf("manifest %s: config digest: %w", d, err)
+	}
+	return m.Config.Digest, nil
+}
+
+// Resolve finds an image as docker does wherever a command names one: by
+// ID (the config digest, "sha256:HEX" or HEX) or manifest digest, by name
+// or NAME@DIGEST, or by a prefix of at least MinShortID hex digits of its
+// ID. A name comes before a short ID that reads the same ("cafe"). Errors
+// wrap ErrNoSuchImage or ErrAmbiguousID.
+func (s *Store) Resolve(ref string) (Image, error) {
+	hexRef, isHex := hexID(ref)
+	im, ok, err := s.Lookup(ref) // a full ID, a name, NAME@DIGEST
+	switch {
+	case err == nil && ok:
+		return im, nil
+	case err != nil && !isHex:
+		return Image{}, err
+	}
+	if isHex && len(hexRef) >= MinShortID {
+		if im, ok, err := s.byID(hexRef, false); err != nil || ok {
+			return im, err
+		}
+	}
+	return Image{}, fmt.Errorf("%w: %s", ErrNoSuchImage, ref)
+}
+
+// IsID reports whether ref is a full image ID: "sha256:" and 64 hex
+// digits, or the 64 digits alone. Such a reference names a local image
+// only (it is never pulled).
+func IsID(ref string) bool {
+	h, ok := hexID(ref)
+	return ok && len(h) == 64 && (len(ref) == 64 || strings.HasPrefix(ref, "sha256:"))
+}
+
+// hexID returns ref without "sha256:", lowercased, and whether it is hex.
+func hexID(ref string) (string, bool) {
+	h := strings.ToLower(strings.TrimPrefix(ref, "sha256:"))
+	if h == "" || len(h) > 64 {
+		return h, false
+	}
+	for _, c := range h {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return h, false
+		}
+	}
+	return h, true
+}
+
+// byID finds the image whose ID starts with (full: is) hexRef, or whose
+// manifest digest is hexRef when full. Several manifests with one config
+// are one image: the first entry (a named one) is returned.
+func (s *Store) byID(hexRef string, full bool) (Image, bool, error) {
+	imgs, err := s.AllImages()
+	if err != nil {
+		return Image{}, false, err
+	}
+	var found Image
+	var foundID digest.Digest
+	for _, im := range imgs {
+		if full && im.Descriptor.Digest.Encoded() == hexRef {
+			return im, true, nil
+		}
+		id, err := s.ImageID(im.Descriptor.Digest)
+		if err != nil {
+			continue // fsck reports it
+		}
+		if full && id.Encoded() != hexRef || !strings.HasPrefix(id.Encoded(), hexRef) {
+			continue
+		}
+		if foundID != "" && foundID != id {
+			return Image{}, false, fmt.Errorf("%w: %s is the start of more than one image ID (%s, %s); give more digits", ErrAmbiguousID, hexRef, foundID.Encoded()[:12], id.Encoded()[:12])
+		}
+		if foundID == "" {
+			found, foundID = im, id
+		}
+	}
+	return found, foundID != "", nil
 }

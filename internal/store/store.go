@@ -5,7 +5,8 @@
 // Layout under the root:
 //
 //	oci-layout, index.json     OCI image layout; tagged manifests carry the
-//	                           annotation org.opencontainers.image.ref.name
+//	                           annotation org.opencontainers.image.ref.name,
+//	                           an untagged (dangling) image has one entry without it
 //	blobs/sha256/HEX           content-addressed blobs, verified before they are trusted
 //	layers/HEX/                a layer (named by its diffID) unpacked in overlay lowerdir form;
 //	                           for a cached layer of a stage no build exported yet,
@@ -15,6 +16,7 @@
 //	                           reclaimed by Reclaim (every strata command) when that
 //	                           process died
 //	runc/                      runc's state root
+//	containers/NAME.lock       flocked while a `strata run --name NAME` runs
 package store
 
 import (

@@ -3,7 +3,8 @@
 // step's layer).
 //
 // Run writes an OCI runtime spec modelled on BuildKit's (see newSpec), runs
-// `runc run` in the foreground with stdin from /dev/null, streams stdout and stderr,
+// `runc run` in the foreground with stdin from /dev/null (or Process.Stdin), streams
+// stdout and stderr,
 // and on every path deletes the container and its bundle directory and removes the
 // mount points runc had to create in the rootfs (mount stubs), so a layer holds
 // only what the command itself changed.
@@ -27,6 +28,7 @@ import (
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/term"
 
 	"github.com/strata-build/strata/internal/executor/user"
 )
@@ -72,6 +74,14 @@ type Process struct {
 	// Stdout and Stderr receive the live output; nil discards. They may be the
 	// same writer (writes are then serialized by the process, not by Run).
 	Stdout, Stderr io.Writer
+	// Stdin is the process's standard input; nil is /dev/null (every RUN).
+	Stdin io.Reader
+	// Terminal gives the process a pseudo-terminal, which runc creates and
+	// joins to its own stdio (Stdin, Stdout, Stderr): one of them, or
+	// /dev/tty, must be a terminal, which runc puts in raw mode (and resizes
+	// with it) while the process runs. Stdout then carries both output
+	// streams.
+	Terminal bool
 	// Mounts are extra mounts (bind, tmpfs, ...) added after the default ones.
 	// Their mount points are removed from Rootfs afterwards when runc had to
 	// create them and they are still empty.
@@ -194,6 +204,12 @@ func (r *Runner) Run(ctx context.Context, p Process) (exitCode int, err error) {
 	return dirs.runc(ctx, runtimePath, bundle, &p)
 }
 
+// isTerminal reports whether r is a terminal device.
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
 func errOr(err, def error) error {
 	if err != nil {
 		return err
@@ -209,12 +225,15 @@ func (r *Runner) runc(ctx context.Context, runtimePath, bundle string, p *Proces
 		"--log", logPath, "--log-format", "json",
 		"run", "--bundle", bundle, p.ID)
 	cmd.Dir = bundle
-	cmd.Stdin = nil // /dev/null
+	cmd.Stdin = p.Stdin // nil: /dev/null
 	cmd.Stdout = p.Stdout
 	cmd.Stderr = p.Stderr
 	// Own process group: a Ctrl-C on strata's terminal must not reach runc (or the
-	// container) directly; cancellation goes through ctx and `runc kill`.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// container) directly; cancellation goes through ctx and `runc kill`. Not
+	// when runc uses the terminal (Terminal, or a terminal as stdin): only the
+	// terminal's foreground process group may read it, set raw mode on it and
+	// receive its window size changes.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: !p.Terminal && !isTerminal(p.Stdin)}
 	// If the output copy goroutines are still blocked after the process is gone
 	// (a writer that does not return), do not hang forever.
 	cmd.WaitDelay = 10 * time.Second

@@ -174,7 +174,7 @@ func newSpec(p *Process, in specInput) *specs.Spec {
 	return &specs.Spec{
 		Version: specVersion,
 		Process: &specs.Process{
-			Terminal: false,
+			Terminal: p.Terminal,
 			User: specs.User{
 				UID:            in.uid,
 				GID:            in.gid,
