@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strata-build/strata/internal/build"
+	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/export"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/layer"
@@ -153,8 +155,28 @@ func (a *app) buildCmd() *cobra.Command {
 	return cmd
 }
 
-func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) error {
+func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) (err error) {
 	ctx := cmd.Context()
+	mode := progress.Mode(f.progress)
+	switch mode {
+	case "auto":
+		mode = progress.Plain
+		if isTerminal(a.stderr) {
+			mode = progress.TTY
+		}
+	case progress.TTY, progress.Plain, progress.JSON, progress.Quiet:
+	default:
+		return usagef("--progress=%s: use auto, tty, plain, json or quiet", f.progress)
+	}
+	if f.quiet {
+		mode = progress.Quiet
+	}
+	printer := progress.NewMode(a.stderr, mode)
+	defer printer.Close()
+	if mode == progress.JSON {
+		// Every line is an event: the error too.
+		defer func() { err = reportFailure(printer, err) }()
+	}
 	var outs []output
 	for _, s := range f.outputs {
 		o, err := parseOutput(s)
@@ -174,22 +196,6 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) error {
 	if f.network == "default" {
 		f.network = "host"
 	}
-	mode := progress.Mode(f.progress)
-	switch mode {
-	case "auto":
-		mode = progress.Plain
-		if isTerminal(a.stderr) {
-			mode = progress.TTY
-		}
-	case progress.TTY, progress.Plain, progress.JSON, progress.Quiet:
-	default:
-		return usagef("--progress=%s: use auto, tty, plain, json or quiet", f.progress)
-	}
-	if f.quiet {
-		mode = progress.Quiet
-	}
-	printer := progress.NewMode(a.stderr, mode)
-	defer printer.Close()
 	if f.report != "" {
 		printer.Record()
 	}
@@ -349,7 +355,7 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) error {
 	img, err := b.Build(ctx, opts)
 	if f.report != "" {
 		if rerr := writeReport(f.report, ctxDir, started, printer, img, err); rerr != nil {
-			fmt.Fprintf(a.stderr, "warning: build report: %v\n", rerr)
+			printer.Logf("warning: build report: %v", rerr)
 		}
 	}
 	if err != nil {
@@ -358,7 +364,27 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) error {
 	if f.check {
 		return nil
 	}
-	return a.finishBuild(cmd, b, img, f, outs)
+	return a.finishBuild(cmd, b, img, f, outs, printer)
+}
+
+// reportFailure shows a failed build's error as an event (with the
+// Dockerfile lines around it) and returns it marked as reported.
+func reportFailure(pr *progress.Printer, err error) error {
+	if err == nil {
+		return nil
+	}
+	code := ExitFail
+	var ue usageError
+	if errors.As(err, &ue) {
+		code = ExitUsage
+	}
+	var source string
+	var de *dockerfile.Error
+	if errors.As(err, &de) {
+		source = de.Excerpt()
+	}
+	pr.Fail(err, source)
+	return reportedError{err: err, code: code}
 }
 
 func errNotExistPlain(err error) error {
@@ -368,7 +394,7 @@ func errNotExistPlain(err error) error {
 	return err
 }
 
-func (a *app) finishBuild(cmd *cobra.Command, b *build.Builder, img *image.Image, f buildFlags, outs []output) error {
+func (a *app) finishBuild(cmd *cobra.Command, b *build.Builder, img *image.Image, f buildFlags, outs []output, pr *progress.Printer) error {
 	ctx := cmd.Context()
 	for _, t := range f.tags {
 		if err := b.Store.Tag(t, img.Descriptor); err != nil {
@@ -400,7 +426,7 @@ func (a *app) finishBuild(cmd *cobra.Command, b *build.Builder, img *image.Image
 					return usagef("nothing to push: give -t NAME or --output type=registry,name=NAME")
 				}
 				for _, n := range names {
-					if err := a.push(ctx, b, img, n); err != nil {
+					if err := a.push(ctx, b, img, n, pr.Logf); err != nil {
 						return err
 					}
 				}
@@ -435,9 +461,9 @@ func (a *app) finishBuild(cmd *cobra.Command, b *build.Builder, img *image.Image
 	if f.quiet {
 		fmt.Fprintln(a.stdout, id)
 	} else {
-		fmt.Fprintf(a.stderr, "writing image %s (manifest %s) done\n", id, img.Descriptor.Digest)
+		pr.Logf("writing image %s (manifest %s) done", id, img.Descriptor.Digest)
 		for _, t := range f.tags {
-			fmt.Fprintf(a.stderr, "naming to %s done\n", t)
+			pr.Logf("naming to %s done", t)
 		}
 	}
 	return nil

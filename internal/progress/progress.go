@@ -49,6 +49,7 @@ type Event struct {
 	Error    string    `json:"error,omitempty"`
 	Duration float64   `json:"duration,omitempty"` // seconds, for done/cached/error
 	Reason   string    `json:"reason,omitempty"`   // why a step missed the cache, when known
+	Source   string    `json:"source,omitempty"`   // the Dockerfile lines around a build's error
 }
 
 // renderer shows events.
@@ -156,6 +157,15 @@ func (p *Printer) Logf(format string, a ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.emit(Event{Type: EventMessage, Line: sprintf(format, a...)})
+}
+
+// Fail reports the error that ended the command, with the Dockerfile lines
+// around it when known, as an error event of no step (for --progress=json,
+// where every line is an event).
+func (p *Printer) Fail(err error, source string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.emit(Event{Type: EventError, Error: err.Error(), Source: source})
 }
 
 // MarkCached makes Done report the step as a cache hit.

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
@@ -45,5 +46,62 @@ func TestRunOutputOrder(t *testing.T) {
 		if last := strings.TrimSpace(lines[len(lines)-1]); last != lsErr {
 			t.Fatalf("build %d: the failure summary ends with %q, want the ls error:\n%s", n, last, tail)
 		}
+	}
+}
+
+// jsonEvents parses every line of out as a --progress=json event and fails
+// the test on a line that is not one.
+func jsonEvents(t *testing.T, what, out string) []map[string]any {
+	t.Helper()
+	var evs []map[string]any
+	for i, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if l == "" && out == "" {
+			break
+		}
+		var e map[string]any
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Errorf("%s line %d is not a JSON event: %q", what, i+1, l)
+			continue
+		}
+		if e["type"] == nil || e["time"] == nil {
+			t.Errorf("%s line %d has no type or time: %q", what, i+1, l)
+		}
+		evs = append(evs, e)
+	}
+	return evs
+}
+
+// TestProgressJSONOnly checks that with --progress=json every line strata
+// writes is a JSON event: for a build that tags its image, one that warns,
+// and one that fails.
+func TestProgressJSONOnly(t *testing.T) {
+	s := newBusyboxStore(t)
+	ok := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox:latest\nRUN echo hello\n"})
+	r := strata(t, s, "build", "--progress=json", "-t", "json-ok", "--build-arg", "UNUSED=1", ok)
+	jsonEvents(t, "stdout", r.stdout)
+	evs := jsonEvents(t, "stderr", r.stderr)
+	var names []string
+	for _, e := range evs {
+		if e["type"] == "message" {
+			names = append(names, fmt.Sprint(e["line"]))
+		}
+	}
+	if !strings.Contains(strings.Join(names, "\n"), "naming to json-ok done") {
+		t.Errorf("no message event names the image:\n%s", r.stderr)
+	}
+
+	bad := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox:latest\nRUN echo out && exit 3\n"})
+	r = strataRun(t, s, runOpts{}, "build", "--progress=json", bad)
+	if r.code != 1 {
+		t.Fatalf("want exit code 1:\n%s", r)
+	}
+	jsonEvents(t, "stdout", r.stdout)
+	evs = jsonEvents(t, "stderr", r.stderr)
+	if len(evs) == 0 {
+		t.Fatalf("no events:\n%s", r)
+	}
+	last := evs[len(evs)-1]
+	if last["type"] != "error" || !strings.Contains(fmt.Sprint(last["error"]), "exit code: 3") {
+		t.Errorf("the last event is not the build's error: %v", last)
 	}
 }
