@@ -188,6 +188,11 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) (err err
 	if f.push {
 		outs = append(outs, output{typ: "registry", push: true})
 	}
+	// Names are checked before anything is built: a bad one fails now,
+	// not after the build.
+	if err := checkNames(f.tags, outs); err != nil {
+		return err
+	}
 	switch f.network {
 	case "host", "none", "default":
 	default:
@@ -258,7 +263,7 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) (err err
 	}
 	var cacheFrom, cacheTo []build.CacheSpec
 	for _, v := range f.cacheFrom {
-		c, err := build.ParseCacheSpec(v)
+		c, err := parseCacheSpec(v)
 		if err != nil {
 			return usagef("--cache-from: %v", err)
 		}
@@ -268,7 +273,7 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) (err err
 		cacheFrom = append(cacheFrom, c)
 	}
 	for _, v := range f.cacheTo {
-		c, err := build.ParseCacheSpec(v)
+		c, err := parseCacheSpec(v)
 		if err != nil {
 			return usagef("--cache-to: %v", err)
 		}
@@ -315,7 +320,7 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) (err err
 		}
 		host := build.HostPlatform()
 		if p.OS != host.OS || p.Architecture != host.Architecture {
-			return fmt.Errorf("--platform=%s: only the host platform (%s/%s) can be built here (no binfmt emulation)", f.platform, host.OS, host.Architecture)
+			return usagef("--platform=%s: only the host platform (%s/%s) can be built here (no binfmt emulation)", f.platform, host.OS, host.Architecture)
 		}
 		opts.Platform = *p
 	}
@@ -422,9 +427,6 @@ func (a *app) finishBuild(cmd *cobra.Command, b *build.Builder, img *image.Image
 				}
 			}
 			if o.push {
-				if len(names) == 0 {
-					return usagef("nothing to push: give -t NAME or --output type=registry,name=NAME")
-				}
 				for _, n := range names {
 					if err := a.push(ctx, b, img, n, pr.Logf); err != nil {
 						return err

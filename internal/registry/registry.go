@@ -191,9 +191,9 @@ func (c *Client) candidates(ref name.Reference) ([]name.Reference, error) {
 // Image fetches the manifest of ref for platform (resolving an index), trying
 // mirrors first. Layers are fetched lazily by the returned image.
 func (c *Client) Image(ctx context.Context, ref string, platform v1.Platform) (v1.Image, error) {
-	r, err := name.ParseReference(ref)
+	r, err := ParseReference(ref)
 	if err != nil {
-		return nil, fmt.Errorf("invalid image reference %q: %w", ref, err)
+		return nil, err
 	}
 	cands, err := c.candidates(r)
 	if err != nil {
@@ -225,9 +225,9 @@ func (c *Client) PushProgress(ctx context.Context, ref string, img v1.Image, pro
 	if r0, err := name.ParseReference(ref); err == nil && c.host(r0.Context().RegistryStr()).Insecure {
 		opts = append(opts, name.Insecure)
 	}
-	r, err := name.ParseReference(ref, opts...)
+	r, err := ParseReference(ref, opts...)
 	if err != nil {
-		return fmt.Errorf("invalid image reference %q: %w", ref, err)
+		return err
 	}
 	return c.write(ctx, r, img, progress)
 }
@@ -259,9 +259,9 @@ func (c *Client) resolve(ref string) (name.Reference, error) {
 	if r0, err := name.ParseReference(ref); err == nil && c.host(r0.Context().RegistryStr()).Insecure {
 		opts = append(opts, name.Insecure)
 	}
-	r, err := name.ParseReference(ref, opts...)
+	r, err := ParseReference(ref, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("invalid image reference %q: %w", ref, err)
+		return nil, err
 	}
 	return r, nil
 }

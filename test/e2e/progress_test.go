@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestRunOutputOrder builds a RUN that prints to stdout and then fails with
@@ -103,5 +104,37 @@ func TestProgressJSONOnly(t *testing.T) {
 	last := evs[len(evs)-1]
 	if last["type"] != "error" || !strings.Contains(fmt.Sprint(last["error"]), "exit code: 3") {
 		t.Errorf("the last event is not the build's error: %v", last)
+	}
+}
+
+// TestBadNamesFailBeforeBuilding checks that bad image names, outputs,
+// cache references and platforms are usage errors (exit code 2) found
+// before any step runs.
+func TestBadNamesFailBeforeBuilding(t *testing.T) {
+	s := newBusyboxStore(t)
+	dir := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox:latest\nRUN echo ran && sleep 2\n"})
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-t", "Bad:Tag"}, `-t Bad:Tag: invalid image name "Bad:Tag": repository name "Bad" must be lowercase`},
+		{[]string{"-t", "ok", "-t", "x@sha256:" + strings.Repeat("0", 64)}, "cannot have a digest"},
+		{[]string{"--output", "type=image,name=Bad:Tag"}, `--output name=Bad:Tag: invalid image name`},
+		{[]string{"--output", "type=docker"}, "needs dest=FILE"},
+		{[]string{"--push"}, "nothing to push"},
+		{[]string{"--cache-to", "type=registry,ref=Bad:Ref"}, `--cache-to: invalid image reference "Bad:Ref"`},
+		{[]string{"--cache-from", "type=registry,ref=Bad:Ref"}, `--cache-from: invalid image reference "Bad:Ref"`},
+		{[]string{"--cache-to", "type=bogus"}, "type must be registry, local or inline"},
+		{[]string{"--platform", "linux/s390x"}, "only the host platform"},
+		{[]string{"--platform", "a/b/c/d"}, "--platform=a/b/c/d"},
+	} {
+		args := append(append([]string{"build", "--progress=plain"}, tc.args...), dir)
+		r := strataRun(t, s, runOpts{}, args...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("want exit code 2 and %q:\n%s", tc.want, r)
+		}
+		if strings.Contains(r.stderr, "[stage-0") || r.elapsed > 2*time.Second {
+			t.Errorf("the build started before the error:\n%s", r)
+		}
 	}
 }
