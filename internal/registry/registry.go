@@ -208,7 +208,7 @@ func (c *Client) Image(ctx context.Context, ref string, platform v1.Platform) (v
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", cand.Context().RegistryStr(), err))
+		errs = append(errs, fmt.Errorf("%s: %w", cand.Context().RegistryStr(), describe(err)))
 	}
 	return nil, fmt.Errorf("pull %s: %w", r.Name(), errors.Join(errs...))
 }
@@ -238,17 +238,17 @@ func (c *Client) PushProgress(ctx context.Context, ref string, img v1.Image, pro
 func (c *Client) write(ctx context.Context, r name.Reference, img v1.Image, progress func(done, total int64)) error {
 	blobs, err := imageBlobs(img)
 	if err != nil {
-		return fmt.Errorf("push %s: %w", r.Name(), err)
+		return fmt.Errorf("push %s: %w", r.Name(), describe(err))
 	}
 	u, err := c.newUploader(ctx, r.Context(), progress)
 	if err != nil {
-		return fmt.Errorf("push %s: %w", r.Name(), err)
+		return fmt.Errorf("push %s: %w", r.Name(), describe(err))
 	}
 	if err := u.uploadAll(ctx, blobs); err != nil {
-		return fmt.Errorf("push %s: %w", r.Name(), err)
+		return fmt.Errorf("push %s: %w", r.Name(), describe(err))
 	}
 	if err := remote.Write(r, img, remote.WithContext(ctx), remote.WithAuthFromKeychain(c.keychain)); err != nil {
-		return fmt.Errorf("push %s: %w", r.Name(), err)
+		return fmt.Errorf("push %s: %w", r.Name(), describe(err))
 	}
 	return nil
 }
@@ -286,7 +286,7 @@ func (c *Client) Get(ctx context.Context, ref string) (*remote.Descriptor, error
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", cand.Context().RegistryStr(), err))
+		errs = append(errs, fmt.Errorf("%s: %w", cand.Context().RegistryStr(), describe(err)))
 	}
 	return nil, fmt.Errorf("get %s: %w", r.Name(), errors.Join(errs...))
 }

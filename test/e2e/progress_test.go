@@ -138,3 +138,33 @@ func TestBadNamesFailBeforeBuilding(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorsSayWhatIsWrong checks the error lines users meet first: a
+// missing image in a real registry (FROM and COPY --from) is "not found",
+// without Go maps, and a failing RUN continued over several lines is named
+// whole in the ERROR line, with all its lines marked in the excerpt.
+func TestErrorsSayWhatIsWrong(t *testing.T) {
+	s := newBusyboxStore(t)
+	reg := startRegistry(t)
+	for _, df := range []string{
+		"FROM " + reg.Addr + "/nope:latest\nRUN true\n",
+		"FROM busybox:latest\nCOPY --from=" + reg.Addr + "/nope:tag /x /x\n",
+	} {
+		r := strataRun(t, s, runOpts{}, "build", "--progress=plain", writeFiles(t, map[string]string{"Dockerfile": df}))
+		if r.code != 1 || strings.Contains(r.stderr, "map[") || !strings.Contains(r.stderr, "/nope") || !strings.Contains(r.stderr, "not found: manifest unknown") {
+			t.Errorf("want a failure that says the image is not found, without Go maps:\n%s", r)
+		}
+	}
+
+	dir := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox:latest\nRUN set -eux; \\\n    echo one; \\\n    false\n"})
+	r := strataRun(t, s, runOpts{}, "build", "--progress=plain", dir)
+	if r.code != 1 {
+		t.Fatalf("want exit code 1:\n%s", r)
+	}
+	if !strings.Contains(r.stderr, "ERROR: Dockerfile:2: RUN set -eux; echo one; false: ") {
+		t.Errorf("the ERROR line does not name the whole RUN:\n%s", r)
+	}
+	if !strings.Contains(r.stderr, "   4 | >>>     false\n") {
+		t.Errorf("the excerpt does not mark the RUN's last line:\n%s", r)
+	}
+}
