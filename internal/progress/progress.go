@@ -133,6 +133,7 @@ type Step struct {
 	stage  string
 	name   string
 	start  time.Time
+	wait   time.Duration // time spent waiting for another step (Exclude)
 	tail   *tailBuffer
 	line   []byte
 	cached bool
@@ -174,6 +175,17 @@ func (s *Step) MarkCached() {
 	s.cached = true
 	s.p.mu.Unlock()
 }
+
+// Exclude leaves d out of the step's duration: time the step spent waiting
+// for another step's work (the FROM step unpacking the base image).
+func (s *Step) Exclude(d time.Duration) {
+	s.p.mu.Lock()
+	s.wait += d
+	s.p.mu.Unlock()
+}
+
+// elapsed is the step's own time so far.
+func (s *Step) elapsed() float64 { return (time.Since(s.start) - s.wait).Seconds() }
 
 // SetReason records why the step missed the cache (for the report).
 func (s *Step) SetReason(r string) {
@@ -228,7 +240,7 @@ func (s *Step) Done() {
 	if s.cached {
 		t = EventCached
 	}
-	s.p.emit(Event{Type: t, Step: s.id, Stage: s.stage, Name: s.name, Duration: time.Since(s.start).Seconds(), Reason: s.reason})
+	s.p.emit(Event{Type: t, Step: s.id, Stage: s.stage, Name: s.name, Duration: s.elapsed(), Reason: s.reason})
 }
 
 // Cached ends the step as a cache hit.
@@ -244,7 +256,7 @@ func (s *Step) Fail(err error) {
 	defer s.p.mu.Unlock()
 	s.flush()
 	msg, _, _ := strings.Cut(err.Error(), "\n")
-	s.p.emit(Event{Type: EventError, Step: s.id, Stage: s.stage, Name: s.name, Error: msg, Duration: time.Since(s.start).Seconds()})
+	s.p.emit(Event{Type: EventError, Step: s.id, Stage: s.stage, Name: s.name, Error: msg, Duration: s.elapsed()})
 }
 
 type tailBuffer struct {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // syncBuffer is a bytes.Buffer the race detector can watch: the printer must
@@ -275,5 +276,24 @@ func TestCommandFailure(t *testing.T) {
 	New(&plain, false).Fail(err, src)
 	if want := src + "\nERROR: " + err.Error() + "\n"; plain.String() != want {
 		t.Errorf("plain:\n%s\nwant:\n%s", plain.String(), want)
+	}
+}
+
+// TestExclude checks that time a step waited for another one is left out
+// of its duration.
+func TestExclude(t *testing.T) {
+	var out bytes.Buffer
+	p := NewMode(&out, JSON)
+	before := time.Now()
+	s := p.Start("[stage-0 2/3] WORKDIR /app")
+	s.Exclude(10 * time.Second)
+	s.Done()
+	total := time.Since(before)
+	var e Event
+	if err := json.Unmarshal([]byte(lines(out.String())[1]), &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Type != EventDone || e.Duration > (total-10*time.Second).Seconds() {
+		t.Errorf("done event %+v: the excluded 10s are in the duration", e)
 	}
 }

@@ -168,3 +168,48 @@ func TestErrorsSayWhatIsWrong(t *testing.T) {
 		t.Errorf("the excerpt does not mark the RUN's last line:\n%s", r)
 	}
 }
+
+// TestStepNumbersAndBaseUnpackTime builds FROM an image pulled from a real
+// registry (so its layers are unpacked on first use) with --progress=json:
+// the steps shown are numbered 1/N..N/N without gaps (config-only
+// instructions are no steps, as in BuildKit), and the time to unpack the
+// base is the FROM step's, not the next step's.
+func TestStepNumbersAndBaseUnpackTime(t *testing.T) {
+	reg := startRegistry(t)
+	src := newBusyboxStore(t)
+	big := reg.Addr + "/manyfiles:1"
+	dir := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox:latest\n" +
+		"RUN mkdir /many && cd /many && i=0; while [ $i -lt 10000 ]; do echo $i > f$i; i=$((i+1)); done\n"})
+	strata(t, src, "build", "--progress=plain", "-t", big, dir)
+	strata(t, src, "push", big)
+
+	s := newStore(t)
+	dir = writeFiles(t, map[string]string{"Dockerfile": "FROM " + big + "\n" +
+		"ENV A=1\nLABEL x=y\nARG B=2\nWORKDIR /w\nUSER root\nRUN echo hi\nCMD [\"sh\"]\n"})
+	r := strata(t, s, "build", "--progress=json", dir)
+	type step struct {
+		name     string
+		duration float64
+	}
+	var steps []step
+	for _, e := range jsonEvents(t, "stderr", r.stderr) {
+		name, _ := e["name"].(string)
+		if e["type"] == "done" && strings.HasPrefix(name, "[stage-0 ") {
+			d, _ := e["duration"].(float64)
+			steps = append(steps, step{name, d})
+		}
+	}
+	want := []string{"[stage-0 1/3] FROM " + big, "[stage-0 2/3] WORKDIR /w", "[stage-0 3/3] RUN echo hi"}
+	var names []string
+	for _, st := range steps {
+		names = append(names, st.name)
+	}
+	if strings.Join(names, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("steps:\n%s\nwant:\n%s\n%s", strings.Join(names, "\n"), strings.Join(want, "\n"), r.stderr)
+	}
+	from, workdir := steps[0].duration, steps[1].duration
+	t.Logf("FROM %.3fs, WORKDIR %.3fs", from, workdir)
+	if from < 5*workdir {
+		t.Errorf("unpacking the base was charged to WORKDIR (%.3fs) rather than FROM (%.3fs):\n%s", workdir, from, r.stderr)
+	}
+}
