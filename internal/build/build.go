@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
@@ -209,8 +210,8 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 			return nil, err
 		}
 	}
-	if df.Syntax != "" {
-		opts.Progress.Logf("notice: # syntax=%s: custom frontends cannot run here; using the built-in Dockerfile syntax", df.Syntax)
+	if note := syntaxNotice(df.Syntax); note != "" {
+		opts.Progress.Logf("%s", note)
 	}
 	bctx, err := buildctx.Open(opts.ContextDir, opts.DockerfilePath)
 	if err != nil {
@@ -351,6 +352,36 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 }
 
 var errDependencyFailed = errors.New("a stage this one needs failed")
+
+// officialSyntaxTag matches the tags of the official Dockerfile syntax
+// images: 1, 1.7, 1.7.1, latest, each optionally -labs.
+var officialSyntaxTag = regexp.MustCompile(`^(1(\.[0-9]+){0,2}|latest)(-labs)?$`)
+
+// syntaxNotice is what to say about a "# syntax=" directive. The official
+// Dockerfile syntax images (docker/dockerfile:1, 1.x, 1.x.y, with or
+// without a digest) are the syntax strata implements: nothing to say; their
+// -labs variants get a note; any other frontend cannot run here.
+func syntaxNotice(syntax string) string {
+	if syntax == "" {
+		return ""
+	}
+	ref, _, _ := strings.Cut(syntax, "@") // a digest pins one of the tags
+	tag := "latest"
+	if i := strings.LastIndexByte(ref, ':'); i > strings.LastIndexByte(ref, '/') {
+		ref, tag = ref[:i], ref[i+1:]
+	}
+	switch strings.TrimPrefix(strings.TrimPrefix(ref, "docker.io/"), "index.docker.io/") {
+	case "docker/dockerfile", "docker/dockerfile-upstream":
+		switch {
+		case !officialSyntaxTag.MatchString(tag):
+		case strings.HasSuffix(tag, "-labs"):
+			return fmt.Sprintf("notice: # syntax=%s: strata implements the stable Dockerfile syntax; labs-only features are not available", syntax)
+		default:
+			return ""
+		}
+	}
+	return fmt.Sprintf("notice: # syntax=%s: custom frontends cannot run here; using the built-in Dockerfile syntax", syntax)
+}
 
 // run is the state of one Build call.
 type run struct {

@@ -40,6 +40,12 @@ type stageResult struct {
 	env      envList
 	argOrder []instructions.KeyValuePairOptional
 	mu       *sync.Mutex // guards unpacking in ensureDirs
+
+	// from is the stage's FROM step while its base image may still have to
+	// be unpacked (on first use, so a build whose steps all hit the cache
+	// never unpacks it): the unpack is part of that step, which then ends,
+	// and is left out of running, the step that needed it. Guarded by mu.
+	from, running *progress.Step
 }
 
 // ensureDirs makes sure the stage's layers are unpacked (fetching layers a
@@ -51,12 +57,78 @@ func (r *run) ensureDirs(ctx context.Context, s *stageResult) ([]string, error) 
 		s.mu.Lock()
 		defer s.mu.Unlock()
 	}
+	start := time.Now()
+	if s.from != nil {
+		n := 0
+		for _, l := range s.layers {
+			if !r.b.Store.HasLayer(l.DiffID) {
+				n++
+			}
+		}
+		fmt.Fprintf(s.from, "unpacking %d of %d layers\n", n, len(s.layers))
+	}
 	for _, l := range s.layers {
 		if err := r.ensureLayer(ctx, l); err != nil {
+			if s.from != nil {
+				s.from.Fail(err)
+				s.from = nil
+			}
 			return nil, err
 		}
 	}
+	if s.from != nil {
+		s.from.Done()
+		s.from = nil
+		if s.running != nil {
+			s.running.Exclude(time.Since(start))
+		}
+	}
 	return s.dirs, nil
+}
+
+// unpacked reports whether every layer is unpacked in the store.
+func (r *run) unpacked(layers []image.Layer) bool {
+	for _, l := range layers {
+		if !r.b.Store.HasLayer(l.DiffID) {
+			return false
+		}
+	}
+	return true
+}
+
+// endFrom ends the FROM step if the base was not needed (not unpacked).
+func (s *stageResult) endFrom() {
+	if s == nil || s.mu == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.from != nil {
+		s.from.Done()
+		s.from = nil
+	}
+	s.running = nil
+}
+
+// setRunning records the step running in the stage (see from).
+func (s *stageResult) setRunning(p *progress.Step) {
+	if s.mu == nil {
+		return
+	}
+	s.mu.Lock()
+	s.running = p
+	s.mu.Unlock()
+}
+
+// isStep reports whether c is shown as a step of its own (numbered
+// "[stage i/N]"): as in BuildKit, RUN, COPY, ADD and WORKDIR, besides FROM;
+// the other instructions only change the image config.
+func isStep(c instructions.Command) bool {
+	switch c.(type) {
+	case *instructions.RunCommand, *instructions.CopyCommand, *instructions.AddCommand, *instructions.WorkdirCommand:
+		return true
+	}
+	return false
 }
 
 func (s *stageResult) clone() *stageResult {
@@ -99,7 +171,12 @@ type stageBuilder struct {
 }
 
 func (r *run) buildStage(ctx context.Context, st *plan.Stage) (*stageResult, error) {
-	sb := &stageBuilder{r: r, st: st, total: len(st.Source.Commands) + 1, step: 1, declared: map[string]bool{}}
+	sb := &stageBuilder{r: r, st: st, total: 1, step: 1, declared: map[string]bool{}}
+	for _, c := range st.Source.Commands {
+		if isStep(c) {
+			sb.total++
+		}
+	}
 	name := fmt.Sprintf("[%s 1/%d] FROM %s", st.Display(), sb.total, st.Base)
 	if st.Name != "" && st.BaseStage < 0 {
 		name = fmt.Sprintf("[%s 1/%d] FROM %s", st.Display(), sb.total, st.Base)
@@ -111,7 +188,13 @@ func (r *run) buildStage(ctx context.Context, st *plan.Stage) (*stageResult, err
 		pstep.Fail(err)
 		return nil, err
 	}
-	pstep.Done()
+	if st.BaseStage < 0 && base.mu != nil && !r.unpacked(base.layers) {
+		// the FROM step goes on until the base is unpacked (or not needed)
+		base.from = pstep
+		defer base.endFrom()
+	} else {
+		pstep.Done()
+	}
 	sb.state = base
 	sb.env = envList(base.cfg.Config.Env)
 	if st.BaseStage >= 0 {
@@ -135,7 +218,6 @@ func (r *run) buildStage(ctx context.Context, st *plan.Stage) (*stageResult, err
 		}
 	}
 	for _, c := range st.Source.Commands {
-		sb.step++
 		if err := sb.dispatch(ctx, c); err != nil {
 			return nil, err
 		}
@@ -256,6 +338,9 @@ func (sb *stageBuilder) onbuild(ctx context.Context, expr string) error {
 	if err != nil {
 		return sb.r.df.Errorf(sb.st.Source.Location, "ONBUILD trigger %q: %v", expr, err)
 	}
+	if isStep(cmd) {
+		sb.total++ // as BuildKit adds its triggers to the count
+	}
 	return sb.dispatch(ctx, cmd)
 }
 
@@ -295,6 +380,9 @@ func (sb *stageBuilder) dispatch(ctx context.Context, c instructions.Command) er
 			return nil
 		}
 	}
+	if isStep(c) {
+		sb.step++
+	}
 	label := fmt.Sprintf("[%s %d/%d] %s", sb.st.Display(), sb.step, sb.total, oneLine(c))
 	var err error
 	switch c := c.(type) {
@@ -317,6 +405,8 @@ func (sb *stageBuilder) dispatch(ctx context.Context, c instructions.Command) er
 
 func (sb *stageBuilder) withStep(label string, fn func(p *progress.Step) error) error {
 	p := sb.r.opts.Progress.StartStage(sb.st.Display(), label)
+	sb.state.setRunning(p)
+	defer sb.state.setRunning(nil)
 	if err := fn(p); err != nil {
 		p.Fail(err)
 		return err

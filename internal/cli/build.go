@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strata-build/strata/internal/build"
+	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/export"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/layer"
@@ -153,27 +155,8 @@ func (a *app) buildCmd() *cobra.Command {
 	return cmd
 }
 
-func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) error {
+func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) (err error) {
 	ctx := cmd.Context()
-	var outs []output
-	for _, s := range f.outputs {
-		o, err := parseOutput(s)
-		if err != nil {
-			return err
-		}
-		outs = append(outs, o)
-	}
-	if f.push {
-		outs = append(outs, output{typ: "registry", push: true})
-	}
-	switch f.network {
-	case "host", "none", "default":
-	default:
-		return usagef("--network=%s is not supported (host or none)", f.network)
-	}
-	if f.network == "default" {
-		f.network = "host"
-	}
 	mode := progress.Mode(f.progress)
 	switch mode {
 	case "auto":
@@ -190,6 +173,34 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) error {
 	}
 	printer := progress.NewMode(a.stderr, mode)
 	defer printer.Close()
+	if mode == progress.JSON {
+		// Every line is an event: the error too.
+		defer func() { err = reportFailure(printer, err) }()
+	}
+	var outs []output
+	for _, s := range f.outputs {
+		o, err := parseOutput(s)
+		if err != nil {
+			return err
+		}
+		outs = append(outs, o)
+	}
+	if f.push {
+		outs = append(outs, output{typ: "registry", push: true})
+	}
+	// Names are checked before anything is built: a bad one fails now,
+	// not after the build.
+	if err := checkNames(f.tags, outs); err != nil {
+		return err
+	}
+	switch f.network {
+	case "host", "none", "default":
+	default:
+		return usagef("--network=%s is not supported (host or none)", f.network)
+	}
+	if f.network == "default" {
+		f.network = "host"
+	}
 	if f.report != "" {
 		printer.Record()
 	}
@@ -252,7 +263,7 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) error {
 	}
 	var cacheFrom, cacheTo []build.CacheSpec
 	for _, v := range f.cacheFrom {
-		c, err := build.ParseCacheSpec(v)
+		c, err := parseCacheSpec(v)
 		if err != nil {
 			return usagef("--cache-from: %v", err)
 		}
@@ -262,7 +273,7 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) error {
 		cacheFrom = append(cacheFrom, c)
 	}
 	for _, v := range f.cacheTo {
-		c, err := build.ParseCacheSpec(v)
+		c, err := parseCacheSpec(v)
 		if err != nil {
 			return usagef("--cache-to: %v", err)
 		}
@@ -309,7 +320,7 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) error {
 		}
 		host := build.HostPlatform()
 		if p.OS != host.OS || p.Architecture != host.Architecture {
-			return fmt.Errorf("--platform=%s: only the host platform (%s/%s) can be built here (no binfmt emulation)", f.platform, host.OS, host.Architecture)
+			return usagef("--platform=%s: only the host platform (%s/%s) can be built here (no binfmt emulation)", f.platform, host.OS, host.Architecture)
 		}
 		opts.Platform = *p
 	}
@@ -349,7 +360,7 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) error {
 	img, err := b.Build(ctx, opts)
 	if f.report != "" {
 		if rerr := writeReport(f.report, ctxDir, started, printer, img, err); rerr != nil {
-			fmt.Fprintf(a.stderr, "warning: build report: %v\n", rerr)
+			printer.Logf("warning: build report: %v", rerr)
 		}
 	}
 	if err != nil {
@@ -358,7 +369,27 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) error {
 	if f.check {
 		return nil
 	}
-	return a.finishBuild(cmd, b, img, f, outs)
+	return a.finishBuild(cmd, b, img, f, outs, printer)
+}
+
+// reportFailure shows a failed build's error as an event (with the
+// Dockerfile lines around it) and returns it marked as reported.
+func reportFailure(pr *progress.Printer, err error) error {
+	if err == nil {
+		return nil
+	}
+	code := ExitFail
+	var ue usageError
+	if errors.As(err, &ue) {
+		code = ExitUsage
+	}
+	var source string
+	var de *dockerfile.Error
+	if errors.As(err, &de) {
+		source = de.Excerpt()
+	}
+	pr.Fail(err, source)
+	return reportedError{err: err, code: code}
 }
 
 func errNotExistPlain(err error) error {
@@ -368,7 +399,7 @@ func errNotExistPlain(err error) error {
 	return err
 }
 
-func (a *app) finishBuild(cmd *cobra.Command, b *build.Builder, img *image.Image, f buildFlags, outs []output) error {
+func (a *app) finishBuild(cmd *cobra.Command, b *build.Builder, img *image.Image, f buildFlags, outs []output, pr *progress.Printer) error {
 	ctx := cmd.Context()
 	if storesImage(outs) {
 		if err := b.Store.AddImage(img.Descriptor); err != nil {
@@ -401,11 +432,8 @@ func (a *app) finishBuild(cmd *cobra.Command, b *build.Builder, img *image.Image
 				}
 			}
 			if o.push {
-				if len(names) == 0 {
-					return usagef("nothing to push: give -t NAME or --output type=registry,name=NAME")
-				}
 				for _, n := range names {
-					if err := a.push(ctx, b, img, n); err != nil {
+					if err := a.push(ctx, b, img, n, pr.Logf); err != nil {
 						return err
 					}
 				}
@@ -440,9 +468,9 @@ func (a *app) finishBuild(cmd *cobra.Command, b *build.Builder, img *image.Image
 	if f.quiet {
 		fmt.Fprintln(a.stdout, id)
 	} else {
-		fmt.Fprintf(a.stderr, "writing image %s (manifest %s) done\n", id, img.Descriptor.Digest)
+		pr.Logf("writing image %s (manifest %s) done", id, img.Descriptor.Digest)
 		for _, t := range f.tags {
-			fmt.Fprintf(a.stderr, "naming to %s done\n", t)
+			pr.Logf("naming to %s done", t)
 		}
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/strata-build/strata/internal/build"
 	"github.com/strata-build/strata/internal/layer"
+	"github.com/strata-build/strata/internal/registry"
 )
 
 // readArgFile reads --build-arg-file: KEY=VALUE lines; blank lines and lines
@@ -174,4 +175,40 @@ func isTerminal(w io.Writer) bool {
 	}
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
+}
+
+// checkNames checks the names the build will give its image (-t, --output
+// name=) and that a push has one.
+func checkNames(tags []string, outs []output) error {
+	for _, t := range tags {
+		if _, err := registry.ParseTag(t); err != nil {
+			return usagef("-t %s: %v", t, err)
+		}
+	}
+	for _, o := range outs {
+		for _, n := range o.names {
+			if _, err := registry.ParseTag(n); err != nil {
+				return usagef("--output name=%s: %v", n, err)
+			}
+		}
+		if o.push && len(o.names) == 0 && len(tags) == 0 {
+			return usagef("nothing to push: give -t NAME or --output type=registry,name=NAME")
+		}
+	}
+	return nil
+}
+
+// parseCacheSpec parses a --cache-from or --cache-to value, with its
+// registry reference checked.
+func parseCacheSpec(v string) (build.CacheSpec, error) {
+	c, err := build.ParseCacheSpec(v)
+	if err != nil {
+		return c, err
+	}
+	if c.Type == "registry" {
+		if _, err := registry.ParseReference(c.Ref); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
 }

@@ -200,6 +200,10 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	if err == nil {
 		return ExitOK
 	}
+	var re reportedError
+	if errors.As(err, &re) {
+		return re.code
+	}
 	msg := err.Error()
 	var ue usageError
 	var de *dockerfile.Error
@@ -223,6 +227,19 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	fmt.Fprintf(stderr, "ERROR: %s\n", msg)
 	return ExitFail
 }
+
+// reportedError is an error the command has shown already (as a
+// --progress=json event); Main only returns its exit code.
+type reportedError struct {
+	err  error
+	code int
+}
+
+func (e reportedError) Error() string { return e.err.Error() }
+func (e reportedError) Unwrap() error { return e.err }
+
+// stderrf prints a line to stderr.
+func (a *app) stderrf(format string, v ...any) { fmt.Fprintf(a.stderr, format+"\n", v...) }
 
 // exitError passes a container's exit code through `strata run`.
 type exitError struct{ code int }

@@ -33,18 +33,19 @@ func isStoreName(s *store.Store, ref string) bool {
 	return err == nil && ok
 }
 
-func (a *app) push(ctx context.Context, b *build.Builder, img *image.Image, ref string) error {
+// push pushes img to ref, reporting its progress with logf.
+func (a *app) push(ctx context.Context, b *build.Builder, img *image.Image, ref string, logf func(format string, a ...any)) error {
 	v, err := img.V1(b.Store)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stderr, "pushing %s\n", ref)
+	logf("pushing %s", ref)
 	start := time.Now()
 	var last time.Time
 	var lastDone, lastTotal int64
 	report := func(done, total int64) {
 		secs := time.Since(start).Seconds()
-		fmt.Fprintf(a.stderr, "  pushed %.1f MB of %.1f MB (%.1f MB/s)\n", float64(done)/(1<<20), float64(total)/(1<<20), float64(done)/(1<<20)/max(secs, 0.001))
+		logf("  pushed %.1f MB of %.1f MB (%.1f MB/s)", float64(done)/(1<<20), float64(total)/(1<<20), float64(done)/(1<<20)/max(secs, 0.001))
 	}
 	err = b.Registry.PushProgress(ctx, ref, v, func(done, total int64) {
 		lastDone, lastTotal = done, total
@@ -121,7 +122,7 @@ func (a *app) pushCmd() *cobra.Command {
 			} else if !isStoreName(a.store, args[0]) {
 				return usagef("%s is not a name of the image: give the DESTINATION to push it to", args[0])
 			}
-			if err := a.push(cmd.Context(), a.builder, img, dst); err != nil {
+			if err := a.push(cmd.Context(), a.builder, img, dst, a.stderrf); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "%s: digest: %s\n", dst, img.Descriptor.Digest)

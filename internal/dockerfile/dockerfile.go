@@ -70,12 +70,13 @@ type Error struct {
 	Instruction string // source text of the instruction, trimmed
 	Err         error
 
-	source []byte // the Dockerfile, for Excerpt
+	source  []byte // the Dockerfile, for Excerpt
+	endLine int    // the instruction's last line, for Excerpt
 }
 
 // Excerpt renders the lines around the error as BuildKit does: two lines of
-// context on each side and ">>>" marking the failing line. "" when the line
-// is not known.
+// context on each side and ">>>" marking the failing instruction's lines. ""
+// when the line is not known.
 func (e *Error) Excerpt() string {
 	if e.Line <= 0 || len(e.source) == 0 {
 		return ""
@@ -84,11 +85,12 @@ func (e *Error) Excerpt() string {
 	if e.Line > len(lines) {
 		return ""
 	}
+	end := max(e.Line, min(e.endLine, len(lines)))
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s:%d\n--------------------\n", e.File, e.Line)
-	for i := max(1, e.Line-2); i <= min(len(lines), e.Line+2); i++ {
+	for i := max(1, e.Line-2); i <= min(len(lines), end+2); i++ {
 		mark := "   "
-		if i == e.Line {
+		if i >= e.Line && i <= end {
 			mark = ">>>"
 		}
 		fmt.Fprintf(&b, " %3d | %s %s\n", i, mark, strings.TrimRight(lines[i-1], "\r"))
@@ -198,7 +200,7 @@ func (df *Dockerfile) locate(err error, loc []parser.Range) error {
 		}
 	}
 	if len(loc) > 0 {
-		e.Line = loc[0].Start.Line
+		e.Line, e.endLine = loc[0].Start.Line, loc[len(loc)-1].End.Line
 		e.Instruction = df.Line(loc)
 	}
 	return e
@@ -217,13 +219,14 @@ func (df *Dockerfile) Wrap(loc []parser.Range, err error) error {
 	}
 	out := &Error{File: df.File, Err: err, source: df.Source}
 	if len(loc) > 0 {
-		out.Line = loc[0].Start.Line
+		out.Line, out.endLine = loc[0].Start.Line, loc[len(loc)-1].End.Line
 		out.Instruction = df.Line(loc)
 	}
 	return out
 }
 
-// Line returns the first source line of loc, trimmed and shortened for messages.
+// Line returns the instruction at loc for messages: its source lines
+// joined (continuations, blank and comment lines dropped), shortened.
 func (df *Dockerfile) Line(loc []parser.Range) string {
 	if len(loc) == 0 {
 		return ""
@@ -233,7 +236,25 @@ func (df *Dockerfile) Line(loc []parser.Range) string {
 	if n < 1 || n > len(lines) {
 		return ""
 	}
-	s := strings.TrimSpace(lines[n-1])
+	esc := "\\"
+	if df.Escape != 0 {
+		esc = string(df.Escape)
+	}
+	end := min(max(n, loc[len(loc)-1].End.Line), len(lines))
+	var parts []string
+	for i := n; i <= end; i++ {
+		l := strings.TrimSpace(lines[i-1])
+		if i > n && (l == "" || strings.HasPrefix(l, "#")) {
+			continue
+		}
+		if i < end {
+			l = strings.TrimSpace(strings.TrimSuffix(l, esc))
+		}
+		if l != "" {
+			parts = append(parts, l)
+		}
+	}
+	s := strings.Join(parts, " ")
 	if len(s) > 80 {
 		s = s[:77] + "..."
 	}

@@ -77,9 +77,12 @@ func TestParseErrorsGolden(t *testing.T) {
 				if n < 1 || n > len(lines) {
 					t.Fatalf("line %d outside the file", n)
 				}
+				// (a continued instruction goes on with its next lines)
 				srcLine := strings.TrimSpace(lines[n-1])
-				if !strings.HasPrefix(srcLine, strings.TrimSuffix(de.Instruction, "...")) {
-					t.Errorf("Instruction %q is not the text of line %d (%q)", de.Instruction, n, srcLine)
+				first := strings.TrimSpace(strings.TrimRight(srcLine, "\\`"))
+				instr := strings.TrimSuffix(de.Instruction, "...")
+				if !strings.HasPrefix(instr, first) && !strings.HasPrefix(first, instr) {
+					t.Errorf("Instruction %q does not start with the text of line %d (%q)", de.Instruction, n, srcLine)
 				}
 			}
 			if de.Unwrap() == nil {
@@ -386,5 +389,33 @@ func TestErrorExcerpt(t *testing.T) {
 	}
 	if (&Error{File: "x"}).Excerpt() != "" {
 		t.Error("an error without a line has an excerpt")
+	}
+}
+
+// TestErrorMultiLineInstruction checks that the error of an instruction
+// continued over several lines names the whole instruction (its lines
+// joined) and that its excerpt marks every one of its lines.
+func TestErrorMultiLineInstruction(t *testing.T) {
+	src := "FROM busybox\nRUN set -eux; \\\n    echo one; \\\n\n    # a comment\n    false\nRUN next\nRUN after\nRUN last\n"
+	df, err := Parse("Dockerfile", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := df.Wrap(df.Stages[0].Commands[0].Location(), errors.New("exit code: 1")).(*Error)
+	if want := "Dockerfile:2: RUN set -eux; echo one; false: exit code: 1"; e.Error() != want {
+		t.Errorf("error:\n got: %s\nwant: %s", e.Error(), want)
+	}
+	want := "Dockerfile:2\n--------------------\n" +
+		"   1 |     FROM busybox\n" +
+		"   2 | >>> RUN set -eux; \\\n" +
+		"   3 | >>>     echo one; \\\n" +
+		"   4 | >>> \n" +
+		"   5 | >>>     # a comment\n" +
+		"   6 | >>>     false\n" +
+		"   7 |     RUN next\n" +
+		"   8 |     RUN after\n" +
+		"--------------------"
+	if got := e.Excerpt(); got != want {
+		t.Errorf("excerpt:\n%s\nwant:\n%s", got, want)
 	}
 }

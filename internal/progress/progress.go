@@ -49,6 +49,7 @@ type Event struct {
 	Error    string    `json:"error,omitempty"`
 	Duration float64   `json:"duration,omitempty"` // seconds, for done/cached/error
 	Reason   string    `json:"reason,omitempty"`   // why a step missed the cache, when known
+	Source   string    `json:"source,omitempty"`   // the Dockerfile lines around a build's error
 }
 
 // renderer shows events.
@@ -132,6 +133,7 @@ type Step struct {
 	stage  string
 	name   string
 	start  time.Time
+	wait   time.Duration // time spent waiting for another step (Exclude)
 	tail   *tailBuffer
 	line   []byte
 	cached bool
@@ -158,12 +160,32 @@ func (p *Printer) Logf(format string, a ...any) {
 	p.emit(Event{Type: EventMessage, Line: sprintf(format, a...)})
 }
 
+// Fail reports the error that ended the command, with the Dockerfile lines
+// around it when known, as an error event of no step (for --progress=json,
+// where every line is an event).
+func (p *Printer) Fail(err error, source string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.emit(Event{Type: EventError, Error: err.Error(), Source: source})
+}
+
 // MarkCached makes Done report the step as a cache hit.
 func (s *Step) MarkCached() {
 	s.p.mu.Lock()
 	s.cached = true
 	s.p.mu.Unlock()
 }
+
+// Exclude leaves d out of the step's duration: time the step spent waiting
+// for another step's work (the FROM step unpacking the base image).
+func (s *Step) Exclude(d time.Duration) {
+	s.p.mu.Lock()
+	s.wait += d
+	s.p.mu.Unlock()
+}
+
+// elapsed is the step's own time so far.
+func (s *Step) elapsed() float64 { return (time.Since(s.start) - s.wait).Seconds() }
 
 // SetReason records why the step missed the cache (for the report).
 func (s *Step) SetReason(r string) {
@@ -218,7 +240,7 @@ func (s *Step) Done() {
 	if s.cached {
 		t = EventCached
 	}
-	s.p.emit(Event{Type: t, Step: s.id, Stage: s.stage, Name: s.name, Duration: time.Since(s.start).Seconds(), Reason: s.reason})
+	s.p.emit(Event{Type: t, Step: s.id, Stage: s.stage, Name: s.name, Duration: s.elapsed(), Reason: s.reason})
 }
 
 // Cached ends the step as a cache hit.
@@ -234,7 +256,7 @@ func (s *Step) Fail(err error) {
 	defer s.p.mu.Unlock()
 	s.flush()
 	msg, _, _ := strings.Cut(err.Error(), "\n")
-	s.p.emit(Event{Type: EventError, Step: s.id, Stage: s.stage, Name: s.name, Error: msg, Duration: time.Since(s.start).Seconds()})
+	s.p.emit(Event{Type: EventError, Step: s.id, Stage: s.stage, Name: s.name, Error: msg, Duration: s.elapsed()})
 }
 
 type tailBuffer struct {

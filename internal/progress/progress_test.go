@@ -2,12 +2,14 @@ package progress
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // syncBuffer is a bytes.Buffer the race detector can watch: the printer must
@@ -250,5 +252,48 @@ func TestConcurrent(t *testing.T) {
 		if _, ok := ids[fmt.Sprintf("#%d", i)]; !ok {
 			t.Errorf("step number #%d missing: numbers are not 1..%d", i, steps)
 		}
+	}
+}
+
+// TestCommandFailure checks that the error that ends a command is one JSON
+// event (message and Dockerfile lines in fields), and plain text otherwise.
+func TestCommandFailure(t *testing.T) {
+	err := errors.New("Dockerfile:2: RUN false: exit code: 1\nlast output lines:\n  oops")
+	src := "Dockerfile:2\n--------------------\n   2 | >>> RUN false\n--------------------"
+	var js bytes.Buffer
+	NewMode(&js, JSON).Fail(err, src)
+	if got := lines(js.String()); len(got) != 1 {
+		t.Fatalf("json: %d lines, want one event:\n%s", len(got), js.String())
+	}
+	var e Event
+	if err := json.Unmarshal(js.Bytes(), &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Type != EventError || e.Step != 0 || e.Error != err.Error() || e.Source != src {
+		t.Errorf("json event %+v", e)
+	}
+	var plain bytes.Buffer
+	New(&plain, false).Fail(err, src)
+	if want := src + "\nERROR: " + err.Error() + "\n"; plain.String() != want {
+		t.Errorf("plain:\n%s\nwant:\n%s", plain.String(), want)
+	}
+}
+
+// TestExclude checks that time a step waited for another one is left out
+// of its duration.
+func TestExclude(t *testing.T) {
+	var out bytes.Buffer
+	p := NewMode(&out, JSON)
+	before := time.Now()
+	s := p.Start("[stage-0 2/3] WORKDIR /app")
+	s.Exclude(10 * time.Second)
+	s.Done()
+	total := time.Since(before)
+	var e Event
+	if err := json.Unmarshal([]byte(lines(out.String())[1]), &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Type != EventDone || e.Duration > (total-10*time.Second).Seconds() {
+		t.Errorf("done event %+v: the excluded 10s are in the duration", e)
 	}
 }

@@ -28,6 +28,13 @@ func (r *plainRenderer) event(e Event) {
 	case EventCached:
 		fmt.Fprintf(r.w, "#%d CACHED\n", e.Step)
 	case EventError:
+		if e.Step == 0 { // the command's error
+			if e.Source != "" {
+				fmt.Fprintln(r.w, e.Source)
+			}
+			fmt.Fprintf(r.w, "ERROR: %s\n", e.Error)
+			return
+		}
 		fmt.Fprintf(r.w, "#%d ERROR: %s\n", e.Step, e.Error)
 	case EventMessage:
 		fmt.Fprintln(r.w, e.Line)

@@ -96,7 +96,15 @@ func (r *ttyRenderer) event(e Event) {
 				s.tail = s.tail[len(s.tail)-ttyTail:]
 			}
 		}
-	case EventDone, EventCached, EventError:
+	case EventError, EventDone, EventCached:
+		if e.Step == 0 { // the command's error
+			lines := []string{"\x1b[31mERROR: " + e.Error + "\x1b[0m"}
+			if e.Source != "" {
+				lines = append([]string{e.Source}, lines...)
+			}
+			r.redraw(lines)
+			return
+		}
 		s := r.running[e.Step]
 		delete(r.running, e.Step)
 		name := e.Name

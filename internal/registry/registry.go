@@ -191,9 +191,9 @@ func (c *Client) candidates(ref name.Reference) ([]name.Reference, error) {
 // Image fetches the manifest of ref for platform (resolving an index), trying
 // mirrors first. Layers are fetched lazily by the returned image.
 func (c *Client) Image(ctx context.Context, ref string, platform v1.Platform) (v1.Image, error) {
-	r, err := name.ParseReference(ref)
+	r, err := ParseReference(ref)
 	if err != nil {
-		return nil, fmt.Errorf("invalid image reference %q: %w", ref, err)
+		return nil, err
 	}
 	cands, err := c.candidates(r)
 	if err != nil {
@@ -208,7 +208,7 @@ func (c *Client) Image(ctx context.Context, ref string, platform v1.Platform) (v
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", cand.Context().RegistryStr(), err))
+		errs = append(errs, fmt.Errorf("%s: %w", cand.Context().RegistryStr(), describe(err)))
 	}
 	return nil, fmt.Errorf("pull %s: %w", r.Name(), errors.Join(errs...))
 }
@@ -225,9 +225,9 @@ func (c *Client) PushProgress(ctx context.Context, ref string, img v1.Image, pro
 	if r0, err := name.ParseReference(ref); err == nil && c.host(r0.Context().RegistryStr()).Insecure {
 		opts = append(opts, name.Insecure)
 	}
-	r, err := name.ParseReference(ref, opts...)
+	r, err := ParseReference(ref, opts...)
 	if err != nil {
-		return fmt.Errorf("invalid image reference %q: %w", ref, err)
+		return err
 	}
 	return c.write(ctx, r, img, progress)
 }
@@ -238,17 +238,17 @@ func (c *Client) PushProgress(ctx context.Context, ref string, img v1.Image, pro
 func (c *Client) write(ctx context.Context, r name.Reference, img v1.Image, progress func(done, total int64)) error {
 	blobs, err := imageBlobs(img)
 	if err != nil {
-		return fmt.Errorf("push %s: %w", r.Name(), err)
+		return fmt.Errorf("push %s: %w", r.Name(), describe(err))
 	}
 	u, err := c.newUploader(ctx, r.Context(), progress)
 	if err != nil {
-		return fmt.Errorf("push %s: %w", r.Name(), err)
+		return fmt.Errorf("push %s: %w", r.Name(), describe(err))
 	}
 	if err := u.uploadAll(ctx, blobs); err != nil {
-		return fmt.Errorf("push %s: %w", r.Name(), err)
+		return fmt.Errorf("push %s: %w", r.Name(), describe(err))
 	}
 	if err := remote.Write(r, img, remote.WithContext(ctx), remote.WithAuthFromKeychain(c.keychain)); err != nil {
-		return fmt.Errorf("push %s: %w", r.Name(), err)
+		return fmt.Errorf("push %s: %w", r.Name(), describe(err))
 	}
 	return nil
 }
@@ -259,9 +259,9 @@ func (c *Client) resolve(ref string) (name.Reference, error) {
 	if r0, err := name.ParseReference(ref); err == nil && c.host(r0.Context().RegistryStr()).Insecure {
 		opts = append(opts, name.Insecure)
 	}
-	r, err := name.ParseReference(ref, opts...)
+	r, err := ParseReference(ref, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("invalid image reference %q: %w", ref, err)
+		return nil, err
 	}
 	return r, nil
 }
@@ -286,7 +286,7 @@ func (c *Client) Get(ctx context.Context, ref string) (*remote.Descriptor, error
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", cand.Context().RegistryStr(), err))
+		errs = append(errs, fmt.Errorf("%s: %w", cand.Context().RegistryStr(), describe(err)))
 	}
 	return nil, fmt.Errorf("get %s: %w", r.Name(), errors.Join(errs...))
 }

@@ -3,11 +3,13 @@
 // step's layer).
 //
 // Run writes an OCI runtime spec modelled on BuildKit's (see newSpec), runs
-// `runc run` in the foreground with stdin from /dev/null (or Process.Stdin), streams
-// stdout and stderr,
-// and on every path deletes the container and its bundle directory and removes the
-// mount points runc had to create in the rootfs (mount stubs), so a layer holds
-// only what the command itself changed.
+// `runc run --detach` with stdin from /dev/null (or Process.Stdin), streams
+// stdout and stderr (one ordered stream when both go to one writer), waits
+// for the process (`runc run` in the foreground when it uses a terminal), and on
+// every path deletes the container and its bundle directory and removes the
+// mount points runc had to create in the rootfs (mount stubs), so a layer
+// holds only what the command itself changed. The calling process becomes a
+// child subreaper (prctl PR_SET_CHILD_SUBREAPER) to collect the exit status.
 package runc
 
 import (
@@ -22,12 +24,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
 	"github.com/strata-build/strata/internal/executor/user"
@@ -71,8 +75,9 @@ type Process struct {
 	Network string
 	// Hostname defaults to DefaultHostname.
 	Hostname string
-	// Stdout and Stderr receive the live output; nil discards. They may be the
-	// same writer (writes are then serialized by the process, not by Run).
+	// Stdout and Stderr receive the live output; nil discards. When they are
+	// the same writer the process gets one pipe for both, so the writer sees
+	// the output in the order it was written (as on a terminal).
 	Stdout, Stderr io.Writer
 	// Stdin is the process's standard input; nil is /dev/null (every RUN).
 	Stdin io.Reader
@@ -204,12 +209,6 @@ func (r *Runner) Run(ctx context.Context, p Process) (exitCode int, err error) {
 	return dirs.runc(ctx, runtimePath, bundle, &p)
 }
 
-// isTerminal reports whether r is a terminal device.
-func isTerminal(r io.Reader) bool {
-	f, ok := r.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
-}
-
 func errOr(err, def error) error {
 	if err != nil {
 		return err
@@ -217,30 +216,60 @@ func errOr(err, def error) error {
 	return def
 }
 
-// runc runs `runc run` and handles cancellation and cleanup of the container.
+// runc runs the container and handles cancellation and cleanup.
+//
+// It uses `runc run --detach`: runc then hands its own stdout and stderr to
+// the process instead of copying each from a pipe of its own (which, read
+// by two goroutines in runc, reorders a process's stdout and stderr lines).
+// A writer given as both Stdout and Stderr thus gets one pipe, read by one
+// reader, in the order the process wrote. The process outlives `runc run
+// --detach`; strata is a child subreaper, so the process becomes its child
+// and its exit status is collected here with wait4.
 func (r *Runner) runc(ctx context.Context, runtimePath, bundle string, p *Process) (int, error) {
+	if p.Terminal || isTerminal(p.Stdin) {
+		return r.runForeground(ctx, runtimePath, bundle, p)
+	}
 	logPath := filepath.Join(bundle, "runc.log")
+	pidPath := filepath.Join(bundle, "init.pid")
 	cmd := exec.Command(runtimePath,
 		"--root", r.StateDir,
 		"--log", logPath, "--log-format", "json",
-		"run", "--bundle", bundle, p.ID)
+		"run", "--detach", "--pid-file", pidPath, "--bundle", bundle, p.ID)
 	cmd.Dir = bundle
-	cmd.Stdin = p.Stdin // nil: /dev/null
-	cmd.Stdout = p.Stdout
-	cmd.Stderr = p.Stderr
+	// runc hands its stdin to the process: a file, not a copy that
+	// exec.Cmd.Wait would wait for after runc has exited.
+	stdin, closeStdin, err := inputFile(p.Stdin)
+	if err != nil {
+		return -1, fmt.Errorf("run %s: %w", p.ID, err)
+	}
+	if stdin != nil {
+		cmd.Stdin = stdin // else /dev/null (not a nil *os.File: no fd 0 at all)
+	}
+	out, err := newOutput(p.Stdout, p.Stderr)
+	if err != nil {
+		closeStdin()
+		return -1, fmt.Errorf("run %s: %w", p.ID, err)
+	}
+	defer out.wait()
+	cmd.Stdout, cmd.Stderr = out.stdout, out.stderr
 	// Own process group: a Ctrl-C on strata's terminal must not reach runc (or the
-	// container) directly; cancellation goes through ctx and `runc kill`. Not
-	// when runc uses the terminal (Terminal, or a terminal as stdin): only the
-	// terminal's foreground process group may read it, set raw mode on it and
-	// receive its window size changes.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: !p.Terminal && !isTerminal(p.Stdin)}
-	// If the output copy goroutines are still blocked after the process is gone
-	// (a writer that does not return), do not hang forever.
-	cmd.WaitDelay = 10 * time.Second
-
-	if err := cmd.Start(); err != nil {
+	// container) directly; cancellation goes through ctx.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// The container's process is runc's child; when runc exits it is
+	// reparented to the nearest subreaper: strata.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		out.closeWriters()
+		return -1, fmt.Errorf("run %s: become a child subreaper: %w", p.ID, err)
+	}
+	err = cmd.Start()
+	out.closeWriters() // the child has its copies
+	closeStdin()
+	if err != nil {
 		return -1, fmt.Errorf("run %s: start runc: %w", p.ID, err)
 	}
+	// `runc run --detach` exits once the process runs; anything left
+	// (a stopped container, a failed start, cancellation) is deleted here.
+	defer r.forceDelete(runtimePath, p.ID)
 
 	done := make(chan struct{})
 	killed := make(chan struct{})
@@ -257,38 +286,163 @@ func (r *Runner) runc(ctx context.Context, runtimePath, bundle string, p *Proces
 	close(done)
 	<-killed
 
-	// `runc run` deletes the container when it exits normally; anything left
-	// (cancellation, runc killed) is deleted here.
-	r.forceDelete(runtimePath, p.ID)
-
-	if ctx.Err() != nil {
-		return -1, fmt.Errorf("run %s: %w", p.ID, ctx.Err())
+	pid := 0
+	if b, err := os.ReadFile(pidPath); err == nil {
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 	}
-
-	code := 0
-	if waitErr != nil {
-		var ee *exec.ExitError
-		if !errors.As(waitErr, &ee) {
-			return -1, fmt.Errorf("run %s: wait for runc: %w", p.ID, waitErr)
+	if waitErr != nil || pid <= 0 {
+		if pid > 0 {
+			reap(pid, true)
 		}
-		ws, _ := ee.Sys().(syscall.WaitStatus)
-		switch {
-		case ws.Exited():
-			code = ws.ExitStatus()
-		case ws.Signaled():
-			return -1, fmt.Errorf("run %s: runc killed by signal %v", p.ID, ws.Signal())
-		default:
-			return -1, fmt.Errorf("run %s: runc: %w", p.ID, waitErr)
+		if ctx.Err() != nil {
+			return -1, fmt.Errorf("run %s: %w", p.ID, ctx.Err())
 		}
-	}
-	if code != 0 {
-		// runc exits non-zero both for the process's own status and for its own
-		// failures; the latter are logged at error level.
 		if msg := runcError(logPath); msg != "" {
 			return -1, fmt.Errorf("run %s: runc: %s", p.ID, msg)
 		}
+		if waitErr == nil {
+			waitErr = fmt.Errorf("no process id in %s", pidPath)
+		}
+		return -1, fmt.Errorf("run %s: runc: %w", p.ID, waitErr)
 	}
-	return code, nil
+
+	// Wait for the process; on cancellation kill it (the init of its PID
+	// namespace: the kernel kills the rest). It is our child and not yet
+	// reaped, so its pid cannot name another process.
+	exited := make(chan struct{})
+	go func() {
+		select {
+		case <-exited:
+		case <-ctx.Done():
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}()
+	ws, err := reap(pid, false)
+	close(exited)
+	if ctx.Err() != nil {
+		return -1, fmt.Errorf("run %s: %w", p.ID, ctx.Err())
+	}
+	if err != nil {
+		return -1, fmt.Errorf("run %s: wait for the process: %w", p.ID, err)
+	}
+	switch {
+	case ws.Exited():
+		return ws.ExitStatus(), nil
+	case ws.Signaled():
+		return 128 + int(ws.Signal()), nil
+	}
+	return -1, fmt.Errorf("run %s: process ended with wait status %#x", p.ID, uint32(ws))
+}
+
+// reap waits for the child pid (killing it first when kill is set) and
+// returns its wait status.
+func reap(pid int, kill bool) (syscall.WaitStatus, error) {
+	if kill {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	var ws syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(pid, &ws, 0, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		return ws, err
+	}
+}
+
+// output connects a process's stdout and stderr to their writers: one pipe
+// per distinct writer (a writer given for both streams gets one pipe), each
+// read by one goroutine, so every writer receives its bytes in the order
+// they were written. *os.File writers are handed to the process directly.
+type output struct {
+	stdout, stderr *os.File // for the child; nil: /dev/null
+	writers        []*os.File
+	readers        []*os.File
+	copies         chan struct{}
+}
+
+// outputDrain bounds how long the output is read after the process ended
+// (a descendant that escaped and kept the pipe open).
+const outputDrain = 10 * time.Second
+
+func newOutput(stdout, stderr io.Writer) (*output, error) {
+	o := &output{copies: make(chan struct{}, 2)}
+	var err error
+	if o.stdout, err = o.pipe(stdout); err != nil {
+		o.closeWriters()
+		o.wait()
+		return nil, err
+	}
+	if stderr != nil && sameWriter(stdout, stderr) {
+		o.stderr = o.stdout
+		return o, nil
+	}
+	if o.stderr, err = o.pipe(stderr); err != nil {
+		o.closeWriters()
+		o.wait()
+		return nil, err
+	}
+	return o, nil
+}
+
+// pipe returns the file the child writes w's stream to.
+func (o *output) pipe(w io.Writer) (*os.File, error) {
+	if w == nil {
+		return nil, nil
+	}
+	if f, ok := w.(*os.File); ok {
+		return f, nil
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("output pipe: %w", err)
+	}
+	o.readers = append(o.readers, pr)
+	o.writers = append(o.writers, pw)
+	go func() {
+		_, _ = io.Copy(w, pr)
+		o.copies <- struct{}{}
+	}()
+	return pw, nil
+}
+
+// closeWriters closes strata's copies of the pipes' write ends.
+func (o *output) closeWriters() {
+	for _, w := range o.writers {
+		w.Close()
+	}
+	o.writers = nil
+}
+
+// wait waits until every pipe is read to its end (at most outputDrain) and
+// closes the read ends.
+func (o *output) wait() {
+	timeout := time.After(outputDrain)
+	for range o.readers {
+		select {
+		case <-o.copies:
+		case <-timeout:
+			for _, r := range o.readers {
+				r.Close()
+			}
+			timeout = nil // closed: the copies end now
+			<-o.copies
+		}
+	}
+	for _, r := range o.readers {
+		r.Close()
+	}
+}
+
+// sameWriter reports whether a and b are the same writer (false for
+// writers that cannot be compared).
+func sameWriter(a, b io.Writer) (same bool) {
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	return a == b
 }
 
 // kill sends SIGKILL to the container until that works or runc exits. `runc
@@ -388,4 +542,103 @@ func mkdirAllOwned(rootfs, dir string, uid, gid int) error {
 		}
 	}
 	return nil
+}
+
+// isTerminal reports whether r is a terminal device.
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// inputFile gives the file runc passes to the process as its stdin: r itself
+// when it is a file, else the read end of a pipe that r is copied into. close
+// releases strata's copy once runc has started.
+func inputFile(r io.Reader) (f *os.File, close func(), err error) {
+	switch r := r.(type) {
+	case nil:
+		return nil, func() {}, nil
+	case *os.File:
+		return r, func() {}, nil
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("input pipe: %w", err)
+	}
+	go func() {
+		_, _ = io.Copy(pw, r)
+		pw.Close()
+	}()
+	return pr, func() { pr.Close() }, nil
+}
+
+// runForeground runs `runc run` in the foreground, for a process that uses
+// the terminal: runc makes the pseudo-terminal (or hands on the terminal
+// given as stdin) and must stay in the terminal's foreground process group
+// to read it, set raw mode on it and receive its window size changes. Output
+// order is the terminal's.
+func (r *Runner) runForeground(ctx context.Context, runtimePath, bundle string, p *Process) (int, error) {
+	logPath := filepath.Join(bundle, "runc.log")
+	cmd := exec.Command(runtimePath,
+		"--root", r.StateDir,
+		"--log", logPath, "--log-format", "json",
+		"run", "--bundle", bundle, p.ID)
+	cmd.Dir = bundle
+	cmd.Stdin = p.Stdin
+	cmd.Stdout = p.Stdout
+	cmd.Stderr = p.Stderr
+	// If the output copy goroutines are still blocked after the process is gone
+	// (a writer that does not return), do not hang forever.
+	cmd.WaitDelay = 10 * time.Second
+
+	if err := cmd.Start(); err != nil {
+		return -1, fmt.Errorf("run %s: start runc: %w", p.ID, err)
+	}
+
+	done := make(chan struct{})
+	killed := make(chan struct{})
+	go func() {
+		defer close(killed)
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+		}
+		r.kill(done, runtimePath, p.ID, cmd.Process)
+	}()
+	waitErr := cmd.Wait()
+	close(done)
+	<-killed
+
+	// `runc run` deletes the container when it exits normally; anything left
+	// (cancellation, runc killed) is deleted here.
+	r.forceDelete(runtimePath, p.ID)
+
+	if ctx.Err() != nil {
+		return -1, fmt.Errorf("run %s: %w", p.ID, ctx.Err())
+	}
+
+	code := 0
+	if waitErr != nil {
+		var ee *exec.ExitError
+		if !errors.As(waitErr, &ee) {
+			return -1, fmt.Errorf("run %s: wait for runc: %w", p.ID, waitErr)
+		}
+		ws, _ := ee.Sys().(syscall.WaitStatus)
+		switch {
+		case ws.Exited():
+			code = ws.ExitStatus()
+		case ws.Signaled():
+			return -1, fmt.Errorf("run %s: runc killed by signal %v", p.ID, ws.Signal())
+		default:
+			return -1, fmt.Errorf("run %s: runc: %w", p.ID, waitErr)
+		}
+	}
+	if code != 0 {
+		// runc exits non-zero both for the process's own status and for its own
+		// failures; the latter are logged at error level.
+		if msg := runcError(logPath); msg != "" {
+			return -1, fmt.Errorf("run %s: runc: %s", p.ID, msg)
+		}
+	}
+	return code, nil
 }

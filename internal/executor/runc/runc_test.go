@@ -179,14 +179,45 @@ func TestExitCode(t *testing.T) {
 	if code != 3 {
 		t.Fatalf("exit code %d, want 3", code)
 	}
-	// stdout and stderr are two pipes, read concurrently: both lines
-	// arrive, in either order.
-	if out != "out\nerr\n" && out != "err\nout\n" {
+	// One writer for both: one pipe, so the lines keep their order.
+	if out != "out\nerr\n" {
 		t.Fatalf("output %q", out)
 	}
 	code, _ = run(t, r, Process{ID: testPrefix + "true", Rootfs: rootfs, Args: []string{"/bin/true"}})
 	if code != 0 {
 		t.Fatalf("true exited %d", code)
+	}
+}
+
+// TestOutputOrder checks that stdout and stderr given as one writer arrive
+// in the order the process wrote them (one pipe, read by one reader), run
+// after run, and that separate writers each get their own stream.
+func TestOutputOrder(t *testing.T) {
+	requireRunc(t)
+	r := newRunner(t)
+	rootfs := newRootfs(t)
+	script := `i=0; while [ $i -lt 40 ]; do echo out $i; echo err $i >&2; i=$((i+1)); done; ls /nonexistent`
+	var want strings.Builder
+	for i := 0; i < 40; i++ {
+		fmt.Fprintf(&want, "out %d\nerr %d\n", i, i)
+	}
+	want.WriteString("ls: /nonexistent: No such file or directory\n")
+	for n := 0; n < 5; n++ {
+		code, out := run(t, r, Process{ID: fmt.Sprintf("%sorder-%d", testPrefix, n), Rootfs: rootfs, Args: sh(script)})
+		if code != 1 {
+			t.Fatalf("run %d: exit code %d, want 1", n, code)
+		}
+		if out != want.String() {
+			t.Fatalf("run %d: output out of order:\n%s", n, out)
+		}
+	}
+	var stdout, stderr syncBuffer
+	code, err := r.Run(context.Background(), Process{ID: testPrefix + "order-split", Rootfs: rootfs, Args: sh("echo out; echo err >&2"), Stdout: &stdout, Stderr: &stderr})
+	if err != nil || code != 0 {
+		t.Fatalf("Run: %d %v", code, err)
+	}
+	if stdout.String() != "out\n" || stderr.String() != "err\n" {
+		t.Errorf("separate writers: stdout %q, stderr %q", stdout.String(), stderr.String())
 	}
 }
 

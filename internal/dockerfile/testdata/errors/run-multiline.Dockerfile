@@ -1,0 +1,4 @@
+FROM busybox
+RUN --bogus set -eux; \
+    echo one; \
+    false
