@@ -63,7 +63,7 @@ func (sb *stageBuilder) itemSum(ctx context.Context, cs *copySource, it copyItem
 				if c.excluded(path.Join(under, e.Name())) && !(e.IsDir() && c.exclude.Exclusions()) {
 					continue
 				}
-				if cs.hidden(rel, e.IsDir()) {
+				if cs.excluded(rel) {
 					continue
 				}
 				h := filepath.Join(dirHost, e.Name())

@@ -222,14 +222,12 @@ func (cs *copySource) stat(rel string) (copyItem, error) {
 	return copyItem{rel: rel, host: host, fi: fi}, nil
 }
 
+// excluded reports whether rel is missing from the build context as
+// BuildKit transfers it with the .dockerignore rules (buildctx.Context.Excluded):
+// every walk of the context skips it, and a directory that the rules exclude
+// is still copied (with its own metadata) when something below it is kept.
 func (cs *copySource) excluded(rel string) bool {
 	return cs.ignore != nil && cs.ignore.Excluded(strings.TrimPrefix(rel, "/"))
-}
-
-// hidden reports whether a walk skips rel: excluded by the ignore rules,
-// unless it is a directory that an exception may re-include something below.
-func (cs *copySource) hidden(rel string, isDir bool) bool {
-	return cs.excluded(rel) && !(isDir && cs.ignore.MayIncludeUnder(strings.TrimPrefix(rel, "/")))
 }
 
 // glob matches a cleaned absolute pattern component by component.
@@ -610,7 +608,7 @@ func (c *copier) copyDirContents(ctx context.Context, srcHost, srcRel, dest, und
 		if c.excluded(path.Join(under, e.Name())) && !(e.IsDir() && c.exclude.Exclusions()) {
 			continue
 		}
-		if c.cs.hidden(rel, e.IsDir()) {
+		if c.cs.excluded(rel) {
 			continue
 		}
 		h := filepath.Join(srcHost, e.Name())
