@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
@@ -20,22 +18,8 @@ import (
 type Context struct {
 	Dir        string
 	IgnoreFile string // the ignore file used, "" if none
-	filter     *Filter
+	tree       *Tree  // the context seen through the ignore rules
 	patterns   []string
-
-	mu   sync.Mutex
-	dirs map[string]dirState // what the ignore rules made of a directory (rel)
-}
-
-// dirState is a directory of the context as the ignore rules see it.
-type dirState struct {
-	m Match
-	// walked: the transfer reads the directory's entries (it is reached and
-	// m.Walk).
-	walked bool
-	// kept: 1 the directory is in the transfer, -1 it is not, 0 not known
-	// yet (an excluded directory is kept when something below it is).
-	kept int8
 }
 
 // Open opens the context dir. The ignore rules come from
@@ -76,7 +60,7 @@ func Open(dir, dockerfilePath string) (*Context, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p, err)
 		}
-		c.IgnoreFile, c.filter, c.patterns = p, flt, pats
+		c.IgnoreFile, c.tree, c.patterns = p, NewTree(abs, flt), pats
 		break
 	}
 	return c, nil
@@ -90,96 +74,7 @@ func Open(dir, dockerfilePath string) (*Context, error) {
 // kept path is not excluded: it is transferred (with its own metadata) as
 // that path's parent.
 func (c *Context) Excluded(rel string) bool {
-	if c == nil || c.filter == nil {
-		return false
-	}
-	rel = path.Clean(strings.TrimPrefix(filepath.ToSlash(rel), "/"))
-	if rel == "." || rel == "" {
-		return false
-	}
-	return !c.kept(rel)
-}
-
-// kept reports whether rel (cleaned, not the root) is in the transfer.
-func (c *Context) kept(rel string) bool {
-	parent := c.dir(path.Dir(rel))
-	if !parent.walked {
-		return false
-	}
-	m := c.filter.Match(rel, true, parent.m)
-	if !m.Excluded {
-		return true
-	}
-	if !m.Walk {
-		return false
-	}
-	fi, err := os.Lstat(filepath.Join(c.Dir, filepath.FromSlash(rel)))
-	if err != nil || !fi.IsDir() {
-		return false
-	}
-	return c.dirKept(rel)
-}
-
-// dir returns the state of the directory rel ("." for the root), without
-// its kept field settled.
-func (c *Context) dir(rel string) dirState {
-	if rel == "." {
-		return dirState{walked: true, kept: 1}
-	}
-	c.mu.Lock()
-	st, ok := c.dirs[rel]
-	c.mu.Unlock()
-	if ok {
-		return st
-	}
-	parent := c.dir(path.Dir(rel))
-	if parent.walked {
-		st.m = c.filter.Match(rel, true, parent.m)
-		st.walked = st.m.Walk
-	}
-	switch {
-	case !parent.walked || st.m.Excluded && !st.m.Walk:
-		st.kept = -1
-	case !st.m.Excluded:
-		st.kept = 1
-	}
-	c.mu.Lock()
-	if old, ok := c.dirs[rel]; ok {
-		st = old
-	} else {
-		if c.dirs == nil {
-			c.dirs = map[string]dirState{}
-		}
-		c.dirs[rel] = st
-	}
-	c.mu.Unlock()
-	return st
-}
-
-// dirKept reports whether the walked, excluded directory rel holds a kept
-// path (so is kept itself).
-func (c *Context) dirKept(rel string) bool {
-	if st := c.dir(rel); st.kept != 0 {
-		return st.kept > 0
-	}
-	kept := false
-	if ents, err := os.ReadDir(filepath.Join(c.Dir, filepath.FromSlash(rel))); err == nil {
-		for _, e := range ents {
-			if c.kept(rel + "/" + e.Name()) {
-				kept = true
-				break
-			}
-		}
-	}
-	c.mu.Lock()
-	st := c.dirs[rel]
-	st.kept = -1
-	if kept {
-		st.kept = 1
-	}
-	c.dirs[rel] = st
-	c.mu.Unlock()
-	return kept
+	return c != nil && c.tree.Excluded(rel)
 }
 
 // Patterns returns the ignore patterns in effect.

@@ -2,6 +2,9 @@ package buildctx
 
 import (
 	"fmt"
+	"os"
+	"path"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -114,4 +117,128 @@ func (f *Filter) mayIncludeBelow(rel string) bool {
 func withoutTrailingGlob(p string) string {
 	p = strings.TrimSuffix(p, "/**")
 	return strings.TrimSuffix(p, "/*")
+}
+
+// Tree is a directory tree seen through a Filter: which of its paths a
+// filtered walk (BuildKit's context transfer, or its copy with --exclude)
+// keeps. It remembers what it found per directory; safe for concurrent use.
+type Tree struct {
+	root   string
+	filter *Filter
+
+	mu   sync.Mutex
+	dirs map[string]dirState // per directory (rel)
+}
+
+// dirState is a directory of a Tree as the filter sees it.
+type dirState struct {
+	m Match
+	// walked: the walk reads the directory's entries (it is reached and
+	// m.Walk).
+	walked bool
+	// kept: 1 the directory is kept, -1 it is not, 0 not known yet (an
+	// excluded directory is kept when something below it is).
+	kept int8
+}
+
+// NewTree returns the tree at dir seen through f (nil: nothing excluded).
+func NewTree(dir string, f *Filter) *Tree { return &Tree{root: dir, filter: f} }
+
+// Excluded reports whether rel (slash separated, relative to the tree's
+// root) is missing from the filtered walk: the patterns exclude it, or it
+// lies in a directory the walk does not read, or it is an excluded directory
+// with nothing kept below it. A directory the patterns exclude but that
+// holds a kept path is not excluded: it is kept (with its own metadata) as
+// that path's parent. A path that does not exist is matched as a file.
+func (t *Tree) Excluded(rel string) bool {
+	if t == nil || t.filter == nil {
+		return false
+	}
+	rel = path.Clean(strings.TrimPrefix(filepath.ToSlash(rel), "/"))
+	if rel == "." || rel == "" {
+		return false
+	}
+	return !t.kept(rel)
+}
+
+// kept reports whether rel (cleaned, not the root) is in the transfer.
+func (t *Tree) kept(rel string) bool {
+	parent := t.dir(path.Dir(rel))
+	if !parent.walked {
+		return false
+	}
+	m := t.filter.Match(rel, true, parent.m)
+	if !m.Excluded {
+		return true
+	}
+	if !m.Walk {
+		return false
+	}
+	fi, err := os.Lstat(filepath.Join(t.root, filepath.FromSlash(rel)))
+	if err != nil || !fi.IsDir() {
+		return false
+	}
+	return t.dirKept(rel)
+}
+
+// dir returns the state of the directory rel ("." for the root), without
+// its kept field settled.
+func (t *Tree) dir(rel string) dirState {
+	if rel == "." {
+		return dirState{walked: true, kept: 1}
+	}
+	t.mu.Lock()
+	st, ok := t.dirs[rel]
+	t.mu.Unlock()
+	if ok {
+		return st
+	}
+	parent := t.dir(path.Dir(rel))
+	if parent.walked {
+		st.m = t.filter.Match(rel, true, parent.m)
+		st.walked = st.m.Walk
+	}
+	switch {
+	case !parent.walked || st.m.Excluded && !st.m.Walk:
+		st.kept = -1
+	case !st.m.Excluded:
+		st.kept = 1
+	}
+	t.mu.Lock()
+	if old, ok := t.dirs[rel]; ok {
+		st = old
+	} else {
+		if t.dirs == nil {
+			t.dirs = map[string]dirState{}
+		}
+		t.dirs[rel] = st
+	}
+	t.mu.Unlock()
+	return st
+}
+
+// dirKept reports whether the walked, excluded directory rel holds a kept
+// path (so is kept itself).
+func (t *Tree) dirKept(rel string) bool {
+	if st := t.dir(rel); st.kept != 0 {
+		return st.kept > 0
+	}
+	kept := false
+	if ents, err := os.ReadDir(filepath.Join(t.root, filepath.FromSlash(rel))); err == nil {
+		for _, e := range ents {
+			if t.kept(rel + "/" + e.Name()) {
+				kept = true
+				break
+			}
+		}
+	}
+	t.mu.Lock()
+	st := t.dirs[rel]
+	st.kept = -1
+	if kept {
+		st.kept = 1
+	}
+	t.dirs[rel] = st
+	t.mu.Unlock()
+	return kept
 }
