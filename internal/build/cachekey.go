@@ -15,9 +15,9 @@ import (
 	"syscall"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
-	"github.com/moby/patternmatcher"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/strata-build/strata/internal/buildctx"
 	"github.com/strata-build/strata/internal/cache"
 )
 
@@ -45,13 +45,7 @@ func (sb *stageBuilder) itemSum(ctx context.Context, cs *copySource, it copyItem
 	}
 	entries := []treeEntry{{rel: ".", host: host, fi: fi}}
 	if fi.IsDir() {
-		c := &copier{cs: cs, o: o}
-		if len(o.exclude) > 0 {
-			c.exclude = mustMatcher(o.exclude)
-		}
-		if c.exclude == nil {
-			c.exclude, _ = patternmatcher.New(nil)
-		}
+		excl := buildctx.NewTree(host, mustFilter(o.exclude))
 		var walk func(dirHost, dirRel, under string) error
 		walk = func(dirHost, dirRel, under string) error {
 			ents, err := os.ReadDir(dirHost)
@@ -60,10 +54,10 @@ func (sb *stageBuilder) itemSum(ctx context.Context, cs *copySource, it copyItem
 			}
 			for _, e := range ents {
 				rel := path.Join(dirRel, e.Name())
-				if c.excluded(path.Join(under, e.Name())) && !(e.IsDir() && c.exclude.Exclusions()) {
+				if excl.Excluded(path.Join(under, e.Name())) {
 					continue
 				}
-				if cs.hidden(rel, e.IsDir()) {
+				if cs.excluded(rel) {
 					continue
 				}
 				h := filepath.Join(dirHost, e.Name())

@@ -21,7 +21,6 @@ import (
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
-	"github.com/moby/patternmatcher"
 	mode "github.com/tonistiigi/dchapes-mode"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
@@ -222,14 +221,12 @@ func (cs *copySource) stat(rel string) (copyItem, error) {
 	return copyItem{rel: rel, host: host, fi: fi}, nil
 }
 
+// excluded reports whether rel is missing from the build context as
+// BuildKit transfers it with the .dockerignore rules (buildctx.Context.Excluded):
+// every walk of the context skips it, and a directory that the rules exclude
+// is still copied (with its own metadata) when something below it is kept.
 func (cs *copySource) excluded(rel string) bool {
 	return cs.ignore != nil && cs.ignore.Excluded(strings.TrimPrefix(rel, "/"))
-}
-
-// hidden reports whether a walk skips rel: excluded by the ignore rules,
-// unless it is a directory that an exception may re-include something below.
-func (cs *copySource) hidden(rel string, isDir bool) bool {
-	return cs.excluded(rel) && !(isDir && cs.ignore.MayIncludeUnder(strings.TrimPrefix(rel, "/")))
 }
 
 // glob matches a cleaned absolute pattern component by component.
@@ -358,12 +355,9 @@ func copyIntoSnapshot(ctx context.Context, rootfs, upper string, items []copyIte
 	if o.chmod != nil {
 		parentMode = o.chmod.apply(os.ModeDir|0o755) &^ os.ModeDir
 	}
-	var excl *patternmatcher.PatternMatcher
-	if len(o.exclude) > 0 {
-		var err error
-		if excl, err = patternmatcher.New(o.exclude); err != nil {
-			return nil, fmt.Errorf("--exclude: %w", err)
-		}
+	excl, err := buildctx.NewFilter(o.exclude)
+	if err != nil {
+		return nil, fmt.Errorf("--exclude: %w", err)
 	}
 	c := &copier{rootfs: rootfs, cs: cs, o: o, links: map[[2]uint64]string{}, parentOwner: parentOwner, parentMode: parentMode, exclude: excl}
 	if upper != "" && upper != rootfs {
@@ -428,9 +422,13 @@ func (c *copier) copyItem(ctx context.Context, it copyItem, cs *copySource, dest
 		}
 		host, fi = real, rfi
 	}
-	if c.excluded(path.Base(it.rel)) {
+	// A file source matching --exclude by its name is left out, as Docker's
+	// documentation says (BuildKit v0.34.2 copies it nonetheless); the
+	// patterns of a directory source apply below it, as in BuildKit.
+	if !fi.IsDir() && c.exclude != nil && c.exclude.Match(path.Base(it.rel), false, buildctx.Match{}).Excluded {
 		return nil
 	}
+	c.excludeIn = buildctx.NewTree(host, c.exclude)
 	if o.parents {
 		target := path.Join(dest, it.keep)
 		if fi.IsDir() {
@@ -485,7 +483,8 @@ type copier struct {
 	links       map[[2]uint64]string // source (dev, ino) -> host path written, for hardlinks
 	parentOwner owner
 	parentMode  os.FileMode
-	exclude     *patternmatcher.PatternMatcher // --exclude, matched relative to the copied source
+	exclude     *buildctx.Filter // --exclude
+	excludeIn   *buildctx.Tree   // the copied directory seen through exclude
 
 	// files copies regular files' data in parallel (nil: inline); the walk
 	// itself (directories, links, hardlinked files) stays on one goroutine,
@@ -521,14 +520,10 @@ type dirTime struct {
 	fi  os.FileInfo
 }
 
-// excluded reports whether rel (relative to the copied source) matches --exclude.
-func (c *copier) excluded(rel string) bool {
-	if c.exclude == nil {
-		return false
-	}
-	ok, err := c.exclude.MatchesOrParentMatches(rel)
-	return err == nil && ok
-}
+// excluded reports whether --exclude leaves rel (relative to the copied
+// directory) out: as in BuildKit, an excluded directory is still copied,
+// with its own metadata, when something below it is kept.
+func (c *copier) excluded(rel string) bool { return c.excludeIn.Excluded(rel) }
 
 // mkdirAll creates dir (absolute, in the image) and its missing parents with
 // the parent mode and owner; existing directories are left as they are.
@@ -607,10 +602,10 @@ func (c *copier) copyDirContents(ctx context.Context, srcHost, srcRel, dest, und
 			return err
 		}
 		rel := path.Join(srcRel, e.Name())
-		if c.excluded(path.Join(under, e.Name())) && !(e.IsDir() && c.exclude.Exclusions()) {
+		if c.excluded(path.Join(under, e.Name())) {
 			continue
 		}
-		if c.cs.hidden(rel, e.IsDir()) {
+		if c.cs.excluded(rel) {
 			continue
 		}
 		h := filepath.Join(srcHost, e.Name())
@@ -1425,11 +1420,11 @@ func (sb *stageBuilder) withSource(ctx context.Context, from string, fn func(cs 
 	})
 }
 
-// mustMatcher compiles --exclude patterns already validated by copyInto.
-func mustMatcher(patterns []string) *patternmatcher.PatternMatcher {
-	pm, err := patternmatcher.New(patterns)
+// mustFilter compiles --exclude patterns validated by copyIntoSnapshot.
+func mustFilter(patterns []string) *buildctx.Filter {
+	f, err := buildctx.NewFilter(patterns)
 	if err != nil {
 		return nil
 	}
-	return pm
+	return f
 }

@@ -696,7 +696,7 @@ func linkTree(ctx context.Context, cs *copySource, srcHost, rel, dst string) err
 			return err
 		}
 		crel := path.Join(rel, e.Name())
-		if cs.hidden(crel, e.IsDir()) {
+		if cs.excluded(crel) {
 			continue
 		}
 		src, to := filepath.Join(srcHost, e.Name()), filepath.Join(dst, e.Name())

@@ -18,7 +18,7 @@ import (
 type Context struct {
 	Dir        string
 	IgnoreFile string // the ignore file used, "" if none
-	pm         *patternmatcher.PatternMatcher
+	tree       *Tree  // the context seen through the ignore rules
 	patterns   []string
 }
 
@@ -56,42 +56,25 @@ func Open(dir, dockerfilePath string) (*Context, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", p, err)
 		}
-		pm, err := patternmatcher.New(pats)
+		flt, err := NewFilter(pats)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p, err)
 		}
-		c.IgnoreFile, c.pm, c.patterns = p, pm, pats
+		c.IgnoreFile, c.tree, c.patterns = p, NewTree(abs, flt), pats
 		break
 	}
 	return c, nil
 }
 
 // Excluded reports whether the context-relative path rel (slash separated,
-// no leading slash) is excluded by the ignore rules.
+// no leading slash) is missing from the context as BuildKit transfers it
+// with the ignore rules (see Filter): the rules exclude it, or it lies in a
+// directory the transfer does not read, or it is an excluded directory with
+// nothing kept below it. A directory the rules exclude but that holds a
+// kept path is not excluded: it is transferred (with its own metadata) as
+// that path's parent.
 func (c *Context) Excluded(rel string) bool {
-	if c == nil || c.pm == nil || rel == "" || rel == "." {
-		return false
-	}
-	ok, err := c.pm.MatchesOrParentMatches(filepath.ToSlash(rel))
-	return err == nil && ok
-}
-
-// MayIncludeUnder reports whether some path below the excluded directory rel
-// could still be re-included by a "!" exception, so a walk must descend.
-func (c *Context) MayIncludeUnder(rel string) bool {
-	if c == nil || c.pm == nil || !c.pm.Exclusions() {
-		return false
-	}
-	for _, p := range c.pm.Patterns() {
-		if !p.Exclusion() {
-			continue
-		}
-		pat := p.String()
-		if strings.HasPrefix(pat, rel+"/") || strings.ContainsAny(pat, "*?[") || !strings.Contains(pat, "/") {
-			return true
-		}
-	}
-	return false
+	return c != nil && c.tree.Excluded(rel)
 }
 
 // Patterns returns the ignore patterns in effect.

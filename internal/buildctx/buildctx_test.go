@@ -84,51 +84,104 @@ func TestExcluded(t *testing.T) {
 	}
 }
 
-func TestMayIncludeUnder(t *testing.T) {
+// TestExcludedTree checks Excluded on real trees against what BuildKit's
+// context transfer (fsutil's filtered walk) keeps: directories the rules
+// exclude are kept when, and only when, something below them is; paths are
+// matched with their parents' results.
+func TestExcludedTree(t *testing.T) {
 	tests := []struct {
 		name   string
 		ignore string
-		checks map[string]bool // rel → MayIncludeUnder
+		files  []string        // created (a trailing "/" makes an empty directory)
 		excl   map[string]bool // rel → Excluded
 	}{
 		{
 			name:   "no exceptions",
 			ignore: "build\n*.log\n",
-			checks: map[string]bool{"build": false, "other": false},
-			excl:   map[string]bool{"build/x": true},
+			files:  []string{"build/x", "a.log", "src/a.log"},
+			excl:   map[string]bool{"build": true, "build/x": true, "a.log": true, "src": false, "src/a.log": false},
 		},
 		{
-			name:   "exception inside the excluded dir",
-			ignore: "build\n!build/keep\n",
-			checks: map[string]bool{"build": true, "other": false, "buil": false},
-			excl:   map[string]bool{"build": true, "build/keep": false, "build/keep/x": false, "build/other": true},
+			name:   "everything but a nested directory",
+			ignore: "**\n!dir/sub\n",
+			files:  []string{"top.txt", "dir/sub/file", "dir/sub/deep/f", "dir/other/x", "dir/y"},
+			excl: map[string]bool{
+				"top.txt": true, "dir": false, "dir/sub": false, "dir/sub/file": false, "dir/sub/deep/f": false,
+				"dir/other": true, "dir/other/x": true, "dir/y": true,
+			},
 		},
 		{
-			name:   "deep exception",
-			ignore: "a\n!a/b/c\n",
-			checks: map[string]bool{"a": true, "a/b": true, "a/x": false},
-			excl:   map[string]bool{"a/b": true, "a/b/c": false, "a/b/d": true},
+			name:   "everything but a nested file",
+			ignore: "*\n!dir/sub/file\n",
+			files:  []string{"dir/sub/file", "dir/sub/other", "dir/x"},
+			excl:   map[string]bool{"dir": false, "dir/sub": false, "dir/sub/file": false, "dir/sub/other": true, "dir/x": true},
 		},
 		{
-			name:   "exception without a slash matches anywhere it could",
-			ignore: "**/*.log\nbuild\n!keep.log\n",
-			checks: map[string]bool{"build": true, "x/y": true},
+			name:   "an exception that names nothing keeps no parent",
+			ignore: "**\n!dir/sub/file\n",
+			files:  []string{"dir/sub/", "dir/x"},
+			excl:   map[string]bool{"dir": true, "dir/sub": true, "dir/x": true},
+		},
+		{
+			name:   "exception below an exception's exclusion",
+			ignore: "**\n!a\na/b\n!a/b/c\n",
+			files:  []string{"a/x", "a/b/y", "a/b/c/d", "a/b/e/"},
+			excl: map[string]bool{
+				"a": false, "a/x": false, "a/b": false, "a/b/y": true, "a/b/c": false, "a/b/c/d": false,
+				"a/b/e": true,
+			},
+		},
+		{
+			name: "an exception naming a parent does not re-include what is excluded below it",
+			// "!a" is skipped for "a" (nothing excluded it yet), so "a/b"
+			// keeps "a/b" excluded: matched alone, "a/b" does not match "a".
+			ignore: "a/b\n!a\n",
+			files:  []string{"a/b/c", "a/d"},
+			excl:   map[string]bool{"a": false, "a/d": false, "a/b": true, "a/b/c": true},
+		},
+		{
+			name:   "wildcard exception",
+			ignore: "src\n!*/keep\n",
+			files:  []string{"src/keep", "src/other", "src/deep/keep"},
+			excl:   map[string]bool{"src": false, "src/keep": false, "src/other": true, "src/deep": true, "src/deep/keep": true},
 		},
 		{
 			name:   "** exception",
 			ignore: "vendor\n!**/LICENSE\n",
-			checks: map[string]bool{"vendor": true, "vendor/github.com": true},
-			excl:   map[string]bool{"vendor/x/LICENSE": false, "vendor/x/y.go": true},
+			files:  []string{"vendor/x/LICENSE", "vendor/x/y.go", "vendor/z/y.go"},
+			excl:   map[string]bool{"vendor": false, "vendor/x": false, "vendor/x/LICENSE": false, "vendor/x/y.go": true, "vendor/z": true},
+		},
+		{
+			// A path through a symlink is matched by its name; the COPY
+			// source check also matches the path it resolves to.
+			name:   "a symlink is not walked",
+			ignore: "**\n!link/f\n",
+			files:  []string{"dir/f", "link->dir"},
+			excl:   map[string]bool{"link": true, "dir": true, "dir/f": true},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := open(t, mkctx(t, map[string]string{".dockerignore": tt.ignore}), "")
-			for rel, want := range tt.checks {
-				if got := c.MayIncludeUnder(rel); got != want {
-					t.Errorf("MayIncludeUnder(%q) = %v, want %v", rel, got, want)
+			dir := mkctx(t, map[string]string{".dockerignore": tt.ignore})
+			for _, f := range tt.files {
+				full := filepath.Join(dir, filepath.FromSlash(f))
+				var err error
+				switch {
+				case strings.HasSuffix(f, "/"):
+					err = os.MkdirAll(full, 0o755)
+				case strings.Contains(f, "->"):
+					from, to, _ := strings.Cut(full, "->")
+					err = os.Symlink(to, from)
+				default:
+					if err = os.MkdirAll(filepath.Dir(full), 0o755); err == nil {
+						err = os.WriteFile(full, nil, 0o644)
+					}
+				}
+				if err != nil {
+					t.Fatal(err)
 				}
 			}
+			c := open(t, dir, "")
 			for rel, want := range tt.excl {
 				if got := c.Excluded(rel); got != want {
 					t.Errorf("Excluded(%q) = %v, want %v", rel, got, want)
@@ -138,19 +191,16 @@ func TestMayIncludeUnder(t *testing.T) {
 	}
 }
 
-// TestMayIncludeUnderWildcardException: whenever a path below an excluded
-// directory is not Excluded, MayIncludeUnder on that directory must be true,
-// or a walk that prunes on it loses the file.
-func TestMayIncludeUnderWildcardException(t *testing.T) {
-	c := open(t, mkctx(t, map[string]string{".dockerignore": "src\n!*/keep\n"}), "")
-	if !c.Excluded("src") {
-		t.Fatal("src not excluded")
-	}
-	if c.Excluded("src/keep") {
-		t.Fatal("src/keep excluded although \"!*/keep\" re-includes it")
-	}
-	if !c.MayIncludeUnder("src") {
-		t.Error("with .dockerignore \"src\\n!*/keep\", Excluded(\"src/keep\") is false but MayIncludeUnder(\"src\") is false, so a walk skips src/ and src/keep is lost (an exception with a slash and a wildcard but no ** is not considered)")
+// TestExcludedWithoutTree: paths that do not exist are matched as files.
+func TestExcludedWithoutTree(t *testing.T) {
+	c := open(t, mkctx(t, map[string]string{".dockerignore": "build\n!build/keep\na\n!a/b/c\n"}), "")
+	for rel, want := range map[string]bool{
+		"build": true, "build/keep": false, "build/keep/x": false, "build/other": true,
+		"a/b": true, "a/b/c": false, "a/b/d": true, "a/x/c": true,
+	} {
+		if got := c.Excluded(rel); got != want {
+			t.Errorf("Excluded(%q) = %v, want %v", rel, got, want)
+		}
 	}
 }
 
@@ -203,11 +253,11 @@ func TestNoIgnoreFile(t *testing.T) {
 	if c.IgnoreFile != "" || len(c.Patterns()) != 0 {
 		t.Errorf("IgnoreFile %q Patterns %q", c.IgnoreFile, c.Patterns())
 	}
-	if c.Excluded("a.log") || c.MayIncludeUnder("x") {
+	if c.Excluded("a.log") {
 		t.Error("rules applied without an ignore file")
 	}
 	var nilCtx *Context
-	if nilCtx.Excluded("x") || nilCtx.MayIncludeUnder("x") {
+	if nilCtx.Excluded("x") {
 		t.Error("nil *Context excludes")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"slices"
 	"strings"
 
@@ -62,6 +63,10 @@ type Owner struct{ UID, GID int }
 // confined to dest (a leading "/" is stripped, ".." escapes are rejected,
 // symlinks resolve inside dest), and owners, modes and mtimes from the archive
 // are kept. If owner != nil every entry is chowned to owner.UID/GID instead.
+// As in BuildKit (moby/go-archive in a chroot of dest): an entry whose name
+// cleans to "." ("", "./") is skipped, a directory entry named "/" gives dest
+// itself its owner, mode and times, a later entry replaces an earlier one,
+// and a hardlink entry's owner and mode go to the file it links.
 func Unpack(ctx context.Context, dest string, r io.Reader, owner *Owner) error {
 	x := &extractor{owner: owner}
 	if _, err := x.run(ctx, dest, r); err != nil {
@@ -168,6 +173,17 @@ func (x *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return nil
 	}
+	if !x.layer {
+		// ADD cleans names as BuildKit's extraction (moby/go-archive,
+		// filepath.Clean, in a chroot of dest) does: "", "." and "./" are
+		// skipped whatever their type; "/" (and "//", "/.") is dest itself.
+		switch path.Clean(hdr.Name) {
+		case ".":
+			return nil
+		case "/":
+			return x.destEntry(hdr)
+		}
+	}
 	rel, err := cleanEntryName(hdr.Name, !x.layer)
 	if err != nil {
 		return err
@@ -210,8 +226,6 @@ func (x *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 	} else if !errors.Is(err, unix.ENOENT) {
 		return err
 	}
-
-	mode := uint32(hdr.Mode & 0o7777)
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		if !exists {
@@ -228,7 +242,7 @@ func (x *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 			return err
 		}
 	case tar.TypeLink:
-		return x.hardlink(pfd, base, hdr.Linkname)
+		return x.hardlink(pfd, base, hdr)
 	case tar.TypeChar:
 		if err := unix.Mknodat(pfd, base, unix.S_IFCHR|0o600, int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))); err != nil {
 			return err
@@ -245,28 +259,15 @@ func (x *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 		return fmt.Errorf("unsupported tar entry type %q", hdr.Typeflag)
 	}
 
-	uid, gid := hdr.Uid, hdr.Gid
-	if x.owner != nil {
-		uid, gid = x.owner.UID, x.owner.GID
-	}
-	if err := unix.Fchownat(pfd, base, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("lchown: %w", err)
-	}
 	symlink := hdr.Typeflag == tar.TypeSymlink
-	if !symlink { // chmod after chown, which clears setuid/setgid
-		if err := unix.Fchmodat(pfd, base, mode, 0); err != nil {
-			return fmt.Errorf("chmod: %w", err)
-		}
-	}
-	if err := x.setXattrs(pfd, base, hdr); err != nil {
+	if err := x.setMeta(pfd, base, hdr, symlink); err != nil {
 		return err
 	}
-	times := entryTimes(hdr)
 	if isDir {
-		x.dirTimes[rel] = times
+		x.dirTimes[rel] = entryTimes(hdr)
 		return nil
 	}
-	if err := unix.UtimesNanoAt(pfd, base, times, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := unix.UtimesNanoAt(pfd, base, entryTimes(hdr), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("set times: %w", err)
 	}
 	return nil
@@ -361,9 +362,10 @@ func fill(r io.Reader, buf []byte) (int, error) {
 
 func isZeroBlock(b []byte) bool { return string(b) == string(zeroBlock[:len(b)]) }
 
-// hardlink links base in pfd to target, a path of the archive resolved inside
-// the root (the target itself is linked, not what it may point to).
-func (x *extractor) hardlink(pfd int, base, target string) error {
+// hardlink links base in pfd to hdr.Linkname, a path of the archive resolved
+// inside the root (the target itself is linked, not what it may point to).
+func (x *extractor) hardlink(pfd int, base string, hdr *tar.Header) error {
+	target := hdr.Linkname
 	trel, err := cleanEntryName(target, !x.layer)
 	if err != nil {
 		return fmt.Errorf("hardlink target %q: %w", target, err)
@@ -383,11 +385,58 @@ func (x *extractor) hardlink(pfd int, base, target string) error {
 	if err := unix.Linkat(tfd, tbase, pfd, base, 0); err != nil {
 		return fmt.Errorf("hardlink to %q: %w", target, err)
 	}
+	if x.layer {
+		return nil
+	}
+	// ADD, as BuildKit (moby/go-archive) extracts: the link entry's owner
+	// (or the --chown one), mode and xattrs go to the file both names
+	// share (a symlink keeps its mode), and its times unless it is a symlink.
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		return x.setMeta(pfd, base, hdr, true)
+	}
+	if err := x.setMeta(pfd, base, hdr, false); err != nil {
+		return err
+	}
+	if err := unix.UtimesNanoAt(pfd, base, entryTimes(hdr), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("set times: %w", err)
+	}
+	return nil
+}
+
+// setMeta gives base in pfd the owner of hdr (of x.owner if set), its mode
+// unless base is a symlink, and its xattrs.
+func (x *extractor) setMeta(pfd int, base string, hdr *tar.Header, symlink bool) error {
+	uid, gid := hdr.Uid, hdr.Gid
 	if x.owner != nil {
-		if err := unix.Fchownat(pfd, base, x.owner.UID, x.owner.GID, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return fmt.Errorf("lchown: %w", err)
+		uid, gid = x.owner.UID, x.owner.GID
+	}
+	if err := unix.Fchownat(pfd, base, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("lchown: %w", err)
+	}
+	if !symlink { // chmod after chown, which clears setuid/setgid
+		if err := unix.Fchmodat(pfd, base, uint32(hdr.Mode&0o7777), 0); err != nil {
+			return fmt.Errorf("chmod: %w", err)
 		}
 	}
+	return x.setXattrs(pfd, base, hdr)
+}
+
+// destEntry applies an ADD archive's entry named "/": a directory entry
+// gives dest its owner, mode, xattrs and times; any other type would
+// replace dest and is an error.
+func (x *extractor) destEntry(hdr *tar.Header) error {
+	if hdr.Typeflag != tar.TypeDir {
+		return fmt.Errorf("entry of type %q would replace the destination directory", hdr.Typeflag)
+	}
+	// dest's parent is outside the root: address dest as "." in itself.
+	if err := x.setMeta(x.root.fd, ".", hdr, false); err != nil {
+		return err
+	}
+	x.dirTimes["."] = entryTimes(hdr) // set at the end, by setDirTimes
 	return nil
 }
 

@@ -295,7 +295,7 @@ func TestUnpack(t *testing.T) {
 		header(&tar.Header{Typeflag: tar.TypeReg, Name: "app/bin", Mode: 0o755, Uid: 1234, Gid: 1235, ModTime: mtime, Size: 3})
 	b.tw.Write([]byte("new"))
 	b.header(&tar.Header{Typeflag: tar.TypeSymlink, Name: "app/link", Linkname: "bin", Uid: 1234, Gid: 1235, ModTime: mtime}).
-		header(&tar.Header{Typeflag: tar.TypeLink, Name: "app/hard", Linkname: "app/bin", ModTime: mtime}).
+		header(&tar.Header{Typeflag: tar.TypeLink, Name: "app/hard", Linkname: "app/bin", Mode: 0o755, Uid: 1234, Gid: 1235, ModTime: mtime}).
 		header(&tar.Header{Typeflag: tar.TypeReg, Name: "app/.wh.keep", Mode: 0o600, Uid: 1234, Gid: 1235, ModTime: mtime}).
 		header(&tar.Header{Typeflag: tar.TypeReg, Name: "/abs/file", Mode: 0o640, Uid: 1234, Gid: 1235, ModTime: mtime})
 	archive := gz(b.bytes())
@@ -361,6 +361,169 @@ func TestUnpack(t *testing.T) {
 		}
 		if _, err := os.Stat(filepath.Join(dir, "evil")); err != nil {
 			t.Errorf("up/evil should land in dest/evil: %v", err)
+		}
+	})
+}
+
+// TestUnpackEntryNames: ADD extracts archives the way BuildKit does (moby/
+// go-archive's Unpack, names cleaned with filepath.Clean, issue 13): entries
+// whose name cleans to "." ("", ".", "./") are skipped whatever their type,
+// "./a/../b" is "b", a leading "/" is dropped, a later entry replaces an
+// earlier one (directories merge and take the later metadata), missing
+// parents are made 0755 root whatever --chown says, and a hardlink entry's
+// owner, mode and times go to the file it links (both names are one inode).
+func TestUnpackEntryNames(t *testing.T) {
+	requireRoot(t)
+	mt := time.Date(2003, 4, 5, 6, 7, 8, 0, time.UTC)
+	h := func(typ byte, name string, mode int64, uid int, body string) *tar.Header {
+		return &tar.Header{Typeflag: typ, Name: name, Mode: mode, Uid: uid, Gid: uid, Size: int64(len(body)), ModTime: mt}
+	}
+	b := newTB()
+	add := func(hd *tar.Header, body string) {
+		b.header(hd)
+		b.tw.Write([]byte(body))
+	}
+	add(h(tar.TypeDir, "./", 0o700, 1000, ""), "")
+	add(h(tar.TypeDir, "", 0o750, 1000, ""), "")
+	add(h(tar.TypeDir, ".", 0o711, 1000, ""), "")
+	add(h(tar.TypeReg, "", 0o644, 0, "nameless\n"), "nameless\n")
+	add(h(tar.TypeReg, "./a", 0o644, 0, "a\n"), "a\n")
+	add(h(tar.TypeReg, "./sub/../b", 0o600, 0, "b\n"), "b\n")
+	add(h(tar.TypeReg, "/c", 0o640, 0, "c\n"), "c\n")
+	add(h(tar.TypeDir, "d/", 0o700, 0, ""), "")
+	add(h(tar.TypeDir, "./d", 0o750, 0, ""), "")
+	add(h(tar.TypeReg, "e", 0o644, 0, "one\n"), "one\n")
+	add(h(tar.TypeReg, "./e", 0o600, 0, "two\n"), "two\n")
+	add(h(tar.TypeReg, "x/y/z", 0o644, 0, "z\n"), "z\n")
+	add(h(tar.TypeReg, "f", 0o644, 0, "f\n"), "f\n")
+	add(h(tar.TypeDir, "f/", 0o755, 0, ""), "")
+	add(h(tar.TypeReg, "h/i", 0o644, 0, "i\n"), "i\n")
+	add(h(tar.TypeReg, "h", 0o644, 0, "h\n"), "h\n")
+	add(h(tar.TypeDir, "j/./k/", 0o700, 0, ""), "")
+	add(h(tar.TypeReg, "p", 0o644, 0, "p\n"), "p\n")
+	l := h(tar.TypeLink, "l", 0o604, 7, "")
+	l.Linkname = "./p"
+	add(l, "")
+	s := h(tar.TypeSymlink, "s", 0o777, 0, "")
+	s.Linkname = "p"
+	add(s, "")
+	sl := h(tar.TypeLink, "sl", 0o600, 8, "")
+	sl.Linkname = "/s"
+	add(sl, "")
+	archive := b.bytes()
+
+	for _, tc := range []struct {
+		name  string
+		owner *Owner
+	}{{"archive owners", nil}, {"owner override", &Owner{UID: 42, GID: 42}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dest := t.TempDir()
+			must(t, os.Chmod(dest, 0o755))
+			must(t, Unpack(context.Background(), dest, bytes.NewReader(archive), tc.owner))
+			id := func(u uint32) uint32 {
+				if tc.owner != nil {
+					return uint32(tc.owner.UID)
+				}
+				return u
+			}
+			type want struct {
+				typ      string
+				mode     os.FileMode
+				uid      uint32
+				size     int64
+				nlink    uint64
+				implicit bool // a missing parent: 0755 root whatever the owner
+			}
+			wants := map[string]want{
+				"a":     {typ: "file", mode: 0o644, size: 2, nlink: 1},
+				"b":     {typ: "file", mode: 0o600, size: 2, nlink: 1},
+				"c":     {typ: "file", mode: 0o640, size: 2, nlink: 1},
+				"d":     {typ: "dir", mode: 0o750},
+				"e":     {typ: "file", mode: 0o600, size: 4, nlink: 1},
+				"f":     {typ: "dir", mode: 0o755},
+				"h":     {typ: "file", mode: 0o644, size: 2, nlink: 1},
+				"j":     {typ: "dir", mode: 0o755, implicit: true},
+				"j/k":   {typ: "dir", mode: 0o700},
+				"x":     {typ: "dir", mode: 0o755, implicit: true},
+				"x/y":   {typ: "dir", mode: 0o755, implicit: true},
+				"x/y/z": {typ: "file", mode: 0o644, size: 2, nlink: 1},
+				"p":     {typ: "file", mode: 0o604, uid: 7, size: 2, nlink: 2},
+				"l":     {typ: "file", mode: 0o604, uid: 7, size: 2, nlink: 2},
+				"s":     {typ: "symlink", uid: 8},
+				"sl":    {typ: "symlink", uid: 8},
+			}
+			got := snapshotTree(t, dest)
+			for rel, w := range wants {
+				g, ok := got[rel]
+				if !ok {
+					t.Errorf("%s missing", rel)
+					continue
+				}
+				uid := id(w.uid)
+				if w.implicit {
+					uid = 0
+				}
+				if g.Type != w.typ || g.Mode != w.mode || g.UID != uid || g.GID != uid || (w.typ == "file" && (g.Size != w.size || g.Nlink != w.nlink)) {
+					t.Errorf("%s: got %s %v %d:%d size %d nlink %d, want %s %v %d:%d size %d nlink %d", rel, g.Type, g.Mode, g.UID, g.GID, g.Size, g.Nlink, w.typ, w.mode, uid, uid, w.size, w.nlink)
+				}
+			}
+			for rel := range got {
+				if _, ok := wants[rel]; !ok {
+					t.Errorf("unexpected %s", rel)
+				}
+			}
+			if b, _ := os.ReadFile(filepath.Join(dest, "e")); string(b) != "two\n" {
+				t.Errorf("e = %q, want the later entry's \"two\\n\"", b)
+			}
+			var st unix.Stat_t
+			must(t, unix.Lstat(dest, &st))
+			if st.Mode&0o7777 != 0o755 || st.Uid != 0 {
+				t.Errorf("dest changed by a \".\" entry: mode %o owner %d", st.Mode&0o7777, st.Uid)
+			}
+		})
+	}
+}
+
+// TestUnpackSlashEntry: an entry named "/" is the destination directory
+// itself (BuildKit extracts in a chroot of it): a directory entry sets its
+// owner (or --chown's), mode and times, and its entries land inside; any
+// other type is an error that leaves the destination as it was.
+func TestUnpackSlashEntry(t *testing.T) {
+	requireRoot(t)
+	mt := time.Date(2003, 4, 5, 6, 7, 8, 0, time.UTC)
+	archive := newTB().
+		header(&tar.Header{Typeflag: tar.TypeDir, Name: "/", Mode: 0o750, Uid: 1000, Gid: 1001, ModTime: mt}).
+		file("/k", "k\n", 0o644).bytes()
+	for _, tc := range []struct {
+		name     string
+		owner    *Owner
+		uid, gid uint32
+	}{{"archive owners", nil, 1000, 1001}, {"owner override", &Owner{UID: 42, GID: 43}, 42, 43}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dest := filepath.Join(t.TempDir(), "dest")
+			must(t, os.Mkdir(dest, 0o1777))
+			must(t, unix.Chmod(dest, 0o1777))
+			must(t, Unpack(context.Background(), dest, bytes.NewReader(archive), tc.owner))
+			var st unix.Stat_t
+			must(t, unix.Lstat(dest, &st))
+			if st.Mode&0o7777 != 0o750 || st.Uid != tc.uid || st.Gid != tc.gid || st.Mtim.Sec != mt.Unix() {
+				t.Errorf("dest: mode %o owner %d:%d mtime %d, want 0750 %d:%d %d", st.Mode&0o7777, st.Uid, st.Gid, st.Mtim.Sec, tc.uid, tc.gid, mt.Unix())
+			}
+			if b, err := os.ReadFile(filepath.Join(dest, "k")); err != nil || string(b) != "k\n" {
+				t.Errorf("k: %q %v", b, err)
+			}
+		})
+	}
+	t.Run("not a directory", func(t *testing.T) {
+		dest := t.TempDir()
+		mustWrite(t, filepath.Join(dest, "keep"), "keep", 0o644)
+		// (archive/tar writes no file named "/"; "/." cleans to it)
+		err := Unpack(context.Background(), dest, bytes.NewReader(newTB().file("/.", "x", 0o644).bytes()), nil)
+		if err == nil {
+			t.Fatal("a file entry named \"/\" was accepted")
+		}
+		if _, err := os.Stat(filepath.Join(dest, "keep")); err != nil {
+			t.Errorf("dest emptied: %v", err)
 		}
 	})
 }
