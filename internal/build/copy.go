@@ -422,12 +422,10 @@ func (c *copier) copyItem(ctx context.Context, it copyItem, cs *copySource, dest
 		}
 		host, fi = real, rfi
 	}
-	// A file source matching --exclude by its name is left out, as Docker's
-	// documentation says (BuildKit v0.34.2 copies it nonetheless); the
-	// patterns of a directory source apply below it, as in BuildKit.
-	if !fi.IsDir() && c.exclude != nil && c.exclude.Match(path.Base(it.rel), false, buildctx.Match{}).Excluded {
-		return nil
-	}
+	// --exclude applies below a directory source, as in BuildKit; a file
+	// source (named, or matched by a wildcard) is copied whatever its name:
+	// BuildKit v0.34.2 does so, although Docker's reference suggests
+	// otherwise (COPY --exclude=*.txt hom* copies home.txt there).
 	c.excludeIn = buildctx.NewTree(host, c.exclude)
 	if o.parents {
 		target := path.Join(dest, it.keep)

@@ -221,10 +221,17 @@ type copyRequest struct {
 	createdBy          string
 }
 
+// copyRules names the version of the rules COPY and ADD follow (which
+// files --exclude leaves out, how archives are unpacked): a change of them
+// that gives other files for the same inputs bumps it, so that layers cached
+// under the old rules are not reused.
+const copyRules = "2"
+
 // optionInputs are the cache key inputs of the instruction's options.
 func (c copyRequest) optionInputs() []cache.Input {
 	return []cache.Input{
 		{Name: "instruction", Value: c.verb},
+		{Name: "rules", Value: copyRules},
 		{Name: "dest", Value: c.dest},
 		{Name: "chown", Value: c.chown},
 		{Name: "chmod", Value: c.chmod},
