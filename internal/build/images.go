@@ -10,6 +10,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/strata-build/strata/internal/human"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/layer"
 	"github.com/strata-build/strata/internal/progress"
@@ -119,7 +120,7 @@ func (b *Builder) LayerDirs(ctx context.Context, img *image.Image) ([]string, er
 	return dirs, nil
 }
 
-// reportTransfer writes "VERB X MB of Y MB (Z MB/s)" into step every second
+// reportTransfer writes "VERB 12.3MB of 45.6MB (7.89MB/s)" into step every second
 // while a transfer runs, and a last line when the returned stop is called.
 func reportTransfer(step *progress.Step, verb string, n *atomic.Int64, total int64) func() {
 	if step == nil {
@@ -128,16 +129,11 @@ func reportTransfer(step *progress.Step, verb string, n *atomic.Int64, total int
 	start := time.Now()
 	line := func() {
 		d := n.Load()
-		secs := time.Since(start).Seconds()
-		speed := 0.0
-		if secs > 0 {
-			speed = float64(d) / secs / (1 << 20)
-		}
 		of := ""
 		if total > 0 {
-			of = fmt.Sprintf(" of %.1f MB", float64(total)/(1<<20))
+			of = " of " + human.Size(total)
 		}
-		fmt.Fprintf(step, "%s %.1f MB%s (%.1f MB/s)\n", verb, float64(d)/(1<<20), of, speed)
+		fmt.Fprintf(step, "%s %s%s (%s)\n", verb, human.Size(d), of, human.Rate(d, time.Since(start)))
 	}
 	done := make(chan struct{})
 	go func() {

@@ -9,6 +9,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/strata-build/strata/internal/cache"
+	"github.com/strata-build/strata/internal/human"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/layer"
 	"github.com/strata-build/strata/internal/plan"
@@ -125,7 +126,7 @@ func (r *run) layerBlob(ctx context.Context, l image.Layer) (image.Layer, error)
 	}
 	r.madeBlobs[l.DiffID] = m
 	r.recordBlob(m)
-	r.opts.Progress.Logf("compressed layer %s, cached without a blob until now: %.1f MB in %.1fs", l.DiffID.Encoded()[:12], float64(m.Size)/1e6, time.Since(start).Seconds())
+	r.opts.Progress.Logf("compressed layer %s, cached without a blob until now: %s in %.1fs", l.DiffID.Encoded()[:12], human.Size(m.Size), time.Since(start).Seconds())
 	return m, nil
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/strata-build/strata/internal/human"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/inspect"
 	"github.com/strata-build/strata/internal/store"
@@ -102,7 +103,7 @@ func (a *app) imagesCmd() *cobra.Command {
 				if !untagged {
 					repo, tag = splitName(store.FamiliarName(im.Name))
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", repo, tag, id, inspect.Since(img.Config.Created.Time, now), inspect.HumanSize(size))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", repo, tag, id, human.Since(img.Config.Created.Time, now), human.Size(size))
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -451,7 +452,7 @@ columns with a header, or give "json" for one JSON object a line.`,
 
 // historyRows lays out img's history newest first. sizes are the layers'
 // content sizes (nil: not computed, as for -q).
-func historyRows(img *image.Image, sizes []int64, now time.Time, trunc, human bool) []historyRow {
+func historyRows(img *image.Image, sizes []int64, now time.Time, trunc, humanReadable bool) []historyRow {
 	steps := inspect.Steps(&img.Config, len(img.Layers))
 	id := img.Manifest.Config.Digest.String()
 	if trunc {
@@ -474,9 +475,9 @@ func historyRows(img *image.Image, sizes []int64, now time.Time, trunc, human bo
 		if !s.Created.IsZero() {
 			r.CreatedAt = s.Created.Format(time.RFC3339)
 		}
-		if human {
-			r.CreatedSince = inspect.Since(s.Created, now)
-			r.Size = inspect.HumanSize(size)
+		if humanReadable {
+			r.CreatedSince = human.Since(s.Created, now)
+			r.Size = human.Size(size)
 		} else {
 			r.CreatedSince = r.CreatedAt
 			r.Size = strconv.FormatInt(size, 10)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/strata-build/strata/internal/human"
 	"github.com/strata-build/strata/internal/inspect"
 )
 
@@ -82,7 +83,7 @@ The layers are read from the store's blobs; nothing is unpacked.`,
 					compressed += l.Size
 				}
 				fmt.Fprintf(&out, "%s  ID %s  %d layers  %s (%s compressed)\n", args[0], img.Manifest.Config.Digest.Hex[:12],
-					len(layers), inspect.HumanSize(content), inspect.HumanSize(compressed))
+					len(layers), human.Size(content), human.Size(compressed))
 				for _, l := range layers {
 					out.WriteByte('\n')
 					writeLayer(&out, l, len(layers), n)
@@ -121,7 +122,7 @@ func writeLayer(w io.Writer, l inspect.LayerChanges, total, n int) {
 	if i := strings.IndexByte(digest, ':'); i >= 0 && len(digest) > i+13 {
 		digest = digest[:i+13]
 	}
-	fmt.Fprintf(w, "Layer %d/%d  %s  %s (%s compressed)\n", l.Index+1, total, digest, inspect.HumanSize(l.Content), inspect.HumanSize(l.Size))
+	fmt.Fprintf(w, "Layer %d/%d  %s  %s (%s compressed)\n", l.Index+1, total, digest, human.Size(l.Content), human.Size(l.Size))
 	by := inspect.OneLine(l.CreatedBy)
 	if by == "" {
 		by = "<missing>"
@@ -129,7 +130,7 @@ func writeLayer(w io.Writer, l inspect.LayerChanges, total, n int) {
 	fmt.Fprintf(w, "  created by: %s\n", inspect.Ellipsis(by, 100))
 	summary := fmt.Sprintf("  %d added, %d modified, %d deleted", l.Added, l.Modified, l.Deleted)
 	if l.HiddenBytes > 0 {
-		summary += fmt.Sprintf("; hides %s of the layers below", inspect.HumanSize(l.HiddenBytes))
+		summary += fmt.Sprintf("; hides %s of the layers below", human.Size(l.HiddenBytes))
 	}
 	fmt.Fprintln(w, summary)
 	if len(l.Changes) == 0 {
@@ -148,7 +149,7 @@ func writeLayer(w io.Writer, l inspect.LayerChanges, total, n int) {
 	}
 	rows := make([][3]string, 0, len(changes))
 	for _, c := range changes {
-		rows = append(rows, [3]string{string(c.Kind), inspect.HumanSize(c.Size), changeText(c)})
+		rows = append(rows, [3]string{string(c.Kind), human.Size(c.Size), changeText(c)})
 		hides := c.Hides
 		more := 0
 		if n >= 0 && len(hides) > n {
@@ -156,7 +157,7 @@ func writeLayer(w io.Writer, l inspect.LayerChanges, total, n int) {
 			hides = hides[:n]
 		}
 		for _, h := range hides {
-			rows = append(rows, [3]string{"", inspect.HumanSize(h.Size), "    " + h.Path})
+			rows = append(rows, [3]string{"", human.Size(h.Size), "    " + h.Path})
 		}
 		if more > 0 {
 			rows = append(rows, [3]string{"", "", fmt.Sprintf("    ... %d more", more)})
@@ -164,7 +165,7 @@ func writeLayer(w io.Writer, l inspect.LayerChanges, total, n int) {
 	}
 	writeRows(w, rows)
 	if restCount > 0 {
-		fmt.Fprintf(w, "  ... %d more (%s); --all shows every path\n", restCount, inspect.HumanSize(restSize))
+		fmt.Fprintf(w, "  ... %d more (%s); --all shows every path\n", restCount, human.Size(restSize))
 	}
 }
 
@@ -198,7 +199,7 @@ func changeText(c inspect.Change) string {
 	}
 	switch {
 	case c.Kind == inspect.Modified && c.LowerSize > 0:
-		s += fmt.Sprintf(" (replaces %s)", inspect.HumanSize(c.LowerSize))
+		s += fmt.Sprintf(" (replaces %s)", human.Size(c.LowerSize))
 	case c.Kind == inspect.Deleted && c.Opaque:
 		s += fmt.Sprintf(" (opaque: hides %s below)", paths(c.HiddenPaths))
 	case c.Kind == inspect.Deleted && c.Type == "dir":

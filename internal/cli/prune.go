@@ -11,7 +11,7 @@ import (
 
 	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/gc"
-	"github.com/strata-build/strata/internal/inspect"
+	"github.com/strata-build/strata/internal/human"
 )
 
 func (a *app) duCmd() *cobra.Command {
@@ -35,7 +35,7 @@ func (a *app) duCmd() *cobra.Command {
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 3, ' ', 0)
 			fmt.Fprintln(tw, "TYPE\tCOUNT\tSIZE")
 			row := func(name string, n int, bytes int64) {
-				fmt.Fprintf(tw, "%s\t%d\t%s\n", name, n, inspect.HumanSize(bytes))
+				fmt.Fprintf(tw, "%s\t%d\t%s\n", name, n, human.Size(bytes))
 			}
 			row("Images (blobs)", r.Images.Count, r.Images.Bytes)
 			row("Images (unpacked layers)", r.ImageLayers.Count, r.ImageLayers.Bytes)
@@ -46,7 +46,7 @@ func (a *app) duCmd() *cobra.Command {
 			row("Cache mounts", r.CacheMounts.Count, r.CacheMounts.Bytes)
 			row("Unreferenced", r.Unreferenced.Count, r.Unreferenced.Bytes)
 			tw.Flush()
-			fmt.Fprintf(a.stdout, "Reclaimable with prune --all: %s\n", inspect.HumanSize(r.Reclaimable))
+			fmt.Fprintf(a.stdout, "Reclaimable with prune --all: %s\n", human.Size(r.Reclaimable))
 			return nil
 		},
 	}
@@ -99,7 +99,7 @@ func (a *app) pruneCmd() *cobra.Command {
 				}
 				fmt.Fprintln(a.stdout)
 			}
-			fmt.Fprintf(a.stdout, "Removed %d build cache records and %d blobs/layers\nTotal reclaimed space: %s\n", res.Records, res.Freed.Count, inspect.HumanSize(res.Freed.Bytes))
+			fmt.Fprintf(a.stdout, "Removed %d build cache records and %d blobs/layers\nTotal reclaimed space: %s\n", res.Records, res.Freed.Count, human.Size(res.Freed.Bytes))
 			return nil
 		},
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strata-build/strata/internal/build"
+	"github.com/strata-build/strata/internal/human"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/store"
@@ -44,8 +45,7 @@ func (a *app) push(ctx context.Context, b *build.Builder, img *image.Image, ref 
 	var last time.Time
 	var lastDone, lastTotal int64
 	report := func(done, total int64) {
-		secs := time.Since(start).Seconds()
-		logf("  pushed %.1f MB of %.1f MB (%.1f MB/s)", float64(done)/(1<<20), float64(total)/(1<<20), float64(done)/(1<<20)/max(secs, 0.001))
+		logf("  pushed %s of %s (%s)", human.Size(done), human.Size(total), human.Rate(done, time.Since(start)))
 	}
 	err = b.Registry.PushProgress(ctx, ref, v, func(done, total int64) {
 		lastDone, lastTotal = done, total

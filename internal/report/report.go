@@ -12,6 +12,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/strata-build/strata/internal/human"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/progress"
 )
@@ -142,7 +143,7 @@ func Write(w io.Writer, d Data) error {
 			}
 			if li < len(img.Layers) {
 				l := img.Layers[li]
-				p.Layers = append(p.Layers, Layer{Digest: l.Digest.String(), Size: human(l.Size), CreatedBy: h.CreatedBy})
+				p.Layers = append(p.Layers, Layer{Digest: l.Digest.String(), Size: human.Size(l.Size), CreatedBy: h.CreatedBy})
 			}
 			li++
 		}
@@ -150,18 +151,6 @@ func Write(w io.Writer, d Data) error {
 		p.Config = string(cfg)
 	}
 	return tmpl.Execute(w, p)
-}
-
-func human(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f kB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 var tmpl = template.Must(template.New("report").Funcs(template.FuncMap{

@@ -51,7 +51,7 @@ func TestWrite(t *testing.T) {
 	if n := strings.Count(html, `<div class="bar `); n != 4 {
 		t.Errorf("%d timeline bars, want 4", n)
 	}
-	for _, want := range []string{"miss: changed: source server.go", ">hit<", "COPY /server / # buildkit", "2.0 MB", `&#34;/server&#34;`, "&lt;script&gt;", "compiling", "a message", "3 ran", "1 cached"} {
+	for _, want := range []string{"miss: changed: source server.go", ">hit<", "COPY /server / # buildkit", "2.1MB", `&#34;/server&#34;`, "&lt;script&gt;", "compiling", "a message", "3 ran", "1 cached"} {
 		if !strings.Contains(html, want) {
 			t.Errorf("report lacks %q", want)
 		}
