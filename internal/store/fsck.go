@@ -560,21 +560,10 @@ func (f *fsck) images(context.Context) error {
 // removeIndexEntry drops the index entry named name that points at d (and
 // not a newer one of the same name).
 func (s *Store) removeIndexEntry(name string, d digest.Digest) error {
-	return s.lock("index.lock", func() error {
-		idx, err := s.readIndex()
-		if err != nil {
-			return err
-		}
-		out := idx.Manifests[:0]
-		for _, m := range idx.Manifests {
-			if m.Annotations[RefNameAnnotation] == name && m.Digest == d {
-				continue
-			}
-			out = append(out, m)
-		}
-		idx.Manifests = out
-		return s.writeIndex(idx)
+	_, err := s.removeEntries(func(m ocispec.Descriptor) bool {
+		return m.Annotations[RefNameAnnotation] == name && m.Digest == d
 	})
+	return err
 }
 
 // ---- cache records ----

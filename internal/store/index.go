@@ -120,11 +120,7 @@ func (s *Store) Tag(ref string, desc ocispec.Descriptor) error {
 	if !s.HasBlob(desc.Digest) {
 		return fmt.Errorf("tag %s: manifest %s is not in the store", n, desc.Digest)
 	}
-	return s.lock("index.lock", func() error {
-		idx, err := s.readIndex()
-		if err != nil {
-			return err
-		}
+	return s.editIndex(func(idx *ocispec.Index) (bool, error) {
 		var replaced []ocispec.Descriptor
 		out := idx.Manifests[:0]
 		for _, m := range idx.Manifests {
@@ -146,8 +142,42 @@ func (s *Store) Tag(ref string, desc ocispec.Descriptor) error {
 			out = keepRecord(out, m)
 		}
 		idx.Manifests = out
+		return true, nil
+	})
+}
+
+// editIndex runs fn on index.json under the index lock, and writes it back
+// when fn reports a change.
+func (s *Store) editIndex(fn func(idx *ocispec.Index) (changed bool, err error)) error {
+	return s.lock("index.lock", func() error {
+		idx, err := s.readIndex()
+		if err != nil {
+			return err
+		}
+		changed, err := fn(&idx)
+		if err != nil || !changed {
+			return err
+		}
 		return s.writeIndex(idx)
 	})
+}
+
+// removeEntries drops the index entries that drop selects and returns them.
+func (s *Store) removeEntries(drop func(m ocispec.Descriptor) bool) ([]ocispec.Descriptor, error) {
+	var removed []ocispec.Descriptor
+	err := s.editIndex(func(idx *ocispec.Index) (bool, error) {
+		out := idx.Manifests[:0]
+		for _, m := range idx.Manifests {
+			if drop(m) {
+				removed = append(removed, m)
+				continue
+			}
+			out = append(out, m)
+		}
+		idx.Manifests = out
+		return len(removed) > 0, nil
+	})
+	return removed, err
 }
 
 // keepRecord adds an untagged entry for m's manifest to entries unless
@@ -169,16 +199,10 @@ func (s *Store) AddImage(desc ocispec.Descriptor) error {
 	if !s.HasBlob(desc.Digest) {
 		return fmt.Errorf("add image: manifest %s is not in the store", desc.Digest)
 	}
-	return s.lock("index.lock", func() error {
-		idx, err := s.readIndex()
-		if err != nil {
-			return err
-		}
+	return s.editIndex(func(idx *ocispec.Index) (bool, error) {
 		n := len(idx.Manifests)
-		if idx.Manifests = keepRecord(idx.Manifests, desc); len(idx.Manifests) == n {
-			return nil
-		}
-		return s.writeIndex(idx)
+		idx.Manifests = keepRecord(idx.Manifests, desc)
+		return len(idx.Manifests) != n, nil
 	})
 }
 
@@ -186,56 +210,23 @@ func (s *Store) AddImage(desc ocispec.Descriptor) error {
 // untagged entry. It returns the names it removed and whether there was
 // anything to remove. The blobs stay until pruned.
 func (s *Store) RemoveImage(d digest.Digest) (names []string, found bool, err error) {
-	err = s.lock("index.lock", func() error {
-		idx, err := s.readIndex()
-		if err != nil {
-			return err
+	removed, err := s.removeEntries(func(m ocispec.Descriptor) bool { return m.Digest == d })
+	for _, m := range removed {
+		if n := m.Annotations[RefNameAnnotation]; n != "" {
+			names = append(names, n)
 		}
-		out := idx.Manifests[:0]
-		for _, m := range idx.Manifests {
-			if m.Digest != d {
-				out = append(out, m)
-				continue
-			}
-			found = true
-			if n := m.Annotations[RefNameAnnotation]; n != "" {
-				names = append(names, n)
-			}
-		}
-		if !found {
-			return nil
-		}
-		idx.Manifests = out
-		return s.writeIndex(idx)
-	})
-	return names, found, err
+	}
+	return names, len(removed) > 0, err
 }
 
 // RemoveUntagged removes the untagged entry of manifest d, if it still has
 // one (a name given to it since it was listed keeps it); it reports whether
 // it did. Prune removes dangling images with it.
 func (s *Store) RemoveUntagged(d digest.Digest) (bool, error) {
-	removed := false
-	err := s.lock("index.lock", func() error {
-		idx, err := s.readIndex()
-		if err != nil {
-			return err
-		}
-		out := idx.Manifests[:0]
-		for _, m := range idx.Manifests {
-			if m.Digest == d && m.Annotations[RefNameAnnotation] == "" {
-				removed = true
-				continue
-			}
-			out = append(out, m)
-		}
-		if !removed {
-			return nil
-		}
-		idx.Manifests = out
-		return s.writeIndex(idx)
+	removed, err := s.removeEntries(func(m ocispec.Descriptor) bool {
+		return m.Digest == d && m.Annotations[RefNameAnnotation] == ""
 	})
-	return removed, err
+	return len(removed) > 0, err
 }
 
 // Untag removes the name; it reports whether it existed. As docker rmi, the
@@ -246,24 +237,8 @@ func (s *Store) Untag(ref string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	found := false
-	err = s.lock("index.lock", func() error {
-		idx, err := s.readIndex()
-		if err != nil {
-			return err
-		}
-		out := idx.Manifests[:0]
-		for _, m := range idx.Manifests {
-			if m.Annotations[RefNameAnnotation] == n {
-				found = true
-				continue
-			}
-			out = append(out, m)
-		}
-		idx.Manifests = out
-		return s.writeIndex(idx)
-	})
-	return found, err
+	removed, err := s.removeEntries(func(m ocispec.Descriptor) bool { return m.Annotations[RefNameAnnotation] == n })
+	return len(removed) > 0, err
 }
 
 // Lookup finds an image by reference (name or name@digest) or by its full

@@ -271,20 +271,7 @@ func (r *Runner) runc(ctx context.Context, runtimePath, bundle string, p *Proces
 	// (a stopped container, a failed start, cancellation) is deleted here.
 	defer r.forceDelete(runtimePath, p.ID)
 
-	done := make(chan struct{})
-	killed := make(chan struct{})
-	go func() {
-		defer close(killed)
-		select {
-		case <-done:
-			return
-		case <-ctx.Done():
-		}
-		r.kill(done, runtimePath, p.ID, cmd.Process)
-	}()
-	waitErr := cmd.Wait()
-	close(done)
-	<-killed
+	waitErr := r.waitRunc(ctx, cmd, runtimePath, p.ID)
 
 	pid := 0
 	if b, err := os.ReadFile(pidPath); err == nil {
@@ -594,20 +581,7 @@ func (r *Runner) runForeground(ctx context.Context, runtimePath, bundle string, 
 		return -1, fmt.Errorf("run %s: start runc: %w", p.ID, err)
 	}
 
-	done := make(chan struct{})
-	killed := make(chan struct{})
-	go func() {
-		defer close(killed)
-		select {
-		case <-done:
-			return
-		case <-ctx.Done():
-		}
-		r.kill(done, runtimePath, p.ID, cmd.Process)
-	}()
-	waitErr := cmd.Wait()
-	close(done)
-	<-killed
+	waitErr := r.waitRunc(ctx, cmd, runtimePath, p.ID)
 
 	// `runc run` deletes the container when it exits normally; anything left
 	// (cancellation, runc killed) is deleted here.
@@ -641,4 +615,24 @@ func (r *Runner) runForeground(ctx context.Context, runtimePath, bundle string, 
 		}
 	}
 	return code, nil
+}
+
+// waitRunc waits for the started runc command; when ctx ends first, the
+// container is killed (runc kill, then runc itself) so that Wait returns.
+func (r *Runner) waitRunc(ctx context.Context, cmd *exec.Cmd, runtimePath, id string) error {
+	done := make(chan struct{})
+	killed := make(chan struct{})
+	go func() {
+		defer close(killed)
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+		}
+		r.kill(done, runtimePath, id, cmd.Process)
+	}()
+	err := cmd.Wait()
+	close(done)
+	<-killed
+	return err
 }
