@@ -41,7 +41,8 @@ type Loaded struct {
 // ID/layer.tar, HEX.tar.gz, blobs/sha256/HEX) and OCI image layout archives;
 // an archive with both (what `docker save` writes since Docker 25) is read
 // as an OCI layout, as docker's containerd image store does, so manifests
-// keep their digests. From an OCI image index, the image for platform is
+// keep their digests, unless its index.json misses images or names that its
+// manifest.json has. From an OCI image index, the image for platform is
 // loaded (the store holds image manifests, not indexes). When any image in
 // the archive is damaged, nothing is written and the error names the archive
 // and the member at fault.
@@ -57,19 +58,38 @@ func Load(ctx context.Context, s *store.Store, path string, platform v1.Platform
 	}
 	st := &staging{s: s, blobs: map[digest.Digest]*store.BlobWriter{}}
 	defer st.discard()
-	var imgs []stagedImage
-	switch {
-	case ti.has(ocispec.ImageLayoutFile):
-		imgs, err = st.oci(ctx, ti, platform)
-	case ti.has(dockerManifest):
-		imgs, err = st.docker(ctx, func() (io.ReadCloser, error) { return os.Open(path) })
-	default:
-		err = fmt.Errorf("neither %s (a docker archive) nor %s (an OCI image layout) is in it", dockerManifest, ocispec.ImageLayoutFile)
-	}
+	imgs, err := st.read(ctx, ti, func() (io.ReadCloser, error) { return os.Open(path) }, platform)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w; nothing was loaded", path, err)
 	}
 	return st.commit(imgs)
+}
+
+// read verifies the images of the archive and stages their layers. An
+// archive with both an OCI layout and a manifest.json (docker save since
+// Docker 25) is read as an OCI layout when its index.json names every image
+// and name that manifest.json does; else by its manifest.json.
+func (st *staging) read(ctx context.Context, ti *tarIndex, open tarball.Opener, platform v1.Platform) ([]stagedImage, error) {
+	oci, docker := ti.has(ocispec.ImageLayoutFile), ti.has(dockerManifest)
+	if oci {
+		r := &ociReader{ti: ti, platform: platform}
+		imgs, err := r.images()
+		if !docker {
+			if err != nil {
+				return nil, err
+			}
+			return st.oci(ctx, r, imgs)
+		}
+		if err == nil {
+			if m, merr := tarball.LoadManifest(open); merr != nil || covers(imgs, m) {
+				return st.oci(ctx, r, imgs)
+			}
+		}
+	}
+	if docker {
+		return st.docker(ctx, open)
+	}
+	return nil, fmt.Errorf("neither %s (a docker archive) nor %s (an OCI image layout) is in it", dockerManifest, ocispec.ImageLayoutFile)
 }
 
 // dockerManifest is the file that lists a docker archive's images.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -43,13 +44,22 @@ type ociReader struct {
 	others   []string // the platforms of the images not chosen, for errors
 }
 
-// oci verifies the images that an OCI layout archive's index.json names
-// and stages their layers. An entry of index.json may be an image manifest
-// or an image index (nested to any depth), from which the image for
-// platform is chosen; entries for other platforms are passed over, as
-// containerd's import does.
-func (st *staging) oci(ctx context.Context, ti *tarIndex, platform v1.Platform) ([]stagedImage, error) {
-	r := &ociReader{ti: ti, platform: platform}
+// ociImage is an image of an OCI layout archive chosen to load: its
+// manifest, read and checked against its digest, and its names.
+type ociImage struct {
+	label    string // for errors
+	member   string // the manifest's
+	raw      []byte
+	manifest ocispec.Manifest
+	tags     []string
+	warnings []string
+}
+
+// images reads an OCI layout archive's index.json and chooses the images
+// to load. An entry of index.json may be an image manifest or an image index
+// (nested to any depth), from which the image for r.platform is chosen;
+// entries for other platforms are passed over, as containerd's import does.
+func (r *ociReader) images() ([]*ociImage, error) {
 	var layout ocispec.ImageLayout
 	if err := r.readJSON(ocispec.ImageLayoutFile, &layout); err != nil {
 		return nil, err
@@ -64,8 +74,8 @@ func (st *staging) oci(ctx context.Context, ti *tarIndex, platform v1.Platform) 
 	if len(idx.Manifests) == 0 {
 		return nil, fmt.Errorf("%s lists no images", ocispec.ImageIndexFile)
 	}
-	var imgs []stagedImage
-	byDigest := map[digest.Digest]int{}
+	var imgs []*ociImage
+	byDigest := map[digest.Digest]*ociImage{}
 	for i, entry := range idx.Manifests {
 		n, warning := imageName(entry.Annotations)
 		label := fmt.Sprintf("%s entry %d", ocispec.ImageIndexFile, i+1)
@@ -79,30 +89,74 @@ func (st *staging) oci(ctx context.Context, ti *tarIndex, platform v1.Platform) 
 		if !ok {
 			continue
 		}
-		j, seen := byDigest[desc.Digest]
-		if !seen {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			img, err := st.ociImage(r, desc)
+		img := byDigest[desc.Digest]
+		if img == nil {
+			img, err = r.manifest(desc)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", label, err)
 			}
-			j = len(imgs)
-			byDigest[desc.Digest] = j
+			img.label = label
+			byDigest[desc.Digest] = img
 			imgs = append(imgs, img)
 		}
-		if n != "" && !slices.Contains(imgs[j].tags, n) {
-			imgs[j].tags = append(imgs[j].tags, n)
+		if n != "" && !slices.Contains(img.tags, n) {
+			img.tags = append(img.tags, n)
 		}
 		if warning != "" {
-			imgs[j].warnings = append(imgs[j].warnings, warning)
+			img.warnings = append(img.warnings, warning)
 		}
 	}
 	if len(imgs) == 0 {
 		return nil, fmt.Errorf("no image for %s in %s (it has %s)", r.platform, ocispec.ImageIndexFile, strings.Join(r.others, ", "))
 	}
 	return imgs, nil
+}
+
+// covers reports whether the images chosen from index.json include every
+// image of the archive's manifest.json, with all its names. Docker's own
+// `docker save` (without the containerd image store) writes index.json
+// entries only for the names it saves (none when an image is saved by
+// digest, moby/moby#47210, #51389), and manifest.json for every image.
+func covers(imgs []*ociImage, m tarball.Manifest) bool {
+	for _, d := range m {
+		cfg, ok := namedDigest(d.Config)
+		if !ok {
+			return false
+		}
+		i := slices.IndexFunc(imgs, func(img *ociImage) bool { return img.manifest.Config.Digest == cfg })
+		if i < 0 {
+			return false
+		}
+		var names []string
+		for _, t := range imgs[i].tags {
+			if c, err := store.CanonicalName(t); err == nil {
+				names = append(names, c)
+			}
+		}
+		for _, t := range d.RepoTags {
+			if c, err := store.CanonicalName(t); err != nil || !slices.Contains(names, c) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// oci verifies the chosen images of an OCI layout archive and stages their
+// layers.
+func (st *staging) oci(ctx context.Context, r *ociReader, imgs []*ociImage) ([]stagedImage, error) {
+	out := make([]stagedImage, 0, len(imgs))
+	for _, img := range imgs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		si, err := st.ociImage(ctx, r, img)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", img.label, err)
+		}
+		out = append(out, si)
+	}
+	return out, nil
 }
 
 // imageName returns the name docker (with its containerd image store) gives
@@ -183,22 +237,28 @@ func isIndex(mt string) bool {
 	return mt == ocispec.MediaTypeImageIndex || mt == string(types.DockerManifestList)
 }
 
-// ociImage verifies the image whose manifest is desc and stages its layers.
-func (st *staging) ociImage(r *ociReader, desc ocispec.Descriptor) (stagedImage, error) {
+// manifest reads the image manifest desc and checks it against its digest.
+func (r *ociReader) manifest(desc ocispec.Descriptor) (*ociImage, error) {
 	raw, member, err := r.blob(desc)
 	if err != nil {
-		return stagedImage{}, err
+		return nil, err
 	}
 	var m ocispec.Manifest
 	if err := json.Unmarshal(raw, &m); err != nil {
-		return stagedImage{}, fmt.Errorf("%s: image manifest: %w", member, err)
+		return nil, fmt.Errorf("%s: image manifest: %w", member, err)
 	}
 	if m.SchemaVersion != 2 {
-		return stagedImage{}, fmt.Errorf("%s: image manifest schemaVersion %d, not 2", member, m.SchemaVersion)
+		return nil, fmt.Errorf("%s: image manifest schemaVersion %d, not 2", member, m.SchemaVersion)
 	}
 	if m.MediaType != "" && m.MediaType != desc.MediaType {
-		return stagedImage{}, fmt.Errorf("%s: the manifest's media type %s is not %s, what its descriptor says", member, m.MediaType, desc.MediaType)
+		return nil, fmt.Errorf("%s: the manifest's media type %s is not %s, what its descriptor says", member, m.MediaType, desc.MediaType)
 	}
+	return &ociImage{member: member, raw: raw, manifest: m}, nil
+}
+
+// ociImage verifies the config and layers of img and stages its layers.
+func (st *staging) ociImage(ctx context.Context, r *ociReader, img *ociImage) (stagedImage, error) {
+	m, member := img.manifest, img.member
 	if mt := m.Config.MediaType; mt != ocispec.MediaTypeImageConfig && mt != string(types.DockerConfigJSON) {
 		return stagedImage{}, fmt.Errorf("%s: config media type %q is not an image config's", member, mt)
 	}
@@ -215,6 +275,9 @@ func (st *staging) ociImage(r *ociReader, desc ocispec.Descriptor) (stagedImage,
 		return stagedImage{}, fmt.Errorf("the manifest %s lists %d layers but the config %s has %d diff_ids", member, len(m.Layers), cfgMember, len(diffIDs))
 	}
 	for i, l := range m.Layers {
+		if err := ctx.Err(); err != nil {
+			return stagedImage{}, err
+		}
 		lb := layerBlob{member: blobName(l.Digest), digest: l.Digest, diffID: digest.Digest(diffIDs[i].String()), mediaType: l.MediaType}
 		err := func() error {
 			c, ok := layerCompressions[l.MediaType]
@@ -233,7 +296,7 @@ func (st *staging) ociImage(r *ociReader, desc ocispec.Descriptor) (stagedImage,
 			return stagedImage{}, fmt.Errorf("layer %d of %d (%s in the archive): %w", i+1, len(m.Layers), lb.member, err)
 		}
 	}
-	return stagedImage{config: cfgRaw, manifest: raw}, nil
+	return stagedImage{config: cfgRaw, manifest: img.raw, tags: img.tags, warnings: img.warnings}, nil
 }
 
 // blobName is the member of an OCI layout that holds the blob d.

@@ -219,11 +219,12 @@ archive.`,
 		long: `Load the images of a tar archive into the store, with their names, as
 'docker load' does. It reads docker-archives (what 'docker save' and 'strata
 save' write) and OCI image layout archives (what 'strata save --format oci',
-'strata build -o type=oci' and 'docker buildx --output type=oci' write); an
+'strata build -o type=oci' and 'docker buildx --output type=oci' write). An
 archive with both, as 'docker save' writes since Docker 25, is read as an OCI
-layout. An OCI image's name comes from its io.containerd.image.name
-annotation, else org.opencontainers.image.ref.name; from a multi-platform
-index, the image for the host platform is loaded.
+layout (so manifests keep their digests) unless its index.json misses images
+or names that its manifest.json has. An OCI image's name comes from its
+io.containerd.image.name annotation, else org.opencontainers.image.ref.name;
+from a multi-platform index, the image for the host platform is loaded.
 
 Every blob it loads is first checked against its digest and every layer
 against the diffID its image config gives it (and, in OCI archives, its media
