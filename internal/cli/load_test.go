@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"runtime"
@@ -611,6 +612,27 @@ func TestLoadOCIArchive(t *testing.T) {
 				t.Errorf("other:1 has ID %s, want %s", id, cfg2Digest)
 			}
 		})
+	})
+
+	t.Run("skopeo", func(t *testing.T) {
+		// What another tool writes: skopeo's oci-archive, a full name in
+		// org.opencontainers.image.ref.name.
+		if _, err := exec.LookPath("skopeo"); err != nil {
+			t.Skip("skopeo is not installed")
+		}
+		path := filepath.Join(dir, "skopeo.tar")
+		out, err := exec.Command("skopeo", "copy", "-q", "oci:"+root+":docker.io/library/small:1", "oci-archive:"+path+":example.com/skopeo:1").CombinedOutput()
+		if err != nil {
+			t.Fatalf("skopeo copy: %v\n%s", err, out)
+		}
+		fresh := t.TempDir()
+		if r := mustStrata(t, fresh, "load", "-i", path); r.stdout != "Loaded image: example.com/skopeo:1\n" {
+			t.Errorf("strata load output %q", r.stdout)
+		}
+		if m, id := storedManifest(t, fresh, "example.com/skopeo:1"); m != wantManifest || id != wantID {
+			t.Errorf("loaded manifest %s, ID %s; saved were %s, %s", m, id, wantManifest, wantID)
+		}
+		mustStrata(t, fresh, "fsck")
 	})
 
 	t.Run("build", func(t *testing.T) {
