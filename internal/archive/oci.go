@@ -27,14 +27,18 @@ const containerdImageName = "io.containerd.image.name"
 // maxJSON bounds the manifests, indexes and configs read into memory.
 const maxJSON = 64 << 20
 
-// layerCompressions are the layer media types Load accepts, with the
-// compression each says its blob has.
-var layerCompressions = map[string]layer.Compression{
-	ocispec.MediaTypeImageLayer:           layer.Uncompressed,
-	ocispec.MediaTypeImageLayerGzip:       layer.Gzip,
-	ocispec.MediaTypeImageLayerZstd:       layer.Zstd,
-	string(types.DockerUncompressedLayer): layer.Uncompressed,
-	string(types.DockerLayer):             layer.Gzip,
+// layerCompression returns the compression a layer media type says its
+// blob has; ok is false for the media types Load does not accept.
+func layerCompression(mediaType string) (_ layer.Compression, ok bool) {
+	switch mediaType {
+	case ocispec.MediaTypeImageLayer, string(types.DockerUncompressedLayer):
+		return layer.Uncompressed, true
+	case ocispec.MediaTypeImageLayerGzip, string(types.DockerLayer):
+		return layer.Gzip, true
+	case ocispec.MediaTypeImageLayerZstd:
+		return layer.Zstd, true
+	}
+	return "", false
 }
 
 // ociReader reads an OCI image layout from a tar archive.
@@ -57,7 +61,7 @@ type ociImage struct {
 
 // images reads an OCI layout archive's index.json and chooses the images
 // to load. An entry of index.json may be an image manifest or an image index
-// (nested to any depth), from which the image for r.platform is chosen;
+// (nested up to 8 deep), from which the image for r.platform is chosen;
 // entries for other platforms are passed over, as containerd's import does.
 func (r *ociReader) images() ([]*ociImage, error) {
 	var layout ocispec.ImageLayout
@@ -150,7 +154,7 @@ func (st *staging) oci(ctx context.Context, r *ociReader, imgs []*ociImage) ([]s
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		si, err := st.ociImage(ctx, r, img)
+		si, err := st.verifyOCI(ctx, r, img)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", img.label, err)
 		}
@@ -256,8 +260,8 @@ func (r *ociReader) manifest(desc ocispec.Descriptor) (*ociImage, error) {
 	return &ociImage{member: member, raw: raw, manifest: m}, nil
 }
 
-// ociImage verifies the config and layers of img and stages its layers.
-func (st *staging) ociImage(ctx context.Context, r *ociReader, img *ociImage) (stagedImage, error) {
+// verifyOCI verifies the config and layers of img and stages its layers.
+func (st *staging) verifyOCI(ctx context.Context, r *ociReader, img *ociImage) (stagedImage, error) {
 	m, member := img.manifest, img.member
 	if mt := m.Config.MediaType; mt != ocispec.MediaTypeImageConfig && mt != string(types.DockerConfigJSON) {
 		return stagedImage{}, fmt.Errorf("%s: config media type %q is not an image config's", member, mt)
@@ -280,7 +284,7 @@ func (st *staging) ociImage(ctx context.Context, r *ociReader, img *ociImage) (s
 		}
 		lb := layerBlob{member: blobName(l.Digest), digest: l.Digest, diffID: digest.Digest(diffIDs[i].String()), mediaType: l.MediaType}
 		err := func() error {
-			c, ok := layerCompressions[l.MediaType]
+			c, ok := layerCompression(l.MediaType)
 			if !ok {
 				return fmt.Errorf("media type %q is not a layer type strata loads (an OCI or docker layer tar, uncompressed, gzip or zstd)", l.MediaType)
 			}
