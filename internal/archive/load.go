@@ -1,11 +1,14 @@
-// Package archive loads `docker save` archives into the store, all or
-// nothing, as `docker load` does: every layer is checked against the digest
-// its image config gives it (rootfs.diff_ids), and every member whose name
-// is a digest against that digest, before any blob is moved into the store
-// or any name is tagged.
+// Package archive loads image archives into the store, all or nothing, as
+// `docker load` does: `docker save` archives (manifest.json) and OCI image
+// layout archives (oci-layout, index.json, blobs/). Every layer is checked
+// against the digest its image config gives it (rootfs.diff_ids), every blob
+// named by a digest against that digest, and every OCI layer against its
+// media type, before any blob is moved into the store or any name is tagged.
 package archive
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -17,6 +20,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/layer"
@@ -26,33 +30,89 @@ import (
 // Loaded is one image loaded from an archive.
 type Loaded struct {
 	Image *image.Image
-	Tags  []string // the archive's RepoTags for it, as written there
+	Tags  []string // its names in the archive, as written there (docker) or in docker's short form (OCI)
+	// Warnings name what of the archive's names for the image could not be
+	// used, and why.
+	Warnings []string
 }
 
-// Load reads the docker archive at path (any of the layouts docker and
-// go-containerregistry write: ID/layer.tar, HEX.tar.gz, blobs/sha256/HEX)
-// into s and tags its images. When any image in it is damaged, nothing is
-// written and the error names the archive and the member at fault.
-func Load(ctx context.Context, s *store.Store, path string) ([]Loaded, error) {
-	open := func() (io.ReadCloser, error) { return os.Open(path) }
-	m, err := tarball.LoadManifest(open)
+// Load reads the archive at path into s and tags its images. It reads
+// docker archives (any of the layouts docker and go-containerregistry write:
+// ID/layer.tar, HEX.tar.gz, blobs/sha256/HEX) and OCI image layout archives;
+// an archive with both (what `docker save` writes since Docker 25) is read
+// as an OCI layout, as docker's containerd image store does, so manifests
+// keep their digests, unless its index.json misses images or names that its
+// manifest.json has. From an OCI image index, the image for platform is
+// loaded (the store holds image manifests, not indexes). When any image in
+// the archive is damaged, nothing is written and the error names the archive
+// and the member at fault.
+func Load(ctx context.Context, s *store.Store, path string, platform v1.Platform) ([]Loaded, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	defer f.Close()
+	ti, err := indexTar(f)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
-	if len(m) == 0 {
-		return nil, fmt.Errorf("load %s: manifest.json lists no images", path)
-	}
 	st := &staging{s: s, blobs: map[digest.Digest]*store.BlobWriter{}}
 	defer st.discard()
+	imgs, err := st.read(ctx, ti, func() (io.ReadCloser, error) { return os.Open(path) }, platform)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w; nothing was loaded", path, err)
+	}
+	return st.commit(imgs)
+}
+
+// read verifies the images of the archive and stages their layers. An
+// archive with both an OCI layout and a manifest.json (docker save since
+// Docker 25) is read as an OCI layout when its index.json names every image
+// and name that manifest.json does; else by its manifest.json.
+func (st *staging) read(ctx context.Context, ti *tarIndex, open tarball.Opener, platform v1.Platform) ([]stagedImage, error) {
+	oci, docker := ti.has(ocispec.ImageLayoutFile), ti.has(dockerManifest)
+	if oci {
+		r := &ociReader{ti: ti, platform: platform}
+		imgs, err := r.images()
+		if !docker {
+			if err != nil {
+				return nil, err
+			}
+			return st.oci(ctx, r, imgs)
+		}
+		if err == nil {
+			if m, merr := tarball.LoadManifest(open); merr != nil || covers(imgs, m) {
+				return st.oci(ctx, r, imgs)
+			}
+		}
+	}
+	if docker {
+		return st.docker(ctx, open)
+	}
+	return nil, fmt.Errorf("neither %s (a docker archive) nor %s (an OCI image layout) is in it", dockerManifest, ocispec.ImageLayoutFile)
+}
+
+// dockerManifest is the file that lists a docker archive's images.
+const dockerManifest = "manifest.json"
+
+// docker verifies the images of a docker archive and stages their layers.
+func (st *staging) docker(ctx context.Context, open tarball.Opener) ([]stagedImage, error) {
+	m, err := tarball.LoadManifest(open)
+	if err != nil {
+		return nil, err
+	}
+	if len(m) == 0 {
+		return nil, fmt.Errorf("%s lists no images", dockerManifest)
+	}
 	imgs := make([]stagedImage, 0, len(m))
 	for i, desc := range m {
 		img, err := st.image(ctx, open, desc)
 		if err != nil {
-			return nil, fmt.Errorf("load %s: %s: %w; nothing was loaded", path, imageLabel(i, desc), err)
+			return nil, fmt.Errorf("%s: %w", imageLabel(i, desc), err)
 		}
 		imgs = append(imgs, img)
 	}
-	return st.commit(imgs)
+	return imgs, nil
 }
 
 func imageLabel(i int, desc tarball.Descriptor) string {
@@ -66,6 +126,7 @@ func imageLabel(i int, desc tarball.Descriptor) string {
 type stagedImage struct {
 	config, manifest []byte
 	tags             []string
+	warnings         []string
 }
 
 // staging holds the verified layer blobs that are not yet in the store, in
@@ -116,9 +177,14 @@ func (st *staging) image(ctx context.Context, open tarball.Opener, desc tarball.
 		if err := ctx.Err(); err != nil {
 			return stagedImage{}, err
 		}
+		d, err := l.Digest()
+		if err != nil {
+			return stagedImage{}, err
+		}
 		// Layers come in the order of manifest.json's list (of the
 		// config's diff_ids, which has the same length).
-		if err := st.layer(l, desc.Layers[i], diffIDs[i]); err != nil {
+		lb := layerBlob{member: desc.Layers[i], digest: digest.Digest(d.String()), diffID: digest.Digest(diffIDs[i].String()), open: l.Compressed}
+		if err := st.layer(lb); err != nil {
 			return stagedImage{}, fmt.Errorf("layer %d of %d (%s in the archive): %w", i+1, len(layers), desc.Layers[i], err)
 		}
 	}
@@ -129,56 +195,100 @@ func (st *staging) image(ctx context.Context, open tarball.Opener, desc tarball.
 	return stagedImage{config: cfgRaw, manifest: raw, tags: desc.RepoTags}, nil
 }
 
-// layer reads l once: its blob goes to a temp file (unless the store or
+// layerBlob is a layer blob of an archive to verify and stage.
+type layerBlob struct {
+	member string        // its name in the archive
+	digest digest.Digest // of its bytes
+	diffID digest.Digest // of its uncompressed tar, as the image config says
+	// mediaType and the compression it means, from an OCI manifest; empty
+	// for docker archives, which give none.
+	mediaType   string
+	compression layer.Compression
+	open        func() (io.ReadCloser, error)
+}
+
+// layer reads the blob lb once: it goes to a temp file (unless the store or
 // staging has it already) while it is decompressed and hashed, and the
-// result must match the config's diffID want.
-func (st *staging) layer(l v1.Layer, member string, want v1.Hash) error {
-	d, err := l.Digest()
-	if err != nil {
-		return err
-	}
-	blob := digest.Digest(d.String())
-	rc, err := l.Compressed()
+// result must match lb's digest, diffID and compression.
+func (st *staging) layer(lb layerBlob) error {
+	rc, err := lb.open()
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
 	var dst io.Writer = io.Discard
-	if _, staged := st.blobs[blob]; !staged && !st.s.HasBlob(blob) {
+	if _, staged := st.blobs[lb.digest]; !staged && !st.s.HasBlob(lb.digest) {
 		w, err := st.s.NewBlobWriter()
 		if err != nil {
 			return err
 		}
-		st.blobs[blob] = w
+		st.blobs[lb.digest] = w
 		dst = w
 	}
 	blobHash, diffHash := digest.SHA256.Digester(), digest.SHA256.Digester()
-	tee := io.TeeReader(rc, io.MultiWriter(dst, blobHash.Hash()))
-	dr, err := layer.Decompress(tee)
+	br := bufio.NewReader(io.TeeReader(rc, io.MultiWriter(dst, blobHash.Hash())))
+	if lb.compression != "" {
+		head, _ := br.Peek(len(zstdMagic))
+		if got := sniff(head); got != lb.compression && (got != "" || lb.compression != layer.Uncompressed) {
+			return fmt.Errorf("media type %s says %s, but the blob is %s", lb.mediaType, lb.compression, describe(got))
+		}
+	}
+	dr, err := layer.Decompress(br)
+	if err == nil {
+		_, err = io.Copy(diffHash.Hash(), dr)
+		dr.Close()
+	}
+	// What the decompressor did not read (padding after the stream, or
+	// the rest of a stream it could not read) is still part of the blob.
+	if _, cerr := io.Copy(io.Discard, br); cerr != nil {
+		return cerr
+	}
+	// A blob that is not what its digest says is the fault to report,
+	// rather than what it made the decompressor find.
+	blob := blobHash.Digest()
+	if blob != lb.digest {
+		return fmt.Errorf("content hashes to %s, not %s", blob, lb.digest)
+	}
 	if err != nil {
 		return fmt.Errorf("decompress: %w", err)
-	}
-	_, err = io.Copy(diffHash.Hash(), dr)
-	dr.Close()
-	if err != nil {
-		return fmt.Errorf("decompress: %w", err)
-	}
-	// What the decompressor did not read (padding after the stream) is
-	// still part of the blob.
-	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return err
-	}
-	if got := blobHash.Digest(); got != blob {
-		return fmt.Errorf("content hashes to %s, not %s", got, blob)
 	}
 	got := diffHash.Digest()
-	if got.String() != want.String() {
-		return fmt.Errorf("uncompressed content has diffID %s, but the image config's rootfs.diff_ids say %s", got, want)
+	if got != lb.diffID {
+		return fmt.Errorf("uncompressed content has diffID %s, but the image config's rootfs.diff_ids say %s", got, lb.diffID)
 	}
-	if named, ok := namedDigest(member); ok && named != got && named != blob {
+	if lb.compression == layer.Uncompressed && blob != got {
+		return fmt.Errorf("media type %s says uncompressed, but the blob is compressed (its digest is not its diffID)", lb.mediaType)
+	}
+	if named, ok := namedDigest(lb.member); ok && named != got && named != blob {
 		return fmt.Errorf("content hashes to %s (uncompressed %s), not to the digest in its name", blob, got)
 	}
 	return nil
+}
+
+// The magic numbers that open a gzip stream (RFC 1952) and a zstd frame
+// (RFC 8878).
+var (
+	gzipMagic = []byte{0x1f, 0x8b}
+	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+)
+
+// sniff names the compression of a blob by its first bytes: gzip, zstd, or
+// "" for anything else.
+func sniff(head []byte) layer.Compression {
+	switch {
+	case bytes.HasPrefix(head, gzipMagic):
+		return layer.Gzip
+	case bytes.HasPrefix(head, zstdMagic):
+		return layer.Zstd
+	}
+	return ""
+}
+
+func describe(c layer.Compression) string {
+	if c == "" {
+		return "not gzip or zstd compressed"
+	}
+	return string(c) + " compressed"
 }
 
 // commit moves the staged blobs into the store, then writes each image's
@@ -213,7 +323,7 @@ func (st *staging) commit(imgs []stagedImage) ([]Loaded, error) {
 				return nil, err
 			}
 		}
-		out = append(out, Loaded{Image: img, Tags: si.tags})
+		out = append(out, Loaded{Image: img, Tags: si.tags, Warnings: si.warnings})
 	}
 	return out, nil
 }

@@ -225,11 +225,22 @@ archive.`,
   strata save --format oci -o myapp.oci.tar myapp:1.0`,
 	},
 	"load": {
-		long: `Load the images of a docker-archive tar file (what 'docker save' and
-'strata save' write) into the store, with their names. Every layer is first
-checked against the diffID its image config gives it, as 'docker load' does:
-a damaged archive is refused whole, and nothing of it is written.`,
-		example: `  docker save busybox:latest -o busybox.tar && strata load -i busybox.tar`,
+		long: `Load the images of a tar archive into the store, with their names, as
+'docker load' does. It reads docker-archives (what 'docker save' and 'strata
+save' write) and OCI image layout archives (what 'strata save --format oci',
+'strata build -o type=oci' and 'docker buildx --output type=oci' write). An
+archive with both, as 'docker save' writes since Docker 25, is read as an OCI
+layout (so manifests keep their digests) unless its index.json misses images
+or names that its manifest.json has. An OCI image's name comes from its
+io.containerd.image.name annotation, else org.opencontainers.image.ref.name;
+from a multi-platform index, the image for the host platform is loaded.
+
+Every blob it loads is first checked against its digest and every layer
+against the diffID its image config gives it (and, in OCI archives, its media
+type: tar, tar+gzip or tar+zstd): a damaged archive is refused whole, and
+nothing of it is written.`,
+		example: `  docker save busybox:latest -o busybox.tar && strata load -i busybox.tar
+  strata load -i myapp.oci.tar`,
 	},
 	"pull": {
 		long: `Pull an image for the host platform from a registry into the store.

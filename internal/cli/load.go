@@ -21,7 +21,7 @@ func (a *app) loadCmd() *cobra.Command {
 	var in string
 	cmd := &cobra.Command{
 		Use:   "load -i FILE",
-		Short: "Load images from a docker-archive tar file",
+		Short: "Load images from a docker-archive or OCI layout tar file",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if in == "" {
@@ -31,11 +31,14 @@ func (a *app) loadCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			loaded, err := archive.Load(cmd.Context(), b.Store, in)
+			loaded, err := archive.Load(cmd.Context(), b.Store, in, build.HostPlatform())
 			if err != nil {
 				return err
 			}
 			for _, l := range loaded {
+				for _, w := range l.Warnings {
+					fmt.Fprintf(a.stderr, "warning: %s: %s\n", in, w)
+				}
 				for _, t := range l.Tags {
 					fmt.Fprintf(a.stdout, "Loaded image: %s\n", t)
 				}
