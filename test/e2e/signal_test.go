@@ -108,3 +108,47 @@ func interruptRun(t *testing.T, store, ctx, marker string, sig syscall.Signal, w
 		t.Errorf("after %s, the RUN's processes still run: %q", sig, procs)
 	}
 }
+
+// TestBrokenPipeStopsBuild: `strata build | head -3` closes strata's output
+// while a RUN prints. The build must stop as on SIGTERM — exit 141 (128 +
+// SIGPIPE), every mount, container and process released — rather than be
+// killed by SIGPIPE on its next write with its RUN left running.
+func TestBrokenPipeStopsBuild(t *testing.T) {
+	t.Parallel()
+	store := newBusyboxStore(t)
+	marker := fmt.Sprintf("E2E_PIPE_MARKER=%d-%d", os.Getpid(), time.Now().UnixNano())
+	ctx := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nENV " + marker + "\nRUN while true; do echo line; sleep 0.01; done\n"})
+	runCtx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := strataCmd(runCtx, store, runOpts{}, "build", "--progress", "plain", ctx)
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	// Read until the RUN prints, then go away like head does.
+	var seen strings.Builder
+	buf := make([]byte, 4096)
+	for !strings.Contains(seen.String(), "line\n") {
+		n, err := pr.Read(buf)
+		if err != nil {
+			t.Fatalf("strata's output ended before the RUN printed: %v\n%s", err, seen.String())
+		}
+		seen.Write(buf[:n])
+	}
+	pr.Close()
+	werr := cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 141 {
+		t.Errorf("strata build with its output closed: %v (exit code %d), want exit code 141", werr, code)
+	}
+	if left := leftovers(store); len(left) > 0 {
+		t.Errorf("after its output closed, strata left behind: %q", left)
+	}
+	if procs := testenv.ProcessesWithEnv(marker); len(procs) > 0 {
+		t.Errorf("after its output closed, the RUN's processes still run: %q", procs)
+	}
+}
