@@ -168,9 +168,16 @@ func (sb *stageBuilder) tryCached(ctx context.Context, p *progress.Step, key cac
 	return false
 }
 
-// commonInputs are the inputs every filesystem step's key has.
+// layerRules names the version of the rules that turn a step's changes into
+// its layer (which copied-up entries count as changes: layer.PruneUnchanged).
+// A change of them that gives another layer for the same step bumps it, so
+// that layers cached under the old rules are not mixed with new ones.
+const layerRules = "2"
+
+// commonInputs are the cache key inputs every step that makes a layer has.
 func (sb *stageBuilder) commonInputs() []cache.Input {
 	return []cache.Input{
+		{Name: "differ", Value: layerRules},
 		{Name: "compression", Value: fmt.Sprintf("%s level %d", sb.r.opts.Compression, sb.r.opts.CompressionLevel)},
 		{Name: "epoch", Value: sb.r.epochString()},
 	}

@@ -19,15 +19,15 @@ import (
 // as BuildKit's overlay differ (util/overlay.Changes) records them:
 //
 //   - a file, symlink or device whose counterpart in the layers below has the
-//     same type, mode, owner, device number, security.capability xattr, size
-//     and mtime (when both mtimes have no sub-second part, as after a tar
+//     same type, mode, owner, device number, xattrs (BuildKit compares only
+//     security.capability; strata keeps any xattr change), size and mtime (when both mtimes have no sub-second part, as after a tar
 //     unpack, the contents or symlink targets are compared too). Such copies
 //     come from `ln LOWERFILE NEW` (overlayfs copies the target up first), an
 //     open for writing that wrote nothing, or a chmod back and forth. A new
 //     hard link to a removed copy is left with one name, so the layer holds it
 //     as a plain file rather than duplicating the lower file;
-//   - a directory left empty by that, not opaque, with the same type, mode
-//     and owner as below (a parent overlayfs copied up for a child).
+//   - a directory left empty by that, not opaque, with the same type, mode,
+//     owner and xattrs as below (a parent overlayfs copied up for a child).
 //
 // lowers are the overlay lowerdirs, top-most first, in overlay form (whiteouts
 // are 0/0 character devices, opaque directories carry overlay.opaque=y):
@@ -56,7 +56,11 @@ func pruneDir(ctx context.Context, dir string, vis []string) (bool, error) {
 	left := len(ents)
 	for _, e := range ents {
 		p := filepath.Join(dir, e.Name())
-		var lower []string // where the entry's counterpart may be
+		// Where the entry's counterpart is: the top-most lower that has
+		// it, and below a directory every lower directory that overlayfs
+		// merges with it. vis holds directories only, so no lookup goes
+		// through a symlink of a lower layer.
+		var lower []string
 		for _, l := range vis {
 			lp := filepath.Join(l, e.Name())
 			fi, err := os.Lstat(lp)
@@ -68,6 +72,9 @@ func pruneDir(ctx context.Context, dir string, vis []string) (bool, error) {
 			}
 			if isWhiteoutDev(fi) {
 				break // deleted below this point
+			}
+			if len(lower) > 0 && !fi.IsDir() {
+				break // a directory above hides this file or symlink
 			}
 			lower = append(lower, lp)
 			if !fi.IsDir() || isOpaque(lp) {
@@ -93,7 +100,7 @@ func pruneDir(ctx context.Context, dir string, vis []string) (bool, error) {
 			if err != nil {
 				return false, err
 			}
-			if empty && sameStat(ufi, lfi) {
+			if empty && sameStat(ufi, lfi) && sameXattrs(p, lower[0]) {
 				if err := os.Remove(p); err != nil {
 					return false, err
 				}
@@ -149,7 +156,7 @@ func sameEntry(u, l fs.FileInfo, up, lp string) (bool, error) {
 	if !sameStat(u, l) {
 		return false, nil
 	}
-	if capability(up) != capability(lp) {
+	if !sameXattrs(up, lp) {
 		return false, nil
 	}
 	if u.Size() != l.Size() {
@@ -185,12 +192,32 @@ func sameEntry(u, l fs.FileInfo, up, lp string) (bool, error) {
 	}
 }
 
-func capability(p string) string {
-	v, err := getXattr(p, "security.capability")
-	if err != nil {
-		return ""
+// sameXattrs reports whether a and b carry the same extended attributes, of
+// those a layer records (security.capability, ACLs, user.*; not overlayfs'
+// own). BuildKit's differ compares only security.capability, so it drops
+// an xattr-only change (setfattr, setfacl); strata keeps it.
+func sameXattrs(a, b string) bool {
+	xa, err1 := readXattrs(a)
+	xb, err2 := readXattrs(b)
+	if err1 != nil || err2 != nil {
+		return false
 	}
-	return string(v)
+	n := 0
+	for k, v := range xa {
+		if skipXattr(k) {
+			continue
+		}
+		if w, ok := xb[k]; !ok || string(w) != string(v) {
+			return false
+		}
+		n++
+	}
+	for k := range xb {
+		if !skipXattr(k) {
+			n--
+		}
+	}
+	return n == 0
 }
 
 func sameContent(a, b string) (bool, error) {

@@ -115,6 +115,73 @@ func TestPruneUnchanged(t *testing.T) {
 	}
 }
 
+// TestPruneDirOverFile: bottom has a file /d, top a directory /d (a layer
+// that replaced the file, unpacked without an opaque marker); a RUN writes
+// /d/new. The file below the directory must not be looked into.
+func TestPruneDirOverFile(t *testing.T) {
+	requireRoot(t)
+	base := t.TempDir()
+	bottom, top := filepath.Join(base, "bottom"), filepath.Join(base, "top")
+	upper, work, merged := filepath.Join(base, "upper"), filepath.Join(base, "work"), filepath.Join(base, "merged")
+	for _, d := range []string{bottom, top, upper, work, merged} {
+		must(t, os.Mkdir(d, 0o755))
+	}
+	mustWrite(t, filepath.Join(bottom, "d"), "file", 0o644)
+	mustWrite(t, filepath.Join(top, "d/x"), "x", 0o644)
+	unmount := mountOverlay(t, []string{top, bottom}, upper, work, merged)
+	mustWrite(t, filepath.Join(merged, "d/new"), "new", 0o644)
+	unmount()
+	must(t, PruneUnchanged(context.Background(), upper, []string{top, bottom}))
+	if _, err := os.Lstat(filepath.Join(upper, "d/new")); err != nil {
+		t.Errorf("new file d/new pruned: %v", err)
+	}
+}
+
+// TestPruneKeepsXattrChange: an xattr-only change of a lower file
+// (setfattr, setfacl) copies it up with the same stat: it is a change.
+func TestPruneKeepsXattrChange(t *testing.T) {
+	requireRoot(t)
+	base := t.TempDir()
+	bottom := filepath.Join(base, "bottom")
+	upper, work, merged := filepath.Join(base, "upper"), filepath.Join(base, "work"), filepath.Join(base, "merged")
+	for _, d := range []string{bottom, upper, work, merged} {
+		must(t, os.Mkdir(d, 0o755))
+	}
+	mustWrite(t, filepath.Join(bottom, "f"), "file", 0o644)
+	unmount := mountOverlay(t, []string{bottom}, upper, work, merged)
+	must(t, unix.Setxattr(filepath.Join(merged, "f"), "user.test", []byte("1"), 0))
+	unmount()
+	must(t, PruneUnchanged(context.Background(), upper, []string{bottom}))
+	if _, err := os.Lstat(filepath.Join(upper, "f")); err != nil {
+		t.Errorf("xattr-only change pruned: %v", err)
+	}
+}
+
+// TestPruneDirOverSymlink: bottom has /d -> e and /e/f, top a directory /d
+// replacing the link; a RUN writes d/f identical to e/f (same bytes and
+// mtime, as from a tar). It is new: no lookup may follow the lower symlink.
+func TestPruneDirOverSymlink(t *testing.T) {
+	requireRoot(t)
+	base := t.TempDir()
+	bottom, top := filepath.Join(base, "bottom"), filepath.Join(base, "top")
+	upper, work, merged := filepath.Join(base, "upper"), filepath.Join(base, "work"), filepath.Join(base, "merged")
+	for _, d := range []string{bottom, top, upper, work, merged} {
+		must(t, os.Mkdir(d, 0o755))
+	}
+	mustWrite(t, filepath.Join(bottom, "e/f"), "same", 0o644)
+	must(t, os.Symlink("e", filepath.Join(bottom, "d")))
+	must(t, os.Mkdir(filepath.Join(top, "d"), 0o755))
+	unmount := mountOverlay(t, []string{top, bottom}, upper, work, merged)
+	mustWrite(t, filepath.Join(merged, "d/f"), "same", 0o644)
+	st, _ := os.Stat(filepath.Join(merged, "e/f"))
+	must(t, os.Chtimes(filepath.Join(merged, "d/f"), st.ModTime(), st.ModTime()))
+	unmount()
+	must(t, PruneUnchanged(context.Background(), upper, []string{top, bottom}))
+	if _, err := os.Lstat(filepath.Join(upper, "d/f")); err != nil {
+		t.Errorf("new file d/f pruned (compared through the lower symlink with e/f): %v", err)
+	}
+}
+
 func TestPruneUnchangedNoLowers(t *testing.T) {
 	dir := t.TempDir()
 	mustWrite(t, filepath.Join(dir, "a"), "a", 0o644)
