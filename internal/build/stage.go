@@ -190,7 +190,9 @@ func (r *run) buildStage(ctx context.Context, st *plan.Stage) (*stageResult, err
 	}
 	if st.BaseStage < 0 && base.mu != nil && !r.unpacked(base.layers) {
 		// the FROM step goes on until the base is unpacked (or not needed)
+		base.mu.Lock()
 		base.from = pstep
+		base.mu.Unlock()
 		defer base.endFrom()
 	} else {
 		pstep.Done()

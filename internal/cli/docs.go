@@ -305,7 +305,8 @@ and what 'strata prune --all' would reclaim.`,
 		long: `Remove untagged (dangling) images, build cache and data no image uses,
 least recently used first, as docker system prune does. Tagged images and what
 they need always stay. Without --all only the cache records no image uses go;
---keep-storage keeps that much cache; --filter until=DURATION removes only
+--keep-storage trims the cache down to that much and leaves images alone (as
+docker builder prune --keep-storage); --filter until=DURATION removes only
 cache unused for that long and untagged images created before that.`,
 		example: `  strata prune
   strata prune --all

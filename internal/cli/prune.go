@@ -2,11 +2,11 @@ package cli
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
 	"github.com/strata-build/strata/internal/cache"
@@ -62,11 +62,15 @@ func (a *app) pruneCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if keep != "" {
-				n, err := parseSize(keep)
-				if err != nil {
-					return usagef("--keep-storage=%s: %v", keep, err)
+				// docker's --keep-storage parser: 512, 10k, 1.5GB, 2GiB (binary units)
+				n, err := units.RAMInBytes(keep)
+				if err != nil || n < 0 {
+					return usagef("--keep-storage=%s: not a size", keep)
 				}
 				o.KeepStorage = n
+				// trimming the build cache to a size leaves images alone,
+				// as docker builder prune --keep-storage does
+				o.Dangling = false
 			}
 			for _, f := range filters {
 				k, v, _ := strings.Cut(f, "=")
@@ -107,31 +111,4 @@ func (a *app) pruneCmd() *cobra.Command {
 	cmd.Flags().StringVar(&keep, "keep-storage", "", "keep up to this much build cache (e.g. 10GB)")
 	cmd.Flags().StringArrayVar(&filters, "filter", nil, "only remove records unused and untagged images created more than this long ago (until=24h)")
 	return cmd
-}
-
-// parseSize parses 512, 10k, 1.5GB, 2GiB.
-func parseSize(s string) (int64, error) {
-	t := strings.ToUpper(strings.TrimSpace(s))
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "IB"), "B")
-	mult := int64(1)
-	if t != "" {
-		switch t[len(t)-1] {
-		case 'K':
-			mult = 1 << 10
-		case 'M':
-			mult = 1 << 20
-		case 'G':
-			mult = 1 << 30
-		case 'T':
-			mult = 1 << 40
-		}
-		if mult > 1 {
-			t = t[:len(t)-1]
-		}
-	}
-	f, err := strconv.ParseFloat(t, 64)
-	if err != nil || f < 0 {
-		return 0, fmt.Errorf("not a size")
-	}
-	return int64(f * float64(mult)), nil
 }

@@ -6,13 +6,14 @@ import (
 
 // FillHistoryTimes gives every history entry without a time the one that
 // BuildKit's image exporter gives it (normalizeLayersAndHistory in its
-// exporter/containerimage/writer.go): the time of the closest earlier entry
-// that has one, except that entries before the first new layer — a
-// Dockerfile's leading ENV or LABEL, which would otherwise carry the base
-// image's time — take the time of the first entry with a time that follows
-// them. Entries at the end with nothing after them take the last time seen.
-// A build leaves the times of config-only steps unset and fills them here, on
-// the whole history of the image it writes.
+// exporter/containerimage/writer.go). Entries before the first one without
+// a time keep theirs. Past that point, each entry with a time becomes the
+// time of the untimed entries after it; the untimed entries that come before
+// any such entry — a Dockerfile's leading ENV or LABEL, which would otherwise
+// carry the base image's time — take the time of the first timed entry that
+// follows them (or, when none does, the last time seen). A build leaves the
+// times of config-only steps unset and fills them here, on the whole history
+// of the image it writes.
 func FillHistoryTimes(h []v1.History) {
 	var created v1.Time
 	gap := false

@@ -167,6 +167,12 @@ func TestRetagLeavesDangling(t *testing.T) {
 		t.Fatalf("inspect config digest %q, want %s", manifest, cur)
 	}
 
+	// --keep-storage trims the build cache only, as docker builder prune
+	// --keep-storage: the dangling image stays.
+	if r := strata(t, store, "prune", "--keep-storage", "1GB"); strings.Contains(r.stdout, old) {
+		t.Errorf("prune --keep-storage removed the dangling image:\n%s", r)
+	}
+	strata(t, store, "run", old, "true")
 	r := strata(t, store, "prune")
 	if !strings.Contains(r.stdout, "deleted: "+old) {
 		t.Errorf("prune does not report the dangling image:\n%s", r)
