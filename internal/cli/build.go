@@ -193,6 +193,9 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) (err err
 	if err := checkNames(f.tags, outs); err != nil {
 		return err
 	}
+	if err := checkFileDests(outs, map[string]string{"--iidfile": f.iidfile, "--metadata-file": f.metadata, "--report": f.report}); err != nil {
+		return err
+	}
 	switch f.network {
 	case "host", "none", "default":
 	default:

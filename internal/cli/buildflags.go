@@ -3,10 +3,13 @@ package cli
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/term"
@@ -192,6 +195,42 @@ func checkNames(tags []string, outs []output) error {
 		}
 		if o.push && len(o.names) == 0 && len(tags) == 0 {
 			return usagef("nothing to push: give -t NAME or --output type=registry,name=NAME")
+		}
+	}
+	return nil
+}
+
+// checkFileDests checks, before anything is built, that the files the build
+// will write can be created: their folder exists (as buildx creates an
+// output file before it solves). A folder output (type=local) is created
+// when missing, so only its parent's kind matters.
+func checkFileDests(outs []output, files map[string]string) error {
+	// what names the flag and its value, as the user gave them
+	check := func(what, p string) error {
+		if p == "" || p == "-" {
+			return nil
+		}
+		dir := filepath.Dir(p)
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return usagef("%s: folder %s: %v", what, dir, errors.Unwrap(err))
+		}
+		if !fi.IsDir() {
+			return usagef("%s: %s is not a folder", what, dir)
+		}
+		return nil
+	}
+	for _, o := range outs {
+		if o.typ == "local" {
+			continue // made with its parents, as buildx does
+		}
+		if err := check("--output type="+o.typ+",dest="+o.dest, o.dest); err != nil {
+			return err
+		}
+	}
+	for _, flag := range slices.Sorted(maps.Keys(files)) {
+		if err := check(flag+" "+files[flag], files[flag]); err != nil {
+			return err
 		}
 	}
 	return nil

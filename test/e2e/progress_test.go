@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -113,6 +114,7 @@ func TestProgressJSONOnly(t *testing.T) {
 func TestBadNamesFailBeforeBuilding(t *testing.T) {
 	s := newBusyboxStore(t)
 	dir := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox:latest\nRUN echo ran && sleep 2\n"})
+	missing := filepath.Join(tempDir(t), "no-such-folder")
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -127,6 +129,12 @@ func TestBadNamesFailBeforeBuilding(t *testing.T) {
 		{[]string{"--cache-to", "type=bogus"}, "type must be registry, local or inline"},
 		{[]string{"--platform", "linux/s390x"}, "only the host platform"},
 		{[]string{"--platform", "a/b/c/d"}, "--platform=a/b/c/d"},
+		// files the build writes need a folder to go to
+		{[]string{"--output", "type=docker,dest=" + missing + "/x.tar"}, "--output type=docker,dest=" + missing + "/x.tar: folder " + missing},
+		{[]string{"--output", "type=oci,dest=" + dir + "/Dockerfile/x.tar"}, "is not a folder"},
+		{[]string{"--iidfile", missing + "/id"}, "--iidfile " + missing + "/id: folder"},
+		{[]string{"--metadata-file", missing + "/m.json"}, "--metadata-file " + missing + "/m.json: folder"},
+		{[]string{"--report", missing + "/r.html"}, "--report " + missing + "/r.html: folder"},
 	} {
 		args := append(append([]string{"build", "--progress=plain"}, tc.args...), dir)
 		r := strataRun(t, s, runOpts{}, args...)
