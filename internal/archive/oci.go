@@ -27,6 +27,15 @@ const containerdImageName = "io.containerd.image.name"
 // maxJSON bounds the manifests, indexes and configs read into memory.
 const maxJSON = 64 << 20
 
+// maxDescriptors bounds the manifests and indexes an OCI layout archive's
+// index.json and the image indexes it names may list, all together: a walk
+// of them reads each index once, but a hostile archive could list more than
+// any real one would.
+const maxDescriptors = 10000
+
+// maxOthers is how many platforms not chosen an error names.
+const maxOthers = 16
+
 // layerCompression returns the compression a layer media type says its
 // blob has; ok is false for the media types Load does not accept.
 func layerCompression(mediaType string) (_ layer.Compression, ok bool) {
@@ -45,7 +54,20 @@ func layerCompression(mediaType string) (_ layer.Compression, ok bool) {
 type ociReader struct {
 	ti       *tarIndex
 	platform v1.Platform
-	others   []string // the platforms of the images not chosen, for errors
+	// chosen is what choose found in each image index it read: an index
+	// named again (at any depth, from any entry) is not read again.
+	chosen  map[digest.Digest]choice
+	visited int // descriptors choose was given, up to maxDescriptors
+	// others are the platforms of the images not chosen, for errors: each
+	// once, in the order met.
+	others    []string
+	hasOthers map[string]bool
+}
+
+// choice is what choose found for a descriptor.
+type choice struct {
+	desc ocispec.Descriptor
+	ok   bool
 }
 
 // ociImage is an image of an OCI layout archive chosen to load: its
@@ -111,9 +133,35 @@ func (r *ociReader) images() ([]*ociImage, error) {
 		}
 	}
 	if len(imgs) == 0 {
-		return nil, fmt.Errorf("no image for %s in %s (it has %s)", r.platform, ocispec.ImageIndexFile, strings.Join(r.others, ", "))
+		return nil, fmt.Errorf("no image for %s in %s (%s)", r.platform, ocispec.ImageIndexFile, r.describeOthers())
 	}
 	return imgs, nil
+}
+
+// passOver records the platform p of an image not chosen.
+func (r *ociReader) passOver(p v1.Platform) {
+	s := p.String()
+	if r.hasOthers[s] {
+		return
+	}
+	if r.hasOthers == nil {
+		r.hasOthers = map[string]bool{}
+	}
+	r.hasOthers[s] = true
+	r.others = append(r.others, s)
+}
+
+// describeOthers names the platforms of the images not chosen: the first
+// maxOthers of them.
+func (r *ociReader) describeOthers() string {
+	if len(r.others) == 0 {
+		return "it has no image for any platform"
+	}
+	s := "it has " + strings.Join(r.others[:min(len(r.others), maxOthers)], ", ")
+	if more := len(r.others) - maxOthers; more > 0 {
+		s += fmt.Sprintf(" and %d more", more)
+	}
+	return s
 }
 
 // covers reports whether the images chosen from index.json include every
@@ -191,12 +239,16 @@ func imageName(ann map[string]string) (ref, warning string) {
 
 // choose returns the image manifest to load for desc: desc itself when it
 // is one, the one for r.platform when it is an index; ok is false when desc
-// is for another platform.
+// is for another platform. An index is read once: what it gave is
+// remembered by its digest.
 func (r *ociReader) choose(desc ocispec.Descriptor, depth int) (_ ocispec.Descriptor, ok bool, _ error) {
+	if r.visited++; r.visited > maxDescriptors {
+		return desc, false, fmt.Errorf("more than %d image manifests and indexes in %s and the image indexes it names", maxDescriptors, ocispec.ImageIndexFile)
+	}
 	if p := desc.Platform; p != nil {
 		vp := v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant, OSVersion: p.OSVersion, OSFeatures: p.OSFeatures}
 		if !vp.Satisfies(r.platform) {
-			r.others = append(r.others, vp.String())
+			r.passOver(vp)
 			return desc, false, nil
 		}
 	}
@@ -208,6 +260,26 @@ func (r *ociReader) choose(desc ocispec.Descriptor, depth int) (_ ocispec.Descri
 	case depth >= 8:
 		return desc, false, fmt.Errorf("%s: image indexes nested more than 8 deep", blobName(desc.Digest))
 	}
+	// The blob must be there, of its descriptor's size, whether or not
+	// it is read again.
+	if _, _, err := r.member(desc); err != nil {
+		return desc, false, err
+	}
+	if c, seen := r.chosen[desc.Digest]; seen {
+		return c.desc, c.ok, nil
+	}
+	d, ok, err := r.chooseIn(desc, depth)
+	if err == nil {
+		if r.chosen == nil {
+			r.chosen = map[digest.Digest]choice{}
+		}
+		r.chosen[desc.Digest] = choice{d, ok}
+	}
+	return d, ok, err
+}
+
+// chooseIn reads the image index desc and chooses from its children.
+func (r *ociReader) chooseIn(desc ocispec.Descriptor, depth int) (_ ocispec.Descriptor, ok bool, _ error) {
 	raw, member, err := r.blob(desc)
 	if err != nil {
 		return desc, false, err
