@@ -87,14 +87,14 @@ type ociImage struct {
 // entries for other platforms are passed over, as containerd's import does.
 func (r *ociReader) images() ([]*ociImage, error) {
 	var layout ocispec.ImageLayout
-	if err := r.readJSON(ocispec.ImageLayoutFile, &layout); err != nil {
+	if err := r.ti.readJSON(ocispec.ImageLayoutFile, &layout); err != nil {
 		return nil, err
 	}
 	if layout.Version != ocispec.ImageLayoutVersion {
 		return nil, fmt.Errorf("%s: imageLayoutVersion %q, but strata reads %s", ocispec.ImageLayoutFile, layout.Version, ocispec.ImageLayoutVersion)
 	}
 	var idx ocispec.Index
-	if err := r.readJSON(ocispec.ImageIndexFile, &idx); err != nil {
+	if err := r.ti.readJSON(ocispec.ImageIndexFile, &idx); err != nil {
 		return nil, err
 	}
 	if len(idx.Manifests) == 0 {
@@ -366,7 +366,8 @@ func (st *staging) verifyOCI(ctx context.Context, r *ociReader, img *ociImage) (
 				return err
 			}
 			lb.open = func() (io.ReadCloser, error) { return io.NopCloser(r.ti.open(s)), nil }
-			return st.layer(lb)
+			_, err = st.layer(lb)
+			return err
 		}()
 		if err != nil {
 			return stagedImage{}, fmt.Errorf("layer %d of %d (%s in the archive): %w", i+1, len(m.Layers), lb.member, err)
@@ -416,19 +417,4 @@ func (r *ociReader) blob(desc ocispec.Descriptor) ([]byte, string, error) {
 		return nil, n, fmt.Errorf("%s: content hashes to %s, not to the digest in its name", n, got)
 	}
 	return b, n, nil
-}
-
-// readJSON decodes the archive's file name (oci-layout, index.json).
-func (r *ociReader) readJSON(name string, v any) error {
-	s, ok := r.ti.lookup(name)
-	if !ok {
-		return fmt.Errorf("%s is not in the archive", name)
-	}
-	if s.size > maxJSON {
-		return fmt.Errorf("%s: %d bytes is too big", name, s.size)
-	}
-	if err := json.NewDecoder(r.ti.open(s)).Decode(v); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	return nil
 }
