@@ -411,8 +411,10 @@ func describe(c layer.Compression) string {
 	return string(c) + " compressed"
 }
 
-// commit moves the staged blobs into the store, then writes each image's
-// config and manifest and tags it.
+// commit moves the staged blobs into the store, writes each image's config
+// and manifest, then records all the images with their names in one edit of
+// the store's index: the archive's names appear all together, or (on an
+// error) none of them.
 func (st *staging) commit(imgs []stagedImage) ([]Loaded, error) {
 	for d, w := range st.blobs {
 		if _, _, err := w.Commit(d); err != nil {
@@ -420,6 +422,7 @@ func (st *staging) commit(imgs []stagedImage) ([]Loaded, error) {
 		}
 	}
 	out := make([]Loaded, 0, len(imgs))
+	var records []store.Image
 	for _, si := range imgs {
 		if _, err := st.s.PutBlob(si.config); err != nil {
 			return nil, err
@@ -433,17 +436,16 @@ func (st *staging) commit(imgs []stagedImage) ([]Loaded, error) {
 			return nil, err
 		}
 		for _, t := range si.tags {
-			if err := st.s.Tag(t, img.Descriptor); err != nil {
-				return nil, err
-			}
+			records = append(records, store.Image{Name: t, Descriptor: img.Descriptor})
 		}
 		if len(si.tags) == 0 {
 			// an untagged image is still an image: usable by its ID
-			if err := st.s.AddImage(img.Descriptor); err != nil {
-				return nil, err
-			}
+			records = append(records, store.Image{Descriptor: img.Descriptor})
 		}
 		out = append(out, Loaded{Image: img, Tags: si.tags, Warnings: si.warnings})
+	}
+	if err := st.s.Record(records); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
