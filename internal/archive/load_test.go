@@ -3,12 +3,17 @@ package archive
 import (
 	"archive/tar"
 	"bytes"
+	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -119,5 +124,109 @@ func TestImageName(t *testing.T) {
 		if got != c.want || (warning != "") != c.warn {
 			t.Errorf("imageName(%v) = %q, %q; want %q, warning %v", c.ann, got, warning, c.want, c.warn)
 		}
+	}
+}
+
+// TestLoadBoundsJSON: manifest.json and the image configs of a docker
+// archive are read into memory only up to maxJSON bytes, as the OCI
+// layout's manifests, indexes and configs are: a member that declares more
+// is refused before it is read.
+func TestLoadBoundsJSON(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		member string
+		size   int64
+		write  func(a *testArchive, size int64) (path string)
+	}{
+		{"manifest.json", "manifest.json", 4 << 30, func(a *testArchive, size int64) string {
+			return a.endHuge("manifest.json", size)
+		}},
+		{"manifest.json-spaces", "manifest.json", maxJSON + 2, func(a *testArchive, size int64) string {
+			// Valid JSON, all of which a JSON decoder would buffer.
+			if err := a.tw.WriteHeader(&tar.Header{Name: "manifest.json", Typeflag: tar.TypeReg, Size: size, Mode: 0o644}); err != nil {
+				t.Fatal(err)
+			}
+			spaces := bytes.Repeat([]byte{' '}, 1<<20)
+			a.tw.Write([]byte("["))
+			for n := size - 2; n > 0; n -= int64(len(spaces)) {
+				a.tw.Write(spaces[:min(n, int64(len(spaces)))])
+			}
+			a.tw.Write([]byte("]"))
+			return a.close()
+		}},
+		{"config", "big.json", maxJSON + 1, func(a *testArchive, size int64) string {
+			lt, _ := tinyImage(t, "x\n")
+			a.add("layer.tar", lt)
+			a.addJSON("manifest.json", tarball.Manifest{{Config: "big.json", RepoTags: []string{"big:1"}, Layers: []string{"layer.tar"}}})
+			return a.endHuge("big.json", size)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := c.write(newTestArchive(t), c.size)
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := Load(context.Background(), openTestStore(t), path, linuxAmd64)
+			runtime.ReadMemStats(&after)
+			if err == nil {
+				t.Fatal("loaded an archive with a huge member")
+			}
+			for _, w := range []string{path, c.member, fmt.Sprint(c.size), "too big"} {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not name %q", err, w)
+				}
+			}
+			if got := after.TotalAlloc - before.TotalAlloc; got > 8<<20 {
+				t.Errorf("Load allocated %d MB", got>>20)
+			}
+		})
+	}
+}
+
+// TestLoadDockerSharedLayer: images of a docker archive that share a layer
+// member (uncompressed, as docker writes them) are each loaded with it,
+// compressed and stored once; a config that gives the shared member
+// another diffID is refused.
+func TestLoadDockerSharedLayer(t *testing.T) {
+	lt, cfg1 := tinyImage(t, "shared\n")
+	cfg2 := bytes.Replace(cfg1, []byte(`"os":"linux"`), []byte(`"os":"linux","author":"b"`), 1)
+	otherTar, _ := tinyImage(t, "other\n")
+	cfgBad := bytes.Replace(cfg1, []byte(digest.FromBytes(lt).Encoded()), []byte(digest.FromBytes(otherTar).Encoded()), 1)
+	member := blobName(digest.FromBytes(lt))
+	write := func(t *testing.T, cfgs ...[]byte) string {
+		a := newTestArchive(t)
+		a.add(member, lt)
+		var m tarball.Manifest
+		for i, c := range cfgs {
+			a.add(blobName(digest.FromBytes(c)), c)
+			d := tarball.Descriptor{Config: blobName(digest.FromBytes(c)), Layers: []string{member}}
+			if i == 0 {
+				d.RepoTags = []string{"a:1"}
+			}
+			m = append(m, d)
+		}
+		a.addJSON("manifest.json", m)
+		return a.close()
+	}
+
+	s := openTestStore(t)
+	loaded, err := Load(context.Background(), s, write(t, cfg1, cfg2), linuxAmd64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(loaded) != 2 || len(loaded[0].Tags) != 1 || len(loaded[1].Tags) != 0 {
+		t.Fatalf("loaded %+v; want a:1 and an untagged image", loaded)
+	}
+	l0, l1 := loaded[0].Image.Manifest.Layers, loaded[1].Image.Manifest.Layers
+	if len(l0) != 1 || len(l1) != 1 || l0[0].Digest != l1[0].Digest || l0[0].MediaType != "application/vnd.docker.image.rootfs.diff.tar.gzip" {
+		t.Errorf("layers %+v and %+v; want one gzip layer, the same", l0, l1)
+	}
+	blobs, err := os.ReadDir(filepath.Join(s.Path("blobs"), "sha256"))
+	if err != nil || len(blobs) != 5 {
+		t.Errorf("%d blobs in the store (%v); want 5: 2 configs, 2 manifests, 1 layer", len(blobs), err)
+	}
+
+	_, err = Load(context.Background(), openTestStore(t), write(t, cfg1, cfgBad), linuxAmd64)
+	if err == nil || !strings.Contains(err.Error(), "image 2 of manifest.json") || !strings.Contains(err.Error(), digest.FromBytes(otherTar).String()) {
+		t.Errorf("error %v; want one naming image 2 and the diffID its config gives", err)
 	}
 }

@@ -27,6 +27,15 @@ const containerdImageName = "io.containerd.image.name"
 // maxJSON bounds the manifests, indexes and configs read into memory.
 const maxJSON = 64 << 20
 
+// maxDescriptors bounds the manifests and indexes an OCI layout archive's
+// index.json and the image indexes it names may list, all together: a walk
+// of them reads each index once, but a hostile archive could list more than
+// any real one would.
+const maxDescriptors = 10000
+
+// maxOthers is how many platforms not chosen an error names.
+const maxOthers = 16
+
 // layerCompression returns the compression a layer media type says its
 // blob has; ok is false for the media types Load does not accept.
 func layerCompression(mediaType string) (_ layer.Compression, ok bool) {
@@ -45,7 +54,20 @@ func layerCompression(mediaType string) (_ layer.Compression, ok bool) {
 type ociReader struct {
 	ti       *tarIndex
 	platform v1.Platform
-	others   []string // the platforms of the images not chosen, for errors
+	// chosen is what choose found in each image index it read: an index
+	// named again (at any depth, from any entry) is not read again.
+	chosen  map[digest.Digest]choice
+	visited int // descriptors choose was given, up to maxDescriptors
+	// others are the platforms of the images not chosen, for errors: each
+	// once, in the order met.
+	others    []string
+	hasOthers map[string]bool
+}
+
+// choice is what choose found for a descriptor.
+type choice struct {
+	desc ocispec.Descriptor
+	ok   bool
 }
 
 // ociImage is an image of an OCI layout archive chosen to load: its
@@ -65,14 +87,14 @@ type ociImage struct {
 // entries for other platforms are passed over, as containerd's import does.
 func (r *ociReader) images() ([]*ociImage, error) {
 	var layout ocispec.ImageLayout
-	if err := r.readJSON(ocispec.ImageLayoutFile, &layout); err != nil {
+	if err := r.ti.readJSON(ocispec.ImageLayoutFile, &layout); err != nil {
 		return nil, err
 	}
 	if layout.Version != ocispec.ImageLayoutVersion {
 		return nil, fmt.Errorf("%s: imageLayoutVersion %q, but strata reads %s", ocispec.ImageLayoutFile, layout.Version, ocispec.ImageLayoutVersion)
 	}
 	var idx ocispec.Index
-	if err := r.readJSON(ocispec.ImageIndexFile, &idx); err != nil {
+	if err := r.ti.readJSON(ocispec.ImageIndexFile, &idx); err != nil {
 		return nil, err
 	}
 	if len(idx.Manifests) == 0 {
@@ -111,9 +133,35 @@ func (r *ociReader) images() ([]*ociImage, error) {
 		}
 	}
 	if len(imgs) == 0 {
-		return nil, fmt.Errorf("no image for %s in %s (it has %s)", r.platform, ocispec.ImageIndexFile, strings.Join(r.others, ", "))
+		return nil, fmt.Errorf("no image for %s in %s (%s)", r.platform, ocispec.ImageIndexFile, r.describeOthers())
 	}
 	return imgs, nil
+}
+
+// passOver records the platform p of an image not chosen.
+func (r *ociReader) passOver(p v1.Platform) {
+	s := p.String()
+	if r.hasOthers[s] {
+		return
+	}
+	if r.hasOthers == nil {
+		r.hasOthers = map[string]bool{}
+	}
+	r.hasOthers[s] = true
+	r.others = append(r.others, s)
+}
+
+// describeOthers names the platforms of the images not chosen: the first
+// maxOthers of them.
+func (r *ociReader) describeOthers() string {
+	if len(r.others) == 0 {
+		return "it has no image for any platform"
+	}
+	s := "it has " + strings.Join(r.others[:min(len(r.others), maxOthers)], ", ")
+	if more := len(r.others) - maxOthers; more > 0 {
+		s += fmt.Sprintf(" and %d more", more)
+	}
+	return s
 }
 
 // covers reports whether the images chosen from index.json include every
@@ -191,12 +239,16 @@ func imageName(ann map[string]string) (ref, warning string) {
 
 // choose returns the image manifest to load for desc: desc itself when it
 // is one, the one for r.platform when it is an index; ok is false when desc
-// is for another platform.
+// is for another platform. An index is read once: what it gave is
+// remembered by its digest.
 func (r *ociReader) choose(desc ocispec.Descriptor, depth int) (_ ocispec.Descriptor, ok bool, _ error) {
+	if r.visited++; r.visited > maxDescriptors {
+		return desc, false, fmt.Errorf("more than %d image manifests and indexes in %s and the image indexes it names", maxDescriptors, ocispec.ImageIndexFile)
+	}
 	if p := desc.Platform; p != nil {
 		vp := v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant, OSVersion: p.OSVersion, OSFeatures: p.OSFeatures}
 		if !vp.Satisfies(r.platform) {
-			r.others = append(r.others, vp.String())
+			r.passOver(vp)
 			return desc, false, nil
 		}
 	}
@@ -208,6 +260,26 @@ func (r *ociReader) choose(desc ocispec.Descriptor, depth int) (_ ocispec.Descri
 	case depth >= 8:
 		return desc, false, fmt.Errorf("%s: image indexes nested more than 8 deep", blobName(desc.Digest))
 	}
+	// The blob must be there, of its descriptor's size, whether or not
+	// it is read again.
+	if _, _, err := r.member(desc); err != nil {
+		return desc, false, err
+	}
+	if c, seen := r.chosen[desc.Digest]; seen {
+		return c.desc, c.ok, nil
+	}
+	d, ok, err := r.chooseIn(desc, depth)
+	if err == nil {
+		if r.chosen == nil {
+			r.chosen = map[digest.Digest]choice{}
+		}
+		r.chosen[desc.Digest] = choice{d, ok}
+	}
+	return d, ok, err
+}
+
+// chooseIn reads the image index desc and chooses from its children.
+func (r *ociReader) chooseIn(desc ocispec.Descriptor, depth int) (_ ocispec.Descriptor, ok bool, _ error) {
 	raw, member, err := r.blob(desc)
 	if err != nil {
 		return desc, false, err
@@ -294,7 +366,8 @@ func (st *staging) verifyOCI(ctx context.Context, r *ociReader, img *ociImage) (
 				return err
 			}
 			lb.open = func() (io.ReadCloser, error) { return io.NopCloser(r.ti.open(s)), nil }
-			return st.layer(lb)
+			_, err = st.layer(lb)
+			return err
 		}()
 		if err != nil {
 			return stagedImage{}, fmt.Errorf("layer %d of %d (%s in the archive): %w", i+1, len(m.Layers), lb.member, err)
@@ -344,19 +417,4 @@ func (r *ociReader) blob(desc ocispec.Descriptor) ([]byte, string, error) {
 		return nil, n, fmt.Errorf("%s: content hashes to %s, not to the digest in its name", n, got)
 	}
 	return b, n, nil
-}
-
-// readJSON decodes the archive's file name (oci-layout, index.json).
-func (r *ociReader) readJSON(name string, v any) error {
-	s, ok := r.ti.lookup(name)
-	if !ok {
-		return fmt.Errorf("%s is not in the archive", name)
-	}
-	if s.size > maxJSON {
-		return fmt.Errorf("%s: %d bytes is too big", name, s.size)
-	}
-	if err := json.NewDecoder(r.ti.open(s)).Decode(v); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	return nil
 }

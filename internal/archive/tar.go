@@ -2,6 +2,7 @@ package archive
 
 import (
 	"archive/tar"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -98,4 +99,43 @@ func (ti *tarIndex) has(name string) bool {
 // open returns a reader of the file s.
 func (ti *tarIndex) open(s section) *io.SectionReader {
 	return io.NewSectionReader(ti.f, s.off, s.size)
+}
+
+// readFile reads the file name, one of the archive's manifests, indexes
+// and configs, into memory: it must be no bigger than maxJSON.
+func (ti *tarIndex) readFile(name string) ([]byte, error) {
+	s, err := ti.small(name)
+	if err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(ti.open(s))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return b, nil
+}
+
+// readJSON decodes the file name (oci-layout, index.json, manifest.json),
+// which must be no bigger than maxJSON.
+func (ti *tarIndex) readJSON(name string, v any) error {
+	s, err := ti.small(name)
+	if err != nil {
+		return err
+	}
+	if err := json.NewDecoder(ti.open(s)).Decode(v); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+// small finds the file name, which must be no bigger than maxJSON.
+func (ti *tarIndex) small(name string) (section, error) {
+	s, ok := ti.lookup(name)
+	if !ok {
+		return section{}, fmt.Errorf("%s is not in the archive", name)
+	}
+	if s.size > maxJSON {
+		return section{}, fmt.Errorf("%s: %d bytes is too big (strata reads manifests and configs of up to %d)", name, s.size, maxJSON)
+	}
+	return s, nil
 }

@@ -889,3 +889,86 @@ func TestLoadOCIPlatforms(t *testing.T) {
 		check(t, path, "", []string{"linux/" + runtime.GOARCH, "linux/" + other})
 	})
 }
+
+// TestLoadDockerUntagged: a docker archive of several images, one of them
+// without a name (`docker save app:1 IMAGE-ID` writes a manifest.json entry
+// with no RepoTags), loads every image, as `docker load` does; the untagged
+// one is an image of the store, listed by `images -a` and found by its ID.
+func TestLoadDockerUntagged(t *testing.T) {
+	root, _ := importedStore(t)
+	dir := t.TempDir()
+	saved := filepath.Join(dir, "saved.tar")
+	mustStrata(t, root, "save", "-o", saved, "small:1")
+	_, wantID := storedManifest(t, root, "small:1")
+
+	// The saved archive's members, and a second image: the same layer,
+	// another config.
+	var members []archiveMember
+	f, err := os.Open(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Name != "manifest.json" {
+			members = append(members, archiveMember{h.Name, b})
+		}
+	}
+	f.Close()
+	m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(saved) })
+	if err != nil || len(m) != 1 {
+		t.Fatalf("saved archive: manifest %+v, %v", m, err)
+	}
+	i := slices.IndexFunc(members, func(am archiveMember) bool { return am.name == m[0].Config })
+	if i < 0 {
+		t.Fatalf("no config %s in the saved archive", m[0].Config)
+	}
+	cfg2 := bytes.Replace(members[i].body, []byte(`"A=1"`), []byte(`"A=3"`), 1)
+	id2 := digest.FromBytes(cfg2)
+	untagged := tarball.Descriptor{Config: "sha256:" + id2.Encoded(), Layers: m[0].Layers}
+
+	for _, c := range []struct {
+		name string
+		m    tarball.Manifest
+	}{
+		{"tagged-first", tarball.Manifest{m[0], untagged}},
+		{"untagged-first", tarball.Manifest{untagged, m[0]}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			mj, err := json.Marshal(c.m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "two.tar")
+			writeTar(t, path, append(slices.Clone(members), archiveMember{"sha256:" + id2.Encoded(), cfg2}, archiveMember{"manifest.json", mj}))
+			fresh := t.TempDir()
+			r := mustStrata(t, fresh, "load", "-i", path)
+			for _, want := range []string{"Loaded image: small:1\n", "Loaded image ID: " + id2.String() + "\n"} {
+				if !strings.Contains(r.stdout, want) {
+					t.Errorf("strata load output %q, want %q in it", r.stdout, want)
+				}
+			}
+			if _, id := storedManifest(t, fresh, "small:1"); id != wantID {
+				t.Errorf("small:1 has ID %s, want %s", id, wantID)
+			}
+			if r := mustStrata(t, fresh, "images", "-a"); !strings.Contains(r.stdout, id2.Encoded()[:12]) {
+				t.Errorf("strata images -a does not list %s:\n%s", id2.Encoded()[:12], r.stdout)
+			}
+			if r := mustStrata(t, fresh, "inspect", id2.String()); !strings.Contains(r.stdout, `"Id": "`+id2.String()) || !strings.Contains(r.stdout, "A=3") {
+				t.Errorf("strata inspect %s:\n%s", id2, r.stdout)
+			}
+			mustStrata(t, fresh, "fsck")
+		})
+	}
+}

@@ -113,37 +113,70 @@ func FamiliarName(n string) string {
 // name. As in docker, the image that had the name stays (untagged, dangling)
 // when it has no other name, and desc loses its untagged entry.
 func (s *Store) Tag(ref string, desc ocispec.Descriptor) error {
-	n, err := CanonicalName(ref)
-	if err != nil {
-		return err
-	}
-	if !s.HasBlob(desc.Digest) {
-		return fmt.Errorf("tag %s: manifest %s is not in the store", n, desc.Digest)
+	return s.Record([]Image{{Name: ref, Descriptor: desc}})
+}
+
+// Record records images in one locked edit of index.json, in order: each
+// named one (Name any image reference) as Tag does, each untagged one as
+// AddImage does. When one cannot be recorded (its name is none, its
+// manifest is not in the store), none is. `strata load` records an
+// archive's images with it, so they appear all together.
+func (s *Store) Record(imgs []Image) error {
+	names := make([]string, len(imgs))
+	for i, im := range imgs {
+		if im.Name != "" {
+			n, err := CanonicalName(im.Name)
+			if err != nil {
+				return err
+			}
+			names[i] = n
+		}
+		if !s.HasBlob(im.Descriptor.Digest) {
+			if im.Name != "" {
+				return fmt.Errorf("tag %s: manifest %s is not in the store", names[i], im.Descriptor.Digest)
+			}
+			return fmt.Errorf("add image: manifest %s is not in the store", im.Descriptor.Digest)
+		}
 	}
 	return s.editIndex(func(idx *ocispec.Index) (bool, error) {
-		var replaced []ocispec.Descriptor
-		out := idx.Manifests[:0]
-		for _, m := range idx.Manifests {
-			name := m.Annotations[RefNameAnnotation]
-			switch {
-			case name == n:
-				if m.Digest != desc.Digest {
-					replaced = append(replaced, m)
-				}
-			case name == "" && m.Digest == desc.Digest:
-			default:
-				out = append(out, m)
+		changed := false
+		for i, im := range imgs {
+			if names[i] == "" {
+				n := len(idx.Manifests)
+				idx.Manifests = keepRecord(idx.Manifests, im.Descriptor)
+				changed = changed || len(idx.Manifests) != n
+				continue
 			}
+			idx.Manifests = tag(idx.Manifests, names[i], im.Descriptor)
+			changed = true
 		}
-		d := desc
-		d.Annotations = map[string]string{RefNameAnnotation: n}
-		out = append(out, d)
-		for _, m := range replaced {
-			out = keepRecord(out, m)
-		}
-		idx.Manifests = out
-		return true, nil
+		return changed, nil
 	})
+}
+
+// tag points the canonical name n at desc in entries, as Tag describes.
+func tag(entries []ocispec.Descriptor, n string, desc ocispec.Descriptor) []ocispec.Descriptor {
+	var replaced []ocispec.Descriptor
+	out := entries[:0]
+	for _, m := range entries {
+		name := m.Annotations[RefNameAnnotation]
+		switch {
+		case name == n:
+			if m.Digest != desc.Digest {
+				replaced = append(replaced, m)
+			}
+		case name == "" && m.Digest == desc.Digest:
+		default:
+			out = append(out, m)
+		}
+	}
+	d := desc
+	d.Annotations = map[string]string{RefNameAnnotation: n}
+	out = append(out, d)
+	for _, m := range replaced {
+		out = keepRecord(out, m)
+	}
+	return out
 }
 
 // editIndex runs fn on index.json under the index lock, and writes it back
@@ -196,14 +229,7 @@ func keepRecord(entries []ocispec.Descriptor, m ocispec.Descriptor) []ocispec.De
 // unless a name already points at it. A build without -t, and a load or
 // import without a name, record their image this way.
 func (s *Store) AddImage(desc ocispec.Descriptor) error {
-	if !s.HasBlob(desc.Digest) {
-		return fmt.Errorf("add image: manifest %s is not in the store", desc.Digest)
-	}
-	return s.editIndex(func(idx *ocispec.Index) (bool, error) {
-		n := len(idx.Manifests)
-		idx.Manifests = keepRecord(idx.Manifests, desc)
-		return len(idx.Manifests) != n, nil
-	})
+	return s.Record([]Image{{Descriptor: desc}})
 }
 
 // RemoveImage removes the image whose manifest is d: all its names and its

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -248,5 +249,58 @@ func TestResolve(t *testing.T) {
 	}
 	if _, err := s.Resolve(taggedID.Encoded()[:12]); err != nil {
 		t.Errorf("Resolve(short ID of an image under two manifests) = %v", err)
+	}
+}
+
+// TestRecord: Record applies the names and untagged entries of several
+// images (a load's) in one edit of index.json, each as Tag or AddImage
+// would, or none of them when one cannot be applied.
+func TestRecord(t *testing.T) {
+	s := openStore(t)
+	a, _ := putImage(t, s, `{"a":1}`)
+	b, _ := putImage(t, s, `{"b":1}`)
+	c, _ := putImage(t, s, `{"c":1}`)
+	d, _ := putImage(t, s, `{"d":1}`)
+	if err := s.Tag("app:1", a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddImage(b); err != nil {
+		t.Fatal(err)
+	}
+	before := entries(t, s)
+
+	// Nothing is applied when one of them cannot be: a name that is
+	// none, a manifest not in the store.
+	absent := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromString("absent"), Size: 7}
+	for _, bad := range []Image{{Name: "Not A Name", Descriptor: c}, {Name: "app:9", Descriptor: absent}, {Descriptor: absent}} {
+		err := s.Record([]Image{{Name: "app:1", Descriptor: c}, {Name: "app:2", Descriptor: c}, {Descriptor: d}, bad})
+		if err == nil {
+			t.Errorf("Record with %+v succeeded", bad)
+		}
+		if got := entries(t, s); got != before {
+			t.Errorf("after a failed Record with %+v: %s, want it as it was: %s", bad, got, before)
+		}
+	}
+
+	// As Tag: app:1 moves from a, which is left untagged; b, named, loses
+	// its untagged entry (also when it comes first). As AddImage: d gets an
+	// untagged entry; a name given in the same Record wins over it (c).
+	err := s.Record([]Image{
+		{Descriptor: b},
+		{Name: "app:1", Descriptor: b},
+		{Name: "example.com/app:2", Descriptor: b},
+		{Descriptor: c},
+		{Name: "app:3", Descriptor: c},
+		{Descriptor: d},
+		{Descriptor: d},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	untagged := []string{short(a), short(d)}
+	slices.SortFunc(untagged, func(x, y string) int { return strings.Compare(x, y) })
+	want := "docker.io/library/app:1=" + short(b) + " docker.io/library/app:3=" + short(c) + " example.com/app:2=" + short(b) + " -=" + untagged[0] + " -=" + untagged[1]
+	if got := entries(t, s); got != want {
+		t.Errorf("after Record:\n%s\nwant\n%s", got, want)
 	}
 }
