@@ -233,7 +233,9 @@ archive with both, as 'docker save' writes since Docker 25, is read as an OCI
 layout (so manifests keep their digests) unless its index.json misses images
 or names that its manifest.json has. An OCI image's name comes from its
 io.containerd.image.name annotation, else org.opencontainers.image.ref.name;
-from a multi-platform index, the image for the host platform is loaded.
+from a multi-platform index, the image for the host platform is loaded. An
+image without a name is kept all the same, as an untagged image that every
+command takes by its ID (the "Loaded image ID:" line; 'strata images -a').
 
 Every blob it loads is first checked against its digest and every layer
 against the diffID its image config gives it (and, in OCI archives, its media
