@@ -250,7 +250,7 @@ func (r *Runner) runc(ctx context.Context, runtimePath, bundle string, p *Proces
 		closeStdin()
 		return -1, fmt.Errorf("run %s: %w", p.ID, err)
 	}
-	defer out.wait()
+	defer out.wait(outputDrain)
 	cmd.Stdout, cmd.Stderr = out.stdout, out.stderr
 	// Own process group: a Ctrl-C on strata's terminal must not reach runc (or the
 	// container) directly; cancellation goes through ctx.
@@ -349,15 +349,19 @@ type output struct {
 }
 
 // outputDrain bounds how long the output is read after the process ended
-// (a descendant that escaped and kept the pipe open).
+// (a descendant that escaped and kept the pipe open, or a writer that blocks).
 const outputDrain = 10 * time.Second
+
+// outputGrace is how long copies get to end once the drain time is over and
+// the pipes are closed.
+const outputGrace = time.Second
 
 func newOutput(stdout, stderr io.Writer) (*output, error) {
 	o := &output{copies: make(chan struct{}, 2)}
 	var err error
 	if o.stdout, err = o.pipe(stdout); err != nil {
 		o.closeWriters()
-		o.wait()
+		o.wait(outputDrain)
 		return nil, err
 	}
 	if stderr != nil && sameWriter(stdout, stderr) {
@@ -366,7 +370,7 @@ func newOutput(stdout, stderr io.Writer) (*output, error) {
 	}
 	if o.stderr, err = o.pipe(stderr); err != nil {
 		o.closeWriters()
-		o.wait()
+		o.wait(outputDrain)
 		return nil, err
 	}
 	return o, nil
@@ -401,21 +405,33 @@ func (o *output) closeWriters() {
 	o.writers = nil
 }
 
-// wait waits until every pipe is read to its end (at most outputDrain) and
-// closes the read ends.
-func (o *output) wait() {
-	timeout := time.After(outputDrain)
-	for range o.readers {
+// wait waits until every pipe is read to its end, at most drain, and closes
+// the read ends. When drain is over it closes them first, which ends the
+// copies blocked reading, and waits outputGrace more for the copies; a copy
+// still blocked in its writer's Write then is abandoned: its goroutine ends
+// when that Write returns, without writing more.
+func (o *output) wait(drain time.Duration) {
+	timeout := time.After(drain)
+	closed := false
+	for n := len(o.readers); n > 0; {
 		select {
 		case <-o.copies:
+			n--
+			continue
 		case <-timeout:
-			for _, r := range o.readers {
-				r.Close()
-			}
-			timeout = nil // closed: the copies end now
-			<-o.copies
 		}
+		if closed {
+			return
+		}
+		o.closeReaders()
+		closed = true
+		timeout = time.After(outputGrace)
 	}
+	o.closeReaders()
+}
+
+// closeReaders closes strata's read ends of the pipes (again: no effect).
+func (o *output) closeReaders() {
 	for _, r := range o.readers {
 		r.Close()
 	}
