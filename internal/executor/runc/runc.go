@@ -9,7 +9,9 @@
 // every path deletes the container and its bundle directory and removes the
 // mount points runc had to create in the rootfs (mount stubs), so a layer
 // holds only what the command itself changed. The calling process becomes a
-// child subreaper (prctl PR_SET_CHILD_SUBREAPER) to collect the exit status.
+// child subreaper (prctl PR_SET_CHILD_SUBREAPER, for the rest of its life) to
+// collect the exit status; it reaps only the container processes it started
+// (see "Reaping" below).
 package runc
 
 import (
@@ -224,10 +226,16 @@ func errOr(err, def error) error {
 // A writer given as both Stdout and Stderr thus gets one pipe, read by one
 // reader, in the order the process wrote. The process outlives `runc run
 // --detach`; strata is a child subreaper, so the process becomes its child
-// and its exit status is collected here with wait4.
+// and its exit status is collected here.
 func (r *Runner) runc(ctx context.Context, runtimePath, bundle string, p *Process) (int, error) {
 	if p.Terminal || isTerminal(p.Stdin) {
 		return r.runForeground(ctx, runtimePath, bundle, p)
+	}
+	// The container's process is runc's child; when runc exits it is
+	// reparented to the nearest subreaper: strata. First, so that failing
+	// here leaves nothing to release.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return -1, fmt.Errorf("run %s: become a child subreaper: %w", p.ID, err)
 	}
 	logPath := filepath.Join(bundle, "runc.log")
 	pidPath := filepath.Join(bundle, "init.pid")
@@ -242,99 +250,186 @@ func (r *Runner) runc(ctx context.Context, runtimePath, bundle string, p *Proces
 	if err != nil {
 		return -1, fmt.Errorf("run %s: %w", p.ID, err)
 	}
+	defer closeStdin()
 	if stdin != nil {
 		cmd.Stdin = stdin // else /dev/null (not a nil *os.File: no fd 0 at all)
 	}
 	out, err := newOutput(p.Stdout, p.Stderr)
 	if err != nil {
-		closeStdin()
 		return -1, fmt.Errorf("run %s: %w", p.ID, err)
 	}
-	defer out.wait()
+	defer out.wait(outputDrain)
+	defer out.closeWriters()
 	cmd.Stdout, cmd.Stderr = out.stdout, out.stderr
 	// Own process group: a Ctrl-C on strata's terminal must not reach runc (or the
 	// container) directly; cancellation goes through ctx.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	// The container's process is runc's child; when runc exits it is
-	// reparented to the nearest subreaper: strata.
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		out.closeWriters()
-		return -1, fmt.Errorf("run %s: become a child subreaper: %w", p.ID, err)
-	}
 	err = cmd.Start()
-	out.closeWriters() // the child has its copies
+	out.closeWriters() // the child has its copies: the pipes end when the process closes them
 	closeStdin()
 	if err != nil {
 		return -1, fmt.Errorf("run %s: start runc: %w", p.ID, err)
 	}
 	// `runc run --detach` exits once the process runs; anything left
-	// (a stopped container, a failed start, cancellation) is deleted here.
+	// (a stopped container, a failed start, cancellation) is deleted here,
+	// after the process is reaped.
 	defer r.forceDelete(runtimePath, p.ID)
 
 	waitErr := r.waitRunc(ctx, cmd, runtimePath, p.ID)
-
-	pid := 0
-	if b, err := os.ReadFile(pidPath); err == nil {
-		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	var init *os.Process
+	if waitErr == nil {
+		// runc wrote the pid file and left the process to strata.
+		init = adopt(readPid(pidPath), 0)
 	}
-	if waitErr != nil || pid <= 0 {
-		if pid > 0 {
-			reap(pid, true)
-		}
-		if ctx.Err() != nil {
-			return -1, fmt.Errorf("run %s: %w", p.ID, ctx.Err())
-		}
-		if msg := runcError(logPath); msg != "" {
-			return -1, fmt.Errorf("run %s: runc: %s", p.ID, msg)
-		}
+	if init == nil {
+		// runc failed, was killed or canceled; it reaps what it started when
+		// it fails, but not when it is killed.
+		r.reapOrphan(p.ID)
 		if waitErr == nil {
-			waitErr = fmt.Errorf("no process id in %s", pidPath)
+			waitErr = fmt.Errorf("no process of strata's in %s", pidPath)
 		}
-		return -1, fmt.Errorf("run %s: runc: %w", p.ID, waitErr)
+		return -1, runcFailure(ctx, p.ID, logPath, waitErr)
 	}
-
-	// Wait for the process; on cancellation kill it (the init of its PID
-	// namespace: the kernel kills the rest). It is our child and not yet
-	// reaped, so its pid cannot name another process.
-	exited := make(chan struct{})
-	go func() {
-		select {
-		case <-exited:
-		case <-ctx.Done():
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}()
-	ws, err := reap(pid, false)
-	close(exited)
+	// On cancellation kill the process (the init of its PID namespace: the
+	// kernel kills the rest).
+	st, err := waitProcess(ctx, init)
 	if ctx.Err() != nil {
 		return -1, fmt.Errorf("run %s: %w", p.ID, ctx.Err())
 	}
 	if err != nil {
 		return -1, fmt.Errorf("run %s: wait for the process: %w", p.ID, err)
 	}
-	switch {
-	case ws.Exited():
-		return ws.ExitStatus(), nil
-	case ws.Signaled():
-		return 128 + int(ws.Signal()), nil
+	if code, ok := exitCode(st.Sys().(syscall.WaitStatus)); ok {
+		return code, nil
 	}
-	return -1, fmt.Errorf("run %s: process ended with wait status %#x", p.ID, uint32(ws))
+	return -1, fmt.Errorf("run %s: process ended with %v", p.ID, st)
 }
 
-// reap waits for the child pid (killing it first when kill is set) and
-// returns its wait status.
-func reap(pid int, kill bool) (syscall.WaitStatus, error) {
-	if kill {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
+// exitCode maps a process's wait status to its exit code as a shell reports
+// it: its exit status, or 128+N when signal N killed it. It is false for a
+// status that is not an end (stopped, continued). `runc run` in the foreground
+// exits with its process's exit code mapped the same way.
+func exitCode(ws syscall.WaitStatus) (int, bool) {
+	switch {
+	case ws.Exited():
+		return ws.ExitStatus(), true
+	case ws.Signaled():
+		return 128 + int(ws.Signal()), true
 	}
-	var ws syscall.WaitStatus
-	for {
-		_, err := syscall.Wait4(pid, &ws, 0, nil)
-		if err == syscall.EINTR {
-			continue
-		}
-		return ws, err
+	return -1, false
+}
+
+// runcFailure is Run's error when runc did not run the process to its end:
+// ctx's error when the run was canceled, else runc's own error messages,
+// else how runc ended (err, e.g. killed by a signal).
+func runcFailure(ctx context.Context, id, logPath string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("run %s: %w", id, ctx.Err())
 	}
+	if msg := runcError(logPath); msg != "" {
+		return fmt.Errorf("run %s: runc: %s", id, msg)
+	}
+	return fmt.Errorf("run %s: runc: %w", id, err)
+}
+
+// Reaping. strata reaps only processes it knows it adopted: a container's
+// init, identified by the pid file runc writes once it has started it, or,
+// when runc was killed before that, by runc's state file (pid and start
+// time). Other orphans that the subreaper adopts (a daemon that some other
+// command in this process forked, or a helper of a runc killed while it
+// set a container up) are not reaped: nothing tells them from os/exec's own
+// children, and waiting for "any child" (wait4(-1)) would collect an exit
+// status that an exec.Cmd is about to wait for (it waits by pidfd), making
+// its Wait fail. Containers cannot add to them: a container's processes live
+// in its own PID namespace, where orphans go to the container's init. Those
+// zombies stay until strata exits and init reaps them.
+//
+// A process is named by its pidfd (os.Process does that), not its pid, from
+// the moment strata knows it is its child: a kill sent after the process
+// was reaped, when another process may have its pid, goes nowhere.
+
+// adopt returns the process pid when it is strata's child and not yet
+// reaped, so that its pid names it until strata reaps it, and, when start is
+// not 0, it started at start (clock ticks after boot, as in /proc/PID/stat):
+// a pid read from a record may since have been reused. Else it returns nil.
+func adopt(pid int, start uint64) *os.Process {
+	if pid <= 0 {
+		return nil
+	}
+	p, err := os.FindProcess(pid) // a pidfd when the kernel has them
+	if err != nil {
+		return nil
+	}
+	// WNOWAIT: look, do not reap. ECHILD: not strata's child.
+	var info unix.Siginfo
+	if err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil); err != nil ||
+		(start != 0 && startTime(pid) != start) {
+		p.Release()
+		return nil
+	}
+	return p
+}
+
+// waitProcess waits for p, strata's child, and kills it when ctx ends
+// first.
+func waitProcess(ctx context.Context, p *os.Process) (*os.ProcessState, error) {
+	stop := context.AfterFunc(ctx, func() { _ = p.Kill() })
+	defer stop()
+	return p.Wait()
+}
+
+// reapOrphan kills and reaps container id's process when runc left it to
+// strata: runc was killed after it started the process (the process is
+// reparented to strata, a subreaper), and it is not reaped yet. runc's
+// state file is read, not `runc state`, which gives no pid for a process
+// that has exited: the zombie that must be reaped.
+func (r *Runner) reapOrphan(id string) {
+	data, err := os.ReadFile(filepath.Join(r.StateDir, id, "state.json"))
+	if err != nil {
+		return
+	}
+	var st struct {
+		Pid   int    `json:"init_process_pid"`
+		Start uint64 `json:"init_process_start"`
+	}
+	if json.Unmarshal(data, &st) != nil || st.Start == 0 {
+		return
+	}
+	if p := adopt(st.Pid, st.Start); p != nil {
+		_ = p.Kill()
+		_, _ = p.Wait()
+	}
+}
+
+// readPid reads the pid runc wrote to path, or 0.
+func readPid(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// startTime returns the start time of process pid (field 22 of
+// /proc/PID/stat, clock ticks after boot), or 0.
+func startTime(pid int) uint64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name (which may hold spaces and
+	// parentheses) start with field 3.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 22-2 {
+		return 0
+	}
+	t, _ := strconv.ParseUint(f[22-3], 10, 64)
+	return t
 }
 
 // output connects a process's stdout and stderr to their writers: one pipe
@@ -349,15 +444,19 @@ type output struct {
 }
 
 // outputDrain bounds how long the output is read after the process ended
-// (a descendant that escaped and kept the pipe open).
+// (a descendant that escaped and kept the pipe open, or a writer that blocks).
 const outputDrain = 10 * time.Second
+
+// outputGrace is how long copies get to end once the drain time is over and
+// the pipes are closed.
+const outputGrace = time.Second
 
 func newOutput(stdout, stderr io.Writer) (*output, error) {
 	o := &output{copies: make(chan struct{}, 2)}
 	var err error
 	if o.stdout, err = o.pipe(stdout); err != nil {
 		o.closeWriters()
-		o.wait()
+		o.wait(outputDrain)
 		return nil, err
 	}
 	if stderr != nil && sameWriter(stdout, stderr) {
@@ -366,7 +465,7 @@ func newOutput(stdout, stderr io.Writer) (*output, error) {
 	}
 	if o.stderr, err = o.pipe(stderr); err != nil {
 		o.closeWriters()
-		o.wait()
+		o.wait(outputDrain)
 		return nil, err
 	}
 	return o, nil
@@ -401,21 +500,33 @@ func (o *output) closeWriters() {
 	o.writers = nil
 }
 
-// wait waits until every pipe is read to its end (at most outputDrain) and
-// closes the read ends.
-func (o *output) wait() {
-	timeout := time.After(outputDrain)
-	for range o.readers {
+// wait waits until every pipe is read to its end, at most drain, and closes
+// the read ends. When drain is over it closes them first, which ends the
+// copies blocked reading, and waits outputGrace more for the copies; a copy
+// still blocked in its writer's Write then is abandoned: its goroutine ends
+// when that Write returns, without writing more.
+func (o *output) wait(drain time.Duration) {
+	timeout := time.After(drain)
+	closed := false
+	for n := len(o.readers); n > 0; {
 		select {
 		case <-o.copies:
+			n--
+			continue
 		case <-timeout:
-			for _, r := range o.readers {
-				r.Close()
-			}
-			timeout = nil // closed: the copies end now
-			<-o.copies
 		}
+		if closed {
+			return
+		}
+		o.closeReaders()
+		closed = true
+		timeout = time.After(outputGrace)
 	}
+	o.closeReaders()
+}
+
+// closeReaders closes strata's read ends of the pipes (again: no effect).
+func (o *output) closeReaders() {
 	for _, r := range o.readers {
 		r.Close()
 	}
@@ -434,8 +545,11 @@ func sameWriter(a, b io.Writer) (same bool) {
 
 // kill sends SIGKILL to the container until that works or runc exits. `runc
 // kill` fails while the container is still being created, so it is retried.
-// If runc has not exited some seconds after a successful kill, the runc process
-// group itself is killed so Run can return (forceDelete cleans up after it).
+// If runc has not exited some seconds after a successful kill, runc itself is
+// killed so Run can return (reapOrphan and forceDelete clean up after it). It
+// is killed through its pidfd (os.Process): not by pid, which names another
+// process once runc is reaped, nor by process group, which a foreground runc
+// shares with strata.
 func (r *Runner) kill(done <-chan struct{}, runtimePath, id string, runcProc *os.Process) {
 	giveUp := time.After(5 * time.Second)
 	for {
@@ -449,7 +563,7 @@ func (r *Runner) kill(done <-chan struct{}, runtimePath, id string, runcProc *os
 		case <-done:
 			return
 		case <-giveUp:
-			_ = syscall.Kill(-runcProc.Pid, syscall.SIGKILL)
+			_ = runcProc.Kill()
 			return
 		case <-time.After(killRetry):
 		}
@@ -457,7 +571,7 @@ func (r *Runner) kill(done <-chan struct{}, runtimePath, id string, runcProc *os
 	select {
 	case <-done:
 	case <-giveUp:
-		_ = syscall.Kill(-runcProc.Pid, syscall.SIGKILL)
+		_ = runcProc.Kill()
 	}
 }
 
@@ -582,34 +696,25 @@ func (r *Runner) runForeground(ctx context.Context, runtimePath, bundle string, 
 	}
 
 	waitErr := r.waitRunc(ctx, cmd, runtimePath, p.ID)
-
+	var ee *exec.ExitError
+	if waitErr != nil && !(errors.As(waitErr, &ee) && ee.Exited()) {
+		// runc did not exit by itself (it was killed): the process it ran is
+		// reparented to strata when strata is a subreaper (after a detached
+		// run), else to an ancestor that reaps it.
+		r.reapOrphan(p.ID)
+		r.forceDelete(runtimePath, p.ID)
+		return -1, runcFailure(ctx, p.ID, logPath, waitErr)
+	}
 	// `runc run` deletes the container when it exits normally; anything left
-	// (cancellation, runc killed) is deleted here.
+	// (cancellation) is deleted here.
 	r.forceDelete(runtimePath, p.ID)
-
 	if ctx.Err() != nil {
 		return -1, fmt.Errorf("run %s: %w", p.ID, ctx.Err())
 	}
-
-	code := 0
-	if waitErr != nil {
-		var ee *exec.ExitError
-		if !errors.As(waitErr, &ee) {
-			return -1, fmt.Errorf("run %s: wait for runc: %w", p.ID, waitErr)
-		}
-		ws, _ := ee.Sys().(syscall.WaitStatus)
-		switch {
-		case ws.Exited():
-			code = ws.ExitStatus()
-		case ws.Signaled():
-			return -1, fmt.Errorf("run %s: runc killed by signal %v", p.ID, ws.Signal())
-		default:
-			return -1, fmt.Errorf("run %s: runc: %w", p.ID, waitErr)
-		}
-	}
+	// runc exits with its process's exit code (see exitCode), and non-zero
+	// for its own failures too; those it logs at error level.
+	code := cmd.ProcessState.ExitCode()
 	if code != 0 {
-		// runc exits non-zero both for the process's own status and for its own
-		// failures; the latter are logged at error level.
 		if msg := runcError(logPath); msg != "" {
 			return -1, fmt.Errorf("run %s: runc: %s", p.ID, msg)
 		}
