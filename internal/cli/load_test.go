@@ -252,14 +252,7 @@ func TestLoadRefusesDamagedArchives(t *testing.T) {
 		t.Fatal(err)
 	}
 	diffID := digest.FromBytes(layerTar)
-	// One byte flipped inside a file's content (data/blob is all 'a'): the
-	// tar stays valid, only its digest changes.
-	i := bytes.Index(layerTar, bytes.Repeat([]byte{'a'}, 1000))
-	if i < 0 {
-		t.Fatal("no file content found in the layer")
-	}
-	flipped := bytes.Clone(layerTar)
-	flipped[i+500] = 'b'
+	flipped := flipContentByte(t, layerTar)
 	badDiffID := digest.FromBytes(flipped)
 	gz := gzipped(t, layerTar)
 	cfgHex := hexOf(cfg)
@@ -685,12 +678,7 @@ func TestLoadOCIRefusesDamagedArchives(t *testing.T) {
 		t.Fatal(err)
 	}
 	diffID := digest.FromBytes(layerTar)
-	i := bytes.Index(layerTar, bytes.Repeat([]byte{'a'}, 1000))
-	if i < 0 {
-		t.Fatal("no file content found in the layer")
-	}
-	flipped := bytes.Clone(layerTar)
-	flipped[i+500] = 'b'
+	flipped := flipContentByte(t, layerTar)
 	badDiffID := digest.FromBytes(flipped)
 	badGz := gzipped(t, flipped)
 	member := func(d digest.Digest) string { return "blobs/sha256/" + d.Encoded() }
@@ -971,4 +959,18 @@ func TestLoadDockerUntagged(t *testing.T) {
 			mustStrata(t, fresh, "fsck")
 		})
 	}
+}
+
+// flipContentByte returns layerTar with one byte flipped inside a file's
+// content (data/blob is all 'a'): the tar stays valid, only its digest
+// changes, so only a check against the config's diffID can catch it.
+func flipContentByte(t *testing.T, layerTar []byte) []byte {
+	t.Helper()
+	i := bytes.Index(layerTar, bytes.Repeat([]byte{'a'}, 1000))
+	if i < 0 {
+		t.Fatal("no file content found in the layer")
+	}
+	flipped := bytes.Clone(layerTar)
+	flipped[i+500] = 'b'
+	return flipped
 }

@@ -19,12 +19,7 @@ import (
 // the lowers are honoured when looking for a file's counterpart.
 func TestPruneUnchanged(t *testing.T) {
 	requireRoot(t)
-	base := t.TempDir()
-	bottom, top := filepath.Join(base, "bottom"), filepath.Join(base, "top")
-	upper, work, merged := filepath.Join(base, "upper"), filepath.Join(base, "work"), filepath.Join(base, "merged")
-	for _, d := range []string{bottom, top, upper, work, merged} {
-		must(t, os.Mkdir(d, 0o755))
-	}
+	bottom, top, upper, work, merged := overlayDirs(t)
 	old := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)          // as unpacked from a tar
 	fine := time.Date(2021, 1, 2, 3, 4, 5, 123456789, time.UTC) // as made by a RUN
 	for p, content := range map[string]string{
@@ -120,12 +115,7 @@ func TestPruneUnchanged(t *testing.T) {
 // /d/new. The file below the directory must not be looked into.
 func TestPruneDirOverFile(t *testing.T) {
 	requireRoot(t)
-	base := t.TempDir()
-	bottom, top := filepath.Join(base, "bottom"), filepath.Join(base, "top")
-	upper, work, merged := filepath.Join(base, "upper"), filepath.Join(base, "work"), filepath.Join(base, "merged")
-	for _, d := range []string{bottom, top, upper, work, merged} {
-		must(t, os.Mkdir(d, 0o755))
-	}
+	bottom, top, upper, work, merged := overlayDirs(t)
 	mustWrite(t, filepath.Join(bottom, "d"), "file", 0o644)
 	mustWrite(t, filepath.Join(top, "d/x"), "x", 0o644)
 	unmount := mountOverlay(t, []string{top, bottom}, upper, work, merged)
@@ -141,12 +131,7 @@ func TestPruneDirOverFile(t *testing.T) {
 // (setfattr, setfacl) copies it up with the same stat: it is a change.
 func TestPruneKeepsXattrChange(t *testing.T) {
 	requireRoot(t)
-	base := t.TempDir()
-	bottom := filepath.Join(base, "bottom")
-	upper, work, merged := filepath.Join(base, "upper"), filepath.Join(base, "work"), filepath.Join(base, "merged")
-	for _, d := range []string{bottom, upper, work, merged} {
-		must(t, os.Mkdir(d, 0o755))
-	}
+	bottom, _, upper, work, merged := overlayDirs(t)
 	mustWrite(t, filepath.Join(bottom, "f"), "file", 0o644)
 	unmount := mountOverlay(t, []string{bottom}, upper, work, merged)
 	must(t, unix.Setxattr(filepath.Join(merged, "f"), "user.test", []byte("1"), 0))
@@ -162,12 +147,7 @@ func TestPruneKeepsXattrChange(t *testing.T) {
 // mtime, as from a tar). It is new: no lookup may follow the lower symlink.
 func TestPruneDirOverSymlink(t *testing.T) {
 	requireRoot(t)
-	base := t.TempDir()
-	bottom, top := filepath.Join(base, "bottom"), filepath.Join(base, "top")
-	upper, work, merged := filepath.Join(base, "upper"), filepath.Join(base, "work"), filepath.Join(base, "merged")
-	for _, d := range []string{bottom, top, upper, work, merged} {
-		must(t, os.Mkdir(d, 0o755))
-	}
+	bottom, top, upper, work, merged := overlayDirs(t)
 	mustWrite(t, filepath.Join(bottom, "e/f"), "same", 0o644)
 	must(t, os.Symlink("e", filepath.Join(bottom, "d")))
 	must(t, os.Mkdir(filepath.Join(top, "d"), 0o755))
@@ -201,4 +181,17 @@ func equalStrings(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// overlayDirs makes two lower dirs (bottom, top) and an overlay's upper,
+// work and mount point dirs.
+func overlayDirs(t *testing.T) (bottom, top, upper, work, merged string) {
+	t.Helper()
+	base := t.TempDir()
+	dirs := []string{"bottom", "top", "upper", "work", "merged"}
+	for i, d := range dirs {
+		dirs[i] = filepath.Join(base, d)
+		must(t, os.Mkdir(dirs[i], 0o755))
+	}
+	return dirs[0], dirs[1], dirs[2], dirs[3], dirs[4]
 }
