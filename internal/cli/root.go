@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -83,7 +84,7 @@ func (a *app) open(ctx context.Context) (*build.Builder, error) {
 	if err != nil {
 		return nil, err
 	}
-	runner := &runc.Runner{StateDir: s.Path("runc"), BundleDir: ""}
+	runner := &runc.Runner{StateDir: s.Path("runc"), BundleDir: "", Deletes: &sync.WaitGroup{}}
 	reclaimContainers(ctx, runner)
 	// Again for each dead session, before its directory goes: a container
 	// its process was starting may have appeared since.
@@ -158,6 +159,9 @@ func reclaimContainers(ctx context.Context, r *runc.Runner) {
 }
 
 func (a *app) close() {
+	if a.builder != nil && a.builder.Runner.Deletes != nil {
+		a.builder.Runner.Deletes.Wait() // containers deleted in the background
+	}
 	if a.session != nil {
 		a.session.Close()
 	}

@@ -28,6 +28,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -54,6 +55,14 @@ type Runner struct {
 	Runtime   string // runc binary; "" means "runc" from PATH
 	StateDir  string // passed as `runc --root`; created (0700) if missing
 	BundleDir string // parent dir for per-run bundle dirs (config.json); created (0700) if missing
+	// Deletes, when set, takes the deletion of a container whose process
+	// ended normally off Run's path: `runc delete` (another start of runc,
+	// ~10 ms, which `runc run --detach` needs and the foreground `runc run`
+	// did not) then runs in the background, tracked here, and the owner
+	// waits for it (Deletes.Wait) before it exits. When nil, Run deletes
+	// before it returns. A container that did not end normally is always
+	// deleted before Run returns.
+	Deletes *sync.WaitGroup
 }
 
 // Process describes one RUN.
@@ -272,8 +281,14 @@ func (r *Runner) runc(ctx context.Context, runtimePath, bundle string, p *Proces
 	}
 	// `runc run --detach` exits once the process runs; anything left
 	// (a stopped container, a failed start, cancellation) is deleted here,
-	// after the process is reaped.
-	defer r.forceDelete(runtimePath, p.ID)
+	// after the process is reaped: now, or in the background (Deletes)
+	// when the process ended normally.
+	deleteNow := true
+	defer func() {
+		if deleteNow {
+			r.forceDelete(runtimePath, p.ID)
+		}
+	}()
 
 	waitErr := r.waitRunc(ctx, cmd, runtimePath, p.ID)
 	var init *os.Process
@@ -299,10 +314,19 @@ func (r *Runner) runc(ctx context.Context, runtimePath, bundle string, p *Proces
 	if err != nil {
 		return -1, fmt.Errorf("run %s: wait for the process: %w", p.ID, err)
 	}
-	if code, ok := exitCode(st.Sys().(syscall.WaitStatus)); ok {
-		return code, nil
+	code, ok := exitCode(st.Sys().(syscall.WaitStatus))
+	if !ok {
+		return -1, fmt.Errorf("run %s: process ended with %v", p.ID, st)
 	}
-	return -1, fmt.Errorf("run %s: process ended with %v", p.ID, st)
+	if r.Deletes != nil {
+		deleteNow = false
+		r.Deletes.Add(1)
+		go func() {
+			defer r.Deletes.Done()
+			r.forceDelete(runtimePath, p.ID)
+		}()
+	}
+	return code, nil
 }
 
 // exitCode maps a process's wait status to its exit code as a shell reports

@@ -629,3 +629,30 @@ func TestRelativeDirs(t *testing.T) {
 		t.Fatalf("code %d err %v", code, err)
 	}
 }
+
+// TestBackgroundDelete: with Deletes set, a container whose process ended
+// normally is deleted after Run returns, and Deletes.Wait waits for it; a
+// failed run is still deleted before Run returns.
+func TestBackgroundDelete(t *testing.T) {
+	requireRunc(t)
+	r := newRunner(t)
+	r.Deletes = &sync.WaitGroup{}
+	rootfs := newRootfs(t)
+	for i := 0; i < 3; i++ {
+		if code, out := run(t, r, Process{ID: fmt.Sprintf("%sbg-%d", testPrefix, i), Rootfs: rootfs, Args: sh("exit 4")}); code != 4 {
+			t.Fatalf("exit code %d, want 4: %s", code, out)
+		}
+	}
+	r.Deletes.Wait()
+	if ents, _ := os.ReadDir(r.StateDir); len(ents) != 0 {
+		t.Errorf("runc state left after Deletes.Wait: %d containers", len(ents))
+	}
+	// a runc failure (no such command) is deleted before Run returns
+	if _, err := r.Run(context.Background(), Process{ID: testPrefix + "bg-fail", Rootfs: rootfs, Args: []string{"/no/such/command"}}); err == nil {
+		t.Fatal("running a missing command: want an error")
+	}
+	if _, err := os.Stat(filepath.Join(r.StateDir, testPrefix+"bg-fail")); err == nil {
+		t.Error("the failed container's state is there after Run returned")
+	}
+	r.Deletes.Wait()
+}
