@@ -112,10 +112,15 @@ type Builder struct {
 	// (a tar bomb guard); 0 means DefaultMaxLayerEntries.
 	MaxLayerEntries int
 	// MaxLayerBytes bounds what the files of one unpacked layer add up to
-	// (holes of sparse files included); 0 means DefaultMaxLayerBytes.
+	// (holes of sparse files included), and as well what one ADD archive
+	// extracts, one ADD URL downloads and one committed layer's files add
+	// up to; 0 means DefaultMaxLayerBytes.
 	MaxLayerBytes int64
-	Runner        *runc.Runner
-	Session       *store.Session
+	// HTTPTimeout is how long an ADD URL may go without a byte (connect,
+	// response headers, each read of the body); 0 means DefaultHTTPTimeout.
+	HTTPTimeout time.Duration
+	Runner      *runc.Runner
+	Session     *store.Session
 
 	pullMu sync.Mutex
 	pulls  map[string]*pullCall
@@ -144,8 +149,18 @@ const DefaultMaxLayerEntries = 4 << 20
 // here but take no disk.
 const DefaultMaxLayerBytes = 1 << 40
 
+// MaxLayerBytesEnv is the environment variable the CLI reads MaxLayerBytes
+// from; bound errors name it.
+const MaxLayerBytesEnv = "STRATA_MAX_LAYER_BYTES"
+
+// HTTPTimeoutEnv is the environment variable the CLI reads HTTPTimeout from.
+const HTTPTimeoutEnv = "STRATA_HTTP_TIMEOUT"
+
+// DefaultHTTPTimeout is the default HTTPTimeout.
+const DefaultHTTPTimeout = 30 * time.Second
+
 func (b *Builder) applyOptions() layer.ApplyOptions {
-	o := layer.ApplyOptions{MaxEntries: b.MaxLayerEntries, MaxBytes: b.MaxLayerBytes}
+	o := layer.ApplyOptions{MaxEntries: b.MaxLayerEntries, MaxBytes: b.MaxLayerBytes, BoundHint: "the layer byte bound; raise it with " + MaxLayerBytesEnv}
 	if o.MaxEntries == 0 {
 		o.MaxEntries = DefaultMaxLayerEntries
 	}

@@ -54,10 +54,11 @@ type copySource struct {
 type copyOptions struct {
 	chown   *owner
 	chmod   *chmodSpec
-	unpack  bool     // ADD: extract local archives
-	parents bool     // COPY --parents: keep the source path below its pivot
-	link    bool     // COPY --link: write into an empty layer, independent of the stage's files
-	exclude []string // COPY/ADD --exclude patterns
+	unpack  bool               // ADD: extract local archives
+	parents bool               // COPY --parents: keep the source path below its pivot
+	link    bool               // COPY --link: write into an empty layer, independent of the stage's files
+	exclude []string           // COPY/ADD --exclude patterns
+	bound   layer.ApplyOptions // ADD: what one extracted archive may hold
 
 	// sums, when set, gets the checksum of every build-context file the
 	// copy reads, computed on the same read (see copyLike's speculative
@@ -911,7 +912,7 @@ func (c *copier) fillPlaceholder(d deferredLink, p string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := out.ReadFrom(in); err != nil {
+	if err := copyData(out, in, nil); err != nil {
 		out.Close()
 		return err
 	}
@@ -1006,8 +1007,9 @@ func copyFile(src, dst string, fi os.FileInfo, sums *buildctx.Sums, buf []byte) 
 		return err
 	}
 	var h hash.Hash
-	if sums == nil {
-		_, err = out.ReadFrom(in)
+	if sums == nil || isSparse(in) {
+		sums = nil // a sparse file's holes are not read, so not hashed
+		err = copyData(out, in, buf)
 	} else {
 		h = sha256.New()
 		_, err = io.CopyBuffer(io.MultiWriter(out, h), struct{ io.Reader }{in}, buf)
@@ -1025,6 +1027,55 @@ func copyFile(src, dst string, fi os.FileInfo, sums *buildctx.Sums, buf []byte) 
 		}
 	}
 	return nil
+}
+
+// isSparse reports whether f takes less disk than its size (has holes).
+func isSparse(f *os.File) bool {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return false
+	}
+	return st.Mode&unix.S_IFMT == unix.S_IFREG && st.Blocks*512 < st.Size
+}
+
+// copyData copies the content of in into the empty file out. A sparse file
+// is copied extent by extent (SEEK_DATA/SEEK_HOLE), its holes left holes, so
+// copying it costs what it holds, not its size; copy_file_range (what
+// File.ReadFrom tries first) would write its holes out as zeros on
+// filesystems that cannot share extents. Other files go through ReadFrom.
+func copyData(out, in *os.File, buf []byte) error {
+	if !isSparse(in) {
+		_, err := out.ReadFrom(in)
+		return err
+	}
+	fi, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	if buf == nil {
+		buf = make([]byte, 256<<10)
+	}
+	fd := int(in.Fd())
+	size := fi.Size()
+	for off := int64(0); off < size; {
+		start, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break // only a hole is left
+		}
+		if err != nil {
+			return fmt.Errorf("seek data: %w", err)
+		}
+		end, err := unix.Seek(fd, start, unix.SEEK_HOLE)
+		if err != nil {
+			return fmt.Errorf("seek hole: %w", err)
+		}
+		end = min(end, size)
+		if _, err := io.CopyBuffer(io.NewOffsetWriter(out, start), io.NewSectionReader(in, start, end-start), buf); err != nil {
+			return err
+		}
+		off = end
+	}
+	return out.Truncate(size)
 }
 
 func isArchiveFile(p string) bool {
@@ -1053,7 +1104,7 @@ func (c *copier) unpack(ctx context.Context, host, dest string) error {
 	if c.o.chown != nil {
 		o = &layer.Owner{UID: c.o.chown.uid, GID: c.o.chown.gid}
 	}
-	if err := layer.Unpack(ctx, d, f, o); err != nil {
+	if err := layer.Unpack(ctx, d, f, o, c.o.bound); err != nil {
 		return fmt.Errorf("extract %s: %w", filepath.Base(host), err)
 	}
 	return nil
@@ -1119,7 +1170,7 @@ func (sb *stageBuilder) copy(ctx context.Context, c *instructions.CopyCommand, p
 // repositories.
 func (sb *stageBuilder) add(ctx context.Context, c *instructions.AddCommand, p *progress.Step) error {
 	unpack := c.Unpack == nil || *c.Unpack
-	o := copyOptions{unpack: unpack, exclude: c.ExcludePatterns, link: c.Link}
+	o := copyOptions{unpack: unpack, exclude: c.ExcludePatterns, link: c.Link, bound: sb.r.b.applyOptions()}
 	var local []string
 	var remote []string
 	for _, s := range c.SourcePaths {
@@ -1171,7 +1222,7 @@ func (sb *stageBuilder) add(ctx context.Context, c *instructions.AddCommand, p *
 			continue
 		}
 		p.Write([]byte("download " + s + "\n"))
-		it, err := fetchHTTP(ctx, s, tmp, c.Checksum)
+		it, err := fetchHTTP(ctx, s, tmp, c.Checksum, sb.r.b.httpOptions())
 		if err != nil {
 			return err
 		}

@@ -95,7 +95,8 @@ func imageLayer(l *cache.Layer) image.Layer {
 
 // diffOptions are the options every layer tar of the build is made with.
 func (r *run) diffOptions() layer.DiffOptions {
-	return layer.DiffOptions{Epoch: r.opts.SourceDateEpoch, Level: r.opts.CompressionLevel}
+	b := r.b.applyOptions()
+	return layer.DiffOptions{Epoch: r.opts.SourceDateEpoch, Level: r.opts.CompressionLevel, MaxBytes: b.MaxBytes, BoundHint: b.BoundHint}
 }
 
 // layerBlob makes sure the blob of l is in the store and returns l with its

@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -13,9 +15,12 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/moby/buildkit/frontend/dockerfile/dfgitutil"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/strata-build/strata/internal/layer"
 )
 
 // isHTTPSource reports whether an ADD source is an http(s) URL.
@@ -39,10 +44,30 @@ func gitSource(s string) (*dfgitutil.GitRef, bool, error) {
 	return ref, true, nil
 }
 
+// httpFetch bounds an ADD URL download.
+type httpFetch struct {
+	timeout time.Duration      // without a byte: connect, headers, each body read
+	bound   layer.ApplyOptions // MaxBytes: what the body may hold
+}
+
+func (b *Builder) httpOptions() httpFetch {
+	t := b.HTTPTimeout
+	if t == 0 {
+		t = DefaultHTTPTimeout
+	}
+	return httpFetch{timeout: t, bound: b.applyOptions()}
+}
+
+// errHTTPIdle is the cause of a download stopped for want of bytes.
+var errHTTPIdle = errors.New("no data")
+
 // fetchHTTP downloads u into dir as BuildKit's HTTP source does: the file is
 // named after the last path element (or __unnamed__), mode 0600, with the
-// server's Last-Modified time; a checksum, when given, must match.
-func fetchHTTP(ctx context.Context, u, dir, checksum string) (copyItem, error) {
+// server's Last-Modified time; a checksum, when given, must match. The
+// download fails once o.timeout passes without a byte from the server, and
+// when the body is over the layer byte bound (at once when Content-Length
+// says so); what it wrote is in dir, which the caller removes.
+func fetchHTTP(ctx context.Context, u, dir, checksum string, o httpFetch) (copyItem, error) {
 	var want digest.Digest
 	if checksum != "" {
 		d, err := digest.Parse(checksum)
@@ -57,18 +82,43 @@ func fetchHTTP(ctx context.Context, u, dir, checksum string) (copyItem, error) {
 			name = b
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	idle := time.AfterFunc(o.timeout, func() { cancel(errHTTPIdle) })
+	defer idle.Stop()
+	fail := func(err error) (copyItem, error) {
+		if context.Cause(ctx) == errHTTPIdle {
+			err = fmt.Errorf("%w from the server for %s (set %s to wait longer)", errHTTPIdle, o.timeout, HTTPTimeoutEnv)
+		}
 		return copyItem{}, fmt.Errorf("ADD %s: %w", u, err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return copyItem{}, fmt.Errorf("ADD %s: %w", u, err)
+		return fail(err)
+	}
+	client := &http.Client{Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: o.timeout, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   o.timeout,
+		ResponseHeaderTimeout: o.timeout,
+		ForceAttemptHTTP2:     true,
+	}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(req)
+	if err != nil {
+		return fail(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
-		return copyItem{}, fmt.Errorf("ADD %s: invalid response status %s", u, resp.Status)
+		return fail(fmt.Errorf("invalid response status %s", resp.Status))
 	}
+	newBound := func() *layer.Counter { return &layer.Counter{Max: o.bound.MaxBytes, Hint: o.bound.BoundHint} }
+	if resp.ContentLength > 0 {
+		if err := newBound().Add(resp.ContentLength); err != nil {
+			return fail(fmt.Errorf("the server announces %d bytes, %w", resp.ContentLength, err))
+		}
+	}
+	body := newBound().Reader(idleReader{r: resp.Body, t: idle, d: o.timeout})
 	sub, err := os.MkdirTemp(dir, "http-")
 	if err != nil {
 		return copyItem{}, err
@@ -79,12 +129,16 @@ func fetchHTTP(ctx context.Context, u, dir, checksum string) (copyItem, error) {
 		return copyItem{}, err
 	}
 	h := sha256.New()
-	_, err = io.Copy(io.MultiWriter(f, h), resp.Body)
+	_, err = io.Copy(io.MultiWriter(f, h), body)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return copyItem{}, fmt.Errorf("ADD %s: %w", u, err)
+		var be *layer.BoundError
+		if errors.As(err, &be) {
+			err = fmt.Errorf("the download is %w", err)
+		}
+		return fail(err)
 	}
 	got := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))
 	if want != "" && got != want {
@@ -103,6 +157,22 @@ func fetchHTTP(ctx context.Context, u, dir, checksum string) (copyItem, error) {
 		return copyItem{}, err
 	}
 	return copyItem{rel: "/" + name, host: host, fi: fi, src: &copySource{root: sub, name: u}}, nil
+}
+
+// idleReader restarts t (the idle timeout of a download) on every read
+// that returns bytes.
+type idleReader struct {
+	r io.Reader
+	t *time.Timer
+	d time.Duration
+}
+
+func (ir idleReader) Read(p []byte) (int, error) {
+	n, err := ir.r.Read(p)
+	if n > 0 {
+		ir.t.Reset(ir.d)
+	}
+	return n, err
 }
 
 // fetchGit clones ref into dir and returns the item for its tree (or the

@@ -163,7 +163,7 @@ func (a *app) contextFromStdin(ctx context.Context) (dir string, dockerfile []by
 		}
 		return dir, b, nil
 	}
-	if err := layer.Unpack(ctx, dir, br, nil); err != nil {
+	if err := layer.Unpack(ctx, dir, br, nil, layer.ApplyOptions{}); err != nil {
 		os.RemoveAll(dir)
 		return "", nil, fmt.Errorf("build context from stdin: %w", err)
 	}

@@ -152,7 +152,9 @@ Environment:
     STRATA_REGISTRY_MIRRORS  registry mirrors: REGISTRY=URL[,REGISTRY=URL...]
     STRATA_DEBUG_CACHE=1     explain every build cache miss
     STRATA_MAX_LAYER_ENTRIES most entries one layer tar may have (default 4194304)
-    STRATA_MAX_LAYER_BYTES   most bytes the files of one layer may add up to (default 2^40)
+    STRATA_MAX_LAYER_BYTES   most bytes the files of one layer, one ADD archive or one
+                             ADD download may add up to (default 1TiB; 100MB, 2GiB…)
+    STRATA_HTTP_TIMEOUT      how long an ADD URL may send nothing (default 30s)
     STRATA_CPUPROFILE=FILE   write a pprof CPU profile of the command to FILE
     SOURCE_DATE_EPOCH        timestamps for reproducible images
 

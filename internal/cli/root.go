@@ -14,7 +14,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
 	"github.com/strata-build/strata/internal/build"
@@ -116,13 +118,21 @@ func (a *app) open(ctx context.Context) (*build.Builder, error) {
 		}
 		a.builder.MaxLayerEntries = n
 	}
-	if v := os.Getenv("STRATA_MAX_LAYER_BYTES"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
+	if v := os.Getenv(build.MaxLayerBytesEnv); v != "" {
+		n, err := units.RAMInBytes(v) // 1048576, 100MB, 2GiB (binary units, as docker --memory)
 		if err != nil || n < 1 {
 			se.Close()
-			return nil, usagef("STRATA_MAX_LAYER_BYTES=%q: must be a positive number of bytes", v)
+			return nil, usagef("%s=%q: must be a positive number of bytes (100MB, 2GiB)", build.MaxLayerBytesEnv, v)
 		}
 		a.builder.MaxLayerBytes = n
+	}
+	if v := os.Getenv(build.HTTPTimeoutEnv); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			se.Close()
+			return nil, usagef("%s=%q: must be a positive duration (30s, 2m)", build.HTTPTimeoutEnv, v)
+		}
+		a.builder.HTTPTimeout = d
 	}
 	return a.builder, nil
 }

@@ -24,6 +24,8 @@ type ApplyOptions struct {
 	// sparse files included (0: no limit); exceeding it is an error, found
 	// from the headers before the file that crosses it is written.
 	MaxBytes int64
+	// BoundHint says how to raise MaxBytes, for its error (see BoundError).
+	BoundHint string
 }
 
 // Apply extracts a (possibly compressed) OCI layer tar stream r into the empty
@@ -45,7 +47,7 @@ type ApplyOptions struct {
 // never followed out of dir, and the last component is never followed.
 // The root entry ("./") is ignored. Apply needs root.
 func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (digest.Digest, error) {
-	x := &extractor{layer: true, maxEntries: opts.MaxEntries, maxBytes: opts.MaxBytes}
+	x := &extractor{layer: true, maxEntries: opts.MaxEntries, bytes: Counter{Max: opts.MaxBytes, Hint: opts.BoundHint}}
 	d, err := x.run(ctx, dir, r)
 	if err != nil {
 		return "", fmt.Errorf("apply layer to %s: %w", dir, err)
@@ -67,8 +69,11 @@ type Owner struct{ UID, GID int }
 // cleans to "." ("", "./") is skipped, a directory entry named "/" gives dest
 // itself its owner, mode and times, a later entry replaces an earlier one,
 // and a hardlink entry's owner and mode go to the file it links.
-func Unpack(ctx context.Context, dest string, r io.Reader, owner *Owner) error {
-	x := &extractor{owner: owner}
+// opts bound the archive as they bound a layer in Apply (a gzip or
+// sparse-file bomb is refused before the file that crosses the bound is
+// written).
+func Unpack(ctx context.Context, dest string, r io.Reader, owner *Owner, opts ApplyOptions) error {
+	x := &extractor{owner: owner, maxEntries: opts.MaxEntries, bytes: Counter{Max: opts.MaxBytes, Hint: opts.BoundHint}}
 	if _, err := x.run(ctx, dest, r); err != nil {
 		return fmt.Errorf("unpack archive into %s: %w", dest, err)
 	}
@@ -105,9 +110,8 @@ type extractor struct {
 	layer           bool
 	owner           *Owner
 	maxEntries      int
-	maxBytes        int64
-	bytes           int64 // file sizes so far, for maxBytes
-	forceSecureJoin bool  // tests: exercise the openat2 fallback
+	bytes           Counter // file sizes so far, against the byte bound
+	forceSecureJoin bool    // tests: exercise the openat2 fallback
 
 	root     *root
 	buf      []byte
@@ -150,9 +154,8 @@ func (x *extractor) run(ctx context.Context, dir string, r io.Reader) (digest.Di
 			return "", fmt.Errorf("more than %d tar entries", x.maxEntries)
 		}
 		if hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeGNUSparse || hdr.Typeflag == tar.TypeCont {
-			x.bytes += hdr.Size
-			if x.maxBytes > 0 && (hdr.Size > x.maxBytes || x.bytes > x.maxBytes) {
-				return "", fmt.Errorf("entry %q: the files add up to more than %d bytes", hdr.Name, x.maxBytes)
+			if err := x.bytes.Add(hdr.Size); err != nil {
+				return "", fmt.Errorf("entry %q: the files add up to %w", hdr.Name, err)
 			}
 		}
 		if err := x.entry(hdr, tr); err != nil {

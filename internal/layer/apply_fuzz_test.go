@@ -148,7 +148,7 @@ func FuzzApply(f *testing.F) {
 		errs := map[string]error{}
 		_, errs["apply"] = layer.Apply(ctx, dirs["apply"], bytes.NewReader(stream), layer.ApplyOptions{MaxEntries: 10000})
 		errs["flat"] = layer.ApplyFlat(ctx, dirs["flat"], bytes.NewReader(stream), func(string) bool { return true })
-		errs["unpack"] = layer.Unpack(ctx, dirs["unpack"], bytes.NewReader(stream), nil)
+		errs["unpack"] = layer.Unpack(ctx, dirs["unpack"], bytes.NewReader(stream), nil, layer.ApplyOptions{})
 		for n, err := range errs {
 			if errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("%s did not finish within 20s on a %d-byte stream", n, len(stream))

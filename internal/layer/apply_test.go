@@ -313,7 +313,7 @@ func TestUnpack(t *testing.T) {
 			must(t, os.Chmod(dest, 0o755))
 			mustWrite(t, filepath.Join(dest, "app", "bin"), "old content", 0o600)
 			mustWrite(t, filepath.Join(dest, "app", "existing"), "untouched", 0o600)
-			must(t, Unpack(context.Background(), dest, bytes.NewReader(archive), tc.owner))
+			must(t, Unpack(context.Background(), dest, bytes.NewReader(archive), tc.owner, ApplyOptions{}))
 			got := snapshotTree(t, dest)
 			for _, rel := range []string{"app", "app/bin", "app/link", "app/hard", "app/.wh.keep", "abs/file"} {
 				g := got[rel]
@@ -344,7 +344,7 @@ func TestUnpack(t *testing.T) {
 
 	t.Run("escape", func(t *testing.T) {
 		base, dir := hostileDirs(t)
-		err := Unpack(context.Background(), dir, bytes.NewReader(gz(newTB().file("../../x", "evil", 0o644).bytes())), nil)
+		err := Unpack(context.Background(), dir, bytes.NewReader(gz(newTB().file("../../x", "evil", 0o644).bytes())), nil, ApplyOptions{})
 		if err == nil || !strings.Contains(err.Error(), "escapes") {
 			t.Errorf("err = %v, want escape error", err)
 		}
@@ -355,7 +355,7 @@ func TestUnpack(t *testing.T) {
 	t.Run("symlink in dest is not followed out", func(t *testing.T) {
 		base, dir := hostileDirs(t)
 		must(t, os.Symlink("../../..", filepath.Join(dir, "up")))
-		must(t, Unpack(context.Background(), dir, bytes.NewReader(newTB().file("up/evil", "evil", 0o644).bytes()), nil))
+		must(t, Unpack(context.Background(), dir, bytes.NewReader(newTB().file("up/evil", "evil", 0o644).bytes()), nil, ApplyOptions{}))
 		if out := outsideEntries(t, base, dir); strings.Join(out, ",") != "p,p/q" {
 			t.Errorf("written outside dest: %q", out)
 		}
@@ -419,7 +419,7 @@ func TestUnpackEntryNames(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dest := t.TempDir()
 			must(t, os.Chmod(dest, 0o755))
-			must(t, Unpack(context.Background(), dest, bytes.NewReader(archive), tc.owner))
+			must(t, Unpack(context.Background(), dest, bytes.NewReader(archive), tc.owner, ApplyOptions{}))
 			id := func(u uint32) uint32 {
 				if tc.owner != nil {
 					return uint32(tc.owner.UID)
@@ -503,7 +503,7 @@ func TestUnpackSlashEntry(t *testing.T) {
 			dest := filepath.Join(t.TempDir(), "dest")
 			must(t, os.Mkdir(dest, 0o1777))
 			must(t, unix.Chmod(dest, 0o1777))
-			must(t, Unpack(context.Background(), dest, bytes.NewReader(archive), tc.owner))
+			must(t, Unpack(context.Background(), dest, bytes.NewReader(archive), tc.owner, ApplyOptions{}))
 			var st unix.Stat_t
 			must(t, unix.Lstat(dest, &st))
 			if st.Mode&0o7777 != 0o750 || st.Uid != tc.uid || st.Gid != tc.gid || st.Mtim.Sec != mt.Unix() {
@@ -518,7 +518,7 @@ func TestUnpackSlashEntry(t *testing.T) {
 		dest := t.TempDir()
 		mustWrite(t, filepath.Join(dest, "keep"), "keep", 0o644)
 		// (archive/tar writes no file named "/"; "/." cleans to it)
-		err := Unpack(context.Background(), dest, bytes.NewReader(newTB().file("/.", "x", 0o644).bytes()), nil)
+		err := Unpack(context.Background(), dest, bytes.NewReader(newTB().file("/.", "x", 0o644).bytes()), nil, ApplyOptions{})
 		if err == nil {
 			t.Fatal("a file entry named \"/\" was accepted")
 		}

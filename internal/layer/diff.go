@@ -52,6 +52,13 @@ type DiffOptions struct {
 	// Level is the compression level for Commit (gzip 1-9, zstd 1-22);
 	// 0 means the compressor's default.
 	Level int
+	// MaxBytes bounds what the layer's regular files add up to (0: no
+	// bound), checked before a file's content is read: a sparse file's holes
+	// must be written out as zeros (OCI layers are plain tar), so a huge
+	// sparse file fails at once instead of being compressed for minutes.
+	MaxBytes int64
+	// BoundHint says how to raise MaxBytes, for its error.
+	BoundHint string
 }
 
 // WriteDiff writes the OCI layer tar of an overlayfs upperdir dir to w.
@@ -83,6 +90,7 @@ func WriteDiff(ctx context.Context, dir string, w io.Writer, opts DiffOptions) e
 		tw:    tar.NewWriter(w),
 		links: make(map[fileID]string),
 		buf:   make([]byte, 256<<10),
+		bytes: Counter{Max: opts.MaxBytes, Hint: opts.BoundHint},
 	}
 	if opts.Epoch != nil {
 		e := time.Unix(opts.Epoch.Unix(), 0)
@@ -105,6 +113,7 @@ type diffWriter struct {
 	epoch *time.Time
 	links map[fileID]string
 	buf   []byte
+	bytes Counter // file sizes so far, against opts.MaxBytes
 }
 
 type diffEntry struct {
@@ -264,6 +273,9 @@ func (d *diffWriter) writeFile(abs string, hdr *tar.Header) error {
 		return err
 	}
 	defer f.Close()
+	if err := d.bytes.Add(hdr.Size); err != nil {
+		return fmt.Errorf("%s: the files add up to %w", hdr.Name, err)
+	}
 	if err := d.writeHeader(hdr); err != nil {
 		return err
 	}

@@ -3,6 +3,8 @@ package layer
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -10,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // writeSparse must give back exactly the bytes it was given, whatever the
@@ -111,5 +114,60 @@ func TestApplyMaxBytes(t *testing.T) {
 	dir2 := t.TempDir()
 	if _, err := Apply(context.Background(), dir2, bytes.NewReader(sparseTar(t, size)), ApplyOptions{MaxBytes: size}); err != nil {
 		t.Fatalf("Apply at exactly the bound: %v", err)
+	}
+}
+
+// Unpack (ADD's extraction) takes the same byte bound as Apply: a small
+// archive that expands past it is refused before the file is written, and
+// the error names the bound and the caller's hint.
+func TestUnpackMaxBytes(t *testing.T) {
+	requireRoot(t)
+	const size = 4 << 30
+	dir := t.TempDir()
+	err := Unpack(context.Background(), dir, bytes.NewReader(sparseTar(t, size)), nil, ApplyOptions{MaxBytes: 1 << 30, BoundHint: "raise it with X"})
+	var be *BoundError
+	if !errors.As(err, &be) || !strings.Contains(err.Error(), "add up to more than 1073741824 bytes (raise it with X)") {
+		t.Fatalf("Unpack with MaxBytes 1 GiB of a 4 GiB file: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "big")); !os.IsNotExist(err) {
+		t.Errorf("the file over the bound was written (%v)", err)
+	}
+}
+
+// WriteDiff (a layer's commit) checks the byte bound before it reads a file:
+// a huge sparse file fails at once instead of being read and compressed as
+// zeros.
+func TestWriteDiffMaxBytes(t *testing.T) {
+	dir := t.TempDir()
+	f, err := os.Create(filepath.Join(dir, "big"))
+	must(t, err)
+	must(t, f.Truncate(64<<30))
+	must(t, f.Close())
+	mustWrite(t, filepath.Join(dir, "small"), "x", 0o644)
+	start := time.Now()
+	err = WriteDiff(context.Background(), dir, io.Discard, DiffOptions{MaxBytes: 1 << 30})
+	var be *BoundError
+	if !errors.As(err, &be) || !strings.Contains(err.Error(), "big: the files add up to more than 1073741824 bytes") {
+		t.Fatalf("WriteDiff of a 64 GiB sparse file with MaxBytes 1 GiB: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %s to fail", d)
+	}
+	must(t, os.Remove(filepath.Join(dir, "big")))
+	must(t, WriteDiff(context.Background(), dir, io.Discard, DiffOptions{MaxBytes: 1}))
+}
+
+// Counter's Reader fails the read that crosses the bound.
+func TestCounterReader(t *testing.T) {
+	c := &Counter{Max: 10}
+	n, err := io.Copy(io.Discard, c.Reader(bytes.NewReader(make([]byte, 10))))
+	if n != 10 || err != nil {
+		t.Fatalf("10 bytes under a bound of 10: %d, %v", n, err)
+	}
+	c = &Counter{Max: 10}
+	_, err = io.Copy(io.Discard, c.Reader(strings.NewReader("eleven byte")))
+	var be *BoundError
+	if !errors.As(err, &be) || be.Max != 10 {
+		t.Fatalf("11 bytes over a bound of 10: %v", err)
 	}
 }
