@@ -1,0 +1,139 @@
+package build
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/strata-build/strata/internal/layer"
+)
+
+// An ADD URL download fails within its timeout when the server sends
+// nothing, and within the byte bound when it sends too much, leaving
+// nothing in its directory beyond the bound.
+func TestFetchHTTPBounds(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	const bound = 1 << 20
+	chunk := make([]byte, 64<<10)
+	silent, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	done := make(chan struct{})
+	defer close(done)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/stall", func(w http.ResponseWriter, r *http.Request) {
+		w.Write(chunk)
+		w.(http.Flusher).Flush()
+		select {
+		case <-done:
+		case <-r.Context().Done():
+		}
+	})
+	mux.HandleFunc("/endless", func(w http.ResponseWriter, r *http.Request) {
+		for r.Context().Err() == nil {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
+	mux.HandleFunc("/announced", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "10000000000")
+		w.Write(chunk)
+	})
+	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) { w.Write(chunk) })
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	o := httpFetch{timeout: timeout, bound: layer.ApplyOptions{MaxBytes: bound, BoundHint: "hint"}}
+	for _, tc := range []struct{ url, want string }{
+		{"http://" + silent.Addr().String() + "/x", "no data from the server for 500ms"},
+		{srv.URL + "/stall", "no data from the server for 500ms"},
+		{srv.URL + "/endless", "the download is more than 1048576 bytes (hint)"},
+		{srv.URL + "/announced", "the server announces 10000000000 bytes, more than 1048576 bytes (hint)"},
+	} {
+		dir := t.TempDir()
+		start := time.Now()
+		_, err := fetchHTTP(context.Background(), tc.url, dir, "", o)
+		took := time.Since(start)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error saying %q", tc.url, err, tc.want)
+		}
+		if took > 5*time.Second {
+			t.Errorf("%s: failed after %s", tc.url, took)
+		}
+		var size int64
+		filepath.Walk(dir, func(_ string, fi os.FileInfo, _ error) error {
+			if fi != nil && fi.Mode().IsRegular() {
+				size += fi.Size()
+			}
+			return nil
+		})
+		if size > bound {
+			t.Errorf("%s: %d bytes written, over the bound", tc.url, size)
+		}
+	}
+	it, err := fetchHTTP(context.Background(), srv.URL+"/ok", t.TempDir(), "", o)
+	if err != nil || it.fi.Size() != int64(len(chunk)) {
+		t.Fatalf("a download under the bound: %v", err)
+	}
+}
+
+// copyData copies a sparse file extent by extent: the copy takes the disk
+// its data takes, not its size, and reads back the same.
+func TestCopyDataSparse(t *testing.T) {
+	const size = 8 << 30
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	f, err := os.Create(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []int64{0, 1 << 30, size - 5} {
+		if _, err := f.WriteAt([]byte("data!"), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	start := time.Now()
+	if err := copyFileData(src, filepath.Join(dir, "dst")); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(dir, "dst"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Size != size || st.Blocks*512 > 1<<20 {
+		t.Errorf("copy of an %d-byte sparse file: size %d, %d bytes of disk (in %s)", int64(size), st.Size, st.Blocks*512, took)
+	}
+	g, err := os.Open(filepath.Join(dir, "dst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	for _, off := range []int64{0, 1 << 30, size - 5} {
+		b := make([]byte, 6)
+		n, _ := g.ReadAt(b, off)
+		if string(b[:5]) != "data!" || (off != size-5 && b[5] != 0) || (off == size-5 && n != 5) {
+			t.Errorf("at %d: %q", off, b[:n])
+		}
+	}
+}
