@@ -40,3 +40,29 @@ func TestHostileWhiteoutNames(t *testing.T) {
 		})
 	}
 }
+
+// Ids outside 0…2^32-2 are refused wherever a Dockerfile gives one, instead
+// of wrapping around (4294967296 was 0, -5 was 4294967291) or falling back to
+// root as an unknown name.
+func TestHostileIDs(t *testing.T) {
+	t.Parallel()
+	g := newHostGuard(t)
+	importBusybox(t, g.store)
+	cases := map[string]string{
+		"chown-wrap":      "COPY --chown=4294967296:4294967296 x /x\n",
+		"chown-wrap-1":    "COPY --chown=4294967297:4294967297 x /x\n",
+		"chown-negative":  "COPY --chown=-5 x /x\n",
+		"chown-minus-one": "ADD --chown=1:4294967295 x /x\n",
+		"user":            "USER 4294967296\nRUN true\n",
+		"user-group":      "USER 1:-1\nRUN true\n",
+		"workdir":         "USER -5\nWORKDIR /w\n",
+		"mount-uid":       "RUN --mount=type=cache,target=/c,uid=4294967295 true\n",
+	}
+	for name, steps := range cases {
+		t.Run(name, func(t *testing.T) {
+			ctx := g.ctxDir(t, map[string]string{"Dockerfile": "FROM busybox\n" + steps, "x": "x"})
+			r := strataRun(t, g.store, runOpts{}, "build", "-t", "out-id-"+name, ctx)
+			g.judge(t, r, mustFail, "range 0-4294967294")
+		})
+	}
+}
