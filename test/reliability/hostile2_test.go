@@ -1,6 +1,7 @@
 package reliability
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -64,5 +65,34 @@ func TestHostileIDs(t *testing.T) {
 			r := strataRun(t, g.store, runOpts{}, "build", "-t", "out-id-"+name, ctx)
 			g.judge(t, r, mustFail, "range 0-4294967294")
 		})
+	}
+}
+
+// File names and history text from an image never reach the terminal raw:
+// layers, history and the build's progress print control characters as
+// escapes (no ESC]52 clipboard write, no ESC[2J screen clear).
+func TestHostileTerminalText(t *testing.T) {
+	t.Parallel()
+	g := newHostGuard(t)
+	importBusybox(t, g.store)
+	osc, clear := "\x1b]52;c;cHduZWQ=\x07", "\x1b[2J"
+	df := "FROM busybox\n" +
+		"RUN touch \"/f" + osc + "\" \"/g" + clear + "\" && ln -s \"" + clear + "\" /l\n" +
+		"LABEL x=\"" + clear + "\"\n"
+	ctx := g.ctxDir(t, map[string]string{"Dockerfile": df})
+	r := strata(t, g.store, "build", "--progress", "plain", "-t", "esc:1", ctx)
+	outputs := []result{r,
+		strata(t, g.store, "layers", "esc:1"),
+		strata(t, g.store, "layers", "--all", "esc:1"),
+		strata(t, g.store, "history", "esc:1"),
+		strata(t, g.store, "history", "--no-trunc", "esc:1"),
+	}
+	for _, r := range outputs {
+		if out := r.stdout + r.stderr; strings.ContainsAny(out, "\x1b\x07") {
+			t.Errorf("raw control characters in the output of:\n%q", out)
+		}
+	}
+	if !strings.Contains(outputs[2].stdout, `/f\x1b]52;c;cHduZWQ=\x07`) || !strings.Contains(outputs[4].stdout, `\x1b[2J`) {
+		t.Errorf("names not shown escaped:\n%s\n%s", outputs[2], outputs[4])
 	}
 }
