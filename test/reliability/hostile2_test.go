@@ -3,6 +3,7 @@ package reliability
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // Files named like OCI whiteouts (".wh.NAME", ".wh..wh..opq") would be read as
@@ -94,5 +95,31 @@ func TestHostileTerminalText(t *testing.T) {
 	}
 	if !strings.Contains(outputs[2].stdout, `/f\x1b]52;c;cHduZWQ=\x07`) || !strings.Contains(outputs[4].stdout, `\x1b[2J`) {
 		t.Errorf("names not shown escaped:\n%s\n%s", outputs[2], outputs[4])
+	}
+}
+
+// Variables that expand each other grow exponentially (8 bytes, then 8 KiB,
+// 8 MiB, 8 GiB...): the build stops at the first word over 1 MiB with an
+// error naming the Dockerfile line, instead of exhausting memory.
+func TestHostileExpansion(t *testing.T) {
+	t.Parallel()
+	g := newHostGuard(t)
+	importBusybox(t, g.store)
+	refs := func(v string) string { return strings.Repeat("$"+v, 1024) }
+	cases := map[string]struct{ dockerfile, words string }{
+		"arg":        {"FROM busybox\nARG a=xxxxxxxx\nARG b=" + refs("a") + "\nARG c=" + refs("b") + "\nARG d=" + refs("c") + "\nRUN true\n", "dockerfile:4"},
+		"global-arg": {"ARG a=xxxxxxxx\nARG b=" + refs("a") + "\nARG c=" + refs("b") + "\nARG d=" + refs("c") + "\nFROM busybox\n", "dockerfile:3"},
+		"env":        {"FROM busybox\nENV a=xxxxxxxx\nENV b=" + refs("a") + "\nENV c=" + refs("b") + "\nENV d=" + refs("c") + "\n", "dockerfile:4"},
+		"label":      {"FROM busybox\nARG a=xxxxxxxx\nARG b=" + refs("a") + "\nLABEL c=" + refs("b") + refs("b") + "\n", "dockerfile:4"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			ctx := g.ctxDir(t, map[string]string{"Dockerfile": c.dockerfile})
+			r := strataRun(t, g.store, runOpts{timeout: time.Minute}, "build", "-t", "out-exp-"+name, ctx)
+			g.judge(t, r, mustFail, c.words)
+			if !strings.Contains(r.stderr, "variable expansion") {
+				t.Errorf("the error does not say why:\n%s", r)
+			}
+		})
 	}
 }
