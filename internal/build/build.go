@@ -500,6 +500,9 @@ func globalArgs(df *dockerfile.Dockerfile, opts Options) (mapGetter, error) {
 				continue
 			}
 			v, _, err := lex.ProcessWord(*kv.Value, g)
+			if err == nil {
+				err = dockerfile.CheckWord(v)
+			}
 			if err != nil {
 				return nil, df.Wrap(a.Location(), err)
 			}

@@ -177,7 +177,13 @@ func (ir idleReader) Read(p []byte) (int, error) {
 
 // fetchGit clones ref into dir and returns the item for its tree (or the
 // requested subdirectory). The .git directory is removed unless keepGitDir.
+// A ref starting with "-" is refused, and every git invocation puts "--"
+// between its options and what came from the Dockerfile.
 func fetchGit(ctx context.Context, ref *dfgitutil.GitRef, dir string, keepGitDir bool) (copyItem, error) {
+	if strings.HasPrefix(ref.Ref, "-") {
+		// as BuildKit (validateGitRef): git would read it as an option
+		return copyItem{}, fmt.Errorf("ADD %s: invalid git ref %q: a ref cannot start with \"-\"", ref.Remote, ref.Ref)
+	}
 	if _, err := exec.LookPath("git"); err != nil {
 		return copyItem{}, fmt.Errorf("ADD %s: git is not installed", ref.Remote)
 	}
@@ -195,24 +201,24 @@ func fetchGit(ctx context.Context, ref *dfgitutil.GitRef, dir string, keepGitDir
 		}
 		return nil
 	}
-	if err := git("init", "-q", tree); err != nil {
+	if err := git("init", "-q", "--", tree); err != nil {
 		return copyItem{}, err
 	}
 	want := ref.Ref
 	if want == "" {
 		want = "HEAD"
 	}
-	if err := git("-C", tree, "fetch", "-q", "--depth=1", "--no-tags", ref.Remote, want); err != nil {
+	if err := git("-C", tree, "fetch", "-q", "--depth=1", "--no-tags", "--", ref.Remote, want); err != nil {
 		// a commit id or an old server: fetch everything, then check out the ref
-		if err2 := git("-C", tree, "fetch", "-q", "--tags", ref.Remote, "+refs/heads/*:refs/remotes/origin/*"); err2 != nil {
+		if err2 := git("-C", tree, "fetch", "-q", "--tags", "--", ref.Remote, "+refs/heads/*:refs/remotes/origin/*"); err2 != nil {
 			return copyItem{}, fmt.Errorf("ADD %s: %w", ref.Remote, err)
 		}
-		if err := git("-C", tree, "checkout", "-q", want); err != nil {
-			if err := git("-C", tree, "checkout", "-q", "origin/"+want); err != nil {
+		if err := git("-C", tree, "checkout", "-q", want, "--"); err != nil {
+			if err := git("-C", tree, "checkout", "-q", "origin/"+want, "--"); err != nil {
 				return copyItem{}, fmt.Errorf("ADD %s: ref %s: %w", ref.Remote, want, err)
 			}
 		}
-	} else if err := git("-C", tree, "checkout", "-q", "FETCH_HEAD"); err != nil {
+	} else if err := git("-C", tree, "checkout", "-q", "FETCH_HEAD", "--"); err != nil {
 		return copyItem{}, err
 	}
 	if ref.Checksum != "" {

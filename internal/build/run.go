@@ -25,6 +25,7 @@ import (
 
 	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/executor/runc"
+	"github.com/strata-build/strata/internal/executor/user"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/snapshot/overlay"
@@ -468,6 +469,11 @@ func (sb *stageBuilder) sshMount(m *instructions.Mount, n int, releases *[]func(
 // (default 0) and mode (default def).
 func setMountOwner(p string, m *instructions.Mount, def os.FileMode) error {
 	uid, gid, mode := 0, 0, def
+	for _, id := range []*uint64{m.UID, m.GID} {
+		if id != nil && *id > user.MaxID {
+			return fmt.Errorf("invalid id %d: %w", *id, user.ErrIDRange)
+		}
+	}
 	if m.UID != nil {
 		uid = int(*m.UID)
 	}

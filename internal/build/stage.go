@@ -14,6 +14,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 
 	"github.com/strata-build/strata/internal/cache"
+	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/plan"
 	"github.com/strata-build/strata/internal/progress"
@@ -355,6 +356,9 @@ func (sb *stageBuilder) dispatch(ctx context.Context, c instructions.Command) er
 			if err := ex.Expand(func(word string) (string, error) {
 				v, unmatched, err := lex.ProcessWord(word, sb.env.getter())
 				sb.reportUnmatched(c, unmatched)
+				if err == nil {
+					err = dockerfile.CheckWord(v)
+				}
 				return v, err
 			}); err != nil {
 				return df.Wrap(loc, err)
@@ -366,6 +370,9 @@ func (sb *stageBuilder) dispatch(ctx context.Context, c instructions.Command) er
 			if err := ex.ExpandRaw(func(word string) (string, error) {
 				v, unmatched, err := lex.ProcessWord(word, sb.env.getter())
 				sb.reportUnmatched(c, unmatched)
+				if err == nil {
+					err = dockerfile.CheckWord(v)
+				}
 				return v, err
 			}); err != nil {
 				return df.Wrap(loc, err)
@@ -560,6 +567,9 @@ func (sb *stageBuilder) arg(c *instructions.ArgCommand) error {
 		case kv.Value != nil:
 			s, unmatched, err := lex.ProcessWord(*kv.Value, sb.env.getter())
 			sb.reportUnmatched(c, unmatched)
+			if err == nil {
+				err = dockerfile.CheckWord(s)
+			}
 			if err != nil {
 				return err
 			}

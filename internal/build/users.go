@@ -1,7 +1,6 @@
 package build
 
 import (
-	"strconv"
 	"strings"
 
 	"github.com/strata-build/strata/internal/executor/user"
@@ -36,7 +35,7 @@ func workdirOwner(rootfs, user string) (owner, error) {
 // than numbers only, or nothing on one side of the colon).
 func chownByName(spec string) bool {
 	for _, part := range strings.SplitN(spec, ":", 2) {
-		if _, err := strconv.ParseUint(part, 10, 32); part != "" && part != "root" && err != nil {
+		if _, numeric, _ := user.ParseID(part); part != "" && !numeric {
 			return true
 		}
 	}

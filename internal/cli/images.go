@@ -461,7 +461,7 @@ func historyRows(img *image.Image, sizes []int64, now time.Time, trunc, humanRea
 	rows := make([]historyRow, 0, len(steps))
 	for i := len(steps) - 1; i >= 0; i-- {
 		s := steps[i]
-		r := historyRow{ID: "<missing>", CreatedBy: inspect.OneLine(s.CreatedBy), Comment: s.Comment}
+		r := historyRow{ID: "<missing>", CreatedBy: human.Escape(inspect.OneLine(s.CreatedBy)), Comment: human.Escape(s.Comment)}
 		if len(rows) == 0 {
 			r.ID = id
 		}

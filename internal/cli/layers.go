@@ -123,7 +123,7 @@ func writeLayer(w io.Writer, l inspect.LayerChanges, total, n int) {
 		digest = digest[:i+13]
 	}
 	fmt.Fprintf(w, "Layer %d/%d  %s  %s (%s compressed)\n", l.Index+1, total, digest, human.Size(l.Content), human.Size(l.Size))
-	by := inspect.OneLine(l.CreatedBy)
+	by := human.Escape(inspect.OneLine(l.CreatedBy))
 	if by == "" {
 		by = "<missing>"
 	}
@@ -157,7 +157,7 @@ func writeLayer(w io.Writer, l inspect.LayerChanges, total, n int) {
 			hides = hides[:n]
 		}
 		for _, h := range hides {
-			rows = append(rows, [3]string{"", human.Size(h.Size), "    " + h.Path})
+			rows = append(rows, [3]string{"", human.Size(h.Size), "    " + human.Escape(h.Path)})
 		}
 		if more > 0 {
 			rows = append(rows, [3]string{"", "", fmt.Sprintf("    ... %d more", more)})
@@ -186,12 +186,12 @@ func writeRows(w io.Writer, rows [][3]string) {
 
 // changeText is a change's path with what it is.
 func changeText(c inspect.Change) string {
-	s := c.Path
+	s := human.Escape(c.Path)
 	switch c.Type {
 	case "symlink":
-		s += " -> " + c.Link
+		s += " -> " + human.Escape(c.Link)
 	case "hardlink":
-		s += " (hard link to " + c.Link + ")"
+		s += " (hard link to " + human.Escape(c.Link) + ")"
 	case "char", "block":
 		s += " (" + c.Type + " device)"
 	case "fifo":

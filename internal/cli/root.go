@@ -203,6 +203,11 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	root.PersistentFlags().StringVar(&a.root, "root", DefaultRoot(), "store directory (env STRATA_ROOT)")
 	root.PersistentFlags().StringVar(&a.configPath, "config", registry.DefaultConfigPath(), "registry configuration file (env STRATA_CONFIG)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	// Cobra's other errors (unknown command, argument counts) come before any
+	// command runs: an error after this hook ran is the command's own, and is
+	// a usage error only when it says so by type, whatever its text.
+	started := false
+	root.PersistentPreRun = func(*cobra.Command, []string) { started = true }
 	root.AddCommand(a.describe(
 		a.buildCmd(), a.imagesCmd(), a.tagCmd(), a.rmiCmd(), a.inspectCmd(), a.historyCmd(),
 		a.saveCmd(), a.loadCmd(), a.pullCmd(), a.pushCmd(), a.runCmd(), a.importCmd(), a.versionCmd(), a.duCmd(), a.pruneCmd(),
@@ -221,7 +226,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	msg := err.Error()
 	var ue usageError
 	var de *dockerfile.Error
-	if errors.As(err, &ue) || (!errors.As(err, &de) && isCobraUsage(msg)) {
+	if errors.As(err, &ue) || !started {
 		fmt.Fprintf(stderr, "strata: %s\nSee 'strata --help'.\n", msg)
 		return ExitUsage
 	}
@@ -259,15 +264,6 @@ func (a *app) stderrf(format string, v ...any) { fmt.Fprintf(a.stderr, format+"\
 type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
-
-func isCobraUsage(msg string) bool {
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "accepts ", "requires at least", "requires exactly", "flag needs an argument", "invalid argument"} {
-		if strings.Contains(msg, p) {
-			return true
-		}
-	}
-	return false
-}
 
 func (a *app) versionCmd() *cobra.Command {
 	return &cobra.Command{

@@ -261,6 +261,26 @@ func (df *Dockerfile) Line(loc []parser.Range) string {
 	return s
 }
 
+// MaxWordSize bounds one word after variable expansion (an ARG or ENV
+// value, a LABEL, a COPY source...). Docker sets no limit, but words that
+// expand each other ("ARG b=$a$a$a$a", a few levels deep) grow
+// exponentially; 1 MiB is far beyond what an image config carries (values
+// there are a few KiB) and keeps such a Dockerfile from exhausting memory.
+const MaxWordSize = 1 << 20
+
+// ErrWordTooLarge is wrapped by CheckWord's error.
+var ErrWordTooLarge = fmt.Errorf("a word is larger than %d bytes after variable expansion", MaxWordSize)
+
+// CheckWord returns an error wrapping ErrWordTooLarge when s, a word after
+// variable expansion, is larger than MaxWordSize. Every expanded word that
+// is kept (and can be expanded again) passes through it.
+func CheckWord(s string) error {
+	if len(s) > MaxWordSize {
+		return fmt.Errorf("%w (%d bytes)", ErrWordTooLarge, len(s))
+	}
+	return nil
+}
+
 // Lexer returns the word expander for this Dockerfile's escape character.
 func (df *Dockerfile) Lexer() *shell.Lex {
 	esc := df.Escape

@@ -40,3 +40,20 @@ func TestRate(t *testing.T) {
 		t.Errorf("Rate(0, 0) = %q", got)
 	}
 }
+
+func TestEscape(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain/path é":               "plain/path é",
+		"\x1b]52;c;cHduZWQ=\x07":     `\x1b]52;c;cHduZWQ=\x07`,
+		"a\x1b[2Jb":                  `a\x1b[2Jb`,
+		"two\nlines\tand\r":          `two\nlines\tand\r`,
+		"c1 \u009b2J del \x7f":       `c1 \u009b2J del \x7f`,
+		"bad \xff utf8":              `bad \xff utf8`,
+		"":                           "",
+		"\ufffd real replacement ok": "\ufffd real replacement ok",
+	} {
+		if got := Escape(in); got != want {
+			t.Errorf("Escape(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

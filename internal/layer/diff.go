@@ -31,6 +31,21 @@ const (
 	xattrMetacopy = "overlay.metacopy"
 )
 
+// ErrWhiteoutName is returned for a file (not an overlay whiteout) whose name
+// starts with ".wh.": a layer cannot carry it, since every unpacker reads such
+// an entry as a whiteout (".wh.etc" would delete /etc). BuildKit v0.34.2
+// writes such files into its layers as they are; strata refuses them.
+var ErrWhiteoutName = errors.New(`file names starting with ".wh." are reserved for layer whiteouts`)
+
+// CheckName returns an error wrapping ErrWhiteoutName when the last element
+// of name (a path in an image's filesystem) starts with ".wh.".
+func CheckName(name string) error {
+	if strings.HasPrefix(filepath.Base(name), whiteoutPrefix) {
+		return fmt.Errorf("%q: %w", name, ErrWhiteoutName)
+	}
+	return nil
+}
+
 var overlayXattrPrefixes = []string{"trusted.overlay.", "user.overlay."}
 
 // skipXattr reports whether an xattr is never carried in a layer: overlayfs'
@@ -76,7 +91,8 @@ type DiffOptions struct {
 // records. The output is deterministic for the same input. Sockets are
 // skipped. Upperdirs written with overlay redirect_dir or metacopy (which
 // need the lower layers to interpret) are rejected: mount with
-// redirect_dir=off,metacopy=off.
+// redirect_dir=off,metacopy=off. A file that is not a whiteout but whose
+// name starts with ".wh." is an error wrapping ErrWhiteoutName.
 func WriteDiff(ctx context.Context, dir string, w io.Writer, opts DiffOptions) error {
 	fi, err := os.Lstat(dir)
 	if err != nil {
@@ -159,6 +175,8 @@ func (d *diffWriter) walk(abs, rel string) error {
 		}
 		if e.whiteout {
 			e.name = whiteoutPrefix + n
+		} else if err := CheckName("/" + rel + n); err != nil {
+			return err
 		}
 		entries = append(entries, e)
 	}

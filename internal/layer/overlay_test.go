@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -267,4 +268,28 @@ func TestWriteDiffCanceled(t *testing.T) {
 	if err := WriteDiff(ctx, dir, &bytes.Buffer{}, DiffOptions{}); err == nil {
 		t.Error("want context error")
 	}
+}
+
+// A plain file named ".wh.*" (not an overlay whiteout) would be read back as a
+// whiteout by every unpacker: WriteDiff refuses it, naming the file, while a
+// real whiteout (char device 0/0) next to it is still fine.
+func TestWriteDiffRejectsWhiteoutNames(t *testing.T) {
+	for _, name := range []string{".wh.etc", "d/.wh..wh..opq", "d/.wh.x"} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			mustWrite(t, filepath.Join(dir, "d", "f"), "f", 0o644)
+			mustWrite(t, filepath.Join(dir, name), "x", 0o644)
+			err := WriteDiff(context.Background(), dir, &bytes.Buffer{}, DiffOptions{})
+			if !errors.Is(err, ErrWhiteoutName) || !strings.Contains(err.Error(), "/"+name) {
+				t.Errorf("err = %v, want ErrWhiteoutName naming /%s", err, name)
+			}
+		})
+	}
+	t.Run("dir", func(t *testing.T) {
+		dir := t.TempDir()
+		must(t, os.MkdirAll(filepath.Join(dir, ".wh.bin"), 0o755))
+		if err := WriteDiff(context.Background(), dir, &bytes.Buffer{}, DiffOptions{}); !errors.Is(err, ErrWhiteoutName) {
+			t.Errorf("err = %v, want ErrWhiteoutName", err)
+		}
+	})
 }

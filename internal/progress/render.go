@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/strata-build/strata/internal/human"
 )
 
 func sprintf(format string, a ...any) string { return fmt.Sprintf(format, a...) }
@@ -20,7 +22,7 @@ func (r *plainRenderer) event(e Event) {
 	switch e.Type {
 	case EventStart:
 		r.steps[e.Step] = e.Time
-		fmt.Fprintf(r.w, "#%d %s\n", e.Step, e.Name)
+		fmt.Fprintf(r.w, "#%d %s\n", e.Step, human.Escape(e.Name))
 	case EventLog:
 		fmt.Fprintf(r.w, "#%d %.3f %s\n", e.Step, e.Time.Sub(r.steps[e.Step]).Seconds(), e.Line)
 	case EventDone:

@@ -12,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/strata-build/strata/internal/human"
 )
 
 // ttyRenderer is a live view for terminals: finished steps and messages
@@ -87,7 +89,7 @@ func (r *ttyRenderer) start(mu *sync.Mutex) {
 func (r *ttyRenderer) event(e Event) {
 	switch e.Type {
 	case EventStart:
-		r.running[e.Step] = &ttyStep{id: e.Step, name: e.Name, start: e.Time}
+		r.running[e.Step] = &ttyStep{id: e.Step, name: human.Escape(e.Name), start: e.Time}
 		r.redraw(nil)
 	case EventLog:
 		if s := r.running[e.Step]; s != nil {
@@ -107,7 +109,7 @@ func (r *ttyRenderer) event(e Event) {
 		}
 		s := r.running[e.Step]
 		delete(r.running, e.Step)
-		name := e.Name
+		name := human.Escape(e.Name)
 		if s != nil {
 			name = s.name
 		}
@@ -153,7 +155,7 @@ func (r *ttyRenderer) redraw(scroll []string) {
 	for _, id := range ids {
 		s := r.running[id]
 		elapsed := fmt.Sprintf("  %.1fs", time.Since(s.start).Seconds())
-		name := cut(printable(s.name), width-1-len(" => ")-len(elapsed))
+		name := cut(s.name, width-1-len(" => ")-len(elapsed))
 		b.WriteString(" => " + name + elapsed + "\x1b[K\n")
 		r.drawn++
 		for _, l := range s.tail {

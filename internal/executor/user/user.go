@@ -43,12 +43,16 @@ var ErrNoGroupEntries = errors.New("no matching entries in group file")
 //     and additionalGids are the gids of the /etc/group entries that list the user
 //     name as a member. With an explicit group there are no additional groups.
 //
+// A number outside 0…MaxID in either part is an error wrapping ErrIDRange.
 // additionalGids always starts with gid (as BuildKit passes it to the runtime), so
 // it can be used as the process's supplementary group list directly.
 func LookupUser(rootfs, user string) (uid, gid uint32, additionalGids []uint32, err error) {
 	isDefault := user == ""
 	if isDefault {
 		user = "0"
+	}
+	if err := checkIDs(user); err != nil {
+		return 0, 0, nil, err
 	}
 	// Fast path: both ids numeric.
 	if u, g, ok := parseNumericPair(user); ok {
@@ -104,21 +108,60 @@ func parseNumericPair(s string) (uid, gid uint32, ok bool) {
 }
 
 func parseID(s string) (uint32, error) {
-	if s == "root" {
-		return 0, nil
-	}
-	n, err := strconv.ParseUint(s, 10, 32)
+	n, numeric, err := ParseID(s)
 	if err != nil {
 		return 0, err
+	}
+	if !numeric {
+		return 0, fmt.Errorf("%q is not a number", s)
 	}
 	if n > maxID {
 		return 0, fmt.Errorf("id %d out of range", n)
 	}
-	return uint32(n), nil
+	return n, nil
 }
 
-// maxID is the largest id accepted (as in moby/sys/user).
+// maxID is the largest id a process user is looked up with (as in
+// moby/sys/user); larger ones, up to MaxID, are still given as numbers.
 const maxID = 1<<31 - 1
+
+// MaxID is the largest uid or gid accepted anywhere: 2^32-1 is (uid_t)-1,
+// which chown(2) and setuid(2) read as "leave unchanged".
+const MaxID = 1<<32 - 2
+
+// ErrIDRange is wrapped by ParseID's error for a number outside 0…MaxID.
+var ErrIDRange = fmt.Errorf("ids must be in the range 0-%d", uint64(MaxID))
+
+// ParseID parses a uid or gid written as a decimal number ("root" is 0).
+// numeric is false (and err nil) when s is a name: anything but an optional
+// sign followed by digits. A number outside 0…MaxID ("-5", "4294967296") is
+// an error wrapping ErrIDRange, never wrapped around or taken as a name.
+func ParseID(s string) (id uint32, numeric bool, err error) {
+	if s == "root" {
+		return 0, true, nil
+	}
+	digits := strings.TrimLeft(s, "+-")
+	if len(s)-len(digits) > 1 || digits == "" || strings.Trim(digits, "0123456789") != "" {
+		return 0, false, nil
+	}
+	n, err := strconv.ParseUint(digits, 10, 64)
+	if err != nil || n > MaxID || (s[0] == '-' && n != 0) {
+		return 0, true, fmt.Errorf("invalid id %q: %w", s, ErrIDRange)
+	}
+	return uint32(n), true, nil
+}
+
+// checkIDs returns ParseID's error for a "user[:group]" spec with a
+// number out of range in either part.
+func checkIDs(spec string) error {
+	u, g, _ := strings.Cut(spec, ":")
+	for _, part := range []string{u, g} {
+		if _, _, err := ParseID(part); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 type passwdEntry struct {
 	name     string
@@ -291,10 +334,14 @@ func readFile(rootfs, name string) ([]byte, error) {
 //     the gid; an empty group ("1000:") keeps the default, and a group name that
 //     is not there leaves the gid as the user part gave it.
 //
-// Only a passwd or group file that cannot be read is an error.
+// Only a number outside 0…MaxID (ErrIDRange) or a passwd or group file that
+// cannot be read is an error.
 func FileOwner(rootfs, spec string) (uid, gid uint32, err error) {
+	if err := checkIDs(spec); err != nil {
+		return 0, 0, err
+	}
 	userArg, groupArg, _ := strings.Cut(spec, ":")
-	if n, err := parseID(userArg); err == nil {
+	if n, numeric, _ := ParseID(userArg); numeric {
 		uid, gid = n, n
 	} else if userArg != "" {
 		passwd, err := readFile(rootfs, "/etc/passwd")
@@ -311,7 +358,7 @@ func FileOwner(rootfs, spec string) (uid, gid uint32, err error) {
 	if groupArg == "" {
 		return uid, gid, nil
 	}
-	if n, err := parseID(groupArg); err == nil {
+	if n, numeric, _ := ParseID(groupArg); numeric {
 		return uid, n, nil
 	}
 	group, err := readFile(rootfs, "/etc/group")

@@ -182,3 +182,26 @@ func TestFileOwner(t *testing.T) {
 		t.Error("FileOwner with /etc/passwd a directory: want an error")
 	}
 }
+
+// Ids are parsed by one function: a number outside 0…MaxID is an error
+// everywhere (never wrapped around, never taken as a name that falls back to
+// root), while names stay names.
+func TestIDRange(t *testing.T) {
+	full := rootfsWith(t, map[string]string{"etc/passwd": passwd, "etc/group": group})
+	for _, spec := range []string{"4294967296", "4294967296:4294967296", "4294967297:1", "-5", "1:-5", "4294967295", "0:4294967295", "99999999999999999999999"} {
+		if u, g, err := FileOwner(full, spec); !errors.Is(err, ErrIDRange) {
+			t.Errorf("FileOwner(%q) = %d:%d, %v; want ErrIDRange", spec, u, g, err)
+		}
+		if u, g, _, err := LookupUser(full, spec); !errors.Is(err, ErrIDRange) {
+			t.Errorf("LookupUser(%q) = %d:%d, %v; want ErrIDRange", spec, u, g, err)
+		}
+	}
+	if u, g, err := FileOwner(full, "4294967294:3000000000"); err != nil || u != MaxID || g != 3000000000 {
+		t.Errorf("FileOwner(MaxID:3000000000) = %d:%d, %v", u, g, err)
+	}
+	for s, want := range map[string]bool{"root": true, "0": true, "+7": true, "app": false, "": false, "1a": false, "--5": false, "-": false} {
+		if _, numeric, err := ParseID(s); numeric != want || err != nil {
+			t.Errorf("ParseID(%q): numeric %v, err %v; want numeric %v", s, numeric, err, want)
+		}
+	}
+}
