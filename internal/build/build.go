@@ -46,7 +46,7 @@ type Options struct {
 	Dockerfile     []byte // content, when given directly (e.g. -f -)
 	Target         string
 	BuildArgs      map[string]string
-	Network        string // default network for RUN: "host" (default) or "none"
+	Network        string // default network for RUN: "private" (default; see runc.NetworkPrivate), "host" or "none"
 	Platform       v1.Platform
 	Jobs           int
 	Pull           bool // re-resolve base images from their registry
@@ -54,6 +54,8 @@ type Options struct {
 	// CompressionLevel is the layer compression level; 0: the default.
 	CompressionLevel int
 	Progress         *progress.Printer
+	// Allow holds the granted entitlements (--allow), e.g. EntitlementNetworkHost.
+	Allow []string
 	// Secrets are the --secret values by id; never written to a layer, the
 	// config, the history or the log.
 	Secrets map[string]Secret
@@ -188,7 +190,7 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 		opts.Jobs = DefaultJobs()
 	}
 	if opts.Network == "" {
-		opts.Network = "host"
+		opts.Network = runc.NetworkPrivate
 	}
 	out := opts.Progress // warnings and the check summary
 	if opts.CheckOnly {
@@ -527,3 +529,7 @@ func printWarnings(df *dockerfile.Dockerfile, pr *progress.Printer) []dockerfile
 	}
 	return warnings
 }
+
+// EntitlementNetworkHost lets RUN --network=host use the host's network
+// (strata build --allow network.host), as BuildKit's entitlement of that name.
+const EntitlementNetworkHost = "network.host"

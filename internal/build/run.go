@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -107,7 +108,14 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 	network := sb.r.opts.Network
 	switch n := instructions.GetNetwork(c); n {
 	case "", instructions.NetworkDefault:
-	case instructions.NetworkHost, instructions.NetworkNone:
+	case instructions.NetworkNone:
+		network = n
+	case instructions.NetworkHost:
+		// As in BuildKit: a Dockerfile may not reach the host's network on its
+		// own; the user grants it (unless the whole build has it anyway).
+		if network != runc.NetworkHost && !slices.Contains(sb.r.opts.Allow, EntitlementNetworkHost) {
+			return fmt.Errorf("RUN --network=host needs the %s entitlement (strata build --allow %s)", EntitlementNetworkHost, EntitlementNetworkHost)
+		}
 		network = n
 	default:
 		return fmt.Errorf("RUN --network=%s is not supported (use default, host or none)", n)

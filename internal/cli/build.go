@@ -16,6 +16,7 @@ import (
 
 	"github.com/strata-build/strata/internal/build"
 	"github.com/strata-build/strata/internal/dockerfile"
+	"github.com/strata-build/strata/internal/executor/runc"
 	"github.com/strata-build/strata/internal/export"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/layer"
@@ -36,6 +37,7 @@ type buildFlags struct {
 	quiet       bool
 	progress    string
 	network     string
+	allow       []string
 	platform    string
 	jobs        int
 	pull        bool
@@ -135,7 +137,8 @@ func (a *app) buildCmd() *cobra.Command {
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "suppress the build output and print the image ID on success")
 	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto (tty in a terminal, else plain), tty, plain, json (one event a line) or quiet")
 	fl.StringVar(&f.report, "report", "", "write a self-contained HTML build report (timeline, cache hits and misses, layers, config) to this file")
-	fl.StringVar(&f.network, "network", "host", "networking mode for RUN: host or none")
+	fl.StringVar(&f.network, "network", "default", "networking mode for RUN: default (own network namespace, outbound through slirp4netns, no host loopback), host or none")
+	fl.StringSliceVar(&f.allow, "allow", nil, "grant an entitlement: network.host (lets RUN --network=host use the host's network)")
 	fl.StringVar(&f.platform, "platform", "", "target platform (only the host platform can be built)")
 	fl.IntVar(&f.jobs, "jobs", 0, "how many stages to build at once (default: number of CPUs, at least 4)")
 	fl.BoolVar(&f.pull, "pull", false, "always attempt to pull a newer version of the base images")
@@ -197,12 +200,17 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) (err err
 		return err
 	}
 	switch f.network {
-	case "host", "none", "default":
+	case "host", "none", "default", runc.NetworkPrivate:
 	default:
-		return usagef("--network=%s is not supported (host or none)", f.network)
+		return usagef("--network=%s is not supported (default, host or none)", f.network)
 	}
 	if f.network == "default" {
-		f.network = "host"
+		f.network = runc.NetworkPrivate
+	}
+	for _, e := range f.allow {
+		if e != build.EntitlementNetworkHost {
+			return usagef("--allow=%s is not supported (%s)", e, build.EntitlementNetworkHost)
+		}
 	}
 	if f.report != "" {
 		printer.Record()
@@ -296,6 +304,7 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) (err err
 		Target:        f.target,
 		BuildArgs:     args,
 		Network:       f.network,
+		Allow:         f.allow,
 		Jobs:          f.jobs,
 		Pull:          f.pull,
 		Compression:   comp,

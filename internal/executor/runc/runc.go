@@ -35,15 +35,20 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/strata-build/strata/internal/executor/netns"
 	"github.com/strata-build/strata/internal/executor/user"
 )
 
 // Network modes for Process.Network.
 const (
-	// NetworkHost shares the host's network namespace (the default).
+	// NetworkHost shares the host's network namespace ("" means host).
 	NetworkHost = "host"
 	// NetworkNone gives the process a new network namespace with only loopback.
 	NetworkNone = "none"
+	// NetworkPrivate gives the process a new network namespace with loopback
+	// and outbound user-mode networking (slirp4netns, see package netns): it
+	// can download but cannot reach the host's loopback.
+	NetworkPrivate = "private"
 )
 
 // Runner runs processes with the runc binary. The zero value uses "runc" from
@@ -80,7 +85,7 @@ type Process struct {
 	// User is the Dockerfile USER value, resolved with user.LookupUser against
 	// Rootfs's /etc/passwd and /etc/group.
 	User string
-	// Network is NetworkHost ("" means host) or NetworkNone.
+	// Network is NetworkHost ("" means host), NetworkNone or NetworkPrivate.
 	Network string
 	// Hostname defaults to DefaultHostname.
 	Hostname string
@@ -129,7 +134,7 @@ func (r *Runner) Run(ctx context.Context, p Process) (exitCode int, err error) {
 		return -1, fmt.Errorf("run %s: no command", p.ID)
 	}
 	switch p.Network {
-	case "", NetworkHost, NetworkNone:
+	case "", NetworkHost, NetworkNone, NetworkPrivate:
 	default:
 		return -1, fmt.Errorf("run %s: unknown network mode %q", p.ID, p.Network)
 	}
@@ -182,6 +187,12 @@ func (r *Runner) Run(ctx context.Context, p Process) (exitCode int, err error) {
 		return -1, fmt.Errorf("run %s: create working directory %s: %w", p.ID, cwd, err)
 	}
 
+	bundle := filepath.Join(dirs.BundleDir, p.ID)
+	if err := os.Mkdir(bundle, 0o700); err != nil {
+		return -1, fmt.Errorf("run %s: create bundle: %w", p.ID, err)
+	}
+	defer os.RemoveAll(bundle)
+
 	spec := newSpec(&p, specInput{
 		rootfs:         rootfs,
 		uid:            uid,
@@ -191,6 +202,20 @@ func (r *Runner) Run(ctx context.Context, p Process) (exitCode int, err error) {
 		nofile:         nofileLimit(),
 		cgroupNS:       cgroupNSSupported(),
 	})
+	if p.Network == NetworkPrivate {
+		// Up before runc starts the process; gone (after the process,
+		// before the bundle) on every path.
+		ns, err := netns.New(ctx, bundle)
+		if err != nil {
+			return -1, fmt.Errorf("run %s: %w", p.ID, err)
+		}
+		defer func() {
+			if cerr := ns.Close(); cerr != nil && err == nil {
+				exitCode, err = -1, fmt.Errorf("run %s: %w", p.ID, cerr)
+			}
+		}()
+		joinNetwork(spec, ns.Path, ns.ResolvConf)
+	}
 	dests := make([]string, 0, len(spec.Mounts))
 	for _, m := range spec.Mounts {
 		dests = append(dests, m.Destination)
@@ -202,11 +227,6 @@ func (r *Runner) Run(ctx context.Context, p Process) (exitCode int, err error) {
 		}
 	}()
 
-	bundle := filepath.Join(dirs.BundleDir, p.ID)
-	if err := os.Mkdir(bundle, 0o700); err != nil {
-		return -1, fmt.Errorf("run %s: create bundle: %w", p.ID, err)
-	}
-	defer os.RemoveAll(bundle)
 	cfg, err := json.Marshal(spec)
 	if err != nil {
 		return -1, fmt.Errorf("run %s: encode spec: %w", p.ID, err)
