@@ -23,6 +23,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	"github.com/moby/buildkit/util/entitlements"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
@@ -51,6 +52,9 @@ type Options struct {
 	Jobs           int
 	Pull           bool // re-resolve base images from their registry
 	Compression    layer.Compression
+	// Entitlements are those granted with --allow (BuildKit's): a RUN
+	// --security=insecure needs security.insecure.
+	Entitlements entitlements.Set
 	// CompressionLevel is the layer compression level; 0: the default.
 	CompressionLevel int
 	Progress         *progress.Printer

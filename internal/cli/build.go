@@ -53,6 +53,7 @@ type buildFlags struct {
 	cacheTo     []string
 	debugCache  bool
 	epoch       string
+	allow       []string
 }
 
 // output is one parsed --output.
@@ -136,6 +137,7 @@ func (a *app) buildCmd() *cobra.Command {
 	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto (tty in a terminal, else plain), tty, plain, json (one event a line) or quiet")
 	fl.StringVar(&f.report, "report", "", "write a self-contained HTML build report (timeline, cache hits and misses, layers, config) to this file")
 	fl.StringVar(&f.network, "network", "host", "networking mode for RUN: host or none")
+	fl.StringArrayVar(&f.allow, "allow", nil, "allow extra privileged entitlement: security.insecure (for RUN --security=insecure) or network.host")
 	fl.StringVar(&f.platform, "platform", "", "target platform (only the host platform can be built)")
 	fl.IntVar(&f.jobs, "jobs", 0, "how many stages to build at once (default: number of CPUs, at least 4)")
 	fl.BoolVar(&f.pull, "pull", false, "always attempt to pull a newer version of the base images")
@@ -242,6 +244,10 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) (err err
 	if err != nil {
 		return err
 	}
+	ents, err := parseAllow(f.allow)
+	if err != nil {
+		return err
+	}
 	named, err := parseContexts(f.contexts)
 	if err != nil {
 		return err
@@ -296,6 +302,7 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) (err err
 		Target:        f.target,
 		BuildArgs:     args,
 		Network:       f.network,
+		Entitlements:  ents,
 		Jobs:          f.jobs,
 		Pull:          f.pull,
 		Compression:   comp,
