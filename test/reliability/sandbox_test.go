@@ -50,3 +50,16 @@ func TestRunSandbox(t *testing.T) {
 		t.Errorf("--allow device: want a usage error:\n%s", r)
 	}
 }
+
+// TestRunCommandSandbox checks that `strata run` gets the same sandbox as a
+// RUN, and that --privileged lifts it (docker run --privileged).
+func TestRunCommandSandbox(t *testing.T) {
+	store := newBusyboxStore(t)
+	probe := `sed -n 's/^Seccomp:[[:space:]]*/seccomp=/p' /proc/self/status; mkdir -p /mnt; mount -t tmpfs x /mnt 2>/dev/null && echo mount=yes || echo mount=no`
+	if r := strata(t, store, "run", "busybox", "sh", "-c", probe); r.stdout != "seccomp=2\nmount=no\n" {
+		t.Errorf("strata run: got %q, want seccomp=2 mount=no\n%s", r.stdout, r)
+	}
+	if r := strata(t, store, "run", "--privileged", "busybox", "sh", "-c", probe); r.stdout != "seccomp=0\nmount=yes\n" {
+		t.Errorf("strata run --privileged: got %q, want seccomp=0 mount=yes\n%s", r.stdout, r)
+	}
+}
