@@ -23,6 +23,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	"github.com/moby/buildkit/util/entitlements"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
@@ -51,11 +52,13 @@ type Options struct {
 	Jobs           int
 	Pull           bool // re-resolve base images from their registry
 	Compression    layer.Compression
+	// Entitlements are those granted with --allow (BuildKit's): a RUN
+	// --security=insecure needs security.insecure, a RUN --network=host
+	// network.host (unless the whole build uses the host's network).
+	Entitlements entitlements.Set
 	// CompressionLevel is the layer compression level; 0: the default.
 	CompressionLevel int
 	Progress         *progress.Printer
-	// Allow holds the granted entitlements (--allow), e.g. EntitlementNetworkHost.
-	Allow []string
 	// Secrets are the --secret values by id; never written to a layer, the
 	// config, the history or the log.
 	Secrets map[string]Secret
@@ -530,6 +533,3 @@ func printWarnings(df *dockerfile.Dockerfile, pr *progress.Printer) []dockerfile
 	return warnings
 }
 
-// EntitlementNetworkHost lets RUN --network=host use the host's network
-// (strata build --allow network.host), as BuildKit's entitlement of that name.
-const EntitlementNetworkHost = "network.host"

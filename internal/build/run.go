@@ -12,7 +12,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -21,6 +20,7 @@ import (
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/util/entitlements"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -113,14 +113,25 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 	case instructions.NetworkHost:
 		// As in BuildKit: a Dockerfile may not reach the host's network on its
 		// own; the user grants it (unless the whole build has it anyway).
-		if network != runc.NetworkHost && !slices.Contains(sb.r.opts.Allow, EntitlementNetworkHost) {
-			return fmt.Errorf("RUN --network=host needs the %s entitlement (strata build --allow %s)", EntitlementNetworkHost, EntitlementNetworkHost)
+		if network != runc.NetworkHost {
+			if err := sb.r.opts.Entitlements.Check(entitlements.Values{NetworkHost: true}); err != nil {
+				return fmt.Errorf("%w (start the build with --allow network.host)", err)
+			}
 		}
 		network = n
 	default:
 		return fmt.Errorf("RUN --network=%s is not supported (use default, host or none)", n)
 	}
-	if sec := instructions.GetSecurity(c); sec != "" && sec != instructions.SecuritySandbox {
+	security := runc.SecuritySandbox
+	switch sec := instructions.GetSecurity(c); sec {
+	case "", instructions.SecuritySandbox:
+	case instructions.SecurityInsecure:
+		// BuildKit's check and words, when it loads the build
+		if err := sb.r.opts.Entitlements.Check(entitlements.Values{SecurityInsecure: true}); err != nil {
+			return fmt.Errorf("%w (start the build with --allow security.insecure)", err)
+		}
+		security = runc.SecurityInsecure
+	default:
 		return fmt.Errorf("RUN --security=%s is not supported", sec)
 	}
 	releases := []func(){}
@@ -141,23 +152,24 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 	if cwd == "" {
 		cwd = "/"
 	}
-	inputs, err := sb.runInputs(ctx, c, args, network, secretEnv)
+	inputs, err := sb.runInputs(ctx, c, args, network, security, secretEnv)
 	if err != nil {
 		return err
 	}
 	return sb.change(ctx, p, createdBy, inputs, func(rootfs string) error {
 		id := fmt.Sprintf("strata-%s-%d", sb.r.b.Session.Name, runSeq.Add(1))
 		code, err := sb.r.b.Runner.Run(ctx, runc.Process{
-			ID:      id,
-			Rootfs:  rootfs,
-			Args:    args,
-			Env:     append(append([]string(nil), sb.env...), secretEnv...),
-			Cwd:     cwd,
-			User:    cfg.User,
-			Network: network,
-			Stdout:  p,
-			Stderr:  p,
-			Mounts:  mounts,
+			ID:       id,
+			Rootfs:   rootfs,
+			Args:     args,
+			Env:      append(append([]string(nil), sb.env...), secretEnv...),
+			Cwd:      cwd,
+			User:     cfg.User,
+			Network:  network,
+			Security: security,
+			Stdout:   p,
+			Stderr:   p,
+			Mounts:   mounts,
 		})
 		if err != nil {
 			return err
@@ -173,7 +185,7 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 // runInputs are the cache key inputs of a RUN: what it runs, with which
 // environment, user, directory and network, and what its mounts bring in.
 // Secret values never take part (only the secret's name).
-func (sb *stageBuilder) runInputs(ctx context.Context, c *instructions.RunCommand, args []string, network string, secretEnv []string) ([]cache.Input, error) {
+func (sb *stageBuilder) runInputs(ctx context.Context, c *instructions.RunCommand, args []string, network, security string, secretEnv []string) ([]cache.Input, error) {
 	cfg := sb.state.cfg.Config
 	in := []cache.Input{
 		{Name: "instruction", Value: strings.Join(args, "\x00")},
@@ -181,6 +193,10 @@ func (sb *stageBuilder) runInputs(ctx context.Context, c *instructions.RunComman
 		{Name: "user", Value: cfg.User},
 		{Name: "workdir", Value: cfg.WorkingDir},
 		{Name: "network", Value: network},
+	}
+	if security != runc.SecuritySandbox {
+		// only when set, so that the keys of sandboxed RUNs stay as they were
+		in = append(in, cache.Input{Name: "security", Value: security})
 	}
 	for _, kv := range secretEnv {
 		k, _, _ := strings.Cut(kv, "=")

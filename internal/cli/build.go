@@ -37,7 +37,6 @@ type buildFlags struct {
 	quiet       bool
 	progress    string
 	network     string
-	allow       []string
 	platform    string
 	jobs        int
 	pull        bool
@@ -55,6 +54,7 @@ type buildFlags struct {
 	cacheTo     []string
 	debugCache  bool
 	epoch       string
+	allow       []string
 }
 
 // output is one parsed --output.
@@ -138,7 +138,7 @@ func (a *app) buildCmd() *cobra.Command {
 	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto (tty in a terminal, else plain), tty, plain, json (one event a line) or quiet")
 	fl.StringVar(&f.report, "report", "", "write a self-contained HTML build report (timeline, cache hits and misses, layers, config) to this file")
 	fl.StringVar(&f.network, "network", "default", "networking mode for RUN: default (own network namespace, outbound through slirp4netns, no host loopback), host or none")
-	fl.StringSliceVar(&f.allow, "allow", nil, "grant an entitlement: network.host (lets RUN --network=host use the host's network)")
+	fl.StringArrayVar(&f.allow, "allow", nil, "allow extra privileged entitlement: security.insecure (for RUN --security=insecure) or network.host")
 	fl.StringVar(&f.platform, "platform", "", "target platform (only the host platform can be built)")
 	fl.IntVar(&f.jobs, "jobs", 0, "how many stages to build at once (default: number of CPUs, at least 4)")
 	fl.BoolVar(&f.pull, "pull", false, "always attempt to pull a newer version of the base images")
@@ -207,11 +207,6 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) (err err
 	if f.network == "default" {
 		f.network = runc.NetworkPrivate
 	}
-	for _, e := range f.allow {
-		if e != build.EntitlementNetworkHost {
-			return usagef("--allow=%s is not supported (%s)", e, build.EntitlementNetworkHost)
-		}
-	}
 	if f.report != "" {
 		printer.Record()
 	}
@@ -247,6 +242,10 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) (err err
 		return err
 	}
 	ssh, err := parseSSH(f.ssh)
+	if err != nil {
+		return err
+	}
+	ents, err := parseAllow(f.allow)
 	if err != nil {
 		return err
 	}
@@ -304,7 +303,7 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) (err err
 		Target:        f.target,
 		BuildArgs:     args,
 		Network:       f.network,
-		Allow:         f.allow,
+		Entitlements:  ents,
 		Jobs:          f.jobs,
 		Pull:          f.pull,
 		Compression:   comp,

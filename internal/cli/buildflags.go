@@ -12,12 +12,32 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/moby/buildkit/util/entitlements"
 	"golang.org/x/term"
 
 	"github.com/strata-build/strata/internal/build"
 	"github.com/strata-build/strata/internal/layer"
 	"github.com/strata-build/strata/internal/registry"
 )
+
+// parseAllow parses --allow entitlements as buildx does (BuildKit's names);
+// strata grants security.insecure and network.host, not devices.
+func parseAllow(vals []string) (entitlements.Set, error) {
+	set := entitlements.Set{}
+	for _, v := range vals {
+		e, _, err := entitlements.Parse(v)
+		if err != nil {
+			return nil, usagef("--allow: %v", err)
+		}
+		switch e {
+		case entitlements.EntitlementSecurityInsecure, entitlements.EntitlementNetworkHost:
+			set[e] = nil
+		default:
+			return nil, usagef("--allow=%s is not supported (security.insecure or network.host)", v)
+		}
+	}
+	return set, nil
+}
 
 // readArgFile reads --build-arg-file: KEY=VALUE lines; blank lines and lines
 // starting with # are skipped; a KEY alone takes the value from the environment.

@@ -72,6 +72,7 @@ func (a *app) runCmd() *cobra.Command {
 	fl.StringVarP(&o.User, "user", "u", "", "user (name|uid[:group|gid])")
 	fl.StringVarP(&o.Workdir, "workdir", "w", "", "working directory inside the container")
 	fl.StringVar(&o.Network, "network", "host", "network: host or none (only loopback)")
+	fl.BoolVar(&o.Privileged, "privileged", false, "lift the sandbox: all capabilities, no seccomp profile, no masked paths, all devices")
 	fl.StringVar(&entrypoint, "entrypoint", "", "overwrite the image's ENTRYPOINT")
 	fl.BoolVarP(&interactive, "interactive", "i", false, "pass stdin through to the container")
 	fl.BoolVarP(&o.TTY, "tty", "t", false, "give the container a terminal (strata's own must be one)")

@@ -37,6 +37,9 @@ type Options struct {
 	User       string
 	Workdir    string
 	Network    string // runc.NetworkHost ("" too) or runc.NetworkNone
+	// Privileged lifts the sandbox every process gets (docker run
+	// --privileged): runc.SecurityInsecure.
+	Privileged bool
 	// Name names the container (docker run --name): the runc container id
 	// ends in it, and no two containers of a store run with one name.
 	Name string
@@ -198,8 +201,13 @@ func Run(ctx context.Context, s *store.Store, runner *runc.Runner, se *store.Ses
 	if o.Workdir != "" {
 		wd = o.Workdir
 	}
+	security := runc.SecuritySandbox
+	if o.Privileged {
+		security = runc.SecurityInsecure
+	}
 	return runner.Run(ctx, runc.Process{
 		ID:       id,
+		Security: security,
 		Rootfs:   merged,
 		Args:     argv,
 		Env:      append(append([]string{}, cfg.Env...), o.Env...),

@@ -32,13 +32,13 @@ func (r *Runner) runForeground(ctx context.Context, runtimePath, bundle string, 
 		return -1, fmt.Errorf("run %s: start runc: %w", p.ID, err)
 	}
 
-	waitErr := r.waitRunc(ctx, cmd, runtimePath, p.ID)
+	killed, waitErr := r.waitRunc(ctx, cmd, runtimePath, p.ID)
 	var ee *exec.ExitError
 	if waitErr != nil && !(errors.As(waitErr, &ee) && ee.Exited()) {
 		// runc did not exit by itself (it was killed): the process it ran is
 		// reparented to strata when strata is a subreaper (after a detached
 		// run), else to an ancestor that reaps it.
-		r.reapOrphan(p.ID)
+		r.reapOrphan(p.ID, killed)
 		r.forceDelete(runtimePath, p.ID)
 		return -1, runcFailure(ctx, p.ID, logPath, waitErr)
 	}

@@ -58,21 +58,37 @@ func waitProcess(ctx context.Context, p *os.Process) (*os.ProcessState, error) {
 	return p.Wait()
 }
 
+// initRecord is a container's init process as runc's state file records it.
+type initRecord struct {
+	Pid   int    `json:"init_process_pid"`
+	Start uint64 `json:"init_process_start"`
+}
+
+// readInit reads container id's init from runc's state file (not `runc
+// state`, which gives no pid for a process that has exited: the zombie that
+// must be reaped); zero when there is none.
+func (r *Runner) readInit(id string) initRecord {
+	var st initRecord
+	data, err := os.ReadFile(filepath.Join(r.StateDir, id, "state.json"))
+	if err != nil || json.Unmarshal(data, &st) != nil {
+		return initRecord{}
+	}
+	return st
+}
+
 // reapOrphan kills and reaps container id's process when runc left it to
 // strata: runc was killed after it started the process (the process is
-// reparented to strata, a subreaper), and it is not reaped yet. runc's
-// state file is read, not `runc state`, which gives no pid for a process
-// that has exited: the zombie that must be reaped.
-func (r *Runner) reapOrphan(id string) {
-	data, err := os.ReadFile(filepath.Join(r.StateDir, id, "state.json"))
-	if err != nil {
-		return
+// reparented to strata, a subreaper), and it is not reaped yet. The process
+// is the one runc's state file names or, when runc removed the file, known:
+// the init the cancel path killed while the container was being created
+// (`runc run` then fails with "container process is already dead" and
+// removes its state without reaping the init, which is strata's child).
+func (r *Runner) reapOrphan(id string, known initRecord) {
+	st := r.readInit(id)
+	if st.Start == 0 {
+		st = known
 	}
-	var st struct {
-		Pid   int    `json:"init_process_pid"`
-		Start uint64 `json:"init_process_start"`
-	}
-	if json.Unmarshal(data, &st) != nil || st.Start == 0 {
+	if st.Start == 0 {
 		return
 	}
 	if p := adopt(st.Pid, st.Start); p != nil {

@@ -51,6 +51,17 @@ const (
 	NetworkPrivate = "private"
 )
 
+// Security modes for Process.Security (BuildKit's RUN --security).
+const (
+	// SecuritySandbox is the default: Docker's default capabilities, seccomp
+	// profile, masked and read-only /proc and /sys paths, noNewPrivileges.
+	SecuritySandbox = "sandbox"
+	// SecurityInsecure lifts the sandbox: every capability, no seccomp
+	// profile, no masked paths, writable /sys, every device allowed
+	// (BuildKit's --security=insecure, docker run --privileged).
+	SecurityInsecure = "insecure"
+)
+
 // Runner runs processes with the runc binary. The zero value uses "runc" from
 // PATH but needs StateDir and BundleDir. A Runner holds no state of its own and
 // may be used for concurrent runs (with distinct Process IDs).
@@ -89,6 +100,8 @@ type Process struct {
 	Network string
 	// Hostname defaults to DefaultHostname.
 	Hostname string
+	// Security is SecuritySandbox ("" means sandbox) or SecurityInsecure.
+	Security string
 	// Stdout and Stderr receive the live output; nil discards. When they are
 	// the same writer the process gets one pipe for both, so the writer sees
 	// the output in the order it was written (as on a terminal).
@@ -137,6 +150,11 @@ func (r *Runner) Run(ctx context.Context, p Process) (exitCode int, err error) {
 	case "", NetworkHost, NetworkNone, NetworkPrivate:
 	default:
 		return -1, fmt.Errorf("run %s: unknown network mode %q", p.ID, p.Network)
+	}
+	switch p.Security {
+	case "", SecuritySandbox, SecurityInsecure:
+	default:
+		return -1, fmt.Errorf("run %s: unknown security mode %q", p.ID, p.Security)
 	}
 	if r.StateDir == "" || r.BundleDir == "" {
 		return -1, fmt.Errorf("run %s: runner needs StateDir and BundleDir", p.ID)
@@ -193,7 +211,7 @@ func (r *Runner) Run(ctx context.Context, p Process) (exitCode int, err error) {
 	}
 	defer os.RemoveAll(bundle)
 
-	spec := newSpec(&p, specInput{
+	in := specInput{
 		rootfs:         rootfs,
 		uid:            uid,
 		gid:            gid,
@@ -201,7 +219,18 @@ func (r *Runner) Run(ctx context.Context, p Process) (exitCode int, err error) {
 		cwd:            cwd,
 		nofile:         nofileLimit(),
 		cgroupNS:       cgroupNSSupported(),
-	})
+		seccomp:        seccompSupported(),
+	}
+	if p.Security == SecurityInsecure {
+		in.userNS = inUserNS()
+		if !in.userNS {
+			in.freeLoop = freeLoopID()
+		}
+	}
+	spec, err := newSpec(&p, in)
+	if err != nil {
+		return -1, fmt.Errorf("run %s: %w", p.ID, err)
+	}
 	if p.Network == NetworkPrivate {
 		// Up before runc starts the process; gone (after the process,
 		// before the bundle) on every path.
@@ -308,7 +337,7 @@ func (r *Runner) runc(ctx context.Context, runtimePath, bundle string, p *Proces
 		}
 	}()
 
-	waitErr := r.waitRunc(ctx, cmd, runtimePath, p.ID)
+	killed, waitErr := r.waitRunc(ctx, cmd, runtimePath, p.ID)
 	var init *os.Process
 	if waitErr == nil {
 		// runc wrote the pid file and left the process to strata.
@@ -317,7 +346,7 @@ func (r *Runner) runc(ctx context.Context, runtimePath, bundle string, p *Proces
 	if init == nil {
 		// runc failed, was killed or canceled; it reaps what it started when
 		// it fails, but not when it is killed.
-		r.reapOrphan(p.ID)
+		r.reapOrphan(p.ID, killed)
 		if waitErr == nil {
 			waitErr = fmt.Errorf("no process of strata's in %s", pidPath)
 		}
@@ -380,22 +409,29 @@ func runcFailure(ctx context.Context, id, logPath string, err error) error {
 // killed so Run can return (reapOrphan and forceDelete clean up after it). It
 // is killed through its pidfd (os.Process): not by pid, which names another
 // process once runc is reaped, nor by process group, which a foreground runc
-// shares with strata.
-func (r *Runner) kill(done <-chan struct{}, runtimePath, id string, runcProc *os.Process) {
+// shares with strata. It returns the container's init as runc's state
+// recorded it when a kill reached it (runc may remove that record before
+// strata reaps the init: see reapOrphan).
+func (r *Runner) kill(done <-chan struct{}, runtimePath, id string, runcProc *os.Process) initRecord {
 	giveUp := time.After(5 * time.Second)
+	var init initRecord
 	for {
-		kctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := exec.CommandContext(kctx, runtimePath, "--root", r.StateDir, "kill", id, "KILL").Run()
-		cancel()
-		if err == nil {
-			break
+		// `runc kill` needs runc's state; reading it first also records
+		// the init a kill reaches.
+		if init = r.readInit(id); init.Start != 0 {
+			kctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := exec.CommandContext(kctx, runtimePath, "--root", r.StateDir, "kill", id, "KILL").Run()
+			cancel()
+			if err == nil {
+				break
+			}
 		}
 		select {
 		case <-done:
-			return
+			return initRecord{}
 		case <-giveUp:
 			_ = runcProc.Kill()
-			return
+			return initRecord{}
 		case <-time.After(killRetry):
 		}
 	}
@@ -404,6 +440,7 @@ func (r *Runner) kill(done <-chan struct{}, runtimePath, id string, runcProc *os
 	case <-giveUp:
 		_ = runcProc.Kill()
 	}
+	return init
 }
 
 // forceDelete runs `runc delete --force` when runc still has state for id.
@@ -477,10 +514,12 @@ func mkdirAllOwned(rootfs, dir string, uid, gid int) error {
 }
 
 // waitRunc waits for the started runc command; when ctx ends first, the
-// container is killed (runc kill, then runc itself) so that Wait returns.
-func (r *Runner) waitRunc(ctx context.Context, cmd *exec.Cmd, runtimePath, id string) error {
+// container is killed (runc kill, then runc itself) so that Wait returns,
+// and the init the kill reached is returned too (for reapOrphan).
+func (r *Runner) waitRunc(ctx context.Context, cmd *exec.Cmd, runtimePath, id string) (initRecord, error) {
 	done := make(chan struct{})
 	killed := make(chan struct{})
+	var init initRecord
 	go func() {
 		defer close(killed)
 		select {
@@ -488,10 +527,10 @@ func (r *Runner) waitRunc(ctx context.Context, cmd *exec.Cmd, runtimePath, id st
 			return
 		case <-ctx.Done():
 		}
-		r.kill(done, runtimePath, id, cmd.Process)
+		init = r.kill(done, runtimePath, id, cmd.Process)
 	}()
 	err := cmd.Wait()
 	close(done)
 	<-killed
-	return err
+	return init, err
 }

@@ -656,3 +656,58 @@ func TestBackgroundDelete(t *testing.T) {
 	}
 	r.Deletes.Wait()
 }
+
+// buildAddKey builds testdata/addkey (static) into rootfs as /bin/addkey.
+func buildAddKey(t *testing.T, rootfs string) {
+	t.Helper()
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go not found in PATH (needed to build the add_key probe)")
+	}
+	cmd := exec.Command(gobin, "build", "-o", filepath.Join(rootfs, "bin", "addkey"), "./testdata/addkey")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build addkey: %v: %s", err, out)
+	}
+}
+
+// sandboxProbe is a shell script that prints what a RUN may do: its seccomp
+// mode, no_new_privs, effective capabilities, whether it can create a user
+// namespace, mount a tmpfs, read /proc/timer_list (a masked path) and add a key to the user keyring.
+const sandboxProbe = `b=/bin/busybox
+$b grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status
+$b unshare -U true 2>/dev/null && echo USERNS=yes || echo USERNS=no
+$b mkdir -p /mnt && $b mount -t tmpfs x /mnt 2>/dev/null && echo MOUNT=yes || echo MOUNT=no
+[ -n "$($b head -c 16 /proc/timer_list 2>/dev/null)" ] && echo MASKED=no || echo MASKED=yes
+/bin/addkey >/dev/null 2>&1 && echo ADDKEY=yes || echo ADDKEY=no
+exit 0`
+
+// dockerCapEff is CapEff for Docker's default capability set (defaultCaps).
+const dockerCapEff = "00000000a80425fb"
+
+func TestSandbox(t *testing.T) {
+	requireRunc(t)
+	r := newRunner(t)
+	rootfs := newRootfs(t)
+	buildAddKey(t, rootfs)
+	for _, tc := range []struct {
+		security string
+		want     []string
+	}{
+		{"", []string{"Seccomp:\t2", "NoNewPrivs:\t1", "CapEff:\t" + dockerCapEff, "USERNS=no", "MOUNT=no", "MASKED=yes", "ADDKEY=no"}},
+		{SecurityInsecure, []string{"Seccomp:\t0", "USERNS=yes", "MOUNT=yes", "MASKED=no", "ADDKEY=yes"}},
+	} {
+		t.Run("security-"+tc.security, func(t *testing.T) {
+			code, out := run(t, r, Process{Rootfs: rootfs, Args: sh(sandboxProbe), Security: tc.security})
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, out)
+			}
+			lines := strings.Split(out, "\n")
+			for _, w := range tc.want {
+				if !slices.Contains(lines, w) {
+					t.Errorf("want %q in:\n%s", w, out)
+				}
+			}
+		})
+	}
+}

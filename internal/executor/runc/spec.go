@@ -1,9 +1,11 @@
 package runc
 
 import (
+	"fmt"
 	"os"
 	"strings"
 
+	"github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -37,7 +39,89 @@ var defaultCaps = []string{
 	"CAP_AUDIT_WRITE",
 }
 
-// maskedPaths and readonlyPaths are Docker's defaults.
+// allCaps are the Linux capabilities by number (CAP_CHOWN is 0).
+var allCaps = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER",
+	"CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID",
+	"CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST",
+	"CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
+	"CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+	"CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+	"CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD",
+	"CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP",
+	"CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+	"CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+	"CAP_CHECKPOINT_RESTORE",
+}
+
+// currentCaps returns the capabilities strata itself has (its effective
+// set), which is what BuildKit gives a RUN with --security=insecure
+// (containerd's cap.Current): a RUN cannot get more than its runtime holds.
+func currentCaps() []string {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return append([]string(nil), defaultCaps...)
+	}
+	eff := uint64(data[1].Effective)<<32 | uint64(data[0].Effective)
+	var out []string
+	for i, name := range allCaps {
+		if eff&(1<<i) != 0 {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// insecureDevices are the devices BuildKit adds to a RUN with
+// --security=insecure (security.WithInsecureSpec), besides the loop devices.
+var insecureDevices = []specs.LinuxDevice{
+	{Path: "/dev/kmsg", Type: "c", Major: 1, Minor: 11},
+	{Path: "/dev/cuse", Type: "c", Major: 10, Minor: 203},
+	{Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229},
+	{Path: "/dev/kvm", Type: "c", Major: 10, Minor: 232},
+	{Path: "/dev/net/tun", Type: "c", Major: 10, Minor: 200},
+	{Path: "/dev/loop-control", Type: "c", Major: 10, Minor: 237},
+}
+
+// freeLoopID returns the number of the host's first free loop device (0 when
+// there is no /dev/loop-control), as BuildKit asks for it: an insecure RUN
+// gets /dev/loop0 up to that number + 7.
+func freeLoopID() int {
+	f, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	id, err := unix.IoctlRetInt(int(f.Fd()), unix.LOOP_CTL_GET_FREE)
+	if err != nil || id < 0 {
+		return 0
+	}
+	return id
+}
+
+// inUserNS reports whether strata runs in a user namespace that does not map
+// the whole ID range (rootless, or a container), where device nodes cannot be
+// created; moby/sys/userns decides the same way.
+func inUserNS() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	return !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
+}
+
+// seccompSupported reports whether the kernel has seccomp filters (the check
+// containerd makes before BuildKit applies its default profile): with
+// CONFIG_SECCOMP_FILTER a NULL filter fails with EFAULT, without it EINVAL.
+func seccompSupported() bool {
+	return unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, 0, 0, 0) != unix.EINVAL
+}
+
+// maskedPaths and readonlyPaths are Docker's defaults (containerd's, which
+// BuildKit uses); containerd also masks the thermal_throttle directory of
+// every CPU that has one (see throttlePaths).
 var (
 	maskedPaths = []string{
 		"/proc/asound",
@@ -61,6 +145,21 @@ var (
 		"/proc/sysrq-trigger",
 	}
 )
+
+// throttlePaths are the /sys/devices/system/cpu/cpuN/thermal_throttle
+// directories of the host, which containerd masks as well.
+func throttlePaths() []string {
+	var out []string
+	for i := 0; ; i++ {
+		cpu := fmt.Sprintf("/sys/devices/system/cpu/cpu%d", i)
+		if _, err := os.Stat(cpu); err != nil {
+			return out
+		}
+		if _, err := os.Stat(cpu + "/thermal_throttle"); err == nil {
+			out = append(out, cpu+"/thermal_throttle")
+		}
+	}
+}
 
 // hostFiles are bound read-only from the host into every container.
 var hostFiles = []string{"/etc/resolv.conf", "/etc/hosts"}
@@ -110,6 +209,9 @@ type specInput struct {
 	cwd            string
 	nofile         uint64 // RLIMIT_NOFILE soft and hard limit
 	cgroupNS       bool   // give the container its own cgroup namespace (cgroup v2 only)
+	seccomp        bool   // the kernel has seccomp filters (seccompSupported)
+	userNS         bool   // strata runs in a user namespace: no device nodes for insecure RUNs
+	freeLoop       int    // the host's first free loop device, for insecure RUNs (freeLoopID)
 }
 
 // cgroupNSSupported reports whether a RUN can get its own cgroup namespace:
@@ -146,16 +248,25 @@ func nofileLimit() uint64 {
 }
 
 // newSpec builds the OCI runtime spec for p. It mirrors BuildKit's spec for a
-// RUN without --security=insecure: Docker's default capabilities, masked and
-// read-only paths, a private mount, pid, ipc and uts namespace, and a network
-// namespace only with Network "none" (runc brings up lo in it). There is no
-// seccomp profile and no AppArmor/SELinux label.
-func newSpec(p *Process, in specInput) *specs.Spec {
+// RUN: Docker's default capabilities, masked and read-only paths,
+// noNewPrivileges, Docker's default seccomp profile (when the kernel has
+// seccomp: in.seccomp), a private mount, pid, ipc and uts namespace, and a
+// network namespace only with Network "none" (runc brings up lo in it). With
+// Security SecurityInsecure it is BuildKit's --security=insecure spec instead:
+// every capability, no seccomp profile, no masked or read-only paths,
+// writable /sys and /sys/fs/cgroup, and access to every device (with
+// BuildKit's set of extra device nodes). There is no AppArmor or SELinux
+// label (BuildKit sets one only when configured to).
+func newSpec(p *Process, in specInput) (*specs.Spec, error) {
 	hostname := p.Hostname
 	if hostname == "" {
 		hostname = DefaultHostname
 	}
+	insecure := p.Security == SecurityInsecure
 	caps := func() []string { return append([]string(nil), defaultCaps...) }
+	if insecure {
+		caps = currentCaps
+	}
 	ns := []specs.LinuxNamespace{
 		{Type: specs.PIDNamespace},
 		{Type: specs.IPCNamespace},
@@ -171,7 +282,7 @@ func newSpec(p *Process, in specInput) *specs.Spec {
 	mounts := defaultMounts()
 	mounts = append(mounts, p.Mounts...)
 
-	return &specs.Spec{
+	s := &specs.Spec{
 		Version: specVersion,
 		Process: &specs.Process{
 			Terminal: p.Terminal,
@@ -191,7 +302,9 @@ func newSpec(p *Process, in specInput) *specs.Spec {
 			Rlimits: []specs.POSIXRlimit{
 				{Type: "RLIMIT_NOFILE", Hard: in.nofile, Soft: in.nofile},
 			},
-			NoNewPrivileges: false,
+			// containerd's default, which BuildKit keeps for every RUN
+			// (setuid programs such as sudo gain nothing).
+			NoNewPrivileges: true,
 		},
 		Root:     &specs.Root{Path: in.rootfs, Readonly: false},
 		Hostname: hostname,
@@ -205,8 +318,55 @@ func newSpec(p *Process, in specInput) *specs.Spec {
 				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
 			},
 			Namespaces:    ns,
-			MaskedPaths:   append([]string(nil), maskedPaths...),
+			MaskedPaths:   append(append([]string(nil), maskedPaths...), throttlePaths()...),
 			ReadonlyPaths: append([]string(nil), readonlyPaths...),
 		},
+	}
+	if insecure {
+		withInsecure(s, in)
+		return s, nil
+	}
+	if in.seccomp {
+		// after the capabilities: the profile allows some calls only to
+		// processes that hold the capability they need
+		profile, err := seccomp.GetDefaultProfile(s)
+		if err != nil {
+			return nil, fmt.Errorf("default seccomp profile: %w", err)
+		}
+		s.Linux.Seccomp = profile
+	}
+	return s, nil
+}
+
+// withInsecure turns s into BuildKit's --security=insecure spec
+// (security.WithInsecureSpec, oci.WithWriteableSysfs and
+// oci.WithWriteableCgroupfs).
+func withInsecure(s *specs.Spec, in specInput) {
+	c := s.Process.Capabilities
+	c.Inheritable = currentCaps()
+	c.Ambient = currentCaps()
+	s.Linux.MaskedPaths = []string{}
+	s.Linux.ReadonlyPaths = []string{}
+	s.Linux.Resources.Devices = []specs.LinuxDeviceCgroup{
+		{Allow: true, Type: "c", Access: "rwm"},
+		{Allow: true, Type: "b", Access: "rwm"},
+	}
+	if !in.userNS {
+		s.Linux.Devices = append(s.Linux.Devices, insecureDevices...)
+		for i := 0; i <= in.freeLoop+7; i++ {
+			s.Linux.Devices = append(s.Linux.Devices, specs.LinuxDevice{Path: fmt.Sprintf("/dev/loop%d", i), Type: "b", Major: 7, Minor: int64(i)})
+		}
+	}
+	for i, m := range s.Mounts {
+		if m.Destination != "/sys" && m.Destination != "/sys/fs/cgroup" {
+			continue
+		}
+		var opts []string
+		for _, o := range m.Options {
+			if o != "ro" {
+				opts = append(opts, o)
+			}
+		}
+		s.Mounts[i].Options = append(opts, "rw")
 	}
 }

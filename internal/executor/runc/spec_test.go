@@ -12,7 +12,10 @@ import (
 func TestNewSpec(t *testing.T) {
 	extra := specs.Mount{Destination: "/cache", Type: "tmpfs", Source: "tmpfs"}
 	p := &Process{Args: []string{"/bin/sh", "-c", "true"}, Env: []string{"A=b"}, Network: NetworkNone, Mounts: []specs.Mount{extra}}
-	s := newSpec(p, specInput{rootfs: "/r", uid: 1, gid: 2, additionalGids: []uint32{2, 3}, cwd: "/w", nofile: 1024})
+	s, err := newSpec(p, specInput{rootfs: "/r", uid: 1, gid: 2, additionalGids: []uint32{2, 3}, cwd: "/w", nofile: 1024, seccomp: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	if s.Root.Path != "/r" || s.Root.Readonly {
 		t.Errorf("root %+v", s.Root)
@@ -26,7 +29,7 @@ func TestNewSpec(t *testing.T) {
 	if s.Process.User.UID != 1 || s.Process.User.GID != 2 || !slices.Equal(s.Process.User.AdditionalGids, []uint32{2, 3}) {
 		t.Errorf("user %+v", s.Process.User)
 	}
-	if s.Process.Terminal || s.Process.NoNewPrivileges || s.Process.Cwd != "/w" {
+	if s.Process.Terminal || !s.Process.NoNewPrivileges || s.Process.Cwd != "/w" {
 		t.Errorf("process %+v", s.Process)
 	}
 	if len(s.Process.Capabilities.Bounding) != 14 || s.Process.Capabilities.Inheritable != nil || s.Process.Capabilities.Ambient != nil {
@@ -51,14 +54,26 @@ func TestNewSpec(t *testing.T) {
 			t.Errorf("missing mount %s in %v", d, dests)
 		}
 	}
-	if s.Linux.CgroupsPath != "" || s.Linux.Seccomp != nil {
-		t.Errorf("cgroups %q seccomp %v", s.Linux.CgroupsPath, s.Linux.Seccomp)
+	if s.Linux.CgroupsPath != "" {
+		t.Errorf("cgroups %q", s.Linux.CgroupsPath)
+	}
+	if sc := s.Linux.Seccomp; sc == nil || sc.DefaultAction != specs.ActErrno || len(sc.Syscalls) == 0 {
+		t.Errorf("seccomp %+v", sc)
+	}
+	if !slices.Contains(s.Linux.MaskedPaths, "/proc/kcore") || !slices.Contains(s.Linux.ReadonlyPaths, "/proc/sys") {
+		t.Errorf("masked %v readonly %v", s.Linux.MaskedPaths, s.Linux.ReadonlyPaths)
 	}
 
 	p.Network = ""
 	p.Env = []string{"PATH=/x"}
 	p.Hostname = "h"
-	s = newSpec(p, specInput{rootfs: "/r", cwd: "/"})
+	s, err = newSpec(p, specInput{rootfs: "/r", cwd: "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Linux.Seccomp != nil {
+		t.Error("seccomp profile on a kernel without seccomp")
+	}
 	for _, n := range s.Linux.Namespaces {
 		if n.Type == specs.NetworkNamespace {
 			t.Error("host network has a network namespace")
@@ -66,6 +81,46 @@ func TestNewSpec(t *testing.T) {
 	}
 	if !slices.Equal(s.Process.Env, []string{"PATH=/x"}) || s.Hostname != "h" {
 		t.Errorf("env %v hostname %q", s.Process.Env, s.Hostname)
+	}
+}
+
+func TestNewSpecInsecure(t *testing.T) {
+	p := &Process{Args: []string{"true"}, Security: SecurityInsecure}
+	s, err := newSpec(p, specInput{rootfs: "/r", cwd: "/", seccomp: true, freeLoop: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.Process.Capabilities
+	for _, set := range [][]string{c.Bounding, c.Effective, c.Permitted, c.Inheritable, c.Ambient} {
+		if !slices.Contains(set, "CAP_SYS_ADMIN") || !slices.Contains(set, "CAP_CHOWN") {
+			t.Errorf("caps %v", set)
+		}
+	}
+	if s.Linux.Seccomp != nil || len(s.Linux.MaskedPaths) != 0 || len(s.Linux.ReadonlyPaths) != 0 {
+		t.Errorf("seccomp %v masked %v readonly %v", s.Linux.Seccomp != nil, s.Linux.MaskedPaths, s.Linux.ReadonlyPaths)
+	}
+	if len(s.Linux.Resources.Devices) != 2 || !s.Linux.Resources.Devices[0].Allow {
+		t.Errorf("device cgroup %+v", s.Linux.Resources.Devices)
+	}
+	var devs []string
+	for _, d := range s.Linux.Devices {
+		devs = append(devs, d.Path)
+	}
+	if !slices.Contains(devs, "/dev/fuse") || !slices.Contains(devs, "/dev/loop9") || slices.Contains(devs, "/dev/loop10") {
+		t.Errorf("devices %v", devs)
+	}
+	for _, m := range s.Mounts {
+		if (m.Destination == "/sys" || m.Destination == "/sys/fs/cgroup") && slices.Contains(m.Options, "ro") {
+			t.Errorf("%s read-only: %v", m.Destination, m.Options)
+		}
+	}
+
+	s, err = newSpec(p, specInput{rootfs: "/r", cwd: "/", userNS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Linux.Devices) != 0 {
+		t.Errorf("devices in a user namespace: %v", s.Linux.Devices)
 	}
 }
 
