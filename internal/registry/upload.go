@@ -97,7 +97,7 @@ func (c *Client) newUploader(ctx context.Context, repo name.Repository, progress
 	if err != nil {
 		return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), err)
 	}
-	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, http.DefaultTransport, []string{repo.Scope(transport.PushScope)})
+	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, c.transport, []string{repo.Scope(transport.PushScope)})
 	if err != nil {
 		return nil, err
 	}
