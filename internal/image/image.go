@@ -165,7 +165,9 @@ func (sl *storedLayer) Size() (int64, error)     { return sl.l.Size, nil }
 func (sl *storedLayer) MediaType() (types.MediaType, error) {
 	return types.MediaType(sl.l.MediaType), nil
 }
-func (sl *storedLayer) Compressed() (io.ReadCloser, error) { return sl.s.OpenBlob(sl.l.Digest) }
+func (sl *storedLayer) Compressed() (io.ReadCloser, error) {
+	return OpenVerified(sl.s, sl.l.Digest, sl.l.Size)
+}
 
 // Import copies img (from a registry or an archive) into the store, keeping
 // its manifest bytes so its digest is preserved, and returns the stored image.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -192,4 +193,72 @@ func TestRegistryRedirectLoop(t *testing.T) {
 	store := newStore(t, "")
 	r, peak := peakRun(t, store, runOpts{timeout: 60 * time.Second}, "pull", reg+"/x:1")
 	requireFailsInTime(t, r, peak, "stopped after 10 redirects")
+}
+
+// flipLayerByte damages one byte in the middle of the first layer blob of
+// the stored image ref and returns the blob's digest.
+func flipLayerByte(t *testing.T, store, ref string) string {
+	t.Helper()
+	md, ok := storeImages(t, store)[ref]
+	if !ok {
+		t.Fatalf("no image %s in the store", ref)
+	}
+	mb, err := readBlob(store, md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Layers []struct{ Digest string } `json:"layers"`
+	}
+	if err := json.Unmarshal(mb, &m); err != nil || len(m.Layers) == 0 {
+		t.Fatalf("manifest %s: %v", md, err)
+	}
+	d := m.Layers[0].Digest
+	p := blobPath(store, d)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x55
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// A layer blob damaged on disk is never sent out: save, build --output
+// type=oci|docker and push fail with an error that names the blob and
+// `strata fsck --repair`, and push does not retry.
+func TestDamagedBlobNotExported(t *testing.T) {
+	requireEnv(t)
+	store := newBusyboxStore(t)
+	d := flipLayerByte(t, store, "docker.io/library/busybox:latest")
+	reg := startRegistry(t, nil)
+	ctx := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nLABEL x=1\n"})
+	out := tempDir(t)
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"save", []string{"save", "-o", out + "/save.tar", "busybox"}},
+		{"build-oci", []string{"build", "-o", "type=oci,dest=" + out + "/oci.tar", ctx}},
+		{"build-docker", []string{"build", "-o", "type=docker,dest=" + out + "/docker.tar", ctx}},
+		{"push", []string{"push", "busybox", reg + "/bb:1"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := strataRun(t, store, runOpts{timeout: time.Minute}, c.args...)
+			if r.err != nil || r.code == 0 {
+				t.Fatalf("%s of an image with a damaged layer should fail:\n%s", c.name, r)
+			}
+			if !strings.Contains(r.stderr, d) || !strings.Contains(r.stderr, "strata fsck --repair") {
+				t.Errorf("the error should name blob %s and strata fsck --repair:\n%s", d, r)
+			}
+			if r.elapsed > 20*time.Second {
+				t.Errorf("%s took %s to fail", c.name, r.elapsed)
+			}
+		})
+	}
+	if manifestExists(t, reg, "bb", "1") {
+		t.Error("the image was pushed with its damaged layer")
+	}
 }
