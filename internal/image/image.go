@@ -208,10 +208,14 @@ func ImportCounting(ctx context.Context, s *store.Store, img v1.Image, counter *
 			}
 			defer rc.Close()
 			var r io.Reader = rc
+			cr := &countingReader{r: rc, n: counter}
 			if counter != nil {
-				r = &countingReader{r: rc, n: counter}
+				r = cr
 			}
 			_, _, err = s.WriteBlob(ctx, r, digest.Digest(d.String()))
+			if err != nil && counter != nil {
+				counter.Add(-cr.read) // the next try counts the blob again
+			}
 			return err
 		})
 		if err != nil {
@@ -285,12 +289,14 @@ func importConfig(ctx context.Context, img v1.Image) ([]byte, error) {
 }
 
 type countingReader struct {
-	r io.Reader
-	n *atomic.Int64
+	r    io.Reader
+	n    *atomic.Int64
+	read int64 // what this reader added to n
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
+	c.read += int64(n)
 	return n, err
 }

@@ -12,11 +12,14 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/docker/go-units"
 )
 
 // registryTimeout is the STRATA_REGISTRY_TIMEOUT of the misbehaving
@@ -180,6 +183,14 @@ func TestRegistryStallsMidBlob(t *testing.T) {
 	r, peak := peakRun(t, store, runOpts{timeout: 90 * time.Second, env: []string{"STRATA_REGISTRY_TIMEOUT=" + registryTimeout.String()}},
 		"pull", reg+"/x:1")
 	requireFailsInTime(t, r, peak, "sent nothing for 2s")
+	// Progress counts a blob fetched again once, not once per try.
+	for _, m := range regexp.MustCompile(`downloaded (\S+) of (\S+) `).FindAllStringSubmatch(r.stderr, -1) {
+		done, err1 := units.FromHumanSize(m[1])
+		total, err2 := units.FromHumanSize(m[2])
+		if err1 != nil || err2 != nil || done > total {
+			t.Errorf("progress %q", m[0])
+		}
+	}
 }
 
 // A blob that redirects to itself forever fails the pull after net/http's
@@ -236,7 +247,7 @@ func TestDamagedBlobNotExported(t *testing.T) {
 	reg := startRegistry(t, nil)
 	ctx := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nLABEL x=1\n"})
 	out := tempDir(t)
-	for _, c := range []struct {
+	cases := []struct {
 		name string
 		args []string
 	}{
@@ -244,7 +255,15 @@ func TestDamagedBlobNotExported(t *testing.T) {
 		{"build-oci", []string{"build", "-o", "type=oci,dest=" + out + "/oci.tar", ctx}},
 		{"build-docker", []string{"build", "-o", "type=docker,dest=" + out + "/docker.tar", ctx}},
 		{"push", []string{"push", "busybox", reg + "/bb:1"}},
-	} {
+	}
+	real := startDockerRegistry(t)
+	if real != "" {
+		cases = append(cases, struct {
+			name string
+			args []string
+		}{"push-docker-registry", []string{"push", "busybox", real + "/bb:1"}})
+	}
+	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := strataRun(t, store, runOpts{timeout: time.Minute}, c.args...)
 			if r.err != nil || r.code == 0 {
@@ -258,7 +277,9 @@ func TestDamagedBlobNotExported(t *testing.T) {
 			}
 		})
 	}
-	if manifestExists(t, reg, "bb", "1") {
-		t.Error("the image was pushed with its damaged layer")
+	for _, r := range []string{reg, real} {
+		if r != "" && manifestExists(t, r, "bb", "1") {
+			t.Errorf("the image was pushed to %s with its damaged layer", r)
+		}
 	}
 }
