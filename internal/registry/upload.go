@@ -22,8 +22,8 @@ import (
 // lost mid-upload costs at most what the registry did not keep of one chunk.
 const DefaultChunkSize = 32 << 20
 
-// uploadRetries is how many failures in a row one blob upload survives
-// before the push fails.
+// uploadRetries is how many failures one blob upload survives without
+// getting further than it ever got before the push fails.
 const uploadRetries = 5
 
 // blob is one blob of an image to upload: its digest, size, and a way to
