@@ -161,10 +161,18 @@ type dockerLayer struct {
 // layer as it is in the archive when it is gzip (or zstd) compressed, and
 // gzip-compressed when it is not.
 func (st *staging) dockerImage(ctx context.Context, r *dockerReader, desc tarball.Descriptor) (stagedImage, error) {
+	// A name Docker's grammar rejects is not used, as in OCI archives.
+	var tags, warnings []string
 	for _, t := range desc.RepoTags {
 		if _, err := name.NewTag(t); err != nil {
-			return stagedImage{}, fmt.Errorf("RepoTags: %w", err)
+			warnings = append(warnings, fmt.Sprintf("the name %q (RepoTags) is not an image reference; the image is loaded without it", t))
+			continue
 		}
+		if _, err := store.CanonicalName(t); err != nil {
+			warnings = append(warnings, fmt.Sprintf("the name %q (RepoTags): %v; the image is loaded without it", t, err))
+			continue
+		}
+		tags = append(tags, t)
 	}
 	cfgRaw, err := r.ti.readFile(desc.Config)
 	if err != nil {
@@ -202,7 +210,7 @@ func (st *staging) dockerImage(ctx context.Context, r *dockerReader, desc tarbal
 	if err != nil {
 		return stagedImage{}, fmt.Errorf("manifest: %w", err)
 	}
-	return stagedImage{config: cfgRaw, manifest: raw, tags: desc.RepoTags}, nil
+	return stagedImage{config: cfgRaw, manifest: raw, tags: tags, warnings: warnings}, nil
 }
 
 // dockerLayer verifies and stages the layer member of a docker archive,

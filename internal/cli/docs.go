@@ -150,6 +150,7 @@ Environment:
     STRATA_ROOT              the store directory (--root)
     STRATA_CONFIG            the registry configuration file (--config)
     STRATA_REGISTRY_MIRRORS  registry mirrors: REGISTRY=URL[,REGISTRY=URL...]
+    STRATA_REGISTRY_TIMEOUT  how long a silent registry is waited for (default 60s)
     STRATA_DEBUG_CACHE=1     explain every build cache miss
     STRATA_MAX_LAYER_ENTRIES most entries one layer tar may have (default 4194304)
     STRATA_MAX_LAYER_BYTES   most bytes the files of one layer, one ADD archive or one

@@ -108,6 +108,10 @@ func (a *app) open(ctx context.Context) (*build.Builder, error) {
 		se.Close()
 		return nil, err
 	}
+	if cfg.Timeout, err = registry.ParseTimeout(os.Getenv(registry.TimeoutEnv)); err != nil {
+		se.Close()
+		return nil, usagef("%v", err)
+	}
 	a.store, a.session = s, se
 	a.builder = &build.Builder{Store: s, Registry: registry.New(cfg), Runner: runner, Session: se}
 	if v := os.Getenv("STRATA_MAX_LAYER_ENTRIES"); v != "" {

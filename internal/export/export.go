@@ -59,7 +59,7 @@ func OCI(w io.Writer, s *store.Store, img *image.Image, names []string) error {
 		return err
 	}
 	writeBlob := func(d string, size int64) error {
-		f, err := s.OpenBlob(digestOf(d))
+		f, err := image.OpenVerified(s, digestOf(d), size)
 		if err != nil {
 			return err
 		}

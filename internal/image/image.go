@@ -165,7 +165,9 @@ func (sl *storedLayer) Size() (int64, error)     { return sl.l.Size, nil }
 func (sl *storedLayer) MediaType() (types.MediaType, error) {
 	return types.MediaType(sl.l.MediaType), nil
 }
-func (sl *storedLayer) Compressed() (io.ReadCloser, error) { return sl.s.OpenBlob(sl.l.Digest) }
+func (sl *storedLayer) Compressed() (io.ReadCloser, error) {
+	return OpenVerified(sl.s, sl.l.Digest, sl.l.Size)
+}
 
 // Import copies img (from a registry or an archive) into the store, keeping
 // its manifest bytes so its digest is preserved, and returns the stored image.
@@ -206,10 +208,14 @@ func ImportCounting(ctx context.Context, s *store.Store, img v1.Image, counter *
 			}
 			defer rc.Close()
 			var r io.Reader = rc
+			cr := &countingReader{r: rc, n: counter}
 			if counter != nil {
-				r = &countingReader{r: rc, n: counter}
+				r = cr
 			}
 			_, _, err = s.WriteBlob(ctx, r, digest.Digest(d.String()))
+			if err != nil && counter != nil {
+				counter.Add(-cr.read) // the next try counts the blob again
+			}
 			return err
 		})
 		if err != nil {
@@ -283,12 +289,14 @@ func importConfig(ctx context.Context, img v1.Image) ([]byte, error) {
 }
 
 type countingReader struct {
-	r io.Reader
-	n *atomic.Int64
+	r    io.Reader
+	n    *atomic.Int64
+	read int64 // what this reader added to n
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
+	c.read += int64(n)
 	return n, err
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/strata-build/strata/internal/store"
 )
 
 // ParseReference parses an image reference (NAME[:TAG] or NAME@DIGEST); its
@@ -13,6 +15,9 @@ func ParseReference(ref string, opts ...name.Option) (name.Reference, error) {
 	r, err := name.ParseReference(ref, opts...)
 	if err != nil {
 		return nil, refError("reference", ref, err, opts)
+	}
+	if err := store.CheckName(ref); err != nil {
+		return nil, fmt.Errorf("invalid image reference %q: %w", ref, err)
 	}
 	return r, nil
 }
@@ -25,6 +30,9 @@ func ParseTag(ref string) (name.Tag, error) {
 	t, err := name.NewTag(ref)
 	if err != nil {
 		return name.Tag{}, refError("name", ref, err, nil)
+	}
+	if err := store.CheckName(ref); err != nil {
+		return name.Tag{}, fmt.Errorf("invalid image name %q: %w", ref, err)
 	}
 	return t, nil
 }

@@ -21,6 +21,11 @@ func TestParseTagAndReferenceErrors(t *testing.T) {
 		{ref: "app@sha256:" + strings.Repeat("0", 64)},
 		{ref: "Bad:Tag", wantErr: `invalid image reference "Bad:Tag": repository name "Bad" must be lowercase`},
 		{ref: "app@sha256:abc", wantErr: `invalid image reference "app@sha256:abc"`},
+		{ref: "../../../tmp/x", tag: true, wantErr: `invalid image name "../../../tmp/x": the path components`},
+		{ref: "host/ns/../../library/x", wantErr: `invalid image reference "host/ns/../../library/x": the path components`},
+		{ref: "/abs/x", wantErr: "the path components"},
+		{ref: "-rf", tag: true, wantErr: "the path components"},
+		{ref: "localhost:5000/ns/../x:1", wantErr: "the path components"},
 	} {
 		var err error
 		if tc.tag {

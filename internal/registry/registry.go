@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -38,6 +39,9 @@ type Host struct {
 type Config struct {
 	// Registries maps a registry host (docker.io, ghcr.io, localhost:5000) to its settings.
 	Registries map[string]Host `json:"registries,omitempty"`
+	// Timeout is how long a registry may stay silent before a request
+	// fails (0: DefaultTimeout); see TimeoutEnv.
+	Timeout time.Duration `json:"-"`
 }
 
 // LoadConfig reads the JSON config file at path (a missing file is an empty
@@ -141,11 +145,18 @@ type Client struct {
 	// retryDelay is the first wait after a failed upload request, doubled
 	// for each failure in a row (0: 200 ms).
 	retryDelay time.Duration
+	// transport carries every request: idle timeouts, a redirect limit.
+	transport http.RoundTripper
 }
 
 // New returns a client for cfg using Docker's credential config.
 func New(cfg Config) *Client {
-	return &Client{cfg: cfg, keychain: authn.DefaultKeychain}
+	return &Client{cfg: cfg, keychain: authn.DefaultKeychain, transport: newTransport(cfg.Timeout)}
+}
+
+// options are the go-containerregistry options of every remote call.
+func (c *Client) options(ctx context.Context, more ...remote.Option) []remote.Option {
+	return append([]remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(c.keychain), remote.WithTransport(c.transport)}, more...)
 }
 
 func (c *Client) host(reg string) Host { return c.cfg.Registries[canonicalRegistry(reg)] }
@@ -201,7 +212,7 @@ func (c *Client) Image(ctx context.Context, ref string, platform v1.Platform) (v
 	}
 	var errs []error
 	for _, cand := range cands {
-		img, err := remote.Image(cand, remote.WithContext(ctx), remote.WithAuthFromKeychain(c.keychain), remote.WithPlatform(platform))
+		img, err := remote.Image(cand, c.options(ctx, remote.WithPlatform(platform))...)
 		if err == nil {
 			return img, nil
 		}
@@ -247,7 +258,7 @@ func (c *Client) write(ctx context.Context, r name.Reference, img v1.Image, prog
 	if err := u.uploadAll(ctx, blobs); err != nil {
 		return fmt.Errorf("push %s: %w", r.Name(), describe(err))
 	}
-	if err := remote.Write(r, img, remote.WithContext(ctx), remote.WithAuthFromKeychain(c.keychain)); err != nil {
+	if err := remote.Write(r, img, c.options(ctx)...); err != nil {
 		return fmt.Errorf("push %s: %w", r.Name(), describe(err))
 	}
 	return nil
@@ -279,7 +290,7 @@ func (c *Client) Get(ctx context.Context, ref string) (*remote.Descriptor, error
 	}
 	var errs []error
 	for _, cand := range cands {
-		d, err := remote.Get(cand, remote.WithContext(ctx), remote.WithAuthFromKeychain(c.keychain))
+		d, err := remote.Get(cand, c.options(ctx)...)
 		if err == nil {
 			return d, nil
 		}

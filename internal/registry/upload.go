@@ -22,8 +22,8 @@ import (
 // lost mid-upload costs at most what the registry did not keep of one chunk.
 const DefaultChunkSize = 32 << 20
 
-// uploadRetries is how many failures in a row one blob upload survives
-// before the push fails.
+// uploadRetries is how many failures one blob upload survives without
+// getting further than it ever got before the push fails.
 const uploadRetries = 5
 
 // blob is one blob of an image to upload: its digest, size, and a way to
@@ -97,7 +97,7 @@ func (c *Client) newUploader(ctx context.Context, repo name.Repository, progress
 	if err != nil {
 		return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), err)
 	}
-	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, http.DefaultTransport, []string{repo.Scope(transport.PushScope)})
+	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, c.transport, []string{repo.Scope(transport.PushScope)})
 	if err != nil {
 		return nil, err
 	}
@@ -145,9 +145,13 @@ func (u *uploader) upload(ctx context.Context, b blob) error {
 	var (
 		loc      *url.URL // the upload's URL, as the registry last gave it
 		off      int64    // bytes the registry has
-		src      io.ReadCloser
+		src      *sourceReader
 		srcOff   int64
 		failures int
+		// most is the furthest the upload got: failures count from the
+		// last time it went further, so an upload that fails at the same
+		// point again and again (a final PUT the registry rejects) ends.
+		most int64
 	)
 	defer func() {
 		if src != nil {
@@ -171,7 +175,7 @@ func (u *uploader) upload(ctx context.Context, b blob) error {
 			rc.Close()
 			return fmt.Errorf("read blob up to byte %d: %w", off, err)
 		}
-		src, srcOff = rc, off
+		src, srcOff = &sourceReader{rc: rc}, off
 		return nil
 	}
 	// fail records a failed request and waits before the next; after too
@@ -213,10 +217,17 @@ func (u *uploader) upload(ctx context.Context, b blob) error {
 			if err == nil {
 				loc, off = next, off+n
 				srcOff = off
-				failures = 0
+				if off > most {
+					most, failures = off, 0
+				}
 				u.report(off - reported)
 				reported = off
 				continue
+			}
+			if src.err != nil {
+				// The blob could not be read here (damaged in the store):
+				// sending it again cannot help.
+				return src.err
 			}
 			if ferr := fail(err); ferr != nil {
 				return ferr
@@ -245,6 +256,23 @@ func (u *uploader) upload(ctx context.Context, b blob) error {
 		loc = nil // start over: the upload session may be gone
 	}
 }
+
+// sourceReader keeps the first error of reading a blob to upload, which
+// the HTTP client reports only as a failed request.
+type sourceReader struct {
+	rc  io.ReadCloser
+	err error
+}
+
+func (r *sourceReader) Read(p []byte) (int, error) {
+	n, err := r.rc.Read(p)
+	if err != nil && err != io.EOF && r.err == nil {
+		r.err = err
+	}
+	return n, err
+}
+
+func (r *sourceReader) Close() error { return r.rc.Close() }
 
 func (u *uploader) do(ctx context.Context, method string, target *url.URL, body io.Reader, size int64, hdr map[string]string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, target.String(), body)

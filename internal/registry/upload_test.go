@@ -207,3 +207,37 @@ func TestUploadGivesUp(t *testing.T) {
 		t.Errorf("%d PATCH attempts for one blob", n)
 	}
 }
+
+// A registry that takes every chunk but rejects the final PUT (a blob that
+// does not match its digest): the push gives up after a bounded number of
+// tries, though each try makes progress chunk by chunk.
+func TestUploadGivesUpOnRejectedCommit(t *testing.T) {
+	reg := newRegistry(t)
+	var puts atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/") {
+			puts.Add(1)
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, `{"errors":[{"code":"DIGEST_INVALID","message":"digest did not match content"}]}`)
+			return
+		}
+		reg.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	img, err := random.Image(20000, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := New(Config{})
+	c.chunkSize = 4096
+	c.retryDelay = time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = c.Push(ctx, strings.TrimPrefix(srv.URL, "http://")+"/rejected/img:1", img)
+	if err == nil || !strings.Contains(err.Error(), "giving up after") || !strings.Contains(err.Error(), "DIGEST_INVALID") {
+		t.Fatalf("push whose commits are all rejected: %v (%d PUTs)", err, puts.Load())
+	}
+	if n := puts.Load(); n > uploadRetries+1 {
+		t.Errorf("%d PUTs of one blob", n)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -82,11 +83,31 @@ func (s *Store) writeIndex(idx ocispec.Index) error {
 // CanonicalName parses an image reference as docker does (busybox →
 // docker.io/library/busybox:latest) and returns its canonical string.
 func CanonicalName(ref string) (string, error) {
+	if err := CheckName(ref); err != nil {
+		return "", fmt.Errorf("invalid image name %q: %w", ref, err)
+	}
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		return "", fmt.Errorf("invalid image name %q: %w", ref, err)
 	}
 	return canonical(r), nil
+}
+
+// CheckName checks an image reference (NAME[:TAG][@DIGEST]) against Docker's
+// grammar (distribution/reference), which go-containerregistry's parser is
+// laxer than: it takes path components such as "..", "-rf" or an empty one
+// (a leading "/"), which would then become paths in a registry's URLs.
+// Every name strata stores or sends to a registry passes here.
+func CheckName(ref string) error {
+	_, err := reference.ParseNormalizedNamed(ref)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, reference.ErrReferenceInvalidFormat):
+		return errors.New(`the path components of a name are lowercase letters and digits separated by ".", "_", "__" or "-" (no "..", no leading "/" or "-")`)
+	default:
+		return err
+	}
 }
 
 // canonical spells Docker Hub as containerd does: docker.io/library/busybox:latest.
