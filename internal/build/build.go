@@ -532,4 +532,3 @@ func printWarnings(df *dockerfile.Dockerfile, pr *progress.Printer) []dockerfile
 	}
 	return warnings
 }
-
