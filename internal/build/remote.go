@@ -96,12 +96,13 @@ func fetchHTTP(ctx context.Context, u, dir, checksum string, o httpFetch) (copyI
 	if err != nil {
 		return fail(err)
 	}
+	// The idle timer above covers connecting, the TLS handshake and the
+	// wait for the headers too (it cancels the request's context): no
+	// transport timeouts of the same length to race it with other words.
 	client := &http.Client{Transport: &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: o.timeout, KeepAlive: 30 * time.Second}).DialContext,
-		TLSHandshakeTimeout:   o.timeout,
-		ResponseHeaderTimeout: o.timeout,
-		ForceAttemptHTTP2:     true,
+		Proxy:             http.ProxyFromEnvironment,
+		DialContext:       (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2: true,
 	}}
 	defer client.CloseIdleConnections()
 	resp, err := client.Do(req)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -44,18 +43,16 @@ func ParseTimeout(v string) (time.Duration, error) {
 }
 
 // newTransport returns the HTTP transport of registry requests: net/http's
-// default one with a dial timeout, and a watchdog that fails a request when
-// the registry is silent for idle (while connecting, sending, waiting for
-// the answer or reading its body), and a request that follows more than
-// maxRedirects redirects.
+// default one, and a watchdog that fails a request when the registry is
+// silent for idle (while connecting, sending, waiting for the answer or
+// reading its body: it cancels the request's context, which stops each of
+// them, so no transport timeout of the same length races it with other
+// words), and a request that follows more than maxRedirects redirects.
 func newTransport(idle time.Duration) http.RoundTripper {
 	if idle <= 0 {
 		idle = DefaultTimeout
 	}
 	base := http.DefaultTransport.(*http.Transport).Clone()
-	base.DialContext = (&net.Dialer{Timeout: idle, KeepAlive: 30 * time.Second}).DialContext
-	base.TLSHandshakeTimeout = idle
-	base.ResponseHeaderTimeout = idle
 	return &idleTransport{base: base, idle: idle}
 }
 
