@@ -104,7 +104,13 @@ func strataRun(t testing.TB, store string, o runOpts, args ...string) result {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
 	err := cmd.Run()
-	r := result{args: cmd.Args[1:], stdout: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start), code: -1}
+	return finished(ctx, cmd, err, &stdout, &stderr, time.Since(start), o.timeout)
+}
+
+// finished is the result of cmd, which ran for elapsed and ended with err
+// (from Wait or Run) under ctx, a timeout context of timeout.
+func finished(ctx context.Context, cmd *exec.Cmd, err error, stdout, stderr *bytes.Buffer, elapsed, timeout time.Duration) result {
+	r := result{args: cmd.Args[1:], stdout: stdout.String(), stderr: stderr.String(), elapsed: elapsed, code: -1}
 	if cmd.ProcessState != nil {
 		r.code = cmd.ProcessState.ExitCode()
 	}
@@ -113,7 +119,7 @@ func strataRun(t testing.TB, store string, o runOpts, args ...string) result {
 		r.err = err
 	}
 	if ctx.Err() != nil {
-		r.err = fmt.Errorf("timed out after %s", o.timeout)
+		r.err = fmt.Errorf("timed out after %s", timeout)
 	}
 	return r
 }

@@ -6,12 +6,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -61,18 +59,7 @@ func peakRun(t *testing.T, store string, o runOpts, args ...string) (result, int
 	err := cmd.Wait()
 	close(done)
 	wg.Wait()
-	r := result{args: cmd.Args[1:], stdout: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start), code: -1}
-	if cmd.ProcessState != nil {
-		r.code = cmd.ProcessState.ExitCode()
-	}
-	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
-		r.err = err
-	}
-	if ctx.Err() != nil {
-		r.err = fmt.Errorf("timed out after %s", o.timeout)
-	}
-	return r, peak * 1024
+	return finished(ctx, cmd, err, &stdout, &stderr, time.Since(start), o.timeout), peak * 1024
 }
 
 // vmHWM is the peak resident set of pid in kB (0 when it is gone).
