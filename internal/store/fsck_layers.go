@@ -1,0 +1,351 @@
+package store
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+)
+
+func (f *fsck) layers(ctx context.Context) error {
+	f.badPairs = map[layerPair]string{}
+	dir := f.s.Path("layers")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("fsck: %w", err)
+	}
+	present := map[digest.Digest]bool{}
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		if !isHex64(e.Name()) || !e.IsDir() {
+			f.fix(Problem{Kind: "layer", Subject: f.rel(p), Detail: "not an unpacked layer (name or file type)"}, "removed", func() error { return f.s.removeLayerDir(p) })
+			continue
+		}
+		f.rep.Layers++
+		present[digest.NewDigestFromEncoded(digest.SHA256, e.Name())] = true
+	}
+	f.layerDirs = present
+	if f.opts.Decompress == nil || f.opts.LayerSample == 0 {
+		return nil
+	}
+	// The layers to re-read: those in use whose blob is sound. The cache
+	// records are read here too (before f.cache judges them) so that their
+	// layers can be sampled.
+	users := map[layerPair]bool{}
+	for p := range f.imageLayers {
+		users[p] = true
+	}
+	epochs := map[digest.Digest]*time.Time{} // of the layers without blob
+	records, _ := f.cacheRecords()
+	for _, rp := range records {
+		var r fsckRecord
+		if b, err := os.ReadFile(rp); err != nil || json.Unmarshal(b, &r) != nil || r.Layer == nil {
+			continue
+		}
+		switch {
+		case r.lazy():
+			if f.opts.DiffDir != nil && present[r.Layer.DiffID] {
+				users[layerPair{"", r.Layer.DiffID}] = true
+				if r.Layer.Epoch != nil {
+					t := time.Unix(*r.Layer.Epoch, 0)
+					epochs[r.Layer.DiffID] = &t
+				}
+			}
+		case r.Layer.Digest.Validate() == nil && r.Layer.DiffID.Validate() == nil:
+			users[layerPair{r.Layer.Digest, r.Layer.DiffID}] = true
+		}
+	}
+	var cands []layerPair
+	for p := range users {
+		if f.blobOK[p.blob] || p.blob == "" {
+			cands = append(cands, p)
+		}
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].blob+cands[i].diffID < cands[j].blob+cands[j].diffID })
+	rand.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
+	if n := f.opts.LayerSample; n > 0 && n < len(cands) {
+		cands = cands[:n]
+	}
+	for _, lp := range cands {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ldir := ""
+		if present[lp.diffID] {
+			ldir = f.s.LayerDir(lp.diffID)
+		}
+		f.rep.LayersVerified++
+		if lp.blob == "" {
+			f.verifyLazy(ctx, lp, ldir, epochs[lp.diffID])
+			continue
+		}
+		gotDiffID, missing, err := f.verifyLayer(ctx, lp.blob, ldir)
+		switch {
+		case err != nil:
+			f.badPairs[lp] = fmt.Sprintf("layer blob %s cannot be read as a tar: %v", lp.blob, err)
+		case gotDiffID != lp.diffID:
+			f.badPairs[lp] = fmt.Sprintf("layer blob %s has diffID %s, not %s", lp.blob, gotDiffID, lp.diffID)
+		}
+		if msg := f.badPairs[lp]; msg != "" {
+			// The images that use it cannot be unpacked; their fix is below.
+			for _, name := range f.imageLayers[lp] {
+				f.fixImage(name, msg)
+			}
+			continue
+		}
+		if len(missing) > 0 && ldir != "" {
+			detail := fmt.Sprintf("incomplete: %d entries of its blob %s differ or are missing, e.g. %s", len(missing), lp.blob, strings.Join(missing[:min(3, len(missing))], ", "))
+			f.fix(Problem{Kind: "layer", Subject: f.rel(ldir), Detail: detail}, "removed (it is unpacked again from its blob when needed)", func() error {
+				return f.s.removeLayerDir(ldir)
+			})
+		}
+	}
+	return nil
+}
+
+// verifyLazy checks the unpacked layer dir, the only copy of a layer that
+// cache records hold without a blob, against its diffID. A directory that no
+// longer matches is removed with Repair (and its records, in f.cache).
+func (f *fsck) verifyLazy(ctx context.Context, lp layerPair, dir string, epoch *time.Time) {
+	got, err := f.opts.DiffDir(ctx, dir, epoch)
+	switch {
+	case err != nil:
+		f.badPairs[lp] = fmt.Sprintf("its layer %s (kept without a blob) cannot be read: %v", lp.diffID, err)
+	case got != lp.diffID:
+		f.badPairs[lp] = fmt.Sprintf("its layer %s (kept without a blob) now has diffID %s", lp.diffID, got)
+	default:
+		return
+	}
+	f.fix(Problem{Kind: "layer", Subject: f.rel(dir), Detail: f.badPairs[lp]}, "removed (the steps that made it run again)", func() error {
+		return f.s.removeLayerDir(dir)
+	})
+}
+
+// fixImage untags the image name (found sound before) for a problem found later.
+func (f *fsck) fixImage(name, detail string) {
+	idx, err := f.s.readIndex()
+	if err != nil {
+		return
+	}
+	for _, m := range idx.Manifests {
+		subject := m.Annotations[RefNameAnnotation]
+		if subject == "" {
+			subject = m.Digest.String()
+		}
+		if subject != name {
+			continue
+		}
+		n, d := m.Annotations[RefNameAnnotation], m.Digest
+		f.fix(Problem{Kind: "image", Subject: name, Detail: detail}, "untagged", func() error { return f.s.removeIndexEntry(n, d) })
+	}
+}
+
+// removeLayerDir renames a layer directory out of layers/ (so it is never
+// seen half-deleted) and deletes it.
+func (s *Store) removeLayerDir(p string) error {
+	tmp, err := os.MkdirTemp(s.Path("tmp"), "fsck-")
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(p, filepath.Join(tmp, "layer")); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.RemoveAll(tmp)
+}
+
+// expected is what an entry of a layer tar leaves in the unpacked directory.
+type expected struct {
+	typ    byte // tar type; 'w' for a whiteout (char device 0/0)
+	size   int64
+	link   string
+	opaque bool
+}
+
+// verifyLayer reads the layer blob, returns the digest of its uncompressed
+// tar (the diffID) and, when dir is not empty, the entries of the tar that
+// dir does not hold as the tar says (at most a few dozen).
+func (f *fsck) verifyLayer(ctx context.Context, blob digest.Digest, dir string) (digest.Digest, []string, error) {
+	fh, err := f.s.OpenBlob(blob)
+	if err != nil {
+		return "", nil, err
+	}
+	defer fh.Close()
+	zr, err := f.opts.Decompress(fh)
+	if err != nil {
+		return "", nil, err
+	}
+	defer zr.Close()
+	h := sha256.New()
+	stream := io.TeeReader(ctxReader{ctx, zr}, h)
+	tr := tar.NewReader(stream)
+	want := map[string]*expected{}
+	removeBelow := func(p string) {
+		for k := range want {
+			if strings.HasPrefix(k, p+"/") {
+				delete(want, k)
+			}
+		}
+	}
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return "", nil, err
+		}
+		name := path.Clean(strings.TrimPrefix(hdr.Name, "/"))
+		if name == "." || name == ".." || strings.HasPrefix(name, "../") || hdr.Typeflag == tar.TypeXGlobalHeader {
+			continue
+		}
+		parent, base := path.Split(name)
+		parent = strings.TrimSuffix(parent, "/")
+		switch {
+		case base == ".wh..wh..opq":
+			if parent != "" {
+				if w := want[parent]; w != nil && w.typ == tar.TypeDir {
+					w.opaque = true
+				} else {
+					want[parent] = &expected{typ: tar.TypeDir, opaque: true}
+				}
+			}
+			continue
+		case strings.HasPrefix(base, ".wh..wh."):
+			continue
+		case strings.HasPrefix(base, ".wh."):
+			target := path.Join(parent, strings.TrimPrefix(base, ".wh."))
+			removeBelow(target)
+			want[target] = &expected{typ: 'w'}
+			continue
+		}
+		e := &expected{typ: hdr.Typeflag, size: hdr.Size, link: hdr.Linkname}
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if w := want[name]; w != nil && w.typ == tar.TypeDir {
+				continue // directories merge
+			}
+		case tar.TypeLink:
+			t := path.Clean(strings.TrimPrefix(hdr.Linkname, "/"))
+			if w := want[t]; w != nil {
+				c := *w
+				e = &c
+			} else {
+				e = &expected{typ: tar.TypeReg, size: -1}
+			}
+		case tar.TypeReg, tar.TypeRegA, tar.TypeCont, tar.TypeGNUSparse:
+			e.typ = tar.TypeReg
+		}
+		removeBelow(name)
+		want[name] = e
+	}
+	if _, err := io.Copy(io.Discard, stream); err != nil {
+		return "", nil, err
+	}
+	got := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))
+	if dir == "" {
+		return got, nil, nil
+	}
+	names := make([]string, 0, len(want))
+	for n := range want {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var missing []string
+	for _, n := range names {
+		// Entries below a symlink or a non-directory were resolved elsewhere
+		// (or refused) when the layer was unpacked: skip them.
+		skip := false
+		for p := path.Dir(n); p != "." && p != "/"; p = path.Dir(p) {
+			if w := want[p]; w != nil && w.typ != tar.TypeDir {
+				skip = true
+				break
+			}
+		}
+		if skip {
+			continue
+		}
+		if msg := checkEntry(dir, n, want[n]); msg != "" {
+			missing = append(missing, msg)
+			if len(missing) >= 50 {
+				break
+			}
+		}
+	}
+	return got, missing, nil
+}
+
+// checkEntry compares the entry rel of the unpacked layer dir with e.
+func checkEntry(dir, rel string, e *expected) string {
+	parent, base := path.Split(rel)
+	pdir, err := securejoin.SecureJoin(dir, parent)
+	if err != nil {
+		return rel + " (" + err.Error() + ")"
+	}
+	p := filepath.Join(pdir, base)
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		return rel + " (missing)"
+	}
+	typ := st.Mode & unix.S_IFMT
+	bad := func(what string) string { return rel + " (" + what + ")" }
+	switch e.typ {
+	case tar.TypeDir:
+		if typ != unix.S_IFDIR {
+			return bad("not a directory")
+		}
+		if e.opaque && os.Geteuid() == 0 {
+			v := make([]byte, 8)
+			n, err := unix.Lgetxattr(p, "trusted.overlay.opaque", v)
+			if err != nil || string(v[:n]) != "y" {
+				return bad("not marked opaque")
+			}
+		}
+	case tar.TypeReg:
+		if typ != unix.S_IFREG {
+			return bad("not a regular file")
+		}
+		if e.size >= 0 && st.Size != e.size {
+			return bad(fmt.Sprintf("%d bytes, the layer has %d", st.Size, e.size))
+		}
+	case tar.TypeSymlink:
+		if typ != unix.S_IFLNK {
+			return bad("not a symlink")
+		}
+		if t, err := os.Readlink(p); err != nil || t != e.link {
+			return bad("wrong symlink target")
+		}
+	case 'w':
+		if typ != unix.S_IFCHR || st.Rdev != 0 {
+			return bad("not a whiteout")
+		}
+	case tar.TypeChar:
+		if typ != unix.S_IFCHR {
+			return bad("not a character device")
+		}
+	case tar.TypeBlock:
+		if typ != unix.S_IFBLK {
+			return bad("not a block device")
+		}
+	case tar.TypeFifo:
+		if typ != unix.S_IFIFO {
+			return bad("not a fifo")
+		}
+	}
+	return ""
+}

@@ -1,0 +1,145 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// sessionAlive reports whether a run/ entry is a session of a running process.
+func sessionAlive(name string) (valid, alive bool) {
+	pidS, startS, ok := strings.Cut(name, "-")
+	if !ok {
+		return false, false
+	}
+	pid, err1 := strconv.Atoi(pidS)
+	start, err2 := strconv.ParseUint(startS, 10, 64)
+	if err1 != nil || err2 != nil || pid <= 0 {
+		return false, false
+	}
+	return true, procStartTime(pid) == start
+}
+
+func (f *fsck) runtime(ctx context.Context) error {
+	f.liveSessions = map[string]bool{}
+	ents, err := os.ReadDir(f.s.Path("run"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("fsck: %w", err)
+	}
+	var containers []string
+	if f.opts.Containers != nil {
+		containers, err = f.opts.Containers(ctx)
+		if err != nil {
+			f.report(Problem{Kind: "container", Subject: f.rel(f.s.Path("runc")), Detail: "cannot list runc containers: " + err.Error()})
+		}
+	}
+	for _, e := range ents {
+		if _, alive := sessionAlive(e.Name()); alive {
+			f.liveSessions[e.Name()] = true
+		}
+	}
+	// Containers first: a dead session's container may still hold its mounts.
+	for _, id := range containers {
+		// Judged by its process, not by run/ as listed above: a build
+		// that started since then has a container too.
+		session, ok := containerSession(id)
+		if _, alive := sessionAlive(session); ok && alive {
+			continue
+		}
+		detail := "runc container of a strata process that no longer runs"
+		if !ok {
+			detail = "runc container strata did not name"
+		}
+		f.fix(Problem{Kind: "container", Subject: id, Detail: detail}, "deleted", func() error {
+			if f.opts.DeleteContainer == nil {
+				return errors.New("no way to delete containers")
+			}
+			return f.opts.DeleteContainer(ctx, id)
+		})
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if f.liveSessions[name] {
+			continue
+		}
+		valid, _ := sessionAlive(name)
+		dir := f.s.Path("run", name)
+		if _, err := os.Lstat(dir); err != nil {
+			continue // its process removed it as it ended
+		}
+		detail := "work area of a strata process that no longer runs"
+		if !valid {
+			detail = "not a strata session"
+		}
+		if m := MountsUnder(dir); len(m) > 0 {
+			detail += fmt.Sprintf(", %d mounts", len(m))
+		}
+		f.fix(Problem{Kind: "session", Subject: f.rel(dir), Detail: detail}, "unmounted and removed", func() error {
+			unmountUnder(dir)
+			if m := MountsUnder(dir); len(m) > 0 {
+				return fmt.Errorf("still mounted: %s", strings.Join(m, " "))
+			}
+			return os.RemoveAll(dir)
+		})
+	}
+	// Mounts anywhere else below the root (not the root itself, which may be
+	// a mount point) belong to nobody.
+	for _, m := range MountsUnder(f.s.root) {
+		if m == f.s.root {
+			continue
+		}
+		r := f.rel(m)
+		first, rest, _ := strings.Cut(r, string(filepath.Separator))
+		if first == "run" {
+			session, _, _ := strings.Cut(rest, string(filepath.Separator))
+			if _, alive := sessionAlive(session); alive {
+				continue
+			}
+			if _, err := os.Stat(f.s.Path("run", session)); err == nil {
+				continue // counted (and handled) with its session above
+			}
+		}
+		f.fix(Problem{Kind: "mount", Subject: m, Detail: "mount below the store that no running strata process owns"}, "unmounted", func() error {
+			if !mounted(m) {
+				return nil
+			}
+			if err := unix.Unmount(m, 0); err != nil {
+				return unix.Unmount(m, unix.MNT_DETACH)
+			}
+			return nil
+		})
+	}
+	return nil
+}
+
+func mounted(p string) bool {
+	for _, m := range MountsUnder(p) {
+		if m == p {
+			return true
+		}
+	}
+	return false
+}
+
+// containerSession returns the session of a container id strata made:
+// strata-PID-START-SUFFIX.
+func containerSession(id string) (string, bool) {
+	rest, ok := strings.CutPrefix(id, "strata-")
+	if !ok {
+		return "", false
+	}
+	parts := strings.SplitN(rest, "-", 3)
+	if len(parts) < 2 {
+		return "", false
+	}
+	name := parts[0] + "-" + parts[1]
+	valid, _ := sessionAlive(name)
+	return name, valid
+}
