@@ -116,6 +116,35 @@ type archiveMember struct {
 	body []byte
 }
 
+// readMembers returns the regular files of the tar file at path, in order.
+func readMembers(t *testing.T, path string) []archiveMember {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []archiveMember
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		out = append(out, archiveMember{h.Name, b})
+	}
+}
+
 // writeTar writes the members as a tar file at path.
 func writeTar(t *testing.T, path string, members []archiveMember) {
 	t.Helper()
@@ -355,32 +384,16 @@ type ociParts struct {
 // readOCIParts reads the OCI layout archive at path.
 func readOCIParts(t *testing.T, file string) *ociParts {
 	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	p := &ociParts{blobs: map[digest.Digest][]byte{}}
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, m := range readMembers(t, file) {
+		b := m.body
 		switch {
-		case h.Name == "index.json":
+		case m.name == "index.json":
 			if err := json.Unmarshal(b, &p.index); err != nil {
 				t.Fatal(err)
 			}
-		case strings.HasPrefix(h.Name, "blobs/sha256/") && h.Typeflag == tar.TypeReg:
-			p.blobs[digest.NewDigestFromEncoded(digest.SHA256, path.Base(h.Name))] = b
+		case strings.HasPrefix(m.name, "blobs/sha256/"):
+			p.blobs[digest.NewDigestFromEncoded(digest.SHA256, path.Base(m.name))] = b
 		}
 	}
 	if len(p.index.Manifests) == 0 {
@@ -891,29 +904,7 @@ func TestLoadDockerUntagged(t *testing.T) {
 
 	// The saved archive's members, and a second image: the same layer,
 	// another config.
-	var members []archiveMember
-	f, err := os.Open(saved)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Name != "manifest.json" {
-			members = append(members, archiveMember{h.Name, b})
-		}
-	}
-	f.Close()
+	members := slices.DeleteFunc(readMembers(t, saved), func(m archiveMember) bool { return m.name == "manifest.json" })
 	m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(saved) })
 	if err != nil || len(m) != 1 {
 		t.Fatalf("saved archive: manifest %+v, %v", m, err)

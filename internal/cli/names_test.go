@@ -1,10 +1,8 @@
 package cli
 
 import (
-	"archive/tar"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,36 +45,21 @@ func savedWithTags(t *testing.T, root, ref string, tags []string) string {
 	t.Helper()
 	saved := filepath.Join(t.TempDir(), "saved.tar")
 	mustStrata(t, root, "save", "-o", saved, ref)
-	f, err := os.Open(saved)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var members []archiveMember
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
+	members := readMembers(t, saved)
+	for i, am := range members {
+		if am.name != "manifest.json" {
+			continue
 		}
+		var m tarball.Manifest
+		if err := json.Unmarshal(am.body, &m); err != nil || len(m) != 1 {
+			t.Fatalf("manifest.json %s: %v", am.body, err)
+		}
+		m[0].RepoTags = tags
+		b, err := json.Marshal(m)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Name == "manifest.json" {
-			var m tarball.Manifest
-			if err := json.Unmarshal(b, &m); err != nil || len(m) != 1 {
-				t.Fatalf("manifest.json %s: %v", b, err)
-			}
-			m[0].RepoTags = tags
-			if b, err = json.Marshal(m); err != nil {
-				t.Fatal(err)
-			}
-		}
-		members = append(members, archiveMember{h.Name, b})
+		members[i].body = b
 	}
 	path := filepath.Join(t.TempDir(), "tagged.tar")
 	writeTar(t, path, members)
