@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/dfgitutil"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/strata-build/strata/internal/httpx"
 	"github.com/strata-build/strata/internal/layer"
 )
 
@@ -66,7 +66,8 @@ var errHTTPIdle = errors.New("no data")
 // server's Last-Modified time; a checksum, when given, must match. The
 // download fails once o.timeout passes without a byte from the server, and
 // when the body is over the layer byte bound (at once when Content-Length
-// says so); what it wrote is in dir, which the caller removes.
+// says so), and after more than httpx.MaxRedirects redirects; what it wrote
+// is in dir, which the caller removes.
 func fetchHTTP(ctx context.Context, u, dir, checksum string, o httpFetch) (copyItem, error) {
 	var want digest.Digest
 	if checksum != "" {
@@ -82,13 +83,13 @@ func fetchHTTP(ctx context.Context, u, dir, checksum string, o httpFetch) (copyI
 			name = b
 		}
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	idle := time.AfterFunc(o.timeout, func() { cancel(errHTTPIdle) })
-	defer idle.Stop()
+	// httpx's watchdog fails the request (connecting, waiting for the
+	// headers, reading the body) when the server is silent for o.timeout,
+	// and stops redirect loops.
+	silent := fmt.Errorf("%w from the server for %s (set %s to wait longer)", errHTTPIdle, o.timeout, HTTPTimeoutEnv)
 	fail := func(err error) (copyItem, error) {
-		if context.Cause(ctx) == errHTTPIdle {
-			err = fmt.Errorf("%w from the server for %s (set %s to wait longer)", errHTTPIdle, o.timeout, HTTPTimeoutEnv)
+		if errors.Is(err, errHTTPIdle) {
+			err = silent
 		}
 		return copyItem{}, fmt.Errorf("ADD %s: %w", u, err)
 	}
@@ -96,14 +97,7 @@ func fetchHTTP(ctx context.Context, u, dir, checksum string, o httpFetch) (copyI
 	if err != nil {
 		return fail(err)
 	}
-	// The idle timer above covers connecting, the TLS handshake and the
-	// wait for the headers too (it cancels the request's context): no
-	// transport timeouts of the same length to race it with other words.
-	client := &http.Client{Transport: &http.Transport{
-		Proxy:             http.ProxyFromEnvironment,
-		DialContext:       (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2: true,
-	}}
+	client := &http.Client{Transport: httpx.NewTransport(o.timeout, func(*http.Request) error { return silent })}
 	defer client.CloseIdleConnections()
 	resp, err := client.Do(req)
 	if err != nil {
@@ -119,7 +113,7 @@ func fetchHTTP(ctx context.Context, u, dir, checksum string, o httpFetch) (copyI
 			return fail(fmt.Errorf("the server announces %d bytes, %w", resp.ContentLength, err))
 		}
 	}
-	body := newBound().Reader(idleReader{r: resp.Body, t: idle, d: o.timeout})
+	body := newBound().Reader(resp.Body)
 	sub, err := os.MkdirTemp(dir, "http-")
 	if err != nil {
 		return copyItem{}, err
@@ -158,22 +152,6 @@ func fetchHTTP(ctx context.Context, u, dir, checksum string, o httpFetch) (copyI
 		return copyItem{}, err
 	}
 	return copyItem{rel: "/" + name, host: host, fi: fi, src: &copySource{root: sub, name: u}}, nil
-}
-
-// idleReader restarts t (the idle timeout of a download) on every read
-// that returns bytes.
-type idleReader struct {
-	r io.Reader
-	t *time.Timer
-	d time.Duration
-}
-
-func (ir idleReader) Read(p []byte) (int, error) {
-	n, err := ir.r.Read(p)
-	if n > 0 {
-		ir.t.Reset(ir.d)
-	}
-	return n, err
 }
 
 // fetchGit clones ref into dir and returns the item for its tree (or the

@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/docker/go-units"
 	"github.com/spf13/cobra"
@@ -22,6 +21,7 @@ import (
 	"github.com/strata-build/strata/internal/build"
 	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/executor/runc"
+	"github.com/strata-build/strata/internal/httpx"
 	"github.com/strata-build/strata/internal/registry"
 	"github.com/strata-build/strata/internal/store"
 )
@@ -130,13 +130,9 @@ func (a *app) open(ctx context.Context) (*build.Builder, error) {
 		}
 		a.builder.MaxLayerBytes = n
 	}
-	if v := os.Getenv(build.HTTPTimeoutEnv); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			se.Close()
-			return nil, usagef("%s=%q: must be a positive duration (30s, 2m)", build.HTTPTimeoutEnv, v)
-		}
-		a.builder.HTTPTimeout = d
+	if a.builder.HTTPTimeout, err = httpx.ParseTimeout(build.HTTPTimeoutEnv, os.Getenv(build.HTTPTimeoutEnv), build.DefaultHTTPTimeout); err != nil {
+		se.Close()
+		return nil, usagef("%v", err)
 	}
 	return a.builder, nil
 }
