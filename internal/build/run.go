@@ -7,7 +7,6 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
@@ -18,8 +17,6 @@ import (
 	"github.com/strata-build/strata/internal/executor/runc"
 	"github.com/strata-build/strata/internal/progress"
 )
-
-var runSeq atomic.Int64
 
 // RunError is a failed RUN: the stage, step, command, exit code and the last
 // lines of its output.
@@ -144,7 +141,7 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 		return err
 	}
 	return sb.change(ctx, p, createdBy, inputs, func(rootfs string) error {
-		id := fmt.Sprintf("strata-%s-%d", sb.r.b.Session.Name, runSeq.Add(1))
+		id := sb.r.b.Session.NextContainerID()
 		code, err := sb.r.b.Runner.Run(ctx, runc.Process{
 			ID:       id,
 			Rootfs:   rootfs,

@@ -152,12 +152,8 @@ func reclaimContainers(ctx context.Context, r *runc.Runner) {
 		return
 	}
 	for _, e := range ents {
-		rest, ok := strings.CutPrefix(e.Name(), "strata-")
-		if !ok {
-			continue
-		}
-		parts := strings.SplitN(rest, "-", 3)
-		if len(parts) < 2 || store.SessionAlive(parts[0]+"-"+parts[1]) {
+		session, ok := store.ContainerSession(e.Name())
+		if !ok || store.SessionAlive(session) {
 			continue
 		}
 		if err := exec.CommandContext(ctx, bin, "--root", r.StateDir, "delete", "--force", e.Name()).Run(); err != nil {

@@ -149,7 +149,7 @@ func Run(ctx context.Context, s *store.Store, runner *runc.Runner, se *store.Ses
 			return -1, errors.New("the input device is not a TTY: -t with -i needs a terminal as stdin (leave out -t to pass stdin as it is)")
 		}
 	}
-	id := fmt.Sprintf("strata-%s-run", se.Name)
+	id := se.ContainerID("run")
 	if o.Name != "" {
 		if err := CheckName(o.Name); err != nil {
 			return -1, err
@@ -160,7 +160,7 @@ func Run(ctx context.Context, s *store.Store, runner *runc.Runner, se *store.Ses
 		}
 		defer unlock()
 		// strata-SESSION-...: reclaimed like every container of a dead strata
-		id = fmt.Sprintf("strata-%s-%s", se.Name, o.Name)
+		id = se.ContainerID(o.Name)
 	}
 	cfg := img.Config.Config
 	ep := cfg.Entrypoint

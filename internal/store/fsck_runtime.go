@@ -7,25 +7,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 )
-
-// sessionAlive reports whether a run/ entry is a session of a running process.
-func sessionAlive(name string) (valid, alive bool) {
-	pidS, startS, ok := strings.Cut(name, "-")
-	if !ok {
-		return false, false
-	}
-	pid, err1 := strconv.Atoi(pidS)
-	start, err2 := strconv.ParseUint(startS, 10, 64)
-	if err1 != nil || err2 != nil || pid <= 0 {
-		return false, false
-	}
-	return true, procStartTime(pid) == start
-}
 
 func (f *fsck) runtime(ctx context.Context) error {
 	f.liveSessions = map[string]bool{}
@@ -49,8 +34,8 @@ func (f *fsck) runtime(ctx context.Context) error {
 	for _, id := range containers {
 		// Judged by its process, not by run/ as listed above: a build
 		// that started since then has a container too.
-		session, ok := containerSession(id)
-		if _, alive := sessionAlive(session); ok && alive {
+		session, ok := ContainerSession(id)
+		if ok && SessionAlive(session) {
 			continue
 		}
 		detail := "runc container of a strata process that no longer runs"
@@ -126,20 +111,4 @@ func mounted(p string) bool {
 		}
 	}
 	return false
-}
-
-// containerSession returns the session of a container id strata made:
-// strata-PID-START-SUFFIX.
-func containerSession(id string) (string, bool) {
-	rest, ok := strings.CutPrefix(id, "strata-")
-	if !ok {
-		return "", false
-	}
-	parts := strings.SplitN(rest, "-", 3)
-	if len(parts) < 2 {
-		return "", false
-	}
-	name := parts[0] + "-" + parts[1]
-	valid, _ := sessionAlive(name)
-	return name, valid
 }

@@ -20,13 +20,15 @@ import (
 // by a process that died is reclaimed by Reclaim.
 type Session struct {
 	Dir  string // ROOT/run/NAME
-	Name string // PID-STARTTIME, also the prefix of its runc container ids
+	Name string // PID-STARTTIME, also the prefix of its runc container ids (see ContainerID)
+
+	seq sessionSeq
 }
 
 // NewSession creates the work area of this process.
 func (s *Store) NewSession() (*Session, error) {
 	pid := os.Getpid()
-	name := fmt.Sprintf("%d-%d", pid, procStartTime(pid))
+	name := sessionName(pid, procStartTime(pid))
 	dir := s.Path("run", name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("new session: %w", err)
@@ -53,17 +55,8 @@ func (s *Store) Reclaim(ctx context.Context, release func(ctx context.Context, s
 	}
 	for _, e := range ents {
 		name := e.Name()
-		pidS, startS, ok := strings.Cut(name, "-")
-		if !ok {
-			continue
-		}
-		pid, err1 := strconv.Atoi(pidS)
-		start, err2 := strconv.ParseUint(startS, 10, 64)
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		if procStartTime(pid) == start {
-			continue // still running
+		if valid, alive := sessionAlive(name); !valid || alive {
+			continue // not a session, or still running
 		}
 		dir := s.Path("run", name)
 		if err := removeDeadSession(ctx, dir, func() {
@@ -152,7 +145,7 @@ func (s *Store) removeStaleTemp(before time.Time) error {
 		if owned && SessionAlive(owner) {
 			continue
 		}
-		if !owned || !isOwnerName(owner) {
+		if !owned || !validSessionName(owner) {
 			if fi.ModTime().After(before) {
 				continue
 			}
@@ -162,28 +155,6 @@ func (s *Store) removeStaleTemp(before time.Time) error {
 		}
 	}
 	return nil
-}
-
-// SessionAlive reports whether the process a session or temp name
-// ("PID-STARTTIME") belongs to still runs.
-func SessionAlive(name string) bool {
-	pidS, startS, ok := strings.Cut(name, "-")
-	if !ok {
-		return false
-	}
-	pid, err1 := strconv.Atoi(pidS)
-	start, err2 := strconv.ParseUint(startS, 10, 64)
-	if err1 != nil || err2 != nil {
-		return false
-	}
-	return procStartTime(pid) == start
-}
-
-func isOwnerName(s string) bool {
-	p, st, ok := strings.Cut(s, "-")
-	_, e1 := strconv.Atoi(p)
-	_, e2 := strconv.ParseUint(st, 10, 64)
-	return ok && e1 == nil && e2 == nil
 }
 
 // procStartTime returns the start time (clock ticks since boot) of pid, 0 if

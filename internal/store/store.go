@@ -62,7 +62,7 @@ func Open(root string) (*Store, error) {
 	if abs, err = filepath.EvalSymlinks(abs); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	s := &Store{root: abs, owner: fmt.Sprintf("%d-%d.", os.Getpid(), procStartTime(os.Getpid()))}
+	s := &Store{root: abs, owner: sessionName(os.Getpid(), procStartTime(os.Getpid())) + "."}
 	for _, d := range []string{"blobs/sha256", "layers", "tmp", "run", "runc", "cache"} {
 		if err := os.MkdirAll(filepath.Join(abs, d), 0o700); err != nil {
 			return nil, fmt.Errorf("open store: %w", err)

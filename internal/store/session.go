@@ -1,0 +1,89 @@
+package store
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+)
+
+// The names a session gives out, written and read only here:
+//
+//	session     PID-STARTTIME                (ROOT/run/NAME, ROOT/tmp/NAME)
+//	container   strata-PID-STARTTIME-SUFFIX  (runc container ids)
+//
+// PID and STARTTIME (clock ticks since boot, from /proc/PID/stat) together
+// name one process for the whole uptime of the machine, so a session whose
+// process is gone is known dead even when its PID was reused.
+const containerPrefix = "strata-"
+
+// sessionName is the session name of process pid started at start.
+func sessionName(pid int, start uint64) string { return fmt.Sprintf("%d-%d", pid, start) }
+
+// parseSessionName splits a session name; ok is false for anything else.
+func parseSessionName(name string) (pid int, start uint64, ok bool) {
+	pidS, startS, ok := strings.Cut(name, "-")
+	if !ok {
+		return 0, 0, false
+	}
+	pid, err1 := strconv.Atoi(pidS)
+	start, err2 := strconv.ParseUint(startS, 10, 64)
+	if err1 != nil || err2 != nil || pid <= 0 {
+		return 0, 0, false
+	}
+	return pid, start, true
+}
+
+// validSessionName reports whether name has the form of a session name.
+func validSessionName(name string) bool {
+	_, _, ok := parseSessionName(name)
+	return ok
+}
+
+// sessionAlive reports whether name is a session name and whether its
+// process still runs.
+func sessionAlive(name string) (valid, alive bool) {
+	pid, start, ok := parseSessionName(name)
+	if !ok {
+		return false, false
+	}
+	return true, procStartTime(pid) == start
+}
+
+// SessionAlive reports whether the process a session or temp name
+// ("PID-STARTTIME") belongs to still runs.
+func SessionAlive(name string) bool {
+	_, alive := sessionAlive(name)
+	return alive
+}
+
+// ContainerID is the runc container id suffix names in this session.
+func (se *Session) ContainerID(suffix string) string {
+	return containerPrefix + se.Name + "-" + suffix
+}
+
+// NextContainerID is a container id not given out before in this session.
+func (se *Session) NextContainerID() string {
+	return se.ContainerID(strconv.FormatInt(se.seq.Add(1), 10))
+}
+
+// ContainerSession returns the session name of a container id strata made
+// (see ContainerID); ok is false for an id strata did not make.
+func ContainerSession(id string) (session string, ok bool) {
+	rest, ok := strings.CutPrefix(id, containerPrefix)
+	if !ok {
+		return "", false
+	}
+	parts := strings.SplitN(rest, "-", 3)
+	if len(parts) < 2 {
+		return "", false
+	}
+	name := parts[0] + "-" + parts[1]
+	if _, _, ok := parseSessionName(name); !ok {
+		return "", false
+	}
+	return name, true
+}
+
+// sessionSeq numbers the containers of one session.
+type sessionSeq = atomic.Int64
