@@ -61,13 +61,13 @@ func (sb *stageBuilder) commit(ctx context.Context, upper string) (*cache.Layer,
 		if err != nil {
 			return nil, fmt.Errorf("commit layer: %w", err)
 		}
-		l = recordLayer(m)
+		l = &cache.Layer{Blob: m}
 	} else {
 		id, err := layer.DiffID(ctx, upper, sb.r.diffOptions())
 		if err != nil {
 			return nil, fmt.Errorf("commit layer: %w", err)
 		}
-		l = &cache.Layer{DiffID: id.String()}
+		l = &cache.Layer{Blob: layer.Blob{DiffID: id}}
 		if e := sb.r.opts.SourceDateEpoch; e != nil {
 			n := e.Unix()
 			l.Epoch = &n
@@ -76,21 +76,10 @@ func (sb *stageBuilder) commit(ctx context.Context, upper string) (*cache.Layer,
 	if err := os.Chmod(upper, 0o755); err != nil {
 		return nil, err
 	}
-	if err := sb.r.b.Store.AdoptLayerDir(digest.Digest(l.DiffID), upper); err != nil {
+	if err := sb.r.b.Store.AdoptLayerDir(l.DiffID, upper); err != nil {
 		return nil, err
 	}
 	return l, nil
-}
-
-// recordLayer is l as a cache record holds it.
-func recordLayer(l image.Layer) *cache.Layer {
-	return &cache.Layer{Digest: l.Digest.String(), DiffID: l.DiffID.String(), Size: l.Size, MediaType: l.MediaType}
-}
-
-// imageLayer is the layer a cache record holds, for an image (Digest empty
-// when it has no blob yet).
-func imageLayer(l *cache.Layer) image.Layer {
-	return image.Layer{Digest: digest.Digest(l.Digest), DiffID: digest.Digest(l.DiffID), Size: l.Size, MediaType: l.MediaType}
 }
 
 // diffOptions are the options every layer tar of the build is made with.
@@ -156,7 +145,7 @@ func (r *run) writeLayerBlob(ctx context.Context, dir string, wantDiffID digest.
 // recordBlob gives the blob of m to the records this build used or made
 // for its diffID without a blob, in the cache index and in r.used.
 func (r *run) recordBlob(m image.Layer) {
-	cl := recordLayer(m)
+	cl := &cache.Layer{Blob: m}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for stage, recs := range r.used {

@@ -175,7 +175,7 @@ func (r *run) fromRemote(ctx context.Context, key cache.Key) (*cache.Record, boo
 		if r.fetchers == nil {
 			r.fetchers = map[digest.Digest]func(context.Context, digest.Digest) (io.ReadCloser, error){}
 		}
-		r.fetchers[digest.Digest(rr.rec.Layer.Digest)] = rr.fetch
+		r.fetchers[rr.rec.Layer.Digest] = rr.fetch
 	}
 	r.mu.Unlock()
 	if !ok {
@@ -191,7 +191,7 @@ func (r *run) fromRemote(ctx context.Context, key cache.Key) (*cache.Record, boo
 		if r.pendingKeys == nil {
 			r.pendingKeys = map[digest.Digest][]cache.Exported{}
 		}
-		d := digest.Digest(rec.Layer.Digest)
+		d := rec.Layer.Digest
 		r.pendingKeys[d] = append(r.pendingKeys[d], cache.Exported{Key: key, Record: rec})
 		r.mu.Unlock()
 	}
@@ -259,9 +259,9 @@ func (r *run) usedRecord(stage int, key cache.Key, rec cache.Record) {
 // exportRecords returns the records to export: mode max all stages', mode
 // min those whose layers are in the final image (and its empty steps).
 func (r *run) exportRecords(mode string, final []image.Layer) []cache.Exported {
-	inFinal := map[string]bool{}
+	inFinal := map[digest.Digest]bool{}
 	for _, l := range final {
-		inFinal[l.Digest.String()] = true
+		inFinal[l.Digest] = true
 	}
 	chain := map[int]bool{}
 	for i := r.plan.Target; i >= 0; i = r.plan.All[i].BaseStage {
@@ -337,7 +337,7 @@ func (r *run) exportCaches(ctx context.Context, final []image.Layer) error {
 		lazy := false
 		for _, e := range recs {
 			if l := e.Record.Layer; l != nil && l.Lazy() {
-				if _, err := r.layerBlob(ctx, imageLayer(l)); err != nil {
+				if _, err := r.layerBlob(ctx, l.Blob); err != nil {
 					return fmt.Errorf("--cache-to: %w", err)
 				}
 				lazy = true
@@ -351,14 +351,14 @@ func (r *run) exportCaches(ctx context.Context, final []image.Layer) error {
 			return err
 		}
 		ci := &cacheImage{r: r, config: cfg}
-		seen := map[string]bool{}
+		seen := map[digest.Digest]bool{}
 		for _, e := range recs {
 			if l := e.Record.Layer; l != nil && !seen[l.Digest] {
 				seen[l.Digest] = true
-				if err := r.ensureBlob(ctx, digest.Digest(l.Digest)); err != nil {
+				if err := r.ensureBlob(ctx, l.Digest); err != nil {
 					return fmt.Errorf("--cache-to: %w", err)
 				}
-				ci.layers = append(ci.layers, imageLayer(l))
+				ci.layers = append(ci.layers, l.Blob)
 			}
 		}
 		img, err := partial.CompressedToImage(ci)

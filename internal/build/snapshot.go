@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/opencontainers/go-digest"
-
 	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/layer"
 	"github.com/strata-build/strata/internal/progress"
@@ -235,7 +233,7 @@ func (sb *stageBuilder) apply(rec *cache.Record, createdBy string) {
 		sb.historyAt(createdBy, true, rec.Created)
 		return
 	}
-	l := imageLayer(rec.Layer)
+	l := rec.Layer.Blob
 	sb.state.layers = append(sb.state.layers, l)
 	sb.state.dirs = append(sb.state.dirs, sb.r.b.Store.LayerDir(l.DiffID))
 	sb.historyAt(createdBy, false, rec.Created)
@@ -249,9 +247,9 @@ func (r *run) available(rec *cache.Record) bool {
 	case rec.Layer == nil:
 		return true
 	case rec.Layer.Lazy():
-		return r.b.Store.HasLayer(digest.Digest(rec.Layer.DiffID))
+		return r.b.Store.HasLayer(rec.Layer.DiffID)
 	}
-	return r.b.Store.HasBlob(digest.Digest(rec.Layer.Digest))
+	return r.b.Store.HasBlob(rec.Layer.Digest)
 }
 
 // useCache reports whether this stage may reuse cached steps.

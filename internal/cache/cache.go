@@ -22,6 +22,8 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/strata-build/strata/internal/layer"
 )
 
 // Key identifies the filesystem state after a step.
@@ -55,10 +57,7 @@ func NewKey(parent Key, inputs ...Input) Key {
 // unpacked directory (named by DiffID) is the only copy, and the blob is made
 // from it when an image or a cache export first needs it (see Lazy).
 type Layer struct {
-	Digest    string `json:"digest"`
-	DiffID    string `json:"diffID"`
-	Size      int64  `json:"size"`
-	MediaType string `json:"mediaType"`
+	layer.Blob
 	// Epoch is the SOURCE_DATE_EPOCH the layer's tar was made with (its
 	// mtimes clamped to it), kept for a layer without a blob so that its
 	// diffID can be checked again from the directory.
@@ -194,7 +193,7 @@ func (ix *Index) write(p string, v any) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-")
+	f, err := os.CreateTemp(filepath.Dir(p), tempPrefix)
 	if err != nil {
 		return fmt.Errorf("write build cache: %w", err)
 	}

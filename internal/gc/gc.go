@@ -61,8 +61,8 @@ func DiskUsage(s *store.Store, ix *cache.Index) (Report, error) {
 			r.OldestCacheAt = e.LastUsed
 		}
 		if l := e.Record.Layer; l != nil {
-			cacheBlobs[digest.Digest(l.Digest)] = true
-			cacheLayers[digest.Digest(l.DiffID)] = true
+			cacheBlobs[l.Digest] = true
+			cacheLayers[l.DiffID] = true
 		}
 	}
 	blobEnts, _ := os.ReadDir(s.Path("blobs", "sha256"))
@@ -160,10 +160,10 @@ func Prune(s *store.Store, ix *cache.Index, o Options) (Result, error) {
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].LastUsed.Before(entries[j].LastUsed) })
 	size := func(e cache.Entry) int64 {
-		if e.Record.Layer == nil || imgBlobs[digest.Digest(e.Record.Layer.Digest)] {
+		if e.Record.Layer == nil || imgBlobs[e.Record.Layer.Digest] {
 			return 0
 		}
-		return e.Record.Layer.Size + store.DirSize(s.LayerDir(digest.Digest(e.Record.Layer.DiffID)))
+		return e.Record.Layer.Size + store.DirSize(s.LayerDir(e.Record.Layer.DiffID))
 	}
 	var total int64
 	sizes := make([]int64, len(entries))
@@ -174,7 +174,7 @@ func Prune(s *store.Store, ix *cache.Index, o Options) (Result, error) {
 	cutoff := time.Now().Add(-o.Until)
 	keep := make([]bool, len(entries))
 	for i, e := range entries {
-		remove := o.All || (e.Record.Layer != nil && !imgBlobs[digest.Digest(e.Record.Layer.Digest)])
+		remove := o.All || (e.Record.Layer != nil && !imgBlobs[e.Record.Layer.Digest])
 		if o.Until > 0 && e.LastUsed.After(cutoff) {
 			remove = false
 		}
@@ -192,8 +192,8 @@ func Prune(s *store.Store, ix *cache.Index, o Options) (Result, error) {
 	keepBlobs, keepLayers := imgBlobs, imgLayers
 	for i, e := range entries {
 		if keep[i] && e.Record.Layer != nil {
-			keepBlobs[digest.Digest(e.Record.Layer.Digest)] = true
-			keepLayers[digest.Digest(e.Record.Layer.DiffID)] = true
+			keepBlobs[e.Record.Layer.Digest] = true
+			keepLayers[e.Record.Layer.DiffID] = true
 		}
 	}
 	if o.All {

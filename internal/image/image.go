@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/strata-build/strata/internal/layer"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -21,12 +23,7 @@ import (
 )
 
 // Layer is a layer blob in the store.
-type Layer struct {
-	Digest    digest.Digest // compressed blob
-	DiffID    digest.Digest // uncompressed tar
-	Size      int64
-	MediaType string
-}
+type Layer = layer.Blob
 
 // Image is a stored image: its manifest, config and layers.
 type Image struct {

@@ -50,12 +50,14 @@ func (c Compression) MediaType() string {
 	return ""
 }
 
-// Blob describes a compressed layer written by Commit.
+// Blob describes a layer blob: what Commit writes, what an image lists
+// (image.Layer) and what a cache record keeps (cache.Layer). It is strata's
+// one layer descriptor; the JSON names are those of the cache records.
 type Blob struct {
-	Digest    digest.Digest // of the compressed bytes
-	DiffID    digest.Digest // of the uncompressed tar
-	Size      int64         // compressed size
-	MediaType string
+	Digest    digest.Digest `json:"digest"` // of the compressed bytes; "" for a layer kept only unpacked
+	DiffID    digest.Digest `json:"diffID"` // of the uncompressed tar
+	Size      int64         `json:"size"`   // compressed size
+	MediaType string        `json:"mediaType"`
 }
 
 // Commit streams the tar from WriteDiff(dir) through compression c into w,

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/strata-build/strata/internal/cache"
 	"golang.org/x/sys/unix"
 )
 
@@ -206,56 +206,24 @@ func (f *fsck) layout(context.Context) error {
 	return nil
 }
 
-type fsckRecord struct {
-	Layer *struct {
-		Digest digest.Digest `json:"digest"`
-		DiffID digest.Digest `json:"diffID"`
-		Epoch  *int64        `json:"epoch"`
-	} `json:"layer"`
-}
-
-// lazy reports whether the record's layer was recorded without a blob: its
+// lazyRecord reports whether r's layer was recorded without a blob: its
 // unpacked directory is then the layer's only copy.
-func (r *fsckRecord) lazy() bool {
-	return r.Layer != nil && r.Layer.Digest == "" && r.Layer.DiffID.Validate() == nil
-}
-
-// cacheRecords lists the record files under cache/keys and the temp files
-// left beside them.
-func (f *fsck) cacheRecords() (records, temps []string) {
-	root := f.s.Path("cache", "keys")
-	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == root {
-			return nil
-		}
-		switch {
-		case strings.HasPrefix(d.Name(), ".tmp-"):
-			temps = append(temps, p)
-		case d.IsDir():
-		default:
-			records = append(records, p)
-		}
-		return nil
-	})
-	return records, temps
+func lazyRecord(r *cache.Record) bool {
+	return r.Layer != nil && r.Layer.Lazy() && r.Layer.DiffID.Validate() == nil
 }
 
 func (f *fsck) cache(context.Context) error {
 	f.cacheLayers = map[layerPair][]string{}
-	records, _ := f.cacheRecords()
+	records, _ := cache.RecordFiles(f.s.Path("cache"))
 	for _, p := range records {
 		f.rep.CacheRecords++
 		rel := f.rel(p)
 		remove := func() error { return os.Remove(p) }
-		if !isHex64(filepath.Base(p)) || filepath.Base(filepath.Dir(p)) != filepath.Base(p)[:2] {
+		if !cache.ValidRecordPath(p) {
 			f.fix(Problem{Kind: "cache", Subject: rel, Detail: "not a cache record name"}, "deleted", remove)
 			continue
 		}
-		b, err := os.ReadFile(p)
-		var r fsckRecord
-		if err == nil {
-			err = json.Unmarshal(b, &r)
-		}
+		r, err := cache.ReadRecord(p)
 		if err != nil {
 			f.fix(Problem{Kind: "cache", Subject: rel, Detail: "unreadable record: " + err.Error()}, "deleted", remove)
 			continue
@@ -266,9 +234,9 @@ func (f *fsck) cache(context.Context) error {
 		lp := layerPair{r.Layer.Digest, r.Layer.DiffID}
 		var detail string
 		switch {
-		case r.lazy() && !f.layerDirs[lp.diffID] && !f.s.HasLayer(lp.diffID): // (a build adopts the dir before it writes the record)
+		case lazyRecord(r) && !f.layerDirs[lp.diffID] && !f.s.HasLayer(lp.diffID): // (a build adopts the dir before it writes the record)
 			detail = "its layer " + lp.diffID.String() + " has no blob and is not unpacked"
-		case r.lazy():
+		case lazyRecord(r):
 			detail = f.badPairs[lp]
 		case r.Layer.Digest.Validate() != nil || r.Layer.DiffID.Validate() != nil:
 			detail = "invalid layer digest"
@@ -301,7 +269,7 @@ func (f *fsck) listTemps() []string {
 			cands = append(cands, f.s.Path("tmp", e.Name()))
 		}
 	}
-	_, recTemps := f.cacheRecords()
+	_, recTemps := cache.RecordFiles(f.s.Path("cache"))
 	cands = append(cands, recTemps...)
 	for _, sub := range []string{"mounts", "stat"} {
 		if ents, err := os.ReadDir(f.s.Path("cache", sub)); err == nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/opencontainers/go-digest"
+	"github.com/strata-build/strata/internal/cache"
 	"golang.org/x/sys/unix"
 )
 
@@ -51,14 +51,14 @@ func (f *fsck) layers(ctx context.Context) error {
 		users[p] = true
 	}
 	epochs := map[digest.Digest]*time.Time{} // of the layers without blob
-	records, _ := f.cacheRecords()
+	records, _ := cache.RecordFiles(f.s.Path("cache"))
 	for _, rp := range records {
-		var r fsckRecord
-		if b, err := os.ReadFile(rp); err != nil || json.Unmarshal(b, &r) != nil || r.Layer == nil {
+		r, err := cache.ReadRecord(rp)
+		if err != nil || r.Layer == nil {
 			continue
 		}
 		switch {
-		case r.lazy():
+		case lazyRecord(r):
 			if f.opts.DiffDir != nil && present[r.Layer.DiffID] {
 				users[layerPair{"", r.Layer.DiffID}] = true
 				if r.Layer.Epoch != nil {

@@ -107,7 +107,7 @@ func newFixture(t *testing.T) *fsckFixture {
 	}
 	for i, l := range fx.layers {
 		k := cache.NewKey("", cache.Input{Name: "step", Value: fmt.Sprint(i)})
-		rec := &cache.Record{Layer: &cache.Layer{Digest: l.Digest.String(), DiffID: l.DiffID.String(), Size: l.Size, MediaType: l.MediaType}, Created: time.Now()}
+		rec := &cache.Record{Layer: &cache.Layer{Blob: l}, Created: time.Now()}
 		if err := fx.ix.Put(k, rec); err != nil {
 			t.Fatal(err)
 		}
@@ -350,7 +350,7 @@ func TestFsckCacheRecords(t *testing.T) {
 	// a record whose blob never made it, one that is not JSON, and a temp
 	// file of a record write that was cut short
 	gone := cache.NewKey("", cache.Input{Name: "gone"})
-	fx.ix.Put(gone, &cache.Record{Layer: &cache.Layer{Digest: digest.FromString("never stored").String(), DiffID: digest.FromString("x").String()}})
+	fx.ix.Put(gone, &cache.Record{Layer: &cache.Layer{Blob: layer.Blob{Digest: digest.FromString("never stored"), DiffID: digest.FromString("x")}}})
 	garbage := cache.NewKey("", cache.Input{Name: "garbage"})
 	gp := filepath.Join(fx.s.Path("cache", "keys"), string(garbage)[:2], string(garbage))
 	os.MkdirAll(filepath.Dir(gp), 0o700)
@@ -365,7 +365,7 @@ func TestFsckCacheRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	noDir := cache.NewKey("", cache.Input{Name: "nodir"})
-	fx.ix.Put(noDir, &cache.Record{Layer: &cache.Layer{Digest: d.String(), DiffID: diffID.String()}})
+	fx.ix.Put(noDir, &cache.Record{Layer: &cache.Layer{Blob: layer.Blob{Digest: d, DiffID: diffID}}})
 
 	rep := runFsck(t, fx.s, fsckOpts(false))
 	got := map[string]string{}
@@ -494,7 +494,7 @@ func lazyLayer(t *testing.T, fx *fsckFixture, name string, epoch *int64) (cache.
 		t.Fatal(err)
 	}
 	k := cache.NewKey("", cache.Input{Name: "lazy", Value: name})
-	if err := fx.ix.Put(k, &cache.Record{Layer: &cache.Layer{DiffID: id.String(), Epoch: epoch}, Created: time.Now()}); err != nil {
+	if err := fx.ix.Put(k, &cache.Record{Layer: &cache.Layer{Blob: layer.Blob{DiffID: id}, Epoch: epoch}, Created: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	return k, fx.s.LayerDir(id)
