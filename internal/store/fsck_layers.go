@@ -43,9 +43,20 @@ func (f *fsck) layers(ctx context.Context) error {
 	if f.opts.Decompress == nil || f.opts.LayerSample == 0 {
 		return nil
 	}
-	// The layers to re-read: those in use whose blob is sound. The cache
-	// records are read here too (before f.cache judges them) so that their
-	// layers can be sampled.
+	users, epochs := f.layerUsers(present)
+	for _, lp := range f.sampleLayers(users) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		f.checkLayer(ctx, lp, present[lp.diffID], epochs[lp.diffID])
+	}
+	return nil
+}
+
+// layerUsers returns the layers to re-read: those images and cache records
+// use (the records are read here, before f.cache judges them, so that their
+// layers can be sampled), with the epochs of the layers kept without a blob.
+func (f *fsck) layerUsers(present map[digest.Digest]bool) (map[layerPair]bool, map[digest.Digest]*time.Time) {
 	users := map[layerPair]bool{}
 	for p := range f.imageLayers {
 		users[p] = true
@@ -70,6 +81,12 @@ func (f *fsck) layers(ctx context.Context) error {
 			users[layerPair{r.Layer.Digest, r.Layer.DiffID}] = true
 		}
 	}
+	return users, epochs
+}
+
+// sampleLayers picks, in random order, at most LayerSample of the used
+// layers whose blob is sound (or that have none).
+func (f *fsck) sampleLayers(users map[layerPair]bool) []layerPair {
 	var cands []layerPair
 	for p := range users {
 		if f.blobOK[p.blob] || p.blob == "" {
@@ -81,41 +98,41 @@ func (f *fsck) layers(ctx context.Context) error {
 	if n := f.opts.LayerSample; n > 0 && n < len(cands) {
 		cands = cands[:n]
 	}
-	for _, lp := range cands {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		ldir := ""
-		if present[lp.diffID] {
-			ldir = f.s.LayerDir(lp.diffID)
-		}
-		f.rep.LayersVerified++
-		if lp.blob == "" {
-			f.verifyLazy(ctx, lp, ldir, epochs[lp.diffID])
-			continue
-		}
-		gotDiffID, missing, err := f.verifyLayer(ctx, lp.blob, ldir)
-		switch {
-		case err != nil:
-			f.badPairs[lp] = fmt.Sprintf("layer blob %s cannot be read as a tar: %v", lp.blob, err)
-		case gotDiffID != lp.diffID:
-			f.badPairs[lp] = fmt.Sprintf("layer blob %s has diffID %s, not %s", lp.blob, gotDiffID, lp.diffID)
-		}
-		if msg := f.badPairs[lp]; msg != "" {
-			// The images that use it cannot be unpacked; their fix is below.
-			for _, name := range f.imageLayers[lp] {
-				f.fixImage(name, msg)
-			}
-			continue
-		}
-		if len(missing) > 0 && ldir != "" {
-			detail := fmt.Sprintf("incomplete: %d entries of its blob %s differ or are missing, e.g. %s", len(missing), lp.blob, strings.Join(missing[:min(3, len(missing))], ", "))
-			f.fix(Problem{Kind: "layer", Subject: f.rel(ldir), Detail: detail}, "removed (it is unpacked again from its blob when needed)", func() error {
-				return f.s.removeLayerDir(ldir)
-			})
-		}
+	return cands
+}
+
+// checkLayer re-reads one layer: its blob against its diffID and its
+// unpacked directory (when present) against the blob.
+func (f *fsck) checkLayer(ctx context.Context, lp layerPair, unpacked bool, epoch *time.Time) {
+	ldir := ""
+	if unpacked {
+		ldir = f.s.LayerDir(lp.diffID)
 	}
-	return nil
+	f.rep.LayersVerified++
+	if lp.blob == "" {
+		f.verifyLazy(ctx, lp, ldir, epoch)
+		return
+	}
+	gotDiffID, missing, err := f.verifyLayer(ctx, lp.blob, ldir)
+	switch {
+	case err != nil:
+		f.badPairs[lp] = fmt.Sprintf("layer blob %s cannot be read as a tar: %v", lp.blob, err)
+	case gotDiffID != lp.diffID:
+		f.badPairs[lp] = fmt.Sprintf("layer blob %s has diffID %s, not %s", lp.blob, gotDiffID, lp.diffID)
+	}
+	if msg := f.badPairs[lp]; msg != "" {
+		// The images that use it cannot be unpacked; their fix is below.
+		for _, name := range f.imageLayers[lp] {
+			f.fixImage(name, msg)
+		}
+		return
+	}
+	if len(missing) > 0 && ldir != "" {
+		detail := fmt.Sprintf("incomplete: %d entries of its blob %s differ or are missing, e.g. %s", len(missing), lp.blob, strings.Join(missing[:min(3, len(missing))], ", "))
+		f.fix(Problem{Kind: "layer", Subject: f.rel(ldir), Detail: detail}, "removed (it is unpacked again from its blob when needed)", func() error {
+			return f.s.removeLayerDir(ldir)
+		})
+	}
 }
 
 // verifyLazy checks the unpacked layer dir, the only copy of a layer that
@@ -193,7 +210,23 @@ func (f *fsck) verifyLayer(ctx context.Context, blob digest.Digest, dir string) 
 	defer zr.Close()
 	h := sha256.New()
 	stream := io.TeeReader(ctxReader{ctx, zr}, h)
-	tr := tar.NewReader(stream)
+	want, err := expectedEntries(tar.NewReader(stream))
+	if err != nil {
+		return "", nil, err
+	}
+	if _, err := io.Copy(io.Discard, stream); err != nil {
+		return "", nil, err
+	}
+	got := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))
+	if dir == "" {
+		return got, nil, nil
+	}
+	return got, missingEntries(dir, want), nil
+}
+
+// expectedEntries reads a layer tar and returns what its unpacked directory
+// must hold: each path's final entry after whiteouts and opaque markers.
+func expectedEntries(tr *tar.Reader) (map[string]*expected, error) {
 	want := map[string]*expected{}
 	removeBelow := func(p string) {
 		for k := range want {
@@ -208,7 +241,7 @@ func (f *fsck) verifyLayer(ctx context.Context, blob digest.Digest, dir string) 
 			break
 		}
 		if err != nil {
-			return "", nil, err
+			return nil, err
 		}
 		name := path.Clean(strings.TrimPrefix(hdr.Name, "/"))
 		if name == "." || name == ".." || strings.HasPrefix(name, "../") || hdr.Typeflag == tar.TypeXGlobalHeader {
@@ -248,19 +281,18 @@ func (f *fsck) verifyLayer(ctx context.Context, blob digest.Digest, dir string) 
 			} else {
 				e = &expected{typ: tar.TypeReg, size: -1}
 			}
-		case tar.TypeReg, tar.TypeRegA, tar.TypeCont, tar.TypeGNUSparse:
+		case tar.TypeReg, tar.TypeCont, tar.TypeGNUSparse:
 			e.typ = tar.TypeReg
 		}
 		removeBelow(name)
 		want[name] = e
 	}
-	if _, err := io.Copy(io.Discard, stream); err != nil {
-		return "", nil, err
-	}
-	got := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))
-	if dir == "" {
-		return got, nil, nil
-	}
+	return want, nil
+}
+
+// missingEntries lists (at most 50) entries of want that dir, the unpacked
+// layer, does not hold as expected.
+func missingEntries(dir string, want map[string]*expected) []string {
 	names := make([]string, 0, len(want))
 	for n := range want {
 		names = append(names, n)
@@ -287,7 +319,7 @@ func (f *fsck) verifyLayer(ctx context.Context, blob digest.Digest, dir string) 
 			}
 		}
 	}
-	return got, missing, nil
+	return missing
 }
 
 // checkEntry compares the entry rel of the unpacked layer dir with e.

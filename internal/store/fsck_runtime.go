@@ -31,6 +31,14 @@ func (f *fsck) runtime(ctx context.Context) error {
 		}
 	}
 	// Containers first: a dead session's container may still hold its mounts.
+	f.deadContainers(ctx, containers)
+	f.deadSessions(ents)
+	f.strayMounts()
+	return nil
+}
+
+// deadContainers deletes the runc containers of processes that no longer run.
+func (f *fsck) deadContainers(ctx context.Context, containers []string) {
 	for _, id := range containers {
 		// Judged by its process, not by run/ as listed above: a build
 		// that started since then has a container too.
@@ -49,6 +57,11 @@ func (f *fsck) runtime(ctx context.Context) error {
 			return f.opts.DeleteContainer(ctx, id)
 		})
 	}
+}
+
+// deadSessions unmounts and removes the work areas (run/NAME) of processes
+// that no longer run.
+func (f *fsck) deadSessions(ents []os.DirEntry) {
 	for _, e := range ents {
 		name := e.Name()
 		if f.liveSessions[name] {
@@ -74,6 +87,10 @@ func (f *fsck) runtime(ctx context.Context) error {
 			return os.RemoveAll(dir)
 		})
 	}
+}
+
+// strayMounts unmounts mounts below the store that no running process owns.
+func (f *fsck) strayMounts() {
 	// Mounts anywhere else below the root (not the root itself, which may be
 	// a mount point) belong to nobody.
 	for _, m := range MountsUnder(f.s.root) {
@@ -101,7 +118,6 @@ func (f *fsck) runtime(ctx context.Context) error {
 			return nil
 		})
 	}
-	return nil
 }
 
 func mounted(p string) bool {
