@@ -30,7 +30,7 @@ import (
 	"github.com/strata-build/strata/internal/buildctx"
 	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/dockerfile"
-	"github.com/strata-build/strata/internal/executor/runc"
+	"github.com/strata-build/strata/internal/executor"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/layer"
 	"github.com/strata-build/strata/internal/plan"
@@ -47,7 +47,7 @@ type Options struct {
 	Dockerfile     []byte // content, when given directly (e.g. -f -)
 	Target         string
 	BuildArgs      map[string]string
-	Network        string // default network for RUN: "private" (default; see runc.NetworkPrivate), "host" or "none"
+	Network        string // default network for RUN: "private" (default; see executor.NetworkPrivate), "host" or "none"
 	Platform       v1.Platform
 	Jobs           int
 	Pull           bool // re-resolve base images from their registry
@@ -124,7 +124,7 @@ type Builder struct {
 	// HTTPTimeout is how long an ADD URL may go without a byte (connect,
 	// response headers, each read of the body); 0 means DefaultHTTPTimeout.
 	HTTPTimeout time.Duration
-	Runner      *runc.Runner
+	Runner      executor.Executor // runs RUN steps (runc.Runner)
 	Session     *store.Session
 
 	pullMu sync.Mutex
@@ -193,7 +193,7 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 		opts.Jobs = DefaultJobs()
 	}
 	if opts.Network == "" {
-		opts.Network = runc.NetworkPrivate
+		opts.Network = executor.NetworkPrivate
 	}
 	out := opts.Progress // warnings and the check summary
 	if opts.CheckOnly {

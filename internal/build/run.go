@@ -14,7 +14,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/strata-build/strata/internal/cache"
-	"github.com/strata-build/strata/internal/executor/runc"
+	"github.com/strata-build/strata/internal/executor"
 	"github.com/strata-build/strata/internal/progress"
 )
 
@@ -97,7 +97,7 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 	case instructions.NetworkHost:
 		// As in BuildKit: a Dockerfile may not reach the host's network on its
 		// own; the user grants it (unless the whole build has it anyway).
-		if network != runc.NetworkHost {
+		if network != executor.NetworkHost {
 			if err := sb.r.opts.Entitlements.Check(entitlements.Values{NetworkHost: true}); err != nil {
 				return fmt.Errorf("%w (start the build with --allow network.host)", err)
 			}
@@ -106,7 +106,7 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 	default:
 		return fmt.Errorf("RUN --network=%s is not supported (use default, host or none)", n)
 	}
-	security := runc.SecuritySandbox
+	security := executor.SecuritySandbox
 	switch sec := instructions.GetSecurity(c); sec {
 	case "", instructions.SecuritySandbox:
 	case instructions.SecurityInsecure:
@@ -114,7 +114,7 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 		if err := sb.r.opts.Entitlements.Check(entitlements.Values{SecurityInsecure: true}); err != nil {
 			return fmt.Errorf("%w (start the build with --allow security.insecure)", err)
 		}
-		security = runc.SecurityInsecure
+		security = executor.SecurityInsecure
 	default:
 		return fmt.Errorf("RUN --security=%s is not supported", sec)
 	}
@@ -142,7 +142,7 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 	}
 	return sb.change(ctx, p, createdBy, inputs, func(rootfs string) error {
 		id := sb.r.b.Session.NextContainerID()
-		code, err := sb.r.b.Runner.Run(ctx, runc.Process{
+		code, err := sb.r.b.Runner.Run(ctx, executor.Process{
 			ID:       id,
 			Rootfs:   rootfs,
 			Args:     args,
@@ -178,7 +178,7 @@ func (sb *stageBuilder) runInputs(ctx context.Context, c *instructions.RunComman
 		{Name: "workdir", Value: cfg.WorkingDir},
 		{Name: "network", Value: network},
 	}
-	if security != runc.SecuritySandbox {
+	if security != executor.SecuritySandbox {
 		// only when set, so that the keys of sandboxed RUNs stay as they were
 		in = append(in, cache.Input{Name: "security", Value: security})
 	}

@@ -52,6 +52,7 @@ type app struct {
 	store   *store.Store
 	session *store.Session
 	builder *build.Builder
+	runner  *runc.Runner     // the builder's executor; app.close waits for its background deletes
 	lock    *store.BuildLock // shared build lock: keeps prune from collecting under us
 }
 
@@ -113,6 +114,7 @@ func (a *app) open(ctx context.Context) (*build.Builder, error) {
 		return nil, usagef("%v", err)
 	}
 	a.store, a.session = s, se
+	a.runner = runner
 	a.builder = &build.Builder{Store: s, Registry: registry.New(cfg), Runner: runner, Session: se}
 	if v := os.Getenv("STRATA_MAX_LAYER_ENTRIES"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -165,8 +167,8 @@ func reclaimContainers(ctx context.Context, r *runc.Runner) {
 }
 
 func (a *app) close() {
-	if a.builder != nil && a.builder.Runner.Deletes != nil {
-		a.builder.Runner.Deletes.Wait() // containers deleted in the background
+	if a.runner != nil && a.runner.Deletes != nil {
+		a.runner.Deletes.Wait() // containers deleted in the background
 	}
 	if a.session != nil {
 		a.session.Close()

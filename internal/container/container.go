@@ -23,7 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
-	"github.com/strata-build/strata/internal/executor/runc"
+	"github.com/strata-build/strata/internal/executor"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/snapshot/overlay"
 	"github.com/strata-build/strata/internal/store"
@@ -36,9 +36,9 @@ type Options struct {
 	Env        []string // extra KEY=VALUE
 	User       string
 	Workdir    string
-	Network    string // runc.NetworkHost ("" too) or runc.NetworkNone
+	Network    string // executor.NetworkHost ("" too) or executor.NetworkNone
 	// Privileged lifts the sandbox every process gets (docker run
-	// --privileged): runc.SecurityInsecure.
+	// --privileged): executor.SecurityInsecure.
 	Privileged bool
 	// Name names the container (docker run --name): the runc container id
 	// ends in it, and no two containers of a store run with one name.
@@ -48,7 +48,7 @@ type Options struct {
 	// Stdin is passed through to the process (docker run -i); nil: none.
 	Stdin io.Reader
 	// TTY gives the process a terminal (docker run -t), joined to Stdin
-	// (or /dev/null) and Stdout; see runc.Process.Terminal.
+	// (or /dev/null) and Stdout; see executor.Process.Terminal.
 	TTY    bool
 	Stdout io.Writer
 	Stderr io.Writer
@@ -69,7 +69,7 @@ func CheckName(name string) error {
 // containers in (what RUN supports: the host's network, or none).
 func CheckNetwork(mode string) error {
 	switch mode {
-	case "", runc.NetworkHost, runc.NetworkNone:
+	case "", executor.NetworkHost, executor.NetworkNone:
 		return nil
 	}
 	return fmt.Errorf("network %q is not supported: use host or none", mode)
@@ -140,7 +140,7 @@ func lockName(s *store.Store, name string) (func(), error) {
 }
 
 // Run runs img with layer dirs (bottom first) and returns the exit code.
-func Run(ctx context.Context, s *store.Store, runner *runc.Runner, se *store.Session, img *image.Image, dirs []string, o Options) (int, error) {
+func Run(ctx context.Context, s *store.Store, runner executor.Executor, se *store.Session, img *image.Image, dirs []string, o Options) (int, error) {
 	if err := CheckNetwork(o.Network); err != nil {
 		return -1, err
 	}
@@ -201,11 +201,11 @@ func Run(ctx context.Context, s *store.Store, runner *runc.Runner, se *store.Ses
 	if o.Workdir != "" {
 		wd = o.Workdir
 	}
-	security := runc.SecuritySandbox
+	security := executor.SecuritySandbox
 	if o.Privileged {
-		security = runc.SecurityInsecure
+		security = executor.SecurityInsecure
 	}
-	return runner.Run(ctx, runc.Process{
+	return runner.Run(ctx, executor.Process{
 		ID:       id,
 		Security: security,
 		Rootfs:   merged,

@@ -21,45 +21,33 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/strata-build/strata/internal/executor"
 	"github.com/strata-build/strata/internal/executor/netns"
 	"github.com/strata-build/strata/internal/executor/user"
 )
 
-// Network modes for Process.Network.
+// Network modes for Process.Network (see package executor).
 const (
-	// NetworkHost shares the host's network namespace ("" means host).
-	NetworkHost = "host"
-	// NetworkNone gives the process a new network namespace with only loopback.
-	NetworkNone = "none"
-	// NetworkPrivate gives the process a new network namespace with loopback
-	// and outbound user-mode networking (slirp4netns, see package netns): it
-	// can download but cannot reach the host's loopback.
-	NetworkPrivate = "private"
+	NetworkHost    = executor.NetworkHost
+	NetworkNone    = executor.NetworkNone
+	NetworkPrivate = executor.NetworkPrivate
 )
 
-// Security modes for Process.Security (BuildKit's RUN --security).
+// Security modes for Process.Security (see package executor).
 const (
-	// SecuritySandbox is the default: Docker's default capabilities, seccomp
-	// profile, masked and read-only /proc and /sys paths, noNewPrivileges.
-	SecuritySandbox = "sandbox"
-	// SecurityInsecure lifts the sandbox: every capability, no seccomp
-	// profile, no masked paths, writable /sys, every device allowed
-	// (BuildKit's --security=insecure, docker run --privileged).
-	SecurityInsecure = "insecure"
+	SecuritySandbox  = executor.SecuritySandbox
+	SecurityInsecure = executor.SecurityInsecure
 )
 
 // Runner runs processes with the runc binary. The zero value uses "runc" from
@@ -79,48 +67,10 @@ type Runner struct {
 	Deletes *sync.WaitGroup
 }
 
-// Process describes one RUN.
-type Process struct {
-	// ID is the container id; unique among concurrent runs of a Runner (the
-	// caller makes one, e.g. "strata-" + random). Letters, digits, "_+-." only.
-	ID string
-	// Rootfs is the mounted root filesystem (e.g. a merged overlay); writable.
-	Rootfs string
-	// Args is argv (shell form already wrapped by the caller as SHELL + cmdline).
-	Args []string
-	// Env holds KEY=VALUE entries; PATH=DefaultPath is added when there is no PATH.
-	Env []string
-	// Cwd is the absolute working directory, "/" when empty. It is created in
-	// Rootfs (0755, owned by the user) if missing and stays there afterwards.
-	Cwd string
-	// User is the Dockerfile USER value, resolved with user.LookupUser against
-	// Rootfs's /etc/passwd and /etc/group.
-	User string
-	// Network is NetworkHost ("" means host), NetworkNone or NetworkPrivate.
-	Network string
-	// Hostname defaults to DefaultHostname.
-	Hostname string
-	// Security is SecuritySandbox ("" means sandbox) or SecurityInsecure.
-	Security string
-	// Stdout and Stderr receive the live output; nil discards. When they are
-	// the same writer the process gets one pipe for both, so the writer sees
-	// the output in the order it was written (as on a terminal).
-	Stdout, Stderr io.Writer
-	// Stdin is the process's standard input; nil is /dev/null (every RUN).
-	Stdin io.Reader
-	// Terminal gives the process a pseudo-terminal, which runc creates and
-	// joins to its own stdio (Stdin, Stdout, Stderr): one of them, or
-	// /dev/tty, must be a terminal, which runc puts in raw mode (and resizes
-	// with it) while the process runs. Stdout then carries both output
-	// streams.
-	Terminal bool
-	// Mounts are extra mounts (bind, tmpfs, ...) added after the default ones.
-	// Their mount points are removed from Rootfs afterwards when runc had to
-	// create them and they are still empty.
-	Mounts []specs.Mount
-}
+var _ executor.Executor = (*Runner)(nil)
 
-var validID = regexp.MustCompile(`^[\w+\-.]+$`)
+// Process describes one RUN (see executor.Process).
+type Process = executor.Process
 
 // killRetry is how often the cancel path retries `runc kill` while the container
 // is still being created.
@@ -140,62 +90,14 @@ func (r *Runner) Run(ctx context.Context, p Process) (exitCode int, err error) {
 	if err := ctx.Err(); err != nil {
 		return -1, fmt.Errorf("run %s: %w", p.ID, err)
 	}
-	if !validID.MatchString(p.ID) {
-		return -1, fmt.Errorf("run: invalid container id %q", p.ID)
+	if err := p.Validate(); err != nil {
+		return -1, err
 	}
-	if len(p.Args) == 0 {
-		return -1, fmt.Errorf("run %s: no command", p.ID)
-	}
-	switch p.Network {
-	case "", NetworkHost, NetworkNone, NetworkPrivate:
-	default:
-		return -1, fmt.Errorf("run %s: unknown network mode %q", p.ID, p.Network)
-	}
-	switch p.Security {
-	case "", SecuritySandbox, SecurityInsecure:
-	default:
-		return -1, fmt.Errorf("run %s: unknown security mode %q", p.ID, p.Security)
-	}
-	if r.StateDir == "" || r.BundleDir == "" {
-		return -1, fmt.Errorf("run %s: runner needs StateDir and BundleDir", p.ID)
-	}
-	if p.Rootfs == "" {
-		return -1, fmt.Errorf("run %s: no rootfs", p.ID)
-	}
-	rootfs, err := filepath.Abs(p.Rootfs)
+	dirs, runtimePath, rootfs, err := r.resolve(&p)
 	if err != nil {
-		return -1, fmt.Errorf("run %s: rootfs: %w", p.ID, err)
+		return -1, err
 	}
-	if st, err := os.Stat(rootfs); err != nil || !st.IsDir() {
-		return -1, fmt.Errorf("run %s: rootfs %s is not a directory: %w", p.ID, rootfs, errOr(err, syscall.ENOTDIR))
-	}
-	cwd := p.Cwd
-	if cwd == "" {
-		cwd = "/"
-	}
-	if !filepath.IsAbs(cwd) {
-		return -1, fmt.Errorf("run %s: working directory %q is not absolute", p.ID, cwd)
-	}
-	cwd = filepath.Clean(cwd)
-
-	runtime := r.Runtime
-	if runtime == "" {
-		runtime = "runc"
-	}
-	runtimePath, err := exec.LookPath(runtime)
-	if err != nil {
-		return -1, fmt.Errorf("run %s: find runtime: %w", p.ID, err)
-	}
-	// runc runs with the bundle as its working directory: use absolute paths.
-	dirs := *r
-	for _, d := range []*string{&dirs.StateDir, &dirs.BundleDir} {
-		if *d, err = filepath.Abs(*d); err != nil {
-			return -1, fmt.Errorf("run %s: %w", p.ID, err)
-		}
-		if err := os.MkdirAll(*d, 0o700); err != nil {
-			return -1, fmt.Errorf("run %s: %w", p.ID, err)
-		}
-	}
+	cwd := p.WorkingDir()
 
 	uid, gid, sgids, err := user.LookupUser(rootfs, p.User)
 	if err != nil {
@@ -211,23 +113,7 @@ func (r *Runner) Run(ctx context.Context, p Process) (exitCode int, err error) {
 	}
 	defer os.RemoveAll(bundle)
 
-	in := specInput{
-		rootfs:         rootfs,
-		uid:            uid,
-		gid:            gid,
-		additionalGids: sgids,
-		cwd:            cwd,
-		nofile:         nofileLimit(),
-		cgroupNS:       cgroupNSSupported(),
-		seccomp:        seccompSupported(),
-	}
-	if p.Security == SecurityInsecure {
-		in.userNS = inUserNS()
-		if !in.userNS {
-			in.freeLoop = freeLoopID()
-		}
-	}
-	spec, err := newSpec(&p, in)
+	spec, err := newSpec(&p, hostSpecInput(&p, rootfs, cwd, uid, gid, sgids))
 	if err != nil {
 		return -1, fmt.Errorf("run %s: %w", p.ID, err)
 	}
@@ -267,6 +153,65 @@ func (r *Runner) Run(ctx context.Context, p Process) (exitCode int, err error) {
 	return dirs.runc(ctx, runtimePath, bundle, &p)
 }
 
+// hostSpecInput is what the spec of p needs to know of the host and of
+// the user p runs as.
+func hostSpecInput(p *Process, rootfs, cwd string, uid, gid uint32, sgids []uint32) specInput {
+	in := specInput{
+		rootfs:         rootfs,
+		uid:            uid,
+		gid:            gid,
+		additionalGids: sgids,
+		cwd:            cwd,
+		nofile:         nofileLimit(),
+		cgroupNS:       cgroupNSSupported(),
+		seccomp:        seccompSupported(),
+	}
+	if p.Security == SecurityInsecure {
+		in.userNS = inUserNS()
+		if !in.userNS {
+			in.freeLoop = freeLoopID()
+		}
+	}
+	return in
+}
+
+// resolve makes the paths of a run absolute: the runner's state and bundle
+// directories (created when missing; runc runs with the bundle as its
+// working directory), the runtime binary and the rootfs.
+func (r *Runner) resolve(p *Process) (dirs *Runner, runtimePath, rootfs string, err error) {
+	if r.StateDir == "" || r.BundleDir == "" {
+		return nil, "", "", fmt.Errorf("run %s: runner needs StateDir and BundleDir", p.ID)
+	}
+	rootfs, err = filepath.Abs(p.Rootfs)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("run %s: rootfs: %w", p.ID, err)
+	}
+	if st, err := os.Stat(rootfs); err != nil || !st.IsDir() {
+		return nil, "", "", fmt.Errorf("run %s: rootfs %s is not a directory: %w", p.ID, rootfs, errOr(err, syscall.ENOTDIR))
+	}
+	runtime := r.Runtime
+	if runtime == "" {
+		runtime = "runc"
+	}
+	runtimePath, err = exec.LookPath(runtime)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("run %s: find runtime: %w", p.ID, err)
+	}
+	// runc runs with the bundle as its working directory: use absolute paths.
+	d := *r
+	dirs = &d
+	for _, d := range []*string{&dirs.StateDir, &dirs.BundleDir} {
+		if *d, err = filepath.Abs(*d); err != nil {
+			return nil, "", "", fmt.Errorf("run %s: %w", p.ID, err)
+		}
+		if err := os.MkdirAll(*d, 0o700); err != nil {
+			return nil, "", "", fmt.Errorf("run %s: %w", p.ID, err)
+		}
+	}
+
+	return dirs, runtimePath, rootfs, nil
+}
+
 func errOr(err, def error) error {
 	if err != nil {
 		return err
@@ -283,6 +228,11 @@ func errOr(err, def error) error {
 // reader, in the order the process wrote. The process outlives `runc run
 // --detach`; strata is a child subreaper, so the process becomes its child
 // and its exit status is collected here.
+//
+// Long: starting runc, handing over and closing the stdio pipes, adopting
+// and reaping the process and deleting the container are one ordered
+// sequence whose order is the correctness argument; split up it would be
+// harder to check.
 func (r *Runner) runc(ctx context.Context, runtimePath, bundle string, p *Process) (int, error) {
 	if p.Terminal || isTerminal(p.Stdin) {
 		return r.runForeground(ctx, runtimePath, bundle, p)
