@@ -142,119 +142,143 @@ func (u *uploader) upload(ctx context.Context, b blob) error {
 		u.report(b.size)
 		return nil
 	}
-	var (
-		loc      *url.URL // the upload's URL, as the registry last gave it
-		off      int64    // bytes the registry has
-		src      *sourceReader
-		srcOff   int64
-		failures int
-		// most is the furthest the upload got: failures count from the
-		// last time it went further, so an upload that fails at the same
-		// point again and again (a final PUT the registry rejects) ends.
-		most int64
-	)
-	defer func() {
-		if src != nil {
-			src.Close()
-		}
-	}()
-	// seek positions src at off, reopening the blob if it is past it.
-	seek := func() error {
-		if src != nil && srcOff == off {
-			return nil
-		}
-		if src != nil {
-			src.Close()
-			src = nil
-		}
-		rc, err := b.open()
-		if err != nil {
-			return err
-		}
-		if _, err := io.CopyN(io.Discard, rc, off); err != nil {
-			rc.Close()
-			return fmt.Errorf("read blob up to byte %d: %w", off, err)
-		}
-		src, srcOff = &sourceReader{rc: rc}, off
-		return nil
-	}
-	// fail records a failed request and waits before the next; after too
-	// many in a row it gives up.
-	fail := func(err error) error {
-		failures++
-		if failures > uploadRetries {
-			return fmt.Errorf("giving up after %d failures: %w", failures, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(u.backoff << (failures - 1)):
-		}
-		return nil
-	}
-	reported := int64(0)
+	st := &blobUpload{u: u, b: b}
+	defer st.close()
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if loc == nil {
-			l, err := u.start(ctx)
-			if err != nil {
-				if ferr := fail(err); ferr != nil {
-					return ferr
-				}
-				continue
-			}
-			loc, off = l, 0
+		done, err := st.step(ctx)
+		if done || err != nil {
+			return err
 		}
-		if off < b.size {
-			if err := seek(); err != nil {
-				return err
-			}
-			n := min(u.chunkSize, b.size-off)
-			next, err := u.patch(ctx, loc, src, off, n)
-			srcOff = -1 // how much of the chunk was read is unknown
-			if err == nil {
-				loc, off = next, off+n
-				srcOff = off
-				if off > most {
-					most, failures = off, 0
-				}
-				u.report(off - reported)
-				reported = off
-				continue
-			}
-			if src.err != nil {
-				// The blob could not be read here (damaged in the store):
-				// sending it again cannot help.
-				return src.err
-			}
-			if ferr := fail(err); ferr != nil {
-				return ferr
-			}
-			// Ask the registry how much it kept; without an answer, start over.
-			l, have, serr := u.status(ctx, loc)
-			if serr != nil {
-				loc = nil
-				continue
-			}
-			loc, off = l, have
-			continue
-		}
-		err := u.finish(ctx, loc, b.digest)
-		if err == nil {
-			u.report(b.size - reported)
-			return nil
-		}
-		if ok, herr := u.exists(ctx, b.digest); herr == nil && ok {
-			u.report(b.size - reported)
-			return nil // the PUT went through; its answer was lost
-		}
-		if ferr := fail(err); ferr != nil {
-			return ferr
-		}
-		loc = nil // start over: the upload session may be gone
 	}
+}
+
+// blobUpload is the state of one blob's upload: chunks sent with PATCH,
+// resumed where the registry says it got to, finished with PUT.
+type blobUpload struct {
+	u        *uploader
+	b        blob
+	loc      *url.URL // the upload's URL, as the registry last gave it
+	off      int64    // bytes the registry has
+	src      *sourceReader
+	srcOff   int64
+	failures int
+	// most is the furthest the upload got: failures count from the last
+	// time it went further, so an upload that fails at the same point again
+	// and again (a final PUT the registry rejects) ends.
+	most     int64
+	reported int64
+}
+
+func (st *blobUpload) close() {
+	if st.src != nil {
+		st.src.Close()
+	}
+}
+
+// step makes one request (start, one chunk, or the final PUT) and reports
+// whether the blob is uploaded; an error ends the upload.
+func (st *blobUpload) step(ctx context.Context) (done bool, err error) {
+	u, b := st.u, st.b
+	if st.loc == nil {
+		l, err := u.start(ctx)
+		if err != nil {
+			return false, st.fail(ctx, err)
+		}
+		st.loc, st.off = l, 0
+	}
+	if st.off < b.size {
+		return false, st.sendChunk(ctx)
+	}
+	err = u.finish(ctx, st.loc, b.digest)
+	if err == nil {
+		u.report(b.size - st.reported)
+		return true, nil
+	}
+	if ok, herr := u.exists(ctx, b.digest); herr == nil && ok {
+		u.report(b.size - st.reported)
+		return true, nil // the PUT went through; its answer was lost
+	}
+	if ferr := st.fail(ctx, err); ferr != nil {
+		return false, ferr
+	}
+	st.loc = nil // start over: the upload session may be gone
+	return false, nil
+}
+
+// sendChunk PATCHes the next chunk; after a failure it asks the registry
+// how much it kept (without an answer, the upload starts over).
+func (st *blobUpload) sendChunk(ctx context.Context) error {
+	u := st.u
+	if err := st.seek(); err != nil {
+		return err
+	}
+	n := min(u.chunkSize, st.b.size-st.off)
+	next, err := u.patch(ctx, st.loc, st.src, st.off, n)
+	st.srcOff = -1 // how much of the chunk was read is unknown
+	if err == nil {
+		st.loc, st.off = next, st.off+n
+		st.srcOff = st.off
+		if st.off > st.most {
+			st.most, st.failures = st.off, 0
+		}
+		u.report(st.off - st.reported)
+		st.reported = st.off
+		return nil
+	}
+	if st.src.err != nil {
+		// The blob could not be read here (damaged in the store): sending
+		// it again cannot help.
+		return st.src.err
+	}
+	if ferr := st.fail(ctx, err); ferr != nil {
+		return ferr
+	}
+	l, have, serr := u.status(ctx, st.loc)
+	if serr != nil {
+		st.loc = nil
+		return nil
+	}
+	st.loc, st.off = l, have
+	return nil
+}
+
+// seek positions src at off, reopening the blob if it is past it.
+func (st *blobUpload) seek() error {
+	if st.src != nil && st.srcOff == st.off {
+		return nil
+	}
+	if st.src != nil {
+		st.src.Close()
+		st.src = nil
+	}
+	rc, err := st.b.open()
+	if err != nil {
+		return err
+	}
+	if _, err := io.CopyN(io.Discard, rc, st.off); err != nil {
+		rc.Close()
+		return fmt.Errorf("read blob up to byte %d: %w", st.off, err)
+	}
+	st.src, st.srcOff = &sourceReader{rc: rc}, st.off
+	return nil
+}
+
+// fail records a failed request and waits before the next; after too many
+// in a row it gives up.
+func (st *blobUpload) fail(ctx context.Context, err error) error {
+	st.failures++
+	if st.failures > uploadRetries {
+		return fmt.Errorf("giving up after %d failures: %w", st.failures, err)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(st.u.backoff << (st.failures - 1)):
+	}
+	return nil
 }
 
 // sourceReader keeps the first error of reading a blob to upload, which
