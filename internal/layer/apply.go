@@ -213,22 +213,55 @@ func (x *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 	}
 	defer unix.Close(pfd)
 
-	// Clear whatever an earlier entry (or, for Unpack, dest) left there.
 	isDir := hdr.Typeflag == tar.TypeDir
+	exists, err := x.clear(pfd, base, rel, isDir)
+	if err != nil {
+		return err
+	}
+	if hdr.Typeflag == tar.TypeLink {
+		return x.hardlink(pfd, base, hdr)
+	}
+	if err := x.create(pfd, base, hdr, tr, exists); err != nil {
+		return err
+	}
+
+	symlink := hdr.Typeflag == tar.TypeSymlink
+	if err := x.setMeta(pfd, base, hdr, symlink); err != nil {
+		return err
+	}
+	if isDir {
+		x.dirTimes[rel] = entryTimes(hdr)
+		return nil
+	}
+	if err := unix.UtimesNanoAt(pfd, base, entryTimes(hdr), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("set times: %w", err)
+	}
+	return nil
+}
+
+// clear removes whatever an earlier entry (or, for Unpack, dest) left at
+// base, unless both are directories: exists then reports that the
+// directory is kept.
+func (x *extractor) clear(pfd int, base, rel string, isDir bool) (exists bool, err error) {
 	var st unix.Stat_t
-	exists := false
 	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
 		if isDir && st.Mode&unix.S_IFMT == unix.S_IFDIR {
 			exists = true
 		} else {
 			if err := removeAllAt(pfd, base); err != nil {
-				return fmt.Errorf("replace existing entry: %w", err)
+				return false, fmt.Errorf("replace existing entry: %w", err)
 			}
 			x.forgetDirs(rel)
 		}
 	} else if !errors.Is(err, unix.ENOENT) {
-		return err
+		return false, err
 	}
+	return exists, nil
+}
+
+// create makes the file, directory, symlink or device of hdr at base
+// (not a hardlink: see hardlink).
+func (x *extractor) create(pfd int, base string, hdr *tar.Header, tr io.Reader, exists bool) error {
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		if !exists {
@@ -244,8 +277,6 @@ func (x *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
 			return err
 		}
-	case tar.TypeLink:
-		return x.hardlink(pfd, base, hdr)
 	case tar.TypeChar:
 		if err := unix.Mknodat(pfd, base, unix.S_IFCHR|0o600, int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))); err != nil {
 			return err
@@ -260,18 +291,6 @@ func (x *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 		}
 	default:
 		return fmt.Errorf("unsupported tar entry type %q", hdr.Typeflag)
-	}
-
-	symlink := hdr.Typeflag == tar.TypeSymlink
-	if err := x.setMeta(pfd, base, hdr, symlink); err != nil {
-		return err
-	}
-	if isDir {
-		x.dirTimes[rel] = entryTimes(hdr)
-		return nil
-	}
-	if err := unix.UtimesNanoAt(pfd, base, entryTimes(hdr), unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("set times: %w", err)
 	}
 	return nil
 }
