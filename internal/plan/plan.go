@@ -73,77 +73,104 @@ func New(df *dockerfile.Dockerfile, target string, globalArgs shell.EnvGetter, o
 	}
 	byName := map[string]int{}
 	for i := range df.Stages {
-		src := &df.Stages[i]
-		st := &Stage{Index: i, Name: strings.ToLower(src.Name), BaseStage: -1, Source: src}
-		base, _, err := lex.ProcessWord(src.BaseName, globalArgs)
+		st, err := p.stage(df, lex, byName, i, globalArgs)
 		if err != nil {
-			return nil, df.Wrap(src.Location, fmt.Errorf("expanding FROM: %w", err))
-		}
-		if base == "" {
-			return nil, df.Errorf(src.Location, "base name (%s) should not be blank", src.BaseName)
-		}
-		st.Base = base
-		if p.named[strings.ToLower(base)] {
-			// a --build-context of that name replaces the stage or image
-		} else if j, ok := byName[strings.ToLower(base)]; ok {
-			st.BaseStage = j
-		} else if n, err := strconv.Atoi(base); err == nil && n >= 0 && n < i {
-			st.BaseStage = n // FROM by index of an earlier stage
-		} else if st.Name != "" && strings.EqualFold(base, st.Name) {
-			return nil, df.Errorf(src.Location, "stage %q cannot build FROM itself: circular dependency", st.Name)
-		}
-		if st.Name != "" {
-			if _, dup := byName[st.Name]; dup {
-				return nil, df.Errorf(src.Location, "duplicate stage name %q", st.Name)
-			}
+			return nil, err
 		}
 		p.All = append(p.All, st)
-		deps := map[int]bool{}
-		if st.BaseStage >= 0 {
-			deps[st.BaseStage] = true
-		}
-		for _, ref := range fromRefs(src) {
-			v, _, err := lex.ProcessWord(ref.value, globalArgs)
-			if err != nil || v == "" {
-				continue // resolved when the instruction runs
-			}
-			if p.named[strings.ToLower(v)] {
-				continue
-			}
-			j, isStage, err := resolveRef(df, byName, i, v)
-			if err != nil {
-				return nil, df.Wrap(ref.loc, err)
-			}
-			if isStage {
-				deps[j] = true
-			}
-		}
-		for j := 0; j < i; j++ {
-			if deps[j] {
-				st.Deps = append(st.Deps, j)
-			}
-		}
 		if st.Name != "" {
 			byName[st.Name] = i
 		}
 	}
-	if target != "" {
-		j, ok := byName[strings.ToLower(target)]
-		if !ok {
-			var names []string
-			for _, st := range p.All {
-				if st.Name != "" {
-					names = append(names, st.Name)
-				}
-			}
-			hint := suggest(target, byName)
-			if hint == "" && len(names) > 0 {
-				hint = "; the stages are: " + strings.Join(names, ", ")
-			}
-			return nil, fmt.Errorf("target stage %q could not be found%s", target, hint)
-		}
-		p.Target = j
+	if err := p.setTarget(target, byName); err != nil {
+		return nil, err
 	}
+	p.Needed = p.needed()
+	return p, nil
+}
+
+// stage plans stage i of df: its base (an image, or an earlier stage by
+// name or index) and the earlier stages it depends on (its base and the
+// stages its --from flags name); byName holds the stages before it.
+func (p *Plan) stage(df *dockerfile.Dockerfile, lex *shell.Lex, byName map[string]int, i int, globalArgs shell.EnvGetter) (*Stage, error) {
+	src := &df.Stages[i]
+	st := &Stage{Index: i, Name: strings.ToLower(src.Name), BaseStage: -1, Source: src}
+	base, _, err := lex.ProcessWord(src.BaseName, globalArgs)
+	if err != nil {
+		return nil, df.Wrap(src.Location, fmt.Errorf("expanding FROM: %w", err))
+	}
+	if base == "" {
+		return nil, df.Errorf(src.Location, "base name (%s) should not be blank", src.BaseName)
+	}
+	st.Base = base
+	if p.named[strings.ToLower(base)] {
+		// a --build-context of that name replaces the stage or image
+	} else if j, ok := byName[strings.ToLower(base)]; ok {
+		st.BaseStage = j
+	} else if n, err := strconv.Atoi(base); err == nil && n >= 0 && n < i {
+		st.BaseStage = n // FROM by index of an earlier stage
+	} else if st.Name != "" && strings.EqualFold(base, st.Name) {
+		return nil, df.Errorf(src.Location, "stage %q cannot build FROM itself: circular dependency", st.Name)
+	}
+	if st.Name != "" {
+		if _, dup := byName[st.Name]; dup {
+			return nil, df.Errorf(src.Location, "duplicate stage name %q", st.Name)
+		}
+	}
+	deps := map[int]bool{}
+	if st.BaseStage >= 0 {
+		deps[st.BaseStage] = true
+	}
+	for _, ref := range fromRefs(src) {
+		v, _, err := lex.ProcessWord(ref.value, globalArgs)
+		if err != nil || v == "" {
+			continue // resolved when the instruction runs
+		}
+		if p.named[strings.ToLower(v)] {
+			continue
+		}
+		j, isStage, err := resolveRef(df, byName, i, v)
+		if err != nil {
+			return nil, df.Wrap(ref.loc, err)
+		}
+		if isStage {
+			deps[j] = true
+		}
+	}
+	for j := 0; j < i; j++ {
+		if deps[j] {
+			st.Deps = append(st.Deps, j)
+		}
+	}
+	return st, nil
+}
+
+// setTarget sets p.Target to the stage named target ("" keeps the last).
+func (p *Plan) setTarget(target string, byName map[string]int) error {
+	if target == "" {
+		return nil
+	}
+	j, ok := byName[strings.ToLower(target)]
+	if ok {
+		p.Target = j
+		return nil
+	}
+	var names []string
+	for _, st := range p.All {
+		if st.Name != "" {
+			names = append(names, st.Name)
+		}
+	}
+	hint := suggest(target, byName)
+	if hint == "" && len(names) > 0 {
+		hint = "; the stages are: " + strings.Join(names, ", ")
+	}
+	return fmt.Errorf("target stage %q could not be found%s", target, hint)
+}
+
+// needed lists the stages the target needs, dependencies first.
+func (p *Plan) needed() []int {
+	var out []int
 	seen := map[int]bool{}
 	var visit func(i int)
 	visit = func(i int) {
@@ -154,10 +181,10 @@ func New(df *dockerfile.Dockerfile, target string, globalArgs shell.EnvGetter, o
 		for _, d := range p.All[i].Deps {
 			visit(d)
 		}
-		p.Needed = append(p.Needed, i)
+		out = append(out, i)
 	}
 	visit(p.Target)
-	return p, nil
+	return out
 }
 
 // ResolveFrom interprets the value of --from (or a mount's from=) used in
