@@ -77,6 +77,18 @@ func Write(w io.Writer, d Data) error {
 		total = 0.001
 	}
 	p.Total = fmt.Sprintf("%.2fs", total)
+	steps, messages := stepsOf(d)
+	p.Messages = messages
+	p.layout(steps, total)
+	if d.Image != nil {
+		p.image(d.Image)
+	}
+	return tmpl.Execute(w, p)
+}
+
+// stepsOf replays the build's events into its steps, in start order, and
+// the build's messages.
+func stepsOf(d Data) (steps []*Step, messages []string) {
 	byID := map[int]*Step{}
 	var order []int
 	for _, e := range d.Events {
@@ -101,13 +113,21 @@ func Write(w io.Writer, d Data) error {
 				s.Error = e.Error
 			}
 		case progress.EventMessage:
-			p.Messages = append(p.Messages, e.Line)
+			messages = append(messages, e.Line)
 		}
 	}
+	for _, id := range order {
+		steps = append(steps, byID[id])
+	}
+	return steps, messages
+}
+
+// layout places the steps on the timeline (total seconds long), in one
+// lane per stage, and counts them.
+func (p *page) layout(steps []*Step, total float64) {
 	lanes := map[string]*lane{}
 	var laneOrder []string
-	for _, id := range order {
-		s := byID[id]
+	for _, s := range steps {
 		s.Left = 100 * s.Start / total
 		s.Width = max(100*s.Duration/total, 0.4)
 		if s.Left+s.Width > 100 {
@@ -134,23 +154,24 @@ func Write(w io.Writer, d Data) error {
 		p.Lanes = append(p.Lanes, *lanes[n])
 	}
 	sort.SliceStable(p.Steps, func(i, j int) bool { return p.Steps[i].Start < p.Steps[j].Start })
-	if img := d.Image; img != nil {
-		p.ImageID = img.Manifest.Config.Digest.String()
-		li := 0
-		for _, h := range img.Config.History {
-			if h.EmptyLayer {
-				continue
-			}
-			if li < len(img.Layers) {
-				l := img.Layers[li]
-				p.Layers = append(p.Layers, Layer{Digest: l.Digest.String(), Size: human.Size(l.Size), CreatedBy: h.CreatedBy})
-			}
-			li++
+}
+
+// image fills the layer table and the config of the built image.
+func (p *page) image(img *image.Image) {
+	p.ImageID = img.Manifest.Config.Digest.String()
+	li := 0
+	for _, h := range img.Config.History {
+		if h.EmptyLayer {
+			continue
 		}
-		cfg, _ := json.MarshalIndent(img.Config.Config, "", "  ")
-		p.Config = string(cfg)
+		if li < len(img.Layers) {
+			l := img.Layers[li]
+			p.Layers = append(p.Layers, Layer{Digest: l.Digest.String(), Size: human.Size(l.Size), CreatedBy: h.CreatedBy})
+		}
+		li++
 	}
-	return tmpl.Execute(w, p)
+	cfg, _ := json.MarshalIndent(img.Config.Config, "", "  ")
+	p.Config = string(cfg)
 }
 
 var tmpl = template.Must(template.New("report").Funcs(template.FuncMap{
