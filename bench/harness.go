@@ -83,6 +83,25 @@ func (h *harness) main(ctx context.Context) error {
 	}
 
 	// 5. builders.
+	if err := h.startBuilders(ctx); err != nil {
+		return err
+	}
+	h.collectEnv()
+
+	// 6. rounds: every workload, builders alternating (the order rotates
+	// every round).
+	for round := 1; round <= h.cfg.rounds; round++ {
+		if err := h.round(ctx, round); err != nil {
+			return err
+		}
+	}
+	h.writeReport(true)
+	return nil
+}
+
+// startBuilders starts the builders asked for; one that is not available
+// is noted and left out.
+func (h *harness) startBuilders(ctx context.Context) error {
 	for _, name := range h.cfg.builders {
 		var b builder
 		switch name {
@@ -106,54 +125,56 @@ func (h *harness) main(ctx context.Context) error {
 		h.builders = append(h.builders, b)
 		logf("%s: %s", name, b.version())
 	}
-	h.collectEnv()
-
-	// 6. rounds: every workload, builders alternating (the order rotates
-	// every round).
-	ws := workloads()
-	for round := 1; round <= h.cfg.rounds; round++ {
-		for _, w := range ws {
-			if h.cfg.only != nil && !h.cfg.only.MatchString(w.name) {
-				continue
-			}
-			if w.large && round > h.cfg.largeRounds {
-				continue
-			}
-			for i := range h.builders {
-				b := h.builders[(i+round-1)%len(h.builders)]
-				if why := b.supports(w.name); why != "" {
-					continue
-				}
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				logf("round %d: %s with %s", round, w.name, b.name())
-				w.run(ctx, h, b, round, func(ph string, r result) {
-					id := w.name + "/" + ph
-					r.busy = h.busy
-					h.samples = append(h.samples, sample{phase: id, builder: b.name(), round: round, res: r})
-					if r.ok {
-						extra := ""
-						if r.ownKB > 0 {
-							extra = fmt.Sprintf("  (RSS own %d MB, tree %d MB)", r.ownKB/1024, r.treeKB/1024)
-						}
-						extra += fmt.Sprintf("  [machine CPU %s]", r.cpu)
-						logf("  %-16s %-8s %8.3fs%s", id, b.name(), r.secs, extra)
-					} else {
-						where := ""
-						if r.log != "" {
-							where = " (log " + r.log + ")"
-						}
-						logf("  %-16s %-8s FAIL: %s%s", id, b.name(), r.err, where)
-					}
-				})
-			}
-			// Keep partial results on disk as the run goes.
-			h.writeReport(false)
-		}
-	}
-	h.writeReport(true)
 	return nil
+}
+
+// round runs every workload once with every builder.
+func (h *harness) round(ctx context.Context, round int) error {
+	ws := workloads()
+	for _, w := range ws {
+		if h.cfg.only != nil && !h.cfg.only.MatchString(w.name) {
+			continue
+		}
+		if w.large && round > h.cfg.largeRounds {
+			continue
+		}
+		for i := range h.builders {
+			b := h.builders[(i+round-1)%len(h.builders)]
+			if why := b.supports(w.name); why != "" {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			logf("round %d: %s with %s", round, w.name, b.name())
+			w.run(ctx, h, b, round, func(ph string, r result) {
+				h.record(w.name+"/"+ph, b, round, r)
+			})
+		}
+		// Keep partial results on disk as the run goes.
+		h.writeReport(false)
+	}
+	return nil
+}
+
+// record keeps the result r of phase id run with b and logs it.
+func (h *harness) record(id string, b builder, round int, r result) {
+	r.busy = h.busy
+	h.samples = append(h.samples, sample{phase: id, builder: b.name(), round: round, res: r})
+	if r.ok {
+		extra := ""
+		if r.ownKB > 0 {
+			extra = fmt.Sprintf("  (RSS own %d MB, tree %d MB)", r.ownKB/1024, r.treeKB/1024)
+		}
+		extra += fmt.Sprintf("  [machine CPU %s]", r.cpu)
+		logf("  %-16s %-8s %8.3fs%s", id, b.name(), r.secs, extra)
+	} else {
+		where := ""
+		if r.log != "" {
+			where = " (log " + r.log + ")"
+		}
+		logf("  %-16s %-8s FAIL: %s%s", id, b.name(), r.err, where)
+	}
 }
 
 // settle flushes dirty pages before a timed phase, so the writeback of the

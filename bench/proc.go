@@ -78,41 +78,14 @@ func runCmd(ctx context.Context, spec cmdSpec) result {
 	if err := cmd.Start(); err != nil {
 		return fail(err.Error())
 	}
-	var wg sync.WaitGroup
-	var own int64
-	done := make(chan struct{})
+	var peak *peakSampler
 	if spec.sample {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			path := fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)
-			// VmHWM is the kernel's own high-water mark, so a read at any
-			// time after the peak finds it: fast reads catch short commands,
-			// then slow ones: reading 200 times a second through a whole
-			// build takes CPU from the build being timed, and only strata
-			// is sampled (the daemons are not).
-			for start := time.Now(); ; {
-				if kb := vmHWM(path); kb > own {
-					own = kb
-				}
-				wait := 5 * time.Millisecond
-				if time.Since(start) > 250*time.Millisecond {
-					wait = 100 * time.Millisecond
-				}
-				select {
-				case <-done:
-					return
-				case <-time.After(wait):
-				}
-			}
-		}()
+		peak = samplePeak(cmd.Process.Pid)
 	}
 	err := cmd.Wait()
 	res.secs = time.Since(start).Seconds()
 	res.cpu = readCPUTimes().sub(cpu0)
-	close(done)
-	wg.Wait()
-	res.ownKB = own
+	res.ownKB = peak.stop()
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru != nil {
 		res.treeKB = ru.Maxrss
 	}
@@ -131,6 +104,52 @@ func runCmd(ctx context.Context, spec cmdSpec) result {
 	}
 	res.ok = true
 	return res
+}
+
+// peakSampler reads a process's VmHWM until stopped.
+type peakSampler struct {
+	wg   sync.WaitGroup
+	done chan struct{}
+	own  int64
+}
+
+// samplePeak starts sampling the peak resident set of pid. VmHWM is the
+// kernel's own high-water mark, so a read at any time after the peak finds
+// it: fast reads catch short commands, then slow ones: reading 200 times a
+// second through a whole build takes CPU from the build being timed, and
+// only strata is sampled (the daemons are not).
+func samplePeak(pid int) *peakSampler {
+	ps := &peakSampler{done: make(chan struct{})}
+	ps.wg.Add(1)
+	go func() {
+		defer ps.wg.Done()
+		path := fmt.Sprintf("/proc/%d/status", pid)
+		for start := time.Now(); ; {
+			if kb := vmHWM(path); kb > ps.own {
+				ps.own = kb
+			}
+			wait := 5 * time.Millisecond
+			if time.Since(start) > 250*time.Millisecond {
+				wait = 100 * time.Millisecond
+			}
+			select {
+			case <-ps.done:
+				return
+			case <-time.After(wait):
+			}
+		}
+	}()
+	return ps
+}
+
+// stop ends the sampling and returns the peak in kB (0 for a nil sampler).
+func (ps *peakSampler) stop() int64 {
+	if ps == nil {
+		return 0
+	}
+	close(ps.done)
+	ps.wg.Wait()
+	return ps.own
 }
 
 // vmHWM reads the peak resident set (kB) from a /proc/PID/status file. A

@@ -174,24 +174,48 @@ func (h *harness) writeReport(final bool) {
 			others = append(others, bl.name())
 		}
 	}
-	fmt.Fprintf(&b, "# strata benchmark results\n\n")
+	h.writeTitle(&b, final)
+	h.writeTable(&b, others)
+	h.writeSteps(&b)
+	h.writeSeedSplit(&b)
+	h.writeCPU(&b)
+	h.writeFailures(&b)
+	h.writeNoise(&b)
+	h.writeEnv(&b)
+
+	out := b.String()
+	if err := os.WriteFile(h.cfg.out, []byte(out), 0o644); err != nil {
+		logf("write %s: %v", h.cfg.out, err)
+	}
+	if final {
+		fmt.Println(out)
+		logf("results written to %s; logs in %s", h.cfg.out, h.cfg.work+"/logs")
+	}
+}
+
+// writeTitle writes the title and what the run was.
+func (h *harness) writeTitle(b *strings.Builder, final bool) {
+	fmt.Fprintf(b, "# strata benchmark results\n\n")
 	status := "complete"
 	if !final {
 		status = "in progress"
 	}
-	fmt.Fprintf(&b, "Run of %s (%s), `bench/run.sh --rounds %d --large-rounds %d`",
+	fmt.Fprintf(b, "Run of %s (%s), `bench/run.sh --rounds %d --large-rounds %d`",
 		h.started.Format("2006-01-02 15:04 MST"), status, h.cfg.rounds, h.cfg.largeRounds)
 	if h.cfg.only != nil {
-		fmt.Fprintf(&b, " `--only %s`", h.cfg.only.String())
+		fmt.Fprintf(b, " `--only %s`", h.cfg.only.String())
 	}
-	fmt.Fprintf(&b, ", %s wall time. Medians in seconds over the rounds; ratio = strata / other (below 1: strata is faster).\n\n", time.Since(h.started).Round(time.Second))
+	fmt.Fprintf(b, ", %s wall time. Medians in seconds over the rounds; ratio = strata / other (below 1: strata is faster).\n\n", time.Since(h.started).Round(time.Second))
+}
 
+// writeTable writes the main table: medians, ratios, peak RSS, targets.
+func (h *harness) writeTable(b *strings.Builder, others []string) {
 	head := []string{"workload", "strata"}
 	for _, o := range others {
 		head = append(head, o, "strata/"+o)
 	}
 	head = append(head, "strata peak RSS own / tree (MB)", "target vs BuildKit")
-	fmt.Fprintf(&b, "| %s |\n|%s\n", strings.Join(head, " | "), strings.Repeat("---|", len(head)))
+	fmt.Fprintf(b, "| %s |\n|%s\n", strings.Join(head, " | "), strings.Repeat("---|", len(head)))
 	for _, w := range workloads() {
 		for _, p := range w.phases {
 			st := h.cell(p.id, "strata")
@@ -219,12 +243,15 @@ func (h *harness) writeReport(final bool) {
 				rss = fmt.Sprintf("%d / %d", st.ownKB/1024, st.treeKB/1024)
 			}
 			row = append(row, rss, target(p, st, bkRatio))
-			fmt.Fprintf(&b, "| %s |\n", strings.Join(row, " | "))
+			fmt.Fprintf(b, "| %s |\n", strings.Join(row, " | "))
 		}
 	}
 	b.WriteString("\n")
+}
 
-	// Where strata's time goes: the steps of its median run of each phase.
+// writeSteps writes where strata's time goes: the steps of its median run
+// of each phase.
+func (h *harness) writeSteps(b *strings.Builder) {
 	b.WriteString("## strata: steps of the median run (from `--progress=plain`)\n\n")
 	for _, w := range workloads() {
 		for _, p := range w.phases {
@@ -236,14 +263,16 @@ func (h *harness) writeReport(final bool) {
 			if steps == "" {
 				continue
 			}
-			fmt.Fprintf(&b, "- %s — %s s (round %d): %s\n", p.id, secs(st.median), st.medianAt.round, steps)
+			fmt.Fprintf(b, "- %s — %s s (round %d): %s\n", p.id, secs(st.median), st.medianAt.round, steps)
 		}
 	}
 	b.WriteString("\n")
+}
 
-	// The seed phases without the compile: go build's own run time varies
-	// by several percent between identical runs under any builder, which
-	// hides the builder's part in the medians above.
+// writeSeedSplit writes the seed phases without the compile: go build's
+// own run time varies by several percent between identical runs under any
+// builder, which hides the builder's part in the medians.
+func (h *harness) writeSeedSplit(b *strings.Builder) {
 	var ownRows []string
 	for _, id := range []string{"seed/cold", "seed/change"} {
 		ownRows = h.builderRow(ownRows, id, func(builder string) (string, bool) {
@@ -251,13 +280,15 @@ func (h *harness) writeReport(final bool) {
 			return fmt.Sprintf("%.2f + %.3f", compile, rest), compile > 0
 		})
 	}
-	h.builderTable(&b, "seed: the compile and the rest",
+	h.builderTable(b, "seed: the compile and the rest",
 		"Medians of `go build`'s own run time inside the RUN step (busybox `time`, printed in the build log) + the rest of the timed build (its wall time minus that: starting, the other steps, the container's start and end, committing, writing the image).",
 		"phase", ownRows)
+}
 
-	// CPU time: a long phase's wall time is only comparable between builders
-	// when the machine ran at the same speed; the CPU seconds show whether a
-	// builder did more work or the machine was slower at that moment.
+// writeCPU writes CPU time: a long phase's wall time is only comparable
+// between builders when the machine ran at the same speed; the CPU seconds
+// show whether a builder did more work or the machine was slower then.
+func (h *harness) writeCPU(b *strings.Builder) {
 	var cpuRows []string
 	for _, w := range workloads() {
 		for _, p := range w.phases {
@@ -276,11 +307,13 @@ func (h *harness) writeReport(final bool) {
 			}
 		}
 	}
-	h.builderTable(&b, "Machine CPU time of the longer phases",
+	h.builderTable(b, "Machine CPU time of the longer phases",
 		"Median CPU seconds the whole machine was busy (user, system, irq) while the timed command ran — every process, daemons and containers included — and in brackets the median CPUs kept busy (CPU seconds / wall seconds).",
 		"workload", cpuRows)
+}
 
-	// Failures.
+// writeFailures lists the failed runs with their logs.
+func (h *harness) writeFailures(b *strings.Builder) {
 	var fails []string
 	for _, s := range h.samples {
 		if !s.res.ok {
@@ -290,8 +323,11 @@ func (h *harness) writeReport(final bool) {
 	if len(fails) > 0 {
 		b.WriteString("## Failures\n\n" + strings.Join(fails, "\n") + "\n\n")
 	}
+}
 
-	// Noise: other processes on the machine when a timed command started.
+// writeNoise writes how many timed commands started while other
+// processes kept the machine busy.
+func (h *harness) writeNoise(b *strings.Builder) {
 	busyN, total := map[string]int{}, map[string]int{}
 	for _, s := range h.samples {
 		if s.res.ok || s.res.secs > 0 {
@@ -308,24 +344,18 @@ func (h *harness) writeReport(final bool) {
 		}
 	}
 	if len(noise) > 0 {
-		fmt.Fprintf(&b, "Timed commands that started while other processes kept the machine ≥ %.0f%% busy (after waiting up to %s for quiet): %s.\n\n",
+		fmt.Fprintf(b, "Timed commands that started while other processes kept the machine ≥ %.0f%% busy (after waiting up to %s for quiet): %s.\n\n",
 			quietBusy*100, h.cfg.quietWait, strings.Join(noise, ", "))
 	}
+}
 
+// writeEnv lists the versions of everything.
+func (h *harness) writeEnv(b *strings.Builder) {
 	b.WriteString("## Environment\n\n")
 	for _, e := range h.env {
-		fmt.Fprintf(&b, "- %s\n", e)
+		fmt.Fprintf(b, "- %s\n", e)
 	}
 	b.WriteString("\nSee bench/README.md for what each workload is, how \"cold\" is defined and what is measured.\n")
-
-	out := b.String()
-	if err := os.WriteFile(h.cfg.out, []byte(out), 0o644); err != nil {
-		logf("write %s: %v", h.cfg.out, err)
-	}
-	if final {
-		fmt.Println(out)
-		logf("results written to %s; logs in %s", h.cfg.out, h.cfg.work+"/logs")
-	}
 }
 
 func relWork(h *harness, p string) string {
