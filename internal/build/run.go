@@ -16,6 +16,7 @@ import (
 
 	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/executor/runc"
+	"github.com/strata-build/strata/internal/fscopy"
 	"github.com/strata-build/strata/internal/progress"
 )
 
@@ -349,7 +350,7 @@ func linkTree(ctx context.Context, cs *copySource, srcHost, rel, dst string) err
 			}
 		case fi.Mode().IsRegular():
 			if err := os.Link(src, to); err != nil {
-				if err := copyFileData(src, to); err != nil {
+				if err := fscopy.CopyFile(src, to); err != nil {
 					return err
 				}
 				os.Chmod(to, fi.Mode().Perm())

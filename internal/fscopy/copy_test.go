@@ -1,4 +1,4 @@
-package build
+package fscopy
 
 import (
 	"context"
@@ -18,13 +18,8 @@ import (
 func copyTree(t *testing.T, src, dest string) string {
 	t.Helper()
 	rootfs := t.TempDir()
-	cs := &copySource{root: src, keepOwner: true, name: "test source"}
-	items, err := cs.resolve([]string{"."}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := copyInto(context.Background(), rootfs, items, dest, cs, copyOptions{}); err != nil {
-		t.Fatalf("copyInto: %v", err)
+	if _, err := Copy(context.Background(), Target{Root: rootfs}, items(t, source(src), "/"), dest, Options{}); err != nil {
+		t.Fatalf("Copy: %v", err)
 	}
 	return rootfs
 }
@@ -131,12 +126,7 @@ func TestCopyTreeDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = unix.Unmount(rootfs, unix.MNT_DETACH) })
-	cs := &copySource{root: src, keepOwner: true, name: "test source"}
-	items, err := cs.resolve([]string{"."}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = copyInto(context.Background(), rootfs, items, "/app/", cs, copyOptions{})
+	_, err := Copy(context.Background(), Target{Root: rootfs}, items(t, source(src), "/"), "/app/", Options{})
 	if !errors.Is(err, unix.ENOSPC) {
 		t.Errorf("copy onto a full filesystem: %v, want ENOSPC", err)
 	}
@@ -153,14 +143,9 @@ func TestCopyTreeCancelled(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cs := &copySource{root: src, keepOwner: true, name: "test source"}
-	items, err := cs.resolve([]string{"."}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := copyInto(ctx, t.TempDir(), items, "/app/", cs, copyOptions{}); !errors.Is(err, context.Canceled) {
+	if _, err := Copy(ctx, Target{Root: t.TempDir()}, items(t, source(src), "/"), "/app/", Options{}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled copy: %v, want context.Canceled", err)
 	}
 }
@@ -178,13 +163,9 @@ func TestCopyLaterSourceWins(t *testing.T) {
 		}
 	}
 	rootfs := t.TempDir()
-	cs := &copySource{root: src, keepOwner: true, name: "test source"}
-	items, err := cs.resolve([]string{"x/a.txt", "y/a.txt", "z", "x"}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := copyInto(context.Background(), rootfs, items, "/d/", cs, copyOptions{}); err != nil {
-		t.Fatalf("copyInto: %v", err)
+	its := items(t, source(src), "/x/a.txt", "/y/a.txt", "/z", "/x")
+	if _, err := Copy(context.Background(), Target{Root: rootfs}, its, "/d/", Options{}); err != nil {
+		t.Fatalf("Copy: %v", err)
 	}
 	if b, err := os.ReadFile(filepath.Join(rootfs, "d/a.txt")); err != nil || string(b) != "x" {
 		t.Errorf("d/a.txt = %q, %v; want the last source's (x)", b, err)
@@ -241,15 +222,11 @@ func TestCopyLinksFromLayers(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = unix.Unmount(view, unix.MNT_DETACH) })
 
-	copyFrom := func(rootfs string, o copyOptions) {
+	copyFrom := func(rootfs string, o Options) {
 		t.Helper()
-		cs := &copySource{root: view, keepOwner: true, name: "stage test", layers: []string{lower, upper}}
-		items, err := cs.resolve([]string{"bin"}, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := copyInto(context.Background(), rootfs, items, "/bin/", cs, o); err != nil {
-			t.Fatalf("copyInto: %v", err)
+		src := &Source{Root: view, KeepOwner: true, Name: "stage test", Layers: []string{lower, upper}}
+		if _, err := Copy(context.Background(), Target{Root: rootfs}, items(t, src, "/bin"), "/bin/", o); err != nil {
+			t.Fatalf("Copy: %v", err)
 		}
 	}
 
@@ -257,7 +234,7 @@ func TestCopyLinksFromLayers(t *testing.T) {
 	if err := os.Mkdir(rootfs, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	copyFrom(rootfs, copyOptions{})
+	copyFrom(rootfs, Options{})
 	for name, from := range map[string]string{"tool": lower, "shadow": upper, "new": upper} {
 		if inode(t, filepath.Join(rootfs, "bin", name)) != inode(t, filepath.Join(from, "bin", name)) {
 			t.Errorf("/bin/%s was not hardlinked to %s's file", name, filepath.Base(from))
@@ -275,11 +252,11 @@ func TestCopyLinksFromLayers(t *testing.T) {
 	if err := os.Mkdir(chmodded, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cm, err := parseChmod("0600")
+	cm, err := ParseChmod("0600")
 	if err != nil {
 		t.Fatal(err)
 	}
-	copyFrom(chmodded, copyOptions{chmod: cm})
+	copyFrom(chmodded, Options{Chmod: cm})
 	if inode(t, filepath.Join(chmodded, "bin/tool")) == inode(t, filepath.Join(lower, "bin/tool")) {
 		t.Error("--chmod copy was hardlinked: the layer's file changed mode")
 	}
@@ -296,7 +273,7 @@ func TestCopyLinksFromLayers(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = unix.Unmount(other, unix.MNT_DETACH) })
-	copyFrom(other, copyOptions{})
+	copyFrom(other, Options{})
 	if got := fileText(t, filepath.Join(other, "bin/tool")); got != "lower tool" {
 		t.Errorf("copy onto tmpfs: %q", got)
 	}
@@ -352,26 +329,15 @@ func TestCopyLinksThroughOverlay(t *testing.T) {
 		}
 	})
 
-	cs := &copySource{root: view, keepOwner: true, name: "stage test", layers: []string{src, empty}}
-	items, err := cs.resolve([]string{"bin"}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	its := items(t, &Source{Root: view, KeepOwner: true, Name: "stage test", Layers: []string{src, empty}}, "/bin")
 	// The second item writes /usr/local/bin/later again, from a directory
 	// that is not a layer: it must win over the first item's placeholder.
 	ctxDir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(ctxDir, "later"), []byte("from the context"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctxSrc := &copySource{root: ctxDir, name: "context"}
-	more, err := ctxSrc.resolve([]string{"later"}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range more {
-		more[i].src = ctxSrc
-	}
-	finish, err := copyIntoSnapshot(context.Background(), merged, dupper, append(items, more...), "/usr/local/bin/", cs, copyOptions{})
+	more := items(t, &Source{Root: ctxDir, Name: "context"}, "/later")
+	finish, err := Copy(context.Background(), Target{Root: merged, Upper: dupper}, append(its, more...), "/usr/local/bin/", Options{})
 	if err != nil {
 		t.Fatalf("copy: %v", err)
 	}
