@@ -7,25 +7,29 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
 	"syscall"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/strata-build/strata/internal/buildctx"
 	"github.com/strata-build/strata/internal/cache"
+	"github.com/strata-build/strata/internal/fscopy"
 )
 
-// treeEntry is one file of a COPY source, as it is hashed for the cache key.
-type treeEntry struct {
-	rel  string // relative to the copied item
-	host string
-	fi   os.FileInfo
+// keyEntries lists what copying it (from cs, with the --exclude patterns
+// exclude) reads, as the copy reads it: fscopy.Walk is the copy's own
+// filtered walk, so the key and the copy cannot disagree about which files
+// count.
+func keyEntries(ctx context.Context, cs *copySource, it copyItem, exclude []string) ([]fscopy.Entry, error) {
+	var entries []fscopy.Entry
+	item := fscopy.Item{Source: cs.fscopy(nil), Rel: it.rel, Host: it.host, Info: it.fi}
+	err := fscopy.Walk(ctx, item, mustFilter(exclude), func(e fscopy.Entry) error {
+		entries = append(entries, e)
+		return nil
+	})
+	return entries, err
 }
 
 // itemSum is the checksum of what copying it reads: for every file below it
@@ -33,56 +37,15 @@ type treeEntry struct {
 // owner when the source keeps owners, size, content checksum and symlink
 // target. Modification times do not count.
 func (sb *stageBuilder) itemSum(ctx context.Context, cs *copySource, it copyItem, o copyOptions) (string, error) {
-	host, fi := it.host, it.fi
-	if fi.Mode()&os.ModeSymlink != 0 {
-		real, err := securejoin.SecureJoin(cs.root, it.rel)
-		if err != nil {
-			return "", err
-		}
-		if rfi, err := os.Stat(real); err == nil {
-			host, fi = real, rfi
-		}
-	}
-	entries := []treeEntry{{rel: ".", host: host, fi: fi}}
-	if fi.IsDir() {
-		excl := buildctx.NewTree(host, mustFilter(o.exclude))
-		var walk func(dirHost, dirRel, under string) error
-		walk = func(dirHost, dirRel, under string) error {
-			ents, err := os.ReadDir(dirHost)
-			if err != nil {
-				return err
-			}
-			for _, e := range ents {
-				rel := path.Join(dirRel, e.Name())
-				if excl.Excluded(path.Join(under, e.Name())) {
-					continue
-				}
-				if cs.excluded(rel) {
-					continue
-				}
-				h := filepath.Join(dirHost, e.Name())
-				efi, err := os.Lstat(h)
-				if err != nil {
-					return err
-				}
-				entries = append(entries, treeEntry{rel: path.Join(under, e.Name()), host: h, fi: efi})
-				if efi.IsDir() {
-					if err := walk(h, rel, path.Join(under, e.Name())); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
-		}
-		if err := walk(host, it.rel, ""); err != nil {
-			return "", err
-		}
+	entries, err := keyEntries(ctx, cs, it, o.exclude)
+	if err != nil {
+		return "", err
 	}
 	sums := make([]string, len(entries))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.NumCPU())
 	for i, e := range entries {
-		if !e.fi.Mode().IsRegular() {
+		if !e.Info.Mode().IsRegular() {
 			continue
 		}
 		g.Go(func() error {
@@ -91,9 +54,9 @@ func (sb *stageBuilder) itemSum(ctx context.Context, cs *copySource, it copyItem
 			}
 			var err error
 			if cs.ignore != nil && sb.r.sums != nil {
-				sums[i], err = sb.r.sums.FileSum(e.host, e.fi)
+				sums[i], err = sb.r.sums.FileSum(e.Host, e.Info)
 			} else {
-				sums[i], err = fileSum(e.host)
+				sums[i], err = fileSum(e.Host)
 			}
 			return err
 		})
@@ -104,18 +67,18 @@ func (sb *stageBuilder) itemSum(ctx context.Context, cs *copySource, it copyItem
 	h := sha256.New()
 	for i, e := range entries {
 		var uid, gid uint32
-		if st, ok := e.fi.Sys().(*syscall.Stat_t); ok && cs.keepOwner {
+		if st, ok := e.Info.Sys().(*syscall.Stat_t); ok && cs.keepOwner {
 			uid, gid = st.Uid, st.Gid
 		}
 		link := ""
-		if e.fi.Mode()&os.ModeSymlink != 0 {
-			link, _ = os.Readlink(e.host)
+		if e.Info.Mode()&os.ModeSymlink != 0 {
+			link, _ = os.Readlink(e.Host)
 		}
 		size := int64(0)
-		if e.fi.Mode().IsRegular() {
-			size = e.fi.Size()
+		if e.Info.Mode().IsRegular() {
+			size = e.Info.Size()
 		}
-		fmt.Fprintf(h, "%s\x00%o\x00%d:%d\x00%d\x00%s\x00%s\n", e.rel, uint32(e.fi.Mode()), uid, gid, size, sums[i], link)
+		fmt.Fprintf(h, "%s\x00%o\x00%d:%d\x00%d\x00%s\x00%s\n", e.Rel, uint32(e.Info.Mode()), uid, gid, size, sums[i], link)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -2,62 +2,18 @@ package build
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
-	mode "github.com/tonistiigi/dchapes-mode"
 
 	"github.com/strata-build/strata/internal/buildctx"
 	"github.com/strata-build/strata/internal/cache"
+	"github.com/strata-build/strata/internal/fscopy"
 	"github.com/strata-build/strata/internal/progress"
 )
-
-// parseChmod parses a --chmod value: octal, or symbolic as chmod(1) takes it.
-func parseChmod(s string) (*chmodSpec, error) {
-	if s == "" {
-		return nil, nil
-	}
-	v, err := strconv.ParseUint(s, 8, 32)
-	if err != nil {
-		var ne *strconv.NumError
-		set, serr := mode.Parse(s)
-		if serr != nil {
-			if errors.As(serr, &ne) || isDigits(s) {
-				return nil, fmt.Errorf("invalid chmod parameter: '%s'. it should be octal string and between 0 and 07777", s)
-			}
-			return nil, fmt.Errorf("invalid chmod parameter %q: %w", s, serr)
-		}
-		return &chmodSpec{sym: &set}, nil
-	}
-	if v > 0o7777 {
-		return nil, fmt.Errorf("invalid chmod parameter: '%s'. it should be octal string and between 0 and 07777", s)
-	}
-	m := os.FileMode(v & 0o777)
-	if v&0o4000 != 0 {
-		m |= os.ModeSetuid
-	}
-	if v&0o2000 != 0 {
-		m |= os.ModeSetgid
-	}
-	if v&0o1000 != 0 {
-		m |= os.ModeSticky
-	}
-	return &chmodSpec{octal: &m}, nil
-}
-
-func isDigits(s string) bool {
-	for _, r := range s {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return s != ""
-}
 
 // copy runs COPY.
 func (sb *stageBuilder) copy(ctx context.Context, c *instructions.CopyCommand, p *progress.Step) error {
@@ -145,7 +101,7 @@ func (sb *stageBuilder) add(ctx context.Context, c *instructions.AddCommand, p *
 }
 
 func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, from, chown, chmod string, sd instructions.SourcesAndDest, o copyOptions, extra []copyItem) error {
-	cm, err := parseChmod(chmod)
+	cm, err := fscopy.ParseChmod(chmod)
 	if err != nil {
 		return err
 	}
@@ -376,7 +332,7 @@ func (sb *stageBuilder) withSource(ctx context.Context, from string, fn func(cs 
 	})
 }
 
-// mustFilter compiles --exclude patterns validated by copyIntoSnapshot.
+// mustFilter compiles --exclude patterns validated by fscopy.Copy.
 func mustFilter(patterns []string) *buildctx.Filter {
 	f, err := buildctx.NewFilter(patterns)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/executor"
+	"github.com/strata-build/strata/internal/fscopy"
 	"github.com/strata-build/strata/internal/progress"
 )
 
@@ -308,50 +309,52 @@ func (r *run) filteredContext(ctx context.Context) (string, error) {
 	return r.filterDir, r.filterErr
 }
 
-// linkTree mirrors the non-excluded part of srcHost (at rel in cs) into dst.
+// linkTree mirrors the non-excluded part of srcHost (at rel in cs) into
+// dst: hard links (copies across filesystems), directories with their
+// modes. It walks as a copy of the tree does (fscopy.Walk), with the
+// source's .dockerignore rules and no --exclude: RUN --mount has none,
+// and BuildKit applies .dockerignore to the context it transfers.
 func linkTree(ctx context.Context, cs *copySource, srcHost, rel, dst string) error {
-	ents, err := os.ReadDir(srcHost)
+	fi, err := os.Lstat(srcHost)
 	if err != nil {
 		return err
 	}
-	for _, e := range ents {
-		if err := ctx.Err(); err != nil {
-			return err
+	type dirMode struct {
+		path string
+		mode os.FileMode
+	}
+	var dirs []dirMode
+	it := fscopy.Item{Source: cs.fscopy(nil), Rel: rel, Host: srcHost, Info: fi}
+	err = fscopy.Walk(ctx, it, nil, func(e fscopy.Entry) error {
+		if e.Rel == "." {
+			return nil
 		}
-		crel := path.Join(rel, e.Name())
-		if cs.excluded(crel) {
-			continue
-		}
-		src, to := filepath.Join(srcHost, e.Name()), filepath.Join(dst, e.Name())
-		fi, err := os.Lstat(src)
-		if err != nil {
-			return err
-		}
+		to := filepath.Join(dst, filepath.FromSlash(e.Rel))
 		switch {
-		case fi.IsDir():
-			if err := os.Mkdir(to, fi.Mode().Perm()); err != nil {
+		case e.Info.IsDir():
+			if err := os.Mkdir(to, e.Info.Mode().Perm()); err != nil {
 				return err
 			}
-			if err := linkTree(ctx, cs, src, crel, to); err != nil {
-				return err
-			}
-			os.Chmod(to, fi.Mode()&(os.ModePerm|os.ModeSetgid|os.ModeSticky|os.ModeSetuid))
-		case fi.Mode()&os.ModeSymlink != 0:
-			l, err := os.Readlink(src)
+			// its mode once everything below it is there
+			dirs = append(dirs, dirMode{to, e.Info.Mode() & (os.ModePerm | os.ModeSetgid | os.ModeSticky | os.ModeSetuid)})
+		case e.Info.Mode()&os.ModeSymlink != 0:
+			l, err := os.Readlink(e.Host)
 			if err != nil {
 				return err
 			}
-			if err := os.Symlink(l, to); err != nil {
-				return err
-			}
-		case fi.Mode().IsRegular():
-			if err := os.Link(src, to); err != nil {
-				if err := copyFileData(src, to); err != nil {
+			return os.Symlink(l, to)
+		case e.Info.Mode().IsRegular():
+			if err := os.Link(e.Host, to); err != nil {
+				if err := fscopy.CopyFile(e.Host, to); err != nil {
 					return err
 				}
-				os.Chmod(to, fi.Mode().Perm())
+				os.Chmod(to, e.Info.Mode().Perm())
 			}
 		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		os.Chmod(dirs[i].path, dirs[i].mode)
 	}
-	return nil
+	return err
 }

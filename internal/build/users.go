@@ -4,10 +4,11 @@ import (
 	"strings"
 
 	"github.com/strata-build/strata/internal/executor/user"
+	"github.com/strata-build/strata/internal/fscopy"
 )
 
 // owner is a numeric uid:gid pair.
-type owner struct{ uid, gid int }
+type owner = fscopy.Owner
 
 // resolveChown resolves a --chown value ("user", "user:group", ":group",
 // numeric or names) against the rootfs' /etc/passwd and /etc/group as
@@ -18,7 +19,7 @@ func resolveChown(rootfs, spec string) (owner, error) {
 	if err != nil {
 		return owner{}, err
 	}
-	return owner{uid: int(uid), gid: int(gid)}, nil
+	return owner{UID: int(uid), GID: int(gid)}, nil
 }
 
 // workdirOwner is the owner of directories WORKDIR creates: the USER's uid

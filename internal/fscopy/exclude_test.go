@@ -1,4 +1,4 @@
-package build
+package fscopy
 
 import (
 	"context"
@@ -44,13 +44,8 @@ func TestCopyExcludeExceptions(t *testing.T) {
 	} {
 		t.Run(strings.Join(tc.exclude, " "), func(t *testing.T) {
 			rootfs := t.TempDir()
-			cs := &copySource{root: src, keepOwner: true, name: "test source"}
-			items, err := cs.resolve([]string{"src"}, false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := copyInto(context.Background(), rootfs, items, "/x/", cs, copyOptions{exclude: tc.exclude}); err != nil {
-				t.Fatalf("copyInto: %v", err)
+			if _, err := Copy(context.Background(), Target{Root: rootfs}, items(t, source(src), "/src"), "/x/", Options{Exclude: tc.exclude}); err != nil {
+				t.Fatalf("Copy: %v", err)
 			}
 			var got []string
 			filepath.Walk(filepath.Join(rootfs, "x"), func(p string, fi os.FileInfo, err error) error {

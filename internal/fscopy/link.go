@@ -1,4 +1,4 @@
-package build
+package fscopy
 
 import (
 	"errors"
@@ -13,6 +13,29 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// layerLinks is the state of a copy's hardlinks from source layers.
+type layerLinks struct {
+	rootDev uint64             // device of the destination, for hardlinks from source layers
+	noLinks bool               // hardlinks from source layers are impossible here
+	layerFD map[string]int     // open O_PATH descriptors of source layer dirs
+	linked  map[[2]uint64]bool // layer files this copy has hardlinked once already
+
+	// upper is the upper directory of the overlay mounted at the
+	// destination, when known: layer files are then linked there after the
+	// unmount (deferred, by path below upper), not through the mount.
+	upper    string
+	deferred map[string]deferredLink
+}
+
+// deferredLink is a layer file to link over the empty placeholder a copy
+// made through the overlay; the file must still be the one checked (same
+// inode and size on the upper directory's filesystem).
+type deferredLink struct {
+	layer, rel string // the layer directory and the path below it
+	dev, ino   uint64
+	size       int64
+}
+
 // linkFromLayer hardlinks dst to the file that srcHost shows when that file
 // lives in one of the source's immutable layers on rootfs's filesystem, and
 // reports whether it did. The caller has checked that the copy would get the
@@ -25,11 +48,11 @@ import (
 // is created empty, with the source's owner, mode and times, and the link
 // is recorded for finishLinks.
 func (c *copier) linkFromLayer(srcHost string, fi os.FileInfo, st *syscall.Stat_t, dst string) bool {
-	layers := c.cs.layers
+	layers := c.src.Layers
 	if len(layers) == 0 || c.noLinks {
 		return false
 	}
-	rel, ok := strings.CutPrefix(srcHost, c.cs.root)
+	rel, ok := strings.CutPrefix(srcHost, c.src.Root)
 	rel = strings.TrimPrefix(rel, "/")
 	if !ok || rel == "" {
 		return false

@@ -1,4 +1,4 @@
-package build
+package fscopy
 
 import (
 	"crypto/sha256"
@@ -32,23 +32,25 @@ func lutimes(p string, fi os.FileInfo) error {
 	return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
 }
 
-// copyData writes the regular file srcHost (fi: its stat data) to dst,
-// recording its checksum when the copy hashes build-context files.
-func (c *copier) copyData(srcHost string, fi os.FileInfo, dst string) error {
-	if c.o.sums != nil && c.cs.ignore != nil {
+// copyData writes the regular file srcHost (fi: its stat data) of src to
+// dst, recording its checksum when src has Sums.
+func (c *copier) copyData(src *Source, srcHost string, fi os.FileInfo, dst string) error {
+	if src.Sums != nil {
 		bp, ok := c.bufs.Get().(*[]byte)
 		if !ok {
 			b := make([]byte, 256<<10)
 			bp = &b
 		}
 		defer c.bufs.Put(bp)
-		return copyFile(srcHost, dst, fi, c.o.sums, *bp)
+		return copyFile(srcHost, dst, fi, src.Sums, *bp)
 	}
-	return copyFileData(srcHost, dst)
+	return CopyFile(srcHost, dst)
 }
 
-// copyFileData copies the regular file src to a new file dst.
-func copyFileData(src, dst string) error { return copyFile(src, dst, nil, nil, nil) }
+// CopyFile copies the data of the regular file src to a new file dst
+// (mode 0600, owner and times not set): in the kernel where it can, and a
+// sparse file's holes left holes.
+func CopyFile(src, dst string) error { return copyFile(src, dst, nil, nil, nil) }
 
 // copyFile copies the regular file src to a new file dst. Without sums it
 // uses File.ReadFrom, not io.Copy: io.Copy prefers src's WriteTo, which for
