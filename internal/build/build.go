@@ -186,36 +186,14 @@ func HostPlatform() v1.Platform {
 
 // Build runs the build described by opts and returns the image written to the store.
 func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error) {
-	if opts.Progress == nil {
-		opts.Progress = progress.New(os.Stderr, false)
-	}
-	if opts.Jobs <= 0 {
-		opts.Jobs = DefaultJobs()
-	}
-	if opts.Network == "" {
-		opts.Network = executor.NetworkPrivate
-	}
+	opts.setDefaults()
 	out := opts.Progress // warnings and the check summary
 	if opts.CheckOnly {
 		opts.Progress = progress.New(nil, true)
 	}
-	if opts.Compression == "" {
-		opts.Compression = layer.Gzip
-	}
-	if opts.Platform.OS == "" {
-		opts.Platform = HostPlatform()
-	}
-	src := opts.Dockerfile
-	name := opts.DockerfileName
-	if name == "" {
-		name = filepath.Base(opts.DockerfilePath)
-	}
-	if src == nil {
-		var err error
-		src, err = os.ReadFile(opts.DockerfilePath)
-		if err != nil {
-			return nil, fmt.Errorf("read Dockerfile: %w", err)
-		}
+	src, name, err := opts.readDockerfile()
+	if err != nil {
+		return nil, err
 	}
 	df, err := dockerfile.Parse(name, src)
 	if err != nil {
@@ -233,15 +211,86 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 	if note := syntaxNotice(df.Syntax); note != "" {
 		opts.Progress.Logf("%s", note)
 	}
+	r, err := b.newRun(&opts, df, src, out)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.importCaches(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.buildStages(ctx); err != nil {
+		printWarnings(df, out)
+		if errors.Is(err, errDependencyFailed) && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	warnings := printWarnings(df, out)
+	if df.CheckErrors && len(warnings) > 0 {
+		return nil, ErrCheckFailed
+	}
+	if opts.CheckOnly {
+		switch {
+		case opts.precheck:
+		case len(warnings) == 0:
+			out.Logf("Check complete, no warnings found.")
+		default:
+			out.Logf("Check complete, %d warnings have been found!", len(warnings))
+		}
+		return nil, nil
+	}
+	r.warnUnusedArgs()
+	if err := r.sums.Save(); err != nil {
+		opts.Progress.Logf("warning: saving the context stat cache: %v", err)
+	}
+	return r.writeImage(ctx, r.results[r.plan.Target])
+}
+
+// setDefaults fills in the options left zero.
+func (opts *Options) setDefaults() {
+	if opts.Progress == nil {
+		opts.Progress = progress.New(os.Stderr, false)
+	}
+	if opts.Jobs <= 0 {
+		opts.Jobs = DefaultJobs()
+	}
+	if opts.Network == "" {
+		opts.Network = executor.NetworkPrivate
+	}
+	if opts.Compression == "" {
+		opts.Compression = layer.Gzip
+	}
+	if opts.Platform.OS == "" {
+		opts.Platform = HostPlatform()
+	}
+}
+
+// readDockerfile returns the Dockerfile's content and its name in messages.
+func (opts *Options) readDockerfile() (src []byte, name string, err error) {
+	src, name = opts.Dockerfile, opts.DockerfileName
+	if name == "" {
+		name = filepath.Base(opts.DockerfilePath)
+	}
+	if src == nil {
+		src, err = os.ReadFile(opts.DockerfilePath)
+		if err != nil {
+			return nil, "", fmt.Errorf("read Dockerfile: %w", err)
+		}
+	}
+	return src, name, nil
+}
+
+// newRun opens the context and the cache and plans the stages of df.
+func (b *Builder) newRun(opts *Options, df *dockerfile.Dockerfile, src []byte, out *progress.Printer) (*run, error) {
 	bctx, err := buildctx.Open(opts.ContextDir, opts.DockerfilePath)
 	if err != nil {
 		return nil, err
 	}
-	globals, err := globalArgs(df, opts)
+	globals, err := globalArgs(df, *opts)
 	if err != nil {
 		return nil, err
 	}
-	noArgs := opts
+	noArgs := *opts
 	noArgs.BuildArgs = nil
 	defaults, err := globalArgs(df, noArgs)
 	if err != nil {
@@ -268,7 +317,7 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 		}
 	}
 	sum := sha256.Sum256([]byte(bctx.Dir))
-	r := &run{b: b, opts: &opts, df: df, plan: p, bctx: bctx, globals: globals, cache: cix, dockerfileID: dfID,
+	r := &run{b: b, opts: opts, df: df, plan: p, bctx: bctx, globals: globals, cache: cix, dockerfileID: dfID,
 		sums: buildctx.OpenSums(b.Store.Path("cache", "stat", hex.EncodeToString(sum[:16])+".json")), start: time.Now().UTC().Truncate(time.Second),
 		results: make([]*stageResult, len(p.All)), done: make([]chan struct{}, len(p.All)),
 		usedArgs: map[string]bool{}, eager: eagerStages(p.All, p.Target, opts.CacheTo)}
@@ -282,20 +331,24 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 			}
 		}
 	}
-	if err := r.importCaches(ctx); err != nil {
-		return nil, err
-	}
-	sem := make(chan struct{}, opts.Jobs)
+	return r, nil
+}
+
+// buildStages builds the stages the target needs (every stage for a check
+// without --target), each once its dependencies are built, at most
+// opts.Jobs at a time.
+func (r *run) buildStages(ctx context.Context) error {
+	p := r.plan
+	sem := make(chan struct{}, r.opts.Jobs)
 	g, gctx := errgroup.WithContext(ctx)
 	needed := p.Needed
-	if opts.CheckOnly && opts.Target == "" {
+	if r.opts.CheckOnly && r.opts.Target == "" {
 		needed = nil // checks cover every stage, as BuildKit's do without --target
 		for i := range p.All {
 			needed = append(needed, i)
 		}
 	}
 	for _, i := range needed {
-		i := i
 		g.Go(func() error {
 			defer close(r.done[i])
 			for _, d := range p.All[i].Deps {
@@ -322,32 +375,12 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		printWarnings(df, out)
-		if errors.Is(err, errDependencyFailed) && ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, err
-	}
-	warnings := printWarnings(df, out)
-	if df.CheckErrors && len(warnings) > 0 {
-		return nil, ErrCheckFailed
-	}
-	if opts.CheckOnly {
-		switch {
-		case opts.precheck:
-		case len(warnings) == 0:
-			out.Logf("Check complete, no warnings found.")
-		default:
-			out.Logf("Check complete, %d warnings have been found!", len(warnings))
-		}
-		return nil, nil
-	}
-	r.warnUnusedArgs()
-	if err := r.sums.Save(); err != nil {
-		opts.Progress.Logf("warning: saving the context stat cache: %v", err)
-	}
-	res := r.results[p.Target]
+	return g.Wait()
+}
+
+// writeImage writes the target stage's result as an image (and the cache
+// exports asked for).
+func (r *run) writeImage(ctx context.Context, res *stageResult) (*image.Image, error) {
 	if err := r.layerBlobs(ctx, res.layers); err != nil {
 		return nil, err
 	}
@@ -364,11 +397,7 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 	if err := r.exportCaches(ctx, res.layers); err != nil {
 		return nil, err
 	}
-	img, err := image.Write(b.Store, res.cfg, res.layers)
-	if err != nil {
-		return nil, err
-	}
-	return img, nil
+	return image.Write(r.b.Store, res.cfg, res.layers)
 }
 
 var errDependencyFailed = errors.New("a stage this one needs failed")

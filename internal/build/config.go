@@ -73,39 +73,9 @@ func (sb *stageBuilder) config(c instructions.Command) error {
 		cfg.User = c.User
 		sb.history(fmt.Sprintf("USER %v", c.User), true)
 	case *instructions.ExposeCommand:
-		if cfg.ExposedPorts == nil {
-			cfg.ExposedPorts = map[string]struct{}{}
-		}
-		lex := sb.r.df.Lexer()
-		var ports []string
-		for _, p := range c.Ports {
-			words, err := lex.ProcessWords(p, sb.env.getter())
-			if err != nil {
-				return err
-			}
-			for _, w := range words {
-				ps, err := parsePorts(w)
-				if err != nil {
-					return err
-				}
-				for _, p := range ps {
-					cfg.ExposedPorts[p] = struct{}{}
-					ports = append(ports, p)
-				}
-			}
-		}
-		sb.history(fmt.Sprintf("EXPOSE %v", ports), true)
+		return sb.expose(c)
 	case *instructions.VolumeCommand:
-		if cfg.Volumes == nil {
-			cfg.Volumes = map[string]struct{}{}
-		}
-		for _, v := range c.Volumes {
-			if v == "" {
-				return fmt.Errorf("VOLUME specified can not be an empty string")
-			}
-			cfg.Volumes[v] = struct{}{}
-		}
-		sb.history(fmt.Sprintf("VOLUME %v", c.Volumes), true)
+		return sb.volume(c)
 	case *instructions.StopSignalCommand:
 		cfg.StopSignal = c.Signal
 		sb.history(fmt.Sprintf("STOPSIGNAL %v", c.Signal), true)
@@ -121,6 +91,50 @@ func (sb *stageBuilder) config(c instructions.Command) error {
 	default:
 		return fmt.Errorf("instruction %s is not supported", strings.ToUpper(c.Name()))
 	}
+	return nil
+}
+
+// expose applies EXPOSE: the ports, expanded, in the config.
+func (sb *stageBuilder) expose(c *instructions.ExposeCommand) error {
+	cfg := &sb.state.cfg.Config
+	if cfg.ExposedPorts == nil {
+		cfg.ExposedPorts = map[string]struct{}{}
+	}
+	lex := sb.r.df.Lexer()
+	var ports []string
+	for _, p := range c.Ports {
+		words, err := lex.ProcessWords(p, sb.env.getter())
+		if err != nil {
+			return err
+		}
+		for _, w := range words {
+			ps, err := parsePorts(w)
+			if err != nil {
+				return err
+			}
+			for _, p := range ps {
+				cfg.ExposedPorts[p] = struct{}{}
+				ports = append(ports, p)
+			}
+		}
+	}
+	sb.history(fmt.Sprintf("EXPOSE %v", ports), true)
+	return nil
+}
+
+// volume applies VOLUME.
+func (sb *stageBuilder) volume(c *instructions.VolumeCommand) error {
+	cfg := &sb.state.cfg.Config
+	if cfg.Volumes == nil {
+		cfg.Volumes = map[string]struct{}{}
+	}
+	for _, v := range c.Volumes {
+		if v == "" {
+			return fmt.Errorf("VOLUME specified can not be an empty string")
+		}
+		cfg.Volumes[v] = struct{}{}
+	}
+	sb.history(fmt.Sprintf("VOLUME %v", c.Volumes), true)
 	return nil
 }
 

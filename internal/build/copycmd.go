@@ -100,6 +100,9 @@ func (sb *stageBuilder) add(ctx context.Context, c *instructions.AddCommand, p *
 	return sb.copyLike(ctx, p, "ADD", "", c.Chown, c.Chmod, sd, o, extra)
 }
 
+// copyLike runs a COPY or ADD (verb) of the sources in sd (and extra,
+// already fetched items of ADD) from the build context, a stage or an image
+// (from) into the stage.
 func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, from, chown, chmod string, sd instructions.SourcesAndDest, o copyOptions, extra []copyItem) error {
 	cm, err := fscopy.ParseChmod(chmod)
 	if err != nil {
@@ -116,6 +119,42 @@ func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, fr
 	if trailing && !strings.HasSuffix(dest, "/") {
 		dest += "/"
 	}
+	req := copyRequest{verb: verb, chown: chown, chmod: chmod, sources: sd.SourcePaths, dest: dest, o: o, createdBy: copyCreatedBy(verb, chown, chmod, sd, o, extra)}
+	if from != "" && len(extra) == 0 && len(sd.SourceContents) == 0 && !o.link && !sb.r.plan.IsNamed(from) {
+		done, err := sb.copyShortcut(ctx, p, from, req)
+		if done || err != nil {
+			return err
+		}
+	}
+	return sb.withSource(ctx, from, func(cs *copySource) error {
+		items := append([]copyItem(nil), extra...)
+		if len(sd.SourcePaths) > 0 {
+			local, err := cs.resolve(sd.SourcePaths, o.parents)
+			if err != nil {
+				return err
+			}
+			items = append(items, local...)
+		}
+		if len(sd.SourceContents) > 0 {
+			// Heredoc sources become files in a private temp dir.
+			tmp, err := os.MkdirTemp(sb.r.b.Session.Dir, "heredoc-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(tmp)
+			docs, err := heredocItems(tmp, sd.SourceContents)
+			if err != nil {
+				return err
+			}
+			items = append(items, docs...)
+		}
+		return sb.copyItems(ctx, p, cs, from, items, req)
+	})
+}
+
+// copyCreatedBy is the history's created_by of a COPY or ADD, as BuildKit
+// writes it.
+func copyCreatedBy(verb, chown, chmod string, sd instructions.SourcesAndDest, o copyOptions, extra []copyItem) string {
 	createdBy := verb
 	if o.parents {
 		createdBy += " --parents"
@@ -135,123 +174,116 @@ func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, fr
 	for _, s := range sd.SourceContents {
 		createdBy += " <<" + s.Path
 	}
-	createdBy += " " + sd.DestPath + " # buildkit"
+	return createdBy + " " + sd.DestPath + " # buildkit"
+}
 
-	if from != "" && len(extra) == 0 && len(sd.SourceContents) == 0 && !o.link && !sb.r.plan.IsNamed(from) {
-		req := copyRequest{verb: verb, chown: chown, chmod: chmod, sources: sd.SourcePaths, dest: dest, o: o, createdBy: createdBy}
-		idx, isStage, err := sb.r.plan.ResolveFrom(sb.r.df, sb.st.Index, from)
+// copyShortcut handles a COPY --from that need not read its source first:
+// from an image (copyFromImage fetches only what it needs), or from a stage
+// that did not change, found by the cheap key (the stage's key and the
+// patterns) before any content is read. done reports that the step is over.
+func (sb *stageBuilder) copyShortcut(ctx context.Context, p *progress.Step, from string, req copyRequest) (done bool, err error) {
+	idx, isStage, err := sb.r.plan.ResolveFrom(sb.r.df, sb.st.Index, from)
+	if err != nil {
+		return true, err
+	}
+	if !isStage {
+		return true, sb.copyFromImage(ctx, p, from, req)
+	}
+	res := sb.r.results[idx]
+	if res == nil {
+		return false, nil
+	}
+	in := append(req.optionInputs(), cache.Input{Name: "from", Value: "stage " + string(res.key)})
+	for _, pat := range req.sources {
+		in = append(in, cache.Input{Name: "source " + pat})
+	}
+	return sb.tryAlias(ctx, p, req.createdBy, in), nil
+}
+
+// heredocItems writes heredoc sources as files into dir and returns them
+// as items.
+func heredocItems(dir string, docs []instructions.SourceContent) ([]copyItem, error) {
+	var items []copyItem
+	for _, sc := range docs {
+		h := filepath.Join(dir, filepath.Base(sc.Path))
+		if err := os.WriteFile(h, []byte(sc.Data), 0o644); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(h, 0o644); err != nil {
+			return nil, err
+		}
+		fi, err := os.Lstat(h)
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, copyItem{rel: "/" + filepath.Base(sc.Path), host: h, fi: fi, src: &copySource{root: dir, name: "heredoc"}})
+	}
+	return items, nil
+}
+
+// copyItems copies the resolved items of req from cs into a new layer of
+// the stage, keyed by their content.
+func (sb *stageBuilder) copyItems(ctx context.Context, p *progress.Step, cs *copySource, from string, items []copyItem, req copyRequest) error {
+	o, verb, dest, chown, chmod := req.o, req.verb, req.dest, req.chown, req.chmod
+	// A COPY from the build context with no record for its prefix (its
+	// key without the files' content) cannot hit the cache, so it does
+	// not hash the files before copying them: the copy hashes what it
+	// reads, the key is made and looked up afterwards (then from the stat
+	// cache, without reading the files again). One read of the context
+	// instead of two, and no hashing pass before the copy starts.
+	keyInputs := func() ([]cache.Input, error) {
+		in, err := sb.copyInputs(ctx, verb, cs, from, items, dest, chown, chmod, o)
+		if err == nil && o.link {
+			in = append(in, cache.Input{Name: "link", Value: "true"})
+		}
+		return in, err
+	}
+	var inputs []cache.Input
+	var late func() ([]cache.Input, error)
+	prefix, speculate := sb.copyPrefix(cs, from, items, copyRequest{verb: verb, dest: dest, chown: chown, chmod: chmod, o: o})
+	if speculate {
+		if sb.r.opts.DebugCache {
+			sb.r.opts.Progress.Logf("cache [%s %d/%d]: no record can match, hashing the files while copying them", sb.st.Display(), sb.step, sb.total)
+		}
+		o.sums = sb.r.sums
+		late = keyInputs
+	} else {
+		var err error
+		if inputs, err = keyInputs(); err != nil {
+			return err
+		}
+	}
+	marked := func(err error) error {
+		if err == nil && prefix != "" {
+			sb.r.cache.MarkPrefix(prefix)
+		}
+		return err
+	}
+	if !o.link {
+		return marked(sb.changeKeyed(ctx, p, req.createdBy, false, func(rootfs, upper string) (func() error, error) {
+			if chown != "" {
+				ow, err := resolveChown(rootfs, chown)
+				if err != nil {
+					return nil, err
+				}
+				o.chown = &ow
+			}
+			return copyIntoSnapshot(ctx, rootfs, upper, items, dest, cs, o)
+		}, inputs, late))
+	}
+	// --link: the files go into an empty layer, so nothing of the stage
+	// (like a symlink on the destination path) changes where they land;
+	// --chown is numeric (checked above), so no /etc/passwd is read.
+	if chown != "" {
+		ow, err := resolveChown("", chown)
 		if err != nil {
 			return err
 		}
-		if !isStage {
-			return sb.copyFromImage(ctx, p, from, req)
-		}
-		// A stage that did not change gives the same files: try the cheap key
-		// (the stage's key and the patterns) before reading any content.
-		if res := sb.r.results[idx]; res != nil {
-			in := append(req.optionInputs(), cache.Input{Name: "from", Value: "stage " + string(res.key)})
-			for _, pat := range sd.SourcePaths {
-				in = append(in, cache.Input{Name: "source " + pat})
-			}
-			if sb.tryAlias(ctx, p, createdBy, in) {
-				return nil
-			}
-		}
+		o.chown = &ow
 	}
-	return sb.withSource(ctx, from, func(cs *copySource) error {
-		items := append([]copyItem(nil), extra...)
-		if len(sd.SourcePaths) > 0 {
-			var err error
-			local, err := cs.resolve(sd.SourcePaths, o.parents)
-			if err != nil {
-				return err
-			}
-			items = append(items, local...)
-		}
-		// Heredoc sources become files in a private temp dir.
-		var tmp string
-		if len(sd.SourceContents) > 0 {
-			var err error
-			tmp, err = os.MkdirTemp(sb.r.b.Session.Dir, "heredoc-")
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(tmp)
-			for _, sc := range sd.SourceContents {
-				h := filepath.Join(tmp, filepath.Base(sc.Path))
-				if err := os.WriteFile(h, []byte(sc.Data), 0o644); err != nil {
-					return err
-				}
-				if err := os.Chmod(h, 0o644); err != nil {
-					return err
-				}
-				fi, err := os.Lstat(h)
-				if err != nil {
-					return err
-				}
-				items = append(items, copyItem{rel: "/" + filepath.Base(sc.Path), host: h, fi: fi, src: &copySource{root: tmp, name: "heredoc"}})
-			}
-		}
-		// A COPY from the build context with no record for its prefix (its
-		// key without the files' content) cannot hit the cache, so it does
-		// not hash the files before copying them: the copy hashes what it
-		// reads, the key is made and looked up afterwards (then from the stat
-		// cache, without reading the files again). One read of the context
-		// instead of two, and no hashing pass before the copy starts.
-		keyInputs := func() ([]cache.Input, error) {
-			in, err := sb.copyInputs(ctx, verb, cs, from, items, dest, chown, chmod, o)
-			if err == nil && o.link {
-				in = append(in, cache.Input{Name: "link", Value: "true"})
-			}
-			return in, err
-		}
-		var inputs []cache.Input
-		var late func() ([]cache.Input, error)
-		prefix, speculate := sb.copyPrefix(cs, from, items, copyRequest{verb: verb, dest: dest, chown: chown, chmod: chmod, o: o})
-		if speculate {
-			if sb.r.opts.DebugCache {
-				sb.r.opts.Progress.Logf("cache [%s %d/%d]: no record can match, hashing the files while copying them", sb.st.Display(), sb.step, sb.total)
-			}
-			o.sums = sb.r.sums
-			late = keyInputs
-		} else {
-			var err error
-			if inputs, err = keyInputs(); err != nil {
-				return err
-			}
-		}
-		marked := func(err error) error {
-			if err == nil && prefix != "" {
-				sb.r.cache.MarkPrefix(prefix)
-			}
-			return err
-		}
-		if !o.link {
-			return marked(sb.changeKeyed(ctx, p, createdBy, false, func(rootfs, upper string) (func() error, error) {
-				if chown != "" {
-					ow, err := resolveChown(rootfs, chown)
-					if err != nil {
-						return nil, err
-					}
-					o.chown = &ow
-				}
-				return copyIntoSnapshot(ctx, rootfs, upper, items, dest, cs, o)
-			}, inputs, late))
-		}
-		// --link: the files go into an empty layer, so nothing of the stage
-		// (like a symlink on the destination path) changes where they land;
-		// --chown is numeric (checked above), so no /etc/passwd is read.
-		if chown != "" {
-			ow, err := resolveChown("", chown)
-			if err != nil {
-				return err
-			}
-			o.chown = &ow
-		}
-		return marked(sb.changeKeyed(ctx, p, createdBy, true, func(rootfs, upper string) (func() error, error) {
-			return copyIntoSnapshot(ctx, rootfs, upper, items, dest, cs, o)
-		}, inputs, late))
-	})
+	return marked(sb.changeKeyed(ctx, p, req.createdBy, true, func(rootfs, upper string) (func() error, error) {
+		return copyIntoSnapshot(ctx, rootfs, upper, items, dest, cs, o)
+	}, inputs, late))
 }
 
 // copyPrefix returns the key prefix of a COPY from the build context: the

@@ -113,21 +113,12 @@ func fetchHTTP(ctx context.Context, u, dir, checksum string, o httpFetch) (copyI
 			return fail(fmt.Errorf("the server announces %d bytes, %w", resp.ContentLength, err))
 		}
 	}
-	body := newBound().Reader(resp.Body)
 	sub, err := os.MkdirTemp(dir, "http-")
 	if err != nil {
 		return copyItem{}, err
 	}
 	host := filepath.Join(sub, name)
-	f, err := os.OpenFile(host, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return copyItem{}, err
-	}
-	h := sha256.New()
-	_, err = io.Copy(io.MultiWriter(f, h), body)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	got, err := saveBody(host, newBound().Reader(resp.Body))
 	if err != nil {
 		var be *layer.BoundError
 		if errors.As(err, &be) {
@@ -135,7 +126,6 @@ func fetchHTTP(ctx context.Context, u, dir, checksum string, o httpFetch) (copyI
 		}
 		return fail(err)
 	}
-	got := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))
 	if want != "" && got != want {
 		return copyItem{}, fmt.Errorf("ADD %s: checksum mismatch: want %s, got %s", u, want, got)
 	}
@@ -152,6 +142,23 @@ func fetchHTTP(ctx context.Context, u, dir, checksum string, o httpFetch) (copyI
 		return copyItem{}, err
 	}
 	return copyItem{rel: "/" + name, host: host, fi: fi, src: &copySource{root: sub, name: u}}, nil
+}
+
+// saveBody writes body to a new file at p and returns its digest.
+func saveBody(p string, body io.Reader) (digest.Digest, error) {
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(f, h), body)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", err
+	}
+	return digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil))), nil
 }
 
 // fetchGit clones ref into dir and returns the item for its tree (or the

@@ -90,34 +90,9 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 	if err != nil {
 		return err
 	}
-	network := sb.r.opts.Network
-	switch n := instructions.GetNetwork(c); n {
-	case "", instructions.NetworkDefault:
-	case instructions.NetworkNone:
-		network = n
-	case instructions.NetworkHost:
-		// As in BuildKit: a Dockerfile may not reach the host's network on its
-		// own; the user grants it (unless the whole build has it anyway).
-		if network != executor.NetworkHost {
-			if err := sb.r.opts.Entitlements.Check(entitlements.Values{NetworkHost: true}); err != nil {
-				return fmt.Errorf("%w (start the build with --allow network.host)", err)
-			}
-		}
-		network = n
-	default:
-		return fmt.Errorf("RUN --network=%s is not supported (use default, host or none)", n)
-	}
-	security := executor.SecuritySandbox
-	switch sec := instructions.GetSecurity(c); sec {
-	case "", instructions.SecuritySandbox:
-	case instructions.SecurityInsecure:
-		// BuildKit's check and words, when it loads the build
-		if err := sb.r.opts.Entitlements.Check(entitlements.Values{SecurityInsecure: true}); err != nil {
-			return fmt.Errorf("%w (start the build with --allow security.insecure)", err)
-		}
-		security = executor.SecurityInsecure
-	default:
-		return fmt.Errorf("RUN --security=%s is not supported", sec)
+	network, security, err := sb.runModes(c)
+	if err != nil {
+		return err
 	}
 	releases := []func(){}
 	defer func() {
@@ -165,6 +140,42 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 		}
 		return nil
 	})
+}
+
+// runModes returns the network and security modes of a RUN: the build's
+// network unless --network says otherwise, and the sandbox unless
+// --security=insecure; host network and insecure need their entitlement.
+func (sb *stageBuilder) runModes(c *instructions.RunCommand) (network, security string, err error) {
+	network = sb.r.opts.Network
+	switch n := instructions.GetNetwork(c); n {
+	case "", instructions.NetworkDefault:
+	case instructions.NetworkNone:
+		network = n
+	case instructions.NetworkHost:
+		// As in BuildKit: a Dockerfile may not reach the host's network on its
+		// own; the user grants it (unless the whole build has it anyway).
+		if network != executor.NetworkHost {
+			if err := sb.r.opts.Entitlements.Check(entitlements.Values{NetworkHost: true}); err != nil {
+				return "", "", fmt.Errorf("%w (start the build with --allow network.host)", err)
+			}
+		}
+		network = n
+	default:
+		return "", "", fmt.Errorf("RUN --network=%s is not supported (use default, host or none)", n)
+	}
+	security = executor.SecuritySandbox
+	switch sec := instructions.GetSecurity(c); sec {
+	case "", instructions.SecuritySandbox:
+	case instructions.SecurityInsecure:
+		// BuildKit's check and words, when it loads the build
+		if err := sb.r.opts.Entitlements.Check(entitlements.Values{SecurityInsecure: true}); err != nil {
+			return "", "", fmt.Errorf("%w (start the build with --allow security.insecure)", err)
+		}
+		security = executor.SecurityInsecure
+	default:
+		return "", "", fmt.Errorf("RUN --security=%s is not supported", sec)
+	}
+	return network, security, nil
 }
 
 // runInputs are the cache key inputs of a RUN: what it runs, with which
