@@ -2,6 +2,7 @@ package cli
 
 import (
 	"archive/tar"
+	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/strata-build/strata/test/internal/testenv"
 )
 
 const bigSize = 100_000
@@ -39,23 +43,28 @@ var built struct {
 
 func builtImage(t *testing.T) string {
 	t.Helper()
-	requireBuild(t)
+	suite.RequireBuild(t)
 	built.once.Do(func() {
-		dir, err := os.MkdirTemp(workDir, "store-built-")
+		dir, err := os.MkdirTemp(suite.WorkDir, "store-built-")
 		if err != nil {
 			built.err = err.Error()
 			return
 		}
 		built.store = dir
-		ctx := buildContext(t, map[string]string{"Dockerfile": dockerfile, "big.bin": strings.Repeat("b", bigSize), "small.txt": "small\n"})
+		ctx := suite.WriteFiles(t, map[string]string{"Dockerfile": dockerfile, "big.bin": strings.Repeat("b", bigSize), "small.txt": "small\n"})
 		for _, args := range [][]string{
-			{"import", "--change", `CMD ["sh"]`, "--change", "ENV PATH=/bin", baseRoot, "base:latest"},
+			importBase(),
 			{"build", "--progress=plain", "-t", "try:1", ctx},
 		} {
-			if r := strataRun(t, dir, "", args...); r.code != 0 {
+			if r := strataRun(t, dir, "", args...); r.Code != 0 {
 				built.err = r.String()
 				return
 			}
+		}
+		if img, err := testenv.StoreImage(dir, "docker.io/library/try:1"); err != nil {
+			built.err = err.Error()
+		} else if err := testenv.Validate(img); err != nil {
+			built.err = "the built image is not valid: " + err.Error()
 		}
 	})
 	if built.err != "" {
@@ -72,14 +81,14 @@ type tarLayer struct {
 	content   int64
 }
 
-func readBlob(t *testing.T, store, digest string) tarLayer {
+// readLayer reads the layer blob of digest from store (its digest checked).
+func readLayer(t *testing.T, store, digest string) tarLayer {
 	t.Helper()
-	f, err := os.Open(filepath.Join(store, "blobs", "sha256", strings.TrimPrefix(digest, "sha256:")))
+	b, err := testenv.ReadBlob(store, digest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
+	zr, err := gzip.NewReader(bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,21 +123,9 @@ func readBlob(t *testing.T, store, digest string) tarLayer {
 
 // skopeoView is what skopeo reads from the store's OCI layout.
 type skopeoView struct {
-	Digest string
-	Layers []string
-	config struct {
-		Config struct {
-			Env []string
-			Cmd []string
-		} `json:"config"`
-		RootFS struct {
-			DiffIDs []string `json:"diff_ids"`
-		} `json:"rootfs"`
-		History []struct {
-			CreatedBy  string `json:"created_by"`
-			EmptyLayer bool   `json:"empty_layer"`
-		} `json:"history"`
-	}
+	Digest       string
+	Layers       []string
+	config       v1.ConfigFile
 	configDigest string
 }
 
@@ -159,11 +156,11 @@ func skopeo(t *testing.T, store, name string) skopeoView {
 	if err != nil {
 		t.Fatalf("skopeo inspect --raw: %v", err)
 	}
-	var m struct{ Config struct{ Digest string } }
-	if err := json.Unmarshal(out, &m); err != nil {
+	m, err := v1.ParseManifest(bytes.NewReader(out))
+	if err != nil {
 		t.Fatal(err)
 	}
-	v.configDigest = m.Config.Digest
+	v.configDigest = m.Config.Digest.String()
 	return v
 }
 
@@ -184,7 +181,7 @@ func TestInspectBuiltImage(t *testing.T) {
 			Layers []struct{ Digest string }
 		}
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &infos); err != nil || len(infos) != 1 {
+	if err := json.Unmarshal([]byte(r.Stdout), &infos); err != nil || len(infos) != 1 {
 		t.Fatalf("inspect: %v\n%s", err, r)
 	}
 	in := infos[0]
@@ -197,7 +194,11 @@ func TestInspectBuiltImage(t *testing.T) {
 	if !reflect.DeepEqual(in.Config.Env, sk.config.Config.Env) || !reflect.DeepEqual(in.Config.Cmd, sk.config.Config.Cmd) {
 		t.Errorf("Config %+v, skopeo %+v", in.Config, sk.config.Config)
 	}
-	if !reflect.DeepEqual(in.RootFS.Layers, sk.config.RootFS.DiffIDs) {
+	var diffIDs []string
+	for _, d := range sk.config.RootFS.DiffIDs {
+		diffIDs = append(diffIDs, d.String())
+	}
+	if !reflect.DeepEqual(in.RootFS.Layers, diffIDs) {
 		t.Errorf("RootFS.Layers %v, skopeo diff_ids %v", in.RootFS.Layers, sk.config.RootFS.DiffIDs)
 	}
 	var digests []string
@@ -209,7 +210,7 @@ func TestInspectBuiltImage(t *testing.T) {
 	}
 	var content int64
 	for _, d := range sk.Layers {
-		content += readBlob(t, store, d).content
+		content += readLayer(t, store, d).content
 	}
 	if in.Size != content {
 		t.Errorf("Size %d, the layers' content adds up to %d", in.Size, content)
@@ -220,11 +221,11 @@ func TestInspectBuiltImage(t *testing.T) {
 		`{{index .Config.Labels "x"}}`: "y",
 		"{{len .RootFS.Layers}}":       "6",
 	} {
-		if r := strata(t, store, "inspect", "--format", format, "try:1"); strings.TrimSpace(r.stdout) != want {
-			t.Errorf("inspect --format %s: %q, want %q", format, r.stdout, want)
+		if r := strata(t, store, "inspect", "--format", format, "try:1"); strings.TrimSpace(r.Stdout) != want {
+			t.Errorf("inspect --format %s: %q, want %q", format, r.Stdout, want)
 		}
 	}
-	if r := strataRun(t, store, "", "inspect", "try:2"); r.code != 1 || !strings.Contains(r.stderr, "no such image: try:2") {
+	if r := strataRun(t, store, "", "inspect", "try:2"); r.Code != 1 || !strings.Contains(r.Stderr, "no such image: try:2") {
 		t.Errorf("unknown image:\n%s", r)
 	}
 }
@@ -239,7 +240,7 @@ func TestHistorySizes(t *testing.T) {
 	for _, h := range sk.config.History {
 		size := int64(0)
 		if !h.EmptyLayer {
-			size = readBlob(t, store, sk.Layers[li]).content
+			size = readLayer(t, store, sk.Layers[li]).content
 			li++
 		}
 		want = append(want, strconv.FormatInt(size, 10)+"|"+h.CreatedBy)
@@ -251,16 +252,16 @@ func TestHistorySizes(t *testing.T) {
 		want[i], want[j] = want[j], want[i]
 	}
 	r := strata(t, store, "history", "--human=false", "--no-trunc", "--format", "{{.Size}}|{{.CreatedBy}}", "try:1")
-	if got := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n"); !reflect.DeepEqual(got, want) {
+	if got := strings.Split(strings.TrimRight(r.Stdout, "\n"), "\n"); !reflect.DeepEqual(got, want) {
 		t.Errorf("history sizes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	r = strata(t, store, "history", "try:1")
-	lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
+	lines := strings.Split(strings.TrimRight(r.Stdout, "\n"), "\n")
 	if len(lines) != 11 || !strings.HasPrefix(lines[0], "IMAGE") || !strings.Contains(lines[1], "LABEL x=y") || !strings.Contains(lines[1], " 0B ") {
-		t.Errorf("history table:\n%s", r.stdout)
+		t.Errorf("history table:\n%s", r.Stdout)
 	}
 	if !strings.Contains(lines[3], "COPY big.bin small.txt /opt/") || !strings.Contains(lines[3], "100kB") {
-		t.Errorf("the COPY step is 100kB (big.bin) and 6B (small.txt):\n%s", r.stdout)
+		t.Errorf("the COPY step is 100kB (big.bin) and 6B (small.txt):\n%s", r.Stdout)
 	}
 }
 
@@ -297,7 +298,7 @@ func TestLayersBuiltImage(t *testing.T) {
 		ID     string
 		Layers []layerJSON
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || len(doc.Layers) != 6 {
+	if err := json.Unmarshal([]byte(r.Stdout), &doc); err != nil || len(doc.Layers) != 6 {
 		t.Fatalf("layers --json: %v\n%s", err, r)
 	}
 	// newest first, each against the blob it names
@@ -306,7 +307,7 @@ func TestLayersBuiltImage(t *testing.T) {
 			t.Errorf("layer %d: index %d digest %s, want %d %s", i, l.Index, l.Digest, 5-i, sk.Layers[5-i])
 			continue
 		}
-		tl := readBlob(t, store, l.Digest)
+		tl := readLayer(t, store, l.Digest)
 		if l.ContentSize != tl.content {
 			t.Errorf("layer %d: contentSize %d, the blob holds %d", l.Index, l.ContentSize, tl.content)
 		}
@@ -395,7 +396,7 @@ func TestLayersBuiltImage(t *testing.T) {
 
 	// the text form: newest layer first, sizes, the summary
 	r = strata(t, store, "layers", "try:1")
-	out := r.stdout
+	out := r.Stdout
 	i6, i1 := strings.Index(out, "Layer 6/6"), strings.Index(out, "Layer 1/6")
 	if i6 < 0 || i1 < 0 || i6 > i1 {
 		t.Errorf("want Layer 6/6 before Layer 1/6:\n%s", out)
@@ -412,12 +413,12 @@ func TestLayersBuiltImage(t *testing.T) {
 		}
 	}
 	r = strata(t, store, "layers", "-n", "2", "try:1")
-	if !strings.Contains(r.stdout, "more (") || strings.Contains(r.stdout, "/bin/true") {
-		t.Errorf("--limit 2 cuts the base layer's list:\n%s", r.stdout)
+	if !strings.Contains(r.Stdout, "more (") || strings.Contains(r.Stdout, "/bin/true") {
+		t.Errorf("--limit 2 cuts the base layer's list:\n%s", r.Stdout)
 	}
 	r = strata(t, store, "layers", "--all", "try:1")
-	if !strings.Contains(r.stdout, "/bin/true -> busybox") {
-		t.Errorf("--all lists every path:\n%s", r.stdout)
+	if !strings.Contains(r.Stdout, "/bin/true -> busybox") {
+		t.Errorf("--all lists every path:\n%s", r.Stdout)
 	}
 }
 
@@ -426,14 +427,14 @@ func TestGraphRendersWithGraphviz(t *testing.T) {
 	if err != nil {
 		t.Skip("graphviz is not installed (apt-get install graphviz)")
 	}
-	r := strata(t, "", "graph", "-f", filepath.Join(repoRoot, "examples", "seed", "Dockerfile.image"), filepath.Join(repoRoot, "examples", "seed"))
+	r := strata(t, "", "graph", "-f", filepath.Join(suite.RepoRoot, "examples", "seed", "Dockerfile.image"), filepath.Join(suite.RepoRoot, "examples", "seed"))
 	cmd := exec.Command(dot, "-Tsvg")
-	cmd.Stdin = strings.NewReader(r.stdout)
+	cmd.Stdin = strings.NewReader(r.Stdout)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	svg, err := cmd.Output()
 	if err != nil || stderr.Len() > 0 {
-		t.Fatalf("dot -Tsvg: %v %s\n%s", err, stderr.String(), r.stdout)
+		t.Fatalf("dot -Tsvg: %v %s\n%s", err, stderr.String(), r.Stdout)
 	}
 	s := strings.ReplaceAll(string(svg), "&#45;", "-")
 	for _, want := range []string{"builder (0)", "golang:1.26", "busybox", "COPY --from", "FROM"} {
@@ -452,7 +453,7 @@ func TestBashCompletion(t *testing.T) {
 		t.Skip("bash-completion is not installed")
 	}
 	script := filepath.Join(t.TempDir(), "strata.bash")
-	if err := os.WriteFile(script, []byte(strata(t, "", "completion", "bash").stdout), 0o644); err != nil {
+	if err := os.WriteFile(script, []byte(strata(t, "", "completion", "bash").Stdout), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command("bash", "-n", script).CombinedOutput(); err != nil {
@@ -462,7 +463,7 @@ func TestBashCompletion(t *testing.T) {
 COMP_WORDS=(strata history ""); COMP_CWORD=2; COMP_LINE="strata history "; COMP_POINT=${#COMP_LINE}
 __start_strata 2>/dev/null; printf '%s\n' "${COMPREPLY[@]}"`
 	cmd := exec.Command("bash", "-c", prog)
-	cmd.Env = append(env(), "PATH="+filepath.Dir(strataBin)+":"+os.Getenv("PATH"), "STRATA_ROOT="+store)
+	cmd.Env = suite.Environ("PATH="+filepath.Dir(suite.Bin)+":"+os.Getenv("PATH"), "STRATA_ROOT="+store)
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("bash: %v\n%s", err, out)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -20,15 +19,15 @@ import (
 // nothing, as docker run.
 func TestRunStdin(t *testing.T) {
 	store := newStore(t)
-	if r := strataRun(t, store, "hi\n", "run", "-i", "base", "cat"); r.code != 0 || r.stdout != "hi\n" {
+	if r := strataRun(t, store, "hi\n", "run", "-i", "base", "cat"); r.Code != 0 || r.Stdout != "hi\n" {
 		t.Errorf("echo hi | strata run -i base cat:\n%s", r)
 	}
-	if r := strataRun(t, store, "hi\n", "run", "base", "cat"); r.code != 0 || r.stdout != "" {
+	if r := strataRun(t, store, "hi\n", "run", "base", "cat"); r.Code != 0 || r.Stdout != "" {
 		t.Errorf("echo hi | strata run base cat (no -i):\n%s", r)
 	}
 	// a command that stops reading early ends the run at once
 	start := time.Now()
-	if r := strataRun(t, store, strings.Repeat("line\n", 200_000), "run", "-i", "base", "head", "-n", "1"); r.code != 0 || r.stdout != "line\n" {
+	if r := strataRun(t, store, strings.Repeat("line\n", 200_000), "run", "-i", "base", "head", "-n", "1"); r.Code != 0 || r.Stdout != "line\n" {
 		t.Errorf("run -i head -n 1:\n%s", r)
 	}
 	if d := time.Since(start); d > 20*time.Second {
@@ -44,14 +43,14 @@ func TestRunVolume(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := strata(t, store, "run", "-v", host+":/data", "base", "sh", "-c", "cat /data/in && echo back > /data/out")
-	if r.stdout != "from host\n" {
-		t.Errorf("read through the bind: %q", r.stdout)
+	if r.Stdout != "from host\n" {
+		t.Errorf("read through the bind: %q", r.Stdout)
 	}
 	if b, err := os.ReadFile(filepath.Join(host, "out")); err != nil || string(b) != "back\n" {
 		t.Errorf("write through the bind: %q %v", b, err)
 	}
 	r = strataRun(t, store, "", "run", "-v", host+":/data:ro", "base", "sh", "-c", "cat /data/in; echo x > /data/ro")
-	if r.code == 0 || !strings.Contains(r.stderr, "Read-only file system") || r.stdout != "from host\n" {
+	if r.Code == 0 || !strings.Contains(r.Stderr, "Read-only file system") || r.Stdout != "from host\n" {
 		t.Errorf("write to a :ro bind:\n%s", r)
 	}
 	if _, err := os.Stat(filepath.Join(host, "ro")); err == nil {
@@ -59,7 +58,7 @@ func TestRunVolume(t *testing.T) {
 	}
 	for _, bad := range []string{"relative:/data", host + "/missing:/data", host + ":data", host + ":/data:bogus", "/data"} {
 		r := strataRun(t, store, "", "run", "-v", bad, "base", "true")
-		if r.code != 2 && r.code != 1 || !strings.Contains(r.stderr, "-v") {
+		if r.Code != 2 && r.Code != 1 || !strings.Contains(r.Stderr, "-v") {
 			t.Errorf("-v %s:\n%s", bad, r)
 		}
 	}
@@ -68,17 +67,17 @@ func TestRunVolume(t *testing.T) {
 // TestRunNetworkNone: --network none leaves only the loopback interface.
 func TestRunNetworkNone(t *testing.T) {
 	store := newStore(t)
-	if r := strata(t, store, "run", "--network", "none", "base", "ls", "/sys/class/net"); strings.Fields(r.stdout) == nil || strings.Join(strings.Fields(r.stdout), " ") != "lo" {
-		t.Errorf("--network none interfaces: %q", r.stdout)
+	if r := strata(t, store, "run", "--network", "none", "base", "ls", "/sys/class/net"); strings.Fields(r.Stdout) == nil || strings.Join(strings.Fields(r.Stdout), " ") != "lo" {
+		t.Errorf("--network none interfaces: %q", r.Stdout)
 	}
 	host, err := os.ReadDir("/sys/class/net")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := strata(t, store, "run", "--network", "host", "base", "ls", "/sys/class/net"); len(strings.Fields(r.stdout)) != len(host) {
-		t.Errorf("--network host interfaces: %q, host has %d", r.stdout, len(host))
+	if r := strata(t, store, "run", "--network", "host", "base", "ls", "/sys/class/net"); len(strings.Fields(r.Stdout)) != len(host) {
+		t.Errorf("--network host interfaces: %q, host has %d", r.Stdout, len(host))
 	}
-	if r := strataRun(t, store, "", "run", "--network", "bridge", "base", "true"); r.code != 2 {
+	if r := strataRun(t, store, "", "run", "--network", "bridge", "base", "true"); r.Code != 2 {
 		t.Errorf("--network bridge:\n%s", r)
 	}
 }
@@ -89,8 +88,7 @@ func TestRunName(t *testing.T) {
 	store := newStore(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	first := exec.CommandContext(ctx, strataBin, "--root", store, "run", "--name", "web", "base", "sh", "-c", "echo started; sleep 30")
-	first.Env = env()
+	first := suite.Command(ctx, store, runOpts{}, "run", "--name", "web", "base", "sh", "-c", "echo started; sleep 30")
 	stdout, err := first.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -109,10 +107,10 @@ func TestRunName(t *testing.T) {
 		t.Fatalf("first container: %v\n%s", err, stderr.String())
 	}
 	r := strataRun(t, store, "", "run", "--name", "web", "base", "true")
-	if r.code == 0 || !strings.Contains(r.stderr, `"web" is already in use`) {
+	if r.Code == 0 || !strings.Contains(r.Stderr, `"web" is already in use`) {
 		t.Errorf("second container with the same name:\n%s", r)
 	}
-	if r := strataRun(t, store, "", "run", "--name", "-bad", "base", "true"); r.code != 2 {
+	if r := strataRun(t, store, "", "run", "--name", "-bad", "base", "true"); r.Code != 2 {
 		t.Errorf("--name -bad:\n%s", r)
 	}
 	strata(t, store, "run", "--name", "other", "base", "true")
@@ -131,8 +129,7 @@ func TestRunTTY(t *testing.T) {
 	defer ptm.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, strataBin, "--root", store, "run", "-i", "-t", "base", "sh", "-c", "test -t 0 && test -t 1 && echo IS-A-TTY; read line; echo got:$line")
-	cmd.Env = env()
+	cmd := suite.Command(ctx, store, runOpts{}, "run", "-i", "-t", "base", "sh", "-c", "test -t 0 && test -t 1 && echo IS-A-TTY; read line; echo got:$line")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = pts, pts, pts
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
 	before, err := unix.IoctlGetTermios(int(ptm.Fd()), unix.TCGETS)
@@ -163,7 +160,7 @@ func TestRunTTY(t *testing.T) {
 	}
 	// -i -t with a stdin that is not a terminal fails as docker does
 	r := strataRun(t, store, "", "run", "-i", "-t", "base", "true")
-	if r.code == 0 || !strings.Contains(r.stderr, "not a TTY") {
+	if r.Code == 0 || !strings.Contains(r.Stderr, "not a TTY") {
 		t.Errorf("run -it without a terminal:\n%s", r)
 	}
 }

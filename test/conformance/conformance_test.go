@@ -2,19 +2,18 @@ package conformance
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/strata-build/strata/test/internal/testenv"
 )
 
 const casesDir = "testdata/cases"
@@ -27,9 +26,7 @@ var kitFiles = map[string]bool{"expected.json": true, "expected-error": true, "b
 // BuildKit's (expected.json), or checks that the build fails as BuildKit's
 // did (expected-error).
 func TestConformance(t *testing.T) {
-	if suite.skip != "" {
-		t.Skip(suite.skip)
-	}
+	suite.RequireBuild(t)
 	entries, err := os.ReadDir(casesDir)
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +92,7 @@ func readLines(t *testing.T, file string) []string {
 
 func runCase(t *testing.T, name string, timeout time.Duration, checkLeftovers bool) {
 	src := filepath.Join(casesDir, name)
-	dir := filepath.Join(suite.work, "cases", name)
+	dir := filepath.Join(suite.WorkDir, "cases", name)
 	buildCtx := filepath.Join(dir, name)
 	if err := stageContext(src, buildCtx); err != nil {
 		t.Fatalf("staging the build context: %v", err)
@@ -111,7 +108,7 @@ func runCase(t *testing.T, name string, timeout time.Duration, checkLeftovers bo
 	out := filepath.Join(dir, "out.tar")
 	args = append(args, "--output", "type=docker,dest="+out+",name=conformance/"+name+":latest", buildCtx)
 
-	output, exit, timedOut, err := runStrata(t, timeout, args)
+	output, exit, timedOut, err := runStrata(t, timeout, args, nil, nil)
 	if err != nil {
 		t.Fatalf("running strata: %v", err)
 	}
@@ -154,6 +151,9 @@ func runCase(t *testing.T, name string, timeout time.Duration, checkLeftovers bo
 	if err != nil {
 		t.Fatalf("no usable expected.json or expected-error: %v", err)
 	}
+	if err := validateArchive(out); err != nil {
+		t.Errorf("the built image %s: %v", out, err)
+	}
 	got, err := flattenArchiveFile(out)
 	if err != nil {
 		t.Fatalf("cannot read the built image %s: %v", out, err)
@@ -179,46 +179,49 @@ func runCase(t *testing.T, name string, timeout time.Duration, checkLeftovers bo
 	}
 }
 
+// validateArchive reads strata's docker archive with go-containerregistry
+// and checks it with validate.Image (digests, sizes, diffIDs).
+func validateArchive(archive string) error {
+	img, _, err := testenv.OpenDockerArchive(archive)
+	if err != nil {
+		return err
+	}
+	if err := testenv.Validate(img); err != nil {
+		return fmt.Errorf("not a valid image: %w", err)
+	}
+	return nil
+}
+
 func fileExists(p string) bool {
 	_, err := os.Lstat(p)
 	return err == nil
 }
 
-// runStrata runs the binary under test with a timeout (and within the test
-// binary's own deadline). On timeout strata gets SIGTERM, so that it releases
-// its mounts and containers, and SIGKILL only if it has not exited 30s later.
-func runStrata(t *testing.T, timeout time.Duration, args []string) (output []byte, exit int, timedOut bool, err error) {
+// runStrata runs the binary under test with env (more environment) and
+// stdin, with a timeout (and within the test binary's own deadline). On
+// timeout strata gets SIGTERM, so that it releases its mounts and
+// containers, and SIGKILL only if it has not exited 30s later. Its output
+// is stdout and stderr interleaved; exit is 128 for a signal.
+func runStrata(t *testing.T, timeout time.Duration, args, env []string, stdin []byte) (output []byte, exit int, timedOut bool, err error) {
 	if dl, ok := t.Deadline(); ok {
 		if left := time.Until(dl) - 45*time.Second; left < timeout {
 			timeout = max(left, 10*time.Second)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, suite.strata, args...)
-	cmd.Env = suite.environ
-	cmd.Stdin = nil // /dev/null
-	var buf bytes.Buffer
-	cmd.Stdout = &buf
-	cmd.Stderr = &buf
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 30 * time.Second
-	runErr := cmd.Run()
-	timedOut = ctx.Err() != nil
-	var ee *exec.ExitError
-	switch {
-	case runErr == nil:
-		return buf.Bytes(), 0, timedOut, nil
-	case errors.As(runErr, &ee):
-		code := ee.ExitCode()
-		if code < 0 {
-			code = 128 // killed by a signal
-		}
-		return buf.Bytes(), code, timedOut, nil
-	case timedOut:
-		return buf.Bytes(), 128, true, nil
+	o := testenv.RunOpts{Env: env, Timeout: timeout}
+	if stdin != nil {
+		o.Stdin = bytes.NewReader(stdin)
 	}
-	return buf.Bytes(), 0, false, runErr
+	r := suite.Run("", o, args...)
+	switch {
+	case r.TimedOut:
+		return []byte(r.Output), 128, true, nil
+	case r.Err != nil:
+		return []byte(r.Output), 0, false, r.Err
+	case r.Code < 0:
+		return []byte(r.Output), 128, false, nil // killed by a signal
+	}
+	return []byte(r.Output), r.Code, false, nil
 }
 
 func lastLines(b []byte, n int) string {
@@ -233,43 +236,7 @@ func lastLines(b []byte, n int) string {
 // kit's files, like the kit's run.sh: folders and executables 0755, other
 // files 0644, symlinks copied as symlinks (never followed), all root-owned.
 func stageContext(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		if filepath.Dir(rel) == "." && kitFiles[rel] {
-			return nil
-		}
-		target := filepath.Join(dst, rel)
-		info, err := d.Info() // Lstat: a symlink is not followed
-		if err != nil {
-			return err
-		}
-		switch {
-		case d.Type()&fs.ModeSymlink != 0:
-			link, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			return os.Symlink(link, target)
-		case d.IsDir():
-			if err := os.MkdirAll(target, 0o755); err != nil {
-				return err
-			}
-			return os.Chmod(target, 0o755)
-		case info.Mode().IsRegular():
-			mode := os.FileMode(0o644)
-			if info.Mode().Perm()&0o111 != 0 {
-				mode = 0o755
-			}
-			return copyFile(p, target, mode)
-		}
-		return fmt.Errorf("%s: unsupported file type %v", p, info.Mode().Type())
-	})
+	return stageTree(src, dst, func(rel string) bool { return kitFiles[rel] })
 }
 
 func copyFile(src, dst string, mode os.FileMode) error {

@@ -6,11 +6,8 @@ package conformance
 // processes) when the case ends.
 
 import (
-	"archive/tar"
 	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -18,11 +15,12 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/strata-build/strata/test/internal/testenv"
 )
 
 // wwwLastModified is the Last-Modified of every file the test HTTP server sends.
@@ -155,7 +153,7 @@ func startGitDaemon(t *testing.T, reposDir, work string) string {
 	if err := os.MkdirAll(home, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	gitEnv := append(filteredEnviron(), "HOME="+home, "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null",
+	gitEnv := suite.Environ("HOME="+home, "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null",
 		"GIT_AUTHOR_NAME=Feature Test", "GIT_AUTHOR_EMAIL=test@example.invalid",
 		"GIT_COMMITTER_NAME=Feature Test", "GIT_COMMITTER_EMAIL=test@example.invalid",
 		"GIT_AUTHOR_DATE="+gitDate, "GIT_COMMITTER_DATE="+gitDate)
@@ -271,7 +269,7 @@ const ociLayoutMarker = "from the oci layout\n"
 func ociLayoutForFeatures(t *testing.T) string {
 	t.Helper()
 	featuresOCI.once.Do(func() {
-		featuresOCI.dir, featuresOCI.err = makeOCILayout(filepath.Join(suite.work, "oci"))
+		featuresOCI.dir, featuresOCI.err = makeOCILayout(filepath.Join(suite.WorkDir, "oci"))
 	})
 	if featuresOCI.err != nil {
 		t.Fatalf("making the OCI layout: %v", featuresOCI.err)
@@ -281,22 +279,20 @@ func ociLayoutForFeatures(t *testing.T) string {
 
 func makeOCILayout(work string) (string, error) {
 	rootfs := filepath.Join(work, "rootfs")
-	if err := makeBusyboxRootfs(rootfs, busyboxPath()); err != nil {
+	if err := testenv.KitRoot(rootfs, suite.Busybox); err != nil {
 		return "", err
 	}
 	if err := os.WriteFile(filepath.Join(rootfs, "oci-marker.txt"), []byte(ociLayoutMarker), 0o644); err != nil {
 		return "", err
 	}
 	strata := func(args ...string) error {
-		cmd := exec.Command(suite.strata, append([]string{"--root", suite.store}, args...)...)
-		cmd.Env = suite.environ
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("strata %s: %v\n%s", strings.Join(args, " "), err, out)
+		if r := suite.Run(suite.store, testenv.RunOpts{}, args...); r.Code != 0 || r.Err != nil {
+			return fmt.Errorf("%s", r)
 		}
 		return nil
 	}
 	const name = "features-oci-source:latest"
-	if err := strata("import", "--change", `CMD ["sh"]`, "--change", "ENV PATH="+basePATH, rootfs, name); err != nil {
+	if err := strata(testenv.ImportArgs(rootfs, name, testenv.ImagePATH)...); err != nil {
 		return "", err
 	}
 	archive := filepath.Join(work, "layout.tar")
@@ -307,55 +303,8 @@ func makeOCILayout(work string) (string, error) {
 		return "", err
 	}
 	dir := filepath.Join(work, "layout")
-	if err := untarPlain(archive, dir); err != nil {
+	if err := testenv.UntarPlain(archive, dir); err != nil {
 		return "", err
 	}
 	return dir, os.RemoveAll(rootfs)
-}
-
-// untarPlain extracts the folders and regular files of a trusted archive.
-func untarPlain(archive, dir string) error {
-	fh, err := os.Open(archive)
-	if err != nil {
-		return err
-	}
-	defer fh.Close()
-	tr := tar.NewReader(fh)
-	var names []string
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		name := path.Clean("/" + hdr.Name)
-		target := filepath.Join(dir, filepath.FromSlash(name))
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(target, 0o755); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-				return err
-			}
-			b, err := io.ReadAll(tr)
-			if err != nil {
-				return err
-			}
-			if err := os.WriteFile(target, b, 0o644); err != nil {
-				return err
-			}
-			names = append(names, name)
-		default:
-			return fmt.Errorf("%s: unexpected entry type %q in the OCI archive", name, hdr.Typeflag)
-		}
-	}
-	sort.Strings(names)
-	if i := sort.SearchStrings(names, "/index.json"); i == len(names) || names[i] != "/index.json" {
-		return fmt.Errorf("%s has no index.json", archive)
-	}
-	return nil
 }

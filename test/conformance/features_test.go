@@ -9,7 +9,6 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -18,7 +17,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -26,7 +24,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -66,9 +63,7 @@ type expectFile struct {
 }
 
 func TestFeatures(t *testing.T) {
-	if suite.skip != "" {
-		t.Skip(suite.skip)
-	}
+	suite.RequireBuild(t)
 	entries, err := os.ReadDir(featuresDir)
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +109,7 @@ func runFeature(t *testing.T, name string, timeout time.Duration) {
 		t:    t,
 		name: name,
 		src:  filepath.Join(featuresDir, name),
-		dir:  filepath.Join(suite.work, "features", name),
+		dir:  filepath.Join(suite.WorkDir, "features", name),
 	}
 	f.staged = filepath.Join(f.dir, "context")
 	knownBug := readLines(t, filepath.Join(f.src, "known-bug"))
@@ -222,7 +217,7 @@ func (f *featureRun) run(timeout time.Duration, stdinTar bool) {
 	for i := 1; i <= repeat; i++ {
 		_ = os.Remove(out)
 		_ = os.Remove(iid)
-		o, code, timedOut, err := runStrataWith(t, timeout, args, envLines, stdin)
+		o, code, timedOut, err := runStrata(t, timeout, args, envLines, stdin)
 		if err != nil {
 			t.Fatalf("running strata: %v", err)
 		}
@@ -367,6 +362,9 @@ func (f *featureRun) checkImage(out string) {
 	exp, raw, err := loadFeatureExpect(filepath.Join(f.src, "expect.json"))
 	if err != nil {
 		f.t.Fatal(err)
+	}
+	if err := validateArchive(out); err != nil {
+		f.fail("the built image %s: %v", out, err)
 	}
 	f.compareImage(exp, raw, out)
 }
@@ -592,43 +590,6 @@ func (s *archiveScan) grep(needle []byte) string {
 	}
 	sort.Strings(where)
 	return strings.Join(where, ", ")
-}
-
-// runStrataWith runs strata like runStrata, with extra environment and stdin.
-func runStrataWith(t *testing.T, timeout time.Duration, args, env []string, stdin []byte) (output []byte, exit int, timedOut bool, err error) {
-	if dl, ok := t.Deadline(); ok {
-		if left := time.Until(dl) - 45*time.Second; left < timeout {
-			timeout = max(left, 10*time.Second)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, suite.strata, args...)
-	cmd.Env = append(append([]string{}, suite.environ...), env...)
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	var buf bytes.Buffer
-	cmd.Stdout = &buf
-	cmd.Stderr = &buf
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 30 * time.Second
-	runErr := cmd.Run()
-	timedOut = ctx.Err() != nil
-	var ee *exec.ExitError
-	switch {
-	case runErr == nil:
-		return buf.Bytes(), 0, timedOut, nil
-	case errors.As(runErr, &ee):
-		code := ee.ExitCode()
-		if code < 0 {
-			code = 128
-		}
-		return buf.Bytes(), code, timedOut, nil
-	case timedOut:
-		return buf.Bytes(), 128, true, nil
-	}
-	return buf.Bytes(), 0, false, runErr
 }
 
 // stageTree copies src to dst like stageContext (folders and executables

@@ -25,6 +25,9 @@ import (
 	"strings"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -231,10 +234,7 @@ type archiveImage struct {
 func imageFromArchive(a *archiveFiles) (*archiveImage, error) {
 	if a.has("manifest.json") {
 		b, _ := a.get("manifest.json")
-		var entries []struct {
-			Config string   `json:"Config"`
-			Layers []string `json:"Layers"`
-		}
+		var entries tarball.Manifest
 		if err := json.Unmarshal(b, &entries); err != nil {
 			return nil, fmt.Errorf("manifest.json: %w", err)
 		}
@@ -261,35 +261,21 @@ func imageFromArchive(a *archiveFiles) (*archiveImage, error) {
 	return nil, errors.New("no manifest.json (docker save) or index.json (OCI layout) in the archive")
 }
 
-type ociDescriptor struct {
-	MediaType   string            `json:"mediaType"`
-	Digest      string            `json:"digest"`
-	Annotations map[string]string `json:"annotations"`
-	Platform    *struct {
-		OS           string `json:"os"`
-		Architecture string `json:"architecture"`
-	} `json:"platform"`
-}
-
-func (a *archiveFiles) blob(digest string) ([]byte, error) {
-	alg, hexPart, ok := strings.Cut(digest, ":")
-	if !ok || alg == "" || hexPart == "" || strings.ContainsAny(hexPart, "/.") {
-		return nil, fmt.Errorf("bad digest %q", digest)
-	}
-	return a.get("blobs/" + alg + "/" + hexPart)
+// blob is the blob of digest d in an OCI layout (v1.Hash has checked that
+// d is an algorithm and hex digits: no path tricks).
+func (a *archiveFiles) blob(d v1.Hash) ([]byte, error) {
+	return a.get("blobs/" + d.Algorithm + "/" + d.Hex)
 }
 
 func imageFromOCILayout(a *archiveFiles) (*archiveImage, error) {
-	var manifests []ociDescriptor
+	var manifests []v1.Descriptor
 	var walk func(index []byte, depth int) error
 	walk = func(index []byte, depth int) error {
 		if depth > 4 {
 			return errors.New("image index nested too deep")
 		}
-		var idx struct {
-			Manifests []ociDescriptor `json:"manifests"`
-		}
-		if err := json.Unmarshal(index, &idx); err != nil {
+		idx, err := v1.ParseIndexManifest(bytes.NewReader(index))
+		if err != nil {
 			return fmt.Errorf("image index: %w", err)
 		}
 		for _, d := range idx.Manifests {
@@ -297,8 +283,7 @@ func imageFromOCILayout(a *archiveFiles) (*archiveImage, error) {
 				(d.Platform != nil && d.Platform.OS == "unknown") {
 				continue
 			}
-			if d.MediaType == "application/vnd.oci.image.index.v1+json" ||
-				d.MediaType == "application/vnd.docker.distribution.manifest.list.v2+json" {
+			if d.MediaType == types.OCIImageIndex || d.MediaType == types.DockerManifestList {
 				b, err := a.blob(d.Digest)
 				if err != nil {
 					return err
@@ -317,7 +302,7 @@ func imageFromOCILayout(a *archiveFiles) (*archiveImage, error) {
 		return nil, err
 	}
 	if len(manifests) > 1 {
-		var host []ociDescriptor
+		var host []v1.Descriptor
 		for _, d := range manifests {
 			if d.Platform != nil && d.Platform.OS == "linux" && d.Platform.Architecture == runtime.GOARCH {
 				host = append(host, d)
@@ -332,11 +317,8 @@ func imageFromOCILayout(a *archiveFiles) (*archiveImage, error) {
 	if err != nil {
 		return nil, err
 	}
-	var m struct {
-		Config ociDescriptor   `json:"config"`
-		Layers []ociDescriptor `json:"layers"`
-	}
-	if err := json.Unmarshal(mb, &m); err != nil {
+	m, err := v1.ParseManifest(bytes.NewReader(mb))
+	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", manifests[0].Digest, err)
 	}
 	img := &archiveImage{}

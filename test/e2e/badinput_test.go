@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/strata-build/strata/test/internal/testenv"
 )
 
 // TestBadInput feeds strata broken builds. Each must fail with exit code 1
@@ -13,8 +15,8 @@ import (
 // leave the store usable.
 func TestBadInput(t *testing.T) {
 	t.Parallel()
-	store := newBusyboxStore(t)
-	good := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo ok > /ok\n"})
+	store := suite.NewBusyboxStore(t)
+	good := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo ok > /ok\n"})
 
 	cases := []struct {
 		name       string
@@ -123,7 +125,7 @@ func TestBadInput(t *testing.T) {
 			if c.dockerfile != "" {
 				files["Dockerfile"] = c.dockerfile
 			}
-			ctx := writeFiles(t, files)
+			ctx := suite.WriteFiles(t, files)
 			args := []string{"build"}
 			for _, a := range c.args {
 				if strings.HasSuffix(a, ".Dockerfile") {
@@ -136,35 +138,35 @@ func TestBadInput(t *testing.T) {
 			if timeout == 0 {
 				timeout = 2 * time.Minute
 			}
-			r := strataRun(t, store, runOpts{timeout: timeout}, args...)
-			if r.err != nil {
+			r := strataRun(t, store, runOpts{Timeout: timeout}, args...)
+			if r.Err != nil {
 				t.Fatalf("strata did not finish in %s:\n%s", timeout, r)
 			}
 			okCode := false
 			for _, c := range c.codes {
-				okCode = okCode || r.code == c
+				okCode = okCode || r.Code == c
 			}
 			if !okCode {
-				t.Errorf("exit code %d, want one of %v:\n%s", r.code, c.codes, r)
+				t.Errorf("exit code %d, want one of %v:\n%s", r.Code, c.codes, r)
 			}
-			if strings.Contains(r.stderr, "See 'strata --help'") && r.code != 2 {
+			if strings.Contains(r.Stderr, "See 'strata --help'") && r.Code != 2 {
 				t.Errorf("a usage hint for an error that is not a usage error:\n%s", r)
 			}
-			if r.code == 2 && c.dockerfile != "" && len(c.args) == 0 {
+			if r.Code == 2 && c.dockerfile != "" && len(c.args) == 0 {
 				t.Errorf("a Dockerfile error is reported as a command-line usage error (exit 2, \"See 'strata --help'\"):\n%s", r)
 			}
-			if strings.Contains(r.stderr, "panic:") || strings.Contains(r.stderr, "goroutine ") {
+			if strings.Contains(r.Stderr, "panic:") || strings.Contains(r.Stderr, "goroutine ") {
 				t.Errorf("strata panicked:\n%s", r)
 			}
-			if _, ok := lineWithAlt(r.stderr, c.line); !ok {
+			if _, ok := lineWithAlt(r.Stderr, c.line); !ok {
 				t.Errorf("no single stderr line names the cause: want one line holding all of %q:\n%s", c.line, r)
 			}
 			for _, s := range c.anywhere {
-				if !strings.Contains(r.stderr, s) {
+				if !strings.Contains(r.Stderr, s) {
 					t.Errorf("stderr does not contain %q:\n%s", s, r)
 				}
 			}
-			if left := leftovers(store); len(left) > 0 {
+			if left := testenv.Leftovers(store); len(left) > 0 {
 				t.Errorf("the failed build left behind: %q", left)
 			}
 			// The store is still usable.
@@ -173,7 +175,7 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 	r := strata(t, store, "run", "good", "cat", "/ok")
-	if strings.TrimSpace(r.stdout) != "ok" {
+	if strings.TrimSpace(r.Stdout) != "ok" {
 		t.Errorf("good build after the bad ones:\n%s", r)
 	}
 }

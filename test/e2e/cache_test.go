@@ -42,8 +42,8 @@ func countStatus(st map[string]string, want string) int {
 // only another stage reads does not rebuild a stage; --no-cache and
 // --no-cache-filter rerun; the miss explanation names the file.
 func TestCache(t *testing.T) {
-	store := newBusyboxStore(t)
-	ctx := writeFiles(t, map[string]string{
+	store := suite.NewBusyboxStore(t)
+	ctx := suite.WriteFiles(t, map[string]string{
 		"Dockerfile": "FROM busybox AS a\nCOPY a.txt /a.txt\nRUN cat /a.txt > /a.out\n" +
 			"FROM busybox AS b\nCOPY b.txt /b.txt\nRUN cat /b.txt > /b.out\n" +
 			"FROM busybox\nCOPY --from=a /a.out /\nCOPY --from=b /b.out /\nCOPY c.txt /\n",
@@ -52,7 +52,7 @@ func TestCache(t *testing.T) {
 	build := func(args ...string) (map[string]string, string) {
 		r := strata(t, store, append([]string{"build", "--progress", "plain", "--iidfile", filepath.Join(ctx, "iid")}, append(args, ctx)...)...)
 		id, _ := os.ReadFile(filepath.Join(ctx, "iid"))
-		return stepStatus(t, r.stderr), string(id)
+		return stepStatus(t, r.Stderr), string(id)
 	}
 	first, id1 := build()
 	if n := countStatus(first, "CACHED"); n != 0 {
@@ -68,7 +68,7 @@ func TestCache(t *testing.T) {
 
 	os.WriteFile(filepath.Join(ctx, "b.txt"), []byte("b2\n"), 0o644)
 	r := strata(t, store, "build", "--progress", "plain", "--debug-cache", ctx)
-	st := stepStatus(t, r.stderr)
+	st := stepStatus(t, r.Stderr)
 	for name, want := range map[string]string{
 		"[a 2/3] COPY a.txt /a.txt":            "CACHED",
 		"[a 3/3] RUN cat /a.txt > /a.out":      "CACHED",
@@ -79,11 +79,11 @@ func TestCache(t *testing.T) {
 		"[stage-2 4/4] COPY c.txt /":           "DONE", // after a changed step
 	} {
 		if st[name] != want {
-			t.Errorf("after changing b.txt, %q was %q, want %s\n%s", name, st[name], want, r.stderr)
+			t.Errorf("after changing b.txt, %q was %q, want %s\n%s", name, st[name], want, r.Stderr)
 		}
 	}
-	if !strings.Contains(r.stderr, "b.txt") || !strings.Contains(r.stderr, "cache miss [b 2/3]") {
-		t.Errorf("--debug-cache does not say that b.txt changed:\n%s", r.stderr)
+	if !strings.Contains(r.Stderr, "b.txt") || !strings.Contains(r.Stderr, "cache miss [b 2/3]") {
+		t.Errorf("--debug-cache does not say that b.txt changed:\n%s", r.Stderr)
 	}
 
 	nc, _ := build("--no-cache")
@@ -99,15 +99,15 @@ func TestCache(t *testing.T) {
 // TestReproducible: two cold builds with the same SOURCE_DATE_EPOCH on
 // separate stores give the same image digest.
 func TestReproducible(t *testing.T) {
-	ctx := writeFiles(t, map[string]string{
+	ctx := suite.WriteFiles(t, map[string]string{
 		"Dockerfile": "FROM busybox AS b\nRUN mkdir /out && echo built > /out/f && touch /out/g\nFROM scratch\nCOPY --from=b /out /out\nCOPY x.txt /\nENV A=1\n",
 		"x.txt":      "x\n",
 	})
 	var ids []string
 	for i := 0; i < 2; i++ {
-		store := newBusyboxStore(t)
+		store := suite.NewBusyboxStore(t)
 		iid := filepath.Join(ctx, "iid")
-		strataOpts(t, store, runOpts{env: []string{"SOURCE_DATE_EPOCH=1700000000"}}, "build", "-q", "--iidfile", iid, "-o", "type=oci,dest="+filepath.Join(ctx, "out.tar"), ctx)
+		suite.MustRun(t, store, runOpts{Env: []string{"SOURCE_DATE_EPOCH=1700000000"}}, "build", "-q", "--iidfile", iid, "-o", "type=oci,dest="+filepath.Join(ctx, "out.tar"), ctx)
 		b, _ := os.ReadFile(iid)
 		ids = append(ids, string(b))
 	}
@@ -121,21 +121,21 @@ func TestReproducible(t *testing.T) {
 // image; type=local works the same way.
 func TestRemoteCache(t *testing.T) {
 	reg := startRegistry(t)
-	ctx := writeFiles(t, map[string]string{
+	ctx := suite.WriteFiles(t, map[string]string{
 		"Dockerfile": "FROM busybox AS b\nRUN echo slow > /s\nFROM busybox\nCOPY --from=b /s /s\nRUN cat /s > /t\n",
 	})
 	ref := reg.Addr + "/cache/app:1"
-	local := filepath.Join(tempDir(t), "cache")
+	local := filepath.Join(suite.TempDir(t), "cache")
 	s1 := newSameBusyboxStore(t)
 	strata(t, s1, "build", "-q", "--iidfile", filepath.Join(ctx, "id1"),
 		"--cache-to", "type=registry,ref="+ref+",mode=max", "--cache-to", "type=local,dest="+local+",mode=max", ctx)
 	want, _ := os.ReadFile(filepath.Join(ctx, "id1"))
-	runTool(t, defaultTimeout, "skopeo", "inspect", "--tls-verify=false", "--raw", "docker://"+ref)
+	runTool(t, suite.Timeout, "skopeo", "inspect", "--tls-verify=false", "--raw", "docker://"+ref)
 
 	for _, from := range []string{"type=registry,ref=" + ref, "type=local,src=" + local} {
 		s2 := newSameBusyboxStore(t)
 		r := strata(t, s2, "build", "--progress", "plain", "--iidfile", filepath.Join(ctx, "id2"), "--cache-from", from, ctx)
-		st := stepStatus(t, r.stderr)
+		st := stepStatus(t, r.Stderr)
 		if n := countStatus(st, "DONE"); n != 2 { // the two FROMs
 			t.Errorf("--cache-from %s: %d steps ran, want none besides FROM: %v", from, n, st)
 		}
@@ -148,27 +148,27 @@ func TestRemoteCache(t *testing.T) {
 
 // TestPrune: prune removes build cache but never a tagged image.
 func TestPrune(t *testing.T) {
-	store := newBusyboxStore(t)
-	ctx := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox AS b\nRUN echo x > /x\nFROM busybox\nCOPY --from=b /x /\n"})
+	store := suite.NewBusyboxStore(t)
+	ctx := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox AS b\nRUN echo x > /x\nFROM busybox\nCOPY --from=b /x /\n"})
 	strata(t, store, "build", "-q", "-t", "keep:1", ctx)
 	strata(t, store, "prune", "--all")
 	strata(t, store, "run", "keep:1", "cat", "/x")
-	if r := strata(t, store, "du"); !strings.Contains(r.stdout, "Build cache records") {
-		t.Errorf("du output:\n%s", r.stdout)
+	if r := strata(t, store, "du"); !strings.Contains(r.Stdout, "Build cache records") {
+		t.Errorf("du output:\n%s", r.Stdout)
 	}
 }
 
 // TestCheckErrorBeforeBuild: with "# check=error=true" a finding fails the
 // build before any step runs, as in BuildKit.
 func TestCheckErrorBeforeBuild(t *testing.T) {
-	store := newBusyboxStore(t)
-	ctx := writeFiles(t, map[string]string{"Dockerfile": "# check=error=true\nFROM busybox as base\nRUN echo STEP-RAN\n"})
+	store := suite.NewBusyboxStore(t)
+	ctx := suite.WriteFiles(t, map[string]string{"Dockerfile": "# check=error=true\nFROM busybox as base\nRUN echo STEP-RAN\n"})
 	r := strataRun(t, store, runOpts{}, "build", "--progress", "plain", ctx)
-	if r.code != 1 || !strings.Contains(r.stderr, "FromAsCasing") || strings.Contains(r.stderr, "STEP-RAN") {
+	if r.Code != 1 || !strings.Contains(r.Stderr, "FromAsCasing") || strings.Contains(r.Stderr, "STEP-RAN") {
 		t.Fatalf("want exit 1 with the FromAsCasing finding and no step run:\n%s", r)
 	}
-	ok := writeFiles(t, map[string]string{"Dockerfile": "# check=error=true\nFROM busybox AS base\nRUN echo STEP-RAN\n"})
-	if r := strata(t, store, "build", "--progress", "plain", ok); !strings.Contains(r.stderr, "STEP-RAN") {
+	ok := suite.WriteFiles(t, map[string]string{"Dockerfile": "# check=error=true\nFROM busybox AS base\nRUN echo STEP-RAN\n"})
+	if r := strata(t, store, "build", "--progress", "plain", ok); !strings.Contains(r.Stderr, "STEP-RAN") {
 		t.Fatalf("a clean Dockerfile with check=error=true did not build:\n%s", r)
 	}
 }
@@ -182,18 +182,18 @@ func TestCheckErrorBeforeBuild(t *testing.T) {
 // identically either way (a --no-cache build, which always copies first,
 // gives the layer the cached build recorded).
 func TestCacheCopyBeforeKey(t *testing.T) {
-	store := newBusyboxStore(t)
+	store := suite.NewBusyboxStore(t)
 	files := map[string]string{"Dockerfile": "FROM busybox\nCOPY . /app\nRUN ls /app/d | wc -l > /n\n"}
 	for i := 0; i < 40; i++ {
 		files[fmt.Sprintf("d/f%02d", i)] = strings.Repeat(fmt.Sprintf("%d\n", i), 1000*i)
 	}
-	ctx := writeFiles(t, files)
+	ctx := suite.WriteFiles(t, files)
 	iid := filepath.Join(t.TempDir(), "iid") // not in the context, which COPY . reads whole
 	var env []string
 	build := func(args ...string) (map[string]string, string, string) {
-		r := strataOpts(t, store, runOpts{env: env}, append([]string{"build", "--progress", "plain", "--debug-cache", "--iidfile", iid}, append(args, ctx)...)...)
+		r := suite.MustRun(t, store, runOpts{Env: env}, append([]string{"build", "--progress", "plain", "--debug-cache", "--iidfile", iid}, append(args, ctx)...)...)
 		id, _ := os.ReadFile(iid)
-		return stepStatus(t, r.stderr), string(id), r.stderr
+		return stepStatus(t, r.Stderr), string(id), r.Stderr
 	}
 	const copyStep, runStep = "[stage-0 2/3] COPY . /app", "[stage-0 3/3] RUN ls /app/d | wc -l > /n"
 	const early = "hashing the files while copying them"
@@ -252,7 +252,7 @@ func TestCacheCopyBeforeKey(t *testing.T) {
 	}
 	layersOf := func(ref string) []string {
 		r := strata(t, store, "inspect", "--format", "{{json .RootFS.Layers}}", ref)
-		return strings.Fields(r.stdout)
+		return strings.Fields(r.Stdout)
 	}
 	time.Sleep(1100 * time.Millisecond) // a later second than the cached build, always
 	_, _, out = build("--no-cache", "-t", "copyfirst:nocache")

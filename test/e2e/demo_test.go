@@ -19,13 +19,13 @@ import (
 // otherwise win over the real image in the user's next build.
 func TestDemoKeepsToItsStore(t *testing.T) {
 	t.Parallel()
-	demo := newStore(t)
-	user := filepath.Join(tempDir(t), "user-store")
+	demo := suite.NewStore(t)
+	user := filepath.Join(suite.TempDir(t), "user-store")
 	ctx, cancel := context.WithTimeout(context.Background(), seedTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot, "scripts", "demo.sh"))
-	cmd.Dir = repoRoot
-	cmd.Env = strataEnv([]string{"STRATA_ROOT=" + user, "STRATA_DEMO_ROOT=" + demo})
+	cmd := exec.CommandContext(ctx, filepath.Join(suite.RepoRoot, "scripts", "demo.sh"))
+	cmd.Dir = suite.RepoRoot
+	cmd.Env = suite.Environ("STRATA_ROOT="+user, "STRATA_DEMO_ROOT="+demo)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	t.Logf("scripts/demo.sh took %s", time.Since(start).Round(time.Second))
@@ -40,7 +40,7 @@ func TestDemoKeepsToItsStore(t *testing.T) {
 	}
 	r := strata(t, demo, "images")
 	for _, name := range []string{"golang", "seed", "busybox"} {
-		if _, ok := lineWith(r.stdout, name); !ok {
+		if _, ok := lineWith(r.Stdout, name); !ok {
 			t.Errorf("no %s in the demo's store:\n%s", name, r)
 		}
 	}

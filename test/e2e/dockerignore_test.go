@@ -14,8 +14,8 @@ import (
 // while a new kept file misses and is copied with its parent folder. The
 // copy itself leaves the walked folders out (issue 13).
 func TestCacheDockerignoreAllowlist(t *testing.T) {
-	store := newBusyboxStore(t)
-	ctx := writeFiles(t, map[string]string{
+	store := suite.NewBusyboxStore(t)
+	ctx := suite.WriteFiles(t, map[string]string{
 		"Dockerfile":    "FROM busybox\nCOPY . /all/\nRUN find /all | sort > /found\n",
 		".dockerignore": "**\n!*/keep\n",
 		"a/keep":        "a\n",
@@ -26,7 +26,7 @@ func TestCacheDockerignoreAllowlist(t *testing.T) {
 	build := func() (map[string]string, string) {
 		os.RemoveAll(outDir)
 		r := strata(t, store, "build", "--progress", "plain", "--output", "type=local,dest="+outDir, ctx)
-		return stepStatus(t, r.stderr), r.stderr
+		return stepStatus(t, r.Stderr), r.Stderr
 	}
 	found := func() string {
 		b, err := os.ReadFile(filepath.Join(outDir, "found"))

@@ -16,8 +16,8 @@ import (
 // unpacked layer matching its blob.
 func TestLinkedCopyStaysPrivate(t *testing.T) {
 	t.Parallel()
-	store := newBusyboxStore(t)
-	ctx := writeFiles(t, map[string]string{"Dockerfile": `FROM busybox AS b
+	store := suite.NewBusyboxStore(t)
+	ctx := suite.WriteFiles(t, map[string]string{"Dockerfile": `FROM busybox AS b
 RUN echo original > /f
 
 FROM scratch AS s
@@ -36,7 +36,7 @@ COPY --from=changed /g /changed
 		t.Errorf("no unpacked /g shares its inode with an unpacked /f: the COPY copied instead of linking")
 	}
 	run := strata(t, store, "run", "--rm", "linked", "cat", "/f", "/changed")
-	if got, want := run.stdout, "original\noriginal\nchanged\n"; got != want {
+	if got, want := run.Stdout, "original\noriginal\nchanged\n"; got != want {
 		t.Errorf("/f and /changed in the image: %q, want %q", got, want)
 	}
 	strata(t, store, "fsck", "--deep")
@@ -53,8 +53,8 @@ COPY --from=changed /g /changed
 // touching the stage it came from, and fsck --deep.
 func TestLinkedCopyThroughOverlay(t *testing.T) {
 	t.Parallel()
-	store := newBusyboxStore(t)
-	ctx := writeFiles(t, map[string]string{"Dockerfile": `FROM busybox AS b
+	store := suite.NewBusyboxStore(t)
+	ctx := suite.WriteFiles(t, map[string]string{"Dockerfile": `FROM busybox AS b
 RUN mkdir -p /out/sub && echo one > /out/a && echo two > /out/sub/b && ln /out/a /out/a2 && : > /out/empty \
  && touch -t 200001010000 /out/sub && stat -c %Y /out/sub > /mt
 
@@ -74,10 +74,10 @@ COPY --from=b /out/sub/b /orig
 	run := strata(t, store, "run", "--rm", "overlaylinked", "sh", "-c",
 		`cd /usr/local/out && cat a a2 sub/b /bin/b /orig && stat -c %s empty a a2 && [ "$(stat -c %i a)" = "$(stat -c %i a2)" ] && echo same && stat -c %Y sub && cat /mt && ls -a sub`)
 	want := "one\none\ntwo\ntwo\nmore\ntwo\n0\n4\n4\nsame\n"
-	if !strings.HasPrefix(run.stdout, want) {
-		t.Fatalf("the copied files in the image:\n%s\nwant them to start with:\n%s", run.stdout, want)
+	if !strings.HasPrefix(run.Stdout, want) {
+		t.Fatalf("the copied files in the image:\n%s\nwant them to start with:\n%s", run.Stdout, want)
 	}
-	rest := strings.Fields(strings.TrimPrefix(run.stdout, want))
+	rest := strings.Fields(strings.TrimPrefix(run.Stdout, want))
 	if len(rest) != 5 || rest[0] != rest[1] || strings.Join(rest[2:], " ") != ". .. b" {
 		t.Errorf("dir mtime, source mtime and sub's entries: %q (want the two times equal and only b in sub)", rest)
 	}

@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/strata-build/strata/test/internal/testenv"
 )
 
 // TestRunLinkToLowerFile: `ln /bin/busybox /x` makes overlayfs copy
@@ -14,14 +17,14 @@ import (
 // nothing is not a change either.
 func TestRunLinkToLowerFile(t *testing.T) {
 	t.Parallel()
-	store := newBusyboxStore(t)
-	ctx := writeFiles(t, map[string]string{"Dockerfile": `FROM busybox
+	store := suite.NewBusyboxStore(t)
+	ctx := suite.WriteFiles(t, map[string]string{"Dockerfile": `FROM busybox
 RUN ln /bin/busybox /x && : >> /etc/passwd && chmod 600 /etc/group && chmod 644 /etc/group
 `})
-	out := filepath.Join(tempDir(t), "img.tar")
+	out := filepath.Join(suite.TempDir(t), "img.tar")
 	strata(t, store, "build", "-o", "type=oci,dest="+out, ctx)
-	img := readOCIArchive(t, out)
-	last := img.layers[len(img.layers)-1]
+	img := testenv.ReadOCIArchive(t, out)
+	last := img.Layers[len(img.Layers)-1]
 	var names []string
 	for _, e := range last {
 		names = append(names, cleanName(e.Name))
@@ -43,15 +46,15 @@ RUN ln /bin/busybox /x && : >> /etc/passwd && chmod 600 /etc/group && chmod 644 
 func TestHistoryTimesLikeBuildKit(t *testing.T) {
 	t.Parallel()
 	store := newSameBusyboxStore(t) // base history dated 2020-01-01
-	ctx := writeFiles(t, map[string]string{"Dockerfile": `FROM busybox
+	ctx := suite.WriteFiles(t, map[string]string{"Dockerfile": `FROM busybox
 ENV A=1
 LABEL b=2
 RUN echo one > /one
 ENV C=3
 `})
-	out := filepath.Join(tempDir(t), "img.tar")
+	out := filepath.Join(suite.TempDir(t), "img.tar")
 	strata(t, store, "build", "-o", "type=oci,dest="+out, ctx)
-	h := readOCIArchive(t, out).config.History
+	h := testenv.ReadOCIArchive(t, out).Config.History
 	if len(h) < 4 {
 		t.Fatalf("history has %d entries, want at least 4", len(h))
 	}
@@ -63,8 +66,8 @@ ENV C=3
 	if run.Created.Year() < 2026 {
 		t.Fatalf("RUN layer created %v: want the build's time", run.Created)
 	}
-	for _, e := range []historyEntry{env, label, env2} {
-		if !e.Created.Equal(run.Created) {
+	for _, e := range []v1.History{env, label, env2} {
+		if !e.Created.Equal(run.Created.Time) {
 			t.Errorf("%q created %v, want the RUN layer's time %v", e.CreatedBy, e.Created, run.Created)
 		}
 	}

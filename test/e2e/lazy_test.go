@@ -45,20 +45,20 @@ var manifestLine = regexp.MustCompile(`\(manifest (sha256:[0-9a-f]{64})\)`)
 // point.
 func TestLazyLayers(t *testing.T) {
 	t.Parallel()
-	ctx := writeFiles(t, map[string]string{"Dockerfile": `FROM busybox AS builder
+	ctx := suite.WriteFiles(t, map[string]string{"Dockerfile": `FROM busybox AS builder
 RUN mkdir -p /cache/sub && for i in 1 2 3; do echo obj$i > /cache/sub/o$i; done && ln /cache/sub/o1 /cache/l1 && echo bin > /out
 RUN rm /cache/sub/o2 && echo more > /cache/o4
 
 FROM scratch
 COPY --from=builder /out /out
 `})
-	epoch := runOpts{env: []string{"SOURCE_DATE_EPOCH=1700000000"}}
+	epoch := runOpts{Env: []string{"SOURCE_DATE_EPOCH=1700000000"}}
 	build := func(store string, args ...string) string {
 		t.Helper()
-		r := strataOpts(t, store, epoch, append(append([]string{"build", "--progress", "plain"}, args...), ctx)...)
-		m := manifestLine.FindStringSubmatch(r.stderr)
+		r := suite.MustRun(t, store, epoch, append(append([]string{"build", "--progress", "plain"}, args...), ctx)...)
+		m := manifestLine.FindStringSubmatch(r.Stderr)
 		if m == nil {
-			t.Fatalf("no manifest digest in the output:\n%s", r.stderr)
+			t.Fatalf("no manifest digest in the output:\n%s", r.Stderr)
 		}
 		return m[1]
 	}
@@ -71,7 +71,7 @@ COPY --from=builder /out /out
 	}
 
 	store := newSameBusyboxStore(t)
-	out := filepath.Join(tempDir(t), "out")
+	out := filepath.Join(suite.TempDir(t), "out")
 	build(store, "-t", "final", "-o", "type=local,dest="+out)
 	if n := lazyRecords(t, store); n != 2 {
 		t.Fatalf("a full build left %d records without blob, want the builder's 2 RUN layers", n)
@@ -80,11 +80,11 @@ COPY --from=builder /out /out
 	if b, err := os.ReadFile(filepath.Join(out, "out")); err != nil || string(b) != "bin\n" {
 		t.Errorf("/out of the final image: %q, %v", b, err)
 	}
-	r := strataOpts(t, store, epoch, "build", "--progress", "plain", "--target", "builder", ctx)
-	if n := strings.Count(r.stderr, "cached without a blob until now"); n != 2 {
-		t.Errorf("--target builder after the full build said %d times that it compressed a layer, want 2:\n%s", n, r.stderr)
+	r := suite.MustRun(t, store, epoch, "build", "--progress", "plain", "--target", "builder", ctx)
+	if n := strings.Count(r.Stderr, "cached without a blob until now"); n != 2 {
+		t.Errorf("--target builder after the full build said %d times that it compressed a layer, want 2:\n%s", n, r.Stderr)
 	}
-	if m := manifestLine.FindStringSubmatch(r.stderr); m == nil || m[1] != wantBuilder {
+	if m := manifestLine.FindStringSubmatch(r.Stderr); m == nil || m[1] != wantBuilder {
 		t.Errorf("--target builder after the full build: %v, want the manifest of the builder built alone, %s", m, wantBuilder)
 	}
 	if n := lazyRecords(t, store); n != 0 {
@@ -95,16 +95,16 @@ COPY --from=builder /out /out
 	// A cache export of a build whose builder layers have no blob yet.
 	s2 := newSameBusyboxStore(t)
 	wantFinal := build(s2)
-	local := filepath.Join(tempDir(t), "cache")
+	local := filepath.Join(suite.TempDir(t), "cache")
 	if got := build(s2, "--cache-to", "type=local,dest="+local+",mode=max"); got != wantFinal {
 		t.Fatalf("no-op rebuild with --cache-to: manifest %s, want %s", got, wantFinal)
 	}
 	s3 := newSameBusyboxStore(t)
-	r = strataOpts(t, s3, epoch, "build", "--progress", "plain", "--cache-from", "type=local,src="+local, "--target", "builder", ctx)
-	if st := stepStatus(t, r.stderr); countStatus(st, "DONE") != 1 { // FROM busybox
+	r = suite.MustRun(t, s3, epoch, "build", "--progress", "plain", "--cache-from", "type=local,src="+local, "--target", "builder", ctx)
+	if st := stepStatus(t, r.Stderr); countStatus(st, "DONE") != 1 { // FROM busybox
 		t.Errorf("--cache-from the export, --target builder: steps ran: %v", st)
 	}
-	if m := manifestLine.FindStringSubmatch(r.stderr); m == nil || m[1] != wantBuilder {
+	if m := manifestLine.FindStringSubmatch(r.Stderr); m == nil || m[1] != wantBuilder {
 		t.Errorf("--cache-from the export, --target builder: %v, want manifest %s", m, wantBuilder)
 	}
 	strata(t, s3, "fsck", "--deep")

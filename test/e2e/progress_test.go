@@ -15,8 +15,8 @@ import (
 // order the process wrote in, and the failure's "last output lines" end
 // with the real error.
 func TestRunOutputOrder(t *testing.T) {
-	s := newBusyboxStore(t)
-	dir := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox:latest\n" +
+	s := suite.NewBusyboxStore(t)
+	dir := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox:latest\n" +
 		"RUN echo before && for i in $(seq 30); do echo line $i; done && ls /nonexistent\n"})
 	const lsErr = "ls: /nonexistent: No such file or directory"
 	var want []string
@@ -28,11 +28,11 @@ func TestRunOutputOrder(t *testing.T) {
 	logLine := regexp.MustCompile(`^#2 [0-9]+\.[0-9]{3} (.*)$`)
 	for n := 0; n < 5; n++ {
 		r := strataRun(t, s, runOpts{}, "build", "--progress=plain", "--no-cache", dir)
-		if r.code != 1 {
+		if r.Code != 1 {
 			t.Fatalf("want exit code 1:\n%s", r)
 		}
 		var got []string
-		for _, l := range strings.Split(r.stderr, "\n") {
+		for _, l := range strings.Split(r.Stderr, "\n") {
 			if m := logLine.FindStringSubmatch(l); m != nil {
 				got = append(got, m[1])
 			}
@@ -40,7 +40,7 @@ func TestRunOutputOrder(t *testing.T) {
 		if strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Fatalf("build %d: RUN output out of order:\n%s", n, strings.Join(got, "\n"))
 		}
-		_, tail, ok := strings.Cut(r.stderr, "last output lines:\n")
+		_, tail, ok := strings.Cut(r.Stderr, "last output lines:\n")
 		if !ok {
 			t.Fatalf("build %d: no failure summary:\n%s", n, r)
 		}
@@ -77,11 +77,11 @@ func jsonEvents(t *testing.T, what, out string) []map[string]any {
 // writes is a JSON event: for a build that tags its image, one that warns,
 // and one that fails.
 func TestProgressJSONOnly(t *testing.T) {
-	s := newBusyboxStore(t)
-	ok := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox:latest\nRUN echo hello\n"})
+	s := suite.NewBusyboxStore(t)
+	ok := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox:latest\nRUN echo hello\n"})
 	r := strata(t, s, "build", "--progress=json", "-t", "json-ok", "--build-arg", "UNUSED=1", ok)
-	jsonEvents(t, "stdout", r.stdout)
-	evs := jsonEvents(t, "stderr", r.stderr)
+	jsonEvents(t, "stdout", r.Stdout)
+	evs := jsonEvents(t, "stderr", r.Stderr)
 	var names []string
 	for _, e := range evs {
 		if e["type"] == "message" {
@@ -89,16 +89,16 @@ func TestProgressJSONOnly(t *testing.T) {
 		}
 	}
 	if !strings.Contains(strings.Join(names, "\n"), "naming to json-ok done") {
-		t.Errorf("no message event names the image:\n%s", r.stderr)
+		t.Errorf("no message event names the image:\n%s", r.Stderr)
 	}
 
-	bad := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox:latest\nRUN echo out && exit 3\n"})
+	bad := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox:latest\nRUN echo out && exit 3\n"})
 	r = strataRun(t, s, runOpts{}, "build", "--progress=json", bad)
-	if r.code != 1 {
+	if r.Code != 1 {
 		t.Fatalf("want exit code 1:\n%s", r)
 	}
-	jsonEvents(t, "stdout", r.stdout)
-	evs = jsonEvents(t, "stderr", r.stderr)
+	jsonEvents(t, "stdout", r.Stdout)
+	evs = jsonEvents(t, "stderr", r.Stderr)
 	if len(evs) == 0 {
 		t.Fatalf("no events:\n%s", r)
 	}
@@ -112,9 +112,9 @@ func TestProgressJSONOnly(t *testing.T) {
 // cache references and platforms are usage errors (exit code 2) found
 // before any step runs.
 func TestBadNamesFailBeforeBuilding(t *testing.T) {
-	s := newBusyboxStore(t)
-	dir := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox:latest\nRUN echo ran && sleep 2\n"})
-	missing := filepath.Join(tempDir(t), "no-such-folder")
+	s := suite.NewBusyboxStore(t)
+	dir := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox:latest\nRUN echo ran && sleep 2\n"})
+	missing := filepath.Join(suite.TempDir(t), "no-such-folder")
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -138,10 +138,10 @@ func TestBadNamesFailBeforeBuilding(t *testing.T) {
 	} {
 		args := append(append([]string{"build", "--progress=plain"}, tc.args...), dir)
 		r := strataRun(t, s, runOpts{}, args...)
-		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+		if r.Code != 2 || !strings.Contains(r.Stderr, tc.want) {
 			t.Errorf("want exit code 2 and %q:\n%s", tc.want, r)
 		}
-		if strings.Contains(r.stderr, "[stage-0") || r.elapsed > 2*time.Second {
+		if strings.Contains(r.Stderr, "[stage-0") || r.Elapsed > 2*time.Second {
 			t.Errorf("the build started before the error:\n%s", r)
 		}
 	}
@@ -152,27 +152,27 @@ func TestBadNamesFailBeforeBuilding(t *testing.T) {
 // without Go maps, and a failing RUN continued over several lines is named
 // whole in the ERROR line, with all its lines marked in the excerpt.
 func TestErrorsSayWhatIsWrong(t *testing.T) {
-	s := newBusyboxStore(t)
+	s := suite.NewBusyboxStore(t)
 	reg := startRegistry(t)
 	for _, df := range []string{
 		"FROM " + reg.Addr + "/nope:latest\nRUN true\n",
 		"FROM busybox:latest\nCOPY --from=" + reg.Addr + "/nope:tag /x /x\n",
 	} {
-		r := strataRun(t, s, runOpts{}, "build", "--progress=plain", writeFiles(t, map[string]string{"Dockerfile": df}))
-		if r.code != 1 || strings.Contains(r.stderr, "map[") || !strings.Contains(r.stderr, "/nope") || !strings.Contains(r.stderr, "not found: manifest unknown") {
+		r := strataRun(t, s, runOpts{}, "build", "--progress=plain", suite.WriteFiles(t, map[string]string{"Dockerfile": df}))
+		if r.Code != 1 || strings.Contains(r.Stderr, "map[") || !strings.Contains(r.Stderr, "/nope") || !strings.Contains(r.Stderr, "not found: manifest unknown") {
 			t.Errorf("want a failure that says the image is not found, without Go maps:\n%s", r)
 		}
 	}
 
-	dir := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox:latest\nRUN set -eux; \\\n    echo one; \\\n    false\n"})
+	dir := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox:latest\nRUN set -eux; \\\n    echo one; \\\n    false\n"})
 	r := strataRun(t, s, runOpts{}, "build", "--progress=plain", dir)
-	if r.code != 1 {
+	if r.Code != 1 {
 		t.Fatalf("want exit code 1:\n%s", r)
 	}
-	if !strings.Contains(r.stderr, "ERROR: Dockerfile:2: RUN set -eux; echo one; false: ") {
+	if !strings.Contains(r.Stderr, "ERROR: Dockerfile:2: RUN set -eux; echo one; false: ") {
 		t.Errorf("the ERROR line does not name the whole RUN:\n%s", r)
 	}
-	if !strings.Contains(r.stderr, "   4 | >>>     false\n") {
+	if !strings.Contains(r.Stderr, "   4 | >>>     false\n") {
 		t.Errorf("the excerpt does not mark the RUN's last line:\n%s", r)
 	}
 }
@@ -184,15 +184,15 @@ func TestErrorsSayWhatIsWrong(t *testing.T) {
 // base is the FROM step's, not the next step's.
 func TestStepNumbersAndBaseUnpackTime(t *testing.T) {
 	reg := startRegistry(t)
-	src := newBusyboxStore(t)
+	src := suite.NewBusyboxStore(t)
 	big := reg.Addr + "/manyfiles:1"
-	dir := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox:latest\n" +
+	dir := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox:latest\n" +
 		"RUN mkdir /many && cd /many && i=0; while [ $i -lt 10000 ]; do echo $i > f$i; i=$((i+1)); done\n"})
 	strata(t, src, "build", "--progress=plain", "-t", big, dir)
 	strata(t, src, "push", big)
 
-	s := newStore(t)
-	dir = writeFiles(t, map[string]string{"Dockerfile": "FROM " + big + "\n" +
+	s := suite.NewStore(t)
+	dir = suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM " + big + "\n" +
 		"ENV A=1\nLABEL x=y\nARG B=2\nWORKDIR /w\nUSER root\nRUN echo hi\nCMD [\"sh\"]\n"})
 	r := strata(t, s, "build", "--progress=json", dir)
 	type step struct {
@@ -200,7 +200,7 @@ func TestStepNumbersAndBaseUnpackTime(t *testing.T) {
 		duration float64
 	}
 	var steps []step
-	for _, e := range jsonEvents(t, "stderr", r.stderr) {
+	for _, e := range jsonEvents(t, "stderr", r.Stderr) {
 		name, _ := e["name"].(string)
 		if e["type"] == "done" && strings.HasPrefix(name, "[stage-0 ") {
 			d, _ := e["duration"].(float64)
@@ -213,11 +213,11 @@ func TestStepNumbersAndBaseUnpackTime(t *testing.T) {
 		names = append(names, st.name)
 	}
 	if strings.Join(names, "\n") != strings.Join(want, "\n") {
-		t.Fatalf("steps:\n%s\nwant:\n%s\n%s", strings.Join(names, "\n"), strings.Join(want, "\n"), r.stderr)
+		t.Fatalf("steps:\n%s\nwant:\n%s\n%s", strings.Join(names, "\n"), strings.Join(want, "\n"), r.Stderr)
 	}
 	from, workdir := steps[0].duration, steps[1].duration
 	t.Logf("FROM %.3fs, WORKDIR %.3fs", from, workdir)
 	if from < 5*workdir {
-		t.Errorf("unpacking the base was charged to WORKDIR (%.3fs) rather than FROM (%.3fs):\n%s", workdir, from, r.stderr)
+		t.Errorf("unpacking the base was charged to WORKDIR (%.3fs) rather than FROM (%.3fs):\n%s", workdir, from, r.Stderr)
 	}
 }

@@ -18,7 +18,7 @@ import (
 // must not be cached; and the store must build again afterwards.
 func TestInterruptDuringRun(t *testing.T) {
 	t.Parallel()
-	store := newBusyboxStore(t)
+	store := suite.NewBusyboxStore(t)
 	for _, c := range []struct {
 		sig  syscall.Signal
 		code int
@@ -28,7 +28,7 @@ func TestInterruptDuringRun(t *testing.T) {
 	} {
 		t.Run(c.sig.String(), func(t *testing.T) {
 			marker := fmt.Sprintf("E2E_INTERRUPT_MARKER=%d-%d", os.Getpid(), time.Now().UnixNano())
-			ctx := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nENV " + marker + "\nRUN sleep 60\n"})
+			ctx := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nENV " + marker + "\nRUN sleep 60\n"})
 
 			interruptRun(t, store, ctx, marker, c.sig, c.code)
 
@@ -36,9 +36,9 @@ func TestInterruptDuringRun(t *testing.T) {
 			t.Run("NotCached", func(t *testing.T) { interruptRun(t, store, ctx, marker, c.sig, c.code) })
 
 			// The store builds again.
-			again := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo '" + marker + "' > /again\n"})
+			again := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo '" + marker + "' > /again\n"})
 			strata(t, store, "build", "-t", "again", again)
-			if r := strata(t, store, "run", "again", "cat", "/again"); strings.TrimSpace(r.stdout) != marker {
+			if r := strata(t, store, "run", "again", "cat", "/again"); strings.TrimSpace(r.Stdout) != marker {
 				t.Errorf("build after %s: cat /again:\n%s", c.sig, r)
 			}
 		})
@@ -50,59 +50,26 @@ func TestInterruptDuringRun(t *testing.T) {
 // code and that nothing is left behind.
 func interruptRun(t *testing.T, store, ctx, marker string, sig syscall.Signal, wantCode int) {
 	t.Helper()
-	runCtx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := strataCmd(runCtx, store, runOpts{}, "build", "--progress", "plain", ctx)
-	var stdout, stderr testenv.SyncBuffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{}) // closed when strata has exited
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(done) }()
-	defer func() { // never leave strata running
-		select {
-		case <-done:
-		default:
-			cmd.Process.Kill()
-			<-done
-		}
-	}()
-	report := func() string {
-		return fmt.Sprintf("--- stdout ---\n%s\n--- stderr ---\n%s", indent(stdout.String()), indent(stderr.String()))
-	}
+	p := suite.Start(t, store, runOpts{Timeout: 2 * time.Minute}, "build", "--progress", "plain", ctx)
 
 	// Wait until the RUN step runs: its progress line and the container's sleep.
-	deadline := time.Now().Add(60 * time.Second)
-	for !(strings.Contains(stderr.String(), "RUN sleep") && len(testenv.ProcessesWithEnv(marker)) > 0) {
-		select {
-		case <-done:
-			t.Fatalf("strata build exited (%v) before the RUN sleep step ran (was it taken from the cache?):\n%s", waitErr, report())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the RUN sleep step did not start within 60s (container process seen: %v):\n%s", testenv.ProcessesWithEnv(marker), report())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !p.WaitFor(t, "the RUN sleep step (its progress line and its container process)", 60*time.Second, func() bool {
+		return strings.Contains(p.Stderr(), "RUN sleep") && len(testenv.ProcessesWithEnv(marker)) > 0
+	}) {
+		t.Fatalf("strata build exited (%v) before the RUN sleep step ran (was it taken from the cache?):\n%s", p.WaitErr(), p.Output())
 	}
 
 	sent := time.Now()
-	if err := cmd.Process.Signal(sig); err != nil {
-		t.Fatal(err)
+	if !p.Signal(t, sig, 15*time.Second) {
+		t.Fatalf("could not send %s to strata (exited: %v):\n%s", sig, p.Exited(), p.Output())
 	}
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		t.Fatalf("strata did not exit within 15s of %s:\n%s", sig, report())
+	if got := p.Cmd.ProcessState.ExitCode(); got != wantCode {
+		t.Errorf("exit code after %s = %d, want %d:\n%s", sig, got, wantCode, p.Output())
 	}
-	if got := cmd.ProcessState.ExitCode(); got != wantCode {
-		t.Errorf("exit code after %s = %d, want %d:\n%s", sig, got, wantCode, report())
-	}
-	t.Logf("strata exited (%s) %s after %s", cmd.ProcessState, time.Since(sent).Round(time.Millisecond), sig)
+	t.Logf("strata exited (%s) %s after %s", p.Cmd.ProcessState, time.Since(sent).Round(time.Millisecond), sig)
 
-	if left := leftovers(store); len(left) > 0 {
-		t.Errorf("after %s, strata left behind: %q\n%s", sig, left, report())
+	if left := testenv.Leftovers(store); len(left) > 0 {
+		t.Errorf("after %s, strata left behind: %q\n%s", sig, left, p.Output())
 	}
 	if procs := testenv.ProcessesWithEnv(marker); len(procs) > 0 {
 		t.Errorf("after %s, the RUN's processes still run: %q", sig, procs)
@@ -115,16 +82,16 @@ func interruptRun(t *testing.T, store, ctx, marker string, sig syscall.Signal, w
 // killed by SIGPIPE on its next write with its RUN left running.
 func TestBrokenPipeStopsBuild(t *testing.T) {
 	t.Parallel()
-	store := newBusyboxStore(t)
+	store := suite.NewBusyboxStore(t)
 	marker := fmt.Sprintf("E2E_PIPE_MARKER=%d-%d", os.Getpid(), time.Now().UnixNano())
-	ctx := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nENV " + marker + "\nRUN while true; do echo line; sleep 0.01; done\n"})
+	ctx := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nENV " + marker + "\nRUN while true; do echo line; sleep 0.01; done\n"})
 	runCtx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := strataCmd(runCtx, store, runOpts{}, "build", "--progress", "plain", ctx)
+	cmd := suite.Command(runCtx, store, runOpts{}, "build", "--progress", "plain", ctx)
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -145,7 +112,7 @@ func TestBrokenPipeStopsBuild(t *testing.T) {
 	if code := cmd.ProcessState.ExitCode(); code != 141 {
 		t.Errorf("strata build with its output closed: %v (exit code %d), want exit code 141", werr, code)
 	}
-	if left := leftovers(store); len(left) > 0 {
+	if left := testenv.Leftovers(store); len(left) > 0 {
 		t.Errorf("after its output closed, strata left behind: %q", left)
 	}
 	if procs := testenv.ProcessesWithEnv(marker); len(procs) > 0 {

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/strata-build/strata/test/internal/testenv"
 )
 
 // TestWhiteouts checks that deletions survive as OCI whiteouts: a deleted base
@@ -15,24 +17,24 @@ import (
 // old entry), in the layer tars, in containers and in a local export.
 func TestWhiteouts(t *testing.T) {
 	t.Parallel()
-	store := newBusyboxStore(t)
-	ctx := writeFiles(t, map[string]string{"Dockerfile": `FROM busybox
+	store := suite.NewBusyboxStore(t)
+	ctx := suite.WriteFiles(t, map[string]string{"Dockerfile": `FROM busybox
 RUN rm /etc/group
 RUN mkdir -p /d/sub && echo a > /d/a
 RUN rm -rf /d && mkdir /d && echo b > /d/b
 `})
-	out := tempDir(t)
+	out := suite.TempDir(t)
 	oci := filepath.Join(out, "wh.oci.tar")
 	local := filepath.Join(out, "rootfs")
 	strata(t, store, "build", "-t", "wh", "--output", "type=oci,dest="+oci, "--output", "type=local,dest="+local, ctx)
 
-	img := readOCIArchive(t, oci)
-	if len(img.layers) != 4 {
-		t.Fatalf("want 4 layers (busybox + 3 RUN), got %d", len(img.layers))
+	img := testenv.ReadOCIArchive(t, oci)
+	if len(img.Layers) != 4 {
+		t.Fatalf("want 4 layers (busybox + 3 RUN), got %d", len(img.Layers))
 	}
 	names := func(i int) []string {
 		var n []string
-		for _, e := range img.layers[i] {
+		for _, e := range img.Layers[i] {
 			n = append(n, cleanName(e.Name))
 		}
 		sort.Strings(n)
@@ -40,10 +42,10 @@ RUN rm -rf /d && mkdir /d && echo b > /d/b
 	}
 
 	t.Run("LayerTars", func(t *testing.T) {
-		if !hasEntry(img.layers[1], "etc/.wh.group") {
+		if !hasEntry(img.Layers[1], "etc/.wh.group") {
 			t.Errorf("layer 2 (RUN rm /etc/group) has no etc/.wh.group whiteout: %q", names(1))
 		}
-		l3 := img.layers[3]
+		l3 := img.Layers[3]
 		opaque := hasEntry(l3, "d/.wh..wh..opq")
 		perFile := hasEntry(l3, "d/.wh.a") && hasEntry(l3, "d/.wh.sub")
 		if !opaque && !perFile {
@@ -52,7 +54,7 @@ RUN rm -rf /d && mkdir /d && echo b > /d/b
 		if !hasEntry(l3, "d/b") || hasEntry(l3, "d/a") || hasEntry(l3, "d/sub") {
 			t.Errorf("layer 4 must add d/b and must not hold d/a or d/sub: %q", names(3))
 		}
-		for _, e := range append(img.layers[1], img.layers[3]...) {
+		for _, e := range append(img.Layers[1], img.Layers[3]...) {
 			if strings.Contains(e.Name, ".wh.") && e.Typeflag != '0' {
 				t.Errorf("whiteout %s is tar type %q, want a regular file", e.Name, e.Typeflag)
 			}
@@ -72,15 +74,15 @@ RUN rm -rf /d && mkdir /d && echo b > /d/b
 
 	t.Run("Run", func(t *testing.T) {
 		r := strata(t, store, "run", "wh", "ls", "-A", "/d")
-		if strings.Fields(r.stdout) == nil || !reflect.DeepEqual(strings.Fields(r.stdout), []string{"b"}) {
+		if strings.Fields(r.Stdout) == nil || !reflect.DeepEqual(strings.Fields(r.Stdout), []string{"b"}) {
 			t.Errorf("ls -A /d in the image: want only b:\n%s", r)
 		}
 		r = strataRun(t, store, runOpts{}, "run", "wh", "cat", "/etc/group")
-		if r.code == 0 || !strings.Contains(r.stderr+r.stdout, "No such file") {
+		if r.Code == 0 || !strings.Contains(r.Stderr+r.Stdout, "No such file") {
 			t.Errorf("cat /etc/group in the image: want a failure (the file is deleted):\n%s", r)
 		}
 		r = strata(t, store, "run", "wh", "cat", "/etc/passwd")
-		if !strings.HasPrefix(r.stdout, "root:") {
+		if !strings.HasPrefix(r.Stdout, "root:") {
 			t.Errorf("cat /etc/passwd (not deleted) in the image:\n%s", r)
 		}
 	})

@@ -31,16 +31,16 @@ func diskUse(dir string) int64 {
 // and kept no temp files.
 func requireBoundFailure(t *testing.T, store string, before int64, r result, limit time.Duration, grow int64, want ...string) {
 	t.Helper()
-	if r.code == 0 || r.err != nil {
+	if r.Code == 0 || r.Err != nil {
 		t.Fatalf("expected a failed build:\n%s", r)
 	}
 	for _, w := range want {
-		if !strings.Contains(r.stderr, w) {
+		if !strings.Contains(r.Stderr, w) {
 			t.Errorf("the error does not say %q:\n%s", w, r)
 		}
 	}
-	if r.elapsed > limit {
-		t.Errorf("failed after %s, want within %s", r.elapsed, limit)
+	if r.Elapsed > limit {
+		t.Errorf("failed after %s, want within %s", r.Elapsed, limit)
 	}
 	if d := diskUse(store) - before; d > grow {
 		t.Errorf("the store grew by %d bytes, more than %d", d, grow)
@@ -55,7 +55,7 @@ func requireBoundFailure(t *testing.T, store string, before int64, r result, lim
 // (a gzip bomb: 64 MiB of zeros in a few KB) is refused before the file is
 // written, and the error names the Dockerfile line and the setting.
 func TestADDArchiveBound(t *testing.T) {
-	store := newBusyboxStore(t)
+	store := suite.NewBusyboxStore(t)
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(zw)
@@ -64,9 +64,9 @@ func TestADDArchiveBound(t *testing.T) {
 	tw.Write(make([]byte, size))
 	tw.Close()
 	zw.Close()
-	ctxDir := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nADD bomb.tar.gz /x/\n", "bomb.tar.gz": buf.String()})
+	ctxDir := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nADD bomb.tar.gz /x/\n", "bomb.tar.gz": buf.String()})
 	before := diskUse(store)
-	r := strataRun(t, store, runOpts{env: []string{"STRATA_MAX_LAYER_BYTES=8388608"}}, "build", ctxDir)
+	r := strataRun(t, store, runOpts{Env: []string{"STRATA_MAX_LAYER_BYTES=8388608"}}, "build", ctxDir)
 	requireBoundFailure(t, store, before, r, 30*time.Second, 4<<20, // the base layer is unpacked too
 		"Dockerfile:2", "more than 8388608 bytes", "STRATA_MAX_LAYER_BYTES")
 	strata(t, store, "build", ctxDir) // under the default bound it extracts
@@ -76,7 +76,7 @@ func TestADDArchiveBound(t *testing.T) {
 // mid-body, or streams forever fails within STRATA_HTTP_TIMEOUT or at
 // STRATA_MAX_LAYER_BYTES, keeping nothing.
 func TestADDURLBounds(t *testing.T) {
-	store := newBusyboxStore(t)
+	store := suite.NewBusyboxStore(t)
 	silent, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -124,9 +124,9 @@ func TestADDURLBounds(t *testing.T) {
 		{"endless", "http://" + ln.Addr().String() + "/endless", "the download is more than 8388608 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctxDir := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nADD " + tc.url + " /f\n"})
+			ctxDir := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nADD " + tc.url + " /f\n"})
 			before := diskUse(store)
-			r := strataRun(t, store, runOpts{env: env}, "build", ctxDir)
+			r := strataRun(t, store, runOpts{Env: env}, "build", ctxDir)
 			requireBoundFailure(t, store, before, r, 20*time.Second, 9<<20, "Dockerfile:2", tc.want)
 		})
 	}
@@ -136,24 +136,24 @@ func TestADDURLBounds(t *testing.T) {
 // fast against the byte bound (refused at once when over it), and
 // COPY --from --chown of it and a local export keep its holes.
 func TestSparseFileBounds(t *testing.T) {
-	store := newBusyboxStore(t)
-	ctxDir := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN truncate -s 4G /sparse\n"})
+	store := suite.NewBusyboxStore(t)
+	ctxDir := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN truncate -s 4G /sparse\n"})
 	before := diskUse(store)
-	r := strataRun(t, store, runOpts{env: []string{"STRATA_MAX_LAYER_BYTES=100MB"}}, "build", ctxDir)
+	r := strataRun(t, store, runOpts{Env: []string{"STRATA_MAX_LAYER_BYTES=100MB"}}, "build", ctxDir)
 	requireBoundFailure(t, store, before, r, 30*time.Second, 4<<20, // the base layer is unpacked too
 		"Dockerfile:2", "more than 104857600 bytes", "STRATA_MAX_LAYER_BYTES")
 
 	// Under the bound (a 256 MiB file: committing it still streams its
 	// zeros, which the tar format cannot skip), the copies stay sparse.
 	const size = 256 << 20
-	ctxDir = writeFiles(t, map[string]string{"Dockerfile": "FROM busybox AS src\nRUN truncate -s 256M /sparse && echo x >> /sparse\n" +
+	ctxDir = suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox AS src\nRUN truncate -s 256M /sparse && echo x >> /sparse\n" +
 		"FROM busybox\nCOPY --from=src --chown=1:1 /sparse /copy\nRUN echo y >> /copy\n"})
-	out := filepath.Join(tempDir(t), "out")
+	out := filepath.Join(suite.TempDir(t), "out")
 	r = strataRun(t, store, runOpts{}, "build", "-o", "type=local,dest="+out, ctxDir)
-	if r.code != 0 || r.err != nil {
+	if r.Code != 0 || r.Err != nil {
 		t.Fatalf("expected success:\n%s", r)
 	}
-	t.Logf("build with a %d-byte sparse file: %s", size, r.elapsed)
+	t.Logf("build with a %d-byte sparse file: %s", size, r.Elapsed)
 	var st syscall.Stat_t
 	if err := syscall.Stat(filepath.Join(out, "copy"), &st); err != nil {
 		t.Fatal(err)

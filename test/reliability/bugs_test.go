@@ -22,7 +22,7 @@ import (
 // never deleted by any later command. This test makes that state directly: a
 // running container named for a dead session whose run/ directory is gone.
 func TestBugOrphanedRuncContainer(t *testing.T) {
-	store := newBusyboxStore(t)
+	store := suite.NewBusyboxStore(t)
 	startContainer(t, store, "strata-999999-1-1") // the session of a process that is gone
 	strata(t, store, "images")
 	if ids := testenv.RuncContainers(store); len(ids) > 0 {
@@ -37,12 +37,12 @@ func TestBugOrphanedRuncContainer(t *testing.T) {
 // session's directory anyway, so no later command deletes its containers.
 // Made deterministic with a runc wrapper whose first `list` fails.
 func TestBugReclaimGivesUpWhenRuncListFails(t *testing.T) {
-	store := newBusyboxStore(t)
+	store := suite.NewBusyboxStore(t)
 	dead := "999999-1"
 	os.MkdirAll(filepath.Join(store, "run", dead), 0o700)
 	startContainer(t, store, "strata-"+dead+"-1")
 	real, _ := exec.LookPath("runc")
-	bin := tempDir(t)
+	bin := suite.TempDir(t)
 	flag := filepath.Join(bin, "failed-once")
 	script := "#!/bin/sh\nfor a in \"$@\"; do if [ \"$a\" = list ] && [ ! -e " + flag + " ]; then touch " + flag +
 		"; echo 'load container x: container does not exist' >&2; exit 1; fi; done\nexec " + real + " \"$@\"\n"
@@ -51,7 +51,7 @@ func TestBugReclaimGivesUpWhenRuncListFails(t *testing.T) {
 	}
 	env := []string{"PATH=" + bin + ":" + os.Getenv("PATH")}
 	for range 2 {
-		if r := strataRun(t, store, runOpts{env: env}, "images"); r.code != 0 {
+		if r := strataRun(t, store, runOpts{Env: env}, "images"); r.Code != 0 {
 			t.Fatalf("%s", r)
 		}
 	}
@@ -64,14 +64,14 @@ func TestBugReclaimGivesUpWhenRuncListFails(t *testing.T) {
 // store's runc state directory, deleted at the end of the test.
 func startContainer(t *testing.T, store, id string) {
 	t.Helper()
-	bundle := tempDir(t)
+	bundle := suite.TempDir(t)
 	spec := map[string]any{
 		"ociVersion": "1.0.2",
 		"process": map[string]any{
 			"terminal": false, "user": map[string]any{"uid": 0, "gid": 0},
-			"args": []string{"/bin/sleep", "60"}, "cwd": "/", "env": []string{imagePATH},
+			"args": []string{"/bin/sleep", "60"}, "cwd": "/", "env": []string{testenv.ImagePATH},
 		},
-		"root":     map[string]any{"path": busyboxRoot, "readonly": true},
+		"root":     map[string]any{"path": suite.BusyboxRoot, "readonly": true},
 		"hostname": "orphan",
 		"mounts":   []map[string]any{{"destination": "/proc", "type": "proc", "source": "proc"}},
 		"linux": map[string]any{
@@ -105,10 +105,10 @@ func startContainer(t *testing.T, store, id string) {
 // owner. A killed commit of a 1 GB layer leaves 1 GB for a day. (strata fsck
 // --repair removes them when the store is idle.)
 func TestBugTempFilesOfKilledProcess(t *testing.T) {
-	store := newBusyboxStore(t)
-	ctxDir := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN head -c 32m /dev/urandom > /big\n"})
-	s := startStrata(t, store, runOpts{}, "build", ctxDir)
-	if !s.waitFor(t, "the layer commit", time.Minute, func() bool {
+	store := suite.NewBusyboxStore(t)
+	ctxDir := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN head -c 32m /dev/urandom > /big\n"})
+	s := suite.Start(t, store, runOpts{}, "build", ctxDir)
+	if !s.WaitFor(t, "the layer commit", time.Minute, func() bool {
 		ents, _ := os.ReadDir(filepath.Join(store, "tmp"))
 		for _, e := range ents {
 			if strings.Contains(e.Name(), "blob-") {
@@ -117,9 +117,9 @@ func TestBugTempFilesOfKilledProcess(t *testing.T) {
 		}
 		return false
 	}) {
-		t.Fatalf("the build ended before its commit:\n%s", s.output())
+		t.Fatalf("the build ended before its commit:\n%s", s.Output())
 	}
-	s.signal(t, syscall.SIGKILL)
+	s.Signal(t, syscall.SIGKILL, 30*time.Second)
 	strata(t, store, "images")
 	if tmp := tempFiles(store); len(tmp) > 0 {
 		t.Errorf("the next strata command left the killed process's temp files: %q", tmp)
@@ -133,15 +133,15 @@ func TestBugTempFilesOfKilledProcess(t *testing.T) {
 // the blob either. One dropped connection fails a pull that a second
 // request would complete.
 func TestBugTruncatedBodyNotRetried(t *testing.T) {
-	reg := startRegistry(t, nil)
-	src := newBusyboxStore(t)
+	reg := testenv.StartRegistry(t, nil)
+	src := suite.NewBusyboxStore(t)
 	strata(t, src, "push", "busybox", reg+"/base:1")
 	px := startProxy(t, reg)
 	px.setPlan(onFirst(truncate, blobGET))
-	store := newStore(t, "")
+	store := suite.NewStore(t)
 	r := strataRun(t, store, runOpts{}, "pull", px.addr+"/base:1")
-	if r.code != 0 {
-		t.Errorf("one truncated body per blob failed the pull:\n%s\nproxy log:\n%s", r, indent(px.Log()))
+	if r.Code != 0 {
+		t.Errorf("one truncated body per blob failed the pull:\n%s\nproxy log:\n%s", r, testenv.Indent(px.Log()))
 	}
 }
 
@@ -153,16 +153,16 @@ func TestBugTruncatedBodyNotRetried(t *testing.T) {
 // strata show e.g. a line of /etc/shadow in the build log.
 func TestBugDockerfileSymlinkOutsideContext(t *testing.T) {
 	g := newHostGuard(t)
-	importBusybox(t, g.store)
+	suite.ImportBusybox(t, g.store)
 	ctx := g.ctxDir(t, nil)
 	if err := os.Symlink(filepath.Join(g.outside, "canary.txt"), filepath.Join(ctx, "Dockerfile")); err != nil {
 		t.Fatal(err)
 	}
 	r := strataRun(t, g.store, runOpts{}, "build", ctx)
-	if strings.Contains(r.stdout+r.stderr, g.marker) {
+	if strings.Contains(r.Stdout+r.Stderr, g.marker) {
 		t.Errorf("strata read a Dockerfile symlinked to outside the context and printed it:\n%s", r)
 	}
-	if r.code == 0 {
+	if r.Code == 0 {
 		t.Errorf("the build succeeded")
 	}
 }
@@ -174,16 +174,16 @@ func TestBugDockerfileSymlinkOutsideContext(t *testing.T) {
 // last directory, not its parents; BuildKit creates them (the same COPY
 // through a relative symlink to the same place works).
 func TestBugCopyThroughAbsoluteSymlink(t *testing.T) {
-	store := newBusyboxStore(t)
+	store := suite.NewBusyboxStore(t)
 	bbBlob, _ := busyboxLayer(t, store)
 	links := tarBytes(t, []tent{tsymlink("out", "/a/b/c")})
 	arch := dockerArchive(t, "links:1", [][]byte{gunzip(t, bbBlob), links}, nil, nil)
-	p := filepath.Join(tempDir(t), "links.tar")
+	p := filepath.Join(suite.TempDir(t), "links.tar")
 	os.WriteFile(p, arch, 0o644)
 	strata(t, store, "load", "-i", p)
-	ctx := writeFiles(t, map[string]string{"x": "x\n", "Dockerfile": "FROM links:1\nCOPY x /out/x\n"})
+	ctx := suite.WriteFiles(t, map[string]string{"x": "x\n", "Dockerfile": "FROM links:1\nCOPY x /out/x\n"})
 	r := strataRun(t, store, runOpts{}, "build", "-t", "copied", ctx)
-	if r.code != 0 {
+	if r.Code != 0 {
 		t.Fatalf("COPY through the symlink failed:\n%s", r)
 	}
 	if got := imageFiles(t, store, "docker.io/library/copied:latest")["a/b/c/x"].content; got != "x\n" {

@@ -14,7 +14,7 @@ import (
 // must find nothing wrong, and the store must be whole afterwards.
 func TestConcurrentBuildsOneStore(t *testing.T) {
 	t.Parallel()
-	store := newBusyboxStore(t)
+	store := suite.NewBusyboxStore(t)
 	for _, n := range []int{2, 8} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			type build struct {
@@ -29,7 +29,7 @@ func TestConcurrentBuildsOneStore(t *testing.T) {
 					"FROM busybox\n" + shared +
 					"COPY --from=base /own /own\nCOPY f /f\n" +
 					fmt.Sprintf("RUN cat /own /f > /both\nENV BUILD=%d\n", i)
-				ctx := writeFiles(t, map[string]string{"Dockerfile": df, "f": fmt.Sprintf("file %d\n", i)})
+				ctx := suite.WriteFiles(t, map[string]string{"Dockerfile": df, "f": fmt.Sprintf("file %d\n", i)})
 				builds = append(builds, build{ctx: ctx, tag: fmt.Sprintf("conc-%d-%d", n, i), want: map[string]string{
 					"shared": "shared\n", "own": fmt.Sprintf("%d-%d\n", n, i), "f": fmt.Sprintf("file %d\n", i),
 					"both": fmt.Sprintf("%d-%d\nfile %d\n", n, i, i),
@@ -65,14 +65,14 @@ func TestConcurrentBuildsOneStore(t *testing.T) {
 			close(stop)
 			<-fsckDone
 			for _, r := range fsckResults {
-				if r.code != 0 {
+				if r.Code != 0 {
 					corruptions.Add(1)
 					t.Errorf("strata fsck during the builds found problems:\n%s", r)
 				}
 			}
 			t.Logf("%d fsck runs during the builds", len(fsckResults))
 			for i, r := range results {
-				if r.code != 0 || r.err != nil {
+				if r.Code != 0 || r.Err != nil {
 					t.Errorf("concurrent build %d of %d failed:\n%s", i+1, n, r)
 				}
 			}
@@ -98,7 +98,7 @@ func TestConcurrentBuildsOneStore(t *testing.T) {
 			imgs := requireWholeImages(t, store)
 			r := strata(t, store, "images")
 			for _, b := range builds {
-				if _, ok := imgs["docker.io/library/"+b.tag+":latest"]; !ok || !strings.Contains(r.stdout, b.tag) {
+				if _, ok := imgs["docker.io/library/"+b.tag+":latest"]; !ok || !strings.Contains(r.Stdout, b.tag) {
 					t.Errorf("%s is not listed:\n%s", b.tag, r)
 				}
 			}

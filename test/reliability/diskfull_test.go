@@ -6,6 +6,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/strata-build/strata/test/internal/testenv"
 )
 
 // TestDiskFull puts the store on a 64 MB tmpfs and runs builds that need more
@@ -16,8 +18,8 @@ import (
 // its mounts, and leave the store usable: a small build succeeds after each.
 func TestDiskFull(t *testing.T) {
 	t.Parallel()
-	requireEnv(t)
-	base := tempDir(t)
+	suite.RequireBuild(t)
+	base := suite.TempDir(t)
 	mnt := filepath.Join(base, "small")
 	if err := os.Mkdir(mnt, 0o700); err != nil {
 		t.Fatal(err)
@@ -26,20 +28,20 @@ func TestDiskFull(t *testing.T) {
 		t.Skipf("cannot mount a tmpfs: %v", err)
 	}
 	t.Cleanup(func() {
-		releaseStore(mnt)
+		testenv.Release(mnt)
 		if err := syscall.Unmount(mnt, 0); err != nil {
 			t.Errorf("unmount the tmpfs store: %v", err)
 			syscall.Unmount(mnt, syscall.MNT_DETACH)
 		}
 	})
 	store := mnt
-	importBusybox(t, store)
+	suite.ImportBusybox(t, store)
 
-	bigTree := filepath.Join(tempDir(t), "tree")
+	bigTree := filepath.Join(suite.TempDir(t), "tree")
 	os.MkdirAll(filepath.Join(bigTree, "data"), 0o755)
 	writeRandom(t, filepath.Join(bigTree, "data", "a"), 40<<20)
 	writeRandom(t, filepath.Join(bigTree, "data", "b"), 40<<20)
-	copyCtx := tempDir(t)
+	copyCtx := suite.TempDir(t)
 	os.WriteFile(filepath.Join(copyCtx, "Dockerfile"), []byte("FROM busybox\nCOPY big /big\n"), 0o644)
 	writeRandom(t, filepath.Join(copyCtx, "big"), 80<<20)
 
@@ -48,8 +50,8 @@ func TestDiskFull(t *testing.T) {
 		args  []string
 		words string // one of them in the error ("a|b"), case-insensitive
 	}{
-		{"run-writes-100MB", []string{"build", "-t", "full", writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN dd if=/dev/zero of=/big bs=1M count=100\n"})}, "no space|exit code|exit status"},
-		{"layer-commit", []string{"build", "-t", "full", writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN head -c 40m /dev/urandom > /rand\n"})}, "no space"},
+		{"run-writes-100MB", []string{"build", "-t", "full", suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN dd if=/dev/zero of=/big bs=1M count=100\n"})}, "no space|exit code|exit status"},
+		{"layer-commit", []string{"build", "-t", "full", suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN head -c 40m /dev/urandom > /rand\n"})}, "no space"},
 		{"copy-80MB", []string{"build", "-t", "full", copyCtx}, "no space"},
 		{"import-80MB", []string{"import", bigTree, "full"}, "no space"},
 	}
@@ -58,15 +60,15 @@ func TestDiskFull(t *testing.T) {
 			r := strataRun(t, store, runOpts{}, c.args...)
 			var st syscall.Statfs_t
 			syscall.Statfs(store, &st)
-			t.Logf("exit %d after %s; %d MB free on the store after the failure", r.code, r.elapsed.Round(1e6), st.Bavail*uint64(st.Bsize)>>20)
-			if r.code == 0 {
+			t.Logf("exit %d after %s; %d MB free on the store after the failure", r.Code, r.Elapsed.Round(1e6), st.Bavail*uint64(st.Bsize)>>20)
+			if r.Code == 0 {
 				t.Fatalf("a build that does not fit succeeded:\n%s", r)
 			}
 			diskFulls.Add(1)
-			if r.code != 1 || r.err != nil {
-				t.Errorf("exit code %d, want 1:\n%s", r.code, r)
+			if r.Code != 1 || r.Err != nil {
+				t.Errorf("exit code %d, want 1:\n%s", r.Code, r)
 			}
-			msg := strings.ToLower(r.stderr)
+			msg := strings.ToLower(r.Stderr)
 			found := false
 			for _, w := range strings.Split(c.words, "|") {
 				found = found || strings.Contains(msg, w)
@@ -85,7 +87,7 @@ func TestDiskFull(t *testing.T) {
 			requireWholeImages(t, store)
 			requireFsckClean(t, store)
 			// The store still works: a small build fits.
-			ok := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo fits > /fits\n"})
+			ok := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo fits > /fits\n"})
 			strata(t, store, "build", "-t", "fits", ok)
 			if got := imageFiles(t, store, "docker.io/library/fits:latest")["fits"].content; got != "fits\n" {
 				t.Errorf("the build after the disk-full failure made /fits = %q", got)

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/strata-build/strata/test/internal/testenv"
 )
 
 // Fault plans: which requests fail, and how often.
@@ -92,10 +94,10 @@ type faultCase struct {
 // registry for a push) and leave the store sound.
 func TestRegistryFaults(t *testing.T) {
 	t.Parallel()
-	requireEnv(t)
-	reg := startRegistry(t, nil)
-	src := newBusyboxStore(t)
-	base := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN head -c 2m /dev/urandom > /r\nRUN echo second > /second\n"})
+	suite.RequireBuild(t)
+	reg := testenv.StartRegistry(t, nil)
+	src := suite.NewBusyboxStore(t)
+	base := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN head -c 2m /dev/urandom > /r\nRUN echo second > /second\n"})
 	strata(t, src, "build", "-t", "base", base)
 	strata(t, src, "push", "base", reg+"/base:1")
 
@@ -119,7 +121,7 @@ func TestRegistryFaults(t *testing.T) {
 	// One image to push per push case, each with a layer of its own (a layer
 	// the registry has already would not be uploaded).
 	for i, c := range pushes {
-		ctxDir := writeFiles(t, map[string]string{"Dockerfile": fmt.Sprintf("FROM busybox\nRUN head -c 1m /dev/urandom > /r && echo %d-%s > /case\n", i, c.name)})
+		ctxDir := suite.WriteFiles(t, map[string]string{"Dockerfile": fmt.Sprintf("FROM busybox\nRUN head -c 1m /dev/urandom > /r && echo %d-%s > /case\n", i, c.name)})
 		strata(t, src, "build", "-t", "push-"+c.name, ctxDir)
 	}
 	var srcMu sync.Mutex // pushes share the source store: one at a time, so that its checks see no other's session
@@ -130,15 +132,15 @@ func TestRegistryFaults(t *testing.T) {
 				t.Parallel()
 				px := startProxy(t, reg)
 				px.setPlan(c.plan)
-				store := newStore(t, "")
+				store := suite.NewStore(t)
 				ref := px.addr + "/base:1"
 				r := strataRun(t, store, runOpts{}, "pull", ref)
-				t.Logf("%d requests, %d faults injected, exit %d after %s", px.requests.Load(), px.faults.Load(), r.code, r.elapsed.Round(1e6))
+				t.Logf("%d requests, %d faults injected, exit %d after %s", px.requests.Load(), px.faults.Load(), r.Code, r.Elapsed.Round(1e6))
 				checkFaultOutcome(t, store, c, r, px)
 				imgs := storeImages(t, store)
 				_, tagged := imgs[ref]
 				switch {
-				case c.transient && r.code == 0:
+				case c.transient && r.Code == 0:
 					if !tagged {
 						t.Errorf("pull succeeded but %s is not tagged: %v", ref, keys(imgs))
 					} else if files := imageFiles(t, store, ref); files["second"].content != "second\n" || len(files["r"].content) != 1<<20 {
@@ -161,11 +163,11 @@ func TestRegistryFaults(t *testing.T) {
 				srcMu.Lock()
 				defer srcMu.Unlock()
 				r := strataRun(t, src, runOpts{}, "push", "push-"+c.name, px.addr+"/"+repo+":1")
-				t.Logf("%d requests, %d faults injected, exit %d after %s", px.requests.Load(), px.faults.Load(), r.code, r.elapsed.Round(1e6))
+				t.Logf("%d requests, %d faults injected, exit %d after %s", px.requests.Load(), px.faults.Load(), r.Code, r.Elapsed.Round(1e6))
 				checkFaultOutcome(t, src, c, r, px)
 				exists := manifestExists(t, reg, repo, "1")
 				switch {
-				case c.transient && r.code == 0:
+				case c.transient && r.Code == 0:
 					if !exists {
 						t.Errorf("push succeeded but the registry has no %s:1", repo)
 					} else {
@@ -183,18 +185,18 @@ func TestRegistryFaults(t *testing.T) {
 // faults, and that the store is sound and clean afterwards.
 func checkFaultOutcome(t *testing.T, store string, c faultCase, r result, px *proxy) {
 	t.Helper()
-	if r.err != nil {
+	if r.Err != nil {
 		t.Fatalf("%s", r)
 	}
 	if c.transient {
-		if r.code != 0 {
-			t.Errorf("transient faults (%d injected) were not survived:\n%s\nproxy log:\n%s", px.faults.Load(), r, indent(px.Log()))
+		if r.Code != 0 {
+			t.Errorf("transient faults (%d injected) were not survived:\n%s\nproxy log:\n%s", px.faults.Load(), r, testenv.Indent(px.Log()))
 		}
 	} else {
-		if r.code != 1 {
-			t.Errorf("persistent faults: exit %d, want 1:\n%s", r.code, r)
+		if r.Code != 1 {
+			t.Errorf("persistent faults: exit %d, want 1:\n%s", r.Code, r)
 		}
-		msg := strings.ToLower(r.stderr)
+		msg := strings.ToLower(r.Stderr)
 		if !strings.Contains(msg, "error") {
 			t.Errorf("persistent faults: no error message:\n%s", r)
 		}
@@ -207,8 +209,8 @@ func checkFaultOutcome(t *testing.T, store string, c faultCase, r result, px *pr
 				t.Errorf("persistent faults: the error does not say %q:\n%s", w, r)
 			}
 		}
-		if len(strings.Split(strings.TrimSpace(r.stderr), "\n")) > 30 {
-			t.Errorf("persistent faults: the error is not short and clear (%d lines):\n%s", len(strings.Split(r.stderr, "\n")), r)
+		if len(strings.Split(strings.TrimSpace(r.Stderr), "\n")) > 30 {
+			t.Errorf("persistent faults: the error is not short and clear (%d lines):\n%s", len(strings.Split(r.Stderr, "\n")), r)
 		}
 	}
 	requireNoLeftovers(t, store, "after registry faults")

@@ -3,223 +3,35 @@ package reliability
 import (
 	"archive/tar"
 	"bytes"
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/strata-build/strata/internal/layer"
 	"github.com/strata-build/strata/test/internal/testenv"
-
-	"github.com/strata-build/strata/internal/store"
 )
 
-const imagePATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+type (
+	result  = testenv.Result
+	runOpts = testenv.RunOpts
+)
 
-// result is one finished strata invocation.
-type result struct {
-	args           []string
-	stdout, stderr string
-	code           int
-	elapsed        time.Duration
-	err            error
-}
-
-func (r result) String() string {
-	e := ""
-	if r.err != nil {
-		e = "\n  error: " + r.err.Error()
-	}
-	return fmt.Sprintf("strata %s\n  exit code %d after %s%s\n  --- stdout ---\n%s\n  --- stderr ---\n%s",
-		strings.Join(r.args, " "), r.code, r.elapsed.Round(time.Millisecond), e, indent(r.stdout), indent(r.stderr))
-}
-
-func indent(s string) string {
-	s = strings.TrimRight(s, "\n")
-	if s == "" {
-		return "    (empty)"
-	}
-	if len(s) > 6000 {
-		s = s[:2000] + "\n...\n" + s[len(s)-3000:]
-	}
-	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
-}
-
-// strataEnv is our environment without STRATA_* settings, plus extra.
-func strataEnv(extra []string) []string {
-	var env []string
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "STRATA_") {
-			env = append(env, e)
-		}
-	}
-	env = append(env, "STRATA_CONFIG="+noConfig)
-	return append(env, extra...)
-}
-
-type runOpts struct {
-	env     []string
-	dir     string
-	timeout time.Duration
-	stdin   io.Reader
-}
-
-// strataCmd prepares `strata --root store args...`; a context timeout stops
-// it with SIGTERM, then SIGKILL.
-func strataCmd(ctx context.Context, store string, o runOpts, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, strataBin, append([]string{"--root", store}, args...)...)
-	cmd.Env = strataEnv(o.env)
-	cmd.Dir = o.dir
-	if cmd.Dir == "" {
-		cmd.Dir = workDir
-	}
-	cmd.Stdin = o.stdin
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 20 * time.Second
-	return cmd
-}
-
+// strataRun runs strata in store and returns what happened, whatever it was.
 func strataRun(t testing.TB, store string, o runOpts, args ...string) result {
 	t.Helper()
-	if o.timeout == 0 {
-		o.timeout = 2 * time.Minute
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
-	defer cancel()
-	cmd := strataCmd(ctx, store, o, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	return finished(ctx, cmd, err, &stdout, &stderr, time.Since(start), o.timeout)
-}
-
-// finished is the result of cmd, which ran for elapsed and ended with err
-// (from Wait or Run) under ctx, a timeout context of timeout.
-func finished(ctx context.Context, cmd *exec.Cmd, err error, stdout, stderr *bytes.Buffer, elapsed, timeout time.Duration) result {
-	r := result{args: cmd.Args[1:], stdout: stdout.String(), stderr: stderr.String(), elapsed: elapsed, code: -1}
-	if cmd.ProcessState != nil {
-		r.code = cmd.ProcessState.ExitCode()
-	}
-	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
-		r.err = err
-	}
-	if ctx.Err() != nil {
-		r.err = fmt.Errorf("timed out after %s", timeout)
-	}
-	return r
+	return suite.Run(store, o, args...)
 }
 
 // strata runs strata and fails the test unless it exits 0.
 func strata(t testing.TB, store string, args ...string) result {
 	t.Helper()
-	r := strataRun(t, store, runOpts{}, args...)
-	if r.code != 0 || r.err != nil {
-		t.Fatalf("expected success from:\n%s", r)
-	}
-	return r
-}
-
-// newStore makes an empty store directory in base (workDir when "") that is
-// released (runc containers deleted, mounts unmounted) and removed when the
-// test ends; what strata itself left there fails the test.
-func newStore(t *testing.T, base string) string {
-	t.Helper()
-	requireEnv(t)
-	if base == "" {
-		base = workDir
-	}
-	dir, err := os.MkdirTemp(base, "store-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if left := leftovers(dir); len(left) > 0 {
-			t.Errorf("store %s was not left clean: %q", dir, left)
-		}
-		releaseStore(dir)
-		os.RemoveAll(dir)
-	})
-	return dir
-}
-
-func newBusyboxStore(t *testing.T) string {
-	t.Helper()
-	s := newStore(t, "")
-	importBusybox(t, s)
-	return s
-}
-
-func importBusybox(t *testing.T, store string) {
-	t.Helper()
-	strata(t, store, "import", "--change", `CMD ["sh"]`, "--change", "ENV "+imagePATH, busyboxRoot, "busybox:latest")
-}
-
-// releaseStore deletes the runc containers and unmounts what is mounted
-// below store (not store itself), whoever left them.
-func releaseStore(store string) {
-	for _, id := range testenv.RuncContainers(store) {
-		exec.Command("runc", "--root", filepath.Join(store, "runc"), "delete", "--force", id).Run()
-	}
-	unmountAllBelow(store)
-}
-
-func unmountAllBelow(dir string) {
-	mps := mountsUnder(dir)
-	sort.Slice(mps, func(i, j int) bool { return len(mps[i]) > len(mps[j]) })
-	for _, m := range mps {
-		if m == dir {
-			continue
-		}
-		if syscall.Unmount(m, 0) != nil {
-			syscall.Unmount(m, syscall.MNT_DETACH)
-		}
-	}
-}
-
-func unmountAll(dir string) {
-	mps := mountsUnder(dir)
-	sort.Slice(mps, func(i, j int) bool { return len(mps[i]) > len(mps[j]) })
-	for _, m := range mps {
-		if syscall.Unmount(m, 0) != nil {
-			syscall.Unmount(m, syscall.MNT_DETACH)
-		}
-	}
-}
-
-// leftovers is what no strata process may leave in store once none runs:
-// mounts (below the root; the root may be a mount point itself), runc
-// containers, session directories.
-func leftovers(store string) []string {
-	var out []string
-	for _, m := range mountsUnder(store) {
-		if m != store {
-			out = append(out, "mount "+m)
-		}
-	}
-	if ids := testenv.RuncContainers(store); len(ids) > 0 {
-		out = append(out, "runc containers "+strings.Join(ids, " "))
-	}
-	if ents, err := os.ReadDir(filepath.Join(store, "run")); err == nil {
-		for _, e := range ents {
-			out = append(out, "session dir run/"+e.Name())
-		}
-	}
-	return out
+	return suite.MustRun(t, store, runOpts{}, args...)
 }
 
 // tempFiles lists what is in store/tmp and the cache's temp names.
@@ -240,109 +52,40 @@ func tempFiles(store string) []string {
 	return out
 }
 
-// mountsUnder lists the mount points at or below dir (the store's own
-// mountinfo reader, which has its own unit tests).
-func mountsUnder(dir string) []string { return store.MountsUnder(dir) }
-
-// writeFiles makes a fresh directory holding files (path → content).
-func writeFiles(t *testing.T, files map[string]string) string {
-	t.Helper()
-	return testenv.WriteFiles(t, tempDir(t), files)
-}
-
-func tempDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp(workDir, "tmp-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
 // ---- reading the store directly ----
 
-type descriptor struct {
-	MediaType   string            `json:"mediaType"`
-	Digest      string            `json:"digest"`
-	Size        int64             `json:"size"`
-	Annotations map[string]string `json:"annotations,omitempty"`
-}
-
-type manifest struct {
-	MediaType string       `json:"mediaType"`
-	Config    descriptor   `json:"config"`
-	Layers    []descriptor `json:"layers"`
-}
-
-type imageConfig struct {
-	RootFS struct {
-		DiffIDs []string `json:"diff_ids"`
-	} `json:"rootfs"`
-}
-
-func blobPath(store, d string) string {
-	return filepath.Join(store, "blobs", strings.Replace(d, ":", "/", 1))
-}
-
-// readBlob reads a blob and checks its digest.
-func readBlob(store, d string) ([]byte, error) {
-	b, err := os.ReadFile(blobPath(store, d))
-	if err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(b)
-	if "sha256:"+hex.EncodeToString(sum[:]) != d {
-		return nil, fmt.Errorf("blob %s: content hashes to sha256:%x", d, sum)
-	}
-	return b, nil
-}
-
-// storeImages reads index.json: name → manifest digest.
+// storeImages reads index.json: name → manifest digest. A store whose
+// index.json cannot be read is a corruption.
 func storeImages(t testing.TB, store string) map[string]string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(store, "index.json"))
-	if err != nil {
+	if _, err := os.Stat(filepath.Join(store, "index.json")); err != nil {
 		t.Fatalf("index.json: %v", err)
 	}
-	var idx struct {
-		Manifests []descriptor `json:"manifests"`
-	}
-	if err := json.Unmarshal(b, &idx); err != nil {
+	imgs, err := testenv.StoreIndex(store)
+	if err != nil {
 		corruptions.Add(1)
-		t.Fatalf("index.json is not valid JSON (corruption): %v\n%s", err, b)
+		t.Fatalf("index.json is not valid (corruption): %v", err)
 	}
-	out := map[string]string{}
-	for _, m := range idx.Manifests {
-		out[m.Annotations["org.opencontainers.image.ref.name"]] = m.Digest
-	}
-	return out
+	return imgs
 }
 
 // imageIssues checks a tagged image is whole: its manifest, config and
 // layer blobs are present and verify, and the diffIDs match the layer count.
 func imageIssues(store, manifestDigest string) []string {
-	raw, err := readBlob(store, manifestDigest)
+	m, err := testenv.StoreManifest(store, manifestDigest)
 	if err != nil {
-		return []string{"manifest: " + err.Error()}
-	}
-	var m manifest
-	if err := json.Unmarshal(raw, &m); err != nil {
 		return []string{"manifest: " + err.Error()}
 	}
 	var out []string
-	cb, err := readBlob(store, m.Config.Digest)
+	c, err := testenv.StoreConfig(store, m)
 	if err != nil {
 		return []string{"config: " + err.Error()}
 	}
-	var c imageConfig
-	if err := json.Unmarshal(cb, &c); err != nil {
-		out = append(out, "config: "+err.Error())
-	} else if len(c.RootFS.DiffIDs) != len(m.Layers) {
+	if len(c.RootFS.DiffIDs) != len(m.Layers) {
 		out = append(out, fmt.Sprintf("%d layers, %d diffIDs", len(m.Layers), len(c.RootFS.DiffIDs)))
 	}
 	for _, l := range m.Layers {
-		if _, err := readBlob(store, l.Digest); err != nil {
+		if _, err := testenv.ReadBlob(store, l.Digest.String()); err != nil {
 			out = append(out, "layer: "+err.Error())
 		}
 	}
@@ -372,7 +115,7 @@ func runFsck(t testing.TB, store string, args ...string) (result, []fsckProblem)
 	fsckRuns.Add(1)
 	r := strataRun(t, store, runOpts{}, append([]string{"fsck"}, args...)...)
 	var ps []fsckProblem
-	for _, l := range strings.Split(r.stdout, "\n") {
+	for _, l := range strings.Split(r.Stdout, "\n") {
 		if l == "" || strings.HasPrefix(l, "checked ") {
 			continue
 		}
@@ -389,7 +132,7 @@ func runFsck(t testing.TB, store string, args ...string) (result, []fsckProblem)
 func requireFsckClean(t testing.TB, store string, tolerate ...string) {
 	t.Helper()
 	r, ps := runFsck(t, store)
-	if r.code == 0 && len(ps) == 0 {
+	if r.Code == 0 && len(ps) == 0 {
 		return
 	}
 	var other []string
@@ -401,7 +144,7 @@ func requireFsckClean(t testing.TB, store string, tolerate ...string) {
 		}
 		other = append(other, p.line)
 	}
-	if len(other) > 0 || r.code != 1 || r.err != nil {
+	if len(other) > 0 || r.Code != 1 || r.Err != nil {
 		corruptions.Add(int64(max(1, len(other))))
 		t.Fatalf("CORRUPTION: strata fsck found problems:\n%s", r)
 	}
@@ -409,10 +152,10 @@ func requireFsckClean(t testing.TB, store string, tolerate ...string) {
 	orphanContainers.Add(int64(tolerated["container"]))
 	t.Logf("fsck: leftovers of the killed process the next command did not remove: %v (known bugs: see TestBug*)", tolerated)
 	rr, _ := runFsck(t, store, "--repair")
-	if rr.code != 0 {
+	if rr.Code != 0 {
 		t.Fatalf("strata fsck --repair did not repair the leftovers:\n%s", rr)
 	}
-	if r2, ps2 := runFsck(t, store); r2.code != 0 || len(ps2) > 0 {
+	if r2, ps2 := runFsck(t, store); r2.Code != 0 || len(ps2) > 0 {
 		t.Fatalf("strata fsck after --repair is not clean:\n%s", r2)
 	}
 }
@@ -420,9 +163,9 @@ func requireFsckClean(t testing.TB, store string, tolerate ...string) {
 // requireNoLeftovers fails when strata left mounts, containers or sessions.
 func requireNoLeftovers(t testing.TB, store, when string) {
 	t.Helper()
-	if left := leftovers(store); len(left) > 0 {
+	if left := testenv.Leftovers(store); len(left) > 0 {
 		t.Errorf("%s: left behind: %q", when, left)
-		releaseStore(store)
+		testenv.Release(store)
 		os.RemoveAll(filepath.Join(store, "run"))
 		os.MkdirAll(filepath.Join(store, "run"), 0o700)
 	}
@@ -449,17 +192,13 @@ func imageFiles(t testing.TB, store, ref string) map[string]fileEntry {
 	if !ok {
 		t.Fatalf("image %s is not in the store (have %v)", ref, keys(imgs))
 	}
-	raw, err := readBlob(store, d)
+	m, err := testenv.StoreManifest(store, d)
 	if err != nil {
-		t.Fatal(err)
-	}
-	var m manifest
-	if err := json.Unmarshal(raw, &m); err != nil {
 		t.Fatal(err)
 	}
 	files := map[string]fileEntry{}
 	for _, l := range m.Layers {
-		b, err := readBlob(store, l.Digest)
+		b, err := testenv.ReadBlob(store, l.Digest.String())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,7 +13,7 @@ import (
 func TestHostileWhiteoutNames(t *testing.T) {
 	t.Parallel()
 	g := newHostGuard(t)
-	importBusybox(t, g.store)
+	suite.ImportBusybox(t, g.store)
 	evilTar := func(ents ...tent) string { return string(tarBytes(t, ents)) }
 	cases := []struct {
 		name, dockerfile string
@@ -49,7 +49,7 @@ func TestHostileWhiteoutNames(t *testing.T) {
 func TestHostileIDs(t *testing.T) {
 	t.Parallel()
 	g := newHostGuard(t)
-	importBusybox(t, g.store)
+	suite.ImportBusybox(t, g.store)
 	cases := map[string]string{
 		"chown-wrap":      "COPY --chown=4294967296:4294967296 x /x\n",
 		"chown-wrap-1":    "COPY --chown=4294967297:4294967297 x /x\n",
@@ -75,7 +75,7 @@ func TestHostileIDs(t *testing.T) {
 func TestHostileTerminalText(t *testing.T) {
 	t.Parallel()
 	g := newHostGuard(t)
-	importBusybox(t, g.store)
+	suite.ImportBusybox(t, g.store)
 	osc, clear := "\x1b]52;c;cHduZWQ=\x07", "\x1b[2J"
 	df := "FROM busybox\n" +
 		"RUN touch \"/f" + osc + "\" \"/g" + clear + "\" && ln -s \"" + clear + "\" /l\n" +
@@ -89,11 +89,11 @@ func TestHostileTerminalText(t *testing.T) {
 		strata(t, g.store, "history", "--no-trunc", "esc:1"),
 	}
 	for _, r := range outputs {
-		if out := r.stdout + r.stderr; strings.ContainsAny(out, "\x1b\x07") {
+		if out := r.Stdout + r.Stderr; strings.ContainsAny(out, "\x1b\x07") {
 			t.Errorf("raw control characters in the output of:\n%q", out)
 		}
 	}
-	if !strings.Contains(outputs[2].stdout, `/f\x1b]52;c;cHduZWQ=\x07`) || !strings.Contains(outputs[4].stdout, `\x1b[2J`) {
+	if !strings.Contains(outputs[2].Stdout, `/f\x1b]52;c;cHduZWQ=\x07`) || !strings.Contains(outputs[4].Stdout, `\x1b[2J`) {
 		t.Errorf("names not shown escaped:\n%s\n%s", outputs[2], outputs[4])
 	}
 }
@@ -104,7 +104,7 @@ func TestHostileTerminalText(t *testing.T) {
 func TestHostileExpansion(t *testing.T) {
 	t.Parallel()
 	g := newHostGuard(t)
-	importBusybox(t, g.store)
+	suite.ImportBusybox(t, g.store)
 	refs := func(v string) string { return strings.Repeat("$"+v, 1024) }
 	cases := map[string]struct{ dockerfile, words string }{
 		"arg":        {"FROM busybox\nARG a=xxxxxxxx\nARG b=" + refs("a") + "\nARG c=" + refs("b") + "\nARG d=" + refs("c") + "\nRUN true\n", "dockerfile:4"},
@@ -115,9 +115,9 @@ func TestHostileExpansion(t *testing.T) {
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
 			ctx := g.ctxDir(t, map[string]string{"Dockerfile": c.dockerfile})
-			r := strataRun(t, g.store, runOpts{timeout: time.Minute}, "build", "-t", "out-exp-"+name, ctx)
+			r := strataRun(t, g.store, runOpts{Timeout: time.Minute}, "build", "-t", "out-exp-"+name, ctx)
 			g.judge(t, r, mustFail, c.words)
-			if !strings.Contains(r.stderr, "variable expansion") {
+			if !strings.Contains(r.Stderr, "variable expansion") {
 				t.Errorf("the error does not say why:\n%s", r)
 			}
 		})

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-build/strata/test/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -93,8 +94,8 @@ type hostGuard struct {
 
 func newHostGuard(t *testing.T) *hostGuard {
 	t.Helper()
-	requireEnv(t)
-	base := tempDir(t)
+	suite.RequireBuild(t)
+	base := suite.TempDir(t)
 	g := &hostGuard{base: base, sentinel: filepath.Join(base, "sentinel"), outside: filepath.Join(base, "outside")}
 	g.marker = fmt.Sprintf("CANARY-%d-%d-%x", os.Getpid(), time.Now().UnixNano(), randIntn(1<<30))
 	os.MkdirAll(filepath.Join(g.sentinel, "sub"), 0o755)
@@ -106,7 +107,7 @@ func newHostGuard(t *testing.T) *hostGuard {
 	if g.passwd, err = os.ReadFile("/etc/passwd"); err != nil {
 		t.Fatal(err)
 	}
-	g.store = newStore(t, base)
+	g.store = suite.NewStoreIn(t, base)
 	g.sentinelState = treeState(t, g.sentinel)
 	g.baseEntries = dirNames(base)
 	t.Cleanup(func() { g.check(t, "end of test") })
@@ -231,27 +232,27 @@ const (
 func (g *hostGuard) judge(t *testing.T, r result, want outcome, words string) {
 	t.Helper()
 	hostileTried.Add(1)
-	if r.err != nil {
+	if r.Err != nil {
 		t.Fatalf("%s", r)
 	}
 	lastLine := ""
-	if lines := strings.Split(strings.TrimSpace(r.stderr), "\n"); len(lines) > 0 {
+	if lines := strings.Split(strings.TrimSpace(r.Stderr), "\n"); len(lines) > 0 {
 		lastLine = lines[len(lines)-1]
 	}
 	switch {
-	case r.code == 0:
+	case r.Code == 0:
 		t.Logf("succeeded")
 		if want == mustFail {
 			t.Errorf("a hostile input was accepted:\n%s", r)
 		}
 	default:
-		t.Logf("failed (exit %d): %s", r.code, lastLine)
+		t.Logf("failed (exit %d): %s", r.Code, lastLine)
 		if want == mustSucceed {
 			t.Errorf("expected success:\n%s", r)
-		} else if r.code != 1 {
-			t.Errorf("exit code %d, want 1:\n%s", r.code, r)
+		} else if r.Code != 1 {
+			t.Errorf("exit code %d, want 1:\n%s", r.Code, r)
 		}
-		msg := strings.ToLower(r.stderr)
+		msg := strings.ToLower(r.Stderr)
 		found := words == ""
 		for _, w := range strings.Split(words, "|") {
 			found = found || (w != "" && strings.Contains(msg, w))
@@ -263,7 +264,7 @@ func (g *hostGuard) judge(t *testing.T, r result, want outcome, words string) {
 			t.Errorf("strata panicked:\n%s", r)
 		}
 	}
-	if strings.Contains(r.stdout+r.stderr, g.marker) {
+	if strings.Contains(r.Stdout+r.Stderr, g.marker) {
 		corruptions.Add(1)
 		t.Errorf("ESCAPE: the output shows the canary from outside the build context:\n%s", r)
 	}
@@ -279,17 +280,19 @@ func (g *hostGuard) judge(t *testing.T, r result, want outcome, words string) {
 func busyboxLayer(t *testing.T, store string) ([]byte, string) {
 	t.Helper()
 	d := storeImages(t, store)["docker.io/library/busybox:latest"]
-	raw, _ := readBlob(store, d)
-	var m manifest
-	json.Unmarshal(raw, &m)
-	cb, _ := readBlob(store, m.Config.Digest)
-	var c imageConfig
-	json.Unmarshal(cb, &c)
-	b, err := readBlob(store, m.Layers[0].Digest)
-	if err != nil || len(c.RootFS.DiffIDs) != 1 {
+	m, err := testenv.StoreManifest(store, d)
+	if err != nil {
+		t.Fatalf("busybox manifest: %v", err)
+	}
+	c, err := testenv.StoreConfig(store, m)
+	if err != nil || len(c.RootFS.DiffIDs) != 1 || len(m.Layers) != 1 {
+		t.Fatalf("busybox config: %v", err)
+	}
+	b, err := testenv.ReadBlob(store, m.Layers[0].Digest.String())
+	if err != nil {
 		t.Fatalf("busybox layer: %v", err)
 	}
-	return b, c.RootFS.DiffIDs[0]
+	return b, c.RootFS.DiffIDs[0].String()
 }
 
 // ---- hostile base images ----
@@ -301,11 +304,11 @@ func busyboxLayer(t *testing.T, store string) ([]byte, string) {
 func TestHostileBaseImages(t *testing.T) {
 	t.Parallel()
 	g := newHostGuard(t)
-	importBusybox(t, g.store)
+	suite.ImportBusybox(t, g.store)
 	bbBlob, bbDiffID := busyboxLayer(t, g.store)
 	// Served instead of the real blob: a registry that lies about content.
 	var swapped = map[string][]byte{}
-	reg := startRegistry(t, func(w http.ResponseWriter, r *http.Request) bool {
+	reg := testenv.StartRegistry(t, func(w http.ResponseWriter, r *http.Request) bool {
 		for d, b := range swapped {
 			if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+d) {
 				w.Header().Set("Content-Length", fmt.Sprint(len(b)))
@@ -452,7 +455,7 @@ func TestHostileBaseImages(t *testing.T) {
 			out := "out-" + strings.ReplaceAll(c.name, "/", "-")
 			r := strataRun(t, g.store, runOpts{}, append([]string{"build", "--progress", "plain", "-t", out}, append(c.args, ctx)...)...)
 			g.judge(t, r, c.want, c.words)
-			if r.code == 0 && c.check != nil {
+			if r.Code == 0 && c.check != nil {
 				c.check(t, imageFiles(t, g.store, "docker.io/library/"+out+":latest"))
 			}
 		})
@@ -480,8 +483,8 @@ func TestHostileBaseImages(t *testing.T) {
 	if found != len(unpackable) {
 		t.Errorf("fsck --deep found %d of the %d images whose layers cannot be unpacked:\n%s", found, len(unpackable), r)
 	}
-	t.Logf("fsck --deep on the store of hostile images (exit %d):\n%s", r.code, indent(r.stdout))
-	if rr, _ := runFsck(t, g.store, "--repair", "--deep"); rr.code != 0 {
+	t.Logf("fsck --deep on the store of hostile images (exit %d):\n%s", r.Code, testenv.Indent(r.Stdout))
+	if rr, _ := runFsck(t, g.store, "--repair", "--deep"); rr.Code != 0 {
 		t.Errorf("fsck --repair:\n%s", rr)
 	}
 	requireFsckClean(t, g.store)
@@ -522,7 +525,7 @@ func dockerArchive(t *testing.T, tag string, layers [][]byte, manifestLayers []s
 func TestHostileArchivesAndContexts(t *testing.T) {
 	t.Parallel()
 	g := newHostGuard(t)
-	importBusybox(t, g.store)
+	suite.ImportBusybox(t, g.store)
 	bbBlob, bbDiffID := busyboxLayer(t, g.store)
 	bbTar := gunzip(t, bbBlob)
 	if sha(bbTar) != bbDiffID {
@@ -553,7 +556,7 @@ func TestHostileArchivesAndContexts(t *testing.T) {
 				p := filepath.Join(g.base, "ctx-"+c.name+".tar")
 				os.WriteFile(p, arch, 0o644)
 				r := strataRun(t, g.store, runOpts{}, "load", "-i", p)
-				if r.code == 0 {
+				if r.Code == 0 {
 					ctx := g.ctxDir(t, map[string]string{"Dockerfile": "FROM " + tag + "\nRUN echo built > /built\n"})
 					r = strataRun(t, g.store, runOpts{}, "build", "-t", "out-load-"+c.name, ctx)
 				}
@@ -663,7 +666,7 @@ func TestHostileArchivesAndContexts(t *testing.T) {
 			out := "out-ctx-" + c.name
 			r := strataRun(t, g.store, runOpts{}, "build", "--progress", "plain", "-t", out, ctx)
 			g.judge(t, r, c.want, c.words)
-			if r.code == 0 && c.check != nil {
+			if r.Code == 0 && c.check != nil {
 				c.check(t, imageFiles(t, g.store, "docker.io/library/"+out+":latest"))
 			}
 		})

@@ -1,13 +1,9 @@
 package reliability
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -17,95 +13,14 @@ import (
 	"github.com/strata-build/strata/test/internal/testenv"
 )
 
-// started is a strata process the test will interrupt.
-type started struct {
-	cmd            *exec.Cmd
-	stdout, stderr *testenv.SyncBuffer
-	done           chan struct{}
-	waitErr        error
-	start          time.Time
-}
-
-// startStrata starts `strata --root store args...` in the background. It is
-// killed at the end of the test if still running.
-func startStrata(t *testing.T, store string, o runOpts, args ...string) *started {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	cmd := strataCmd(ctx, store, o, args...)
-	s := &started{cmd: cmd, stdout: &testenv.SyncBuffer{}, stderr: &testenv.SyncBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = s.stdout, s.stderr
-	s.start = time.Now()
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	go func() { s.waitErr = cmd.Wait(); cancel(); close(s.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-s.done:
-		default:
-			cmd.Process.Kill()
-			<-s.done
-		}
-	})
-	return s
-}
-
-func (s *started) exited() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (s *started) output() string {
-	return fmt.Sprintf("--- stdout ---\n%s\n--- stderr ---\n%s", indent(s.stdout.String()), indent(s.stderr.String()))
-}
-
-// waitFor polls cond until it holds (true), the process exits (false) or
-// timeout passes (fatal).
-func (s *started) waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) bool {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if s.exited() {
-			return false
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not happen within %s:\n%s", what, timeout, s.output())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return true
-}
-
-// signal sends sig and waits for the exit; false when it had exited before.
-func (s *started) signal(t *testing.T, sig syscall.Signal) bool {
-	t.Helper()
-	if s.exited() {
-		return false
-	}
-	if err := s.cmd.Process.Signal(sig); err != nil {
-		return false
-	}
-	select {
-	case <-s.done:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("strata did not exit within 30s of %s:\n%s", sig, s.output())
-	}
-	return true
-}
-
 // afterKill checks the store after strata was killed: the next command
 // releases what the dead process left (mounts, runc containers, sessions,
 // the RUN's processes), the tagged images are whole, and fsck is clean.
 func afterKill(t *testing.T, store, marker string) {
 	t.Helper()
-	left := leftovers(store)
+	left := testenv.Leftovers(store)
 	r := strataRun(t, store, runOpts{}, "images")
-	if r.code != 0 {
+	if r.Code != 0 {
 		t.Fatalf("the first command after the kill failed:\n%s", r)
 	}
 	// A container the killed build's orphaned `runc run` was still creating
@@ -138,7 +53,7 @@ func afterKill(t *testing.T, store, marker string) {
 		if i := strings.LastIndex(short, ":"); i > 0 {
 			repo = short[:i]
 		}
-		if !strings.Contains(r.stdout, repo) {
+		if !strings.Contains(r.Stdout, repo) {
 			t.Errorf("strata images does not list the tagged image %s:\n%s", name, r)
 		}
 	}
@@ -174,32 +89,32 @@ func killIterations() int { return killsPerRun }
 // base, setting up the container, committing).
 func TestKillDuringRun(t *testing.T) {
 	t.Parallel()
-	store := newBusyboxStore(t)
+	store := suite.NewBusyboxStore(t)
 	for i := range killIterations() {
 		marker := fmt.Sprintf("RELIABILITY_KILL_RUN=%d-%d-%d", os.Getpid(), time.Now().UnixNano(), i)
-		ctxDir := writeFiles(t, map[string]string{
+		ctxDir := suite.WriteFiles(t, map[string]string{
 			"Dockerfile": fmt.Sprintf("FROM busybox\nENV %s\nRUN echo one > /one\nRUN echo %d > /two && sleep 30\n", marker, i),
 		})
-		s := startStrata(t, store, runOpts{}, "build", "--progress", "plain", ctxDir)
+		s := suite.Start(t, store, runOpts{}, "build", "--progress", "plain", ctxDir)
 		var when string
 		if i%2 == 0 {
-			if !s.waitFor(t, "the RUN container", time.Minute, func() bool { return len(testenv.ProcessesWithEnv(marker)) > 0 }) {
-				t.Fatalf("build exited before its RUN ran:\n%s", s.output())
+			if !s.WaitFor(t, "the RUN container", time.Minute, func() bool { return len(testenv.ProcessesWithEnv(marker)) > 0 }) {
+				t.Fatalf("build exited before its RUN ran:\n%s", s.Output())
 			}
 			d := randDuration(0, 300*time.Millisecond)
 			time.Sleep(d)
 			when = fmt.Sprintf("%s into the RUN", d)
 		} else {
 			d := randDuration(0, 900*time.Millisecond)
-			time.Sleep(time.Until(s.start.Add(d)))
+			time.Sleep(time.Until(s.Started.Add(d)))
 			when = fmt.Sprintf("%s after the start", d)
 		}
-		if !s.signal(t, syscall.SIGKILL) {
-			t.Fatalf("iteration %d: the build ended before the kill:\n%s", i, s.output())
+		if !s.Signal(t, syscall.SIGKILL, 30*time.Second) {
+			t.Fatalf("iteration %d: the build ended before the kill:\n%s", i, s.Output())
 		}
 		t.Logf("iteration %d: killed %s", i, when)
 		afterKill(t, store, marker)
-		done := writeFiles(t, map[string]string{"Dockerfile": fmt.Sprintf("FROM busybox\nRUN echo done-%d > /done\n", i)})
+		done := suite.WriteFiles(t, map[string]string{"Dockerfile": fmt.Sprintf("FROM busybox\nRUN echo done-%d > /done\n", i)})
 		strata(t, store, "build", "-t", "after-kill", done)
 		if got := imageFiles(t, store, "docker.io/library/after-kill:latest")["done"].content; got != fmt.Sprintf("done-%d\n", i) {
 			t.Errorf("iteration %d: the build after the kill made /done = %q", i, got)
@@ -215,7 +130,7 @@ func TestKillDuringRun(t *testing.T) {
 // layer (compressing it into tmp/, renaming the blob and the layer into place).
 func TestKillDuringCommit(t *testing.T) {
 	t.Parallel()
-	store := newBusyboxStore(t)
+	store := suite.NewBusyboxStore(t)
 	blobTemp := func() bool {
 		ents, _ := os.ReadDir(filepath.Join(store, "tmp"))
 		for _, e := range ents {
@@ -230,22 +145,22 @@ func TestKillDuringCommit(t *testing.T) {
 	var commit time.Duration
 	for i := -1; i < killIterations(); i++ {
 		df := fmt.Sprintf("FROM busybox\nRUN head -c 48m /dev/urandom > /big-%d\n", i)
-		ctxDir := writeFiles(t, map[string]string{"Dockerfile": df})
-		s := startStrata(t, store, runOpts{}, "build", "--progress", "plain", "-t", "big", ctxDir)
-		if !s.waitFor(t, "the layer commit (tmp/blob-*)", time.Minute, blobTemp) {
+		ctxDir := suite.WriteFiles(t, map[string]string{"Dockerfile": df})
+		s := suite.Start(t, store, runOpts{}, "build", "--progress", "plain", "-t", "big", ctxDir)
+		if !s.WaitFor(t, "the layer commit (tmp/blob-*)", time.Minute, blobTemp) {
 			t.Logf("iteration %d: the build ended before the commit was seen; killing nothing", i)
 			continue
 		}
 		if i < 0 {
 			seen := time.Now()
-			<-s.done
+			<-s.Done()
 			commit = time.Since(seen)
 			t.Logf("a commit of 48 MB takes %s", commit.Round(time.Millisecond))
 			continue
 		}
 		d := randDuration(0, commit)
 		time.Sleep(d)
-		killed := s.signal(t, syscall.SIGKILL)
+		killed := s.Signal(t, syscall.SIGKILL, 30*time.Second)
 		if !killed {
 			t.Logf("iteration %d: the build ended %s into the commit, before the kill", i, d)
 		} else {
@@ -271,8 +186,8 @@ func TestKillDuringCommit(t *testing.T) {
 // and pushes it to addr as big:1.
 func pushBigImage(t *testing.T, addr string) {
 	t.Helper()
-	store := newBusyboxStore(t)
-	ctxDir := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN head -c 8m /dev/urandom > /r1\nRUN head -c 8m /dev/urandom > /r2\n"})
+	store := suite.NewBusyboxStore(t)
+	ctxDir := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN head -c 8m /dev/urandom > /r1\nRUN head -c 8m /dev/urandom > /r2\n"})
 	strata(t, store, "build", "-t", "big", ctxDir)
 	strata(t, store, "push", "big", addr+"/big:1")
 }
@@ -282,22 +197,22 @@ func pushBigImage(t *testing.T, addr string) {
 // docker-registry (the in-process registry when that is not installed).
 func TestKillDuringPull(t *testing.T) {
 	t.Parallel()
-	requireEnv(t)
+	suite.RequireBuild(t)
 	reg := startDockerRegistry(t)
 	if reg == "" {
 		t.Log("docker-registry is not installed: using the in-process registry")
-		reg = startRegistry(t, nil)
+		reg = testenv.StartRegistry(t, nil)
 	}
 	pushBigImage(t, reg)
 	px := startProxy(t, reg)
 	px.bytesPerSec.Store(24 << 20)
 	for i := range killIterations() {
-		store := newStore(t, "")
-		ctxDir := writeFiles(t, map[string]string{"Dockerfile": fmt.Sprintf("FROM %s/big:1\nRUN echo pulled-%d > /p\n", px.addr, i)})
-		s := startStrata(t, store, runOpts{}, "build", "--progress", "plain", "-t", "pulled", ctxDir)
+		store := suite.NewStore(t)
+		ctxDir := suite.WriteFiles(t, map[string]string{"Dockerfile": fmt.Sprintf("FROM %s/big:1\nRUN echo pulled-%d > /p\n", px.addr, i)})
+		s := suite.Start(t, store, runOpts{}, "build", "--progress", "plain", "-t", "pulled", ctxDir)
 		d := randDuration(50*time.Millisecond, 900*time.Millisecond)
-		time.Sleep(time.Until(s.start.Add(d)))
-		killed := s.signal(t, syscall.SIGKILL)
+		time.Sleep(time.Until(s.Started.Add(d)))
+		killed := s.Signal(t, syscall.SIGKILL, 30*time.Second)
 		if !killed {
 			t.Logf("iteration %d: the build ended before the kill at %s", i, d)
 		} else {
@@ -323,29 +238,29 @@ func TestKillDuringPull(t *testing.T) {
 // must succeed and the registry must hold the whole image.
 func TestKillDuringPush(t *testing.T) {
 	t.Parallel()
-	store := newBusyboxStore(t)
-	reg := startRegistry(t, nil)
+	store := suite.NewBusyboxStore(t)
+	reg := testenv.StartRegistry(t, nil)
 	px := startProxy(t, reg)
 	px.bytesPerSec.Store(8 << 20)
 	var push time.Duration // how long a push takes: the kills land within it
 	for i := -1; i < killIterations(); i++ {
 		ref := fmt.Sprintf("%s/pushed:%d", px.addr, i)
-		ctxDir := writeFiles(t, map[string]string{"Dockerfile": fmt.Sprintf("FROM busybox\nRUN head -c 6m /dev/urandom > /r-%d\n", i)})
-		s := startStrata(t, store, runOpts{}, "build", "--progress", "plain", "-t", ref, "--push", ctxDir)
-		pushing := func() bool { return strings.Contains(strings.ToLower(s.stderr.String()+s.stdout.String()), "push") }
-		if !s.waitFor(t, "the push", time.Minute, pushing) {
-			t.Fatalf("iteration %d: the build ended before it pushed:\n%s", i, s.output())
+		ctxDir := suite.WriteFiles(t, map[string]string{"Dockerfile": fmt.Sprintf("FROM busybox\nRUN head -c 6m /dev/urandom > /r-%d\n", i)})
+		s := suite.Start(t, store, runOpts{}, "build", "--progress", "plain", "-t", ref, "--push", ctxDir)
+		pushing := func() bool { return strings.Contains(strings.ToLower(s.Stderr()+s.Stdout()), "push") }
+		if !s.WaitFor(t, "the push", time.Minute, pushing) {
+			t.Fatalf("iteration %d: the build ended before it pushed:\n%s", i, s.Output())
 		}
 		if i < 0 {
 			seen := time.Now()
-			<-s.done
+			<-s.Done()
 			push = time.Since(seen)
 			t.Logf("a push of 7 MB takes %s", push.Round(time.Millisecond))
 			continue
 		}
 		d := randDuration(0, push)
 		time.Sleep(d)
-		killed := s.signal(t, syscall.SIGKILL)
+		killed := s.Signal(t, syscall.SIGKILL, 30*time.Second)
 		if !killed {
 			t.Logf("iteration %d: the push ended before the kill (%s)", i, d)
 		} else {
@@ -363,44 +278,35 @@ func TestKillDuringPush(t *testing.T) {
 	}
 }
 
-// verifyRemoteImage fetches repo:tag from the registry at addr (directly) and
-// checks the manifest, config and every layer against their digests, and
-// that some layer holds file.
+// verifyRemoteImage reads repo:tag from the registry at addr (directly),
+// checks it with validate.Image (the manifest, config and every layer
+// against their digests, sizes and diffIDs), and that some layer holds file.
 func verifyRemoteImage(t *testing.T, addr, repo, tag, file string) {
 	t.Helper()
-	get := func(p, accept string) []byte {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v2/"+repo+"/"+p, nil)
-		if accept != "" {
-			req.Header.Set("Accept", accept)
-		}
-		resp, err := http.DefaultClient.Do(req)
+	ref := addr + "/" + repo + ":" + tag
+	img, err := testenv.OpenRemote(ref)
+	if err != nil {
+		t.Fatalf("registry image %s: %v", ref, err)
+	}
+	if err := testenv.Validate(img); err != nil {
+		corruptions.Add(1)
+		t.Errorf("CORRUPTION: the image %s in the registry is not whole: %v", ref, err)
+		return
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatalf("registry image %s: %v", ref, err)
+	}
+	found := false
+	for _, l := range layers {
+		rc, err := l.Compressed()
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("registry GET %s: %s", p, resp.Status)
-		}
-		return b
-	}
-	raw := get("manifests/"+tag, "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
-	var m manifest
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatalf("registry manifest %s:%s: %v", repo, tag, err)
-	}
-	if b := get("blobs/"+m.Config.Digest, ""); sha(b) != m.Config.Digest {
-		corruptions.Add(1)
-		t.Errorf("CORRUPTION: registry config blob does not match its digest")
-	}
-	found := false
-	for _, l := range m.Layers {
-		b := get("blobs/"+l.Digest, "")
-		if sha(b) != l.Digest {
-			corruptions.Add(1)
-			t.Errorf("CORRUPTION: registry layer %s does not match its digest", l.Digest)
-			continue
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
 		}
 		if _, ok := layerFiles(t, b)[file]; ok {
 			found = true

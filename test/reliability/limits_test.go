@@ -9,10 +9,10 @@ import (
 // (a tar bomb) is refused with a clear error when it is unpacked, and the
 // store stays consistent.
 func TestLayerEntryLimit(t *testing.T) {
-	store := newBusyboxStore(t) // busybox's one layer has about 280 entries
-	ctxDir := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN true\n"})
-	r := strataRun(t, store, runOpts{env: []string{"STRATA_MAX_LAYER_ENTRIES=100"}}, "build", ctxDir)
-	if r.code == 0 || !strings.Contains(r.stderr, "more than 100 tar entries") {
+	store := suite.NewBusyboxStore(t) // busybox's one layer has about 280 entries
+	ctxDir := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN true\n"})
+	r := strataRun(t, store, runOpts{Env: []string{"STRATA_MAX_LAYER_ENTRIES=100"}}, "build", ctxDir)
+	if r.Code == 0 || !strings.Contains(r.Stderr, "more than 100 tar entries") {
 		t.Fatalf("a layer over the entry limit was unpacked, or the error does not say why:\n%s", r)
 	}
 	strata(t, store, "fsck")
@@ -23,10 +23,10 @@ func TestLayerEntryLimit(t *testing.T) {
 // (STRATA_MAX_LAYER_BYTES): a gzip or sparse-file bomb is refused before the
 // file that crosses the bound is written.
 func TestLayerByteLimit(t *testing.T) {
-	store := newBusyboxStore(t) // busybox's layer: one ~1-2 MB binary and its links
-	ctxDir := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN true\n"})
-	r := strataRun(t, store, runOpts{env: []string{"STRATA_MAX_LAYER_BYTES=10000"}}, "build", ctxDir)
-	if r.code == 0 || !strings.Contains(r.stderr, "add up to more than 10000 bytes") {
+	store := suite.NewBusyboxStore(t) // busybox's layer: one ~1-2 MB binary and its links
+	ctxDir := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN true\n"})
+	r := strataRun(t, store, runOpts{Env: []string{"STRATA_MAX_LAYER_BYTES=10000"}}, "build", ctxDir)
+	if r.Code == 0 || !strings.Contains(r.Stderr, "add up to more than 10000 bytes") {
 		t.Fatalf("a layer over the byte limit was unpacked, or the error does not say why:\n%s", r)
 	}
 	strata(t, store, "fsck")

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -17,12 +15,7 @@ import (
 
 // Set up once by TestMain.
 var (
-	skipReason  string // non-empty: every test skips with it
-	repoRoot    string // the strata module root
-	workDir     string // everything the suite writes lives below it
-	strataBin   string // the strata binary built for this run
-	noConfig    string // a --config path that does not exist
-	busyboxRoot string // a busybox rootfs to import into fresh stores
+	suite       *testenv.Suite
 	seed        uint64
 	killsPerRun = 8
 
@@ -67,55 +60,10 @@ func runMain(m *testing.M) int {
 		}
 		killsPerRun = v
 	}
-	switch {
-	case os.Geteuid() != 0:
-		skipReason = "reliability tests need root (overlayfs, runc, tmpfs); run as root"
-	default:
-		if _, err := exec.LookPath("runc"); err != nil {
-			skipReason = "reliability tests need runc in PATH"
-		} else if _, err := exec.LookPath("busybox"); err != nil {
-			skipReason = "reliability tests need busybox (busybox-static)"
-		}
-	}
-	if skipReason != "" {
-		fmt.Fprintln(os.Stderr, "reliability: skipping all tests:", skipReason)
-		return m.Run()
-	}
 	var err error
-	if repoRoot, err = filepath.Abs("../.."); err != nil {
+	suite, err = testenv.Setup(testenv.Config{Name: "reliability", Timeout: 2 * time.Minute, BinEnv: "STRATA_RELIABILITY_BIN"})
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "reliability:", err)
-		return 1
-	}
-	if workDir, err = os.MkdirTemp("", "strata-reliability-"); err != nil {
-		fmt.Fprintln(os.Stderr, "reliability:", err)
-		return 1
-	}
-	// Resolved: mountinfo holds resolved paths.
-	if workDir, err = filepath.EvalSymlinks(workDir); err != nil {
-		fmt.Fprintln(os.Stderr, "reliability:", err)
-		return 1
-	}
-	defer func() {
-		if m := mountsUnder(workDir); len(m) > 0 {
-			fmt.Fprintln(os.Stderr, "reliability: mounts left under", workDir, m)
-			unmountAll(workDir)
-		}
-		os.RemoveAll(workDir)
-	}()
-	strataBin = filepath.Join(workDir, "strata")
-	noConfig = filepath.Join(workDir, "no-such-config.json")
-	if bin := os.Getenv("STRATA_RELIABILITY_BIN"); bin != "" {
-		strataBin = bin // a strata binary built elsewhere
-	} else {
-		build := exec.Command("go", "build", "-o", strataBin, "./cmd/strata")
-		build.Dir = repoRoot
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "reliability: go build ./cmd/strata: %v\n%s", err, out)
-			return 1
-		}
-	}
-	if busyboxRoot, err = testenv.BusyboxRoot(filepath.Join(workDir, "busybox-rootfs")); err != nil {
-		fmt.Fprintln(os.Stderr, "reliability: busybox rootfs:", err)
 		return 1
 	}
 	code := m.Run()
@@ -125,6 +73,10 @@ func runMain(m *testing.M) int {
 	fmt.Fprint(os.Stderr, summary)
 	if p := os.Getenv("STRATA_RELIABILITY_REPORT"); p != "" {
 		os.WriteFile(p, []byte(summary), 0o644)
+	}
+	if err := suite.Close(false); err != nil {
+		fmt.Fprintln(os.Stderr, "reliability:", err)
+		code = 1
 	}
 	return code
 }
@@ -141,11 +93,4 @@ func randDuration(lo, hi time.Duration) time.Duration {
 		return lo
 	}
 	return lo + time.Duration(randIntn(int(hi-lo)))
-}
-
-func requireEnv(t *testing.T) {
-	t.Helper()
-	if skipReason != "" {
-		t.Skip(skipReason)
-	}
 }

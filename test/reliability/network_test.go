@@ -69,7 +69,7 @@ func TestRunNetwork(t *testing.T) {
 	if _, err := os.Stat("/usr/bin/slirp4netns"); err != nil {
 		t.Skip("slirp4netns not installed")
 	}
-	store := newBusyboxStore(t)
+	store := suite.NewBusyboxStore(t)
 	lip, lport := serveHello(t, "127.0.0.1")
 	run := "ls /sys/class/net > /net.txt; " + fetch(lip, lport, "/loop.txt")
 	hip := hostIPv4()
@@ -77,7 +77,7 @@ func TestRunNetwork(t *testing.T) {
 		oip, oport := serveHello(t, hip)
 		run += "; " + fetch(oip, oport, "/out.txt")
 	}
-	ctxDir := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN " + run + "\n"})
+	ctxDir := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN " + run + "\n"})
 	build := func(tag string, args ...string) map[string]fileEntry {
 		t.Helper()
 		strata(t, store, append([]string{"build", "--progress", "plain", "-t", tag}, append(args, ctxDir)...)...)
@@ -104,9 +104,9 @@ func TestRunNetwork(t *testing.T) {
 		t.Errorf("--network none: interfaces %q, want lo only", got)
 	}
 
-	hostRun := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN --network=host " + run + "\n"})
+	hostRun := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN --network=host " + run + "\n"})
 	r := strataRun(t, store, runOpts{}, "build", "--progress", "plain", hostRun)
-	if r.code == 0 || !strings.Contains(r.stderr, "--allow network.host") {
+	if r.Code == 0 || !strings.Contains(r.Stderr, "--allow network.host") {
 		t.Errorf("RUN --network=host without the entitlement:\n%s", r)
 	}
 	strata(t, store, "build", "--progress", "plain", "--allow", "network.host", "-t", "net-allowed", hostRun)
@@ -127,19 +127,19 @@ func TestRunNetworkCancelAndKill(t *testing.T) {
 	if _, err := os.Stat("/usr/bin/slirp4netns"); err != nil {
 		t.Skip("slirp4netns not installed")
 	}
-	store := newBusyboxStore(t)
+	store := suite.NewBusyboxStore(t)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
 		marker := fmt.Sprintf("RELIABILITY_NET_%d_%d", os.Getpid(), time.Now().UnixNano())
-		ctxDir := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nENV " + marker + "=1\nRUN sleep 30\n"})
-		s := startStrata(t, store, runOpts{}, "build", "--progress", "plain", ctxDir)
-		if !s.waitFor(t, "the RUN container", time.Minute, func() bool { return len(testenv.ProcessesWithEnv(marker+"=1")) > 0 }) {
-			t.Fatalf("build exited before its RUN ran:\n%s", s.output())
+		ctxDir := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nENV " + marker + "=1\nRUN sleep 30\n"})
+		s := suite.Start(t, store, runOpts{}, "build", "--progress", "plain", ctxDir)
+		if !s.WaitFor(t, "the RUN container", time.Minute, func() bool { return len(testenv.ProcessesWithEnv(marker+"=1")) > 0 }) {
+			t.Fatalf("build exited before its RUN ran:\n%s", s.Output())
 		}
 		if len(slirpProcesses(store)) == 0 {
 			t.Errorf("%v: no slirp4netns runs for the RUN", sig)
 		}
-		if !s.signal(t, sig) {
-			t.Fatalf("the build ended before %v:\n%s", sig, s.output())
+		if !s.Signal(t, sig, 30*time.Second) {
+			t.Fatalf("the build ended before %v:\n%s", sig, s.Output())
 		}
 		deadline := time.Now().Add(5 * time.Second)
 		for len(slirpProcesses(store)) > 0 && time.Now().Before(deadline) {

@@ -2,10 +2,7 @@ package reliability
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -18,6 +15,7 @@ import (
 	"time"
 
 	"github.com/docker/go-units"
+	"github.com/strata-build/strata/test/internal/testenv"
 )
 
 // registryTimeout is the STRATA_REGISTRY_TIMEOUT of the misbehaving
@@ -28,38 +26,20 @@ const registryTimeout = 2 * time.Second
 // memory (VmHWM, polled from /proc while it runs).
 func peakRun(t *testing.T, store string, o runOpts, args ...string) (result, int64) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
-	defer cancel()
-	cmd := strataCmd(ctx, store, o, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	p := suite.Start(t, store, o, args...)
 	var peak int64
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			if kb := vmHWM(cmd.Process.Pid); kb > peak {
-				peak = kb
-			}
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !p.Exited() {
+		if kb := vmHWM(p.Cmd.Process.Pid); kb > peak {
+			peak = kb
 		}
-	}()
-	err := cmd.Wait()
-	close(done)
-	wg.Wait()
-	return finished(ctx, cmd, err, &stdout, &stderr, time.Since(start), o.timeout), peak * 1024
+		select {
+		case <-p.Done():
+		case <-tick.C:
+		}
+	}
+	return p.Wait(), peak * 1024
 }
 
 // vmHWM is the peak resident set of pid in kB (0 when it is gone).
@@ -87,7 +67,7 @@ func hostileBlobRegistry(t *testing.T, serve func(w http.ResponseWriter, r *http
 	rand.Read(noise)
 	gz := gzipBytes(tarBytes(t, []tent{tfile("noise", string(noise))}))
 	layer := sha(gz)
-	reg := startRegistry(t, func(w http.ResponseWriter, r *http.Request) bool {
+	reg := testenv.StartRegistry(t, func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+layer) {
 			serve(w, r, gz)
 			return true
@@ -100,14 +80,14 @@ func hostileBlobRegistry(t *testing.T, serve func(w http.ResponseWriter, r *http
 
 func requireFailsInTime(t *testing.T, r result, peak int64, want string) {
 	t.Helper()
-	t.Logf("pull failed in %s, peak RSS %d MB:\n%s", r.elapsed.Round(time.Millisecond), peak>>20, r)
-	if r.err != nil || r.code == 0 {
+	t.Logf("pull failed in %s, peak RSS %d MB:\n%s", r.Elapsed.Round(time.Millisecond), peak>>20, r)
+	if r.Err != nil || r.Code == 0 {
 		t.Fatalf("pull should fail on its own, quickly:\n%s", r)
 	}
-	if r.elapsed > 40*time.Second {
-		t.Errorf("pull took %s to fail with a %s timeout", r.elapsed, registryTimeout)
+	if r.Elapsed > 40*time.Second {
+		t.Errorf("pull took %s to fail with a %s timeout", r.Elapsed, registryTimeout)
 	}
-	if !strings.Contains(r.stderr, want) {
+	if !strings.Contains(r.Stderr, want) {
 		t.Errorf("error should say %q:\n%s", want, r)
 	}
 	if peak > 200<<20 {
@@ -118,7 +98,7 @@ func requireFailsInTime(t *testing.T, r result, peak int64, want string) {
 // A registry that accepts connections and never answers fails a pull after
 // the idle timeout instead of hanging.
 func TestRegistryNeverAnswers(t *testing.T) {
-	requireEnv(t)
+	suite.RequireBuild(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -144,8 +124,8 @@ func TestRegistryNeverAnswers(t *testing.T) {
 			mu.Unlock()
 		}
 	}()
-	store := newStore(t, "")
-	r, peak := peakRun(t, store, runOpts{timeout: 90 * time.Second, env: []string{"STRATA_REGISTRY_TIMEOUT=" + registryTimeout.String()}},
+	store := suite.NewStore(t)
+	r, peak := peakRun(t, store, runOpts{Timeout: 90 * time.Second, Env: []string{"STRATA_REGISTRY_TIMEOUT=" + registryTimeout.String()}},
 		"pull", ln.Addr().String()+"/x:1")
 	requireFailsInTime(t, r, peak, "sent nothing for 2s")
 }
@@ -153,7 +133,7 @@ func TestRegistryNeverAnswers(t *testing.T) {
 // A registry that stops sending a blob halfway fails the pull after the
 // idle timeout (each retry included) instead of hanging.
 func TestRegistryStallsMidBlob(t *testing.T) {
-	requireEnv(t)
+	suite.RequireBuild(t)
 	stop := make(chan struct{})
 	reg := hostileBlobRegistry(t, func(w http.ResponseWriter, r *http.Request, blob []byte) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(blob)))
@@ -166,12 +146,12 @@ func TestRegistryStallsMidBlob(t *testing.T) {
 		}
 	})
 	t.Cleanup(func() { close(stop) })
-	store := newStore(t, "")
-	r, peak := peakRun(t, store, runOpts{timeout: 90 * time.Second, env: []string{"STRATA_REGISTRY_TIMEOUT=" + registryTimeout.String()}},
+	store := suite.NewStore(t)
+	r, peak := peakRun(t, store, runOpts{Timeout: 90 * time.Second, Env: []string{"STRATA_REGISTRY_TIMEOUT=" + registryTimeout.String()}},
 		"pull", reg+"/x:1")
 	requireFailsInTime(t, r, peak, "sent nothing for 2s")
 	// Progress counts a blob fetched again once, not once per try.
-	for _, m := range regexp.MustCompile(`downloaded (\S+) of (\S+) `).FindAllStringSubmatch(r.stderr, -1) {
+	for _, m := range regexp.MustCompile(`downloaded (\S+) of (\S+) `).FindAllStringSubmatch(r.Stderr, -1) {
 		done, err1 := units.FromHumanSize(m[1])
 		total, err2 := units.FromHumanSize(m[2])
 		if err1 != nil || err2 != nil || done > total {
@@ -183,13 +163,13 @@ func TestRegistryStallsMidBlob(t *testing.T) {
 // A blob that redirects to itself forever fails the pull after net/http's
 // ten redirects, with bounded memory.
 func TestRegistryRedirectLoop(t *testing.T) {
-	requireEnv(t)
+	suite.RequireBuild(t)
 	reg := hostileBlobRegistry(t, func(w http.ResponseWriter, r *http.Request, blob []byte) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
 		http.Redirect(w, r, fmt.Sprintf("%s?n=%d", r.URL.Path, n+1), http.StatusFound)
 	})
-	store := newStore(t, "")
-	r, peak := peakRun(t, store, runOpts{timeout: 60 * time.Second}, "pull", reg+"/x:1")
+	store := suite.NewStore(t)
+	r, peak := peakRun(t, store, runOpts{Timeout: 60 * time.Second}, "pull", reg+"/x:1")
 	requireFailsInTime(t, r, peak, "stopped after 10 redirects")
 }
 
@@ -201,18 +181,12 @@ func flipLayerByte(t *testing.T, store, ref string) string {
 	if !ok {
 		t.Fatalf("no image %s in the store", ref)
 	}
-	mb, err := readBlob(store, md)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m struct {
-		Layers []struct{ Digest string } `json:"layers"`
-	}
-	if err := json.Unmarshal(mb, &m); err != nil || len(m.Layers) == 0 {
+	m, err := testenv.StoreManifest(store, md)
+	if err != nil || len(m.Layers) == 0 {
 		t.Fatalf("manifest %s: %v", md, err)
 	}
-	d := m.Layers[0].Digest
-	p := blobPath(store, d)
+	d := m.Layers[0].Digest.String()
+	p := testenv.BlobPath(store, d)
 	b, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
@@ -228,12 +202,12 @@ func flipLayerByte(t *testing.T, store, ref string) string {
 // type=oci|docker and push fail with an error that names the blob and
 // `strata fsck --repair`, and push does not retry.
 func TestDamagedBlobNotExported(t *testing.T) {
-	requireEnv(t)
-	store := newBusyboxStore(t)
+	suite.RequireBuild(t)
+	store := suite.NewBusyboxStore(t)
 	d := flipLayerByte(t, store, "docker.io/library/busybox:latest")
-	reg := startRegistry(t, nil)
-	ctx := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nLABEL x=1\n"})
-	out := tempDir(t)
+	reg := testenv.StartRegistry(t, nil)
+	ctx := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nLABEL x=1\n"})
+	out := suite.TempDir(t)
 	cases := []struct {
 		name string
 		args []string
@@ -252,15 +226,15 @@ func TestDamagedBlobNotExported(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := strataRun(t, store, runOpts{timeout: time.Minute}, c.args...)
-			if r.err != nil || r.code == 0 {
+			r := strataRun(t, store, runOpts{Timeout: time.Minute}, c.args...)
+			if r.Err != nil || r.Code == 0 {
 				t.Fatalf("%s of an image with a damaged layer should fail:\n%s", c.name, r)
 			}
-			if !strings.Contains(r.stderr, d) || !strings.Contains(r.stderr, "strata fsck --repair") {
+			if !strings.Contains(r.Stderr, d) || !strings.Contains(r.Stderr, "strata fsck --repair") {
 				t.Errorf("the error should name blob %s and strata fsck --repair:\n%s", d, r)
 			}
-			if r.elapsed > 20*time.Second {
-				t.Errorf("%s took %s to fail", c.name, r.elapsed)
+			if r.Elapsed > 20*time.Second {
+				t.Errorf("%s took %s to fail", c.name, r.Elapsed)
 			}
 		})
 	}

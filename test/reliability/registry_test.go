@@ -21,26 +21,8 @@ import (
 	"testing"
 	"time"
 
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
-
 	"github.com/strata-build/strata/test/internal/testenv"
 )
-
-// startRegistry serves go-containerregistry's in-process registry on a
-// loopback port; handler, when set, may answer a request itself first (for
-// a registry that serves hostile content).
-func startRegistry(t *testing.T, handler func(w http.ResponseWriter, r *http.Request) bool) string {
-	t.Helper()
-	reg := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if handler != nil && handler(w, r) {
-			return
-		}
-		reg.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
-}
 
 // startDockerRegistry starts Debian's docker-registry on a loopback port
 // (stopped by PID at the end of the test), or returns "" when it is not
@@ -51,7 +33,7 @@ func startDockerRegistry(t *testing.T) string {
 	if err != nil {
 		return ""
 	}
-	return testenv.StartDockerRegistry(t, bin, tempDir(t), false).Addr
+	return testenv.StartDockerRegistry(t, bin, suite.TempDir(t), false).Addr
 }
 
 // fault is what the proxy does to one request.
@@ -390,7 +372,7 @@ func imageConfigJSON(diffIDs []string) []byte {
 	b, _ := json.Marshal(map[string]any{
 		"architecture": "amd64",
 		"os":           "linux",
-		"config":       map[string]any{"Env": []string{imagePATH}, "Cmd": []string{"sh"}},
+		"config":       map[string]any{"Env": []string{testenv.ImagePATH}, "Cmd": []string{"sh"}},
 		"rootfs":       map[string]any{"type": "layers", "diff_ids": diffIDs},
 	})
 	return b

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/strata-build/strata/test/internal/testenv"
 )
 
 // TestPushResumesUpload: a push whose connection drops during a blob upload
@@ -17,14 +19,14 @@ import (
 // the state in the upload URL, it cancels the upload, and the blob has to
 // start over (the second case).
 func TestPushResumesUpload(t *testing.T) {
-	requireEnv(t)
+	suite.RequireBuild(t)
 	reg := startDockerRegistry(t)
 	if reg == "" {
 		t.Skip("docker-registry not installed (apt-get install docker-registry)")
 	}
-	src := newBusyboxStore(t)
+	src := suite.NewBusyboxStore(t)
 	// 80 MB that gzip cannot shrink: 32 + 32 + 16 MB chunks.
-	ctxDir := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN head -c 80m /dev/urandom > /r && echo resumed > /case\n"})
+	ctxDir := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN head -c 80m /dev/urandom > /r && echo resumed > /case\n"})
 	strata(t, src, "build", "-t", "big", ctxDir)
 	const layer = 80 << 20
 
@@ -53,17 +55,17 @@ func TestPushResumesUpload(t *testing.T) {
 			})
 			repo := "resume-" + c.name
 			r := strataRun(t, src, runOpts{}, "push", "big", px.addr+"/"+repo+":1")
-			if r.code != 0 {
-				t.Fatalf("push with one dropped connection failed:\n%s\nproxy log:\n%s", r, indent(px.Log()))
+			if r.Code != 0 {
+				t.Fatalf("push with one dropped connection failed:\n%s\nproxy log:\n%s", r, testenv.Indent(px.Log()))
 			}
 			verifyRemoteImage(t, reg, repo, "1", "case")
 			sent := px.patchBytes.Load()
 			t.Logf("%d MB of PATCH bodies reached the registry for an 80 MB layer", sent>>20)
 			if !strings.Contains(px.Log(), "GET /v2/"+repo+"/blobs/uploads/") {
-				t.Errorf("the upload's status was never asked for:\n%s", indent(px.Log()))
+				t.Errorf("the upload's status was never asked for:\n%s", testenv.Indent(px.Log()))
 			}
 			if sent > c.max || sent < c.min {
-				t.Errorf("%d bytes reached the registry, want %d to %d:\n%s", sent, c.min, c.max, indent(px.Log()))
+				t.Errorf("%d bytes reached the registry, want %d to %d:\n%s", sent, c.min, c.max, testenv.Indent(px.Log()))
 			}
 		})
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/strata-build/strata/internal/layer"
+	"github.com/strata-build/strata/test/internal/testenv"
 )
 
 func gunzip(t *testing.T, b []byte) []byte {
@@ -109,15 +110,15 @@ func grepTree(t testing.TB, dir string, needle []byte) []string {
 // that uses it fails.
 func TestSecretsDoNotLeak(t *testing.T) {
 	t.Parallel()
-	requireEnv(t)
-	store := newBusyboxStore(t)
+	suite.RequireBuild(t)
+	store := suite.NewBusyboxStore(t)
 	secret := fmt.Sprintf("S3CR3T-%d-%x-value", time.Now().UnixNano(), randIntn(1<<30))
-	dir := tempDir(t)
+	dir := suite.TempDir(t)
 	secretFile := filepath.Join(dir, "secret.txt")
 	os.WriteFile(secretFile, []byte(secret), 0o600)
 	outs := filepath.Join(dir, "outs")
 	os.MkdirAll(outs, 0o755)
-	ctx := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\n" +
+	ctx := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\n" +
 		"RUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /len && cp /run/secrets/tok /tmp/x && rm /tmp/x\n" +
 		"RUN --mount=type=secret,id=tok,env=TOK test -n \"$TOK\" && echo ${#TOK} > /envlen\n" +
 		"RUN --mount=type=secret,id=tok,target=/etc/tok.conf test -s /etc/tok.conf && echo ok > /target-ok\n" +
@@ -125,7 +126,7 @@ func TestSecretsDoNotLeak(t *testing.T) {
 	})
 	var logs []string
 	for i, progress := range []string{"plain", "json"} {
-		r := strataRun(t, store, runOpts{env: []string{"MY_SECRET_ENV=" + secret}}, "build", "--progress", progress,
+		r := strataRun(t, store, runOpts{Env: []string{"MY_SECRET_ENV=" + secret}}, "build", "--progress", progress,
 			"--secret", "id=tok,src="+secretFile, "--secret", "id=envtok,env=MY_SECRET_ENV",
 			"-t", "withsecret", "--no-cache",
 			"-o", "type=docker,dest="+filepath.Join(outs, fmt.Sprintf("docker-%d.tar", i)),
@@ -137,10 +138,10 @@ func TestSecretsDoNotLeak(t *testing.T) {
 			"--report", filepath.Join(outs, fmt.Sprintf("report-%d.html", i)),
 			ctx)
 		hostileTried.Add(1)
-		if r.code != 0 {
+		if r.Code != 0 {
 			t.Fatalf("build with secrets failed:\n%s", r)
 		}
-		logs = append(logs, r.stdout, r.stderr)
+		logs = append(logs, r.Stdout, r.Stderr)
 		files := imageFiles(t, store, "docker.io/library/withsecret:latest")
 		if strings.TrimSpace(files["len"].content) != fmt.Sprint(len(secret)) || strings.TrimSpace(files["envlen"].content) != fmt.Sprint(len(secret)) ||
 			files["target-ok"].content != "ok\n" || files["env-ok"].content != "ok\n" {
@@ -149,25 +150,25 @@ func TestSecretsDoNotLeak(t *testing.T) {
 	}
 	// A RUN that fails while it holds the secret, and one whose command
 	// line names the secret's environment variable.
-	failing := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\n" +
+	failing := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\n" +
 		"RUN --mount=type=secret,id=tok,env=TOK sh -c 'test -n \"$TOK\"; echo the value is hidden; exit 3'\n"})
 	r := strataRun(t, store, runOpts{}, "build", "--progress", "plain", "--secret", "id=tok,src="+secretFile, failing)
 	hostileTried.Add(1)
-	if r.code != 1 {
-		t.Errorf("the failing RUN: exit %d, want 1:\n%s", r.code, r)
+	if r.Code != 1 {
+		t.Errorf("the failing RUN: exit %d, want 1:\n%s", r.Code, r)
 	}
-	logs = append(logs, r.stdout, r.stderr)
+	logs = append(logs, r.Stdout, r.Stderr)
 	// strata history/inspect of the image print what the store holds.
 	for _, cmd := range [][]string{{"history", "--no-trunc", "withsecret"}, {"inspect", "withsecret"}} {
 		r := strataRun(t, store, runOpts{}, cmd...)
-		logs = append(logs, r.stdout, r.stderr)
+		logs = append(logs, r.Stdout, r.Stderr)
 	}
 
 	needle := []byte(secret)
 	for i, l := range logs {
 		if strings.Contains(l, secret) {
 			corruptions.Add(1)
-			t.Errorf("LEAK: the secret is in the output of command %d:\n%s", i/2, indent(l))
+			t.Errorf("LEAK: the secret is in the output of command %d:\n%s", i/2, testenv.Indent(l))
 		}
 	}
 	for _, d := range []string{store, outs} {

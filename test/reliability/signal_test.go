@@ -17,11 +17,11 @@ import (
 // sessions, temp files or RUN processes, a clean fsck; then the build runs.
 func TestInterruptAtRandomSteps(t *testing.T) {
 	t.Parallel()
-	store := newBusyboxStore(t)
+	store := suite.NewBusyboxStore(t)
 	const steps = 6 // FROM, RUN, COPY, RUN, RUN, RUN: ENV is no step
 	for i := range killIterations() {
 		marker := fmt.Sprintf("RELIABILITY_SIGNAL=%d-%d-%d", os.Getpid(), time.Now().UnixNano(), i)
-		ctxDir := writeFiles(t, map[string]string{
+		ctxDir := suite.WriteFiles(t, map[string]string{
 			"f": strings.Repeat("context file\n", 1000),
 			"Dockerfile": "FROM busybox\n" +
 				"ENV " + marker + "\n" +
@@ -34,28 +34,28 @@ func TestInterruptAtRandomSteps(t *testing.T) {
 		sig := []syscall.Signal{syscall.SIGINT, syscall.SIGTERM}[i%2]
 		want := map[syscall.Signal]int{syscall.SIGINT: 130, syscall.SIGTERM: 143}[sig]
 		step := 1 + randIntn(steps)
-		s := startStrata(t, store, runOpts{}, "build", "--progress", "plain", "-t", "sig", ctxDir)
+		s := suite.Start(t, store, runOpts{}, "build", "--progress", "plain", "-t", "sig", ctxDir)
 		tag := fmt.Sprintf("[stage-0 %d/%d]", step, steps)
-		if !s.waitFor(t, "step "+tag, time.Minute, func() bool { return strings.Contains(s.stderr.String(), tag) }) {
-			t.Fatalf("iteration %d: the build ended before step %d:\n%s", i, step, s.output())
+		if !s.WaitFor(t, "step "+tag, time.Minute, func() bool { return strings.Contains(s.Stderr(), tag) }) {
+			t.Fatalf("iteration %d: the build ended before step %d:\n%s", i, step, s.Output())
 		}
 		d := randDuration(0, 250*time.Millisecond)
 		time.Sleep(d)
-		if !s.signal(t, sig) {
+		if !s.Signal(t, sig, 30*time.Second) {
 			t.Logf("iteration %d: the build ended before %s at step %d + %s", i, sig, step, d)
 			continue
 		}
-		code := s.cmd.ProcessState.ExitCode()
-		t.Logf("iteration %d: %s at step %d + %s: exit %d after %s", i, sig, step, d, code, time.Since(s.start).Round(time.Millisecond))
+		code := s.Cmd.ProcessState.ExitCode()
+		t.Logf("iteration %d: %s at step %d + %s: exit %d after %s", i, sig, step, d, code, time.Since(s.Started).Round(time.Millisecond))
 		if code != want {
-			if code == 0 && strings.Contains(s.stderr.String(), "naming to") {
+			if code == 0 && strings.Contains(s.Stderr(), "naming to") {
 				t.Logf("iteration %d: the build had finished when the signal came", i)
 			} else {
-				t.Errorf("iteration %d: exit code %d after %s, want %d:\n%s", i, code, sig, want, s.output())
+				t.Errorf("iteration %d: exit code %d after %s, want %d:\n%s", i, code, sig, want, s.Output())
 			}
 		}
 		// Nothing may be left, before any other strata command runs.
-		if left := leftovers(store); len(left) > 0 {
+		if left := testenv.Leftovers(store); len(left) > 0 {
 			t.Errorf("iteration %d: after %s strata left %q", i, sig, left)
 		}
 		if tmp := tempFiles(store); len(tmp) > 0 {
