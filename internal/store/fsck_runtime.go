@@ -39,6 +39,8 @@ func (f *fsck) runtime(ctx context.Context) error {
 
 // deadContainers deletes the runc containers of processes that no longer run.
 func (f *fsck) deadContainers(ctx context.Context, containers []string) {
+	type dead struct{ id, detail string }
+	var found []dead
 	for _, id := range containers {
 		// Judged by its process, not by run/ as listed above: a build
 		// that started since then has a container too.
@@ -50,11 +52,28 @@ func (f *fsck) deadContainers(ctx context.Context, containers []string) {
 		if !ok {
 			detail = "runc container strata did not name"
 		}
-		f.fix(Problem{Kind: "container", Subject: id, Detail: detail}, "deleted", func() error {
+		found = append(found, dead{id, detail})
+	}
+	if len(found) == 0 {
+		return
+	}
+	// A build that deleted its container and ended between the listing and
+	// the check above looks dead: only containers still there count.
+	still := map[string]bool{}
+	if again, err := f.opts.Containers(ctx); err == nil {
+		for _, id := range again {
+			still[id] = true
+		}
+	}
+	for _, d := range found {
+		if !still[d.id] {
+			continue
+		}
+		f.fix(Problem{Kind: "container", Subject: d.id, Detail: d.detail}, "deleted", func() error {
 			if f.opts.DeleteContainer == nil {
 				return errors.New("no way to delete containers")
 			}
-			return f.opts.DeleteContainer(ctx, id)
+			return f.opts.DeleteContainer(ctx, d.id)
 		})
 	}
 }
