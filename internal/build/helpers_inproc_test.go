@@ -161,7 +161,7 @@ type inprocEnv struct {
 	root string // the store root
 	s    *store.Store
 	b    *Builder
-	base *image.Image // busybox:latest in this store
+	base *image.Image // busybox:latest in this store, nil for a bare store
 }
 
 // newInprocEnv opens a store in a temp dir holding busybox:latest and a
@@ -169,14 +169,21 @@ type inprocEnv struct {
 // that no mount and no runc container is left, and closes the session.
 func newInprocEnv(t *testing.T) *inprocEnv {
 	t.Helper()
+	e := newBareInprocEnv(t)
+	e.base = importBase(t, e.s, "busybox:latest")
+	return e
+}
+
+// newBareInprocEnv is newInprocEnv without the base image in the store.
+func newBareInprocEnv(t *testing.T) *inprocEnv {
+	t.Helper()
 	requireInproc(t)
-	root := t.TempDir()
-	e := &inprocEnv{t: t, root: root}
+	e := &inprocEnv{t: t, root: t.TempDir()}
 	e.open(registry.Config{})
 	return e
 }
 
-// open (re)opens the store at e.root with a new session and Builder using
+// open opens the store at e.root with a new session and a Builder using
 // the registry config cfg.
 func (e *inprocEnv) open(cfg registry.Config) {
 	t := e.t
@@ -204,9 +211,6 @@ func (e *inprocEnv) open(cfg registry.Config) {
 			t.Error(err)
 		}
 	})
-	if e.base == nil {
-		e.base = importBase(t, s, "busybox:latest")
-	}
 }
 
 // withRegistry gives e's Builder a registry client whose docker.io mirror
@@ -374,6 +378,14 @@ func (e *inprocEnv) build(dockerfile string, files map[string]string, opts ...fu
 // buildDir builds dockerfile (written as dir/Dockerfile) with context dir.
 func (e *inprocEnv) buildDir(dir, dockerfile string, opts ...func(*Options)) buildResult {
 	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return e.buildCtx(ctx, dir, dockerfile, opts...)
+}
+
+// buildCtx is buildDir with the context ctx.
+func (e *inprocEnv) buildCtx(ctx context.Context, dir, dockerfile string, opts ...func(*Options)) buildResult {
+	e.t.Helper()
 	df := filepath.Join(dir, "Dockerfile")
 	if err := os.WriteFile(df, []byte(dockerfile), 0o644); err != nil {
 		e.t.Fatal(err)
@@ -384,8 +396,6 @@ func (e *inprocEnv) buildDir(dir, dockerfile string, opts ...func(*Options)) bui
 	for _, f := range opts {
 		f(&o)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	img, err := e.b.Build(ctx, o)
 	if m := store.MountsUnder(e.b.Session.Dir); len(m) > 0 {
 		e.t.Errorf("mounts left in the session after the build: %v", m)
