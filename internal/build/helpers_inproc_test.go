@@ -577,3 +577,19 @@ func inodeOf(t testing.TB, p string) uint64 {
 	}
 	return fi.Sys().(*syscall.Stat_t).Ino
 }
+
+// readBusybox returns the content of the busybox the base image holds.
+func readBusybox() (string, error) {
+	b, err := os.ReadFile("/bin/busybox")
+	return string(b), err
+}
+
+// newHistoryScratch returns the created_by of every history entry of an
+// image built FROM scratch.
+func newHistoryScratch(img *image.Image) []string {
+	var out []string
+	for _, h := range img.Config.History {
+		out = append(out, h.CreatedBy)
+	}
+	return out
+}
