@@ -507,3 +507,76 @@ two.txt
 		t.Error("/dev/pipes, where the shebang script was mounted, is left in the image")
 	}
 }
+
+// ApplyChanges applies the config instructions of `strata import --change`
+// as a build would, without Dockerfile history comments.
+func TestApplyChanges(t *testing.T) {
+	imported := v1.Time{Time: baseEpoch}
+	cfg := v1.ConfigFile{Config: v1.Config{Env: []string{"PATH=/bin"}}, History: []v1.History{{CreatedBy: "import", Created: imported}}}
+	err := ApplyChanges(&cfg, []string{
+		`CMD ["sh"]`, "ENV A=1", "ENV B=${A}2", "WORKDIR /srv", "WORKDIR sub", "USER app", "EXPOSE 80 53/udp",
+		"LABEL a=b", `ENTRYPOINT ["/e"]`, "VOLUME /v", "STOPSIGNAL SIGTERM", "ONBUILD RUN x",
+		`SHELL ["/bin/bash", "-c"]`, "HEALTHCHECK NONE", "MAINTAINER me",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Config
+	for _, f := range []struct {
+		name      string
+		got, want any
+	}{
+		{"Cmd", c.Cmd, []string{"sh"}}, // ENTRYPOINT keeps a CMD set before it
+		{"Entrypoint", c.Entrypoint, []string{"/e"}},
+		{"Env", c.Env, []string{"PATH=/bin", "A=1", "B=12"}},
+		{"WorkingDir", c.WorkingDir, "/srv/sub"},
+		{"User", c.User, "app"},
+		{"ExposedPorts", c.ExposedPorts, map[string]struct{}{"80/tcp": {}, "53/udp": {}}},
+		{"Labels", c.Labels, map[string]string{"a": "b"}},
+		{"Volumes", c.Volumes, map[string]struct{}{"/v": {}}},
+		{"StopSignal", c.StopSignal, "SIGTERM"},
+		{"OnBuild", c.OnBuild, []string{"RUN x"}},
+		{"Shell", c.Shell, []string{"/bin/bash", "-c"}},
+		{"Healthcheck", c.Healthcheck.Test, []string{"NONE"}},
+		{"Author", cfg.Author, "me"},
+	} {
+		if !reflect.DeepEqual(f.got, f.want) {
+			t.Errorf("%s = %#v, want %#v", f.name, f.got, f.want)
+		}
+	}
+	if cfg.History[0].CreatedBy != "import" || len(cfg.History) < 2 {
+		t.Fatalf("history %+v", cfg.History)
+	}
+	for _, h := range cfg.History[1:] {
+		if h.Comment != "" || !h.EmptyLayer || !h.Created.Equal(imported.Time) {
+			t.Errorf("history entry %+v: want no comment, empty_layer and the import's time", h)
+		}
+	}
+	if cfg.History[1].CreatedBy != `CMD ["sh"]` {
+		t.Errorf("first change's history: %q", cfg.History[1].CreatedBy)
+	}
+	for _, ch := range []string{"RUN echo", "COPY a /b", "ADD a /b", "ARG X"} {
+		c := v1.ConfigFile{}
+		if err := ApplyChanges(&c, []string{ch}); err == nil || !strings.Contains(err.Error(), "cannot be used with import") {
+			t.Errorf("--change %q: %v", ch, err)
+		}
+	}
+	if err := ApplyChanges(&v1.ConfigFile{}, []string{"BOGUS x"}); err == nil || !strings.Contains(err.Error(), `--change "BOGUS x"`) {
+		t.Errorf("--change BOGUS: %v", err)
+	}
+}
+
+// A stage that fails fails the build with its own error, not the "a stage
+// this one needs failed" of the stages waiting for it.
+func TestInprocDependencyFails(t *testing.T) {
+	t.Parallel()
+	e := newInprocEnv(t)
+	r := e.build("FROM busybox AS a\nRUN exit 5\nFROM busybox AS b\nRUN sleep 1\nCOPY --from=a /x /x\n", nil)
+	var re *RunError
+	if !errors.As(r.err, &re) || re.Stage != "a" || re.ExitCode != 5 {
+		t.Errorf("err = %v, want stage a's RunError", r.err)
+	}
+	if r.ended("COPY --from=a") != "" {
+		t.Errorf("the COPY of the failed stage ran:\n%s", r.log())
+	}
+}

@@ -118,6 +118,27 @@ COPY --from=busybox /etc/gr* /groups/
 	if !again.cached("COPY --from=busybox /bin/sh /etc/passwd") {
 		t.Errorf("an unchanged COPY --from an image missed the cache\n%s", again.log())
 	}
+	// Copying the whole image needs it all: it is pulled.
+	all := e.mustBuild("FROM scratch\nCOPY --from=busybox / /all/\n", nil)
+	wantFile(t, e.rootfs(all.img), "/all/etc/group", 0, 0o644, 0, 0, "root:x:0:\nnogroup:x:65534:\napp:x:1000:\n")
+	if _, ok, _ := e.s.Lookup("busybox"); !ok {
+		t.Error("COPY --from=busybox / did not pull the image")
+	}
+}
+
+// COPY --from an image in the store reads its unpacked layers.
+func TestInprocCopyFromStoreImage(t *testing.T) {
+	t.Parallel()
+	e := newInprocEnv(t)
+	if err := e.s.Tag("example.com/tools:1", e.base.Descriptor); err != nil {
+		t.Fatal(err)
+	}
+	r := e.mustBuild("FROM scratch\nCOPY --from=example.com/tools:1 --chown=1:2 /etc/passwd /bin/sh /t/\n", nil)
+	root := e.rootfs(r.img)
+	wantFile(t, root, "/t/passwd", 0, 0o644, 1, 2, "-")
+	if f, ok := statFile(t, root, "/t/sh"); !ok || !f.mode.IsRegular() || f.uid != 1 {
+		t.Errorf("/t/sh: %+v", f)
+	}
 }
 
 // --cache-to type=registry pushes a cache manifest that --cache-from
