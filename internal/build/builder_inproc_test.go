@@ -227,10 +227,10 @@ RUN true
 	}
 	rm := e.layerEntries(layers[3])
 	if _, ok := rm["etc/.wh.group"]; !ok {
-		t.Errorf("the deletion of /etc/group is no whiteout in its layer: %v", names(rm))
+		t.Errorf("the deletion of /etc/group is no whiteout in its layer: %v", entryNames(rm))
 	}
 	if _, ok := rm["home/app/.wh..wh..opq"]; !ok {
-		t.Errorf("the recreated /home/app is not opaque in its layer: %v", names(rm))
+		t.Errorf("the recreated /home/app is not opaque in its layer: %v", entryNames(rm))
 	}
 	hard := e.layerEntries(layers[2])
 	if h := hard["d/hard"].hdr; h == nil || h.Typeflag != '1' || h.Linkname != "d/f" {

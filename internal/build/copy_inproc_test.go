@@ -334,7 +334,7 @@ COPY f.txt /target/plain.txt
 		t.Fatalf("%d new layers, want 3", len(layers))
 	}
 	link := e.layerEntries(layers[1])
-	if got := strings.Join(names(link), " "); got != "target target/linked.txt" {
+	if got := strings.Join(entryNames(link), " "); got != "target target/linked.txt" {
 		t.Errorf("the --link layer holds %q, want only target/ and target/linked.txt", got)
 	}
 	// The parent it creates gets the --chown owner, as the parents any COPY
@@ -402,8 +402,8 @@ func TestInprocDockerignore(t *testing.T) {
 	}
 }
 
-// tarFile is an entry of a test archive.
-type tarFile struct {
+// archiveEntry is an entry of a test archive.
+type archiveEntry struct {
 	name, link string
 	typ        byte
 	mode       int64
@@ -411,7 +411,7 @@ type tarFile struct {
 	data       string
 }
 
-func makeTar(t testing.TB, gz bool, files []tarFile) []byte {
+func makeArchive(t testing.TB, gz bool, files []archiveEntry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	var w = &buf
@@ -453,7 +453,7 @@ func makeTar(t testing.TB, gz bool, files []tarFile) []byte {
 func TestInprocAddLocal(t *testing.T) {
 	t.Parallel()
 	e := newInprocEnv(t)
-	pkg := makeTar(t, false, []tarFile{
+	pkg := makeArchive(t, false, []archiveEntry{
 		{name: "pkg/", typ: tar.TypeDir, mode: 0o755, uid: 1000, gid: 1000},
 		{name: "pkg/bin/", typ: tar.TypeDir, mode: 0o755, uid: 1000, gid: 1000},
 		{name: "pkg/bin/tool", typ: tar.TypeReg, mode: 0o755, uid: 1000, gid: 1000, data: "#!/bin/sh\necho tool\n"},
@@ -462,7 +462,7 @@ func TestInprocAddLocal(t *testing.T) {
 		{name: "pkg/etc/", typ: tar.TypeDir, mode: 0o750, uid: 1000, gid: 1000},
 		{name: "pkg/etc/secret.conf", typ: tar.TypeReg, mode: 0o600, uid: 1000, gid: 1000, data: "secret\n"},
 	})
-	share := makeTar(t, true, []tarFile{
+	share := makeArchive(t, true, []archiveEntry{
 		{name: "share/", typ: tar.TypeDir, mode: 0o755},
 		{name: "share/doc/README", typ: tar.TypeReg, mode: 0o644, data: "readme\n"},
 		{name: "share/lib.so", typ: tar.TypeReg, mode: 0o755, data: "elf\n"},
@@ -505,7 +505,7 @@ ADD fake.tar.gz /fake/
 func TestInprocAddURL(t *testing.T) {
 	t.Parallel()
 	e := newInprocEnv(t)
-	archive := makeTar(t, false, []tarFile{{name: "in/a.txt", typ: tar.TypeReg, mode: 0o644, data: "a\n"}})
+	archive := makeArchive(t, false, []archiveEntry{{name: "in/a.txt", typ: tar.TypeReg, mode: 0o644, data: "a\n"}})
 	modified := time.Date(2021, 3, 4, 5, 6, 7, 0, time.UTC)
 	var hits int
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -423,9 +423,9 @@ func (e *inprocEnv) rootfs(img *image.Image) string {
 	return dest
 }
 
-// fileInfo is what the tests check of a file: type and mode, owner, content
+// imageFile is what the tests check of a file: type and mode, owner, content
 // (regular files) or target (symlinks).
-type fileInfo struct {
+type imageFile struct {
 	mode     os.FileMode
 	uid, gid int
 	data     string
@@ -433,18 +433,18 @@ type fileInfo struct {
 
 // statFile describes p (absolute in the image) under root; ok is false when
 // it does not exist.
-func statFile(t testing.TB, root, p string) (fileInfo, bool) {
+func statFile(t testing.TB, root, p string) (imageFile, bool) {
 	t.Helper()
 	full := filepath.Join(root, p)
 	fi, err := os.Lstat(full)
 	if errors.Is(err, os.ErrNotExist) {
-		return fileInfo{}, false
+		return imageFile{}, false
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := fi.Sys().(*syscall.Stat_t)
-	f := fileInfo{mode: fi.Mode(), uid: int(st.Uid), gid: int(st.Gid)}
+	f := imageFile{mode: fi.Mode(), uid: int(st.Uid), gid: int(st.Gid)}
 	switch {
 	case fi.Mode().IsRegular():
 		b, err := os.ReadFile(full)
@@ -492,14 +492,14 @@ func readText(t testing.TB, root, p string) string {
 	return string(b)
 }
 
-// tarEntry is an entry of a layer tar.
-type tarEntry struct {
+// layerEntry is an entry of a layer tar.
+type layerEntry struct {
 	hdr  *tar.Header
 	data string
 }
 
 // layerEntries reads the layer blob l from e's store.
-func (e *inprocEnv) layerEntries(l image.Layer) map[string]tarEntry {
+func (e *inprocEnv) layerEntries(l image.Layer) map[string]layerEntry {
 	e.t.Helper()
 	f, err := e.s.OpenBlob(l.Digest)
 	if err != nil {
@@ -509,14 +509,14 @@ func (e *inprocEnv) layerEntries(l image.Layer) map[string]tarEntry {
 	return readLayer(e.t, f)
 }
 
-func readLayer(t testing.TB, r io.Reader) map[string]tarEntry {
+func readLayer(t testing.TB, r io.Reader) map[string]layerEntry {
 	t.Helper()
 	rc, err := layer.Decompress(r)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	out := map[string]tarEntry{}
+	out := map[string]layerEntry{}
 	tr := tar.NewReader(rc)
 	for {
 		h, err := tr.Next()
@@ -530,12 +530,12 @@ func readLayer(t testing.TB, r io.Reader) map[string]tarEntry {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out[strings.TrimSuffix(h.Name, "/")] = tarEntry{hdr: h, data: string(b)}
+		out[strings.TrimSuffix(h.Name, "/")] = layerEntry{hdr: h, data: string(b)}
 	}
 }
 
 // names lists the entry names of a layer, sorted.
-func names(entries map[string]tarEntry) []string {
+func entryNames(entries map[string]layerEntry) []string {
 	var out []string
 	for n := range entries {
 		out = append(out, n)
