@@ -5,12 +5,15 @@ package plan
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/agext/levenshtein"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	bksuggest "github.com/moby/buildkit/util/suggest"
 
 	"github.com/strata-build/strata/internal/dockerfile"
 )
@@ -130,13 +133,8 @@ func New(df *dockerfile.Dockerfile, target string, globalArgs shell.EnvGetter, o
 	if target != "" {
 		j, ok := byName[strings.ToLower(target)]
 		if !ok {
-			var names []string
-			for _, st := range p.All {
-				if st.Name != "" {
-					names = append(names, st.Name)
-				}
-			}
-			hint := suggest(target, byName)
+			names := p.names()
+			hint := suggest(target, names)
 			if hint == "" && len(names) > 0 {
 				hint = "; the stages are: " + strings.Join(names, ", ")
 			}
@@ -222,49 +220,40 @@ func fromRefs(src *instructions.Stage) []fromRef {
 	return out
 }
 
-// suggest returns "; did you mean X?" for a close stage name.
-func suggest(name string, byName map[string]int) string {
-	best, bestD := "", 3
-	for n := range byName {
-		if d := Distance(strings.ToLower(name), n); d < bestD {
-			best, bestD = n, d
-		}
+// suggest returns "; did you mean X?" for the stage name among names
+// (lower case, in stage order) that is closest to name, as BuildKit picks
+// one (util/suggest: an edit distance below 3, first best wins), or "". An
+// exact match is named too: the caller found no stage by it (a later stage).
+func suggest(name string, names []string) string {
+	name = strings.ToLower(name)
+	match, ok := bksuggest.Search(name, names, true)
+	if !ok && slices.Contains(names, name) {
+		match, ok = name, true
 	}
-	if best == "" {
+	if !ok {
 		return ""
 	}
-	return fmt.Sprintf("; did you mean %q?", best)
+	return fmt.Sprintf("; did you mean %q?", match)
 }
 
-// Distance is the Levenshtein edit distance of a and b (for "did you mean"
-// hints).
+// Distance is the Levenshtein edit distance of a and b, in runes, as
+// BuildKit's did-you-mean hints measure it (github.com/agext/levenshtein).
 func Distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
+	return levenshtein.Distance(a, b, nil)
 }
 
 // Suggest returns a "; did you mean X?" hint for name among the stage names.
 func (p *Plan) Suggest(name string) string {
-	byName := map[string]int{}
-	for _, s := range p.All {
-		if s.Name != "" {
-			byName[s.Name] = s.Index
+	return suggest(name, p.names())
+}
+
+// names returns the stage names, in stage order.
+func (p *Plan) names() []string {
+	var names []string
+	for _, st := range p.All {
+		if st.Name != "" {
+			names = append(names, st.Name)
 		}
 	}
-	return suggest(name, byName)
+	return names
 }
