@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -311,18 +310,13 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) (err err
 	}
 	epoch := f.epoch
 	if epoch == "" {
-		epoch = args["SOURCE_DATE_EPOCH"]
+		epoch = args[image.EpochEnv]
 	}
 	if epoch == "" {
-		epoch = os.Getenv("SOURCE_DATE_EPOCH")
+		epoch = os.Getenv(image.EpochEnv)
 	}
-	if epoch != "" {
-		n, err := strconv.ParseInt(epoch, 10, 64)
-		if err != nil || n < 0 {
-			return usagef("SOURCE_DATE_EPOCH=%q: must be a number of seconds since 1970", epoch)
-		}
-		t := time.Unix(n, 0).UTC()
-		opts.SourceDateEpoch = &t
+	if opts.SourceDateEpoch, err = image.ParseEpoch(epoch); err != nil {
+		return usageError{err}
 	}
 	if f.platform != "" {
 		p, err := v1.ParsePlatform(f.platform)
