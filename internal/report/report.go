@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"os"
 	"sort"
 	"time"
 
@@ -67,6 +68,19 @@ type page struct {
 type lane struct {
 	Stage string
 	Steps []Step
+}
+
+// WriteFile writes the report of d to the file path.
+func WriteFile(path string, d Data) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := Write(f, d); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // Write renders the report.
