@@ -320,7 +320,15 @@ func buildArgs(f buildFlags) (map[string]string, error) {
 		}
 		maps.Copy(args, kvs)
 	}
-	for _, kv := range f.buildArgs {
+	maps.Copy(args, parseBuildArgs(f.buildArgs))
+	return args, nil
+}
+
+// parseBuildArgs maps --build-arg KEY=VALUE values; a KEY alone takes its
+// value from the environment, or is left out when it is not set there.
+func parseBuildArgs(vals []string) map[string]string {
+	args := map[string]string{}
+	for _, kv := range vals {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
 			ev, set := os.LookupEnv(k)
@@ -331,7 +339,7 @@ func buildArgs(f buildFlags) (map[string]string, error) {
 		}
 		args[k] = v
 	}
-	return args, nil
+	return args
 }
 
 // epochValue is the SOURCE_DATE_EPOCH of a build: --source-date-epoch, else

@@ -66,4 +66,3 @@ func TestLoadIntoDocker(t *testing.T) {
 		t.Errorf("without a daemon: err = %v", err)
 	}
 }
-

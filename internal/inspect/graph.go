@@ -317,3 +317,17 @@ func (g *Graph) Mermaid(w io.Writer) error {
 func mermaidQuote(s string) string {
 	return `"` + strings.NewReplacer(`"`, "#quot;", "\n", "<br>").Replace(s) + `"`
 }
+
+// Write renders g in format: "dot" (Graphviz), "mermaid" or "json" (the
+// nodes and edges, indented).
+func (g *Graph) Write(w io.Writer, format string) error {
+	switch format {
+	case "dot":
+		return g.Dot(w)
+	case "mermaid":
+		return g.Mermaid(w)
+	case "json":
+		return WriteJSON(w, g, "  ")
+	}
+	return fmt.Errorf("graph format %q: use dot, mermaid or json", format)
+}
