@@ -87,10 +87,10 @@ func (a *app) open(ctx context.Context) (*build.Builder, error) {
 		return nil, err
 	}
 	runner := &runc.Runner{StateDir: s.Path("runc"), BundleDir: "", Deletes: &sync.WaitGroup{}}
-	reclaimContainers(ctx, runner)
+	runner.ReclaimDead(ctx, store.SessionAlive)
 	// Again for each dead session, before its directory goes: a container
 	// its process was starting may have appeared since.
-	if err := s.Reclaim(ctx, func(ctx context.Context, _ string) { reclaimContainers(ctx, runner) }); err != nil {
+	if err := s.Reclaim(ctx, func(ctx context.Context, _ string) { runner.ReclaimDead(ctx, store.SessionAlive) }); err != nil {
 		return nil, err
 	}
 	lock, err := s.LockShared()
@@ -135,37 +135,6 @@ func (a *app) open(ctx context.Context) (*build.Builder, error) {
 		return nil, usagef("%v", err)
 	}
 	return a.builder, nil
-}
-
-// reclaimContainers force-deletes the runc containers of strata processes
-// that no longer run (container ids are "strata-PID-STARTTIME-N"), whether
-// or not their session directory still exists: a killed strata's runc may
-// have created its container after the session was reclaimed. The state
-// directory is read directly, so a container runc cannot load still goes.
-func reclaimContainers(ctx context.Context, r *runc.Runner) {
-	bin := r.Runtime
-	if bin == "" {
-		bin = "runc"
-	}
-	ents, err := os.ReadDir(r.StateDir)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		rest, ok := strings.CutPrefix(e.Name(), "strata-")
-		if !ok {
-			continue
-		}
-		parts := strings.SplitN(rest, "-", 3)
-		if len(parts) < 2 || store.SessionAlive(parts[0]+"-"+parts[1]) {
-			continue
-		}
-		if err := exec.CommandContext(ctx, bin, "--root", r.StateDir, "delete", "--force", e.Name()).Run(); err != nil {
-			// runc cannot load it (half created): its process is gone with
-			// the session's pid namespace; drop the state.
-			os.RemoveAll(filepath.Join(r.StateDir, e.Name()))
-		}
-	}
 }
 
 func (a *app) close() {
