@@ -192,60 +192,19 @@ func (a *app) rmiCmd() *cobra.Command {
 	return cmd
 }
 
-// removeImage is rmi of one image as docker does it: a name is untagged,
-// and the image goes with its last name; an image given by ID (or digest)
-// goes with all its names, which takes force when it has more than one.
+// removeImage is rmi of one image (store.RemoveRef), printed as docker does.
 func (a *app) removeImage(s *store.Store, ref string, force bool) error {
-	im, err := s.Resolve(ref)
+	r, err := s.RemoveRef(ref, force)
+	for _, n := range r.Untagged {
+		fmt.Fprintf(a.stdout, "Untagged: %s\n", store.FamiliarName(n))
+	}
+	if r.Deleted != "" {
+		fmt.Fprintf(a.stdout, "Deleted: %s\n", r.Deleted)
+	}
 	if errors.Is(err, store.ErrNoSuchImage) {
 		return fmt.Errorf("no such image: %s", ref)
 	}
-	if err != nil {
-		return err
-	}
-	id, err := s.ImageID(im.Descriptor.Digest)
-	if err != nil {
-		return err
-	}
-	if c, cerr := store.CanonicalName(ref); cerr == nil && im.Name == c {
-		if _, err := s.Untag(ref); err != nil {
-			return err
-		}
-		fmt.Fprintf(a.stdout, "Untagged: %s\n", store.FamiliarName(c))
-		all, err := s.AllImages()
-		if err != nil {
-			return err
-		}
-		for _, o := range all {
-			if o.Descriptor.Digest == im.Descriptor.Digest {
-				return nil // it has another name
-			}
-		}
-		fmt.Fprintf(a.stdout, "Deleted: %s\n", id)
-		return nil
-	}
-	all, err := s.AllImages()
-	if err != nil {
-		return err
-	}
-	var names int
-	for _, o := range all {
-		if o.Descriptor.Digest == im.Descriptor.Digest && o.Name != "" {
-			names++
-		}
-	}
-	if names > 1 && !force {
-		return fmt.Errorf("conflict: unable to delete %s (must be forced) - image is referenced in multiple repositories", id.Encoded()[:12])
-	}
-	removed, _, err := s.RemoveImage(im.Descriptor.Digest)
-	if err != nil {
-		return err
-	}
-	for _, n := range removed {
-		fmt.Fprintf(a.stdout, "Untagged: %s\n", store.FamiliarName(n))
-	}
-	fmt.Fprintf(a.stdout, "Deleted: %s\n", id)
-	return nil
+	return err
 }
 
 func (a *app) inspectCmd() *cobra.Command {
