@@ -110,6 +110,10 @@ func envOf(m map[string]string) shell.EnvGetter {
 // NewGraph draws every stage of p (the ones the target does not need are
 // marked not Needed), the images and named contexts they use, and the edges
 // between them. globals expands --from values as the plan did.
+//
+// It is longer than strata's usual functions: its helpers (other, addEdge,
+// source) are closures over the node and edge indexes it builds, and reading
+// it top to bottom is reading the graph's rules in order.
 func NewGraph(df *dockerfile.Dockerfile, p *plan.Plan, globals shell.EnvGetter) *Graph {
 	g := &Graph{Name: df.File}
 	needed := map[int]bool{}

@@ -130,18 +130,34 @@ func New(df *dockerfile.Dockerfile, target string, globalArgs shell.EnvGetter, o
 			byName[st.Name] = i
 		}
 	}
-	if target != "" {
-		j, ok := byName[strings.ToLower(target)]
-		if !ok {
-			names := p.names()
-			hint := suggest(target, names)
-			if hint == "" && len(names) > 0 {
-				hint = "; the stages are: " + strings.Join(names, ", ")
-			}
-			return nil, fmt.Errorf("target stage %q could not be found%s", target, hint)
-		}
-		p.Target = j
+	if err := p.setTarget(target, byName); err != nil {
+		return nil, err
 	}
+	p.Needed = p.needs(p.Target)
+	return p, nil
+}
+
+// setTarget makes the stage named target ("" keeps the last one) the target.
+func (p *Plan) setTarget(target string, byName map[string]int) error {
+	if target == "" {
+		return nil
+	}
+	j, ok := byName[strings.ToLower(target)]
+	if !ok {
+		names := p.names()
+		hint := suggest(target, names)
+		if hint == "" && len(names) > 0 {
+			hint = "; the stages are: " + strings.Join(names, ", ")
+		}
+		return fmt.Errorf("target stage %q could not be found%s", target, hint)
+	}
+	p.Target = j
+	return nil
+}
+
+// needs lists stage i and the stages it needs, dependencies first.
+func (p *Plan) needs(i int) []int {
+	var out []int
 	seen := map[int]bool{}
 	var visit func(i int)
 	visit = func(i int) {
@@ -152,10 +168,10 @@ func New(df *dockerfile.Dockerfile, target string, globalArgs shell.EnvGetter, o
 		for _, d := range p.All[i].Deps {
 			visit(d)
 		}
-		p.Needed = append(p.Needed, i)
+		out = append(out, i)
 	}
-	visit(p.Target)
-	return p, nil
+	visit(i)
+	return out
 }
 
 // ResolveFrom interprets the value of --from (or a mount's from=) used in

@@ -148,23 +148,29 @@ func Write(w io.Writer, d Data) error {
 		p.Lanes = append(p.Lanes, *lanes[n])
 	}
 	sort.SliceStable(p.Steps, func(i, j int) bool { return p.Steps[i].Start < p.Steps[j].Start })
-	if img := d.Image; img != nil {
-		p.ImageID = img.Manifest.Config.Digest.String()
-		li := 0
-		for _, h := range img.Config.History {
-			if h.EmptyLayer {
-				continue
-			}
-			if li < len(img.Layers) {
-				l := img.Layers[li]
-				p.Layers = append(p.Layers, Layer{Digest: l.Digest.String(), Size: human.Size(l.Size), CreatedBy: h.CreatedBy})
-			}
-			li++
-		}
-		cfg, _ := json.MarshalIndent(img.Config.Config, "", "  ")
-		p.Config = string(cfg)
+	if d.Image != nil {
+		p.imageSection(d.Image)
 	}
 	return tmpl.Execute(w, p)
+}
+
+// imageSection fills the page's image ID, layers (with the steps that made
+// them) and config.
+func (p *page) imageSection(img *image.Image) {
+	p.ImageID = img.Manifest.Config.Digest.String()
+	li := 0
+	for _, h := range img.Config.History {
+		if h.EmptyLayer {
+			continue
+		}
+		if li < len(img.Layers) {
+			l := img.Layers[li]
+			p.Layers = append(p.Layers, Layer{Digest: l.Digest.String(), Size: human.Size(l.Size), CreatedBy: h.CreatedBy})
+		}
+		li++
+	}
+	cfg, _ := json.MarshalIndent(img.Config.Config, "", "  ")
+	p.Config = string(cfg)
 }
 
 var tmpl = template.Must(template.New("report").Funcs(template.FuncMap{
