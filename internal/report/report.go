@@ -46,7 +46,7 @@ type Step struct {
 // Layer is a row of the layer table.
 type Layer struct {
 	Digest    string
-	Size      string
+	Size      string // of the compressed blob, as the registry stores it
 	CreatedBy string
 }
 
@@ -212,7 +212,7 @@ tr.sel{background:#fff7d6}
 {{end}}</pre></details>{{end}}{{if .Error}}<div class="err">{{.Error}}</div>{{end}}</td><td>{{.Status}}</td><td class="num">{{secs .Start}}</td><td class="num">{{secs .Duration}}</td><td>{{if eq .Status "cached"}}hit{{else if .Reason}}miss: {{.Reason}}{{end}}</td></tr>
 {{end}}</tbody></table>
 {{if .Layers}}<h2>Layers</h2>
-<table id="layers"><thead><tr><th>digest</th><th>size</th><th>created by</th></tr></thead><tbody>
+<table id="layers"><thead><tr><th>digest</th><th>compressed size</th><th>created by</th></tr></thead><tbody>
 {{range .Layers}}<tr><td><code>{{.Digest}}</code></td><td class="num">{{.Size}}</td><td><code>{{.CreatedBy}}</code></td></tr>
 {{end}}</tbody></table>{{end}}
 {{if .Config}}<h2>Image config</h2><pre id="config">{{.Config}}</pre>{{end}}
