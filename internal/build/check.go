@@ -9,9 +9,9 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/linter"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/util/suggest"
 
 	"github.com/strata-build/strata/internal/dockerfile"
-	"github.com/strata-build/strata/internal/plan"
 )
 
 // BuildKit's build checks that need the dispatch state (the rest run in the
@@ -31,21 +31,17 @@ func (sb *stageBuilder) reportUnmatched(c instructions.Command, unmatched map[st
 		if sb.declared[v] {
 			continue
 		}
-		msg := linter.RuleUndefinedVar.Format(v, suggestName(v, sb.env))
+		msg := linter.RuleUndefinedVar.Format(v, suggestName(v, sb.env.getter().Keys()))
 		sb.r.df.Lint.Run(&linter.RuleUndefinedVar, c.Location(), msg)
 	}
 }
 
-// suggestName returns a close variable name from env, or "".
-func suggestName(v string, env envList) string {
-	best, bestD := "", 3
-	for _, kv := range env {
-		k, _, _ := strings.Cut(kv, "=")
-		if d := plan.Distance(strings.ToLower(v), strings.ToLower(k)); d < bestD && d < len(v) {
-			best, bestD = k, d
-		}
-	}
-	return best
+// suggestName returns the variable among keys that BuildKit's UndefinedVar
+// check names for v ("did you mean"), or "": util/suggest's closest match,
+// case-sensitive as on Linux.
+func suggestName(v string, keys []string) string {
+	match, _ := suggest.Search(v, keys, true)
+	return match
 }
 
 // check runs the per-instruction build checks.

@@ -2,7 +2,6 @@ package build
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"path"
 	"strings"
@@ -142,8 +141,7 @@ func (s *stageResult) clone() *stageResult {
 		argOrder:   append([]instructions.KeyValuePairOptional(nil), s.argOrder...),
 		mu:         &sync.Mutex{},
 	}
-	b, _ := json.Marshal(s.cfg)
-	_ = json.Unmarshal(b, &c.cfg)
+	s.cfg.DeepCopyInto(&c.cfg)
 	return c
 }
 
@@ -271,8 +269,7 @@ func (sb *stageBuilder) base(ctx context.Context) (*stageResult, error) {
 		res := &stageResult{}
 		if im, ok, err := sb.r.b.Store.Lookup(st.Base); err == nil && ok {
 			if img, err := image.Load(sb.r.b.Store, im.Descriptor.Digest); err == nil {
-				b, _ := json.Marshal(img.Config)
-				_ = json.Unmarshal(b, &res.cfg)
+				img.Config.DeepCopyInto(&res.cfg)
 				return res, nil
 			}
 		}
@@ -320,10 +317,7 @@ func (sb *stageBuilder) fromImage(ctx context.Context, img *image.Image) (*stage
 	}
 	res := &stageResult{layers: append([]image.Layer(nil), img.Layers...), dirs: dirs, mu: &sync.Mutex{},
 		key: cache.NewKey("", cache.Input{Name: "base", Value: img.Descriptor.Digest.String()})}
-	b, _ := json.Marshal(img.Config)
-	if err := json.Unmarshal(b, &res.cfg); err != nil {
-		return nil, err
-	}
+	img.Config.DeepCopyInto(&res.cfg)
 	return res, nil
 }
 

@@ -1,12 +1,12 @@
 package cli
 
 import (
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -57,56 +57,49 @@ type buildFlags struct {
 	allow       []string
 }
 
-// output is one parsed --output.
-type output struct {
-	typ   string
-	dest  string
-	names []string
-	push  bool
-}
-
-func parseOutput(s string) (output, error) {
+// parseOutput maps one --output value onto an export.Output.
+func parseOutput(s string) (export.Output, error) {
 	if !strings.Contains(s, "=") {
 		// `-o DIR` is short for type=local,dest=DIR, as in docker buildx.
 		if s == "-" {
-			return output{}, usagef("--output -: writing a tar to stdout is not supported yet; use dest=FILE")
+			return export.Output{}, usagef("--output -: writing a tar to stdout is not supported yet; use dest=FILE")
 		}
-		return output{typ: "local", dest: s}, nil
+		return export.Output{Type: "local", Dest: s}, nil
 	}
-	var o output
+	var o export.Output
 	for _, kv := range strings.Split(s, ",") {
 		k, v, _ := strings.Cut(kv, "=")
 		switch strings.TrimSpace(k) {
 		case "type":
-			o.typ = v
+			o.Type = v
 		case "dest":
-			o.dest = v
+			o.Dest = v
 		case "name":
-			o.names = append(o.names, strings.Split(v, ";")...)
+			o.Names = append(o.Names, strings.Split(v, ";")...)
 		case "push":
-			o.push = v == "true" || v == "1"
+			o.Push = v == "true" || v == "1"
 		case "compression", "oci-mediatypes", "compression-level", "force-compression":
 			// accepted; layers are gzip OCI layers
 		default:
 			return o, usagef("--output %q: unknown key %q", s, k)
 		}
 	}
-	switch o.typ {
+	switch o.Type {
 	case "docker", "oci", "tar":
-		if o.dest == "" {
-			return o, usagef("--output type=%s needs dest=FILE", o.typ)
+		if o.Dest == "" {
+			return o, usagef("--output type=%s needs dest=FILE", o.Type)
 		}
 	case "local":
-		if o.dest == "" {
+		if o.Dest == "" {
 			return o, usagef("--output type=local needs dest=DIR")
 		}
 	case "registry":
-		o.push = true
-	case "image":
+		o.Push = true
 	case "":
 		return o, usagef("--output %q: type= is required", s)
-	default:
-		return o, usagef("--output type=%s is not supported (docker, oci, local, registry, image)", o.typ)
+	}
+	if !export.Known(o.Type) {
+		return o, usagef("--output type=%s is not supported (docker, oci, local, registry, image)", o.Type)
 	}
 	return o, nil
 }
@@ -158,21 +151,13 @@ func (a *app) buildCmd() *cobra.Command {
 	return cmd
 }
 
+// runBuild maps the flags onto build.Options, builds, and puts the image
+// where the outputs say.
 func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) (err error) {
 	ctx := cmd.Context()
-	mode := progress.Mode(f.progress)
-	switch mode {
-	case "auto":
-		mode = progress.Plain
-		if isTerminal(a.stderr) {
-			mode = progress.TTY
-		}
-	case progress.TTY, progress.Plain, progress.JSON, progress.Quiet:
-	default:
-		return usagef("--progress=%s: use auto, tty, plain, json or quiet", f.progress)
-	}
-	if f.quiet {
-		mode = progress.Quiet
+	mode, err := progressMode(f, a.stderr)
+	if err != nil {
+		return err
 	}
 	printer := progress.NewMode(a.stderr, mode)
 	defer printer.Close()
@@ -180,53 +165,170 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) (err err
 		// Every line is an event: the error too.
 		defer func() { err = reportFailure(printer, err) }()
 	}
-	var outs []output
+	outs, err := buildOutputs(f)
+	if err != nil {
+		return err
+	}
+	if f.report != "" {
+		printer.Record()
+	}
+	opts, cleanup, err := a.buildOptions(ctx, ctxDir, f, printer)
+	defer cleanup()
+	if err != nil {
+		return err
+	}
+	b, err := a.open(ctx)
+	if err != nil {
+		return err
+	}
+	started := time.Now()
+	img, err := b.Build(ctx, opts)
+	if f.report != "" {
+		d := report.Data{Title: opts.ContextDir, Started: started, Finished: time.Now(), Events: printer.Events(), Image: img}
+		if err != nil {
+			d.Error = err.Error()
+		}
+		if rerr := report.WriteFile(f.report, d); rerr != nil {
+			printer.Logf("warning: build report: %v", rerr)
+		}
+	}
+	if err != nil || f.check {
+		return err
+	}
+	return a.finishBuild(ctx, b, img, f, outs, printer)
+}
+
+// progressMode is the progress mode --progress and --quiet ask for.
+func progressMode(f buildFlags, stderr io.Writer) (progress.Mode, error) {
+	mode := progress.Mode(f.progress)
+	switch mode {
+	case "auto":
+		mode = progress.Plain
+		if isTerminal(stderr) {
+			mode = progress.TTY
+		}
+	case progress.TTY, progress.Plain, progress.JSON, progress.Quiet:
+	default:
+		return "", usagef("--progress=%s: use auto, tty, plain, json or quiet", f.progress)
+	}
+	if f.quiet {
+		mode = progress.Quiet
+	}
+	return mode, nil
+}
+
+// buildOutputs parses --output and --push, and checks before anything is
+// built that the names are valid and the files can be written.
+func buildOutputs(f buildFlags) ([]export.Output, error) {
+	var outs []export.Output
 	for _, s := range f.outputs {
 		o, err := parseOutput(s)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		outs = append(outs, o)
 	}
 	if f.push {
-		outs = append(outs, output{typ: "registry", push: true})
+		outs = append(outs, export.Output{Type: "registry", Push: true})
 	}
-	// Names are checked before anything is built: a bad one fails now,
-	// not after the build.
 	if err := checkNames(f.tags, outs); err != nil {
-		return err
+		return nil, err
 	}
 	if err := checkFileDests(outs, map[string]string{"--iidfile": f.iidfile, "--metadata-file": f.metadata, "--report": f.report}); err != nil {
-		return err
+		return nil, err
 	}
-	switch f.network {
-	case "host", "none", "default", runc.NetworkPrivate:
-	default:
-		return usagef("--network=%s is not supported (default, host or none)", f.network)
-	}
-	if f.network == "default" {
-		f.network = runc.NetworkPrivate
-	}
-	if f.report != "" {
-		printer.Record()
+	return outs, nil
+}
+
+// buildOptions maps the build flags onto build.Options and checks them.
+// cleanup removes what it made (a context read from stdin); it is never nil.
+func (a *app) buildOptions(ctx context.Context, ctxDir string, f buildFlags, printer *progress.Printer) (opts build.Options, cleanup func(), err error) {
+	cleanup = func() {}
+	network, err := networkMode(f.network)
+	if err != nil {
+		return opts, cleanup, err
 	}
 	comp := layer.Compression(f.compression)
 	switch comp {
 	case layer.Gzip, layer.Zstd, layer.Uncompressed:
 	default:
-		return usagef("--compression=%s: use gzip, zstd or uncompressed", f.compression)
+		return opts, cleanup, usagef("--compression=%s: use gzip, zstd or uncompressed", f.compression)
 	}
+	args, err := buildArgs(f)
+	if err != nil {
+		return opts, cleanup, err
+	}
+	opts = build.Options{
+		CheckOnly: f.check, NoCache: f.noCache, NoCacheFilter: f.noCacheF, DebugCache: f.debugCache,
+		Target: f.target, BuildArgs: args, Network: network, Jobs: f.jobs, Pull: f.pull,
+		Compression: comp, Progress: printer,
+	}
+	if opts.Secrets, err = parseSecrets(f.secrets); err != nil {
+		return opts, cleanup, err
+	}
+	if opts.SSH, err = parseSSH(f.ssh); err != nil {
+		return opts, cleanup, err
+	}
+	if opts.Entitlements, err = parseAllow(f.allow); err != nil {
+		return opts, cleanup, err
+	}
+	if opts.Contexts, err = parseContexts(f.contexts); err != nil {
+		return opts, cleanup, err
+	}
+	var stdinDockerfile []byte
+	if ctxDir, stdinDockerfile, cleanup, err = a.stdinContext(ctx, ctxDir, f.file); err != nil {
+		return opts, cleanup, err
+	}
+	opts.ContextDir = ctxDir
+	if opts.CacheFrom, opts.CacheTo, err = cacheSpecs(f); err != nil {
+		return opts, cleanup, err
+	}
+	if opts.SourceDateEpoch, err = image.ParseEpoch(epochValue(f.epoch, args)); err != nil {
+		return opts, cleanup, usageError{err}
+	}
+	if opts.Platform, err = buildPlatform(f.platform); err != nil {
+		return opts, cleanup, err
+	}
+	if err := a.dockerfileSource(&opts, f.file, stdinDockerfile); err != nil {
+		return opts, cleanup, err
+	}
+	if fi, err := os.Stat(ctxDir); err != nil || !fi.IsDir() {
+		return opts, cleanup, fmt.Errorf("build context %q is not a directory", ctxDir)
+	}
+	return opts, cleanup, nil
+}
+
+// networkMode maps --network onto the runner's network mode.
+func networkMode(n string) (string, error) {
+	switch n {
+	case "default":
+		return runc.NetworkPrivate, nil
+	case "host", "none", runc.NetworkPrivate:
+		return n, nil
+	}
+	return "", usagef("--network=%s is not supported (default, host or none)", n)
+}
+
+// buildArgs merges --build-arg-file and --build-arg (later wins); a KEY
+// without a value takes it from the environment, or is left out.
+func buildArgs(f buildFlags) (map[string]string, error) {
 	args := map[string]string{}
 	for _, file := range f.argFiles {
 		kvs, err := readArgFile(file)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		for k, v := range kvs {
-			args[k] = v
-		}
+		maps.Copy(args, kvs)
 	}
-	for _, kv := range f.buildArgs {
+	maps.Copy(args, parseBuildArgs(f.buildArgs))
+	return args, nil
+}
+
+// parseBuildArgs maps --build-arg KEY=VALUE values; a KEY alone takes its
+// value from the environment, or is left out when it is not set there.
+func parseBuildArgs(vals []string) map[string]string {
+	args := map[string]string{}
+	for _, kv := range vals {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
 			ev, set := os.LookupEnv(k)
@@ -237,150 +339,110 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) (err err
 		}
 		args[k] = v
 	}
-	secrets, err := parseSecrets(f.secrets)
+	return args
+}
+
+// epochValue is the SOURCE_DATE_EPOCH of a build: --source-date-epoch, else
+// the build argument, else the environment.
+func epochValue(flag string, args map[string]string) string {
+	if flag != "" {
+		return flag
+	}
+	if v := args[image.EpochEnv]; v != "" {
+		return v
+	}
+	return os.Getenv(image.EpochEnv)
+}
+
+// stdinContext reads `strata build -`: a tar on stdin is the context, a
+// Dockerfile on stdin is built with an empty one. Other contexts are
+// returned as they are.
+func (a *app) stdinContext(ctx context.Context, ctxDir, file string) (dir string, dockerfile []byte, cleanup func(), err error) {
+	cleanup = func() {}
+	if ctxDir != "-" {
+		return ctxDir, nil, cleanup, nil
+	}
+	if file == "-" {
+		return "", nil, cleanup, usagef("the Dockerfile and the context cannot both come from stdin")
+	}
+	dir, df, err := a.contextFromStdin(ctx)
 	if err != nil {
-		return err
+		return "", nil, cleanup, err
 	}
-	ssh, err := parseSSH(f.ssh)
-	if err != nil {
-		return err
+	cleanup = func() { os.RemoveAll(dir) }
+	if df != nil && file != "" {
+		return "", nil, cleanup, usagef("stdin holds a Dockerfile, so -f cannot name another one")
 	}
-	ents, err := parseAllow(f.allow)
-	if err != nil {
-		return err
-	}
-	named, err := parseContexts(f.contexts)
-	if err != nil {
-		return err
-	}
-	var stdinDockerfile []byte
-	if ctxDir == "-" {
-		if f.file == "-" {
-			return usagef("the Dockerfile and the context cannot both come from stdin")
-		}
-		dir, df, err := a.contextFromStdin(ctx)
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		ctxDir = dir
-		if df != nil {
-			if f.file != "" {
-				return usagef("stdin holds a Dockerfile, so -f cannot name another one")
-			}
-			stdinDockerfile = df
-		}
-	}
-	var cacheFrom, cacheTo []build.CacheSpec
+	return dir, df, cleanup, nil
+}
+
+// cacheSpecs parses --cache-from and --cache-to.
+func cacheSpecs(f buildFlags) (from, to []build.CacheSpec, err error) {
 	for _, v := range f.cacheFrom {
 		c, err := parseCacheSpec(v)
 		if err != nil {
-			return usagef("--cache-from: %v", err)
+			return nil, nil, usagef("--cache-from: %v", err)
 		}
 		if c.Type == "inline" {
-			return usagef("--cache-from type=inline: give the image as type=registry,ref=IMAGE")
+			return nil, nil, usagef("--cache-from type=inline: give the image as type=registry,ref=IMAGE")
 		}
-		cacheFrom = append(cacheFrom, c)
+		from = append(from, c)
 	}
 	for _, v := range f.cacheTo {
 		c, err := parseCacheSpec(v)
 		if err != nil {
-			return usagef("--cache-to: %v", err)
+			return nil, nil, usagef("--cache-to: %v", err)
 		}
-		cacheTo = append(cacheTo, c)
+		to = append(to, c)
 	}
-	opts := build.Options{
-		CacheFrom:     cacheFrom,
-		CacheTo:       cacheTo,
-		CheckOnly:     f.check,
-		NoCache:       f.noCache,
-		NoCacheFilter: f.noCacheF,
-		DebugCache:    f.debugCache,
-		Secrets:       secrets,
-		SSH:           ssh,
-		Contexts:      named,
-		ContextDir:    ctxDir,
-		Target:        f.target,
-		BuildArgs:     args,
-		Network:       f.network,
-		Entitlements:  ents,
-		Jobs:          f.jobs,
-		Pull:          f.pull,
-		Compression:   comp,
-		Progress:      printer,
+	return from, to, nil
+}
+
+// buildPlatform parses --platform, which must be the host's (zero: not given).
+func buildPlatform(s string) (v1.Platform, error) {
+	if s == "" {
+		return v1.Platform{}, nil
 	}
-	epoch := f.epoch
-	if epoch == "" {
-		epoch = args["SOURCE_DATE_EPOCH"]
+	p, err := v1.ParsePlatform(s)
+	if err != nil {
+		return v1.Platform{}, usagef("--platform=%s: %v", s, err)
 	}
-	if epoch == "" {
-		epoch = os.Getenv("SOURCE_DATE_EPOCH")
+	host := build.HostPlatform()
+	if p.OS != host.OS || p.Architecture != host.Architecture {
+		return v1.Platform{}, usagef("--platform=%s: only the host platform (%s/%s) can be built here (no binfmt emulation)", s, host.OS, host.Architecture)
 	}
-	if epoch != "" {
-		n, err := strconv.ParseInt(epoch, 10, 64)
-		if err != nil || n < 0 {
-			return usagef("SOURCE_DATE_EPOCH=%q: must be a number of seconds since 1970", epoch)
-		}
-		t := time.Unix(n, 0).UTC()
-		opts.SourceDateEpoch = &t
-	}
-	if f.platform != "" {
-		p, err := v1.ParsePlatform(f.platform)
-		if err != nil {
-			return usagef("--platform=%s: %v", f.platform, err)
-		}
-		host := build.HostPlatform()
-		if p.OS != host.OS || p.Architecture != host.Architecture {
-			return usagef("--platform=%s: only the host platform (%s/%s) can be built here (no binfmt emulation)", f.platform, host.OS, host.Architecture)
-		}
-		opts.Platform = *p
-	}
+	return *p, nil
+}
+
+// dockerfileSource sets where opts reads the Dockerfile from: stdin (with
+// the context, or -f -), -f FILE, or the context's own Dockerfile.
+func (a *app) dockerfileSource(opts *build.Options, file string, stdinDockerfile []byte) error {
 	switch {
 	case stdinDockerfile != nil:
 		opts.Dockerfile, opts.DockerfileName = stdinDockerfile, "Dockerfile"
-	case f.file == "-":
+	case file == "-":
 		b, err := io.ReadAll(a.stdin)
 		if err != nil {
 			return fmt.Errorf("read Dockerfile from stdin: %w", err)
 		}
 		opts.Dockerfile, opts.DockerfileName = b, "Dockerfile"
-	case f.file == "":
+	case file == "":
 		// The context's own Dockerfile is resolved inside the context: a
 		// symlink cannot make strata read a file outside it.
-		p, err := securejoin.SecureJoin(ctxDir, "Dockerfile")
+		p, err := securejoin.SecureJoin(opts.ContextDir, "Dockerfile")
 		if err != nil {
 			return err
 		}
 		opts.DockerfilePath = p
 	default:
-		opts.DockerfilePath = f.file
+		opts.DockerfilePath = file
 	}
 	if opts.DockerfilePath != "" {
 		if _, err := os.Stat(opts.DockerfilePath); err != nil {
 			return fmt.Errorf("cannot read Dockerfile %s: %w", opts.DockerfilePath, errNotExistPlain(err))
 		}
 	}
-	if fi, err := os.Stat(ctxDir); err != nil || !fi.IsDir() {
-		return fmt.Errorf("build context %q is not a directory", ctxDir)
-	}
-	b, err := a.open(ctx)
-	if err != nil {
-		return err
-	}
-	started := time.Now()
-	img, err := b.Build(ctx, opts)
-	if f.report != "" {
-		if rerr := writeReport(f.report, ctxDir, started, printer, img, err); rerr != nil {
-			printer.Logf("warning: build report: %v", rerr)
-		}
-	}
-	if err != nil {
-		return err
-	}
-	if f.check {
-		return nil
-	}
-	return a.finishBuild(cmd, b, img, f, outs, printer)
+	return nil
 }
 
 // reportFailure shows a failed build's error as an event (with the
@@ -410,9 +472,11 @@ func errNotExistPlain(err error) error {
 	return err
 }
 
-func (a *app) finishBuild(cmd *cobra.Command, b *build.Builder, img *image.Image, f buildFlags, outs []output, pr *progress.Printer) error {
-	ctx := cmd.Context()
-	if storesImage(outs) {
+// finishBuild is the output step: it names the image in the store and
+// hands it to the exporter of each output, then to --load, --metadata-file
+// and --iidfile.
+func (a *app) finishBuild(ctx context.Context, b *build.Builder, img *image.Image, f buildFlags, outs []export.Output, pr *progress.Printer) error {
+	if export.StoresImage(outs) {
 		if err := b.Store.AddImage(img.Descriptor); err != nil {
 			return err
 		}
@@ -422,60 +486,32 @@ func (a *app) finishBuild(cmd *cobra.Command, b *build.Builder, img *image.Image
 			return err
 		}
 	}
+	exporters := export.Exporters(export.Env{Store: b.Store, Registry: b.Registry, Rootfs: b.ExportRootfs, Logf: pr.Logf})
 	for _, o := range outs {
-		names := o.names
+		names := o.Names
 		if len(names) == 0 {
 			names = f.tags
 		}
-		switch o.typ {
-		case "docker", "oci", "tar":
-			if err := writeArchive(o, b, img, names); err != nil {
-				return err
-			}
-		case "local":
-			if err := b.ExportRootfs(ctx, img, o.dest); err != nil {
-				return err
-			}
-		case "image", "registry":
-			for _, n := range names {
-				if err := b.Store.Tag(n, img.Descriptor); err != nil {
-					return err
-				}
-			}
-			if o.push {
-				for _, n := range names {
-					if err := a.push(ctx, b, img, n, pr.Logf); err != nil {
-						return err
-					}
-				}
-			}
+		if err := exporters[o.Type].Export(ctx, img, o, names); err != nil {
+			return err
 		}
 	}
-	id := img.Manifest.Config.Digest.String()
 	if f.load {
-		if err := loadIntoDocker(ctx, b, img, f.tags); err != nil {
+		if err := export.LoadIntoDocker(ctx, b.Store, img, f.tags); err != nil {
 			return err
 		}
 	}
 	if f.metadata != "" {
-		md := map[string]any{
-			"containerimage.digest":        img.Descriptor.Digest.String(),
-			"containerimage.config.digest": id,
-			"containerimage.descriptor":    img.Descriptor,
-		}
-		if len(f.tags) > 0 {
-			md["image.name"] = strings.Join(f.tags, ",")
-		}
-		bts, _ := json.MarshalIndent(md, "", "  ")
-		if err := os.WriteFile(f.metadata, append(bts, '\n'), 0o644); err != nil {
-			return fmt.Errorf("write metadata file: %w", err)
+		if err := export.WriteMetadataFile(f.metadata, img, f.tags); err != nil {
+			return err
 		}
 	}
 	if f.iidfile != "" {
-		if err := os.WriteFile(f.iidfile, []byte(id), 0o644); err != nil {
-			return fmt.Errorf("write iidfile: %w", err)
+		if err := export.WriteIDFile(f.iidfile, img); err != nil {
+			return err
 		}
 	}
+	id := img.Manifest.Config.Digest.String()
 	if f.quiet {
 		fmt.Fprintln(a.stdout, id)
 	} else {
@@ -485,42 +521,4 @@ func (a *app) finishBuild(cmd *cobra.Command, b *build.Builder, img *image.Image
 		}
 	}
 	return nil
-}
-
-func writeArchive(o output, b *build.Builder, img *image.Image, names []string) error {
-	tmp := o.dest + ".tmp"
-	fh, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("output %s: %w", o.dest, err)
-	}
-	defer os.Remove(tmp)
-	if o.typ == "docker" {
-		err = export.Docker(fh, b.Store, img, names)
-	} else {
-		err = export.OCI(fh, b.Store, img, names)
-	}
-	if cerr := fh.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(tmp, o.dest)
-}
-
-// writeReport writes the HTML build report.
-func writeReport(path, title string, started time.Time, pr *progress.Printer, img *image.Image, buildErr error) error {
-	d := report.Data{Title: title, Started: started, Finished: time.Now(), Events: pr.Events(), Image: img}
-	if buildErr != nil {
-		d.Error = buildErr.Error()
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := report.Write(f, d); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

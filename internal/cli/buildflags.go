@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/strata-build/strata/internal/build"
+	"github.com/strata-build/strata/internal/export"
 	"github.com/strata-build/strata/internal/layer"
 	"github.com/strata-build/strata/internal/registry"
 )
@@ -201,19 +202,19 @@ func isTerminal(w io.Writer) bool {
 
 // checkNames checks the names the build will give its image (-t, --output
 // name=) and that a push has one.
-func checkNames(tags []string, outs []output) error {
+func checkNames(tags []string, outs []export.Output) error {
 	for _, t := range tags {
 		if _, err := registry.ParseTag(t); err != nil {
 			return usagef("-t %s: %v", t, err)
 		}
 	}
 	for _, o := range outs {
-		for _, n := range o.names {
+		for _, n := range o.Names {
 			if _, err := registry.ParseTag(n); err != nil {
 				return usagef("--output name=%s: %v", n, err)
 			}
 		}
-		if o.push && len(o.names) == 0 && len(tags) == 0 {
+		if o.Push && len(o.Names) == 0 && len(tags) == 0 {
 			return usagef("nothing to push: give -t NAME or --output type=registry,name=NAME")
 		}
 	}
@@ -224,7 +225,7 @@ func checkNames(tags []string, outs []output) error {
 // will write can be created: their folder exists (as buildx creates an
 // output file before it solves). A folder output (type=local) is created
 // when missing, so only its parent's kind matters.
-func checkFileDests(outs []output, files map[string]string) error {
+func checkFileDests(outs []export.Output, files map[string]string) error {
 	// what names the flag and its value, as the user gave them
 	check := func(what, p string) error {
 		if p == "" || p == "-" {
@@ -241,10 +242,10 @@ func checkFileDests(outs []output, files map[string]string) error {
 		return nil
 	}
 	for _, o := range outs {
-		if o.typ == "local" {
+		if o.Type == "local" {
 			continue // made with its parents, as buildx does
 		}
-		if err := check("--output type="+o.typ+",dest="+o.dest, o.dest); err != nil {
+		if err := check("--output type="+o.Type+",dest="+o.Dest, o.Dest); err != nil {
 			return err
 		}
 	}

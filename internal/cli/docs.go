@@ -3,13 +3,13 @@ package cli
 import (
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
 	"github.com/spf13/pflag"
+
+	"github.com/strata-build/strata/internal/image"
 )
 
 func (a *app) docsCmd() *cobra.Command {
@@ -43,14 +43,11 @@ in the man pages.`,
 					return fmt.Errorf("man pages: %w", err)
 				}
 				hdr := &doc.GenManHeader{Section: "1", Source: "strata " + Version, Manual: "strata manual"}
-				if v := os.Getenv("SOURCE_DATE_EPOCH"); v != "" {
-					n, err := strconv.ParseInt(v, 10, 64)
-					if err != nil {
-						return usagef("SOURCE_DATE_EPOCH=%q: must be a number of seconds since 1970", v)
-					}
-					t := time.Unix(n, 0).UTC()
-					hdr.Date = &t
+				epoch, err := image.EpochFromEnv()
+				if err != nil {
+					return usageError{err}
 				}
+				hdr.Date = epoch
 				if err := doc.GenManTree(root, hdr, manDir); err != nil {
 					return fmt.Errorf("man pages: %w", err)
 				}

@@ -2,15 +2,13 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os/exec"
-	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
+	"github.com/strata-build/strata/internal/executor/runc"
 	"github.com/strata-build/strata/internal/layer"
 	"github.com/strata-build/strata/internal/store"
 )
@@ -44,44 +42,17 @@ started meanwhile wait for it.`,
 			if deep {
 				sample = -1
 			}
-			runtime := "runc"
-			state := s.Path("runc")
+			runner := &runc.Runner{StateDir: s.Path("runc")}
 			opts := store.FsckOptions{
 				Repair:     repair,
 				Decompress: layer.Decompress,
 				DiffDir: func(ctx context.Context, dir string, epoch *time.Time) (digest.Digest, error) {
 					return layer.DiffID(ctx, dir, layer.DiffOptions{Epoch: epoch})
 				},
-				LayerSample: sample,
-				Containers: func(ctx context.Context) ([]string, error) {
-					if _, err := exec.LookPath(runtime); err != nil {
-						return nil, nil // no runc: no containers
-					}
-					// runc list fails when a container goes while it lists
-					// (another build's RUN ending): try again.
-					var err error
-					for attempt := 0; attempt < 10; attempt++ {
-						var out []byte
-						out, err = exec.CommandContext(ctx, runtime, "--root", state, "list", "-q").Output()
-						if err == nil {
-							return strings.Fields(string(out)), nil
-						}
-						var ee *exec.ExitError
-						if errors.As(err, &ee) {
-							err = fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
-						}
-						time.Sleep(50 * time.Millisecond)
-					}
-					return nil, fmt.Errorf("runc list: %w", err)
-				},
-				DeleteContainer: func(ctx context.Context, id string) error {
-					out, err := exec.CommandContext(ctx, runtime, "--root", state, "delete", "--force", id).CombinedOutput()
-					if err != nil {
-						return fmt.Errorf("runc delete: %w: %s", err, strings.TrimSpace(string(out)))
-					}
-					return nil
-				},
-				Progress: func(p store.Problem) { fmt.Fprintln(a.stdout, p.String()) },
+				LayerSample:     sample,
+				Containers:      runner.Containers,
+				DeleteContainer: runner.DeleteContainer,
+				Progress:        func(p store.Problem) { fmt.Fprintln(a.stdout, p.String()) },
 			}
 			rep, err := s.Fsck(cmd.Context(), opts)
 			if err != nil {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -49,38 +48,15 @@ and edges.`,
 			if len(args) == 1 {
 				ctxDir = args[0]
 			}
-			var src []byte
-			var err error
-			name := file
-			switch file {
-			case "-":
-				src, err = io.ReadAll(a.stdin)
-				name = "Dockerfile"
-			case "":
-				name = filepath.Join(ctxDir, "Dockerfile")
-				src, err = os.ReadFile(name)
-			default:
-				src, err = os.ReadFile(file)
-			}
+			name, src, err := a.readDockerfile(ctxDir, file)
 			if err != nil {
-				return fmt.Errorf("read Dockerfile: %w", err)
+				return err
 			}
 			df, err := dockerfile.Parse(filepath.Base(name), src)
 			if err != nil {
 				return err
 			}
-			args1 := map[string]string{}
-			for _, kv := range buildArgs {
-				k, v, ok := strings.Cut(kv, "=")
-				if !ok {
-					ev, set := os.LookupEnv(k)
-					if !set {
-						continue
-					}
-					v = ev
-				}
-				args1[k] = v
-			}
+			args1 := parseBuildArgs(buildArgs)
 			var names []string
 			for _, c := range contexts {
 				n, _, _ := strings.Cut(c, "=")
@@ -99,18 +75,7 @@ and edges.`,
 			}
 			g := inspect.NewGraph(df, p, globals)
 			var out bytes.Buffer
-			switch format {
-			case "dot":
-				err = g.Dot(&out)
-			case "mermaid":
-				err = g.Mermaid(&out)
-			case "json":
-				enc := json.NewEncoder(&out)
-				enc.SetIndent("", "  ")
-				enc.SetEscapeHTML(false)
-				err = enc.Encode(g)
-			}
-			if err != nil {
+			if err := g.Write(&out, format); err != nil {
 				return err
 			}
 			_, err = a.stdout.Write(out.Bytes())
@@ -124,4 +89,24 @@ and edges.`,
 	fl.StringArrayVar(&buildArgs, "build-arg", nil, "set build-time variables used in FROM and --from (KEY=VALUE, or KEY to take it from the environment)")
 	fl.StringArrayVar(&contexts, "build-context", nil, "named build context (NAME=VALUE): FROM and --from NAME use it")
 	return cmd
+}
+
+// readDockerfile reads the Dockerfile that -f names (- is stdin), else the
+// context's; name is its path, "Dockerfile" for stdin.
+func (a *app) readDockerfile(ctxDir, file string) (name string, src []byte, err error) {
+	switch file {
+	case "-":
+		name = "Dockerfile"
+		src, err = io.ReadAll(a.stdin)
+	case "":
+		name = filepath.Join(ctxDir, "Dockerfile")
+		src, err = os.ReadFile(name)
+	default:
+		name = file
+		src, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("read Dockerfile: %w", err)
+	}
+	return name, src, nil
 }

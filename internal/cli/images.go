@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -88,16 +87,12 @@ func (a *app) imagesCmd() *cobra.Command {
 					fmt.Fprintln(tw, id)
 					continue
 				}
-				sizes, err := inspect.LayerSizes(cmd.Context(), b.Store, img)
+				size, err := inspect.ImageSize(cmd.Context(), b.Store, img)
 				if err != nil {
 					if cmd.Context().Err() != nil {
 						return err
 					}
 					fmt.Fprintf(a.stderr, "warning: %s: size unknown: %v\n", imageLabel(im), err)
-				}
-				var size int64
-				for _, n := range sizes {
-					size += n
 				}
 				repo, tag := "<none>", "<none>"
 				if !untagged {
@@ -197,60 +192,19 @@ func (a *app) rmiCmd() *cobra.Command {
 	return cmd
 }
 
-// removeImage is rmi of one image as docker does it: a name is untagged,
-// and the image goes with its last name; an image given by ID (or digest)
-// goes with all its names, which takes force when it has more than one.
+// removeImage is rmi of one image (store.RemoveRef), printed as docker does.
 func (a *app) removeImage(s *store.Store, ref string, force bool) error {
-	im, err := s.Resolve(ref)
+	r, err := s.RemoveRef(ref, force)
+	for _, n := range r.Untagged {
+		fmt.Fprintf(a.stdout, "Untagged: %s\n", store.FamiliarName(n))
+	}
+	if r.Deleted != "" {
+		fmt.Fprintf(a.stdout, "Deleted: %s\n", r.Deleted)
+	}
 	if errors.Is(err, store.ErrNoSuchImage) {
 		return fmt.Errorf("no such image: %s", ref)
 	}
-	if err != nil {
-		return err
-	}
-	id, err := s.ImageID(im.Descriptor.Digest)
-	if err != nil {
-		return err
-	}
-	if c, cerr := store.CanonicalName(ref); cerr == nil && im.Name == c {
-		if _, err := s.Untag(ref); err != nil {
-			return err
-		}
-		fmt.Fprintf(a.stdout, "Untagged: %s\n", store.FamiliarName(c))
-		all, err := s.AllImages()
-		if err != nil {
-			return err
-		}
-		for _, o := range all {
-			if o.Descriptor.Digest == im.Descriptor.Digest {
-				return nil // it has another name
-			}
-		}
-		fmt.Fprintf(a.stdout, "Deleted: %s\n", id)
-		return nil
-	}
-	all, err := s.AllImages()
-	if err != nil {
-		return err
-	}
-	var names int
-	for _, o := range all {
-		if o.Descriptor.Digest == im.Descriptor.Digest && o.Name != "" {
-			names++
-		}
-	}
-	if names > 1 && !force {
-		return fmt.Errorf("conflict: unable to delete %s (must be forced) - image is referenced in multiple repositories", id.Encoded()[:12])
-	}
-	removed, _, err := s.RemoveImage(im.Descriptor.Digest)
-	if err != nil {
-		return err
-	}
-	for _, n := range removed {
-		fmt.Fprintf(a.stdout, "Untagged: %s\n", store.FamiliarName(n))
-	}
-	fmt.Fprintf(a.stdout, "Deleted: %s\n", id)
-	return nil
+	return err
 }
 
 func (a *app) inspectCmd() *cobra.Command {
@@ -299,17 +253,13 @@ len, printf, ...). IMAGE is a name, NAME@DIGEST, or an image ID or its prefix.`,
 				if err != nil {
 					return err
 				}
-				sizes, err := inspect.LayerSizes(cmd.Context(), a.store, img)
+				size, err := inspect.ImageSize(cmd.Context(), a.store, img)
 				if err != nil {
 					if cmd.Context().Err() != nil {
 						return err
 					}
-					// a broken store should not hide the config: say so, count 0
+					// a broken store should not hide the config: say so
 					fmt.Fprintf(a.stderr, "warning: %s: size unknown: %v\n", ref, err)
-				}
-				var size int64
-				for _, n := range sizes {
-					size += n
 				}
 				imgs, err := a.store.Images()
 				if err != nil {
@@ -318,20 +268,8 @@ len, printf, ...). IMAGE is a name, NAME@DIGEST, or an image ID or its prefix.`,
 				infos = append(infos, inspect.NewInfo(img, inspect.NamesOf(imgs, img), size))
 			}
 			var out bytes.Buffer
-			if tmpl == nil {
-				enc := json.NewEncoder(&out)
-				enc.SetIndent("", "    ")
-				enc.SetEscapeHTML(false)
-				if err := enc.Encode(infos); err != nil {
-					return err
-				}
-			} else {
-				for _, info := range infos {
-					if err := tmpl.Execute(&out, info); err != nil {
-						return err
-					}
-					out.WriteByte('\n')
-				}
+			if err := inspect.WriteInfos(&out, infos, tmpl); err != nil {
+				return err
 			}
 			if _, err := a.stdout.Write(out.Bytes()); err != nil {
 				return err
@@ -348,19 +286,6 @@ len, printf, ...). IMAGE is a name, NAME@DIGEST, or an image ID or its prefix.`,
 	cmd.Flags().StringVarP(&format, "format", "f", "", "format the output with a Go template (or 'json': one JSON object a line)")
 	return cmd
 }
-
-// historyRow is one line of strata history; its fields are the --format
-// placeholders (docker's).
-type historyRow struct {
-	ID           string
-	CreatedSince string
-	CreatedAt    string
-	CreatedBy    string
-	Size         string
-	Comment      string
-}
-
-var historyHeader = historyRow{ID: "IMAGE", CreatedSince: "CREATED", CreatedAt: "CREATED AT", CreatedBy: "CREATED BY", Size: "SIZE", Comment: "COMMENT"}
 
 func (a *app) historyCmd() *cobra.Command {
 	var noTrunc, quiet, human bool
@@ -409,34 +334,10 @@ columns with a header, or give "json" for one JSON object a line.`,
 					fmt.Fprintf(a.stderr, "warning: %s: layer sizes unknown: %v\n", args[0], err)
 				}
 			}
-			rows := historyRows(img, sizes, time.Now(), !noTrunc, human)
+			rows := inspect.HistoryRows(img, sizes, time.Now(), !noTrunc, human)
 			var out bytes.Buffer
-			switch {
-			case quiet:
-				for _, r := range rows {
-					fmt.Fprintln(&out, r.ID)
-				}
-			case tmpl != nil && !tmpl.Table:
-				for _, r := range rows {
-					if err := tmpl.Execute(&out, r); err != nil {
-						return err
-					}
-					out.WriteByte('\n')
-				}
-			default:
-				if tmpl == nil {
-					tmpl, _ = inspect.ParseTemplate("table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}")
-				}
-				tw := tabwriter.NewWriter(&out, 0, 4, 3, ' ', 0)
-				for _, r := range append([]historyRow{historyHeader}, rows...) {
-					if err := tmpl.Execute(tw, r); err != nil {
-						return err
-					}
-					fmt.Fprintln(tw)
-				}
-				if err := tw.Flush(); err != nil {
-					return err
-				}
+			if err := inspect.WriteHistory(&out, rows, tmpl, quiet); err != nil {
+				return err
 			}
 			_, err = a.stdout.Write(out.Bytes())
 			return err
@@ -448,41 +349,4 @@ columns with a header, or give "json" for one JSON object a line.`,
 	fl.BoolVarP(&human, "human", "H", true, "print sizes and dates in human readable format")
 	fl.StringVar(&format, "format", "", "format the output with a Go template ('table ...' for columns, 'json' for JSON lines)")
 	return cmd
-}
-
-// historyRows lays out img's history newest first. sizes are the layers'
-// content sizes (nil: not computed, as for -q).
-func historyRows(img *image.Image, sizes []int64, now time.Time, trunc, humanReadable bool) []historyRow {
-	steps := inspect.Steps(&img.Config, len(img.Layers))
-	id := img.Manifest.Config.Digest.String()
-	if trunc {
-		id = img.Manifest.Config.Digest.Hex[:12]
-	}
-	rows := make([]historyRow, 0, len(steps))
-	for i := len(steps) - 1; i >= 0; i-- {
-		s := steps[i]
-		r := historyRow{ID: "<missing>", CreatedBy: human.Escape(inspect.OneLine(s.CreatedBy)), Comment: human.Escape(s.Comment)}
-		if len(rows) == 0 {
-			r.ID = id
-		}
-		if trunc {
-			r.CreatedBy = inspect.Ellipsis(r.CreatedBy, 45)
-		}
-		var size int64
-		if s.Layer >= 0 && s.Layer < len(sizes) {
-			size = sizes[s.Layer]
-		}
-		if !s.Created.IsZero() {
-			r.CreatedAt = s.Created.Format(time.RFC3339)
-		}
-		if humanReadable {
-			r.CreatedSince = human.Since(s.Created, now)
-			r.Size = human.Size(size)
-		} else {
-			r.CreatedSince = r.CreatedAt
-			r.Size = strconv.FormatInt(size, 10)
-		}
-		rows = append(rows, r)
-	}
-	return rows
 }

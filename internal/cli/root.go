@@ -88,10 +88,10 @@ func (a *app) open(ctx context.Context) (*build.Builder, error) {
 		return nil, err
 	}
 	runner := &runc.Runner{StateDir: s.Path("runc"), BundleDir: "", Deletes: &sync.WaitGroup{}}
-	reclaimContainers(ctx, runner)
+	runner.ReclaimDead(ctx, deadContainer)
 	// Again for each dead session, before its directory goes: a container
 	// its process was starting may have appeared since.
-	if err := s.Reclaim(ctx, func(ctx context.Context, _ string) { reclaimContainers(ctx, runner) }); err != nil {
+	if err := s.Reclaim(ctx, func(ctx context.Context, _ string) { runner.ReclaimDead(ctx, deadContainer) }); err != nil {
 		return nil, err
 	}
 	lock, err := s.LockShared()
@@ -139,31 +139,11 @@ func (a *app) open(ctx context.Context) (*build.Builder, error) {
 	return a.builder, nil
 }
 
-// reclaimContainers force-deletes the runc containers of strata processes
-// that no longer run (container ids are "strata-PID-STARTTIME-N"), whether
-// or not their session directory still exists: a killed strata's runc may
-// have created its container after the session was reclaimed. The state
-// directory is read directly, so a container runc cannot load still goes.
-func reclaimContainers(ctx context.Context, r *runc.Runner) {
-	bin := r.Runtime
-	if bin == "" {
-		bin = "runc"
-	}
-	ents, err := os.ReadDir(r.StateDir)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		session, ok := store.ContainerSession(e.Name())
-		if !ok || store.SessionAlive(session) {
-			continue
-		}
-		if err := exec.CommandContext(ctx, bin, "--root", r.StateDir, "delete", "--force", e.Name()).Run(); err != nil {
-			// runc cannot load it (half created): its process is gone with
-			// the session's pid namespace; drop the state.
-			os.RemoveAll(filepath.Join(r.StateDir, e.Name()))
-		}
-	}
+// deadContainer reports whether id is a container of a strata process that
+// no longer runs.
+func deadContainer(id string) bool {
+	session, ok := store.ContainerSession(id)
+	return ok && !store.SessionAlive(session)
 }
 
 func (a *app) close() {

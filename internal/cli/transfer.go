@@ -1,63 +1,22 @@
 package cli
 
 import (
-	"context"
 	"fmt"
-	"slices"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
 	"github.com/strata-build/strata/internal/build"
-	"github.com/strata-build/strata/internal/human"
-	"github.com/strata-build/strata/internal/image"
+	"github.com/strata-build/strata/internal/export"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/store"
 )
-
-// storesImage reports whether a build with these outputs puts its image in
-// the store, named or not (so that its ID works in every command): the
-// default, and type=image or registry; not a build that only writes files
-// or a directory (as docker buildx with those exporters).
-func storesImage(outs []output) bool {
-	if len(outs) == 0 {
-		return true
-	}
-	return slices.ContainsFunc(outs, func(o output) bool { return o.typ == "image" || o.typ == "registry" })
-}
 
 // isStoreName reports whether ref names an image of the store by a name
 // (NAME[:TAG] or NAME@DIGEST), not by its ID.
 func isStoreName(s *store.Store, ref string) bool {
 	_, ok, err := s.Lookup(ref)
 	return err == nil && ok
-}
-
-// push pushes img to ref, reporting its progress with logf.
-func (a *app) push(ctx context.Context, b *build.Builder, img *image.Image, ref string, logf func(format string, a ...any)) error {
-	v, err := img.V1(b.Store)
-	if err != nil {
-		return err
-	}
-	logf("pushing %s", ref)
-	start := time.Now()
-	var last time.Time
-	var lastDone, lastTotal int64
-	report := func(done, total int64) {
-		logf("  pushed %s of %s (%s)", human.Size(done), human.Size(total), human.Rate(done, time.Since(start)))
-	}
-	err = b.Registry.PushProgress(ctx, ref, v, func(done, total int64) {
-		lastDone, lastTotal = done, total
-		if time.Since(last) >= time.Second {
-			last = time.Now()
-			report(done, total)
-		}
-	})
-	if err == nil && lastTotal > 0 {
-		report(lastDone, lastTotal)
-	}
-	return err
 }
 
 func (a *app) saveCmd() *cobra.Command {
@@ -70,6 +29,9 @@ func (a *app) saveCmd() *cobra.Command {
 			if out == "" {
 				return usagef("give the output file with -o FILE")
 			}
+			if format != "docker" && format != "oci" {
+				return usagef("--format=%s: use docker or oci", format)
+			}
 			img, err := a.loadRef(cmd, args[0])
 			if err != nil {
 				return err
@@ -78,7 +40,8 @@ func (a *app) saveCmd() *cobra.Command {
 			if _, err := name.NewTag(args[0]); err == nil && isStoreName(a.store, args[0]) {
 				names = []string{args[0]}
 			}
-			return writeArchive(output{typ: format, dest: out}, a.builder, img, names)
+			ex := export.Exporters(export.Env{Store: a.store})[format]
+			return ex.Export(cmd.Context(), img, export.Output{Type: format, Dest: out}, names)
 		},
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "write to this file")
@@ -122,7 +85,7 @@ func (a *app) pushCmd() *cobra.Command {
 			} else if !isStoreName(a.store, args[0]) {
 				return usagef("%s is not a name of the image: give the DESTINATION to push it to", args[0])
 			}
-			if err := a.push(cmd.Context(), a.builder, img, dst, a.stderrf); err != nil {
+			if err := export.Push(cmd.Context(), a.builder.Registry, a.store, img, dst, a.stderrf); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "%s: digest: %s\n", dst, img.Descriptor.Digest)

@@ -110,6 +110,10 @@ func envOf(m map[string]string) shell.EnvGetter {
 // NewGraph draws every stage of p (the ones the target does not need are
 // marked not Needed), the images and named contexts they use, and the edges
 // between them. globals expands --from values as the plan did.
+//
+// It is longer than strata's usual functions: its helpers (other, addEdge,
+// source) are closures over the node and edge indexes it builds, and reading
+// it top to bottom is reading the graph's rules in order.
 func NewGraph(df *dockerfile.Dockerfile, p *plan.Plan, globals shell.EnvGetter) *Graph {
 	g := &Graph{Name: df.File}
 	needed := map[int]bool{}
@@ -316,4 +320,18 @@ func (g *Graph) Mermaid(w io.Writer) error {
 
 func mermaidQuote(s string) string {
 	return `"` + strings.NewReplacer(`"`, "#quot;", "\n", "<br>").Replace(s) + `"`
+}
+
+// Write renders g in format: "dot" (Graphviz), "mermaid" or "json" (the
+// nodes and edges, indented).
+func (g *Graph) Write(w io.Writer, format string) error {
+	switch format {
+	case "dot":
+		return g.Dot(w)
+	case "mermaid":
+		return g.Mermaid(w)
+	case "json":
+		return WriteJSON(w, g, "  ")
+	}
+	return fmt.Errorf("graph format %q: use dot, mermaid or json", format)
 }

@@ -192,3 +192,17 @@ func TestGraphDotRenders(t *testing.T) {
 		}
 	}
 }
+
+func TestGraphWrite(t *testing.T) {
+	g := graphOf(t, "FROM busybox AS a\nFROM a\n", "", nil)
+	for _, format := range []string{"dot", "mermaid", "json"} {
+		var b bytes.Buffer
+		if err := g.Write(&b, format); err != nil || b.Len() == 0 {
+			t.Errorf("Write(%s): %v, %d bytes", format, err, b.Len())
+		}
+	}
+	var b bytes.Buffer
+	if err := g.Write(&b, "svg"); err == nil {
+		t.Error("Write(svg): want an error")
+	}
+}

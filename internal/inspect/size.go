@@ -98,3 +98,15 @@ func DirSize(ctx context.Context, dir string) (int64, error) {
 	})
 	return n, err
 }
+
+// ImageSize is the content size of img: the sum of its LayerSizes, as docker
+// images and docker inspect show it. On an error it returns the sum of what
+// it could measure with the error.
+func ImageSize(ctx context.Context, s *store.Store, img *image.Image) (int64, error) {
+	sizes, err := LayerSizes(ctx, s, img)
+	var n int64
+	for _, l := range sizes {
+		n += l
+	}
+	return n, err
+}

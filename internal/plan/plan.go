@@ -5,12 +5,15 @@ package plan
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/agext/levenshtein"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	bksuggest "github.com/moby/buildkit/util/suggest"
 
 	"github.com/strata-build/strata/internal/dockerfile"
 )
@@ -73,11 +76,56 @@ func New(df *dockerfile.Dockerfile, target string, globalArgs shell.EnvGetter, o
 	}
 	byName := map[string]int{}
 	for i := range df.Stages {
-		st, err := p.stage(df, lex, byName, i, globalArgs)
+		src := &df.Stages[i]
+		st := &Stage{Index: i, Name: strings.ToLower(src.Name), BaseStage: -1, Source: src}
+		base, _, err := lex.ProcessWord(src.BaseName, globalArgs)
 		if err != nil {
-			return nil, err
+			return nil, df.Wrap(src.Location, fmt.Errorf("expanding FROM: %w", err))
+		}
+		if base == "" {
+			return nil, df.Errorf(src.Location, "base name (%s) should not be blank", src.BaseName)
+		}
+		st.Base = base
+		if p.named[strings.ToLower(base)] {
+			// a --build-context of that name replaces the stage or image
+		} else if j, ok := byName[strings.ToLower(base)]; ok {
+			st.BaseStage = j
+		} else if n, err := strconv.Atoi(base); err == nil && n >= 0 && n < i {
+			st.BaseStage = n // FROM by index of an earlier stage
+		} else if st.Name != "" && strings.EqualFold(base, st.Name) {
+			return nil, df.Errorf(src.Location, "stage %q cannot build FROM itself: circular dependency", st.Name)
+		}
+		if st.Name != "" {
+			if _, dup := byName[st.Name]; dup {
+				return nil, df.Errorf(src.Location, "duplicate stage name %q", st.Name)
+			}
 		}
 		p.All = append(p.All, st)
+		deps := map[int]bool{}
+		if st.BaseStage >= 0 {
+			deps[st.BaseStage] = true
+		}
+		for _, ref := range fromRefs(src) {
+			v, _, err := lex.ProcessWord(ref.value, globalArgs)
+			if err != nil || v == "" {
+				continue // resolved when the instruction runs
+			}
+			if p.named[strings.ToLower(v)] {
+				continue
+			}
+			j, isStage, err := resolveRef(df, byName, i, v)
+			if err != nil {
+				return nil, df.Wrap(ref.loc, err)
+			}
+			if isStage {
+				deps[j] = true
+			}
+		}
+		for j := 0; j < i; j++ {
+			if deps[j] {
+				st.Deps = append(st.Deps, j)
+			}
+		}
 		if st.Name != "" {
 			byName[st.Name] = i
 		}
@@ -85,91 +133,30 @@ func New(df *dockerfile.Dockerfile, target string, globalArgs shell.EnvGetter, o
 	if err := p.setTarget(target, byName); err != nil {
 		return nil, err
 	}
-	p.Needed = p.needed()
+	p.Needed = p.needs(p.Target)
 	return p, nil
 }
 
-// stage plans stage i of df: its base (an image, or an earlier stage by
-// name or index) and the earlier stages it depends on (its base and the
-// stages its --from flags name); byName holds the stages before it.
-func (p *Plan) stage(df *dockerfile.Dockerfile, lex *shell.Lex, byName map[string]int, i int, globalArgs shell.EnvGetter) (*Stage, error) {
-	src := &df.Stages[i]
-	st := &Stage{Index: i, Name: strings.ToLower(src.Name), BaseStage: -1, Source: src}
-	base, _, err := lex.ProcessWord(src.BaseName, globalArgs)
-	if err != nil {
-		return nil, df.Wrap(src.Location, fmt.Errorf("expanding FROM: %w", err))
-	}
-	if base == "" {
-		return nil, df.Errorf(src.Location, "base name (%s) should not be blank", src.BaseName)
-	}
-	st.Base = base
-	if p.named[strings.ToLower(base)] {
-		// a --build-context of that name replaces the stage or image
-	} else if j, ok := byName[strings.ToLower(base)]; ok {
-		st.BaseStage = j
-	} else if n, err := strconv.Atoi(base); err == nil && n >= 0 && n < i {
-		st.BaseStage = n // FROM by index of an earlier stage
-	} else if st.Name != "" && strings.EqualFold(base, st.Name) {
-		return nil, df.Errorf(src.Location, "stage %q cannot build FROM itself: circular dependency", st.Name)
-	}
-	if st.Name != "" {
-		if _, dup := byName[st.Name]; dup {
-			return nil, df.Errorf(src.Location, "duplicate stage name %q", st.Name)
-		}
-	}
-	deps := map[int]bool{}
-	if st.BaseStage >= 0 {
-		deps[st.BaseStage] = true
-	}
-	for _, ref := range fromRefs(src) {
-		v, _, err := lex.ProcessWord(ref.value, globalArgs)
-		if err != nil || v == "" {
-			continue // resolved when the instruction runs
-		}
-		if p.named[strings.ToLower(v)] {
-			continue
-		}
-		j, isStage, err := resolveRef(df, byName, i, v)
-		if err != nil {
-			return nil, df.Wrap(ref.loc, err)
-		}
-		if isStage {
-			deps[j] = true
-		}
-	}
-	for j := 0; j < i; j++ {
-		if deps[j] {
-			st.Deps = append(st.Deps, j)
-		}
-	}
-	return st, nil
-}
-
-// setTarget sets p.Target to the stage named target ("" keeps the last).
+// setTarget makes the stage named target ("" keeps the last one) the target.
 func (p *Plan) setTarget(target string, byName map[string]int) error {
 	if target == "" {
 		return nil
 	}
 	j, ok := byName[strings.ToLower(target)]
-	if ok {
-		p.Target = j
-		return nil
-	}
-	var names []string
-	for _, st := range p.All {
-		if st.Name != "" {
-			names = append(names, st.Name)
+	if !ok {
+		names := p.names()
+		hint := suggest(target, names)
+		if hint == "" && len(names) > 0 {
+			hint = "; the stages are: " + strings.Join(names, ", ")
 		}
+		return fmt.Errorf("target stage %q could not be found%s", target, hint)
 	}
-	hint := suggest(target, byName)
-	if hint == "" && len(names) > 0 {
-		hint = "; the stages are: " + strings.Join(names, ", ")
-	}
-	return fmt.Errorf("target stage %q could not be found%s", target, hint)
+	p.Target = j
+	return nil
 }
 
-// needed lists the stages the target needs, dependencies first.
-func (p *Plan) needed() []int {
+// needs lists stage i and the stages it needs, dependencies first.
+func (p *Plan) needs(i int) []int {
 	var out []int
 	seen := map[int]bool{}
 	var visit func(i int)
@@ -183,7 +170,7 @@ func (p *Plan) needed() []int {
 		}
 		out = append(out, i)
 	}
-	visit(p.Target)
+	visit(i)
 	return out
 }
 
@@ -249,49 +236,40 @@ func fromRefs(src *instructions.Stage) []fromRef {
 	return out
 }
 
-// suggest returns "; did you mean X?" for a close stage name.
-func suggest(name string, byName map[string]int) string {
-	best, bestD := "", 3
-	for n := range byName {
-		if d := Distance(strings.ToLower(name), n); d < bestD {
-			best, bestD = n, d
-		}
+// suggest returns "; did you mean X?" for the stage name among names
+// (lower case, in stage order) that is closest to name, as BuildKit picks
+// one (util/suggest: an edit distance below 3, first best wins), or "". An
+// exact match is named too: the caller found no stage by it (a later stage).
+func suggest(name string, names []string) string {
+	name = strings.ToLower(name)
+	match, ok := bksuggest.Search(name, names, true)
+	if !ok && slices.Contains(names, name) {
+		match, ok = name, true
 	}
-	if best == "" {
+	if !ok {
 		return ""
 	}
-	return fmt.Sprintf("; did you mean %q?", best)
+	return fmt.Sprintf("; did you mean %q?", match)
 }
 
-// Distance is the Levenshtein edit distance of a and b (for "did you mean"
-// hints).
+// Distance is the Levenshtein edit distance of a and b, in runes, as
+// BuildKit's did-you-mean hints measure it (github.com/agext/levenshtein).
 func Distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
+	return levenshtein.Distance(a, b, nil)
 }
 
 // Suggest returns a "; did you mean X?" hint for name among the stage names.
 func (p *Plan) Suggest(name string) string {
-	byName := map[string]int{}
-	for _, s := range p.All {
-		if s.Name != "" {
-			byName[s.Name] = s.Index
+	return suggest(name, p.names())
+}
+
+// names returns the stage names, in stage order.
+func (p *Plan) names() []string {
+	var names []string
+	for _, st := range p.All {
+		if st.Name != "" {
+			names = append(names, st.Name)
 		}
 	}
-	return suggest(name, byName)
+	return names
 }

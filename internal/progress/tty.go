@@ -11,7 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 
 	"github.com/strata-build/strata/internal/human"
 )
@@ -55,11 +55,11 @@ func newTTY(w io.Writer) *ttyRenderer {
 	width := func() int { return defaultWidth }
 	if f, ok := w.(*os.File); ok {
 		width = func() int {
-			ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
-			if err != nil || ws.Col == 0 {
+			cols, _, err := term.GetSize(int(f.Fd()))
+			if err != nil || cols <= 0 {
 				return defaultWidth
 			}
-			return int(ws.Col)
+			return cols
 		}
 	}
 	return &ttyRenderer{w: w, width: width, running: map[int]*ttyStep{}, stop: make(chan struct{})}

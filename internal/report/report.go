@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"os"
 	"sort"
 	"time"
 
@@ -45,7 +46,7 @@ type Step struct {
 // Layer is a row of the layer table.
 type Layer struct {
 	Digest    string
-	Size      string
+	Size      string // of the compressed blob, as the registry stores it
 	CreatedBy string
 }
 
@@ -69,6 +70,19 @@ type lane struct {
 	Steps []Step
 }
 
+// WriteFile writes the report of d to the file path.
+func WriteFile(path string, d Data) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := Write(f, d); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 // Write renders the report.
 func Write(w io.Writer, d Data) error {
 	p := page{Title: d.Title, Started: d.Started.Format(time.RFC3339), Error: d.Error}
@@ -77,18 +91,6 @@ func Write(w io.Writer, d Data) error {
 		total = 0.001
 	}
 	p.Total = fmt.Sprintf("%.2fs", total)
-	steps, messages := stepsOf(d)
-	p.Messages = messages
-	p.layout(steps, total)
-	if d.Image != nil {
-		p.image(d.Image)
-	}
-	return tmpl.Execute(w, p)
-}
-
-// stepsOf replays the build's events into its steps, in start order, and
-// the build's messages.
-func stepsOf(d Data) (steps []*Step, messages []string) {
 	byID := map[int]*Step{}
 	var order []int
 	for _, e := range d.Events {
@@ -113,21 +115,13 @@ func stepsOf(d Data) (steps []*Step, messages []string) {
 				s.Error = e.Error
 			}
 		case progress.EventMessage:
-			messages = append(messages, e.Line)
+			p.Messages = append(p.Messages, e.Line)
 		}
 	}
-	for _, id := range order {
-		steps = append(steps, byID[id])
-	}
-	return steps, messages
-}
-
-// layout places the steps on the timeline (total seconds long), in one
-// lane per stage, and counts them.
-func (p *page) layout(steps []*Step, total float64) {
 	lanes := map[string]*lane{}
 	var laneOrder []string
-	for _, s := range steps {
+	for _, id := range order {
+		s := byID[id]
 		s.Left = 100 * s.Start / total
 		s.Width = max(100*s.Duration/total, 0.4)
 		if s.Left+s.Width > 100 {
@@ -154,10 +148,15 @@ func (p *page) layout(steps []*Step, total float64) {
 		p.Lanes = append(p.Lanes, *lanes[n])
 	}
 	sort.SliceStable(p.Steps, func(i, j int) bool { return p.Steps[i].Start < p.Steps[j].Start })
+	if d.Image != nil {
+		p.imageSection(d.Image)
+	}
+	return tmpl.Execute(w, p)
 }
 
-// image fills the layer table and the config of the built image.
-func (p *page) image(img *image.Image) {
+// imageSection fills the page's image ID, layers (with the steps that made
+// them) and config.
+func (p *page) imageSection(img *image.Image) {
 	p.ImageID = img.Manifest.Config.Digest.String()
 	li := 0
 	for _, h := range img.Config.History {
@@ -213,7 +212,7 @@ tr.sel{background:#fff7d6}
 {{end}}</pre></details>{{end}}{{if .Error}}<div class="err">{{.Error}}</div>{{end}}</td><td>{{.Status}}</td><td class="num">{{secs .Start}}</td><td class="num">{{secs .Duration}}</td><td>{{if eq .Status "cached"}}hit{{else if .Reason}}miss: {{.Reason}}{{end}}</td></tr>
 {{end}}</tbody></table>
 {{if .Layers}}<h2>Layers</h2>
-<table id="layers"><thead><tr><th>digest</th><th>size</th><th>created by</th></tr></thead><tbody>
+<table id="layers"><thead><tr><th>digest</th><th>compressed size</th><th>created by</th></tr></thead><tbody>
 {{range .Layers}}<tr><td><code>{{.Digest}}</code></td><td class="num">{{.Size}}</td><td><code>{{.CreatedBy}}</code></td></tr>
 {{end}}</tbody></table>{{end}}
 {{if .Config}}<h2>Image config</h2><pre id="config">{{.Config}}</pre>{{end}}

@@ -131,3 +131,21 @@ func TestChromium(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteFile(t *testing.T) {
+	d := sample(t)
+	path := filepath.Join(t.TempDir(), "report.html")
+	if err := WriteFile(path, d); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := Write(&b, d); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, b.Bytes()) {
+		t.Error("WriteFile wrote something else than Write")
+	}
+	if err := WriteFile(filepath.Join(t.TempDir(), "missing", "r.html"), d); err == nil {
+		t.Error("WriteFile into a missing folder: want an error")
+	}
+}

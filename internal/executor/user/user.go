@@ -1,19 +1,21 @@
 // Package user resolves a Dockerfile USER value to numeric ids the way Docker and
 // BuildKit do: with the /etc/passwd and /etc/group files of the image's root
-// filesystem, read safely (symlinks are resolved inside the rootfs).
+// filesystem, read safely (symlinks are resolved inside the rootfs) and parsed
+// and matched by github.com/moby/sys/user, as BuildKit does.
 package user
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/moby/sys/user"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,15 +24,16 @@ const maxFileBytes = 10 << 20
 
 // ErrNoPasswdEntries is wrapped by LookupUser's error when a user name is not in
 // the rootfs's /etc/passwd (or the file does not exist).
-var ErrNoPasswdEntries = errors.New("no matching entries in passwd file")
+var ErrNoPasswdEntries = user.ErrNoPasswdEntries
 
 // ErrNoGroupEntries is wrapped by LookupUser's error when a group name is not in
 // the rootfs's /etc/group (or the file does not exist).
-var ErrNoGroupEntries = errors.New("no matching entries in group file")
+var ErrNoGroupEntries = user.ErrNoGroupEntries
 
-// LookupUser resolves user, a Dockerfile USER value ("", "name", "uid",
+// LookupUser resolves spec, a Dockerfile USER value ("", "name", "uid",
 // "name:group", "uid:gid", "name:gid", "uid:group"), against the /etc/passwd and
-// /etc/group files inside rootfs. It mirrors BuildKit (and moby/sys/user):
+// /etc/group files inside rootfs, as BuildKit does: with moby/sys/user's
+// GetExecUser after a numeric fast path.
 //
 //   - "" means root: uid 0, gid 0, with the supplementary groups that /etc/group
 //     lists root in (nothing when the files are missing).
@@ -43,54 +46,48 @@ var ErrNoGroupEntries = errors.New("no matching entries in group file")
 //     and additionalGids are the gids of the /etc/group entries that list the user
 //     name as a member. With an explicit group there are no additional groups.
 //
-// A number outside 0…MaxID in either part is an error wrapping ErrIDRange.
-// additionalGids always starts with gid (as BuildKit passes it to the runtime), so
-// it can be used as the process's supplementary group list directly.
-func LookupUser(rootfs, user string) (uid, gid uint32, additionalGids []uint32, err error) {
-	isDefault := user == ""
+// The files are read as wellFormed keeps them. A number outside 0…MaxID in
+// either part is an error wrapping ErrIDRange. additionalGids always starts with
+// gid (as BuildKit passes it to the runtime), so it can be used as the process's
+// supplementary group list directly.
+func LookupUser(rootfs, spec string) (uid, gid uint32, additionalGids []uint32, err error) {
+	isDefault := spec == ""
 	if isDefault {
-		user = "0"
+		spec = "0"
 	}
-	if err := checkIDs(user); err != nil {
+	if err := checkIDs(spec); err != nil {
 		return 0, 0, nil, err
 	}
 	// Fast path: both ids numeric.
-	if u, g, ok := parseNumericPair(user); ok {
+	if u, g, ok := parseNumericPair(spec); ok {
 		return u, g, []uint32{g}, nil
 	}
 
-	passwd, err := readFile(rootfs, "/etc/passwd")
+	passwd, err := readFile(rootfs, passwdFile())
 	if err != nil {
-		return 0, 0, nil, fmt.Errorf("look up user %q: %w", user, err)
+		return 0, 0, nil, fmt.Errorf("look up user %q: %w", spec, err)
 	}
-	group, err := readFile(rootfs, "/etc/group")
+	group, err := readFile(rootfs, groupFile())
 	if err != nil {
-		return 0, 0, nil, fmt.Errorf("look up user %q: %w", user, err)
+		return 0, 0, nil, fmt.Errorf("look up user %q: %w", spec, err)
 	}
-
-	u, g, sgids, err := resolve(user, passwd, group)
+	eu, err := user.GetExecUser(spec, nil, passwd, group)
 	if err != nil {
 		if isDefault {
 			return 0, 0, []uint32{0}, nil
 		}
 		return 0, 0, nil, err
 	}
-	add := []uint32{g}
-	for _, s := range sgids {
-		if s != g && !contains(add, s) {
-			add = append(add, s)
+	// wellFormed let only 32-bit ids through, and GetExecUser's own numbers are
+	// at most 2^31-1: the conversions cannot wrap.
+	uid, gid = uint32(eu.Uid), uint32(eu.Gid)
+	add := []uint32{gid}
+	for _, s := range eu.Sgids {
+		if g := uint32(s); !slices.Contains(add, g) {
+			add = append(add, g)
 		}
 	}
-	return u, g, add, nil
-}
-
-func contains(s []uint32, v uint32) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
+	return uid, gid, add, nil
 }
 
 // parseNumericPair parses "uid:gid" where both parts are numbers (or "root").
@@ -163,134 +160,71 @@ func checkIDs(spec string) error {
 	return nil
 }
 
-type passwdEntry struct {
-	name     string
-	uid, gid uint32
+// file is one of the two files users are looked up in.
+type file struct {
+	path     string
+	idFields []int // the fields that hold ids
+	members  int   // the field that lists members, 0 for none
 }
 
-type groupEntry struct {
-	name    string
-	gid     uint32
-	members []string
-}
+// passwdFile is name:password:uid:gid:gecos:home:shell lines.
+func passwdFile() file { return file{path: "/etc/passwd", idFields: []int{2, 3}} }
 
-// resolve implements moby/sys/user.GetExecUser's rules. passwd or group is nil
-// when the file does not exist.
-func resolve(spec string, passwd, group []byte) (uid, gid uint32, sgids []uint32, err error) {
-	userArg, groupArg, _ := strings.Cut(spec, ":")
-	uidArg, uidErr := parseID(userArg)
-	gidArg, gidErr := parseID(groupArg)
-	if userArg == "root" {
-		// "root" only counts as a number in the fast path; here it is a name.
-		uidErr = errors.New("name")
-	}
-	if groupArg == "root" {
-		gidErr = errors.New("name")
-	}
+// groupFile is name:password:gid:member,member lines.
+func groupFile() file { return file{path: "/etc/group", idFields: []int{2}, members: 3} }
 
-	var matchedName string
-	found := false
-	for _, e := range parsePasswd(passwd) {
-		if uidErr == nil && e.uid == uidArg || uidErr != nil && e.name == userArg {
-			uid, gid, matchedName, found = e.uid, e.gid, e.name, true
-			break
-		}
-	}
-	if !found {
-		if uidErr != nil {
-			return 0, 0, nil, fmt.Errorf("unable to find user %s: %w", userArg, ErrNoPasswdEntries)
-		}
-		uid = uidArg
-	}
-
-	if groupArg == "" && matchedName == "" {
-		return uid, gid, nil, nil
-	}
-	groups := parseGroup(group)
-	if groupArg != "" {
-		for _, g := range groups {
-			if gidErr == nil && g.gid == gidArg || gidErr != nil && g.name == groupArg {
-				return uid, g.gid, nil, nil
-			}
-		}
-		if gidErr != nil {
-			return 0, 0, nil, fmt.Errorf("unable to find group %s: %w", groupArg, ErrNoGroupEntries)
-		}
-		return uid, gidArg, nil, nil
-	}
-	for _, g := range groups {
-		for _, m := range g.members {
-			if m == matchedName {
-				sgids = append(sgids, g.gid)
-				break
-			}
-		}
-	}
-	return uid, gid, sgids, nil
-}
-
-// lines yields the non-empty, non-comment lines of an /etc/passwd-style file,
-// split at ":".
-func lines(data []byte) [][]string {
-	var out [][]string
-	s := bufio.NewScanner(bytes.NewReader(data))
-	s.Buffer(make([]byte, 0, 4096), maxFileBytes)
-	for s.Scan() {
-		line := strings.TrimSpace(s.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
+// wellFormed keeps the lines of an /etc/passwd or /etc/group file that strata
+// has always resolved users with, before moby/sys/user parses them. moby/sys/user
+// (and so BuildKit) reads a missing or non-numeric id as 0 and a comment line in
+// /etc/passwd as an entry, so "broken:x:oops:1" or a NIS "+::::::" line would be
+// uid 0 and could be found for "0" before root; here such lines are skipped, as
+// are ids beyond 32 bits (which would wrap). Group members are trimmed of
+// spaces ("root, app"), empty ones dropped.
+func wellFormed(data []byte, kind file) []byte {
+	var out bytes.Buffer
+	for line := range bytes.Lines(data) {
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 || line[0] == '#' {
 			continue
 		}
-		out = append(out, strings.Split(line, ":"))
+		f := strings.Split(string(line), ":")
+		if len(f) <= slices.Max(kind.idFields) || !allIDs(f, kind.idFields) {
+			continue
+		}
+		if kind.members > 0 && len(f) > kind.members {
+			f[kind.members] = trimMembers(f[kind.members])
+		}
+		out.WriteString(strings.Join(f, ":"))
+		out.WriteByte('\n')
 	}
-	return out
+	return out.Bytes()
 }
 
-// parsePasswd parses name:password:uid:gid:gecos:home:shell lines, skipping lines
-// whose ids are not numbers.
-func parsePasswd(data []byte) []passwdEntry {
-	var out []passwdEntry
-	for _, f := range lines(data) {
-		if len(f) < 4 {
-			continue
+func allIDs(f []string, idFields []int) bool {
+	for _, i := range idFields {
+		if _, err := strconv.ParseUint(f[i], 10, 32); err != nil {
+			return false
 		}
-		u, err1 := strconv.ParseUint(f[2], 10, 32)
-		g, err2 := strconv.ParseUint(f[3], 10, 32)
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		out = append(out, passwdEntry{name: f[0], uid: uint32(u), gid: uint32(g)})
 	}
-	return out
+	return true
 }
 
-// parseGroup parses name:password:gid:member,member lines.
-func parseGroup(data []byte) []groupEntry {
-	var out []groupEntry
-	for _, f := range lines(data) {
-		if len(f) < 3 {
-			continue
+func trimMembers(list string) string {
+	var members []string
+	for _, m := range strings.Split(list, ",") {
+		if m = strings.TrimSpace(m); m != "" {
+			members = append(members, m)
 		}
-		g, err := strconv.ParseUint(f[2], 10, 32)
-		if err != nil {
-			continue
-		}
-		e := groupEntry{name: f[0], gid: uint32(g)}
-		if len(f) > 3 && f[3] != "" {
-			for _, m := range strings.Split(f[3], ",") {
-				if m = strings.TrimSpace(m); m != "" {
-					e.members = append(e.members, m)
-				}
-			}
-		}
-		out = append(out, e)
 	}
-	return out
+	return strings.Join(members, ",")
 }
 
-// readFile reads name (an absolute path inside rootfs) with symlinks resolved
-// inside rootfs. A missing file gives nil and no error; anything but a regular
-// file is an error, so a FIFO in a hostile image cannot block the build.
-func readFile(rootfs, name string) ([]byte, error) {
+// readFile reads kind's file inside rootfs with symlinks resolved inside
+// rootfs and returns its wellFormed lines. A missing file gives a nil
+// reader (moby/sys/user's "no file") and no error; anything but a regular file
+// is an error, so a FIFO in a hostile image cannot block the build.
+func readFile(rootfs string, kind file) (io.Reader, error) {
+	name := kind.path
 	p, err := securejoin.SecureJoin(rootfs, name)
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", name, err)
@@ -318,7 +252,7 @@ func readFile(rootfs, name string) ([]byte, error) {
 	if len(data) > maxFileBytes {
 		return nil, fmt.Errorf("%s is larger than %d bytes", name, maxFileBytes)
 	}
-	return data, nil
+	return bytes.NewReader(wellFormed(data, kind)), nil
 }
 
 // FileOwner resolves the owner that a file operation gives what it creates: a
@@ -344,14 +278,17 @@ func FileOwner(rootfs, spec string) (uid, gid uint32, err error) {
 	if n, numeric, _ := ParseID(userArg); numeric {
 		uid, gid = n, n
 	} else if userArg != "" {
-		passwd, err := readFile(rootfs, "/etc/passwd")
+		passwd, err := readFile(rootfs, passwdFile())
 		if err != nil {
 			return 0, 0, fmt.Errorf("look up user %q: %w", userArg, err)
 		}
-		for _, e := range parsePasswd(passwd) {
-			if e.name == userArg {
-				uid, gid = e.uid, e.gid
-				break
+		if passwd != nil {
+			users, err := user.ParsePasswdFilter(passwd, func(u user.User) bool { return u.Name == userArg })
+			if err != nil {
+				return 0, 0, fmt.Errorf("look up user %q: %w", userArg, err)
+			}
+			if len(users) > 0 {
+				uid, gid = uint32(users[0].Uid), uint32(users[0].Gid)
 			}
 		}
 	}
@@ -361,13 +298,17 @@ func FileOwner(rootfs, spec string) (uid, gid uint32, err error) {
 	if n, numeric, _ := ParseID(groupArg); numeric {
 		return uid, n, nil
 	}
-	group, err := readFile(rootfs, "/etc/group")
+	group, err := readFile(rootfs, groupFile())
 	if err != nil {
 		return 0, 0, fmt.Errorf("look up group %q: %w", groupArg, err)
 	}
-	for _, g := range parseGroup(group) {
-		if g.name == groupArg {
-			return uid, g.gid, nil
+	if group != nil {
+		groups, err := user.ParseGroupFilter(group, func(g user.Group) bool { return g.Name == groupArg })
+		if err != nil {
+			return 0, 0, fmt.Errorf("look up group %q: %w", groupArg, err)
+		}
+		if len(groups) > 0 {
+			return uid, uint32(groups[0].Gid), nil
 		}
 	}
 	return uid, gid, nil

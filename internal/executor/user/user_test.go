@@ -45,6 +45,12 @@ func rootfsWith(t *testing.T, files map[string]string) string {
 func TestLookupUser(t *testing.T) {
 	full := rootfsWith(t, map[string]string{"etc/passwd": passwd, "etc/group": group})
 	empty := t.TempDir()
+	// Lines moby/sys/user alone would read as uid 0 (comment, NIS, bad or
+	// missing ids) come before root; none of them may be matched for "0".
+	oddFirst := rootfsWith(t, map[string]string{
+		"etc/passwd": "# users\n+::::::\nneg:x:-1:-1::/:\nhuge:x:4294967296:0::/:\nshort:x\nroot:x:0:0:root:/root:/bin/sh\n",
+		"etc/group":  "# groups\n+:::neg,short\nwheel:x:10:,root,\nbad:x:x:root\n",
+	})
 
 	tests := []struct {
 		name    string
@@ -72,6 +78,9 @@ func TestLookupUser(t *testing.T) {
 		{name: "name without passwd", rootfs: empty, user: "app", wantErr: "unable to find user app: no matching entries in passwd file"},
 		{name: "unknown group", rootfs: full, user: "app:ghosts", wantErr: "unable to find group ghosts: no matching entries in group file"},
 		{name: "malformed uid line ignored", rootfs: full, user: "broken", wantErr: "unable to find user broken"},
+		{name: "no user part is root", rootfs: full, user: ":docker", uid: 0, gid: 999, add: []uint32{999}},
+		{name: "malformed lines before root", rootfs: oddFirst, user: "0", uid: 0, gid: 0, add: []uint32{0, 10}},
+		{name: "wrapping uid line ignored", rootfs: oddFirst, user: "huge", wantErr: "unable to find user huge"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -160,6 +169,7 @@ func TestFileOwner(t *testing.T) {
 		{full, "1000:", 1000, 1000},
 		{full, "app:", 1000, 1000},
 		{full, "ghost", 0, 0},
+		{full, "broken", 0, 0}, // a line with a bad uid is skipped, not read as 0:1
 		{full, "ghost:docker", 0, 999},
 		{full, "app:ghostgroup", 1000, 1000},
 		{full, "5:ghostgroup", 5, 5},

@@ -1,0 +1,46 @@
+package export
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/strata-build/strata/internal/image"
+)
+
+// Metadata is the build result in buildx's --metadata-file format: the
+// manifest digest, the config digest (the image ID), the manifest's
+// descriptor and, when it has any, the image's names joined by commas.
+func Metadata(img *image.Image, names []string) map[string]any {
+	md := map[string]any{
+		"containerimage.digest":        img.Descriptor.Digest.String(),
+		"containerimage.config.digest": img.Manifest.Config.Digest.String(),
+		"containerimage.descriptor":    img.Descriptor,
+	}
+	if len(names) > 0 {
+		md["image.name"] = strings.Join(names, ",")
+	}
+	return md
+}
+
+// WriteMetadataFile writes Metadata(img, names) to path as indented JSON.
+func WriteMetadataFile(path string, img *image.Image, names []string) error {
+	b, err := json.MarshalIndent(Metadata(img, names), "", "  ")
+	if err != nil {
+		return fmt.Errorf("write metadata file: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write metadata file: %w", err)
+	}
+	return nil
+}
+
+// WriteIDFile writes img's ID (its config digest, no newline) to path, as
+// docker build --iidfile.
+func WriteIDFile(path string, img *image.Image) error {
+	if err := os.WriteFile(path, []byte(img.Manifest.Config.Digest.String()), 0o644); err != nil {
+		return fmt.Errorf("write iidfile: %w", err)
+	}
+	return nil
+}
