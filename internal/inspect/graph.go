@@ -111,7 +111,7 @@ func envOf(m map[string]string) shell.EnvGetter {
 // marked not Needed), the images and named contexts they use, and the edges
 // between them. globals expands --from values as the plan did.
 //
-// It is longer than strata's usual functions: its helpers (other, addEdge,
+// Long: its helpers (other, addEdge,
 // source) are closures over the node and edge indexes it builds, and reading
 // it top to bottom is reading the graph's rules in order.
 func NewGraph(df *dockerfile.Dockerfile, p *plan.Plan, globals shell.EnvGetter) *Graph {

@@ -208,31 +208,59 @@ func (t *Tree) hidden(paths []string, keep map[string]Entry) ([]Hidden, int64) {
 // that existed below and come again (their metadata, or as parents of new
 // files) are not reported.
 func (t *Tree) Diff(entries []Entry) (changes []Change, content, hiddenBytes int64) {
-	adds := map[string]Entry{}
-	var order []string
-	var whiteouts, opaques []string
+	d := classify(entries)
+	changes, hiddenBytes = t.deletions(&d)
+	adds, addContent, addHidden := t.additions(&d)
+	changes = append(changes, adds...)
+	content, hiddenBytes = addContent, hiddenBytes+addHidden
+	for _, p := range d.remove {
+		delete(t.nodes, p)
+	}
+	for _, p := range d.order {
+		e := d.adds[p]
+		t.nodes[p] = node{size: e.Size, typ: e.Type}
+	}
+	SortChanges(changes)
+	return changes, content, hiddenBytes
+}
+
+// layerEntries are a layer's entries sorted by what they do, and the paths
+// of t the layer removes (filled by deletions and additions).
+type layerEntries struct {
+	adds               map[string]Entry
+	order              []string // of adds, as the layer lists them
+	whiteouts, opaques []string
+	remove             []string
+}
+
+func classify(entries []Entry) layerEntries {
+	d := layerEntries{adds: map[string]Entry{}}
 	for _, e := range entries {
 		dir, base := path.Split(e.Path)
 		dir = path.Clean(dir)
 		switch {
 		case base == whiteoutOpaque:
-			opaques = append(opaques, dir)
+			d.opaques = append(d.opaques, dir)
 		case strings.HasPrefix(base, whiteoutPrefix):
-			whiteouts = append(whiteouts, path.Join(dir, base[len(whiteoutPrefix):]))
+			d.whiteouts = append(d.whiteouts, path.Join(dir, base[len(whiteoutPrefix):]))
 		default:
-			if _, dup := adds[e.Path]; !dup {
-				order = append(order, e.Path)
+			if _, dup := d.adds[e.Path]; !dup {
+				d.order = append(d.order, e.Path)
 			}
-			adds[e.Path] = e
+			d.adds[e.Path] = e
 		}
 	}
-	var remove []string
-	for _, p := range whiteouts {
-		if e, ok := adds[p]; ok {
+	return d
+}
+
+// deletions are the changes of the layer's whiteouts and opaque dirs.
+func (t *Tree) deletions(d *layerEntries) (changes []Change, hiddenBytes int64) {
+	for _, p := range d.whiteouts {
+		if e, ok := d.adds[p]; ok {
 			// deleted and made again: the new entry is an M; a directory made
 			// again hides what was below it, as an opaque one does
 			if n, ok := t.nodes[p]; ok && n.typ == "dir" && e.isDir() {
-				opaques = append(opaques, p)
+				d.opaques = append(d.opaques, p)
 			}
 			continue
 		}
@@ -240,31 +268,36 @@ func (t *Tree) Diff(entries []Entry) (changes []Change, content, hiddenBytes int
 		if n, ok := t.nodes[p]; ok {
 			c.Type = n.typ
 			c.Size = n.size
-			remove = append(remove, p)
+			d.remove = append(d.remove, p)
 			if n.typ == "dir" {
 				sub := t.subtree(p, false)
 				c.Path += "/"
-				c.Hides, c.Size = t.hidden(sub, adds)
+				c.Hides, c.Size = t.hidden(sub, d.adds)
 				c.HiddenPaths = len(c.Hides)
-				remove = append(remove, sub...)
+				d.remove = append(d.remove, sub...)
 			}
 		}
 		changes = append(changes, c)
 		hiddenBytes += c.Size
 	}
-	for _, d := range opaques {
-		sub := t.subtree(d, false)
-		hides, total := t.hidden(sub, adds)
-		p := d + "/"
-		if d == "/" {
+	for _, dir := range d.opaques {
+		sub := t.subtree(dir, false)
+		hides, total := t.hidden(sub, d.adds)
+		p := dir + "/"
+		if dir == "/" {
 			p = "/"
 		}
 		changes = append(changes, Change{Kind: Deleted, Path: p, Type: "dir", Size: total, Opaque: true, Hides: hides, HiddenPaths: len(hides)})
 		hiddenBytes += total
-		remove = append(remove, sub...)
+		d.remove = append(d.remove, sub...)
 	}
-	for _, p := range order {
-		e := adds[p]
+	return changes, hiddenBytes
+}
+
+// additions are the changes of the layer's added and modified entries.
+func (t *Tree) additions(d *layerEntries) (changes []Change, content, hiddenBytes int64) {
+	for _, p := range d.order {
+		e := d.adds[p]
 		lower, existed := t.nodes[p]
 		if existed && lower.typ == "dir" && e.isDir() {
 			continue
@@ -278,8 +311,8 @@ func (t *Tree) Diff(entries []Entry) (changes []Change, content, hiddenBytes int
 			if lower.typ == "dir" {
 				// a file replacing a directory hides everything below it
 				sub := t.subtree(p, false)
-				_, c.LowerSize = t.hidden(sub, adds)
-				remove = append(remove, sub...)
+				_, c.LowerSize = t.hidden(sub, d.adds)
+				d.remove = append(d.remove, sub...)
 			} else {
 				c.LowerSize = lower.size
 			}
@@ -288,14 +321,6 @@ func (t *Tree) Diff(entries []Entry) (changes []Change, content, hiddenBytes int
 		content += e.Size
 		changes = append(changes, c)
 	}
-	for _, p := range remove {
-		delete(t.nodes, p)
-	}
-	for _, p := range order {
-		e := adds[p]
-		t.nodes[p] = node{size: e.Size, typ: e.Type}
-	}
-	SortChanges(changes)
 	return changes, content, hiddenBytes
 }
 
