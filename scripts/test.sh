@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test.sh - the whole test suite: vet, unit tests, the end-to-end,
+# test.sh - the whole test suite: vet, staticcheck, unit tests, the end-to-end,
 # conformance and reliability tests (real runc, overlayfs, skopeo, umoci,
 # docker-registry, chromium; needs root), then each fuzzer for a bounded time
 # (FUZZTIME, default 15s; 0 skips them). As root it first installs the Debian
@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 command -v go >/dev/null || PATH=/usr/local/go/bin:$PATH
 [ "$(id -u)" -ne 0 ] || scripts/install-deps.sh
 go vet ./...
+go tool staticcheck ./...   # pinned in go.mod (tool directive)
 go test -count=1 -timeout 30m ./...
 fuzztime=${FUZZTIME:-15s}
 if [ "$fuzztime" != 0 ]; then

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"sort"
 	"strings"
 	"syscall"
 
@@ -130,11 +129,4 @@ func (sb *stageBuilder) copyInputs(ctx context.Context, verb string, cs *copySou
 		in = append(in, cache.Input{Name: name, Value: v})
 	}
 	return in, nil
-}
-
-// sortedEnv renders an env list for a key.
-func sortedEnv(env []string) string {
-	e := append([]string(nil), env...)
-	sort.Strings(e)
-	return strings.Join(e, "\x00")
 }

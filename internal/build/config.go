@@ -1,7 +1,6 @@
 package build
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -192,11 +191,6 @@ func (sb *stageBuilder) shell() []string {
 		return append([]string(nil), s...)
 	}
 	return []string{"/bin/sh", "-c"}
-}
-
-func jsonString(v any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
 }
 
 // parsePorts turns "80", "53/udp", "8000-8002/tcp" (or the legacy

@@ -27,7 +27,6 @@ import (
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/opencontainers/go-digest"
 
 	"github.com/strata-build/strata/internal/executor/runc"
 	"github.com/strata-build/strata/internal/image"
@@ -100,7 +99,7 @@ func makeInprocBase() {
 		return
 	}
 	b.blob = buf.Bytes()
-	b.layer = image.Layer{Digest: blob.Digest, DiffID: blob.DiffID, Size: blob.Size, MediaType: blob.MediaType}
+	b.layer = blob
 	plat := HostPlatform()
 	b.cfg = v1.ConfigFile{OS: plat.OS, Architecture: plat.Architecture, Variant: plat.Variant, Created: v1.Time{Time: baseEpoch}}
 	b.cfg.Config.Env = []string{basePath}
@@ -561,11 +560,6 @@ func newLayers(t testing.TB, img *image.Image) []image.Layer {
 		t.Fatalf("the image does not start with the base layer: %+v", img.Layers)
 	}
 	return img.Layers[1:]
-}
-
-// configDigest is the image ID of img.
-func configDigest(img *image.Image) digest.Digest {
-	return digest.Digest(img.Manifest.Config.Digest.String())
 }
 
 // inodeOf returns the inode number of p.

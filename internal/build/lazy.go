@@ -139,7 +139,7 @@ func (r *run) writeLayerBlob(ctx context.Context, dir string, wantDiffID digest.
 	if _, _, err := w.Commit(blob.Digest); err != nil {
 		return image.Layer{}, err
 	}
-	return image.Layer{Digest: blob.Digest, DiffID: blob.DiffID, Size: blob.Size, MediaType: blob.MediaType}, nil
+	return blob, nil
 }
 
 // recordBlob gives the blob of m to the records this build used or made

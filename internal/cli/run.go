@@ -1,14 +1,10 @@
 package cli
 
 import (
-	"io"
-
 	"github.com/spf13/cobra"
 
 	"github.com/strata-build/strata/internal/container"
 )
-
-type ioReadCloser = io.ReadCloser
 
 func (a *app) runCmd() *cobra.Command {
 	var o container.Options

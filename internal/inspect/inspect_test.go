@@ -37,7 +37,7 @@ func putLayer(t *testing.T, s *store.Store, raw []byte) image.Layer {
 	if _, _, err := w.Commit(b.Digest); err != nil {
 		t.Fatal(err)
 	}
-	return image.Layer{Digest: b.Digest, DiffID: b.DiffID, Size: b.Size, MediaType: b.MediaType}
+	return b
 }
 
 func TestNewInfo(t *testing.T) {
@@ -192,7 +192,7 @@ func TestLayerSizesBlobAndDir(t *testing.T) {
 	if _, _, err := w.Commit(b.Digest); err != nil {
 		t.Fatal(err)
 	}
-	l := image.Layer{Digest: b.Digest, DiffID: b.DiffID, Size: b.Size, MediaType: b.MediaType}
+	l := b
 	img, err := image.Write(s, v1.ConfigFile{OS: "linux", Architecture: "amd64"}, []image.Layer{l})
 	if err != nil {
 		t.Fatal(err)

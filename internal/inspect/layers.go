@@ -61,7 +61,7 @@ func ReadEntries(ctx context.Context, r io.Reader) ([]Entry, error) {
 		}
 		e := Entry{Path: p}
 		switch hdr.Typeflag {
-		case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+		case tar.TypeReg, tar.TypeGNUSparse: // the reader turns TypeRegA into TypeReg
 			e.Type, e.Size = "file", hdr.Size
 		case tar.TypeDir:
 			e.Type = "dir"

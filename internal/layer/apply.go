@@ -563,7 +563,7 @@ func (x *extractor) setDirTimes() error {
 			return fmt.Errorf("set directory times %q: %w", rel, err)
 		}
 		var st unix.Stat_t
-		if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		if serr := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); serr == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
 			err = unix.UtimesNanoAt(pfd, base, x.dirTimes[rel], unix.AT_SYMLINK_NOFOLLOW)
 		}
 		unix.Close(pfd)

@@ -185,7 +185,7 @@ func readArchive(r io.Reader) (*archiveFiles, error) {
 		}
 		name := strings.TrimPrefix(path.Clean("/"+hdr.Name), "/")
 		switch hdr.Typeflag {
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg: // the reader turns TypeRegA into TypeReg
 			b, err := io.ReadAll(tr)
 			if err != nil {
 				return nil, fmt.Errorf("reading archive entry %s: %w", name, err)
@@ -537,7 +537,7 @@ func (fs *rootFS) applyLayer(r io.Reader) error {
 		perm := hdr.Mode & 0o7777
 		e := layerEntry{name: name}
 		switch hdr.Typeflag {
-		case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse, tar.TypeCont:
+		case tar.TypeReg, tar.TypeGNUSparse, tar.TypeCont:
 			h := sha256.New()
 			n, err := io.Copy(h, tr)
 			if err != nil {

@@ -82,14 +82,13 @@ func gzipBytes(b []byte) []byte {
 // target of every escape) and a canary file outside every build context
 // (the source of every read escape), plus the host's /etc/passwd.
 type hostGuard struct {
-	base, store       string
-	sentinel          string // base/sentinel: nothing may be written there
-	outside           string // base/outside: canary.txt holds marker
-	marker            string
-	passwd            []byte
-	sentinelState     string
-	baseEntries       []string
-	etcNames, tmpName []string
+	base, store   string
+	sentinel      string // base/sentinel: nothing may be written there
+	outside       string // base/outside: canary.txt holds marker
+	marker        string
+	passwd        []byte
+	sentinelState string
+	baseEntries   []string
 }
 
 func newHostGuard(t *testing.T) *hostGuard {
