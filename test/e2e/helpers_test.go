@@ -129,11 +129,12 @@ func sharedSeedStore(t *testing.T) string {
 }
 
 // strataEnv is the environment strata runs with: ours without STRATA_*
-// settings (no mirrors, no config file) plus extra.
+// settings (no mirrors, no config file) plus extra. STRATA_SNAPSHOTTER is
+// kept, so that the suite can run on either snapshotter.
 func strataEnv(extra []string) []string {
 	var env []string
 	for _, e := range os.Environ() {
-		if strings.HasPrefix(e, "STRATA_") {
+		if strings.HasPrefix(e, "STRATA_") && !strings.HasPrefix(e, "STRATA_SNAPSHOTTER=") {
 			continue
 		}
 		env = append(env, e)

@@ -59,10 +59,12 @@ func indent(s string) string {
 }
 
 // strataEnv is our environment without STRATA_* settings, plus extra.
+// STRATA_SNAPSHOTTER is kept, so that the suite can run on either
+// snapshotter.
 func strataEnv(extra []string) []string {
 	var env []string
 	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "STRATA_") {
+		if !strings.HasPrefix(e, "STRATA_") || strings.HasPrefix(e, "STRATA_SNAPSHOTTER=") {
 			env = append(env, e)
 		}
 	}

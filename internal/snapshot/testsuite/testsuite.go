@@ -20,6 +20,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/strata-build/strata/internal/snapshot"
 	"github.com/strata-build/strata/internal/store"
 )
@@ -48,6 +50,7 @@ func Run(t *testing.T, newFn New) {
 	t.Run("ManyParents", func(t *testing.T) { testManyParents(t, newFn) })
 	t.Run("NoParents", func(t *testing.T) { testNoParents(t, newFn) })
 	t.Run("UpperAfterSeal", func(t *testing.T) { testUpperAfterSeal(t, newFn) })
+	t.Run("SparseFiles", func(t *testing.T) { testSparseFiles(t, newFn) })
 	t.Run("RemoveAlways", func(t *testing.T) { testRemoveAlways(t, newFn) })
 	t.Run("Killed", func(t *testing.T) { testKilled(t, newFn) })
 }
@@ -313,6 +316,48 @@ func testUpperAfterSeal(t *testing.T, newFn New) {
 		t.Errorf("diff layer:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(w, "\n  "))
 	}
 	must(t, sn.Remove())
+	checkClean(t, e.dir)
+}
+
+// testSparseFiles: a sparse file of a parent stays sparse in a snapshot and
+// a view, and when changed, in the diff (overlayfs copies holes up as holes).
+func testSparseFiles(t *testing.T, newFn New) {
+	e := setup(t, newFn)
+	const size = 64 << 20
+	layers := [][]entry{{file("sparse", strings.Repeat("\x00", size-1)+"x")}}
+	parents := makeLayers(t, e.layers, append(layers, []entry{file("other", "o")}))
+	sparse := func(what, p string) {
+		t.Helper()
+		var st unix.Stat_t
+		must(t, unix.Lstat(p, &st))
+		if st.Size != size || st.Blocks*512 > size/4 {
+			t.Errorf("%s: size %d, %d bytes on disk: want %d bytes, holes kept", what, st.Size, st.Blocks*512, size)
+		}
+	}
+	sparse("parent", filepath.Join(parents[0], "sparse"))
+	sn, err := e.s.Prepare(ctx, parents)
+	if err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	defer sn.Remove()
+	sparse("snapshot", filepath.Join(sn.Root(), "sparse"))
+	f, err := os.OpenFile(filepath.Join(sn.Root(), "sparse"), os.O_WRONLY, 0)
+	must(t, err)
+	_, err = f.WriteAt([]byte("y"), size-1)
+	must(t, err)
+	must(t, f.Close())
+	diff, err := sn.Diff(ctx)
+	if err != nil {
+		t.Fatalf("Diff: %v", err)
+	}
+	sparse("diff", filepath.Join(diff, "sparse"))
+	must(t, sn.Remove())
+	v, err := e.s.View(ctx, parents)
+	if err != nil {
+		t.Fatalf("View: %v", err)
+	}
+	sparse("view", filepath.Join(v.Root(), "sparse"))
+	must(t, v.Remove())
 	checkClean(t, e.dir)
 }
 
