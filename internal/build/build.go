@@ -1,6 +1,6 @@
 // Package build runs a Dockerfile build: it plans the stages the target
 // needs, runs independent stages concurrently, executes each instruction
-// (COPY/ADD into an overlay snapshot, RUN in runc, the rest into the image
+// (COPY/ADD into a snapshot, RUN in runc on one, the rest into the image
 // config) and writes the resulting image into the store.
 package build
 
@@ -36,6 +36,7 @@ import (
 	"github.com/strata-build/strata/internal/plan"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/registry"
+	"github.com/strata-build/strata/internal/snapshot"
 	"github.com/strata-build/strata/internal/store"
 )
 
@@ -126,6 +127,9 @@ type Builder struct {
 	HTTPTimeout time.Duration
 	Runner      executor.Executor // runs RUN steps (runc.Runner)
 	Session     *store.Session
+	// Snapshots makes the filesystems steps change and the views they read
+	// (NewSnapshotter); nil: overlay snapshots below Session.Dir.
+	Snapshots snapshot.Snapshotter
 
 	pullMu sync.Mutex
 	pulls  map[string]*pullCall

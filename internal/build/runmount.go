@@ -22,7 +22,6 @@ import (
 
 	"github.com/strata-build/strata/internal/executor/user"
 	"github.com/strata-build/strata/internal/image"
-	"github.com/strata-build/strata/internal/snapshot/overlay"
 )
 
 // runMounts prepares the RUN --mount mounts and the secret environment
@@ -74,28 +73,15 @@ func (sb *stageBuilder) runMounts(ctx context.Context, c *instructions.RunComman
 				return nil, nil, fmt.Errorf("--mount source %q: %w", m.Source, err)
 			}
 			opts := []string{"rbind", "ro"}
-			if !m.ReadOnly {
-				// rw: writes go to a throwaway overlay upper and are discarded.
-				dir, err := os.MkdirTemp(sb.r.b.Session.Dir, "bindrw-")
+			if fi, err := os.Stat(src); err == nil && fi.IsDir() && !m.ReadOnly {
+				// rw: writes go to a throwaway snapshot and are discarded.
+				snap, err := sb.r.b.snapshots().Prepare(ctx, []string{src})
 				if err != nil {
-					return nil, nil, err
+					return nil, nil, fmt.Errorf("--mount rw: %w", err)
 				}
-				merged := filepath.Join(dir, "merged")
-				for _, d := range []string{"upper", "work", "merged"} {
-					os.Mkdir(filepath.Join(dir, d), 0o755)
-				}
-				fi, err := os.Stat(src)
-				if err == nil && fi.IsDir() {
-					if err := overlay.Mount(ctx, []string{src}, filepath.Join(dir, "upper"), filepath.Join(dir, "work"), merged); err != nil {
-						os.RemoveAll(dir)
-						return nil, nil, fmt.Errorf("--mount rw: %w", err)
-					}
-					*releases = append(*releases, func() { overlay.Unmount(merged); os.RemoveAll(dir) })
-					src = merged
-					opts = []string{"rbind", "rw"}
-				} else {
-					*releases = append(*releases, func() { os.RemoveAll(dir) })
-				}
+				*releases = append(*releases, func() { snap.Remove() })
+				src = snap.Root()
+				opts = []string{"rbind", "rw"}
 			}
 			out = append(out, specs.Mount{Destination: target, Type: "bind", Source: src, Options: opts})
 		case instructions.MountTypeCache:
@@ -361,7 +347,7 @@ func flockFile(ctx context.Context, path string, wait bool) (func(), error) {
 }
 
 // mountSource returns the root a bind mount reads from: the build context,
-// or a read-only view of a stage or image that stays mounted until release.
+// or a read-only view of a stage or image that stays until release.
 func (sb *stageBuilder) mountSource(ctx context.Context, from string, releases *[]func()) (string, error) {
 	r := sb.r
 	if from == "" {
@@ -400,18 +386,10 @@ func (sb *stageBuilder) mountSource(ctx context.Context, from string, releases *
 			return "", err
 		}
 	}
-	dir, err := os.MkdirTemp(r.b.Session.Dir, "mnt-")
+	v, err := r.b.snapshots().View(ctx, dirs)
 	if err != nil {
 		return "", err
 	}
-	if len(dirs) == 0 {
-		*releases = append(*releases, func() { os.RemoveAll(dir) })
-		return dir, nil
-	}
-	if err := overlay.Mount(ctx, lowers(dirs), "", "", dir); err != nil {
-		os.RemoveAll(dir)
-		return "", err
-	}
-	*releases = append(*releases, func() { overlay.Unmount(dir); os.RemoveAll(dir) })
-	return dir, nil
+	*releases = append(*releases, func() { v.Remove() })
+	return v.Root(), nil
 }

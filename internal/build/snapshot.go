@@ -6,25 +6,46 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/strata-build/strata/internal/cache"
-	"github.com/strata-build/strata/internal/layer"
 	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/snapshot"
+	"github.com/strata-build/strata/internal/snapshot/native"
 	"github.com/strata-build/strata/internal/snapshot/overlay"
 )
 
-// lowers returns overlay lowerdirs (top-most first) for layer dirs (bottom first).
-func lowers(dirs []string) []string { return overlay.Lowers(dirs) }
+// SnapshotterEnv names the environment variable the CLI reads the
+// snapshotter from: "overlay" (the default) or "native" (no mounts).
+const SnapshotterEnv = "STRATA_SNAPSHOTTER"
+
+// NewSnapshotter returns the snapshotter called name ("" is overlay)
+// working below dir (a session's directory).
+func NewSnapshotter(name, dir string) (snapshot.Snapshotter, error) {
+	switch name {
+	case "", "overlay":
+		return overlay.New(dir), nil
+	case "native":
+		return native.New(dir), nil
+	}
+	return nil, fmt.Errorf("%s=%q: unknown snapshotter (use overlay or native)", SnapshotterEnv, name)
+}
+
+// snapshots is the Builder's snapshotter: Snapshots, or overlay snapshots
+// in the session's directory.
+func (b *Builder) snapshots() snapshot.Snapshotter {
+	if b.Snapshots != nil {
+		return b.Snapshots
+	}
+	return overlay.New(b.Session.Dir)
+}
 
 // change runs one filesystem-changing step. With the cache on and a record
 // for the step's key (its parent's key and inputs), the recorded layer is
-// reused. Otherwise it mounts a writable snapshot of the stage's current
-// filesystem, lets fn change it, and commits the changes (the overlay
-// upperdir) as a new layer, recording it under the key. The mount is
-// released on every path.
+// reused. Otherwise it prepares a writable snapshot of the stage's current
+// filesystem, lets fn change it, and commits the snapshot's diff as a new
+// layer, recording it under the key. The snapshot is removed on every path.
 func (sb *stageBuilder) change(ctx context.Context, p *progress.Step, createdBy string, inputs []cache.Input, fn func(rootfs string) error) error {
 	return sb.changeOn(ctx, p, createdBy, inputs, false, fn)
 }
@@ -43,9 +64,9 @@ func (sb *stageBuilder) changeOn(ctx context.Context, p *progress.Step, createdB
 // copies), then the key is looked up; on a hit the new snapshot is thrown
 // away and the recorded layer used, exactly as if it had been looked up
 // first. fn gets the snapshot's root and its upper directory (the same
-// directory when nothing is below); the finish it returns, if any, runs
-// once the snapshot is unmounted, when the upper directory may be changed
-// directly.
+// directory when the snapshot is written directly); the finish it
+// returns, if any, runs once the snapshot is sealed (unmounted), when the
+// upper directory may be changed directly.
 func (sb *stageBuilder) changeKeyed(ctx context.Context, p *progress.Step, createdBy string, scratch bool, fn func(rootfs, upper string) (finish func() error, err error), inputs []cache.Input, late func() ([]cache.Input, error)) error {
 	b := sb.r.b
 	pos := cache.Position(sb.r.dockerfileID, sb.st.Display(), sb.step)
@@ -58,39 +79,21 @@ func (sb *stageBuilder) changeKeyed(ctx context.Context, p *progress.Step, creat
 			return nil
 		}
 	}
-	var lowerDirs []string
+	var parents []string
 	if !scratch {
-		dirs, err := sb.r.ensureDirs(ctx, sb.state)
-		if err != nil {
+		var err error
+		if parents, err = sb.r.ensureDirs(ctx, sb.state); err != nil {
 			return err
 		}
-		lowerDirs = lowers(dirs)
 	}
-	dir, err := os.MkdirTemp(b.Session.Dir, "snap-")
+	snap, err := b.snapshots().Prepare(ctx, parents)
 	if err != nil {
-		return fmt.Errorf("new snapshot: %w", err)
+		return err
 	}
-	defer os.RemoveAll(dir)
-	upper, work, merged := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "merged")
-	for _, d := range []string{upper, work, merged} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return fmt.Errorf("new snapshot: %w", err)
-		}
-	}
-	var ferr error
-	var finish func() error
-	if len(lowerDirs) == 0 {
-		// Nothing below: the upper directory is the whole filesystem, so it
-		// is written directly, without overlayfs's cost on every file.
-		finish, ferr = fn(upper, upper)
-	} else {
-		if err := overlay.Mount(ctx, lowerDirs, upper, work, merged); err != nil {
-			return fmt.Errorf("mount snapshot: %w", err)
-		}
-		finish, ferr = fn(merged, upper)
-		if err := overlay.Unmount(merged); err != nil && ferr == nil {
-			ferr = fmt.Errorf("unmount snapshot: %w", err)
-		}
+	defer snap.Remove()
+	finish, ferr := fn(snap.Root(), snap.Upper())
+	if err := snap.Seal(); err != nil && ferr == nil {
+		ferr = err
 	}
 	if ferr == nil && finish != nil {
 		ferr = finish()
@@ -106,19 +109,20 @@ func (sb *stageBuilder) changeKeyed(ctx context.Context, p *progress.Step, creat
 		inputs = append(sb.commonInputs(), in...)
 		key = cache.NewKey(sb.state.key, inputs...)
 		if sb.tryCached(ctx, p, key, createdBy, pos, inputs) {
-			return nil // the snapshot just made goes with dir
+			return nil // the snapshot just made is removed
 		}
 	}
-	if err := layer.PruneUnchanged(ctx, upper, lowerDirs); err != nil {
+	diff, err := snap.Diff(ctx)
+	if err != nil {
 		return err
 	}
-	empty, err := isEmptyDir(upper)
+	empty, err := isEmptyDir(diff)
 	if err != nil {
 		return err
 	}
 	rec := &cache.Record{Created: sb.r.now()}
 	if !empty {
-		l, err := sb.commit(ctx, upper)
+		l, err := sb.commit(ctx, diff)
 		if err != nil {
 			return err
 		}
@@ -292,48 +296,26 @@ func (sb *stageBuilder) missReason(pos string, inputs []cache.Input) string {
 	return msg
 }
 
-// mountView mounts a read-only view of layer dirs (bottom first) and returns
-// its root and the release that unmounts it.
+// mountView makes a read-only view of layer dirs (bottom first) and
+// returns its root and the release that removes it.
 func (b *Builder) mountView(ctx context.Context, dirs []string) (string, func(), error) {
-	dir, err := os.MkdirTemp(b.Session.Dir, "view-")
+	v, err := b.snapshots().View(ctx, dirs)
 	if err != nil {
-		return "", nil, fmt.Errorf("new view: %w", err)
+		return "", nil, err
 	}
-	l := lowers(dirs)
-	switch len(l) {
-	case 0:
-		return dir, func() { os.RemoveAll(dir) }, nil
-	case 1:
-		os.Remove(dir)
-		return l[0], func() {}, nil
-	}
-	if err := overlay.Mount(ctx, l, "", "", dir); err != nil {
-		os.RemoveAll(dir)
-		return "", nil, fmt.Errorf("mount view: %w", err)
-	}
-	return dir, func() { overlay.Unmount(dir); os.RemoveAll(dir) }, nil
+	return v.Root(), func() { v.Remove() }, nil
 }
 
-// view mounts a read-only view of layer dirs (bottom first) and calls fn
+// view makes a read-only view of layer dirs (bottom first) and calls fn
 // with its root; for no layers the root is an empty directory.
 func (b *Builder) view(ctx context.Context, dirs []string, fn func(root string) error) error {
-	dir, err := os.MkdirTemp(b.Session.Dir, "view-")
+	v, err := b.snapshots().View(ctx, dirs)
 	if err != nil {
-		return fmt.Errorf("new view: %w", err)
+		return err
 	}
-	defer os.RemoveAll(dir)
-	if len(dirs) == 0 {
-		return fn(dir)
-	}
-	if l := lowers(dirs); len(l) == 1 {
-		return fn(l[0])
-	}
-	if err := overlay.Mount(ctx, lowers(dirs), "", "", dir); err != nil {
-		return fmt.Errorf("mount view: %w", err)
-	}
-	ferr := fn(dir)
-	if err := overlay.Unmount(dir); err != nil && ferr == nil {
-		ferr = fmt.Errorf("unmount view: %w", err)
+	ferr := fn(v.Root())
+	if err := v.Remove(); err != nil && ferr == nil {
+		ferr = err
 	}
 	return ferr
 }

@@ -153,6 +153,8 @@ Environment:
     STRATA_MAX_LAYER_BYTES   most bytes the files of one layer, one ADD archive or one
                              ADD download may add up to (default 1TiB; 100MB, 2GiB…)
     STRATA_HTTP_TIMEOUT      how long an ADD URL may send nothing (default 30s)
+    STRATA_SNAPSHOTTER       overlay (default) or native: plain copies instead of
+                             overlayfs mounts, for where mounting is not allowed (slower)
     STRATA_CPUPROFILE=FILE   write a pprof CPU profile of the command to FILE
     SOURCE_DATE_EPOCH        timestamps for reproducible images
 

@@ -136,6 +136,10 @@ func (a *app) open(ctx context.Context) (*build.Builder, error) {
 		se.Close()
 		return nil, usagef("%v", err)
 	}
+	if a.builder.Snapshots, err = build.NewSnapshotter(os.Getenv(build.SnapshotterEnv), se.Dir); err != nil {
+		se.Close()
+		return nil, usagef("%v", err)
+	}
 	return a.builder, nil
 }
 

@@ -1,5 +1,5 @@
 // Package container runs an image like `docker run --rm`: a throwaway
-// overlay snapshot of its layers, the config's entrypoint, cmd, env,
+// snapshot of its layers, the config's entrypoint, cmd, env,
 // working directory and user, in runc; with stdin passed through (-i), a
 // terminal (-t), bind mounts (-v), a name and a network mode.
 //
@@ -25,7 +25,7 @@ import (
 
 	"github.com/strata-build/strata/internal/executor"
 	"github.com/strata-build/strata/internal/image"
-	"github.com/strata-build/strata/internal/snapshot/overlay"
+	"github.com/strata-build/strata/internal/snapshot"
 	"github.com/strata-build/strata/internal/store"
 )
 
@@ -139,8 +139,9 @@ func lockName(s *store.Store, name string) (func(), error) {
 	return func() { f.Close() }, nil
 }
 
-// Run runs img with layer dirs (bottom first) and returns the exit code.
-func Run(ctx context.Context, s *store.Store, runner executor.Executor, se *store.Session, img *image.Image, dirs []string, o Options) (int, error) {
+// Run runs img with layer dirs (bottom first) in a throwaway snapshot that
+// snaps prepares, and returns the exit code.
+func Run(ctx context.Context, s *store.Store, runner executor.Executor, se *store.Session, snaps snapshot.Snapshotter, img *image.Image, dirs []string, o Options) (int, error) {
 	if err := CheckNetwork(o.Network); err != nil {
 		return -1, err
 	}
@@ -178,21 +179,11 @@ func Run(ctx context.Context, s *store.Store, runner executor.Executor, se *stor
 	if len(argv) == 0 {
 		return -1, fmt.Errorf("no command specified: the image has no ENTRYPOINT or CMD")
 	}
-	dir, err := os.MkdirTemp(se.Dir, "ctr-")
+	snap, err := snaps.Prepare(ctx, dirs)
 	if err != nil {
-		return -1, err
+		return -1, fmt.Errorf("container rootfs: %w", err)
 	}
-	defer os.RemoveAll(dir)
-	upper, work, merged := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "merged")
-	for _, d := range []string{upper, work, merged} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return -1, err
-		}
-	}
-	if err := overlay.Mount(ctx, overlay.Lowers(dirs), upper, work, merged); err != nil {
-		return -1, fmt.Errorf("mount container rootfs: %w", err)
-	}
-	defer overlay.Unmount(merged)
+	defer snap.Remove()
 	user := cfg.User
 	if o.User != "" {
 		user = o.User
@@ -208,7 +199,7 @@ func Run(ctx context.Context, s *store.Store, runner executor.Executor, se *stor
 	return runner.Run(ctx, executor.Process{
 		ID:       id,
 		Security: security,
-		Rootfs:   merged,
+		Rootfs:   snap.Root(),
 		Args:     argv,
 		Env:      append(append([]string{}, cfg.Env...), o.Env...),
 		Cwd:      wd,

@@ -178,7 +178,8 @@ func WriteFiles(t testing.TB, dir string, files map[string]string) string {
 // Environ is the environment strata runs with: ours without what would
 // change what it does or where it connects (STRATA_*, DOCKER_CONFIG, the
 // proxy variables), no registry or docker configuration, then the suite's
-// Config.Env and extra.
+// Config.Env and extra. STRATA_SNAPSHOTTER is kept, so that every suite can
+// run on either snapshotter.
 func (s *Suite) Environ(extra ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
@@ -187,7 +188,7 @@ func (s *Suite) Environ(extra ...string) []string {
 		case "DOCKER_CONFIG", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY":
 			continue
 		}
-		if strings.HasPrefix(k, "STRATA_") {
+		if strings.HasPrefix(k, "STRATA_") && k != "STRATA_SNAPSHOTTER" {
 			continue
 		}
 		env = append(env, kv)
