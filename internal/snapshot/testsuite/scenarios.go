@@ -57,6 +57,10 @@ type scenario struct {
 	want []string
 }
 
+// scenarios lists the changes every snapshotter is tested with.
+//
+// Long: it is a table, one entry per scenario; split up it would only
+// scatter the cases.
 func scenarios() []scenario {
 	return []scenario{
 		{"Nothing", func(*testing.T, string) {}, nil},
