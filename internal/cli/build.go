@@ -14,7 +14,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
-	"github.com/strata-build/strata/internal/build"
+	"github.com/strata-build/strata/internal/builder"
 	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/executor/runc"
 	"github.com/strata-build/strata/internal/export"
@@ -151,7 +151,7 @@ func (a *app) buildCmd() *cobra.Command {
 	return cmd
 }
 
-// runBuild maps the flags onto build.Options, builds, and puts the image
+// runBuild maps the flags onto builder.Options, builds, and puts the image
 // where the outputs say.
 func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) (err error) {
 	ctx := cmd.Context()
@@ -240,9 +240,9 @@ func buildOutputs(f buildFlags) ([]export.Output, error) {
 	return outs, nil
 }
 
-// buildOptions maps the build flags onto build.Options and checks them.
+// buildOptions maps the build flags onto builder.Options and checks them.
 // cleanup removes what it made (a context read from stdin); it is never nil.
-func (a *app) buildOptions(ctx context.Context, ctxDir string, f buildFlags, printer *progress.Printer) (opts build.Options, cleanup func(), err error) {
+func (a *app) buildOptions(ctx context.Context, ctxDir string, f buildFlags, printer *progress.Printer) (opts builder.Options, cleanup func(), err error) {
 	cleanup = func() {}
 	network, err := networkMode(f.network)
 	if err != nil {
@@ -258,7 +258,7 @@ func (a *app) buildOptions(ctx context.Context, ctxDir string, f buildFlags, pri
 	if err != nil {
 		return opts, cleanup, err
 	}
-	opts = build.Options{
+	opts = builder.Options{
 		CheckOnly: f.check, NoCache: f.noCache, NoCacheFilter: f.noCacheF, DebugCache: f.debugCache,
 		Target: f.target, BuildArgs: args, Network: network, Jobs: f.jobs, Pull: f.pull,
 		Compression: comp, Progress: printer,
@@ -377,7 +377,7 @@ func (a *app) stdinContext(ctx context.Context, ctxDir, file string) (dir string
 }
 
 // cacheSpecs parses --cache-from and --cache-to.
-func cacheSpecs(f buildFlags) (from, to []build.CacheSpec, err error) {
+func cacheSpecs(f buildFlags) (from, to []builder.CacheSpec, err error) {
 	for _, v := range f.cacheFrom {
 		c, err := parseCacheSpec(v)
 		if err != nil {
@@ -407,7 +407,7 @@ func buildPlatform(s string) (v1.Platform, error) {
 	if err != nil {
 		return v1.Platform{}, usagef("--platform=%s: %v", s, err)
 	}
-	host := build.HostPlatform()
+	host := builder.HostPlatform()
 	if p.OS != host.OS || p.Architecture != host.Architecture {
 		return v1.Platform{}, usagef("--platform=%s: only the host platform (%s/%s) can be built here (no binfmt emulation)", s, host.OS, host.Architecture)
 	}
@@ -416,7 +416,7 @@ func buildPlatform(s string) (v1.Platform, error) {
 
 // dockerfileSource sets where opts reads the Dockerfile from: stdin (with
 // the context, or -f -), -f FILE, or the context's own Dockerfile.
-func (a *app) dockerfileSource(opts *build.Options, file string, stdinDockerfile []byte) error {
+func (a *app) dockerfileSource(opts *builder.Options, file string, stdinDockerfile []byte) error {
 	switch {
 	case stdinDockerfile != nil:
 		opts.Dockerfile, opts.DockerfileName = stdinDockerfile, "Dockerfile"
@@ -475,7 +475,7 @@ func errNotExistPlain(err error) error {
 // finishBuild is the output step: it names the image in the store and
 // hands it to the exporter of each output, then to --load, --metadata-file
 // and --iidfile.
-func (a *app) finishBuild(ctx context.Context, b *build.Builder, img *image.Image, f buildFlags, outs []export.Output, pr *progress.Printer) error {
+func (a *app) finishBuild(ctx context.Context, b *builder.Builder, img *image.Image, f buildFlags, outs []export.Output, pr *progress.Printer) error {
 	if export.StoresImage(outs) {
 		if err := b.Store.AddImage(img.Descriptor); err != nil {
 			return err

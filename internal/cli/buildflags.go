@@ -15,7 +15,7 @@ import (
 	"github.com/moby/buildkit/util/entitlements"
 	"golang.org/x/term"
 
-	"github.com/strata-build/strata/internal/build"
+	"github.com/strata-build/strata/internal/builder"
 	"github.com/strata-build/strata/internal/export"
 	"github.com/strata-build/strata/internal/layer"
 	"github.com/strata-build/strata/internal/registry"
@@ -77,11 +77,11 @@ func readArgFile(path string) (map[string]string, error) {
 }
 
 // parseSecrets parses --secret id=ID[,src=FILE|,source=FILE|,env=VAR][,type=file|env].
-func parseSecrets(vals []string) (map[string]build.Secret, error) {
-	out := map[string]build.Secret{}
+func parseSecrets(vals []string) (map[string]builder.Secret, error) {
+	out := map[string]builder.Secret{}
 	for _, v := range vals {
 		var id, typ string
-		var sec build.Secret
+		var sec builder.Secret
 		for _, kv := range strings.Split(v, ",") {
 			k, val, _ := strings.Cut(kv, "=")
 			switch strings.ToLower(strings.TrimSpace(k)) {
@@ -259,8 +259,8 @@ func checkFileDests(outs []export.Output, files map[string]string) error {
 
 // parseCacheSpec parses a --cache-from or --cache-to value, with its
 // registry reference checked.
-func parseCacheSpec(v string) (build.CacheSpec, error) {
-	c, err := build.ParseCacheSpec(v)
+func parseCacheSpec(v string) (builder.CacheSpec, error) {
+	c, err := builder.ParseCacheSpec(v)
 	if err != nil {
 		return c, err
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/strata-build/strata/internal/build"
+	"github.com/strata-build/strata/internal/builder"
 	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/inspect"
 	"github.com/strata-build/strata/internal/plan"
@@ -65,7 +65,7 @@ and edges.`,
 				}
 				names = append(names, n)
 			}
-			globals, err := inspect.GlobalArgs(df, args1, build.HostPlatform())
+			globals, err := inspect.GlobalArgs(df, args1, builder.HostPlatform())
 			if err != nil {
 				return err
 			}

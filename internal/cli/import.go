@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strata-build/strata/internal/archive"
-	"github.com/strata-build/strata/internal/build"
+	"github.com/strata-build/strata/internal/builder"
 	"github.com/strata-build/strata/internal/image"
 )
 
@@ -28,10 +28,10 @@ func (a *app) importCmd() *cobra.Command {
 				return usageError{err}
 			}
 			opts := archive.ImportOptions{
-				Platform: build.HostPlatform(),
+				Platform: builder.HostPlatform(),
 				Epoch:    epoch,
 				Message:  message,
-				Change:   func(cfg *v1.ConfigFile) error { return build.ApplyChanges(cfg, changes) },
+				Change:   func(cfg *v1.ConfigFile) error { return builder.ApplyChanges(cfg, changes) },
 			}
 			if len(args) == 2 {
 				opts.Name = args[1]

@@ -18,7 +18,7 @@ import (
 	"github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
-	"github.com/strata-build/strata/internal/build"
+	"github.com/strata-build/strata/internal/builder"
 	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/executor/runc"
 	"github.com/strata-build/strata/internal/httpx"
@@ -51,7 +51,7 @@ type app struct {
 
 	store   *store.Store
 	session *store.Session
-	builder *build.Builder
+	builder *builder.Builder
 	runner  *runc.Runner     // the builder's executor; app.close waits for its background deletes
 	lock    *store.BuildLock // shared build lock: keeps prune from collecting under us
 }
@@ -79,7 +79,7 @@ func DefaultRoot() string {
 
 // open opens the store, reclaims what dead strata processes left behind, and
 // sets up the builder.
-func (a *app) open(ctx context.Context) (*build.Builder, error) {
+func (a *app) open(ctx context.Context) (*builder.Builder, error) {
 	if a.builder != nil {
 		return a.builder, nil
 	}
@@ -115,7 +115,7 @@ func (a *app) open(ctx context.Context) (*build.Builder, error) {
 	}
 	a.store, a.session = s, se
 	a.runner = runner
-	a.builder = &build.Builder{Store: s, Registry: registry.New(cfg), Runner: runner, Session: se}
+	a.builder = &builder.Builder{Store: s, Registry: registry.New(cfg), Runner: runner, Session: se}
 	if v := os.Getenv("STRATA_MAX_LAYER_ENTRIES"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
@@ -124,19 +124,19 @@ func (a *app) open(ctx context.Context) (*build.Builder, error) {
 		}
 		a.builder.MaxLayerEntries = n
 	}
-	if v := os.Getenv(build.MaxLayerBytesEnv); v != "" {
+	if v := os.Getenv(builder.MaxLayerBytesEnv); v != "" {
 		n, err := units.RAMInBytes(v) // 1048576, 100MB, 2GiB (binary units, as docker --memory)
 		if err != nil || n < 1 {
 			se.Close()
-			return nil, usagef("%s=%q: must be a positive number of bytes (100MB, 2GiB)", build.MaxLayerBytesEnv, v)
+			return nil, usagef("%s=%q: must be a positive number of bytes (100MB, 2GiB)", builder.MaxLayerBytesEnv, v)
 		}
 		a.builder.MaxLayerBytes = n
 	}
-	if a.builder.HTTPTimeout, err = httpx.ParseTimeout(build.HTTPTimeoutEnv, os.Getenv(build.HTTPTimeoutEnv), build.DefaultHTTPTimeout); err != nil {
+	if a.builder.HTTPTimeout, err = httpx.ParseTimeout(builder.HTTPTimeoutEnv, os.Getenv(builder.HTTPTimeoutEnv), builder.DefaultHTTPTimeout); err != nil {
 		se.Close()
 		return nil, usagef("%v", err)
 	}
-	if a.builder.Snapshots, err = build.NewSnapshotter(os.Getenv(build.SnapshotterEnv), se.Dir); err != nil {
+	if a.builder.Snapshots, err = builder.NewSnapshotter(os.Getenv(builder.SnapshotterEnv), se.Dir); err != nil {
 		se.Close()
 		return nil, usagef("%v", err)
 	}

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"os"
@@ -22,7 +24,8 @@ type Session struct {
 	Dir  string // ROOT/run/NAME
 	Name string // PID-STARTTIME, also the prefix of its runc container ids (see ContainerID)
 
-	seq sessionSeq
+	seq   sessionSeq
+	token string // random, in its container ids (see NextContainerID)
 }
 
 // NewSession creates the work area of this process.
@@ -33,7 +36,11 @@ func (s *Store) NewSession() (*Session, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("new session: %w", err)
 	}
-	return &Session{Dir: dir, Name: name}, nil
+	var tok [4]byte
+	if _, err := rand.Read(tok[:]); err != nil {
+		return nil, fmt.Errorf("new session: %w", err)
+	}
+	return &Session{Dir: dir, Name: name, token: hex.EncodeToString(tok[:])}, nil
 }
 
 // Close unmounts whatever is still mounted below the session and removes it.

@@ -12,6 +12,11 @@ import (
 //	session     PID-STARTTIME                (ROOT/run/NAME, ROOT/tmp/NAME)
 //	container   strata-PID-STARTTIME-SUFFIX  (runc container ids)
 //
+// A process may open several sessions (one per store it uses, as tests and
+// library users do), and container ids must be unique on the machine (runc
+// names cgroups after them), so NextContainerID's suffix carries a token
+// random per session besides its counter.
+//
 // PID and STARTTIME (clock ticks since boot, from /proc/PID/stat) together
 // name one process for the whole uptime of the machine, so a session whose
 // process is gone is known dead even when its PID was reused.
@@ -62,9 +67,10 @@ func (se *Session) ContainerID(suffix string) string {
 	return containerPrefix + se.Name + "-" + suffix
 }
 
-// NextContainerID is a container id not given out before in this session.
+// NextContainerID is a container id not given out before, by this
+// session or another of this process.
 func (se *Session) NextContainerID() string {
-	return se.ContainerID(strconv.FormatInt(se.seq.Add(1), 10))
+	return se.ContainerID(se.token + "-" + strconv.FormatInt(se.seq.Add(1), 10))
 }
 
 // ContainerSession returns the session name of a container id strata made

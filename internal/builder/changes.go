@@ -1,0 +1,83 @@
+package builder
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+
+	"github.com/strata-build/strata/internal/dockerfile"
+	"github.com/strata-build/strata/internal/image"
+	"github.com/strata-build/strata/internal/progress"
+)
+
+// ApplyChanges applies Dockerfile instructions that only touch the image
+// config (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, USER, VOLUME,
+// WORKDIR, STOPSIGNAL, SHELL, HEALTHCHECK) to cfg, like `docker import --change`.
+func ApplyChanges(cfg *v1.ConfigFile, changes []string) error {
+	df := &dockerfile.Dockerfile{File: "--change", Escape: '\\'}
+	sb := &stageBuilder{
+		r:     &run{df: df, opts: &Options{Progress: progress.New(nil, true)}},
+		state: &stageResult{cfg: *cfg},
+		env:   envList(cfg.Config.Env),
+	}
+	for _, ch := range changes {
+		res, err := parser.Parse(strings.NewReader(ch))
+		if err != nil {
+			return fmt.Errorf("--change %q: %w", ch, err)
+		}
+		for _, n := range res.AST.Children {
+			c, err := instructions.ParseCommand(n)
+			if err != nil {
+				return fmt.Errorf("--change %q: %w", ch, err)
+			}
+			if ex, ok := c.(instructions.SupportsSingleWordExpansion); ok {
+				if err := ex.Expand(func(w string) (string, error) {
+					v, _, err := df.Lexer().ProcessWord(w, sb.env.getter())
+					return v, err
+				}); err != nil {
+					return fmt.Errorf("--change %q: %w", ch, err)
+				}
+			}
+			switch c := c.(type) {
+			case *instructions.WorkdirCommand:
+				sb.state.cfg.Config.WorkingDir = sb.resolvePath(c.Path)
+			case *instructions.RunCommand, *instructions.CopyCommand, *instructions.AddCommand, *instructions.ArgCommand:
+				return fmt.Errorf("--change %q: %s cannot be used with import", ch, strings.ToUpper(c.Name()))
+			default:
+				if err := sb.config(c); err != nil {
+					return fmt.Errorf("--change %q: %w", ch, err)
+				}
+			}
+		}
+	}
+	*cfg = sb.state.cfg
+	image.FillHistoryTimes(cfg.History)
+	for i := range cfg.History {
+		if cfg.History[i].Comment == historyComment {
+			cfg.History[i].Comment = "" // not a Dockerfile build
+		}
+	}
+	return nil
+}
+
+// ExportRootfs writes the flattened filesystem of img into dest (created if
+// missing), keeping modes and owners: `--output type=local`.
+func (b *Builder) ExportRootfs(ctx context.Context, img *image.Image, dest string) error {
+	dirs, err := b.LayerDirs(ctx, img)
+	if err != nil {
+		return err
+	}
+	return b.view(ctx, dirs, func(root string) error {
+		cs := &copySource{root: root, keepOwner: true, name: "image"}
+		c := &copier{rootfs: dest, cs: cs, links: map[[2]uint64]string{}, parentMode: 0o755}
+		if err := os.MkdirAll(dest, 0o755); err != nil {
+			return err
+		}
+		return c.copyDirContents(ctx, root, "/", "/", "")
+	})
+}

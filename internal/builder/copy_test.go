@@ -1,0 +1,181 @@
+package builder
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/strata-build/strata/internal/buildctx"
+)
+
+// randomContext fills dir with a random tree named from a few names, so
+// that random patterns match some of it.
+func randomContext(t *testing.T, rnd *rand.Rand, dir string, depth int) {
+	t.Helper()
+	for _, name := range []string{"a", "b", "c.txt", "d.log", "keep"} {
+		p := filepath.Join(dir, name)
+		var err error
+		switch r := rnd.Intn(6); {
+		case r < 2 && depth < 3:
+			if err = os.Mkdir(p, 0o755); err == nil {
+				randomContext(t, rnd, p, depth+1)
+			}
+		case r < 4:
+			err = os.WriteFile(p, []byte(p), 0o644)
+		case r == 4:
+			err = os.Symlink("a", p)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func somePatterns(rnd *rand.Rand) []string {
+	var out []string
+	for _, p := range []string{"a", "*.log", "**", "!a/b", "!keep", "b/*", "!*/c.txt", "c.txt", "**/keep", "!b", "a/**", "!**/d.log"} {
+		if rnd.Intn(4) == 0 {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// listDir lists the paths below dir (slash separated, sorted).
+func listDir(t *testing.T, dir string) []string {
+	t.Helper()
+	var got []string
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if rel, _ := filepath.Rel(dir, p); rel != "." {
+			got = append(got, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(got)
+	return got
+}
+
+// TestCopyAndKeyReadTheSameFiles: for random build contexts, .dockerignore
+// rules and --exclude patterns, the entries a COPY's cache key hashes
+// (keyEntries, as itemSum hashes them) are exactly the paths the COPY
+// writes, and for the whole context without --exclude exactly what the
+// filtered context of RUN --mount shows (linkTree): the three walk alike,
+// so a cache hit cannot stand for other files than the step would copy.
+func TestCopyAndKeyReadTheSameFiles(t *testing.T) {
+	rnd := rand.New(rand.NewSource(15))
+	ctx := context.Background()
+	for n := range 60 {
+		dir := t.TempDir()
+		randomContext(t, rnd, dir, 0)
+		ignore, exclude := somePatterns(rnd), somePatterns(rnd)
+		df := filepath.Join(t.TempDir(), "Dockerfile")
+		if err := os.WriteFile(df+".dockerignore", []byte(strings.Join(ignore, "\n")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		bctx, err := buildctx.Open(dir, df)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs := &copySource{root: dir, ignore: bctx, name: "build context"}
+		what := fmt.Sprintf("context %d, .dockerignore %q, --exclude %q", n, ignore, exclude)
+		for _, src := range []string{".", "a", "b", "a/b"} {
+			items, err := cs.resolve([]string{src}, false)
+			if err != nil || !items[0].fi.IsDir() {
+				continue // excluded, missing or not a directory
+			}
+			entries, err := keyEntries(ctx, cs, items[0], exclude)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var keyed []string
+			for _, e := range entries[1:] {
+				keyed = append(keyed, e.Rel)
+			}
+			rootfs := t.TempDir()
+			if err := copyInto(ctx, rootfs, items, "/", cs, copyOptions{exclude: exclude}); err != nil {
+				t.Fatal(err)
+			}
+			if copied := listDir(t, rootfs); !slices.Equal(keyed, copied) {
+				t.Fatalf("%s, COPY %s: the key hashes %q, the copy wrote %q", what, src, keyed, copied)
+			}
+		}
+		items, err := cs.resolve([]string{"."}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries, err := keyEntries(ctx, cs, items[0], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keyed []string
+		for _, e := range entries[1:] {
+			keyed = append(keyed, e.Rel)
+		}
+		linked := t.TempDir()
+		if err := linkTree(ctx, cs, dir, "/", linked); err != nil {
+			t.Fatal(err)
+		}
+		if shown := listDir(t, linked); !slices.Equal(keyed, shown) {
+			t.Fatalf("%s: the key of the context hashes %q, RUN --mount shows %q", what, keyed, shown)
+		}
+	}
+}
+
+// TestLinkTree: the filtered context of RUN --mount links the files the
+// rules keep, recreates symlinks, and gives directories their modes.
+func TestLinkTree(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"keep/f", "keep/sub/g", "drop/h", "x.log"} {
+		p := filepath.Join(dir, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("keep/f", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "keep/sub"), 0o500); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".dockerignore"), []byte("drop\n*.log\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bctx, err := buildctx.Open(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	cs := &copySource{root: dir, ignore: bctx, name: "build context"}
+	if err := linkTree(context.Background(), cs, dir, "/", out); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(listDir(t, out), " "), ".dockerignore keep keep/f keep/sub keep/sub/g link"; got != want {
+		t.Errorf("linked %q, want %q", got, want)
+	}
+	if fi, err := os.Stat(filepath.Join(out, "keep/sub")); err != nil || fi.Mode().Perm() != 0o500 {
+		t.Errorf("keep/sub: %v %v, want mode 0500", fi.Mode(), err)
+	}
+	if l, err := os.Readlink(filepath.Join(out, "link")); err != nil || l != "keep/f" {
+		t.Errorf("link: %q %v", l, err)
+	}
+	a, _ := os.Stat(filepath.Join(dir, "keep/f"))
+	b, _ := os.Stat(filepath.Join(out, "keep/f"))
+	if !os.SameFile(a, b) {
+		t.Error("keep/f was copied, not linked")
+	}
+}

@@ -1,0 +1,374 @@
+package builder
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+
+	"github.com/strata-build/strata/internal/buildctx"
+	"github.com/strata-build/strata/internal/cache"
+	"github.com/strata-build/strata/internal/fscopy"
+	"github.com/strata-build/strata/internal/progress"
+)
+
+// copy runs COPY.
+func (sb *stageBuilder) copy(ctx context.Context, c *instructions.CopyCommand, p *progress.Step) error {
+	// --link only changes how BuildKit rebases the layer; the files are the same.
+	from := c.From
+	if from != "" {
+		v, _, err := sb.r.df.Lexer().ProcessWord(from, sb.env.getter())
+		if err != nil {
+			return fmt.Errorf("--from: %w", err)
+		}
+		from = v
+	}
+	return sb.copyLike(ctx, p, "COPY", from, c.Chown, c.Chmod, c.SourcesAndDest, copyOptions{parents: c.Parents, exclude: c.ExcludePatterns, link: c.Link}, nil)
+}
+
+// add runs ADD: local files and archives (extracted), http(s) URLs and git
+// repositories.
+func (sb *stageBuilder) add(ctx context.Context, c *instructions.AddCommand, p *progress.Step) error {
+	unpack := c.Unpack == nil || *c.Unpack
+	o := copyOptions{unpack: unpack, exclude: c.ExcludePatterns, link: c.Link, bound: sb.r.b.applyOptions()}
+	var local []string
+	var remote []string
+	for _, s := range c.SourcePaths {
+		if _, isGit, err := gitSource(s); err != nil {
+			return err
+		} else if isGit || isHTTPSource(s) {
+			remote = append(remote, s)
+			continue
+		}
+		local = append(local, s)
+	}
+	if c.Checksum != "" && (len(remote) != 1 || len(c.SourcePaths) != 1) {
+		if len(c.SourcePaths) != 1 {
+			return fmt.Errorf("checksum can't be specified for multiple sources")
+		}
+		return fmt.Errorf("checksum requires HTTP(S) or Git sources")
+	}
+	if c.KeepGitDir != nil && *c.KeepGitDir && len(remote) == 0 {
+		return fmt.Errorf("--keep-git-dir is only valid with a git source")
+	}
+	if len(remote) == 0 {
+		return sb.copyLike(ctx, p, "ADD", "", c.Chown, c.Chmod, c.SourcesAndDest, o, nil)
+	}
+	tmp, err := os.MkdirTemp(sb.r.b.Session.Dir, "add-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	var extra []copyItem
+	for _, s := range remote {
+		if ref, isGit, _ := gitSource(s); isGit {
+			sum := c.Checksum
+			if sum != "" {
+				if ref.Checksum != "" && ref.Checksum != sum {
+					return fmt.Errorf("checksum mismatch %q != %q", sum, ref.Checksum)
+				}
+				ref.Checksum = sum
+			}
+			keep := c.KeepGitDir != nil && *c.KeepGitDir
+			if ref.KeepGitDir != nil {
+				keep = *ref.KeepGitDir
+			}
+			p.Write([]byte("git clone " + ref.Remote + "\n"))
+			it, err := fetchGit(ctx, ref, tmp, keep)
+			if err != nil {
+				return err
+			}
+			extra = append(extra, it)
+			continue
+		}
+		p.Write([]byte("download " + s + "\n"))
+		it, err := fetchHTTP(ctx, s, tmp, c.Checksum, sb.r.b.httpOptions())
+		if err != nil {
+			return err
+		}
+		// Remote files are extracted only with an explicit --unpack=true.
+		if c.Unpack == nil || !*c.Unpack {
+			it.noUnpack = true
+		}
+		extra = append(extra, it)
+	}
+	sd := c.SourcesAndDest
+	sd.SourcePaths = local
+	return sb.copyLike(ctx, p, "ADD", "", c.Chown, c.Chmod, sd, o, extra)
+}
+
+// copyLike runs a COPY or ADD (verb) of the sources in sd (and extra,
+// already fetched items of ADD) from the build context, a stage or an image
+// (from) into the stage.
+func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, from, chown, chmod string, sd instructions.SourcesAndDest, o copyOptions, extra []copyItem) error {
+	cm, err := fscopy.ParseChmod(chmod)
+	if err != nil {
+		return err
+	}
+	o.chmod = cm
+	if o.link && chownByName(chown) {
+		// as BuildKit: a linked layer is made without the stage below it
+		return fmt.Errorf("--chown=%s: user and group names can't be resolved when used with --link, use numeric uid[:gid] instead", chown)
+	}
+	dest := sd.DestPath
+	trailing := strings.HasSuffix(dest, "/") || dest == "." || strings.HasSuffix(dest, "/.")
+	dest = sb.resolvePath(dest)
+	if trailing && !strings.HasSuffix(dest, "/") {
+		dest += "/"
+	}
+	req := copyRequest{verb: verb, chown: chown, chmod: chmod, sources: sd.SourcePaths, dest: dest, o: o, createdBy: copyCreatedBy(verb, chown, chmod, sd, o, extra)}
+	if from != "" && len(extra) == 0 && len(sd.SourceContents) == 0 && !o.link && !sb.r.plan.IsNamed(from) {
+		done, err := sb.copyShortcut(ctx, p, from, req)
+		if done || err != nil {
+			return err
+		}
+	}
+	return sb.withSource(ctx, from, func(cs *copySource) error {
+		items := append([]copyItem(nil), extra...)
+		if len(sd.SourcePaths) > 0 {
+			local, err := cs.resolve(sd.SourcePaths, o.parents)
+			if err != nil {
+				return err
+			}
+			items = append(items, local...)
+		}
+		if len(sd.SourceContents) > 0 {
+			// Heredoc sources become files in a private temp dir.
+			tmp, err := os.MkdirTemp(sb.r.b.Session.Dir, "heredoc-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(tmp)
+			docs, err := heredocItems(tmp, sd.SourceContents)
+			if err != nil {
+				return err
+			}
+			items = append(items, docs...)
+		}
+		return sb.copyItems(ctx, p, cs, from, items, req)
+	})
+}
+
+// copyCreatedBy is the history's created_by of a COPY or ADD, as BuildKit
+// writes it.
+func copyCreatedBy(verb, chown, chmod string, sd instructions.SourcesAndDest, o copyOptions, extra []copyItem) string {
+	createdBy := verb
+	if o.parents {
+		createdBy += " --parents"
+	}
+	if chown != "" {
+		createdBy += " --chown=" + chown
+	}
+	if chmod != "" {
+		createdBy += " --chmod=" + chmod
+	}
+	for _, it := range extra {
+		createdBy += " " + it.src.name
+	}
+	for _, s := range sd.SourcePaths {
+		createdBy += " " + s
+	}
+	for _, s := range sd.SourceContents {
+		createdBy += " <<" + s.Path
+	}
+	return createdBy + " " + sd.DestPath + " # buildkit"
+}
+
+// copyShortcut handles a COPY --from that need not read its source first:
+// from an image (copyFromImage fetches only what it needs), or from a stage
+// that did not change, found by the cheap key (the stage's key and the
+// patterns) before any content is read. done reports that the step is over.
+func (sb *stageBuilder) copyShortcut(ctx context.Context, p *progress.Step, from string, req copyRequest) (done bool, err error) {
+	idx, isStage, err := sb.r.plan.ResolveFrom(sb.r.df, sb.st.Index, from)
+	if err != nil {
+		return true, err
+	}
+	if !isStage {
+		return true, sb.copyFromImage(ctx, p, from, req)
+	}
+	res := sb.r.results[idx]
+	if res == nil {
+		return false, nil
+	}
+	in := append(req.optionInputs(), cache.Input{Name: "from", Value: "stage " + string(res.key)})
+	for _, pat := range req.sources {
+		in = append(in, cache.Input{Name: "source " + pat})
+	}
+	return sb.tryAlias(ctx, p, req.createdBy, in), nil
+}
+
+// heredocItems writes heredoc sources as files into dir and returns them
+// as items.
+func heredocItems(dir string, docs []instructions.SourceContent) ([]copyItem, error) {
+	var items []copyItem
+	for _, sc := range docs {
+		h := filepath.Join(dir, filepath.Base(sc.Path))
+		if err := os.WriteFile(h, []byte(sc.Data), 0o644); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(h, 0o644); err != nil {
+			return nil, err
+		}
+		fi, err := os.Lstat(h)
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, copyItem{rel: "/" + filepath.Base(sc.Path), host: h, fi: fi, src: &copySource{root: dir, name: "heredoc"}})
+	}
+	return items, nil
+}
+
+// copyItems copies the resolved items of req from cs into a new layer of
+// the stage, keyed by their content.
+func (sb *stageBuilder) copyItems(ctx context.Context, p *progress.Step, cs *copySource, from string, items []copyItem, req copyRequest) error {
+	o, verb, dest, chown, chmod := req.o, req.verb, req.dest, req.chown, req.chmod
+	// A COPY from the build context with no record for its prefix (its
+	// key without the files' content) cannot hit the cache, so it does
+	// not hash the files before copying them: the copy hashes what it
+	// reads, the key is made and looked up afterwards (then from the stat
+	// cache, without reading the files again). One read of the context
+	// instead of two, and no hashing pass before the copy starts.
+	keyInputs := func() ([]cache.Input, error) {
+		in, err := sb.copyInputs(ctx, verb, cs, from, items, dest, chown, chmod, o)
+		if err == nil && o.link {
+			in = append(in, cache.Input{Name: "link", Value: "true"})
+		}
+		return in, err
+	}
+	var inputs []cache.Input
+	var late func() ([]cache.Input, error)
+	prefix, speculate := sb.copyPrefix(cs, from, items, copyRequest{verb: verb, dest: dest, chown: chown, chmod: chmod, o: o})
+	if speculate {
+		if sb.r.opts.DebugCache {
+			sb.r.opts.Progress.Logf("cache [%s %d/%d]: no record can match, hashing the files while copying them", sb.st.Display(), sb.step, sb.total)
+		}
+		o.sums = sb.r.sums
+		late = keyInputs
+	} else {
+		var err error
+		if inputs, err = keyInputs(); err != nil {
+			return err
+		}
+	}
+	marked := func(err error) error {
+		if err == nil && prefix != "" {
+			sb.r.cache.MarkPrefix(prefix)
+		}
+		return err
+	}
+	if !o.link {
+		return marked(sb.changeKeyed(ctx, p, req.createdBy, false, func(rootfs, upper string) (func() error, error) {
+			if chown != "" {
+				ow, err := resolveChown(rootfs, chown)
+				if err != nil {
+					return nil, err
+				}
+				o.chown = &ow
+			}
+			return copyIntoSnapshot(ctx, rootfs, upper, items, dest, cs, o)
+		}, inputs, late))
+	}
+	// --link: the files go into an empty layer, so nothing of the stage
+	// (like a symlink on the destination path) changes where they land;
+	// --chown is numeric (checked above), so no /etc/passwd is read.
+	if chown != "" {
+		ow, err := resolveChown("", chown)
+		if err != nil {
+			return err
+		}
+		o.chown = &ow
+	}
+	return marked(sb.changeKeyed(ctx, p, req.createdBy, true, func(rootfs, upper string) (func() error, error) {
+		return copyIntoSnapshot(ctx, rootfs, upper, items, dest, cs, o)
+	}, inputs, late))
+}
+
+// copyPrefix returns the key prefix of a COPY from the build context: the
+// step's key without the content of its sources (Index.MarkPrefix), and
+// whether the copy may run before its key is known: the cache cannot hold
+// a record for it (no mark for the prefix, no --cache-from to ask, or
+// --no-cache). Other copies have no prefix.
+func (sb *stageBuilder) copyPrefix(cs *copySource, from string, items []copyItem, req copyRequest) (cache.Key, bool) {
+	if from != "" || cs.ignore == nil || sb.r.sums == nil {
+		return "", false
+	}
+	in := append(sb.commonInputs(), req.optionInputs()...)
+	in = append(in, cache.Input{Name: "prefix", Value: "copy from the build context"})
+	for _, it := range items {
+		in = append(in, cache.Input{Name: "source " + it.rel, Value: it.keep})
+	}
+	prefix := cache.NewKey(sb.state.key, in...)
+	if !sb.useCache() {
+		return prefix, true
+	}
+	return prefix, len(sb.r.opts.CacheFrom) == 0 && !sb.r.cache.HasPrefix(prefix)
+}
+
+// withSource gives fn the source of a COPY: the build context, or the
+// filesystem of the stage or image named by from.
+func (sb *stageBuilder) withSource(ctx context.Context, from string, fn func(cs *copySource) error) error {
+	r := sb.r
+	if from == "" {
+		return fn(&copySource{root: r.bctx.Dir, ignore: r.bctx, name: "build context"})
+	}
+	if r.plan.IsNamed(from) {
+		nc, err := r.resolveNamed(ctx, from)
+		if err != nil {
+			return err
+		}
+		if nc.img == nil {
+			return fn(&copySource{root: nc.dir, name: "build context " + from})
+		}
+		dirs, err := r.b.LayerDirs(ctx, nc.img)
+		if err != nil {
+			return err
+		}
+		return r.b.view(ctx, dirs, func(root string) error {
+			return fn(&copySource{root: root, keepOwner: true, name: "build context " + from, key: "image " + nc.img.Descriptor.Digest.String(), layers: dirs})
+		})
+	}
+	idx, isStage, err := r.plan.ResolveFrom(r.df, sb.st.Index, from)
+	if err != nil {
+		return err
+	}
+	if isStage {
+		res := r.results[idx]
+		if res == nil {
+			return fmt.Errorf("stage %s was not built", from)
+		}
+		dirs, err := r.ensureDirs(ctx, res)
+		if err != nil {
+			return err
+		}
+		return r.b.view(ctx, dirs, func(root string) error {
+			return fn(&copySource{root: root, keepOwner: true, name: "stage " + r.plan.All[idx].Display(), layers: dirs})
+		})
+	}
+	img, err := r.b.ResolveImage(ctx, from, r.opts.Pull, r.opts.Platform, r.opts.Progress)
+	if err != nil {
+		hint := r.plan.Suggest(from)
+		if hint != "" {
+			return fmt.Errorf("--from=%s: no earlier stage has that name%s; as an image: %w", from, hint, err)
+		}
+		return fmt.Errorf("--from=%s: not a stage name, and pulling it as an image failed: %w", from, err)
+	}
+	dirs, err := r.b.LayerDirs(ctx, img)
+	if err != nil {
+		return err
+	}
+	return r.b.view(ctx, dirs, func(root string) error {
+		return fn(&copySource{root: root, keepOwner: true, name: "image " + from, key: "image " + img.Descriptor.Digest.String(), layers: dirs})
+	})
+}
+
+// mustFilter compiles --exclude patterns validated by fscopy.Copy.
+func mustFilter(patterns []string) *buildctx.Filter {
+	f, err := buildctx.NewFilter(patterns)
+	if err != nil {
+		return nil
+	}
+	return f
+}

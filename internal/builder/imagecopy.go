@@ -1,0 +1,240 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/strata-build/strata/internal/cache"
+	"github.com/strata-build/strata/internal/layer"
+	"github.com/strata-build/strata/internal/progress"
+)
+
+// copyFromImage runs COPY --from=IMAGE. The step's key needs only the
+// image's digest and the source patterns, so a cache hit touches no image
+// content. On a miss, an image that is in the store is read from its
+// unpacked layers; one that is not is streamed from its registry layer by
+// layer and only the requested paths are extracted (whiteouts of later
+// layers applied): the rest of the image is never written to disk.
+func (sb *stageBuilder) copyFromImage(ctx context.Context, p *progress.Step, ref string, sd copyRequest) error {
+	r := sb.r
+	local, inStore, err := r.b.Store.Lookup(ref)
+	if err != nil {
+		return err
+	}
+	var dgst string
+	var rimg v1.Image
+	if inStore && !r.opts.Pull {
+		dgst = local.Descriptor.Digest.String()
+	} else {
+		rimg, err = r.b.Registry.Image(ctx, ref, r.opts.Platform)
+		if err != nil {
+			if hint := r.plan.Suggest(ref); hint != "" {
+				return fmt.Errorf("--from=%s: no earlier stage has that name%s; as an image: %w", ref, hint, err)
+			}
+			return fmt.Errorf("--from=%s: not a stage name, and pulling it as an image failed: %w", ref, err)
+		}
+		d, err := rimg.Digest()
+		if err != nil {
+			return err
+		}
+		dgst = d.String()
+		inStore = false
+	}
+	inputs := sd.optionInputs()
+	inputs = append(inputs, cache.Input{Name: "from", Value: "image " + dgst})
+	for _, pat := range sd.sources {
+		inputs = append(inputs, cache.Input{Name: "source " + pat, Value: "image " + dgst})
+	}
+	return sb.change(ctx, p, sd.createdBy, inputs, func(rootfs string) error {
+		cs, release, err := sb.imageSource(ctx, ref, inStore, rimg, sd.sources)
+		if err != nil {
+			return err
+		}
+		defer release()
+		cs.key = "image " + dgst
+		items, err := cs.resolve(sd.sources, sd.o.parents)
+		if err != nil {
+			return err
+		}
+		o := sd.o
+		if sd.chown != "" {
+			ow, err := resolveChown(rootfs, sd.chown)
+			if err != nil {
+				return err
+			}
+			o.chown = &ow
+		}
+		return copyInto(ctx, rootfs, items, sd.dest, cs, o)
+	})
+}
+
+// imageSource gives the filesystem of an image to copy from: its unpacked
+// layers when it is in the store, else the requested paths extracted from
+// its registry layers.
+func (sb *stageBuilder) imageSource(ctx context.Context, ref string, inStore bool, rimg v1.Image, patterns []string) (*copySource, func(), error) {
+	r := sb.r
+	if inStore {
+		return sb.wholeImageSource(ctx, ref, false)
+	}
+	want := patterns
+	for attempt := 0; attempt < 4; attempt++ {
+		dir, err := os.MkdirTemp(r.b.Session.Dir, "partial-")
+		if err != nil {
+			return nil, nil, err
+		}
+		release := func() { os.RemoveAll(dir) }
+		err = extractPaths(ctx, rimg, dir, want)
+		if errors.Is(err, layer.ErrMissingLinkTarget) || errors.Is(err, errWantAll) {
+			release()
+			break // fall back to the whole image
+		}
+		if err != nil {
+			release()
+			return nil, nil, fmt.Errorf("--from=%s: %w", ref, err)
+		}
+		// A requested symlink is followed: make sure its target came along.
+		more := missingLinkTargets(dir, want)
+		if len(more) == 0 {
+			return &copySource{root: dir, keepOwner: true, name: "image " + ref, layers: []string{dir}}, release, nil
+		}
+		release()
+		want = append(want, more...)
+	}
+	return sb.wholeImageSource(ctx, ref, true)
+}
+
+// wholeImageSource mounts a read-only view of all of an image's layers
+// (pulling it first when pull is set or it is not in the store).
+func (sb *stageBuilder) wholeImageSource(ctx context.Context, ref string, pull bool) (*copySource, func(), error) {
+	r := sb.r
+	img, err := r.b.ResolveImage(ctx, ref, pull, r.opts.Platform, r.opts.Progress)
+	if err != nil {
+		return nil, nil, err
+	}
+	dirs, err := r.b.LayerDirs(ctx, img)
+	if err != nil {
+		return nil, nil, err
+	}
+	root, release, err := r.b.mountView(ctx, dirs)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &copySource{root: root, keepOwner: true, name: "image " + ref, layers: dirs}, release, nil
+}
+
+var errWantAll = errors.New("the pattern needs the whole image")
+
+// extractPaths streams img's layers, bottom first, into dir keeping only
+// the paths the patterns select, their parents and what is below them.
+func extractPaths(ctx context.Context, img v1.Image, dir string, patterns []string) error {
+	var pats [][]string
+	for _, p := range patterns {
+		c := strings.Trim(path.Clean("/"+p), "/")
+		if c == "" || strings.Contains(c, "**") {
+			return errWantAll
+		}
+		pats = append(pats, strings.Split(c, "/"))
+	}
+	want := func(rel string) bool {
+		parts := strings.Split(rel, "/")
+		for _, pat := range pats {
+			n := min(len(parts), len(pat))
+			ok := true
+			for i := 0; i < n; i++ {
+				if m, _ := path.Match(pat[i], parts[i]); !m {
+					ok = false
+					break
+				}
+			}
+			if ok {
+				return true // an ancestor of a match, a match, or below one
+			}
+		}
+		return false
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return err
+	}
+	for _, l := range layers {
+		rc, err := l.Compressed()
+		if err != nil {
+			return err
+		}
+		err = layer.ApplyFlat(ctx, dir, rc, want)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// missingLinkTargets returns the targets of requested symlinks that are not
+// in the extracted tree.
+func missingLinkTargets(root string, patterns []string) []string {
+	var out []string
+	for _, p := range patterns {
+		if hasMeta(p) {
+			continue
+		}
+		rel := path.Clean("/" + p)
+		host, err := securejoin.SecureJoin(root, path.Dir(rel))
+		if err != nil {
+			continue
+		}
+		host = path.Join(host, path.Base(rel))
+		fi, err := os.Lstat(host)
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			continue
+		}
+		target, err := os.Readlink(host)
+		if err != nil {
+			continue
+		}
+		if !path.IsAbs(target) {
+			target = path.Join(path.Dir(rel), target)
+		}
+		if real, err := securejoin.SecureJoin(root, target); err == nil {
+			if _, err := os.Lstat(real); err == nil {
+				continue
+			}
+		}
+		out = append(out, target)
+	}
+	return out
+}
+
+// copyRequest is a COPY/ADD after its flags were parsed.
+type copyRequest struct {
+	verb, chown, chmod string
+	sources            []string
+	dest               string // resolved against WORKDIR; trailing "/" kept
+	o                  copyOptions
+	createdBy          string
+}
+
+// copyRules names the version of the rules COPY and ADD follow (which
+// files --exclude leaves out, how archives are unpacked): a change of them
+// that gives other files for the same inputs bumps it, so that layers cached
+// under the old rules are not reused.
+const copyRules = "2"
+
+// optionInputs are the cache key inputs of the instruction's options.
+func (c copyRequest) optionInputs() []cache.Input {
+	return []cache.Input{
+		{Name: "instruction", Value: c.verb},
+		{Name: "rules", Value: copyRules},
+		{Name: "dest", Value: c.dest},
+		{Name: "chown", Value: c.chown},
+		{Name: "chmod", Value: c.chmod},
+		{Name: "options", Value: fmt.Sprintf("parents=%v unpack=%v exclude=%q link=%v", c.o.parents, c.o.unpack, c.o.exclude, c.o.link)},
+	}
+}

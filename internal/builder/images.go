@@ -1,0 +1,163 @@
+package builder
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/strata-build/strata/internal/human"
+	"github.com/strata-build/strata/internal/image"
+	"github.com/strata-build/strata/internal/layer"
+	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/store"
+)
+
+// ResolveImage returns the image ref from the store, pulling it (and tagging
+// it locally, like `docker pull`) when it is not there or when pull is set.
+// Concurrent calls for the same reference share one pull.
+func (b *Builder) ResolveImage(ctx context.Context, ref string, pull bool, plat v1.Platform, pr *progress.Printer) (*image.Image, error) {
+	if store.IsID(ref) { // names a local image: never pulled
+		im, err := b.Store.Resolve(ref)
+		if err != nil {
+			return nil, err
+		}
+		return image.Load(b.Store, im.Descriptor.Digest)
+	}
+	canon, err := store.CanonicalName(ref)
+	if err != nil {
+		return nil, err
+	}
+	if !pull {
+		if im, ok, err := b.Store.Lookup(canon); err != nil {
+			return nil, err
+		} else if ok {
+			return image.Load(b.Store, im.Descriptor.Digest)
+		}
+	}
+	b.pullMu.Lock()
+	if b.pulls == nil {
+		b.pulls = map[string]*pullCall{}
+	}
+	if c, ok := b.pulls[canon]; ok {
+		b.pullMu.Unlock()
+		select {
+		case <-c.done:
+			return c.img, c.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	c := &pullCall{done: make(chan struct{})}
+	b.pulls[canon] = c
+	b.pullMu.Unlock()
+	c.img, c.err = b.Pull(ctx, canon, plat, pr)
+	close(c.done)
+	return c.img, c.err
+}
+
+// Pull fetches ref from its registry (or a mirror) into the store and tags it.
+func (b *Builder) Pull(ctx context.Context, ref string, plat v1.Platform, pr *progress.Printer) (*image.Image, error) {
+	var step *progress.Step
+	if pr != nil {
+		step = pr.Start("pull " + ref)
+	}
+	img, err := b.pull(ctx, ref, plat, step)
+	if step != nil {
+		if err != nil {
+			step.Fail(err)
+		} else {
+			step.Done()
+		}
+	}
+	return img, err
+}
+
+func (b *Builder) pull(ctx context.Context, ref string, plat v1.Platform, step *progress.Step) (*image.Image, error) {
+	if b.Registry == nil {
+		return nil, fmt.Errorf("image %s is not in the store and no registry is configured", ref)
+	}
+	rimg, err := b.Registry.Image(ctx, ref, plat)
+	if err != nil {
+		return nil, err
+	}
+	var total int64
+	if m, err := rimg.Manifest(); err == nil {
+		for _, l := range m.Layers {
+			total += l.Size
+		}
+	}
+	var got atomic.Int64
+	stop := reportTransfer(step, "downloaded", &got, total)
+	img, err := image.ImportCounting(ctx, b.Store, rimg, &got)
+	stop()
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	if err := b.Store.Tag(ref, img.Descriptor); err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+// LayerDirs unpacks (once, shared by every build) the layers of img and
+// returns their directories, bottom first.
+func (b *Builder) LayerDirs(ctx context.Context, img *image.Image) ([]string, error) {
+	dirs := make([]string, 0, len(img.Layers))
+	for _, l := range img.Layers {
+		d, err := b.Store.EnsureLayer(ctx, l.DiffID, l.Digest, func(ctx context.Context, dir string, blob *os.File) (digest.Digest, error) {
+			return layer.Apply(ctx, dir, blob, b.applyOptions())
+		})
+		if err != nil {
+			return nil, err
+		}
+		dirs = append(dirs, d)
+	}
+	return dirs, nil
+}
+
+// reportTransfer writes "VERB 12.3MB of 45.6MB (7.89MB/s)" into step every second
+// while a transfer runs, and a last line when the returned stop is called.
+func reportTransfer(step *progress.Step, verb string, n *atomic.Int64, total int64) func() {
+	if step == nil {
+		return func() {}
+	}
+	start := time.Now()
+	line := func() {
+		d := n.Load()
+		of := ""
+		if total > 0 {
+			of = " of " + human.Size(total)
+		}
+		fmt.Fprintf(step, "%s %s%s (%s)\n", verb, human.Size(d), of, human.Rate(d, time.Since(start)))
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		var last int64
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				// only when bytes moved: a stalled or retrying transfer adds
+				// no lines (the elapsed time of the step still moves)
+				if d := n.Load(); d != last {
+					last = d
+					line()
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		if n.Load() > 0 {
+			line()
+		}
+	}
+}

@@ -1,0 +1,371 @@
+package builder
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/util/entitlements"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/strata-build/strata/internal/cache"
+	"github.com/strata-build/strata/internal/executor"
+	"github.com/strata-build/strata/internal/fscopy"
+	"github.com/strata-build/strata/internal/progress"
+)
+
+// RunError is a failed RUN: the stage, step, command, exit code and the last
+// lines of its output.
+type RunError struct {
+	Stage    string
+	Step     string
+	Command  string
+	ExitCode int
+	Tail     []string
+}
+
+func (e *RunError) Error() string {
+	s := fmt.Sprintf("process %q did not complete successfully: exit code: %d (stage %s, step %s)", e.Command, e.ExitCode, e.Stage, e.Step)
+	if len(e.Tail) > 0 {
+		s += "\nlast output lines:\n  " + strings.Join(e.Tail, "\n  ")
+	}
+	return s
+}
+
+// runArgs builds argv for a RUN, heredocs included (as dockerfile2llb does).
+func (sb *stageBuilder) runArgs(c *instructions.RunCommand) ([]string, []specs.Mount, func(), error) {
+	args := c.CmdLine
+	var mounts []specs.Mount
+	cleanup := func() {}
+	if len(c.Files) > 0 {
+		if len(args) != 1 || !c.PrependShell {
+			return nil, nil, cleanup, fmt.Errorf("parsing produced an invalid run command: %v", args)
+		}
+		if hd := parser.MustParseHeredoc(args[0]); hd != nil {
+			data := c.Files[0].Data
+			if c.Files[0].Chomp {
+				data = parser.ChompHeredocContent(data)
+			}
+			if strings.HasPrefix(data, "#!") {
+				dir, err := os.MkdirTemp(sb.r.b.Session.Dir, "pipes-")
+				if err != nil {
+					return nil, nil, cleanup, err
+				}
+				cleanup = func() { os.RemoveAll(dir) }
+				name := path.Base(c.Files[0].Name)
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o755); err != nil {
+					return nil, nil, cleanup, err
+				}
+				os.Chmod(filepath.Join(dir, name), 0o755)
+				mounts = append(mounts, specs.Mount{Destination: "/dev/pipes", Type: "bind", Source: dir, Options: []string{"rbind", "ro"}})
+				return []string{"/dev/pipes/" + name}, mounts, cleanup, nil
+			}
+			args = []string{data}
+		} else {
+			var b strings.Builder
+			b.WriteString(args[0])
+			for _, f := range c.Files {
+				b.WriteByte('\n')
+				b.WriteString(f.Data)
+				b.WriteString(f.Name)
+			}
+			args = []string{b.String()}
+		}
+	}
+	if c.PrependShell {
+		args = append(sb.shell(), strings.Join(args, " "))
+	}
+	return args, mounts, cleanup, nil
+}
+
+// run executes a RUN instruction in runc on an overlay snapshot.
+func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *progress.Step) error {
+	args, extra, cleanup, err := sb.runArgs(c)
+	defer cleanup()
+	if err != nil {
+		return err
+	}
+	network, security, err := sb.runModes(c)
+	if err != nil {
+		return err
+	}
+	releases := []func(){}
+	defer func() {
+		for i := len(releases) - 1; i >= 0; i-- {
+			releases[i]()
+		}
+	}()
+	mounts, secretEnv, err := sb.runMounts(ctx, c, &releases)
+	if err != nil {
+		return err
+	}
+	mounts = append(mounts, extra...)
+
+	createdBy := "RUN " + sb.runCommandString(args) + " # buildkit"
+	cfg := sb.state.cfg.Config
+	cwd := cfg.WorkingDir
+	if cwd == "" {
+		cwd = "/"
+	}
+	inputs, err := sb.runInputs(ctx, c, args, network, security, secretEnv)
+	if err != nil {
+		return err
+	}
+	return sb.change(ctx, p, createdBy, inputs, func(rootfs string) error {
+		id := sb.r.b.Session.NextContainerID()
+		code, err := sb.r.b.Runner.Run(ctx, executor.Process{
+			ID:       id,
+			Rootfs:   rootfs,
+			Args:     args,
+			Env:      append(append([]string(nil), sb.env...), secretEnv...),
+			Cwd:      cwd,
+			User:     cfg.User,
+			Network:  network,
+			Security: security,
+			Stdout:   p,
+			Stderr:   p,
+			Mounts:   mounts,
+		})
+		if err != nil {
+			return err
+		}
+		if code != 0 {
+			cmd := strings.Join(args, " ")
+			return &RunError{Stage: sb.st.Display(), Step: fmt.Sprintf("%d/%d", sb.step, sb.total), Command: cmd, ExitCode: code, Tail: p.Tail()}
+		}
+		return nil
+	})
+}
+
+// runModes returns the network and security modes of a RUN: the build's
+// network unless --network says otherwise, and the sandbox unless
+// --security=insecure; host network and insecure need their entitlement.
+func (sb *stageBuilder) runModes(c *instructions.RunCommand) (network, security string, err error) {
+	network = sb.r.opts.Network
+	switch n := instructions.GetNetwork(c); n {
+	case "", instructions.NetworkDefault:
+	case instructions.NetworkNone:
+		network = n
+	case instructions.NetworkHost:
+		// As in BuildKit: a Dockerfile may not reach the host's network on its
+		// own; the user grants it (unless the whole build has it anyway).
+		if network != executor.NetworkHost {
+			if err := sb.r.opts.Entitlements.Check(entitlements.Values{NetworkHost: true}); err != nil {
+				return "", "", fmt.Errorf("%w (start the build with --allow network.host)", err)
+			}
+		}
+		network = n
+	default:
+		return "", "", fmt.Errorf("RUN --network=%s is not supported (use default, host or none)", n)
+	}
+	security = executor.SecuritySandbox
+	switch sec := instructions.GetSecurity(c); sec {
+	case "", instructions.SecuritySandbox:
+	case instructions.SecurityInsecure:
+		// BuildKit's check and words, when it loads the build
+		if err := sb.r.opts.Entitlements.Check(entitlements.Values{SecurityInsecure: true}); err != nil {
+			return "", "", fmt.Errorf("%w (start the build with --allow security.insecure)", err)
+		}
+		security = executor.SecurityInsecure
+	default:
+		return "", "", fmt.Errorf("RUN --security=%s is not supported", sec)
+	}
+	return network, security, nil
+}
+
+// runInputs are the cache key inputs of a RUN: what it runs, with which
+// environment, user, directory and network, and what its mounts bring in.
+// Secret values never take part (only the secret's name).
+func (sb *stageBuilder) runInputs(ctx context.Context, c *instructions.RunCommand, args []string, network, security string, secretEnv []string) ([]cache.Input, error) {
+	cfg := sb.state.cfg.Config
+	in := []cache.Input{
+		{Name: "instruction", Value: strings.Join(args, "\x00")},
+		{Name: "env", Value: strings.Join(sb.env, "\x00")},
+		{Name: "user", Value: cfg.User},
+		{Name: "workdir", Value: cfg.WorkingDir},
+		{Name: "network", Value: network},
+	}
+	if security != executor.SecuritySandbox {
+		// only when set, so that the keys of sandboxed RUNs stay as they were
+		in = append(in, cache.Input{Name: "security", Value: security})
+	}
+	for _, kv := range secretEnv {
+		k, _, _ := strings.Cut(kv, "=")
+		in = append(in, cache.Input{Name: "secret env", Value: k})
+	}
+	for i, m := range instructions.GetMounts(c) {
+		name := fmt.Sprintf("mount %d", i)
+		desc := fmt.Sprintf("type=%s target=%s source=%s from=%s id=%s sharing=%s ro=%v", m.Type, m.Target, m.Source, m.From, m.CacheID, m.CacheSharing, m.ReadOnly)
+		in = append(in, cache.Input{Name: name, Value: desc})
+		if m.Type != instructions.MountTypeBind {
+			continue // caches, tmpfs, secrets and ssh do not make the result
+		}
+		// what a bind mount shows counts: a stage or image by its key, the
+		// context (or a named directory) by its files
+		from := m.From
+		switch {
+		case from == "":
+			cs := &copySource{root: sb.r.bctx.Dir, ignore: sb.r.bctx, name: "build context"}
+			it, err := cs.stat(path.Clean("/" + m.Source))
+			if err != nil {
+				return nil, fmt.Errorf("--mount source %q: %w", m.Source, err)
+			}
+			sum, err := sb.itemSum(ctx, cs, it, copyOptions{})
+			if err != nil {
+				return nil, err
+			}
+			in = append(in, cache.Input{Name: name + " content", Value: sum})
+		case sb.r.plan.IsNamed(from):
+			nc, err := sb.r.resolveNamed(ctx, from)
+			if err != nil {
+				return nil, err
+			}
+			if nc.img != nil {
+				in = append(in, cache.Input{Name: name + " content", Value: "image " + nc.img.Descriptor.Digest.String()})
+				continue
+			}
+			cs := &copySource{root: nc.dir, name: "build context " + from}
+			it, err := cs.stat(path.Clean("/" + m.Source))
+			if err != nil {
+				return nil, fmt.Errorf("--mount source %q: %w", m.Source, err)
+			}
+			sum, err := sb.itemSum(ctx, cs, it, copyOptions{})
+			if err != nil {
+				return nil, err
+			}
+			in = append(in, cache.Input{Name: name + " content", Value: sum})
+		default:
+			idx, isStage, err := sb.r.plan.ResolveFrom(sb.r.df, sb.st.Index, from)
+			if err != nil {
+				return nil, err
+			}
+			if isStage {
+				in = append(in, cache.Input{Name: name + " content", Value: string(sb.r.results[idx].key)})
+			} else {
+				img, err := sb.r.b.ResolveImage(ctx, from, sb.r.opts.Pull, sb.r.opts.Platform, sb.r.opts.Progress)
+				if err != nil {
+					return nil, err
+				}
+				in = append(in, cache.Input{Name: name + " content", Value: "image " + img.Descriptor.Digest.String()})
+			}
+		}
+	}
+	return in, nil
+}
+
+// runCommandString is BuildKit's history text of a RUN: the stage's
+// declared ARGs ("|N K=V ...", values as the RUN sees them) then argv.
+func (sb *stageBuilder) runCommandString(args []string) string {
+	var kv []string
+	idx := map[string]int{}
+	for _, a := range sb.argOrder {
+		v, ok := sb.env.get(a.Key)
+		if !ok {
+			v = a.ValueString()
+		}
+		if i, ok := idx[a.Key]; ok {
+			kv[i] = a.Key + "=" + v
+			continue
+		}
+		idx[a.Key] = len(kv)
+		kv = append(kv, a.Key+"="+v)
+	}
+	if len(kv) > 0 {
+		kv = append([]string{fmt.Sprintf("|%d", len(kv))}, kv...)
+	}
+	return strings.Join(append(kv, args...), " ")
+}
+
+// workdir runs WORKDIR: sets the config and creates the directory (and its
+// parents) owned by the current USER when missing.
+func (sb *stageBuilder) workdir(ctx context.Context, c *instructions.WorkdirCommand, p *progress.Step) error {
+	wd := sb.resolvePath(c.Path)
+	wd = path.Clean(wd)
+	sb.state.cfg.Config.WorkingDir = wd
+	user := sb.state.cfg.Config.User
+	inputs := []cache.Input{{Name: "instruction", Value: "WORKDIR " + wd}, {Name: "user", Value: user}}
+	return sb.change(ctx, p, "WORKDIR "+wd, inputs, func(rootfs string) error {
+		o, err := workdirOwner(rootfs, user)
+		if err != nil {
+			return err
+		}
+		cp := &copier{rootfs: rootfs, parentOwner: o, parentMode: 0o755}
+		return cp.mkdirAll(wd)
+	})
+}
+
+// filteredContext returns the build context as RUN --mount binds show it:
+// with the .dockerignore rules applied, as BuildKit's context transfer does.
+// Without rules it is the context directory itself; with rules, a tree of
+// hard links (copies across filesystems) made once per build.
+func (r *run) filteredContext(ctx context.Context) (string, error) {
+	if len(r.bctx.Patterns()) == 0 {
+		return r.bctx.Dir, nil
+	}
+	r.filterOnce.Do(func() {
+		dir, err := os.MkdirTemp(r.b.Session.Dir, "context-")
+		if err != nil {
+			r.filterErr = err
+			return
+		}
+		cs := &copySource{root: r.bctx.Dir, ignore: r.bctx, name: "build context"}
+		r.filterErr = linkTree(ctx, cs, r.bctx.Dir, "/", dir)
+		r.filterDir = dir
+	})
+	return r.filterDir, r.filterErr
+}
+
+// linkTree mirrors the non-excluded part of srcHost (at rel in cs) into
+// dst: hard links (copies across filesystems), directories with their
+// modes. It walks as a copy of the tree does (fscopy.Walk), with the
+// source's .dockerignore rules and no --exclude: RUN --mount has none,
+// and BuildKit applies .dockerignore to the context it transfers.
+func linkTree(ctx context.Context, cs *copySource, srcHost, rel, dst string) error {
+	fi, err := os.Lstat(srcHost)
+	if err != nil {
+		return err
+	}
+	type dirMode struct {
+		path string
+		mode os.FileMode
+	}
+	var dirs []dirMode
+	it := fscopy.Item{Source: cs.fscopy(nil), Rel: rel, Host: srcHost, Info: fi}
+	err = fscopy.Walk(ctx, it, nil, func(e fscopy.Entry) error {
+		if e.Rel == "." {
+			return nil
+		}
+		to := filepath.Join(dst, filepath.FromSlash(e.Rel))
+		switch {
+		case e.Info.IsDir():
+			if err := os.Mkdir(to, e.Info.Mode().Perm()); err != nil {
+				return err
+			}
+			// its mode once everything below it is there
+			dirs = append(dirs, dirMode{to, e.Info.Mode() & (os.ModePerm | os.ModeSetgid | os.ModeSticky | os.ModeSetuid)})
+		case e.Info.Mode()&os.ModeSymlink != 0:
+			l, err := os.Readlink(e.Host)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(l, to)
+		case e.Info.Mode().IsRegular():
+			if err := os.Link(e.Host, to); err != nil {
+				if err := fscopy.CopyFile(e.Host, to); err != nil {
+					return err
+				}
+				os.Chmod(to, e.Info.Mode().Perm())
+			}
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		os.Chmod(dirs[i].path, dirs[i].mode)
+	}
+	return err
+}

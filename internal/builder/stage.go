@@ -1,0 +1,444 @@
+package builder
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+
+	"github.com/strata-build/strata/internal/cache"
+	"github.com/strata-build/strata/internal/dockerfile"
+	"github.com/strata-build/strata/internal/image"
+	"github.com/strata-build/strata/internal/plan"
+	"github.com/strata-build/strata/internal/progress"
+)
+
+// historyComment marks history entries made by a Dockerfile build, as BuildKit does.
+const historyComment = "buildkit.dockerfile.v0"
+
+// defaultPath is the PATH Docker gives images that set none.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// stageResult is a built stage: its layers (with their unpacked
+// directories, bottom first) and its image config.
+type stageResult struct {
+	layers []image.Layer
+	dirs   []string
+	cfg    v1.ConfigFile
+	// unknownEnv marks a --check stage whose base image config is not known.
+	unknownEnv bool
+	// key is the cache key of the stage's filesystem.
+	key cache.Key
+	// env and argOrder are the stage's state env (ENV and ARG values) and
+	// ARG declarations: a stage built FROM this one inherits them.
+	env      envList
+	argOrder []instructions.KeyValuePairOptional
+	mu       *sync.Mutex // guards unpacking in ensureDirs
+
+	// from is the stage's FROM step while its base image may still have to
+	// be unpacked (on first use, so a build whose steps all hit the cache
+	// never unpacks it): the unpack is part of that step, which then ends,
+	// and is left out of running, the step that needed it. Guarded by mu.
+	from, running *progress.Step
+}
+
+// ensureDirs makes sure the stage's layers are unpacked (fetching layers a
+// --cache-from source offered) and returns their directories, bottom first.
+// Layers are unpacked on first use, so a build whose steps all hit the
+// cache never unpacks its base image.
+func (r *run) ensureDirs(ctx context.Context, s *stageResult) ([]string, error) {
+	if s.mu != nil {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+	}
+	start := time.Now()
+	if s.from != nil {
+		n := 0
+		for _, l := range s.layers {
+			if !r.b.Store.HasLayer(l.DiffID) {
+				n++
+			}
+		}
+		fmt.Fprintf(s.from, "unpacking %d of %d layers\n", n, len(s.layers))
+	}
+	for _, l := range s.layers {
+		if err := r.ensureLayer(ctx, l); err != nil {
+			if s.from != nil {
+				s.from.Fail(err)
+				s.from = nil
+			}
+			return nil, err
+		}
+	}
+	if s.from != nil {
+		s.from.Done()
+		s.from = nil
+		if s.running != nil {
+			s.running.Exclude(time.Since(start))
+		}
+	}
+	return s.dirs, nil
+}
+
+// unpacked reports whether every layer is unpacked in the store.
+func (r *run) unpacked(layers []image.Layer) bool {
+	for _, l := range layers {
+		if !r.b.Store.HasLayer(l.DiffID) {
+			return false
+		}
+	}
+	return true
+}
+
+// endFrom ends the FROM step if the base was not needed (not unpacked).
+func (s *stageResult) endFrom() {
+	if s == nil || s.mu == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.from != nil {
+		s.from.Done()
+		s.from = nil
+	}
+	s.running = nil
+}
+
+// setRunning records the step running in the stage (see from).
+func (s *stageResult) setRunning(p *progress.Step) {
+	if s.mu == nil {
+		return
+	}
+	s.mu.Lock()
+	s.running = p
+	s.mu.Unlock()
+}
+
+// isStep reports whether c is shown as a step of its own (numbered
+// "[stage i/N]"): as in BuildKit, RUN, COPY, ADD and WORKDIR, besides FROM;
+// the other instructions only change the image config.
+func isStep(c instructions.Command) bool {
+	switch c.(type) {
+	case *instructions.RunCommand, *instructions.CopyCommand, *instructions.AddCommand, *instructions.WorkdirCommand:
+		return true
+	}
+	return false
+}
+
+func (s *stageResult) clone() *stageResult {
+	c := &stageResult{
+		layers:     append([]image.Layer(nil), s.layers...),
+		dirs:       append([]string(nil), s.dirs...),
+		unknownEnv: s.unknownEnv,
+		key:        s.key,
+		env:        append(envList(nil), s.env...),
+		argOrder:   append([]instructions.KeyValuePairOptional(nil), s.argOrder...),
+		mu:         &sync.Mutex{},
+	}
+	s.cfg.DeepCopyInto(&c.cfg)
+	return c
+}
+
+// stageBuilder executes the instructions of one stage.
+type stageBuilder struct {
+	r     *run
+	st    *plan.Stage
+	state *stageResult
+	// env is BuildKit's "state env": ENV values and ARG values in the order
+	// they were set; RUN sees it and word expansion uses it. The image config
+	// keeps only ENV.
+	env    envList
+	cmdSet bool // CMD set in this stage (ENTRYPOINT keeps it)
+	step   int
+	total  int
+
+	// declared holds every ARG name declared in the stage, with or without a
+	// value; argOrder the declarations in order (for RUN's history entry).
+	declared map[string]bool
+	argOrder []instructions.KeyValuePairOptional
+	// alias is the cheap key of the current step (see tryAlias), "" if none
+	alias cache.Key
+	// check state
+	seenCmd, seenEntrypoint, seenHealthcheck instructions.Command
+	workdirSet                               bool
+}
+
+func (r *run) buildStage(ctx context.Context, st *plan.Stage) (*stageResult, error) {
+	sb := &stageBuilder{r: r, st: st, total: 1, step: 1, declared: map[string]bool{}}
+	for _, c := range st.Source.Commands {
+		if isStep(c) {
+			sb.total++
+		}
+	}
+	name := fmt.Sprintf("[%s 1/%d] FROM %s", st.Display(), sb.total, st.Base)
+	if st.Name != "" && st.BaseStage < 0 {
+		name = fmt.Sprintf("[%s 1/%d] FROM %s", st.Display(), sb.total, st.Base)
+	}
+	pstep := r.opts.Progress.StartStage(st.Display(), name)
+	base, err := sb.base(ctx)
+	if err != nil {
+		err = r.df.Wrap(st.Source.Location, err)
+		pstep.Fail(err)
+		return nil, err
+	}
+	if st.BaseStage < 0 && base.mu != nil && !r.unpacked(base.layers) {
+		// the FROM step goes on until the base is unpacked (or not needed)
+		base.mu.Lock()
+		base.from = pstep
+		base.mu.Unlock()
+		defer base.endFrom()
+	} else {
+		pstep.Done()
+	}
+	sb.state = base
+	sb.env = envList(base.cfg.Config.Env)
+	if st.BaseStage >= 0 {
+		// ARGs declared in the parent stage are inherited with their values.
+		sb.env = append(envList(nil), base.env...)
+		sb.argOrder = append(sb.argOrder, base.argOrder...)
+		for _, a := range base.argOrder {
+			sb.declared[a.Key] = true
+		}
+	}
+	if _, ok := sb.env.get("PATH"); !ok {
+		sb.env = sb.env.set("PATH", defaultPath)
+		sb.state.cfg.Config.Env = sb.env
+	}
+	// ONBUILD triggers of the base run first and are not inherited.
+	triggers := base.cfg.Config.OnBuild
+	sb.state.cfg.Config.OnBuild = nil
+	for _, t := range triggers {
+		if err := sb.onbuild(ctx, t); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range st.Source.Commands {
+		if err := sb.dispatch(ctx, c); err != nil {
+			return nil, err
+		}
+	}
+	sb.state.env = sb.env
+	sb.state.argOrder = sb.argOrder
+	return sb.state, nil
+}
+
+// base returns the starting state of the stage: scratch, an earlier stage or an image.
+func (sb *stageBuilder) base(ctx context.Context) (*stageResult, error) {
+	st := sb.st
+	if st.BaseStage >= 0 {
+		return sb.r.results[st.BaseStage].clone(), nil
+	}
+	plat := sb.r.opts.Platform
+	if st.Source.Platform != "" {
+		p, _, err := sb.r.df.Lexer().ProcessWord(st.Source.Platform, sb.r.globals)
+		if err != nil {
+			return nil, err
+		}
+		if want, err := v1.ParsePlatform(p); err == nil && (want.OS != plat.OS || want.Architecture != plat.Architecture) {
+			return nil, fmt.Errorf("FROM --platform=%s: building for a platform other than the host (%s/%s) needs binfmt emulation, which strata does not use", p, plat.OS, plat.Architecture)
+		}
+	}
+	if sb.r.plan.IsNamed(st.Base) {
+		nc, err := sb.r.resolveNamed(ctx, st.Base)
+		if err != nil {
+			return nil, err
+		}
+		if nc.img == nil {
+			return sb.fromDir(ctx, nc.dir)
+		}
+		return sb.fromImage(ctx, nc.img)
+	}
+	if strings.EqualFold(st.Base, "scratch") {
+		res := &stageResult{}
+		res.cfg.OS = plat.OS
+		res.cfg.Architecture = plat.Architecture
+		res.cfg.Variant = plat.Variant
+		res.cfg.Config.Env = []string{"PATH=" + defaultPath}
+		res.cfg.Config.WorkingDir = "/"
+		res.key = cache.NewKey("", cache.Input{Name: "base", Value: "scratch"}, cache.Input{Name: "platform", Value: plat.OS + "/" + plat.Architecture + "/" + plat.Variant})
+		return res, nil
+	}
+	if sb.r.opts.CheckOnly {
+		// Checks never pull: a base that is not in the store has an unknown config.
+		res := &stageResult{}
+		if im, ok, err := sb.r.b.Store.Lookup(st.Base); err == nil && ok {
+			if img, err := image.Load(sb.r.b.Store, im.Descriptor.Digest); err == nil {
+				img.Config.DeepCopyInto(&res.cfg)
+				return res, nil
+			}
+		}
+		res.unknownEnv = true
+		return res, nil
+	}
+	img, err := sb.r.b.ResolveImage(ctx, st.Base, sb.r.opts.Pull, sb.r.opts.Platform, sb.r.opts.Progress)
+	if err != nil {
+		return nil, err
+	}
+	return sb.fromImage(ctx, img)
+}
+
+// fromDir starts a stage from a directory build context: like scratch
+// with the directory's files in one layer (owned by root, as context files).
+func (sb *stageBuilder) fromDir(ctx context.Context, dir string) (*stageResult, error) {
+	plat := sb.r.opts.Platform
+	res := &stageResult{}
+	res.cfg.OS, res.cfg.Architecture, res.cfg.Variant = plat.OS, plat.Architecture, plat.Variant
+	res.cfg.Config.Env = []string{"PATH=" + defaultPath}
+	res.cfg.Config.WorkingDir = "/"
+	res.key = cache.NewKey("", cache.Input{Name: "base", Value: "scratch"}, cache.Input{Name: "platform", Value: plat.OS + "/" + plat.Architecture + "/" + plat.Variant})
+	sb.state = res
+	cs := &copySource{root: dir, name: "build context " + sb.st.Base}
+	it, err := cs.stat("/")
+	if err != nil {
+		return nil, err
+	}
+	sum, err := sb.itemSum(ctx, cs, it, copyOptions{})
+	if err != nil {
+		return nil, err
+	}
+	inputs := []cache.Input{{Name: "instruction", Value: "FROM context"}, {Name: "source", Value: sum}}
+	err = sb.changeOn(ctx, nil, "FROM "+sb.st.Base, inputs, true, func(rootfs string) error {
+		return copyInto(ctx, rootfs, []copyItem{it}, "/", cs, copyOptions{})
+	})
+	return res, err
+}
+
+// fromImage starts a stage from an image: its layers and its config.
+func (sb *stageBuilder) fromImage(ctx context.Context, img *image.Image) (*stageResult, error) {
+	dirs := make([]string, len(img.Layers))
+	for i, l := range img.Layers {
+		dirs[i] = sb.r.b.Store.LayerDir(l.DiffID)
+	}
+	res := &stageResult{layers: append([]image.Layer(nil), img.Layers...), dirs: dirs, mu: &sync.Mutex{},
+		key: cache.NewKey("", cache.Input{Name: "base", Value: img.Descriptor.Digest.String()})}
+	img.Config.DeepCopyInto(&res.cfg)
+	return res, nil
+}
+
+// onbuild parses and runs one ONBUILD trigger inherited from the base.
+func (sb *stageBuilder) onbuild(ctx context.Context, expr string) error {
+	res, err := parser.Parse(strings.NewReader(expr))
+	if err != nil || len(res.AST.Children) != 1 {
+		return sb.r.df.Errorf(sb.st.Source.Location, "invalid ONBUILD trigger %q in the base image: %v", expr, err)
+	}
+	node := res.AST.Children[0]
+	// Locate the trigger at the FROM line for messages.
+	node.StartLine = sb.st.Source.Location[0].Start.Line
+	node.EndLine = node.StartLine
+	cmd, err := instructions.ParseCommand(node)
+	if err != nil {
+		return sb.r.df.Errorf(sb.st.Source.Location, "ONBUILD trigger %q: %v", expr, err)
+	}
+	if isStep(cmd) {
+		sb.total++ // as BuildKit adds its triggers to the count
+	}
+	return sb.dispatch(ctx, cmd)
+}
+
+func (sb *stageBuilder) dispatch(ctx context.Context, c instructions.Command) error {
+	df := sb.r.df
+	loc := c.Location()
+	if _, isArg := c.(*instructions.ArgCommand); !isArg {
+		if ex, ok := c.(instructions.SupportsSingleWordExpansion); ok {
+			lex := df.Lexer()
+			if err := ex.Expand(func(word string) (string, error) {
+				v, unmatched, err := lex.ProcessWord(word, sb.env.getter())
+				sb.reportUnmatched(c, unmatched)
+				if err == nil {
+					err = dockerfile.CheckWord(v)
+				}
+				return v, err
+			}); err != nil {
+				return df.Wrap(loc, err)
+			}
+		}
+		if ex, ok := c.(instructions.SupportsSingleWordExpansionRaw); ok {
+			lex := df.Lexer()
+			lex.SkipProcessQuotes = true
+			if err := ex.ExpandRaw(func(word string) (string, error) {
+				v, unmatched, err := lex.ProcessWord(word, sb.env.getter())
+				sb.reportUnmatched(c, unmatched)
+				if err == nil {
+					err = dockerfile.CheckWord(v)
+				}
+				return v, err
+			}); err != nil {
+				return df.Wrap(loc, err)
+			}
+		}
+	}
+	sb.check(c)
+	if sb.r.opts.CheckOnly {
+		switch c := c.(type) {
+		case *instructions.RunCommand, *instructions.CopyCommand, *instructions.AddCommand:
+			return nil // a dry run changes no files
+		case *instructions.WorkdirCommand:
+			sb.state.cfg.Config.WorkingDir = path.Clean(sb.resolvePath(c.Path))
+			return nil
+		}
+	}
+	if isStep(c) {
+		sb.step++
+	}
+	label := fmt.Sprintf("[%s %d/%d] %s", sb.st.Display(), sb.step, sb.total, oneLine(c))
+	var err error
+	switch c := c.(type) {
+	case *instructions.RunCommand:
+		err = sb.withStep(label, func(p *progress.Step) error { return sb.run(ctx, c, p) })
+	case *instructions.CopyCommand:
+		err = sb.withStep(label, func(p *progress.Step) error { return sb.copy(ctx, c, p) })
+	case *instructions.AddCommand:
+		err = sb.withStep(label, func(p *progress.Step) error { return sb.add(ctx, c, p) })
+	case *instructions.WorkdirCommand:
+		err = sb.withStep(label, func(p *progress.Step) error { return sb.workdir(ctx, c, p) })
+	default:
+		err = sb.config(c)
+	}
+	if err != nil {
+		return df.Wrap(loc, err)
+	}
+	return nil
+}
+
+func (sb *stageBuilder) withStep(label string, fn func(p *progress.Step) error) error {
+	p := sb.r.opts.Progress.StartStage(sb.st.Display(), label)
+	sb.state.setRunning(p)
+	defer sb.state.setRunning(nil)
+	if err := fn(p); err != nil {
+		p.Fail(err)
+		return err
+	}
+	p.Done()
+	return nil
+}
+
+// oneLine renders an instruction for progress output.
+func oneLine(c instructions.Command) string {
+	s := fmt.Sprint(c)
+	if st, ok := c.(fmt.Stringer); ok {
+		s = st.String()
+	}
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 120 {
+		s = s[:117] + "..."
+	}
+	return s
+}
+
+// resolvePath makes p absolute against the stage's working directory.
+func (sb *stageBuilder) resolvePath(p string) string {
+	if path.IsAbs(p) {
+		return p
+	}
+	wd := sb.state.cfg.Config.WorkingDir
+	if wd == "" {
+		wd = "/"
+	}
+	return path.Join(wd, p)
+}
