@@ -105,15 +105,13 @@ type Target struct {
 	Upper string
 }
 
-// ErrManySources is the error of a copy of more than one item to a
-// destination that is not a directory.
-var ErrManySources = errors.New("when using COPY with more than one source file, the destination must be a directory and end with a /")
-
 // Copy copies items into to.Root at dest (absolute in that tree; a trailing
 // "/" or "/." means a directory) as Docker's COPY does: a directory item by
 // its contents, other items into dest when it is (or names) a directory,
-// else as dest. Items are copied in order and a later one wins a path two
-// write; missing parents of dest are created with o's owner and mode.
+// else as dest. Items are copied in order, each seeing what the ones before
+// it made (so several items to a dest without a trailing slash go into it
+// once an earlier directory item made it, else each replaces it), and a
+// later one wins a path two write, as in BuildKit; missing parents of dest are created with o's owner and mode.
 //
 // When to.Upper is set and to.Root is an overlay mount of it, files that
 // can be hardlinked from their source's layers are created empty through
@@ -126,11 +124,6 @@ func Copy(ctx context.Context, to Target, items []Item, dest string, o Options) 
 	dest = path.Clean(dest)
 	if dest == "/" {
 		destDir = true
-	}
-	if len(items) > 1 && !destDir {
-		if fi, err := statIn(to.Root, dest); err != nil || !fi.IsDir() {
-			return nil, ErrManySources
-		}
 	}
 	excl, err := buildctx.NewFilter(o.Exclude)
 	if err != nil {

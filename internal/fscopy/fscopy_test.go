@@ -26,7 +26,8 @@ func TestCopyDest(t *testing.T) {
 		rootfs  []string // files of the destination tree before the copy
 		rels    []string // items, from a source holding f, g, dir/x, dir/sub/y
 		dest    string
-		want    []string // paths of the destination tree after the copy
+		want    []string          // paths of the destination tree after the copy
+		content map[string]string // of some files after the copy
 		wantErr string
 	}{
 		{name: "file into a new directory", rels: []string{"/f"}, dest: "/d/", want: []string{"d", "d/f"}},
@@ -39,8 +40,11 @@ func TestCopyDest(t *testing.T) {
 		{name: "directory by its contents", rels: []string{"/dir"}, dest: "/d", want: []string{"d", "d/sub", "d/sub/y", "d/x"}},
 		{name: "two items into a directory", rels: []string{"/f", "/g"}, dest: "/d/", want: []string{"d", "d/f", "d/g"}},
 		{name: "two items into an existing directory without slash", rootfs: []string{"d/"}, rels: []string{"/f", "/g"}, dest: "/d", want: []string{"d", "d/f", "d/g"}},
-		{name: "two items to a file", rels: []string{"/f", "/g"}, dest: "/d", wantErr: ErrManySources.Error()},
-		{name: "two items to an existing file", rootfs: []string{"d"}, rels: []string{"/f", "/g"}, dest: "/d", wantErr: ErrManySources.Error()},
+		// BuildKit copies each source in turn to dest: the last file wins,
+		// a directory source makes dest a directory the next ones go into.
+		{name: "two items to a file", rels: []string{"/f", "/g"}, dest: "/d", want: []string{"d"}, content: map[string]string{"d": "g"}},
+		{name: "two items to an existing file", rootfs: []string{"d"}, rels: []string{"/f", "/g"}, dest: "/d", want: []string{"d"}, content: map[string]string{"d": "g"}},
+		{name: "a directory, then a file, without slash", rels: []string{"/dir", "/f"}, dest: "/d", want: []string{"d", "d/f", "d/sub", "d/sub/y", "d/x"}},
 		{name: "through a symlink of the tree", rootfs: []string{"opt/", "usr/local->../opt"}, rels: []string{"/f"}, dest: "/usr/local/bin/", want: []string{"opt", "opt/bin", "opt/bin/f", "usr", "usr/local"}},
 		{name: "through a dangling symlink whose target's parents are missing", rootfs: []string{"out->/a/b/c"}, rels: []string{"/f"}, dest: "/out/", want: []string{"a", "a/b", "a/b/c", "a/b/c/f", "out"}},
 		{name: "a dangling symlink in the way leads to the directory made", rootfs: []string{"d->nowhere"}, rels: []string{"/f"}, dest: "/d/", want: []string{"d", "nowhere", "nowhere/f"}},
@@ -64,6 +68,11 @@ func TestCopyDest(t *testing.T) {
 			}
 			if got := strings.Join(listTree(t, rootfs), " "); got != strings.Join(tt.want, " ") {
 				t.Errorf("tree %q, want %q", got, strings.Join(tt.want, " "))
+			}
+			for f, want := range tt.content {
+				if b, err := os.ReadFile(filepath.Join(rootfs, f)); err != nil || string(b) != want {
+					t.Errorf("%s holds %q (%v), want %q", f, b, err, want)
+				}
 			}
 		})
 	}
