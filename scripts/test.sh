@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test.sh - the whole test suite: vet, staticcheck, unit tests, the end-to-end,
-# conformance and reliability tests (real runc, overlayfs, skopeo, umoci,
+# conformance (on both snapshotters) and reliability tests (real runc, overlayfs, skopeo, umoci,
 # docker-registry, chromium; needs root), then each fuzzer for a bounded time
 # (FUZZTIME, default 15s; 0 skips them). As root it first installs the Debian
 # packages the tests use, when missing.
@@ -12,6 +12,9 @@ command -v go >/dev/null || PATH=/usr/local/go/bin:$PATH
 go vet ./...
 go tool staticcheck ./...   # pinned in go.mod (tool directive)
 go test -count=1 -timeout 30m ./...
+# The conformance cases once more on the native snapshotter (no mounts):
+# both snapshotters must build what BuildKit builds.
+STRATA_SNAPSHOTTER=native go test -count=1 -timeout 15m ./test/conformance/
 fuzztime=${FUZZTIME:-15s}
 if [ "$fuzztime" != 0 ]; then
   go test -run '^$' -fuzz '^FuzzParse$' -fuzztime "$fuzztime" -fuzzminimizetime 2s ./internal/dockerfile/
