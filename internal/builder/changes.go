@@ -13,6 +13,7 @@ import (
 	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/source"
 )
 
 // ApplyChanges applies Dockerfile instructions that only touch the image
@@ -72,12 +73,26 @@ func (b *Builder) ExportRootfs(ctx context.Context, img *image.Image, dest strin
 	if err != nil {
 		return err
 	}
-	return b.view(ctx, dirs, func(root string) error {
-		cs := &copySource{root: root, keepOwner: true, name: "image"}
-		c := &copier{rootfs: dest, cs: cs, links: map[[2]uint64]string{}, parentMode: 0o755}
-		if err := os.MkdirAll(dest, 0o755); err != nil {
-			return err
-		}
-		return c.copyDirContents(ctx, root, "/", "/", "")
-	})
+	src, err := source.Open(ctx, b.snapshots(), dirs, "image", "")
+	if err != nil {
+		return err
+	}
+	err = exportTree(ctx, src.WithOwners("image"), dest)
+	if cerr := src.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// exportTree copies the whole tree of src into the host directory dest
+// (created if missing).
+func exportTree(ctx context.Context, src *source.Source, dest string) error {
+	if err := os.MkdirAll(dest, 0o755); err != nil {
+		return err
+	}
+	it, err := src.Stat("/")
+	if err != nil {
+		return err
+	}
+	return copyTree(ctx, it, dest)
 }

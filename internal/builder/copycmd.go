@@ -9,10 +9,10 @@ import (
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 
-	"github.com/strata-build/strata/internal/buildctx"
 	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/fscopy"
 	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/source"
 )
 
 // copy runs COPY.
@@ -120,20 +120,24 @@ func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, fr
 		dest += "/"
 	}
 	req := copyRequest{verb: verb, chown: chown, chmod: chmod, sources: sd.SourcePaths, dest: dest, o: o, createdBy: copyCreatedBy(verb, chown, chmod, sd, o, extra)}
-	if from != "" && len(extra) == 0 && len(sd.SourceContents) == 0 && !o.link && !sb.r.plan.IsNamed(from) {
-		done, err := sb.copyShortcut(ctx, p, from, req)
+	ref, err := sb.resolveFrom(from)
+	if err != nil {
+		return err
+	}
+	if (ref.Kind == source.Stage || ref.Kind == source.Image) && len(extra) == 0 && len(sd.SourceContents) == 0 && !o.link {
+		done, err := sb.copyShortcut(ctx, p, ref, req)
 		if done || err != nil {
 			return err
 		}
 	}
-	return sb.withSource(ctx, from, func(cs *copySource) error {
+	return sb.withSource(ctx, ref, forCopy, func(src *source.Source) error {
 		items := append([]copyItem(nil), extra...)
 		if len(sd.SourcePaths) > 0 {
-			local, err := cs.resolve(sd.SourcePaths, o.parents)
+			local, err := src.Match(sd.SourcePaths, o.parents)
 			if err != nil {
 				return err
 			}
-			items = append(items, local...)
+			items = append(items, copyItemsOf(local)...)
 		}
 		if len(sd.SourceContents) > 0 {
 			// Heredoc sources become files in a private temp dir.
@@ -148,7 +152,7 @@ func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, fr
 			}
 			items = append(items, docs...)
 		}
-		return sb.copyItems(ctx, p, cs, from, items, req)
+		return sb.copyItems(ctx, p, src, from, items, req)
 	})
 }
 
@@ -166,7 +170,7 @@ func copyCreatedBy(verb, chown, chmod string, sd instructions.SourcesAndDest, o 
 		createdBy += " --chmod=" + chmod
 	}
 	for _, it := range extra {
-		createdBy += " " + it.src.name
+		createdBy += " " + it.Source.Name()
 	}
 	for _, s := range sd.SourcePaths {
 		createdBy += " " + s
@@ -181,15 +185,11 @@ func copyCreatedBy(verb, chown, chmod string, sd instructions.SourcesAndDest, o 
 // from an image (copyFromImage fetches only what it needs), or from a stage
 // that did not change, found by the cheap key (the stage's key and the
 // patterns) before any content is read. done reports that the step is over.
-func (sb *stageBuilder) copyShortcut(ctx context.Context, p *progress.Step, from string, req copyRequest) (done bool, err error) {
-	idx, isStage, err := sb.r.plan.ResolveFrom(sb.r.df, sb.st.Index, from)
-	if err != nil {
-		return true, err
+func (sb *stageBuilder) copyShortcut(ctx context.Context, p *progress.Step, ref source.Ref, req copyRequest) (done bool, err error) {
+	if ref.Kind == source.Image {
+		return true, sb.copyFromImage(ctx, p, ref, req)
 	}
-	if !isStage {
-		return true, sb.copyFromImage(ctx, p, from, req)
-	}
-	res := sb.r.results[idx]
+	res := sb.r.results[ref.Stage]
 	if res == nil {
 		return false, nil
 	}
@@ -204,6 +204,7 @@ func (sb *stageBuilder) copyShortcut(ctx context.Context, p *progress.Step, from
 // as items.
 func heredocItems(dir string, docs []instructions.SourceContent) ([]copyItem, error) {
 	var items []copyItem
+	src := source.Dir(dir, "heredoc")
 	for _, sc := range docs {
 		h := filepath.Join(dir, filepath.Base(sc.Path))
 		if err := os.WriteFile(h, []byte(sc.Data), 0o644); err != nil {
@@ -216,14 +217,14 @@ func heredocItems(dir string, docs []instructions.SourceContent) ([]copyItem, er
 		if err != nil {
 			return nil, err
 		}
-		items = append(items, copyItem{rel: "/" + filepath.Base(sc.Path), host: h, fi: fi, src: &copySource{root: dir, name: "heredoc"}})
+		items = append(items, copyItem{Item: source.Item{Source: src, Rel: "/" + filepath.Base(sc.Path), Host: h, Info: fi}})
 	}
 	return items, nil
 }
 
-// copyItems copies the resolved items of req from cs into a new layer of
+// copyItems copies the resolved items of req from src into a new layer of
 // the stage, keyed by their content.
-func (sb *stageBuilder) copyItems(ctx context.Context, p *progress.Step, cs *copySource, from string, items []copyItem, req copyRequest) error {
+func (sb *stageBuilder) copyItems(ctx context.Context, p *progress.Step, src *source.Source, from string, items []copyItem, req copyRequest) error {
 	o, verb, dest, chown, chmod := req.o, req.verb, req.dest, req.chown, req.chmod
 	// A COPY from the build context with no record for its prefix (its
 	// key without the files' content) cannot hit the cache, so it does
@@ -232,7 +233,7 @@ func (sb *stageBuilder) copyItems(ctx context.Context, p *progress.Step, cs *cop
 	// cache, without reading the files again). One read of the context
 	// instead of two, and no hashing pass before the copy starts.
 	keyInputs := func() ([]cache.Input, error) {
-		in, err := sb.copyInputs(ctx, verb, cs, from, items, dest, chown, chmod, o)
+		in, err := sb.copyInputs(ctx, from, items, copyRequest{verb: verb, dest: dest, chown: chown, chmod: chmod, o: o})
 		if err == nil && o.link {
 			in = append(in, cache.Input{Name: "link", Value: "true"})
 		}
@@ -240,12 +241,12 @@ func (sb *stageBuilder) copyItems(ctx context.Context, p *progress.Step, cs *cop
 	}
 	var inputs []cache.Input
 	var late func() ([]cache.Input, error)
-	prefix, speculate := sb.copyPrefix(cs, from, items, copyRequest{verb: verb, dest: dest, chown: chown, chmod: chmod, o: o})
+	prefix, speculate := sb.copyPrefix(src, from, items, copyRequest{verb: verb, dest: dest, chown: chown, chmod: chmod, o: o})
 	if speculate {
 		if sb.r.opts.DebugCache {
 			sb.r.opts.Progress.Logf("cache [%s %d/%d]: no record can match, hashing the files while copying them", sb.st.Display(), sb.step, sb.total)
 		}
-		o.sums = sb.r.sums
+		o.record = true
 		late = keyInputs
 	} else {
 		var err error
@@ -268,7 +269,7 @@ func (sb *stageBuilder) copyItems(ctx context.Context, p *progress.Step, cs *cop
 				}
 				o.chown = &ow
 			}
-			return copyIntoSnapshot(ctx, rootfs, upper, items, dest, cs, o)
+			return copyIntoSnapshot(ctx, rootfs, upper, items, dest, o)
 		}, inputs, late))
 	}
 	// --link: the files go into an empty layer, so nothing of the stage
@@ -282,7 +283,7 @@ func (sb *stageBuilder) copyItems(ctx context.Context, p *progress.Step, cs *cop
 		o.chown = &ow
 	}
 	return marked(sb.changeKeyed(ctx, p, req.createdBy, true, func(rootfs, upper string) (func() error, error) {
-		return copyIntoSnapshot(ctx, rootfs, upper, items, dest, cs, o)
+		return copyIntoSnapshot(ctx, rootfs, upper, items, dest, o)
 	}, inputs, late))
 }
 
@@ -291,84 +292,18 @@ func (sb *stageBuilder) copyItems(ctx context.Context, p *progress.Step, cs *cop
 // whether the copy may run before its key is known: the cache cannot hold
 // a record for it (no mark for the prefix, no --cache-from to ask, or
 // --no-cache). Other copies have no prefix.
-func (sb *stageBuilder) copyPrefix(cs *copySource, from string, items []copyItem, req copyRequest) (cache.Key, bool) {
-	if from != "" || cs.ignore == nil || sb.r.sums == nil {
+func (sb *stageBuilder) copyPrefix(src *source.Source, from string, items []copyItem, req copyRequest) (cache.Key, bool) {
+	if from != "" || !src.IsContext() || sb.r.sums == nil {
 		return "", false
 	}
 	in := append(sb.commonInputs(), req.optionInputs()...)
 	in = append(in, cache.Input{Name: "prefix", Value: "copy from the build context"})
 	for _, it := range items {
-		in = append(in, cache.Input{Name: "source " + it.rel, Value: it.keep})
+		in = append(in, cache.Input{Name: "source " + it.Rel, Value: it.Keep})
 	}
 	prefix := cache.NewKey(sb.state.key, in...)
 	if !sb.useCache() {
 		return prefix, true
 	}
 	return prefix, len(sb.r.opts.CacheFrom) == 0 && !sb.r.cache.HasPrefix(prefix)
-}
-
-// withSource gives fn the source of a COPY: the build context, or the
-// filesystem of the stage or image named by from.
-func (sb *stageBuilder) withSource(ctx context.Context, from string, fn func(cs *copySource) error) error {
-	r := sb.r
-	if from == "" {
-		return fn(&copySource{root: r.bctx.Dir, ignore: r.bctx, name: "build context"})
-	}
-	if r.plan.IsNamed(from) {
-		nc, err := r.resolveNamed(ctx, from)
-		if err != nil {
-			return err
-		}
-		if nc.img == nil {
-			return fn(&copySource{root: nc.dir, name: "build context " + from})
-		}
-		dirs, err := r.b.LayerDirs(ctx, nc.img)
-		if err != nil {
-			return err
-		}
-		return r.b.view(ctx, dirs, func(root string) error {
-			return fn(&copySource{root: root, keepOwner: true, name: "build context " + from, key: "image " + nc.img.Descriptor.Digest.String(), layers: dirs})
-		})
-	}
-	idx, isStage, err := r.plan.ResolveFrom(r.df, sb.st.Index, from)
-	if err != nil {
-		return err
-	}
-	if isStage {
-		res := r.results[idx]
-		if res == nil {
-			return fmt.Errorf("stage %s was not built", from)
-		}
-		dirs, err := r.ensureDirs(ctx, res)
-		if err != nil {
-			return err
-		}
-		return r.b.view(ctx, dirs, func(root string) error {
-			return fn(&copySource{root: root, keepOwner: true, name: "stage " + r.plan.All[idx].Display(), layers: dirs})
-		})
-	}
-	img, err := r.b.ResolveImage(ctx, from, r.opts.Pull, r.opts.Platform, r.opts.Progress)
-	if err != nil {
-		hint := r.plan.Suggest(from)
-		if hint != "" {
-			return fmt.Errorf("--from=%s: no earlier stage has that name%s; as an image: %w", from, hint, err)
-		}
-		return fmt.Errorf("--from=%s: not a stage name, and pulling it as an image failed: %w", from, err)
-	}
-	dirs, err := r.b.LayerDirs(ctx, img)
-	if err != nil {
-		return err
-	}
-	return r.b.view(ctx, dirs, func(root string) error {
-		return fn(&copySource{root: root, keepOwner: true, name: "image " + from, key: "image " + img.Descriptor.Digest.String(), layers: dirs})
-	})
-}
-
-// mustFilter compiles --exclude patterns validated by fscopy.Copy.
-func mustFilter(patterns []string) *buildctx.Filter {
-	f, err := buildctx.NewFilter(patterns)
-	if err != nil {
-		return nil
-	}
-	return f
 }

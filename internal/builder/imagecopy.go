@@ -14,6 +14,7 @@ import (
 	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/layer"
 	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/source"
 )
 
 // copyFromImage runs COPY --from=IMAGE. The step's key needs only the
@@ -22,9 +23,9 @@ import (
 // unpacked layers; one that is not is streamed from its registry layer by
 // layer and only the requested paths are extracted (whiteouts of later
 // layers applied): the rest of the image is never written to disk.
-func (sb *stageBuilder) copyFromImage(ctx context.Context, p *progress.Step, ref string, sd copyRequest) error {
+func (sb *stageBuilder) copyFromImage(ctx context.Context, p *progress.Step, ref source.Ref, sd copyRequest) error {
 	r := sb.r
-	local, inStore, err := r.b.Store.Lookup(ref)
+	local, inStore, err := r.b.Store.Lookup(ref.Image)
 	if err != nil {
 		return err
 	}
@@ -33,12 +34,9 @@ func (sb *stageBuilder) copyFromImage(ctx context.Context, p *progress.Step, ref
 	if inStore && !r.opts.Pull {
 		dgst = local.Descriptor.Digest.String()
 	} else {
-		rimg, err = r.b.Registry.Image(ctx, ref, r.opts.Platform)
+		rimg, err = r.b.Registry.Image(ctx, ref.Image, r.opts.Platform)
 		if err != nil {
-			if hint := r.plan.Suggest(ref); hint != "" {
-				return fmt.Errorf("--from=%s: no earlier stage has that name%s; as an image: %w", ref, hint, err)
-			}
-			return fmt.Errorf("--from=%s: not a stage name, and pulling it as an image failed: %w", ref, err)
+			return ref.PullError(err)
 		}
 		d, err := rimg.Digest()
 		if err != nil {
@@ -53,13 +51,12 @@ func (sb *stageBuilder) copyFromImage(ctx context.Context, p *progress.Step, ref
 		inputs = append(inputs, cache.Input{Name: "source " + pat, Value: "image " + dgst})
 	}
 	return sb.change(ctx, p, sd.createdBy, inputs, func(rootfs string) error {
-		cs, release, err := sb.imageSource(ctx, ref, inStore, rimg, sd.sources)
+		src, err := sb.imageSource(ctx, ref, inStore, rimg, sd.sources, "image "+dgst)
 		if err != nil {
 			return err
 		}
-		defer release()
-		cs.key = "image " + dgst
-		items, err := cs.resolve(sd.sources, sd.o.parents)
+		defer src.Close()
+		items, err := src.Match(sd.sources, sd.o.parents)
 		if err != nil {
 			return err
 		}
@@ -71,62 +68,59 @@ func (sb *stageBuilder) copyFromImage(ctx context.Context, p *progress.Step, ref
 			}
 			o.chown = &ow
 		}
-		return copyInto(ctx, rootfs, items, sd.dest, cs, o)
+		return copyInto(ctx, rootfs, copyItemsOf(items), sd.dest, o)
 	})
 }
 
-// imageSource gives the filesystem of an image to copy from: its unpacked
-// layers when it is in the store, else the requested paths extracted from
-// its registry layers.
-func (sb *stageBuilder) imageSource(ctx context.Context, ref string, inStore bool, rimg v1.Image, patterns []string) (*copySource, func(), error) {
+// imageSource gives the filesystem of an image to copy from (key is its
+// content key): a view of its unpacked layers when it is in the store,
+// else the requested paths extracted from its registry layers. The caller
+// must Close it.
+func (sb *stageBuilder) imageSource(ctx context.Context, ref source.Ref, inStore bool, rimg v1.Image, patterns []string, key string) (*source.Source, error) {
 	r := sb.r
 	if inStore {
-		return sb.wholeImageSource(ctx, ref, false)
+		return sb.wholeImageSource(ctx, ref, false, key)
 	}
 	want := patterns
 	for attempt := 0; attempt < 4; attempt++ {
 		dir, err := os.MkdirTemp(r.b.Session.Dir, "partial-")
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		release := func() { os.RemoveAll(dir) }
+		src := source.Extracted(dir, ref.Name, key)
 		err = extractPaths(ctx, rimg, dir, want)
 		if errors.Is(err, layer.ErrMissingLinkTarget) || errors.Is(err, errWantAll) {
-			release()
+			src.Close()
 			break // fall back to the whole image
 		}
 		if err != nil {
-			release()
-			return nil, nil, fmt.Errorf("--from=%s: %w", ref, err)
+			src.Close()
+			return nil, fmt.Errorf("--from=%s: %w", ref.From, err)
 		}
 		// A requested symlink is followed: make sure its target came along.
 		more := missingLinkTargets(dir, want)
 		if len(more) == 0 {
-			return &copySource{root: dir, keepOwner: true, name: "image " + ref, layers: []string{dir}}, release, nil
+			return src, nil
 		}
-		release()
+		src.Close()
 		want = append(want, more...)
 	}
-	return sb.wholeImageSource(ctx, ref, true)
+	return sb.wholeImageSource(ctx, ref, true, key)
 }
 
-// wholeImageSource mounts a read-only view of all of an image's layers
+// wholeImageSource opens a read-only view of all of an image's layers
 // (pulling it first when pull is set or it is not in the store).
-func (sb *stageBuilder) wholeImageSource(ctx context.Context, ref string, pull bool) (*copySource, func(), error) {
+func (sb *stageBuilder) wholeImageSource(ctx context.Context, ref source.Ref, pull bool, key string) (*source.Source, error) {
 	r := sb.r
-	img, err := r.b.ResolveImage(ctx, ref, pull, r.opts.Platform, r.opts.Progress)
+	img, err := r.b.ResolveImage(ctx, ref.Image, pull, r.opts.Platform, r.opts.Progress)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	dirs, err := r.b.LayerDirs(ctx, img)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	root, release, err := r.b.mountView(ctx, dirs)
-	if err != nil {
-		return nil, nil, err
-	}
-	return &copySource{root: root, keepOwner: true, name: "image " + ref, layers: dirs}, release, nil
+	return source.Open(ctx, r.b.snapshots(), dirs, ref.Name, key)
 }
 
 var errWantAll = errors.New("the pattern needs the whole image")
@@ -182,7 +176,7 @@ func extractPaths(ctx context.Context, img v1.Image, dir string, patterns []stri
 func missingLinkTargets(root string, patterns []string) []string {
 	var out []string
 	for _, p := range patterns {
-		if hasMeta(p) {
+		if strings.ContainsAny(p, "*?[") {
 			continue
 		}
 		rel := path.Clean("/" + p)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/strata-build/strata/internal/httpx"
 	"github.com/strata-build/strata/internal/layer"
+	"github.com/strata-build/strata/internal/source"
 )
 
 // isHTTPSource reports whether an ADD source is an http(s) URL.
@@ -141,7 +142,7 @@ func fetchHTTP(ctx context.Context, u, dir, checksum string, o httpFetch) (copyI
 	if err != nil {
 		return copyItem{}, err
 	}
-	return copyItem{rel: "/" + name, host: host, fi: fi, src: &copySource{root: sub, name: u}}, nil
+	return copyItem{Item: source.Item{Source: source.Dir(sub, u), Rel: "/" + name, Host: host, Info: fi}}, nil
 }
 
 // saveBody writes body to a new file at p and returns its digest.
@@ -234,11 +235,9 @@ func fetchGit(ctx context.Context, ref *dfgitutil.GitRef, dir string, keepGitDir
 	if ref.SubDir != "" {
 		rel = path.Clean("/" + ref.SubDir)
 	}
-	cs := &copySource{root: root, name: ref.Remote}
-	it, err := cs.stat(rel)
+	it, err := source.Dir(root, ref.Remote).Stat(rel)
 	if err != nil {
 		return copyItem{}, fmt.Errorf("ADD %s: %s: %w", ref.Remote, rel, err)
 	}
-	it.src = cs
-	return it, nil
+	return copyItem{Item: it}, nil
 }

@@ -93,7 +93,7 @@ func TestFetchHTTPBounds(t *testing.T) {
 		}
 	}
 	it, err := fetchHTTP(context.Background(), srv.URL+"/ok", t.TempDir(), "", o)
-	if err != nil || it.fi.Size() != int64(len(chunk)) {
+	if err != nil || it.Info.Size() != int64(len(chunk)) {
 		t.Fatalf("a download under the bound: %v", err)
 	}
 }

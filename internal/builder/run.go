@@ -17,6 +17,7 @@ import (
 	"github.com/strata-build/strata/internal/executor"
 	"github.com/strata-build/strata/internal/fscopy"
 	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/source"
 )
 
 // RunError is a failed RUN: the stage, step, command, exit code and the last
@@ -207,53 +208,15 @@ func (sb *stageBuilder) runInputs(ctx context.Context, c *instructions.RunComman
 		}
 		// what a bind mount shows counts: a stage or image by its key, the
 		// context (or a named directory) by its files
-		from := m.From
-		switch {
-		case from == "":
-			cs := &copySource{root: sb.r.bctx.Dir, ignore: sb.r.bctx, name: "build context"}
-			it, err := cs.stat(path.Clean("/" + m.Source))
-			if err != nil {
-				return nil, fmt.Errorf("--mount source %q: %w", m.Source, err)
-			}
-			sum, err := sb.itemSum(ctx, cs, it, copyOptions{})
-			if err != nil {
-				return nil, err
-			}
-			in = append(in, cache.Input{Name: name + " content", Value: sum})
-		case sb.r.plan.IsNamed(from):
-			nc, err := sb.r.resolveNamed(ctx, from)
-			if err != nil {
-				return nil, err
-			}
-			if nc.img != nil {
-				in = append(in, cache.Input{Name: name + " content", Value: "image " + nc.img.Descriptor.Digest.String()})
-				continue
-			}
-			cs := &copySource{root: nc.dir, name: "build context " + from}
-			it, err := cs.stat(path.Clean("/" + m.Source))
-			if err != nil {
-				return nil, fmt.Errorf("--mount source %q: %w", m.Source, err)
-			}
-			sum, err := sb.itemSum(ctx, cs, it, copyOptions{})
-			if err != nil {
-				return nil, err
-			}
-			in = append(in, cache.Input{Name: name + " content", Value: sum})
-		default:
-			idx, isStage, err := sb.r.plan.ResolveFrom(sb.r.df, sb.st.Index, from)
-			if err != nil {
-				return nil, err
-			}
-			if isStage {
-				in = append(in, cache.Input{Name: name + " content", Value: string(sb.r.results[idx].key)})
-			} else {
-				img, err := sb.r.b.ResolveImage(ctx, from, sb.r.opts.Pull, sb.r.opts.Platform, sb.r.opts.Progress)
-				if err != nil {
-					return nil, err
-				}
-				in = append(in, cache.Input{Name: name + " content", Value: "image " + img.Descriptor.Digest.String()})
-			}
+		ref, err := sb.resolveFrom(m.From)
+		if err != nil {
+			return nil, err
 		}
+		v, err := sb.mountKey(ctx, ref, m.Source)
+		if err != nil {
+			return nil, err
+		}
+		in = append(in, cache.Input{Name: name + " content", Value: v})
 	}
 	return in, nil
 }
@@ -294,8 +257,7 @@ func (sb *stageBuilder) workdir(ctx context.Context, c *instructions.WorkdirComm
 		if err != nil {
 			return err
 		}
-		cp := &copier{rootfs: rootfs, parentOwner: o, parentMode: 0o755}
-		return cp.mkdirAll(wd)
+		return fscopy.MkdirAll(rootfs, wd, o, 0o755)
 	})
 }
 
@@ -313,59 +275,8 @@ func (r *run) filteredContext(ctx context.Context) (string, error) {
 			r.filterErr = err
 			return
 		}
-		cs := &copySource{root: r.bctx.Dir, ignore: r.bctx, name: "build context"}
-		r.filterErr = linkTree(ctx, cs, r.bctx.Dir, "/", dir)
+		r.filterErr = source.Context(r.bctx, nil).Mirror(ctx, dir)
 		r.filterDir = dir
 	})
 	return r.filterDir, r.filterErr
-}
-
-// linkTree mirrors the non-excluded part of srcHost (at rel in cs) into
-// dst: hard links (copies across filesystems), directories with their
-// modes. It walks as a copy of the tree does (fscopy.Walk), with the
-// source's .dockerignore rules and no --exclude: RUN --mount has none,
-// and BuildKit applies .dockerignore to the context it transfers.
-func linkTree(ctx context.Context, cs *copySource, srcHost, rel, dst string) error {
-	fi, err := os.Lstat(srcHost)
-	if err != nil {
-		return err
-	}
-	type dirMode struct {
-		path string
-		mode os.FileMode
-	}
-	var dirs []dirMode
-	it := fscopy.Item{Source: cs.fscopy(nil), Rel: rel, Host: srcHost, Info: fi}
-	err = fscopy.Walk(ctx, it, nil, func(e fscopy.Entry) error {
-		if e.Rel == "." {
-			return nil
-		}
-		to := filepath.Join(dst, filepath.FromSlash(e.Rel))
-		switch {
-		case e.Info.IsDir():
-			if err := os.Mkdir(to, e.Info.Mode().Perm()); err != nil {
-				return err
-			}
-			// its mode once everything below it is there
-			dirs = append(dirs, dirMode{to, e.Info.Mode() & (os.ModePerm | os.ModeSetgid | os.ModeSticky | os.ModeSetuid)})
-		case e.Info.Mode()&os.ModeSymlink != 0:
-			l, err := os.Readlink(e.Host)
-			if err != nil {
-				return err
-			}
-			return os.Symlink(l, to)
-		case e.Info.Mode().IsRegular():
-			if err := os.Link(e.Host, to); err != nil {
-				if err := fscopy.CopyFile(e.Host, to); err != nil {
-					return err
-				}
-				os.Chmod(to, e.Info.Mode().Perm())
-			}
-		}
-		return nil
-	})
-	for i := len(dirs) - 1; i >= 0; i-- {
-		os.Chmod(dirs[i].path, dirs[i].mode)
-	}
-	return err
 }

@@ -21,7 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-build/strata/internal/executor/user"
-	"github.com/strata-build/strata/internal/image"
+	"github.com/strata-build/strata/internal/source"
 )
 
 // runMounts prepares the RUN --mount mounts and the secret environment
@@ -287,24 +287,8 @@ func (sb *stageBuilder) cacheMount(ctx context.Context, m *instructions.Mount, t
 	}
 	defer os.RemoveAll(tmp)
 	if m.From != "" {
-		root, err := sb.mountSource(ctx, m.From, releases)
-		if err != nil {
+		if err := sb.seedCache(ctx, m, tmp); err != nil {
 			return "", err
-		}
-		src := m.Source
-		if src == "" {
-			src = "/"
-		}
-		cs := &copySource{root: root, keepOwner: true, name: "cache source " + m.From}
-		it, err := cs.stat(path.Clean("/" + src))
-		if err != nil {
-			return "", fmt.Errorf("--mount=type=cache,from=%s,source=%s: %w", m.From, src, err)
-		}
-		if it.fi.IsDir() {
-			c := &copier{rootfs: tmp, cs: cs, links: map[[2]uint64]string{}, parentMode: 0o755}
-			if err := c.copyDirContents(ctx, it.host, it.rel, "/", ""); err != nil {
-				return "", err
-			}
 		}
 	}
 	if err := setMountOwner(tmp, m, 0o755); err != nil {
@@ -346,50 +330,41 @@ func flockFile(ctx context.Context, path string, wait bool) (func(), error) {
 	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
 }
 
-// mountSource returns the root a bind mount reads from: the build context,
-// or a read-only view of a stage or image that stays until release.
+// seedCache fills the new cache directory dir with the contents of the
+// mount's source path in what its from= names (owners kept).
+func (sb *stageBuilder) seedCache(ctx context.Context, m *instructions.Mount, dir string) error {
+	ref, err := sb.resolveFrom(m.From)
+	if err != nil {
+		return err
+	}
+	return sb.withSource(ctx, ref, forMount, func(s *source.Source) error {
+		src := m.Source
+		if src == "" {
+			src = "/"
+		}
+		it, err := s.WithOwners("cache source " + m.From).Stat(path.Clean("/" + src))
+		if err != nil {
+			return fmt.Errorf("--mount=type=cache,from=%s,source=%s: %w", m.From, src, err)
+		}
+		if !it.Info.IsDir() {
+			return nil
+		}
+		return copyTree(ctx, it, dir)
+	})
+}
+
+// mountSource returns the root a bind mount reads from: the filtered build
+// context, a named context directory, or a read-only view of a stage or
+// image that stays until the releases run.
 func (sb *stageBuilder) mountSource(ctx context.Context, from string, releases *[]func()) (string, error) {
-	r := sb.r
-	if from == "" {
-		return r.filteredContext(ctx)
-	}
-	var dirs []string
-	var img *image.Image
-	if r.plan.IsNamed(from) {
-		nc, err := r.resolveNamed(ctx, from)
-		if err != nil {
-			return "", err
-		}
-		if nc.img == nil {
-			return nc.dir, nil
-		}
-		img = nc.img
-	}
-	idx, isStage, err := r.plan.ResolveFrom(r.df, sb.st.Index, from)
+	ref, err := sb.resolveFrom(from)
 	if err != nil {
 		return "", err
 	}
-	if img != nil {
-		if dirs, err = r.b.LayerDirs(ctx, img); err != nil {
-			return "", err
-		}
-	} else if isStage {
-		if dirs, err = r.ensureDirs(ctx, r.results[idx]); err != nil {
-			return "", err
-		}
-	} else {
-		img, err := r.b.ResolveImage(ctx, from, r.opts.Pull, r.opts.Platform, r.opts.Progress)
-		if err != nil {
-			return "", err
-		}
-		if dirs, err = r.b.LayerDirs(ctx, img); err != nil {
-			return "", err
-		}
-	}
-	v, err := r.b.snapshots().View(ctx, dirs)
+	src, err := sb.openSource(ctx, ref, forMount)
 	if err != nil {
 		return "", err
 	}
-	*releases = append(*releases, func() { v.Remove() })
-	return v.Root(), nil
+	*releases = append(*releases, func() { src.Close() })
+	return src.Root(), nil
 }

@@ -296,30 +296,6 @@ func (sb *stageBuilder) missReason(pos string, inputs []cache.Input) string {
 	return msg
 }
 
-// mountView makes a read-only view of layer dirs (bottom first) and
-// returns its root and the release that removes it.
-func (b *Builder) mountView(ctx context.Context, dirs []string) (string, func(), error) {
-	v, err := b.snapshots().View(ctx, dirs)
-	if err != nil {
-		return "", nil, err
-	}
-	return v.Root(), func() { v.Remove() }, nil
-}
-
-// view makes a read-only view of layer dirs (bottom first) and calls fn
-// with its root; for no layers the root is an empty directory.
-func (b *Builder) view(ctx context.Context, dirs []string, fn func(root string) error) error {
-	v, err := b.snapshots().View(ctx, dirs)
-	if err != nil {
-		return err
-	}
-	ferr := fn(v.Root())
-	if err := v.Remove(); err != nil && ferr == nil {
-		ferr = err
-	}
-	return ferr
-}
-
 func isEmptyDir(dir string) (bool, error) {
 	f, err := os.Open(dir)
 	if err != nil {

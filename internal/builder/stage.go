@@ -17,6 +17,7 @@ import (
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/plan"
 	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/source"
 )
 
 // historyComment marks history entries made by a Dockerfile build, as BuildKit does.
@@ -228,7 +229,9 @@ func (r *run) buildStage(ctx context.Context, st *plan.Stage) (*stageResult, err
 	return sb.state, nil
 }
 
-// base returns the starting state of the stage: scratch, an earlier stage or an image.
+// base returns the starting state of the stage: an earlier stage (as the
+// plan resolved it), or what source.ResolveBase finds: a named context,
+// scratch or an image (which a --check run never pulls).
 func (sb *stageBuilder) base(ctx context.Context) (*stageResult, error) {
 	st := sb.st
 	if st.BaseStage >= 0 {
@@ -244,17 +247,20 @@ func (sb *stageBuilder) base(ctx context.Context) (*stageResult, error) {
 			return nil, fmt.Errorf("FROM --platform=%s: building for a platform other than the host (%s/%s) needs binfmt emulation, which strata does not use", p, plat.OS, plat.Architecture)
 		}
 	}
-	if sb.r.plan.IsNamed(st.Base) {
-		nc, err := sb.r.resolveNamed(ctx, st.Base)
+	ref, err := source.ResolveBase(st.Base, stageNames{r: sb.r, in: st.Index})
+	if err != nil {
+		return nil, err
+	}
+	switch ref.Kind {
+	case source.NamedDir:
+		return sb.fromDir(ctx, ref)
+	case source.NamedImage:
+		img, err := sb.r.refImage(ctx, ref)
 		if err != nil {
 			return nil, err
 		}
-		if nc.img == nil {
-			return sb.fromDir(ctx, nc.dir)
-		}
-		return sb.fromImage(ctx, nc.img)
-	}
-	if strings.EqualFold(st.Base, "scratch") {
+		return sb.fromImage(ctx, img)
+	case source.Scratch:
 		res := &stageResult{}
 		res.cfg.OS = plat.OS
 		res.cfg.Architecture = plat.Architecture
@@ -276,7 +282,7 @@ func (sb *stageBuilder) base(ctx context.Context) (*stageResult, error) {
 		res.unknownEnv = true
 		return res, nil
 	}
-	img, err := sb.r.b.ResolveImage(ctx, st.Base, sb.r.opts.Pull, sb.r.opts.Platform, sb.r.opts.Progress)
+	img, err := sb.r.refImage(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -285,7 +291,7 @@ func (sb *stageBuilder) base(ctx context.Context) (*stageResult, error) {
 
 // fromDir starts a stage from a directory build context: like scratch
 // with the directory's files in one layer (owned by root, as context files).
-func (sb *stageBuilder) fromDir(ctx context.Context, dir string) (*stageResult, error) {
+func (sb *stageBuilder) fromDir(ctx context.Context, ref source.Ref) (*stageResult, error) {
 	plat := sb.r.opts.Platform
 	res := &stageResult{}
 	res.cfg.OS, res.cfg.Architecture, res.cfg.Variant = plat.OS, plat.Architecture, plat.Variant
@@ -293,18 +299,17 @@ func (sb *stageBuilder) fromDir(ctx context.Context, dir string) (*stageResult, 
 	res.cfg.Config.WorkingDir = "/"
 	res.key = cache.NewKey("", cache.Input{Name: "base", Value: "scratch"}, cache.Input{Name: "platform", Value: plat.OS + "/" + plat.Architecture + "/" + plat.Variant})
 	sb.state = res
-	cs := &copySource{root: dir, name: "build context " + sb.st.Base}
-	it, err := cs.stat("/")
+	it, err := source.Dir(ref.Dir, ref.Name).Stat("/")
 	if err != nil {
 		return nil, err
 	}
-	sum, err := sb.itemSum(ctx, cs, it, copyOptions{})
+	sum, err := it.Key(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
 	inputs := []cache.Input{{Name: "instruction", Value: "FROM context"}, {Name: "source", Value: sum}}
 	err = sb.changeOn(ctx, nil, "FROM "+sb.st.Base, inputs, true, func(rootfs string) error {
-		return copyInto(ctx, rootfs, []copyItem{it}, "/", cs, copyOptions{})
+		return copyInto(ctx, rootfs, []copyItem{{Item: it}}, "/", copyOptions{})
 	})
 	return res, err
 }

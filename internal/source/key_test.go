@@ -1,4 +1,4 @@
-package builder
+package source
 
 import (
 	"context"
@@ -13,8 +13,9 @@ import (
 
 // TestItemSumUnchanged pins the checksums of COPY sources (the content part
 // of a COPY's cache key) for a fixed context: they were computed by the
-// walk before it moved into fscopy, and must stay as they are, or every
-// cached COPY misses (or, with a bumped copyRules, the change is meant).
+// walk before it moved into fscopy (and this package), and must stay as
+// they are, or every cached COPY misses (or, with a bumped copyRules in the
+// builder, the change is meant).
 func TestItemSumUnchanged(t *testing.T) {
 	dir := t.TempDir()
 	for _, f := range []string{"src/a.go", "src/a_test.go", "src/vendor/x/LICENSE", "src/vendor/x/x.go", "src/empty/", "docs/r.md", "build/out", "top.txt", "link->src/a.go"} {
@@ -56,8 +57,7 @@ func TestItemSumUnchanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs := &copySource{root: dir, ignore: bctx, name: "build context"}
-	sb := &stageBuilder{r: &run{}}
+	cs := Context(bctx, nil)
 	for _, tc := range []struct {
 		src     string
 		exclude []string
@@ -70,11 +70,11 @@ func TestItemSumUnchanged(t *testing.T) {
 		{"link", nil, "ceed6abf2eecaa3135c1ab9a15fc308b0d5812f0bb10e21ddd4f09313129837e"},
 		{"src", []string{"*", "!vendor/x"}, "1c8bbf4411da78784f83a95d6bc163a283fd4dcf7677d9193fb7f470b27d8426"},
 	} {
-		it, err := cs.stat(path.Clean("/" + tc.src))
+		it, err := cs.Stat(path.Clean("/" + tc.src))
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := sb.itemSum(context.Background(), cs, it, copyOptions{exclude: tc.exclude})
+		got, err := it.Sum(context.Background(), tc.exclude)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package builder
+package source
 
 import (
 	"context"
@@ -12,7 +12,18 @@ import (
 	"testing"
 
 	"github.com/strata-build/strata/internal/buildctx"
+	"github.com/strata-build/strata/internal/fscopy"
 )
+
+// walked lists the entries Walk visits for it.
+func walked(ctx context.Context, it Item, exclude []string) ([]fscopy.Entry, error) {
+	var entries []fscopy.Entry
+	err := it.Walk(ctx, exclude, func(e fscopy.Entry) error {
+		entries = append(entries, e)
+		return nil
+	})
+	return entries, err
+}
 
 // randomContext fills dir with a random tree named from a few names, so
 // that random patterns match some of it.
@@ -69,9 +80,9 @@ func listDir(t *testing.T, dir string) []string {
 
 // TestCopyAndKeyReadTheSameFiles: for random build contexts, .dockerignore
 // rules and --exclude patterns, the entries a COPY's cache key hashes
-// (keyEntries, as itemSum hashes them) are exactly the paths the COPY
-// writes, and for the whole context without --exclude exactly what the
-// filtered context of RUN --mount shows (linkTree): the three walk alike,
+// (Walk, as Sum hashes them) are exactly the paths the COPY writes, and
+// for the whole context without --exclude exactly what the filtered
+// context of RUN --mount shows (Mirror): the three walk alike,
 // so a cache hit cannot stand for other files than the step would copy.
 func TestCopyAndKeyReadTheSameFiles(t *testing.T) {
 	rnd := rand.New(rand.NewSource(15))
@@ -88,14 +99,14 @@ func TestCopyAndKeyReadTheSameFiles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cs := &copySource{root: dir, ignore: bctx, name: "build context"}
+		cs := Context(bctx, nil)
 		what := fmt.Sprintf("context %d, .dockerignore %q, --exclude %q", n, ignore, exclude)
 		for _, src := range []string{".", "a", "b", "a/b"} {
-			items, err := cs.resolve([]string{src}, false)
-			if err != nil || !items[0].fi.IsDir() {
+			items, err := cs.Match([]string{src}, false)
+			if err != nil || !items[0].Info.IsDir() {
 				continue // excluded, missing or not a directory
 			}
-			entries, err := keyEntries(ctx, cs, items[0], exclude)
+			entries, err := walked(ctx, items[0], exclude)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -104,18 +115,18 @@ func TestCopyAndKeyReadTheSameFiles(t *testing.T) {
 				keyed = append(keyed, e.Rel)
 			}
 			rootfs := t.TempDir()
-			if err := copyInto(ctx, rootfs, items, "/", cs, copyOptions{exclude: exclude}); err != nil {
+			if _, err := fscopy.Copy(ctx, fscopy.Target{Root: rootfs}, []fscopy.Item{items[0].Fscopy(false)}, "/", fscopy.Options{Exclude: exclude}); err != nil {
 				t.Fatal(err)
 			}
 			if copied := listDir(t, rootfs); !slices.Equal(keyed, copied) {
 				t.Fatalf("%s, COPY %s: the key hashes %q, the copy wrote %q", what, src, keyed, copied)
 			}
 		}
-		items, err := cs.resolve([]string{"."}, false)
+		items, err := cs.Match([]string{"."}, false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		entries, err := keyEntries(ctx, cs, items[0], nil)
+		entries, err := walked(ctx, items[0], nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,7 +135,7 @@ func TestCopyAndKeyReadTheSameFiles(t *testing.T) {
 			keyed = append(keyed, e.Rel)
 		}
 		linked := t.TempDir()
-		if err := linkTree(ctx, cs, dir, "/", linked); err != nil {
+		if err := cs.Mirror(ctx, linked); err != nil {
 			t.Fatal(err)
 		}
 		if shown := listDir(t, linked); !slices.Equal(keyed, shown) {
@@ -133,9 +144,9 @@ func TestCopyAndKeyReadTheSameFiles(t *testing.T) {
 	}
 }
 
-// TestLinkTree: the filtered context of RUN --mount links the files the
+// TestMirror: the filtered context of RUN --mount links the files the
 // rules keep, recreates symlinks, and gives directories their modes.
-func TestLinkTree(t *testing.T) {
+func TestMirror(t *testing.T) {
 	dir := t.TempDir()
 	for _, f := range []string{"keep/f", "keep/sub/g", "drop/h", "x.log"} {
 		p := filepath.Join(dir, f)
@@ -160,8 +171,7 @@ func TestLinkTree(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	cs := &copySource{root: dir, ignore: bctx, name: "build context"}
-	if err := linkTree(context.Background(), cs, dir, "/", out); err != nil {
+	if err := Context(bctx, nil).Mirror(context.Background(), out); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := strings.Join(listDir(t, out), " "), ".dockerignore keep keep/f keep/sub keep/sub/g link"; got != want {

@@ -1,4 +1,4 @@
-package builder
+package source
 
 import (
 	"errors"
@@ -13,34 +13,21 @@ import (
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 
-	"github.com/strata-build/strata/internal/buildctx"
 	"github.com/strata-build/strata/internal/plan"
 )
-
-// copySource is where COPY/ADD read from: the build context (ignore rules
-// apply, owners become root) or another stage's or image's filesystem
-// (owners are kept).
-type copySource struct {
-	root      string
-	ignore    *buildctx.Context // non-nil for the build context
-	keepOwner bool
-	name      string // for messages: "build context", "stage builder", "image busybox"
-	// key identifies the content of a stage or image source for the cache;
-	// "" means the files are hashed.
-	key string
-	// layers, bottom first, are the directories root shows (root is one of
-	// them or an overlay of them) when they are immutable: unpacked store
-	// layers, or a private extraction. A regular file found in one of them
-	// may be hardlinked into a new snapshot instead of copied.
-	layers []string
-}
 
 // hasMeta reports whether p uses wildcard characters.
 func hasMeta(p string) bool { return strings.ContainsAny(p, "*?[") }
 
-// resolve expands the source patterns of a COPY/ADD into items.
-func (cs *copySource) resolve(patterns []string, parents bool) ([]copyItem, error) {
-	var items []copyItem
+// Match expands the source patterns of a COPY/ADD into items: a pattern
+// with wildcards (*, ?, [...], and ** for any number of directories) by
+// what it matches, others by the path they name. With parents (COPY
+// --parents) each item keeps its path below the pattern's "/./" pivot, or
+// its whole path. A missing path or a pattern that matches nothing is an
+// error that names the source and, when it can, the .dockerignore rule that
+// excluded the path or a similar name that exists.
+func (s *Source) Match(patterns []string, parents bool) ([]Item, error) {
+	var items []Item
 	var missing []string
 	for _, p := range patterns {
 		pivot := "/"
@@ -53,7 +40,7 @@ func (cs *copySource) resolve(patterns []string, parents bool) ([]copyItem, erro
 		clean := path.Clean("/" + filepath.ToSlash(p))
 		var rels []string
 		if hasMeta(clean) {
-			m, err := cs.glob(clean)
+			m, err := s.Glob(clean)
 			if err != nil {
 				return nil, err
 			}
@@ -66,9 +53,9 @@ func (cs *copySource) resolve(patterns []string, parents bool) ([]copyItem, erro
 			rels = []string{clean}
 		}
 		for _, rel := range rels {
-			it, err := cs.stat(rel)
+			it, err := s.Stat(rel)
 			if errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("%s: %q not found%s", cs.where(), strings.TrimPrefix(p, "./"), cs.notFoundHint(rel))
+				return nil, fmt.Errorf("%s: %q not found%s", s.where(), strings.TrimPrefix(p, "./"), s.NotFoundHint(rel))
 			}
 			if err != nil {
 				return nil, err
@@ -78,32 +65,32 @@ func (cs *copySource) resolve(patterns []string, parents bool) ([]copyItem, erro
 				if err != nil {
 					return nil, err
 				}
-				it.keep = filepath.ToSlash(k)
+				it.Keep = filepath.ToSlash(k)
 			}
 			items = append(items, it)
 		}
 	}
 	if len(items) == 0 {
 		if len(missing) > 0 {
-			return nil, fmt.Errorf("%s: no source files were specified: nothing matches %s", cs.where(), strings.Join(quoteAll(missing), ", "))
+			return nil, fmt.Errorf("%s: no source files were specified: nothing matches %s", s.where(), strings.Join(quoteAll(missing), ", "))
 		}
 		return nil, errors.New("no source files were specified")
 	}
 	return items, nil
 }
 
-// notFoundHint explains a missing source: excluded by an ignore rule (with
+// NotFoundHint explains a missing source: excluded by an ignore rule (with
 // its line), or a similar name that does exist.
-func (cs *copySource) notFoundHint(rel string) string {
-	if cs.ignore != nil {
-		if _, err := os.Lstat(filepath.Join(cs.root, rel)); err == nil {
-			if line, pat, ok := cs.ignore.ExcludedBy(strings.TrimPrefix(rel, "/")); ok {
-				return fmt.Sprintf("; it is excluded by %s line %d (%q)", filepath.Base(cs.ignore.IgnoreFile), line, pat)
+func (s *Source) NotFoundHint(rel string) string {
+	if s.ignore != nil {
+		if _, err := os.Lstat(filepath.Join(s.root, rel)); err == nil {
+			if line, pat, ok := s.ignore.ExcludedBy(strings.TrimPrefix(rel, "/")); ok {
+				return fmt.Sprintf("; it is excluded by %s line %d (%q)", filepath.Base(s.ignore.IgnoreFile), line, pat)
 			}
 		}
 	}
 	dir, base := path.Split(rel)
-	host, err := securejoin.SecureJoin(cs.root, dir)
+	host, err := securejoin.SecureJoin(s.root, dir)
 	if err != nil {
 		return ""
 	}
@@ -113,7 +100,7 @@ func (cs *copySource) notFoundHint(rel string) string {
 	}
 	best, bestD := "", 3
 	for _, e := range ents {
-		if cs.excluded(path.Join(dir, e.Name())) {
+		if s.excluded(path.Join(dir, e.Name())) {
 			continue
 		}
 		if d := plan.Distance(strings.ToLower(base), strings.ToLower(e.Name())); d < bestD && d < len(base) {
@@ -126,52 +113,58 @@ func (cs *copySource) notFoundHint(rel string) string {
 	return fmt.Sprintf("; did you mean %q?", strings.TrimPrefix(path.Join(dir, best), "/"))
 }
 
-func (cs *copySource) where() string {
-	if cs.ignore != nil {
+// where begins the errors about missing files of the source (and those of
+// the copy engine: fscopy.Source.Name).
+func (s *Source) where() string {
+	if s.ignore != nil {
 		return "COPY source not found in build context"
 	}
-	return "COPY source not found in " + cs.name
+	return "COPY source not found in " + s.name
 }
 
-func quoteAll(s []string) []string {
-	out := make([]string, len(s))
-	for i, v := range s {
+func quoteAll(vs []string) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
 		out[i] = strconv.Quote(v)
 	}
 	return out
 }
 
-// stat finds rel in the source, following top-level symlinks inside the root.
-func (cs *copySource) stat(rel string) (copyItem, error) {
-	if cs.excluded(rel) {
-		return copyItem{}, fs.ErrNotExist
+// Stat finds rel (cleaned, with a leading "/") in the source, following
+// symlinks inside the root; a path the .dockerignore rules exclude does not
+// exist.
+func (s *Source) Stat(rel string) (Item, error) {
+	if s.excluded(rel) {
+		return Item{}, fs.ErrNotExist
 	}
-	host, err := securejoin.SecureJoin(cs.root, rel)
+	host, err := securejoin.SecureJoin(s.root, rel)
 	if err != nil {
-		return copyItem{}, err
+		return Item{}, err
 	}
 	fi, err := os.Lstat(host)
 	if err != nil {
-		return copyItem{}, err
+		return Item{}, err
 	}
-	if cs.ignore != nil {
-		if r, err := filepath.Rel(cs.root, host); err == nil && cs.excluded("/"+filepath.ToSlash(r)) {
-			return copyItem{}, fs.ErrNotExist
+	if s.ignore != nil {
+		if r, err := filepath.Rel(s.root, host); err == nil && s.excluded("/"+filepath.ToSlash(r)) {
+			return Item{}, fs.ErrNotExist
 		}
 	}
-	return copyItem{rel: rel, host: host, fi: fi}, nil
+	return Item{Source: s, Rel: rel, Host: host, Info: fi}, nil
 }
 
 // excluded reports whether rel is missing from the build context as
 // BuildKit transfers it with the .dockerignore rules (buildctx.Context.Excluded):
 // every walk of the context skips it, and a directory that the rules exclude
 // is still copied (with its own metadata) when something below it is kept.
-func (cs *copySource) excluded(rel string) bool {
-	return cs.ignore != nil && cs.ignore.Excluded(strings.TrimPrefix(rel, "/"))
+func (s *Source) excluded(rel string) bool {
+	return s.ignore != nil && s.ignore.Excluded(strings.TrimPrefix(rel, "/"))
 }
 
-// glob matches a cleaned absolute pattern component by component.
-func (cs *copySource) glob(pattern string) ([]string, error) {
+// Glob matches a cleaned absolute pattern component by component (** for
+// zero or more directories), leaving out what the ignore rules exclude,
+// and returns the existing matches, sorted.
+func (s *Source) Glob(pattern string) ([]string, error) {
 	parts := strings.Split(strings.TrimPrefix(pattern, "/"), "/")
 	cur := []string{"/"}
 	for i, part := range parts {
@@ -180,7 +173,7 @@ func (cs *copySource) glob(pattern string) ([]string, error) {
 			// zero or more directories
 			seen := map[string]bool{}
 			for _, dir := range cur {
-				for _, d := range cs.dirsBelow(dir) {
+				for _, d := range s.dirsBelow(dir) {
 					if !seen[d] {
 						seen[d] = true
 						next = append(next, d)
@@ -195,7 +188,7 @@ func (cs *copySource) glob(pattern string) ([]string, error) {
 				next = append(next, path.Join(dir, part))
 				continue
 			}
-			host, err := securejoin.SecureJoin(cs.root, dir)
+			host, err := securejoin.SecureJoin(s.root, dir)
 			if err != nil {
 				continue
 			}
@@ -210,7 +203,7 @@ func (cs *copySource) glob(pattern string) ([]string, error) {
 				}
 				if ok {
 					p := path.Join(dir, e.Name())
-					if !cs.excluded(p) {
+					if !s.excluded(p) {
 						next = append(next, p)
 					}
 				}
@@ -220,7 +213,7 @@ func (cs *copySource) glob(pattern string) ([]string, error) {
 			// keep only what exists, for the next level
 			var ex []string
 			for _, n := range next {
-				if h, err := securejoin.SecureJoin(cs.root, n); err == nil {
+				if h, err := securejoin.SecureJoin(s.root, n); err == nil {
 					if _, err := os.Stat(h); err == nil {
 						ex = append(ex, n)
 					}
@@ -232,7 +225,7 @@ func (cs *copySource) glob(pattern string) ([]string, error) {
 	}
 	var out []string
 	for _, c := range cur {
-		if h, err := securejoin.SecureJoin(cs.root, c); err == nil {
+		if h, err := securejoin.SecureJoin(s.root, c); err == nil {
 			if _, err := os.Lstat(h); err == nil {
 				out = append(out, c)
 			}
@@ -244,9 +237,9 @@ func (cs *copySource) glob(pattern string) ([]string, error) {
 
 // dirsBelow lists dir and every directory below it (not following
 // symlinks), skipping excluded ones: the matches of "**".
-func (cs *copySource) dirsBelow(dir string) []string {
+func (s *Source) dirsBelow(dir string) []string {
 	out := []string{dir}
-	host, err := securejoin.SecureJoin(cs.root, dir)
+	host, err := securejoin.SecureJoin(s.root, dir)
 	if err != nil {
 		return out
 	}
@@ -256,8 +249,8 @@ func (cs *copySource) dirsBelow(dir string) []string {
 	}
 	for _, e := range ents {
 		p := path.Join(dir, e.Name())
-		if e.IsDir() && !cs.excluded(p) {
-			out = append(out, cs.dirsBelow(p)...)
+		if e.IsDir() && !s.excluded(p) {
+			out = append(out, s.dirsBelow(p)...)
 		}
 	}
 	return out
