@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-build/strata/internal/testtree"
+
 	"github.com/strata-build/strata/internal/buildctx"
 )
 
@@ -51,11 +53,11 @@ func TestCopyDest(t *testing.T) {
 		{name: "a file in the way", rootfs: []string{"d"}, rels: []string{"/f"}, dest: "/d/e/", wantErr: "cannot copy to /d/e: /d is not a directory"},
 	}
 	src := t.TempDir()
-	mkfiles(t, src, "f", "g", "dir/x", "dir/sub/y")
+	testtree.Make(t, src, "f", "g", "dir/x", "dir/sub/y")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rootfs := t.TempDir()
-			mkfiles(t, rootfs, tt.rootfs...)
+			testtree.Make(t, rootfs, tt.rootfs...)
 			_, err := Copy(context.Background(), Target{Root: rootfs}, items(t, source(src), tt.rels...), tt.dest, Options{})
 			if tt.wantErr != "" {
 				if err == nil || err.Error() != tt.wantErr {
@@ -66,7 +68,7 @@ func TestCopyDest(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := strings.Join(listTree(t, rootfs), " "); got != strings.Join(tt.want, " ") {
+			if got := strings.Join(testtree.List(t, rootfs), " "); got != strings.Join(tt.want, " ") {
 				t.Errorf("tree %q, want %q", got, strings.Join(tt.want, " "))
 			}
 			for f, want := range tt.content {
@@ -86,7 +88,7 @@ func TestCopyOwnersAndModes(t *testing.T) {
 		t.Skip("needs root to chown")
 	}
 	src := t.TempDir()
-	mkfiles(t, src, "dir/f", "dir/sub/g", "dir/l->f")
+	testtree.Make(t, src, "dir/f", "dir/sub/g", "dir/l->f")
 	for _, p := range []string{"dir", "dir/f", "dir/sub", "dir/sub/g"} {
 		if err := os.Lchown(filepath.Join(src, p), 1000, 1001); err != nil {
 			t.Fatal(err)
@@ -205,7 +207,7 @@ func TestParseChmod(t *testing.T) {
 // dangling one named as an item is an error that names the source.
 func TestCopySymlinks(t *testing.T) {
 	src := t.TempDir()
-	mkfiles(t, src, "real/f", "tofile->real/f", "todir->real", "escape->/../../real/f", "dangling->nowhere", "real/rel->f", "real/abs->/etc/passwd")
+	testtree.Make(t, src, "real/f", "tofile->real/f", "todir->real", "escape->/../../real/f", "dangling->nowhere", "real/rel->f", "real/abs->/etc/passwd")
 	rootfs := t.TempDir()
 	s := source(src)
 	if _, err := Copy(context.Background(), Target{Root: rootfs}, items(t, s, "/tofile", "/todir", "/escape"), "/out/", Options{}); err != nil {
@@ -239,7 +241,7 @@ func TestCopySymlinks(t *testing.T) {
 // by its contents.
 func TestCopyParents(t *testing.T) {
 	src := t.TempDir()
-	mkfiles(t, src, "a/b/c/f", "a/b/g", "x/y")
+	testtree.Make(t, src, "a/b/c/f", "a/b/g", "x/y")
 	its := items(t, source(src), "/a/b/c", "/a/b/g", "/x/y")
 	its[0].Keep, its[1].Keep, its[2].Keep = "b/c", "b/g", "x/y"
 	rootfs := t.TempDir()
@@ -247,7 +249,7 @@ func TestCopyParents(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "out out/b out/b/c out/b/c/f out/b/g out/x out/x/y"
-	if got := strings.Join(listTree(t, rootfs), " "); got != want {
+	if got := strings.Join(testtree.List(t, rootfs), " "); got != want {
 		t.Errorf("tree %q, want %q", got, want)
 	}
 }
@@ -256,7 +258,7 @@ func TestCopyParents(t *testing.T) {
 // --exclude applies below a directory item but not to a file item.
 func TestCopyIgnore(t *testing.T) {
 	src := t.TempDir()
-	mkfiles(t, src, "dir/a.log", "dir/b.txt", "dir/keep/c.log", "dir/keep/d.txt", "top.log")
+	testtree.Make(t, src, "dir/a.log", "dir/b.txt", "dir/keep/c.log", "dir/keep/d.txt", "top.log")
 	if err := os.WriteFile(filepath.Join(src, ".dockerignore"), []byte("**/*.log\n!dir/keep/c.log\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +272,7 @@ func TestCopyIgnore(t *testing.T) {
 	if _, err := Copy(context.Background(), Target{Root: rootfs}, dirItem, "/a/", Options{}); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := strings.Join(listTree(t, filepath.Join(rootfs, "a")), " "), "b.txt keep keep/c.log keep/d.txt"; got != want {
+	if got, want := strings.Join(testtree.List(t, filepath.Join(rootfs, "a")), " "), "b.txt keep keep/c.log keep/d.txt"; got != want {
 		t.Errorf("ignored: %q, want %q", got, want)
 	}
 	its := append(dirItem, items(t, s, "/dir/b.txt")...)
@@ -278,7 +280,7 @@ func TestCopyIgnore(t *testing.T) {
 		t.Fatal(err)
 	}
 	// b.txt is there as the file item, not from the directory
-	if got, want := strings.Join(listTree(t, filepath.Join(rootfs, "b")), " "), "b.txt keep keep/c.log"; got != want {
+	if got, want := strings.Join(testtree.List(t, filepath.Join(rootfs, "b")), " "), "b.txt keep keep/c.log"; got != want {
 		t.Errorf("ignored and excluded: %q, want %q", got, want)
 	}
 	if _, err := Copy(context.Background(), Target{Root: rootfs}, dirItem, "/c/", Options{Exclude: []string{"["}}); err == nil || !strings.HasPrefix(err.Error(), "--exclude: ") {
@@ -308,14 +310,14 @@ func TestCopyUnpack(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, "a.tar"), buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	mkfiles(t, src, "plain.txt")
+	testtree.Make(t, src, "plain.txt")
 	s := &Source{Root: src, Name: "build context"}
 	t.Run("unpack", func(t *testing.T) {
 		rootfs := t.TempDir()
 		if _, err := Copy(context.Background(), Target{Root: rootfs}, items(t, s, "/a.tar", "/plain.txt"), "/x/", Options{Unpack: true, Owner: &Owner{UID: 9, GID: 9}}); err != nil {
 			t.Fatal(err)
 		}
-		if got, want := strings.Join(listTree(t, rootfs), " "), "x x/pkg x/pkg/file x/plain.txt"; got != want {
+		if got, want := strings.Join(testtree.List(t, rootfs), " "), "x x/pkg x/pkg/file x/plain.txt"; got != want {
 			t.Errorf("tree %q, want %q", got, want)
 		}
 		if fileText(t, filepath.Join(rootfs, "x/pkg/file")) != "hello" {
@@ -335,7 +337,7 @@ func TestCopyUnpack(t *testing.T) {
 		if _, err := Copy(context.Background(), Target{Root: rootfs}, its, "/x/", Options{Unpack: true}); err != nil {
 			t.Fatal(err)
 		}
-		if got := strings.Join(listTree(t, rootfs), " "); got != "x x/a.tar" {
+		if got := strings.Join(testtree.List(t, rootfs), " "); got != "x x/a.tar" {
 			t.Errorf("tree %q, want the archive as a file", got)
 		}
 	})
@@ -344,7 +346,7 @@ func TestCopyUnpack(t *testing.T) {
 		if _, err := Copy(context.Background(), Target{Root: rootfs}, items(t, s, "/a.tar"), "/x/", Options{}); err != nil {
 			t.Fatal(err)
 		}
-		if got := strings.Join(listTree(t, rootfs), " "); got != "x x/a.tar" {
+		if got := strings.Join(testtree.List(t, rootfs), " "); got != "x x/a.tar" {
 			t.Errorf("tree %q, want the archive as a file", got)
 		}
 	})
@@ -354,7 +356,7 @@ func TestCopyUnpack(t *testing.T) {
 // file it copies, from the copy's own read.
 func TestCopySums(t *testing.T) {
 	src := t.TempDir()
-	mkfiles(t, src, "dir/a", "dir/sub/b")
+	testtree.Make(t, src, "dir/a", "dir/sub/b")
 	statFile := filepath.Join(t.TempDir(), "stat.json")
 	sums := buildctx.OpenSums(statFile)
 	s := &Source{Root: src, Name: "build context", Sums: sums}
@@ -384,7 +386,7 @@ func TestCopySums(t *testing.T) {
 // writes the same files.
 func TestCopySerial(t *testing.T) {
 	src := t.TempDir()
-	mkfiles(t, src, "a/b/c", "a/d", "e->a/d")
+	testtree.Make(t, src, "a/b/c", "a/d", "e->a/d")
 	if err := os.Link(filepath.Join(src, "a/d"), filepath.Join(src, "a/hard")); err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +394,7 @@ func TestCopySerial(t *testing.T) {
 	if _, err := Copy(context.Background(), Target{Root: rootfs}, items(t, source(src), "/"), "/", Options{Serial: true}); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := strings.Join(listTree(t, rootfs), " "), "a a/b a/b/c a/d a/hard e"; got != want {
+	if got, want := strings.Join(testtree.List(t, rootfs), " "), "a a/b a/b/c a/d a/hard e"; got != want {
 		t.Errorf("tree %q, want %q", got, want)
 	}
 	if inode(t, filepath.Join(rootfs, "a/d")) != inode(t, filepath.Join(rootfs, "a/hard")) {
@@ -438,7 +440,7 @@ func TestCopySparse(t *testing.T) {
 // so keeps them.
 func TestCopyXattrs(t *testing.T) {
 	src := t.TempDir()
-	mkfiles(t, src, "f")
+	testtree.Make(t, src, "f")
 	if err := syscall.Setxattr(filepath.Join(src, "f"), "user.test", []byte("v"), 0); err != nil {
 		t.Skipf("no user xattrs here: %v", err)
 	}
@@ -470,7 +472,7 @@ func TestCopyXattrs(t *testing.T) {
 // directories are left alone.
 func TestMkdirAll(t *testing.T) {
 	root := t.TempDir()
-	mkfiles(t, root, "a/")
+	testtree.Make(t, root, "a/")
 	if err := os.Chmod(filepath.Join(root, "a"), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -492,7 +494,7 @@ func TestMkdirAll(t *testing.T) {
 // directory that the copy merges into.
 func TestCopyDirTimes(t *testing.T) {
 	src := t.TempDir()
-	mkfiles(t, src, "d/e/f", "d/g")
+	testtree.Make(t, src, "d/e/f", "d/g")
 	old := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, rel := range []string{"d/e", "d"} {
 		if err := os.Chtimes(filepath.Join(src, rel), old, old); err != nil {
@@ -512,7 +514,7 @@ func TestCopyDirTimes(t *testing.T) {
 
 func TestCopyCancelledWalk(t *testing.T) {
 	src := t.TempDir()
-	mkfiles(t, src, "a/b")
+	testtree.Make(t, src, "a/b")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	err := Walk(ctx, items(t, source(src), "/")[0], nil, func(Entry) error { return nil })

@@ -4,8 +4,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
-	"strings"
 	"testing"
 )
 
@@ -27,51 +25,4 @@ func items(t *testing.T, src *Source, rels ...string) []Item {
 		out = append(out, Item{Source: src, Rel: path.Clean(rel), Host: host, Info: fi})
 	}
 	return out
-}
-
-// listTree lists the paths below dir (slash separated, sorted).
-func listTree(t *testing.T, dir string) []string {
-	t.Helper()
-	var got []string
-	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		if rel, _ := filepath.Rel(dir, p); rel != "." {
-			got = append(got, filepath.ToSlash(rel))
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sort.Strings(got)
-	return got
-}
-
-// mkfiles creates files below dir: "a/b" a file holding its name, "a/"
-// an empty directory, "a->t" a symlink to t.
-func mkfiles(t *testing.T, dir string, files ...string) {
-	t.Helper()
-	for _, f := range files {
-		full := filepath.Join(dir, filepath.FromSlash(f))
-		var err error
-		switch {
-		case strings.HasSuffix(f, "/"):
-			err = os.MkdirAll(full, 0o755)
-		case strings.Contains(f, "->"):
-			name, to, _ := strings.Cut(f, "->")
-			from := filepath.Join(dir, filepath.FromSlash(name))
-			if err = os.MkdirAll(filepath.Dir(from), 0o755); err == nil {
-				err = os.Symlink(to, from)
-			}
-		default:
-			if err = os.MkdirAll(filepath.Dir(full), 0o755); err == nil {
-				err = os.WriteFile(full, []byte(f), 0o644)
-			}
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
 }

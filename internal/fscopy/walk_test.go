@@ -8,48 +8,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
+
+	"github.com/strata-build/strata/internal/testtree"
 
 	"github.com/strata-build/strata/internal/buildctx"
 )
-
-// randomTree fills dir with a random tree of directories, files, symlinks
-// and fifos named from a few names, so that random patterns match some.
-func randomTree(t *testing.T, rnd *rand.Rand, dir string, depth int) {
-	t.Helper()
-	for _, name := range []string{"a", "b", "c.txt", "d.log", "keep"} {
-		p := filepath.Join(dir, name)
-		var err error
-		switch r := rnd.Intn(7); {
-		case r < 2 && depth < 3:
-			if err = os.Mkdir(p, 0o755); err == nil {
-				randomTree(t, rnd, p, depth+1)
-			}
-		case r < 4:
-			err = os.WriteFile(p, []byte(p), 0o644)
-		case r == 4:
-			err = os.Symlink("a", p)
-		case r == 5 && depth > 0:
-			err = syscall.Mkfifo(p, 0o600)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// randomPatterns picks some of a set of .dockerignore-like patterns, with
-// and without "!" exceptions.
-func randomPatterns(rnd *rand.Rand) []string {
-	var out []string
-	for _, p := range []string{"a", "*.log", "**", "!a/b", "!keep", "b/*", "!*/c.txt", "c.txt", "**/keep", "!b", "a/**", "!**/d.log", "*/a", "!a/a/keep"} {
-		if rnd.Intn(4) == 0 {
-			out = append(out, p)
-		}
-	}
-	return out
-}
 
 // TestWalkIsWhatCopyWrites: for random trees, .dockerignore rules and
 // --exclude patterns, the paths Walk visits below a directory item are
@@ -60,8 +24,8 @@ func TestWalkIsWhatCopyWrites(t *testing.T) {
 	rnd := rand.New(rand.NewSource(15))
 	for n := range 150 {
 		src := t.TempDir()
-		randomTree(t, rnd, src, 0)
-		ignore, exclude := randomPatterns(rnd), randomPatterns(rnd)
+		testtree.Random(t, rnd, src, true)
+		ignore, exclude := testtree.Patterns(rnd), testtree.Patterns(rnd)
 		s := source(src)
 		if len(ignore) > 0 {
 			df := filepath.Join(t.TempDir(), "Dockerfile")
@@ -100,7 +64,7 @@ func TestWalkIsWhatCopyWrites(t *testing.T) {
 			if _, err := Copy(context.Background(), Target{Root: rootfs}, it, "/", Options{Exclude: exclude}); err != nil {
 				t.Fatal(err)
 			}
-			copied := listTree(t, rootfs)
+			copied := testtree.List(t, rootfs)
 			what := fmt.Sprintf("tree %d, item %s, .dockerignore %q, --exclude %q", n, rel, ignore, exclude)
 			if !slices.IsSorted(walked) {
 				t.Errorf("%s: walk order %q is not parents first in name order", what, walked)
@@ -122,7 +86,7 @@ func TestWalkIsWhatCopyWrites(t *testing.T) {
 // followed when it leads somewhere, visited as itself when it does not.
 func TestWalkItem(t *testing.T) {
 	src := t.TempDir()
-	mkfiles(t, src, "d/f", "tod->d", "dangling->nowhere", "file")
+	testtree.Make(t, src, "d/f", "tod->d", "dangling->nowhere", "file")
 	s := source(src)
 	for _, tt := range []struct {
 		rel  string

@@ -7,9 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
+
+	"github.com/strata-build/strata/internal/testtree"
 
 	"github.com/strata-build/strata/internal/buildctx"
 	"github.com/strata-build/strata/internal/fscopy"
@@ -25,59 +26,6 @@ func walked(ctx context.Context, it Item, exclude []string) ([]fscopy.Entry, err
 	return entries, err
 }
 
-// randomContext fills dir with a random tree named from a few names, so
-// that random patterns match some of it.
-func randomContext(t *testing.T, rnd *rand.Rand, dir string, depth int) {
-	t.Helper()
-	for _, name := range []string{"a", "b", "c.txt", "d.log", "keep"} {
-		p := filepath.Join(dir, name)
-		var err error
-		switch r := rnd.Intn(6); {
-		case r < 2 && depth < 3:
-			if err = os.Mkdir(p, 0o755); err == nil {
-				randomContext(t, rnd, p, depth+1)
-			}
-		case r < 4:
-			err = os.WriteFile(p, []byte(p), 0o644)
-		case r == 4:
-			err = os.Symlink("a", p)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func somePatterns(rnd *rand.Rand) []string {
-	var out []string
-	for _, p := range []string{"a", "*.log", "**", "!a/b", "!keep", "b/*", "!*/c.txt", "c.txt", "**/keep", "!b", "a/**", "!**/d.log"} {
-		if rnd.Intn(4) == 0 {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// listDir lists the paths below dir (slash separated, sorted).
-func listDir(t *testing.T, dir string) []string {
-	t.Helper()
-	var got []string
-	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		if rel, _ := filepath.Rel(dir, p); rel != "." {
-			got = append(got, filepath.ToSlash(rel))
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sort.Strings(got)
-	return got
-}
-
 // TestCopyAndKeyReadTheSameFiles: for random build contexts, .dockerignore
 // rules and --exclude patterns, the entries a COPY's cache key hashes
 // (Walk, as Sum hashes them) are exactly the paths the COPY writes, and
@@ -89,8 +37,8 @@ func TestCopyAndKeyReadTheSameFiles(t *testing.T) {
 	ctx := context.Background()
 	for n := range 60 {
 		dir := t.TempDir()
-		randomContext(t, rnd, dir, 0)
-		ignore, exclude := somePatterns(rnd), somePatterns(rnd)
+		testtree.Random(t, rnd, dir, false)
+		ignore, exclude := testtree.Patterns(rnd), testtree.Patterns(rnd)
 		df := filepath.Join(t.TempDir(), "Dockerfile")
 		if err := os.WriteFile(df+".dockerignore", []byte(strings.Join(ignore, "\n")), 0o644); err != nil {
 			t.Fatal(err)
@@ -118,7 +66,7 @@ func TestCopyAndKeyReadTheSameFiles(t *testing.T) {
 			if _, err := fscopy.Copy(ctx, fscopy.Target{Root: rootfs}, []fscopy.Item{items[0].Fscopy(false)}, "/", fscopy.Options{Exclude: exclude}); err != nil {
 				t.Fatal(err)
 			}
-			if copied := listDir(t, rootfs); !slices.Equal(keyed, copied) {
+			if copied := testtree.List(t, rootfs); !slices.Equal(keyed, copied) {
 				t.Fatalf("%s, COPY %s: the key hashes %q, the copy wrote %q", what, src, keyed, copied)
 			}
 		}
@@ -138,7 +86,7 @@ func TestCopyAndKeyReadTheSameFiles(t *testing.T) {
 		if err := cs.Mirror(ctx, linked); err != nil {
 			t.Fatal(err)
 		}
-		if shown := listDir(t, linked); !slices.Equal(keyed, shown) {
+		if shown := testtree.List(t, linked); !slices.Equal(keyed, shown) {
 			t.Fatalf("%s: the key of the context hashes %q, RUN --mount shows %q", what, keyed, shown)
 		}
 	}
@@ -174,7 +122,7 @@ func TestMirror(t *testing.T) {
 	if err := Context(bctx, nil).Mirror(context.Background(), out); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := strings.Join(listDir(t, out), " "), ".dockerignore keep keep/f keep/sub keep/sub/g link"; got != want {
+	if got, want := strings.Join(testtree.List(t, out), " "), ".dockerignore keep keep/f keep/sub keep/sub/g link"; got != want {
 		t.Errorf("linked %q, want %q", got, want)
 	}
 	if fi, err := os.Stat(filepath.Join(out, "keep/sub")); err != nil || fi.Mode().Perm() != 0o500 {
