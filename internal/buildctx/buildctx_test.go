@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/strata-build/strata/internal/testtree"
 )
 
 // mkctx creates a context dir with the given files (path → content).
@@ -163,24 +165,7 @@ func TestExcludedTree(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := mkctx(t, map[string]string{".dockerignore": tt.ignore})
-			for _, f := range tt.files {
-				full := filepath.Join(dir, filepath.FromSlash(f))
-				var err error
-				switch {
-				case strings.HasSuffix(f, "/"):
-					err = os.MkdirAll(full, 0o755)
-				case strings.Contains(f, "->"):
-					from, to, _ := strings.Cut(full, "->")
-					err = os.Symlink(to, from)
-				default:
-					if err = os.MkdirAll(filepath.Dir(full), 0o755); err == nil {
-						err = os.WriteFile(full, nil, 0o644)
-					}
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
+			testtree.Make(t, dir, tt.files...)
 			c := open(t, dir, "")
 			for rel, want := range tt.excl {
 				if got := c.Excluded(rel); got != want {
