@@ -131,14 +131,7 @@ type Builder struct {
 	// (NewSnapshotter); nil: overlay snapshots below Session.Dir.
 	Snapshots snapshot.Snapshotter
 
-	pullMu sync.Mutex
-	pulls  map[string]*pullCall
-}
-
-type pullCall struct {
-	done chan struct{}
-	img  *image.Image
-	err  error
+	pulls pullGroup // pulls under way, shared by concurrent builds
 }
 
 // DefaultJobs is how many stages run at once by default: the number of CPUs,
@@ -324,7 +317,7 @@ func (b *Builder) newRun(opts *Options, df *dockerfile.Dockerfile, src []byte, o
 	r := &run{b: b, opts: opts, df: df, plan: p, bctx: bctx, globals: globals, cache: cix, dockerfileID: dfID,
 		sums: buildctx.OpenSums(b.Store.Path("cache", "stat", hex.EncodeToString(sum[:16])+".json")), start: time.Now().UTC().Truncate(time.Second),
 		results: make([]*stageResult, len(p.All)), done: make([]chan struct{}, len(p.All)),
-		usedArgs: map[string]bool{}, eager: eagerStages(p.All, p.Target, opts.CacheTo)}
+		usedArgs: map[string]bool{}, pulls: &pullGroup{keep: true}, eager: eagerStages(p.All, p.Target, opts.CacheTo)}
 	for i := range r.done {
 		r.done[i] = make(chan struct{})
 	}
@@ -449,6 +442,8 @@ type run struct {
 
 	mu       sync.Mutex
 	usedArgs map[string]bool
+
+	pulls *pullGroup // the pulls of this build, one per reference
 
 	cache        *cache.Index
 	remote       map[cache.Key]remoteRecord                                                    // --cache-from records, guarded by mu

@@ -51,14 +51,14 @@ func (sb *stageBuilder) resolveFrom(from string) (source.Ref, error) {
 // an OCI layout.
 func (r *run) refImage(ctx context.Context, ref source.Ref) (*image.Image, error) {
 	if ref.Kind == source.Image {
-		return r.b.ResolveImage(ctx, ref.Image, r.opts.Pull, r.opts.Platform, r.opts.Progress)
+		return r.resolveImage(ctx, ref.Image, r.opts.Pull)
 	}
 	var img *image.Image
 	var err error
 	if ref.OCILayout {
 		img, err = r.ociLayoutImage(ctx, ref.Image)
 	} else {
-		img, err = r.b.ResolveImage(ctx, ref.Image, r.opts.Pull, r.opts.Platform, r.opts.Progress)
+		img, err = r.resolveImage(ctx, ref.Image, r.opts.Pull)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("--build-context %s: %w", ref.From, err)

@@ -112,7 +112,7 @@ func (sb *stageBuilder) imageSource(ctx context.Context, ref source.Ref, inStore
 // (pulling it first when pull is set or it is not in the store).
 func (sb *stageBuilder) wholeImageSource(ctx context.Context, ref source.Ref, pull bool, key string) (*source.Source, error) {
 	r := sb.r
-	img, err := r.b.ResolveImage(ctx, ref.Image, pull, r.opts.Platform, r.opts.Progress)
+	img, err := r.resolveImage(ctx, ref.Image, pull)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,8 +20,16 @@ import (
 
 // ResolveImage returns the image ref from the store, pulling it (and tagging
 // it locally, like `docker pull`) when it is not there or when pull is set.
-// Concurrent calls for the same reference share one pull.
+// Concurrent calls for the same reference share one pull; a later call
+// pulls again.
 func (b *Builder) ResolveImage(ctx context.Context, ref string, pull bool, plat v1.Platform, pr *progress.Printer) (*image.Image, error) {
+	return b.resolveImage(ctx, ref, pull, plat, pr, nil)
+}
+
+// resolveImage is ResolveImage; a build passes its memo, so that it pulls
+// each reference once (as BuildKit resolves each image once per build),
+// and its concurrent stages share that pull.
+func (b *Builder) resolveImage(ctx context.Context, ref string, pull bool, plat v1.Platform, pr *progress.Printer, memo *pullGroup) (*image.Image, error) {
 	if store.IsID(ref) { // names a local image: never pulled
 		im, err := b.Store.Resolve(ref)
 		if err != nil {
@@ -39,12 +48,38 @@ func (b *Builder) ResolveImage(ctx context.Context, ref string, pull bool, plat 
 			return image.Load(b.Store, im.Descriptor.Digest)
 		}
 	}
-	b.pullMu.Lock()
-	if b.pulls == nil {
-		b.pulls = map[string]*pullCall{}
+	shared := func() (*image.Image, error) {
+		return b.pulls.do(ctx, canon, func() (*image.Image, error) { return b.Pull(ctx, canon, plat, pr) })
 	}
-	if c, ok := b.pulls[canon]; ok {
-		b.pullMu.Unlock()
+	if memo == nil {
+		return shared()
+	}
+	return memo.do(ctx, canon, shared)
+}
+
+// pullGroup shares pulls by reference: a caller that comes while a pull of
+// its reference runs waits for it and gets its result. With keep, every
+// later caller gets that result too (a build's memo, failures included);
+// without, the pull is forgotten once done (the Builder's, shared by its
+// concurrent builds). The zero value is ready to use.
+type pullGroup struct {
+	keep  bool
+	mu    sync.Mutex
+	calls map[string]*pullCall
+}
+
+type pullCall struct {
+	done chan struct{}
+	img  *image.Image
+	err  error
+}
+
+// do returns the result of the pull of ref that runs or (with keep) ran,
+// else runs pull.
+func (g *pullGroup) do(ctx context.Context, ref string, pull func() (*image.Image, error)) (*image.Image, error) {
+	g.mu.Lock()
+	if c, ok := g.calls[ref]; ok {
+		g.mu.Unlock()
 		select {
 		case <-c.done:
 			return c.img, c.err
@@ -52,10 +87,18 @@ func (b *Builder) ResolveImage(ctx context.Context, ref string, pull bool, plat 
 			return nil, ctx.Err()
 		}
 	}
+	if g.calls == nil {
+		g.calls = map[string]*pullCall{}
+	}
 	c := &pullCall{done: make(chan struct{})}
-	b.pulls[canon] = c
-	b.pullMu.Unlock()
-	c.img, c.err = b.Pull(ctx, canon, plat, pr)
+	g.calls[ref] = c
+	g.mu.Unlock()
+	c.img, c.err = pull()
+	if !g.keep {
+		g.mu.Lock()
+		delete(g.calls, ref)
+		g.mu.Unlock()
+	}
 	close(c.done)
 	return c.img, c.err
 }
@@ -160,4 +203,10 @@ func reportTransfer(step *progress.Step, verb string, n *atomic.Int64, total int
 			line()
 		}
 	}
+}
+
+// resolveImage resolves ref for this build: each reference is pulled at
+// most once per build, however many stages name it.
+func (r *run) resolveImage(ctx context.Context, ref string, pull bool) (*image.Image, error) {
+	return r.b.resolveImage(ctx, ref, pull, r.opts.Platform, r.opts.Progress, r.pulls)
 }
