@@ -147,36 +147,49 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 // network unless --network says otherwise, and the sandbox unless
 // --security=insecure; host network and insecure need their entitlement.
 func (sb *stageBuilder) runModes(c *instructions.RunCommand) (network, security string, err error) {
-	network = sb.r.opts.Network
-	switch n := instructions.GetNetwork(c); n {
+	if network, err = sb.runNetwork(instructions.GetNetwork(c)); err != nil {
+		return "", "", err
+	}
+	if security, err = sb.runSecurity(instructions.GetSecurity(c)); err != nil {
+		return "", "", err
+	}
+	return network, security, nil
+}
+
+func (sb *stageBuilder) runNetwork(n string) (string, error) {
+	switch n {
 	case "", instructions.NetworkDefault:
-	case instructions.NetworkNone:
-		network = n
+		return sb.r.opts.Network, nil
 	case instructions.NetworkHost:
 		// As in BuildKit: a Dockerfile may not reach the host's network on its
 		// own; the user grants it (unless the whole build has it anyway).
-		if network != executor.NetworkHost {
-			if err := sb.r.opts.Entitlements.Check(entitlements.Values{NetworkHost: true}); err != nil {
-				return "", "", fmt.Errorf("%w (start the build with --allow network.host)", err)
-			}
+		if sb.r.opts.Network != executor.NetworkHost {
+			return n, sb.entitled(entitlements.Values{NetworkHost: true}, "network.host")
 		}
-		network = n
-	default:
-		return "", "", fmt.Errorf("RUN --network=%s is not supported (use default, host or none)", n)
+		return n, nil
+	case instructions.NetworkNone:
+		return n, nil
 	}
-	security = executor.SecuritySandbox
-	switch sec := instructions.GetSecurity(c); sec {
+	return "", fmt.Errorf("RUN --network=%s is not supported (use default, host or none)", n)
+}
+
+func (sb *stageBuilder) runSecurity(sec string) (string, error) {
+	switch sec {
 	case "", instructions.SecuritySandbox:
+		return executor.SecuritySandbox, nil
 	case instructions.SecurityInsecure:
-		// BuildKit's check and words, when it loads the build
-		if err := sb.r.opts.Entitlements.Check(entitlements.Values{SecurityInsecure: true}); err != nil {
-			return "", "", fmt.Errorf("%w (start the build with --allow security.insecure)", err)
-		}
-		security = executor.SecurityInsecure
-	default:
-		return "", "", fmt.Errorf("RUN --security=%s is not supported", sec)
+		return executor.SecurityInsecure, sb.entitled(entitlements.Values{SecurityInsecure: true}, "security.insecure")
 	}
-	return network, security, nil
+	return "", fmt.Errorf("RUN --security=%s is not supported", sec)
+}
+
+// entitled checks that the build was granted what a RUN asks for
+// (BuildKit's check and words, when it loads the build).
+func (sb *stageBuilder) entitled(v entitlements.Values, allow string) error {
+	if err := sb.r.opts.Entitlements.Check(v); err != nil {
+		return fmt.Errorf("%w (start the build with --allow %s)", err, allow)
+	}
+	return nil
 }
 
 // runInputs are the cache key inputs of a RUN: what it runs, with which

@@ -350,32 +350,8 @@ func (sb *stageBuilder) dispatch(ctx context.Context, c instructions.Command) er
 	df := sb.r.df
 	loc := c.Location()
 	if _, isArg := c.(*instructions.ArgCommand); !isArg {
-		if ex, ok := c.(instructions.SupportsSingleWordExpansion); ok {
-			lex := df.Lexer()
-			if err := ex.Expand(func(word string) (string, error) {
-				v, unmatched, err := lex.ProcessWord(word, sb.env.getter())
-				sb.reportUnmatched(c, unmatched)
-				if err == nil {
-					err = dockerfile.CheckWord(v)
-				}
-				return v, err
-			}); err != nil {
-				return df.Wrap(loc, err)
-			}
-		}
-		if ex, ok := c.(instructions.SupportsSingleWordExpansionRaw); ok {
-			lex := df.Lexer()
-			lex.SkipProcessQuotes = true
-			if err := ex.ExpandRaw(func(word string) (string, error) {
-				v, unmatched, err := lex.ProcessWord(word, sb.env.getter())
-				sb.reportUnmatched(c, unmatched)
-				if err == nil {
-					err = dockerfile.CheckWord(v)
-				}
-				return v, err
-			}); err != nil {
-				return df.Wrap(loc, err)
-			}
+		if err := sb.expand(c); err != nil {
+			return df.Wrap(loc, err)
 		}
 	}
 	sb.check(c)
@@ -407,6 +383,32 @@ func (sb *stageBuilder) dispatch(ctx context.Context, c instructions.Command) er
 	}
 	if err != nil {
 		return df.Wrap(loc, err)
+	}
+	return nil
+}
+
+// expand expands the variables in c's words with the stage's state env,
+// with or without processing quotes as the instruction asks.
+func (sb *stageBuilder) expand(c instructions.Command) error {
+	word := func(raw bool) func(string) (string, error) {
+		lex := sb.r.df.Lexer()
+		lex.SkipProcessQuotes = raw
+		return func(word string) (string, error) {
+			v, unmatched, err := lex.ProcessWord(word, sb.env.getter())
+			sb.reportUnmatched(c, unmatched)
+			if err == nil {
+				err = dockerfile.CheckWord(v)
+			}
+			return v, err
+		}
+	}
+	if ex, ok := c.(instructions.SupportsSingleWordExpansion); ok {
+		if err := ex.Expand(word(false)); err != nil {
+			return err
+		}
+	}
+	if ex, ok := c.(instructions.SupportsSingleWordExpansionRaw); ok {
+		return ex.ExpandRaw(word(true))
 	}
 	return nil
 }
