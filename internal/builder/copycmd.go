@@ -20,7 +20,7 @@ func (sb *stageBuilder) copy(ctx context.Context, c *instructions.CopyCommand, p
 	// --link only changes how BuildKit rebases the layer; the files are the same.
 	from := c.From
 	if from != "" {
-		v, _, err := sb.r.df.Lexer().ProcessWord(from, sb.env.getter())
+		v, _, err := sb.r.df.Lexer().ProcessWord(from, sb.img.env.getter())
 		if err != nil {
 			return fmt.Errorf("--from: %w", err)
 		}
@@ -115,7 +115,7 @@ func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, fr
 	}
 	dest := sd.DestPath
 	trailing := strings.HasSuffix(dest, "/") || dest == "." || strings.HasSuffix(dest, "/.")
-	dest = sb.resolvePath(dest)
+	dest = sb.img.resolvePath(dest)
 	if trailing && !strings.HasSuffix(dest, "/") {
 		dest += "/"
 	}

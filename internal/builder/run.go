@@ -79,7 +79,7 @@ func (sb *stageBuilder) runArgs(c *instructions.RunCommand) ([]string, []specs.M
 		}
 	}
 	if c.PrependShell {
-		args = append(sb.shell(), strings.Join(args, " "))
+		args = append(sb.img.shell(), strings.Join(args, " "))
 	}
 	return args, mounts, cleanup, nil
 }
@@ -108,7 +108,7 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 	mounts = append(mounts, extra...)
 
 	createdBy := "RUN " + sb.runCommandString(args) + " # buildkit"
-	cfg := sb.state.cfg.Config
+	cfg := sb.img.cfg.Config
 	cwd := cfg.WorkingDir
 	if cwd == "" {
 		cwd = "/"
@@ -123,7 +123,7 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 			ID:       id,
 			Rootfs:   rootfs,
 			Args:     args,
-			Env:      append(append([]string(nil), sb.env...), secretEnv...),
+			Env:      append(append([]string(nil), sb.img.env...), secretEnv...),
 			Cwd:      cwd,
 			User:     cfg.User,
 			Network:  network,
@@ -196,10 +196,10 @@ func (sb *stageBuilder) entitled(v entitlements.Values, allow string) error {
 // environment, user, directory and network, and what its mounts bring in.
 // Secret values never take part (only the secret's name).
 func (sb *stageBuilder) runInputs(ctx context.Context, c *instructions.RunCommand, args []string, network, security string, secretEnv []string) ([]cache.Input, error) {
-	cfg := sb.state.cfg.Config
+	cfg := sb.img.cfg.Config
 	in := []cache.Input{
 		{Name: "instruction", Value: strings.Join(args, "\x00")},
-		{Name: "env", Value: strings.Join(sb.env, "\x00")},
+		{Name: "env", Value: strings.Join(sb.img.env, "\x00")},
 		{Name: "user", Value: cfg.User},
 		{Name: "workdir", Value: cfg.WorkingDir},
 		{Name: "network", Value: network},
@@ -239,8 +239,8 @@ func (sb *stageBuilder) runInputs(ctx context.Context, c *instructions.RunComman
 func (sb *stageBuilder) runCommandString(args []string) string {
 	var kv []string
 	idx := map[string]int{}
-	for _, a := range sb.argOrder {
-		v, ok := sb.env.get(a.Key)
+	for _, a := range sb.img.argOrder {
+		v, ok := sb.img.env.get(a.Key)
 		if !ok {
 			v = a.ValueString()
 		}
@@ -260,10 +260,10 @@ func (sb *stageBuilder) runCommandString(args []string) string {
 // workdir runs WORKDIR: sets the config and creates the directory (and its
 // parents) owned by the current USER when missing.
 func (sb *stageBuilder) workdir(ctx context.Context, c *instructions.WorkdirCommand, p *progress.Step) error {
-	wd := sb.resolvePath(c.Path)
+	wd := sb.img.resolvePath(c.Path)
 	wd = path.Clean(wd)
-	sb.state.cfg.Config.WorkingDir = wd
-	user := sb.state.cfg.Config.User
+	sb.img.cfg.Config.WorkingDir = wd
+	user := sb.img.cfg.Config.User
 	inputs := []cache.Input{{Name: "instruction", Value: "WORKDIR " + wd}, {Name: "user", Value: user}}
 	return sb.change(ctx, p, "WORKDIR "+wd, inputs, func(rootfs string) error {
 		o, err := workdirOwner(rootfs, user)

@@ -58,7 +58,7 @@ func (sb *stageBuilder) runMounts(ctx context.Context, c *instructions.RunComman
 		if target == "" {
 			return nil, nil, fmt.Errorf("--mount: target is required")
 		}
-		target = sb.resolvePath(target)
+		target = sb.img.resolvePath(target)
 		switch m.Type {
 		case instructions.MountTypeBind:
 			root, err := sb.mountSource(ctx, m.From, releases)
@@ -157,7 +157,7 @@ func (sb *stageBuilder) secretMount(m *instructions.Mount, releases *[]func()) (
 	if err := setMountOwner(f, m, mode); err != nil {
 		return nil, "", err
 	}
-	return &specs.Mount{Destination: sb.resolvePath(target), Type: "bind", Source: f, Options: []string{"bind", "ro"}}, kv, nil
+	return &specs.Mount{Destination: sb.img.resolvePath(target), Type: "bind", Source: f, Options: []string{"bind", "ro"}}, kv, nil
 }
 
 // sshMount forwards the agent of --ssh ID to the RUN through a socket of its
@@ -211,7 +211,7 @@ func (sb *stageBuilder) sshMount(m *instructions.Mount, n int, releases *[]func(
 			}()
 		}
 	}()
-	t := sb.resolvePath(target)
+	t := sb.img.resolvePath(target)
 	return &specs.Mount{Destination: t, Type: "bind", Source: proxy, Options: []string{"bind"}}, "SSH_AUTH_SOCK=" + t, nil
 }
 

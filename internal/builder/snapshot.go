@@ -234,13 +234,13 @@ func (sb *stageBuilder) tryAlias(ctx context.Context, p *progress.Step, createdB
 // apply adds a step's result to the stage: its layer and history entry.
 func (sb *stageBuilder) apply(rec *cache.Record, createdBy string) {
 	if rec.Layer == nil {
-		sb.historyAt(createdBy, true, rec.Created)
+		sb.img.historyAt(createdBy, true, rec.Created)
 		return
 	}
 	l := rec.Layer.Blob
 	sb.state.layers = append(sb.state.layers, l)
 	sb.state.dirs = append(sb.state.dirs, sb.r.b.Store.LayerDir(l.DiffID))
-	sb.historyAt(createdBy, false, rec.Created)
+	sb.img.historyAt(createdBy, false, rec.Created)
 }
 
 // available reports whether a cache record's layer is still in the store:

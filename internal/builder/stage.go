@@ -13,7 +13,6 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 
 	"github.com/strata-build/strata/internal/cache"
-	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/plan"
 	"github.com/strata-build/strata/internal/progress"
@@ -151,18 +150,10 @@ type stageBuilder struct {
 	r     *run
 	st    *plan.Stage
 	state *stageResult
-	// env is BuildKit's "state env": ENV values and ARG values in the order
-	// they were set; RUN sees it and word expansion uses it. The image config
-	// keeps only ENV.
-	env    envList
-	cmdSet bool // CMD set in this stage (ENTRYPOINT keeps it)
-	step   int
-	total  int
+	img   imageState // the config and state env of state
+	step  int
+	total int
 
-	// declared holds every ARG name declared in the stage, with or without a
-	// value; argOrder the declarations in order (for RUN's history entry).
-	declared map[string]bool
-	argOrder []instructions.KeyValuePairOptional
 	// alias is the cheap key of the current step (see tryAlias), "" if none
 	alias cache.Key
 	// check state
@@ -171,7 +162,7 @@ type stageBuilder struct {
 }
 
 func (r *run) buildStage(ctx context.Context, st *plan.Stage) (*stageResult, error) {
-	sb := &stageBuilder{r: r, st: st, total: 1, step: 1, declared: map[string]bool{}}
+	sb := &stageBuilder{r: r, st: st, total: 1, step: 1}
 	for _, c := range st.Source.Commands {
 		if isStep(c) {
 			sb.total++
@@ -197,23 +188,22 @@ func (r *run) buildStage(ctx context.Context, st *plan.Stage) (*stageResult, err
 	} else {
 		pstep.Done()
 	}
-	sb.state = base
-	sb.env = envList(base.cfg.Config.Env)
+	sb.setState(base)
 	if st.BaseStage >= 0 {
 		// ARGs declared in the parent stage are inherited with their values.
-		sb.env = append(envList(nil), base.env...)
-		sb.argOrder = append(sb.argOrder, base.argOrder...)
+		sb.img.env = append(envList(nil), base.env...)
+		sb.img.argOrder = append(sb.img.argOrder, base.argOrder...)
 		for _, a := range base.argOrder {
-			sb.declared[a.Key] = true
+			sb.img.declared[a.Key] = true
 		}
 	}
-	if _, ok := sb.env.get("PATH"); !ok {
-		sb.env = sb.env.set("PATH", defaultPath)
-		sb.state.cfg.Config.Env = sb.env
+	if _, ok := sb.img.env.get("PATH"); !ok {
+		sb.img.env = sb.img.env.set("PATH", defaultPath)
+		sb.img.cfg.Config.Env = sb.img.env
 	}
 	// ONBUILD triggers of the base run first and are not inherited.
 	triggers := base.cfg.Config.OnBuild
-	sb.state.cfg.Config.OnBuild = nil
+	sb.img.cfg.Config.OnBuild = nil
 	for _, t := range triggers {
 		if err := sb.onbuild(ctx, t); err != nil {
 			return nil, err
@@ -224,9 +214,24 @@ func (r *run) buildStage(ctx context.Context, st *plan.Stage) (*stageResult, err
 			return nil, err
 		}
 	}
-	sb.state.env = sb.env
-	sb.state.argOrder = sb.argOrder
+	sb.state.env = sb.img.env
+	sb.state.argOrder = sb.img.argOrder
 	return sb.state, nil
+}
+
+// setState makes res the stage's state, its image state starting from
+// res's config.
+func (sb *stageBuilder) setState(res *stageResult) {
+	sb.state = res
+	sb.img = imageState{
+		cfg:        &res.cfg,
+		env:        envList(res.cfg.Config.Env),
+		declared:   map[string]bool{},
+		escape:     sb.r.df.Escape,
+		epoch:      sb.r.opts.SourceDateEpoch,
+		lint:       sb.r.df.Lint,
+		unknownEnv: res.unknownEnv,
+	}
 }
 
 // base returns the starting state of the stage: an earlier stage (as the
@@ -298,7 +303,7 @@ func (sb *stageBuilder) fromDir(ctx context.Context, ref source.Ref) (*stageResu
 	res.cfg.Config.Env = []string{"PATH=" + defaultPath}
 	res.cfg.Config.WorkingDir = "/"
 	res.key = cache.NewKey("", cache.Input{Name: "base", Value: "scratch"}, cache.Input{Name: "platform", Value: plat.OS + "/" + plat.Architecture + "/" + plat.Variant})
-	sb.state = res
+	sb.setState(res)
 	it, err := source.Dir(ref.Dir, ref.Name).Stat("/")
 	if err != nil {
 		return nil, err
@@ -350,7 +355,7 @@ func (sb *stageBuilder) dispatch(ctx context.Context, c instructions.Command) er
 	df := sb.r.df
 	loc := c.Location()
 	if _, isArg := c.(*instructions.ArgCommand); !isArg {
-		if err := sb.expand(c); err != nil {
+		if err := sb.img.expand(c); err != nil {
 			return df.Wrap(loc, err)
 		}
 	}
@@ -360,7 +365,7 @@ func (sb *stageBuilder) dispatch(ctx context.Context, c instructions.Command) er
 		case *instructions.RunCommand, *instructions.CopyCommand, *instructions.AddCommand:
 			return nil // a dry run changes no files
 		case *instructions.WorkdirCommand:
-			sb.state.cfg.Config.WorkingDir = path.Clean(sb.resolvePath(c.Path))
+			sb.img.cfg.Config.WorkingDir = path.Clean(sb.img.resolvePath(c.Path))
 			return nil
 		}
 	}
@@ -378,37 +383,13 @@ func (sb *stageBuilder) dispatch(ctx context.Context, c instructions.Command) er
 		err = sb.withStep(label, func(p *progress.Step) error { return sb.add(ctx, c, p) })
 	case *instructions.WorkdirCommand:
 		err = sb.withStep(label, func(p *progress.Step) error { return sb.workdir(ctx, c, p) })
+	case *instructions.ArgCommand:
+		err = sb.img.arg(c, argSources{buildArgs: sb.r.opts.BuildArgs, globals: sb.r.globals, use: sb.r.useArg})
 	default:
-		err = sb.config(c)
+		err = sb.img.config(c)
 	}
 	if err != nil {
 		return df.Wrap(loc, err)
-	}
-	return nil
-}
-
-// expand expands the variables in c's words with the stage's state env,
-// with or without processing quotes as the instruction asks.
-func (sb *stageBuilder) expand(c instructions.Command) error {
-	word := func(raw bool) func(string) (string, error) {
-		lex := sb.r.df.Lexer()
-		lex.SkipProcessQuotes = raw
-		return func(word string) (string, error) {
-			v, unmatched, err := lex.ProcessWord(word, sb.env.getter())
-			sb.reportUnmatched(c, unmatched)
-			if err == nil {
-				err = dockerfile.CheckWord(v)
-			}
-			return v, err
-		}
-	}
-	if ex, ok := c.(instructions.SupportsSingleWordExpansion); ok {
-		if err := ex.Expand(word(false)); err != nil {
-			return err
-		}
-	}
-	if ex, ok := c.(instructions.SupportsSingleWordExpansionRaw); ok {
-		return ex.ExpandRaw(word(true))
 	}
 	return nil
 }
@@ -436,16 +417,4 @@ func oneLine(c instructions.Command) string {
 		s = s[:117] + "..."
 	}
 	return s
-}
-
-// resolvePath makes p absolute against the stage's working directory.
-func (sb *stageBuilder) resolvePath(p string) string {
-	if path.IsAbs(p) {
-		return p
-	}
-	wd := sb.state.cfg.Config.WorkingDir
-	if wd == "" {
-		wd = "/"
-	}
-	return path.Join(wd, p)
 }
