@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/strata-build/strata/internal/buildctx"
 	"github.com/strata-build/strata/internal/cache"
+	"github.com/strata-build/strata/internal/cache/remote"
 	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/executor"
 	"github.com/strata-build/strata/internal/image"
@@ -314,7 +314,7 @@ func (b *Builder) newRun(opts *Options, df *dockerfile.Dockerfile, src []byte, o
 		}
 	}
 	sum := sha256.Sum256([]byte(bctx.Dir))
-	r := &run{b: b, opts: opts, df: df, plan: p, bctx: bctx, globals: globals, cache: cix, dockerfileID: dfID,
+	r := &run{b: b, opts: opts, df: df, plan: p, bctx: bctx, globals: globals, cache: cix, imported: remote.NewImported(cix), dockerfileID: dfID,
 		sums: buildctx.OpenSums(b.Store.Path("cache", "stat", hex.EncodeToString(sum[:16])+".json")), start: time.Now().UTC().Truncate(time.Second),
 		results: make([]*stageResult, len(p.All)), done: make([]chan struct{}, len(p.All)),
 		usedArgs: map[string]bool{}, pulls: &pullGroup{keep: true}, eager: eagerStages(p.All, p.Target, opts.CacheTo)}
@@ -446,10 +446,8 @@ type run struct {
 	pulls *pullGroup // the pulls of this build, one per reference
 
 	cache        *cache.Index
-	remote       map[cache.Key]remoteRecord                                                    // --cache-from records, guarded by mu
-	pendingKeys  map[digest.Digest][]cache.Exported                                            // --cache-from hits whose blob is not here yet
-	fetchers     map[digest.Digest]func(context.Context, digest.Digest) (io.ReadCloser, error) // blobs --cache-from can give
-	used         map[int][]cache.Exported                                                      // records each stage used or made, for --cache-to
+	imported     *remote.Imported // the --cache-from records
+	used         remote.Used      // records each stage used or made, for --cache-to
 	sums         *buildctx.Sums
 	dockerfileID string // identifies the Dockerfile for cache miss explanations
 	// filterOnce makes the .dockerignore-filtered context for RUN binds.

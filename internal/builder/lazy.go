@@ -145,20 +145,10 @@ func (r *run) writeLayerBlob(ctx context.Context, dir string, wantDiffID digest.
 // recordBlob gives the blob of m to the records this build used or made
 // for its diffID without a blob, in the cache index and in r.used.
 func (r *run) recordBlob(m image.Layer) {
-	cl := &cache.Layer{Blob: m}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for stage, recs := range r.used {
-		for i, e := range recs {
-			if e.Record.Layer == nil || !e.Record.Layer.Lazy() || e.Record.Layer.DiffID != cl.DiffID {
-				continue
-			}
-			e.Record.Layer = cl
-			r.used[stage][i] = e
-			rec := e.Record
-			if err := r.cache.Put(e.Key, &rec); err != nil {
-				r.opts.Progress.Logf("warning: recording the blob of layer %s: %v", m.DiffID, err)
-			}
+	for _, e := range r.used.SetBlob(m) {
+		rec := e.Record
+		if err := r.cache.Put(e.Key, &rec); err != nil {
+			r.opts.Progress.Logf("warning: recording the blob of layer %s: %v", m.DiffID, err)
 		}
 	}
 }

@@ -131,13 +131,13 @@ func (sb *stageBuilder) changeKeyed(ctx context.Context, p *progress.Step, creat
 	if err := sb.r.cache.Put(key, rec); err != nil {
 		return err
 	}
-	sb.r.usedRecord(sb.st.Index, key, *rec)
+	sb.r.used.Add(sb.st.Index, key, *rec)
 	if sb.alias != "" {
 		// also findable by the cheap key (see tryAlias)
 		a := *rec
 		a.Next = key
 		if err := sb.r.cache.Put(sb.alias, &a); err == nil {
-			sb.r.usedRecord(sb.st.Index, sb.alias, a)
+			sb.r.used.Add(sb.st.Index, sb.alias, a)
 		}
 	}
 	sb.apply(rec, createdBy)
@@ -192,7 +192,7 @@ func (sb *stageBuilder) lookup(ctx context.Context, key cache.Key) (*cache.Recor
 		ok = false
 	}
 	if !ok {
-		rec, ok = sb.r.fromRemote(ctx, key)
+		rec, ok = sb.r.imported.Lookup(key)
 	}
 	return rec, ok
 }
@@ -200,7 +200,7 @@ func (sb *stageBuilder) lookup(ctx context.Context, key cache.Key) (*cache.Recor
 // hit applies a cache hit for key.
 func (sb *stageBuilder) hit(key cache.Key, rec *cache.Record, createdBy string, p *progress.Step, pos string, inputs []cache.Input) {
 	sb.r.cache.Touch(key)
-	sb.r.usedRecord(sb.st.Index, key, *rec)
+	sb.r.used.Add(sb.st.Index, key, *rec)
 	sb.apply(rec, createdBy)
 	if rec.Next != "" {
 		key = rec.Next
