@@ -197,7 +197,7 @@ func (sb *stageBuilder) copyShortcut(ctx context.Context, p *progress.Step, ref 
 	for _, pat := range req.sources {
 		in = append(in, cache.Input{Name: "source " + pat})
 	}
-	return sb.tryAlias(ctx, p, req.createdBy, in), nil
+	return sb.tryAlias(p, req.createdBy, in), nil
 }
 
 // heredocItems writes heredoc sources as files into dir and returns them
@@ -256,7 +256,7 @@ func (sb *stageBuilder) copyItems(ctx context.Context, p *progress.Step, src *so
 	}
 	marked := func(err error) error {
 		if err == nil && prefix != "" {
-			sb.r.cache.MarkPrefix(prefix)
+			sb.cache.markPrefix(prefix)
 		}
 		return err
 	}
@@ -296,14 +296,9 @@ func (sb *stageBuilder) copyPrefix(src *source.Source, from string, items []copy
 	if from != "" || !src.IsContext() || sb.r.sums == nil {
 		return "", false
 	}
-	in := append(sb.commonInputs(), req.optionInputs()...)
-	in = append(in, cache.Input{Name: "prefix", Value: "copy from the build context"})
+	in := append(req.optionInputs(), cache.Input{Name: "prefix", Value: "copy from the build context"})
 	for _, it := range items {
 		in = append(in, cache.Input{Name: "source " + it.Rel, Value: it.Keep})
 	}
-	prefix := cache.NewKey(sb.state.key, in...)
-	if !sb.useCache() {
-		return prefix, true
-	}
-	return prefix, len(sb.r.opts.CacheFrom) == 0 && !sb.r.cache.HasPrefix(prefix)
+	return sb.cache.prefix(sb.state.key, in)
 }

@@ -154,15 +154,14 @@ type stageBuilder struct {
 	step  int
 	total int
 
-	// alias is the cheap key of the current step (see tryAlias), "" if none
-	alias cache.Key
+	cache *stepCache // finds and records the stage's steps
 	// check state
 	seenCmd, seenEntrypoint, seenHealthcheck instructions.Command
 	workdirSet                               bool
 }
 
 func (r *run) buildStage(ctx context.Context, st *plan.Stage) (*stageResult, error) {
-	sb := &stageBuilder{r: r, st: st, total: 1, step: 1}
+	sb := &stageBuilder{r: r, st: st, cache: r.stepCache(st), total: 1, step: 1}
 	for _, c := range st.Source.Commands {
 		if isStep(c) {
 			sb.total++
