@@ -37,9 +37,9 @@ func (sb *stageBuilder) add(ctx context.Context, c *instructions.AddCommand, p *
 	var local []string
 	var remote []string
 	for _, s := range c.SourcePaths {
-		if _, isGit, err := gitSource(s); err != nil {
+		if _, isGit, err := source.ParseGit(s); err != nil {
 			return err
-		} else if isGit || isHTTPSource(s) {
+		} else if isGit || source.IsHTTP(s) {
 			remote = append(remote, s)
 			continue
 		}
@@ -64,7 +64,7 @@ func (sb *stageBuilder) add(ctx context.Context, c *instructions.AddCommand, p *
 	defer os.RemoveAll(tmp)
 	var extra []copyItem
 	for _, s := range remote {
-		if ref, isGit, _ := gitSource(s); isGit {
+		if ref, isGit, _ := source.ParseGit(s); isGit {
 			sum := c.Checksum
 			if sum != "" {
 				if ref.Checksum != "" && ref.Checksum != sum {
@@ -77,23 +77,20 @@ func (sb *stageBuilder) add(ctx context.Context, c *instructions.AddCommand, p *
 				keep = *ref.KeepGitDir
 			}
 			p.Write([]byte("git clone " + ref.Remote + "\n"))
-			it, err := fetchGit(ctx, ref, tmp, keep)
+			it, err := source.FetchGit(ctx, ref, tmp, keep)
 			if err != nil {
 				return err
 			}
-			extra = append(extra, it)
+			extra = append(extra, copyItem{Item: it})
 			continue
 		}
 		p.Write([]byte("download " + s + "\n"))
-		it, err := fetchHTTP(ctx, s, tmp, c.Checksum, sb.r.b.httpOptions())
+		it, err := source.FetchHTTP(ctx, s, tmp, c.Checksum, sb.r.b.httpOptions())
 		if err != nil {
 			return err
 		}
 		// Remote files are extracted only with an explicit --unpack=true.
-		if c.Unpack == nil || !*c.Unpack {
-			it.noUnpack = true
-		}
-		extra = append(extra, it)
+		extra = append(extra, copyItem{Item: it, noUnpack: c.Unpack == nil || !*c.Unpack})
 	}
 	sd := c.SourcesAndDest
 	sd.SourcePaths = local

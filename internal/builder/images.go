@@ -15,6 +15,7 @@ import (
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/layer"
 	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/source"
 	"github.com/strata-build/strata/internal/store"
 )
 
@@ -209,4 +210,13 @@ func reportTransfer(step *progress.Step, verb string, n *atomic.Int64, total int
 // most once per build, however many stages name it.
 func (r *run) resolveImage(ctx context.Context, ref string, pull bool) (*image.Image, error) {
 	return r.b.resolveImage(ctx, ref, pull, r.opts.Platform, r.opts.Progress, r.pulls)
+}
+
+// httpOptions bound the downloads of ADD URLs.
+func (b *Builder) httpOptions() source.HTTPOptions {
+	t := b.HTTPTimeout
+	if t == 0 {
+		t = DefaultHTTPTimeout
+	}
+	return source.HTTPOptions{Timeout: t, TimeoutEnv: HTTPTimeoutEnv, Bound: b.applyOptions()}
 }
