@@ -318,6 +318,7 @@ func (b *Builder) newRun(opts *Options, df *dockerfile.Dockerfile, src []byte, o
 		sums: buildctx.OpenSums(b.Store.Path("cache", "stat", hex.EncodeToString(sum[:16])+".json")), start: time.Now().UTC().Truncate(time.Second),
 		results: make([]*stageResult, len(p.All)), done: make([]chan struct{}, len(p.All)),
 		usedArgs: map[string]bool{}, pulls: &pullGroup{keep: true}, eager: eagerStages(p.All, p.Target, opts.CacheTo)}
+	r.svc = b.services(opts)
 	for i := range r.done {
 		r.done[i] = make(chan struct{})
 	}
@@ -433,6 +434,7 @@ func syntaxNotice(syntax string) string {
 type run struct {
 	b       *Builder
 	opts    *Options
+	svc     services // what every stage's steps use
 	df      *dockerfile.Dockerfile
 	plan    *plan.Plan
 	bctx    *buildctx.Context
@@ -464,8 +466,8 @@ type run struct {
 }
 
 // now is the time recorded for new layers: SOURCE_DATE_EPOCH or the clock.
-func (r *run) now() time.Time {
-	if e := r.opts.SourceDateEpoch; e != nil {
+func (s *services) now() time.Time {
+	if e := s.opts.SourceDateEpoch; e != nil {
 		return e.UTC()
 	}
 	return time.Now().UTC().Truncate(time.Second)

@@ -32,7 +32,7 @@ func suggestName(v string, keys []string) string {
 
 // check runs the per-instruction build checks.
 func (sb *stageBuilder) check(c instructions.Command) {
-	lint := sb.r.df.Lint
+	lint := sb.df.Lint
 	switch c := c.(type) {
 	case *instructions.CmdCommand:
 		sb.usedOnce(c, &sb.seenCmd)
@@ -84,7 +84,7 @@ func (sb *stageBuilder) check(c instructions.Command) {
 
 func (sb *stageBuilder) secretKey(inst, key string, c instructions.Command) {
 	if secretKeyRe.MatchString(key) && !secretAllowRe.MatchString(key) {
-		sb.r.df.Lint.Run(&linter.RuleSecretsUsedInArgOrEnv, c.Location(), linter.RuleSecretsUsedInArgOrEnv.Format(inst, key))
+		sb.df.Lint.Run(&linter.RuleSecretsUsedInArgOrEnv, c.Location(), linter.RuleSecretsUsedInArgOrEnv.Format(inst, key))
 	}
 }
 
@@ -92,7 +92,7 @@ func (sb *stageBuilder) secretKey(inst, key string, c instructions.Command) {
 // ENTRYPOINT or HEALTHCHECK in one stage (at the earlier one, as BuildKit).
 func (sb *stageBuilder) usedOnce(c instructions.Command, prev *instructions.Command) {
 	if *prev != nil {
-		sb.r.df.Lint.Run(&linter.RuleMultipleInstructionsDisallowed, (*prev).Location(), linter.RuleMultipleInstructionsDisallowed.Format(c.Name()))
+		sb.df.Lint.Run(&linter.RuleMultipleInstructionsDisallowed, (*prev).Location(), linter.RuleMultipleInstructionsDisallowed.Format(c.Name()))
 	}
 	*prev = c
 }

@@ -20,7 +20,7 @@ func (sb *stageBuilder) copy(ctx context.Context, c *instructions.CopyCommand, p
 	// --link only changes how BuildKit rebases the layer; the files are the same.
 	from := c.From
 	if from != "" {
-		v, _, err := sb.r.df.Lexer().ProcessWord(from, sb.img.env.getter())
+		v, _, err := sb.df.Lexer().ProcessWord(from, sb.img.env.getter())
 		if err != nil {
 			return fmt.Errorf("--from: %w", err)
 		}
@@ -33,7 +33,7 @@ func (sb *stageBuilder) copy(ctx context.Context, c *instructions.CopyCommand, p
 // repositories.
 func (sb *stageBuilder) add(ctx context.Context, c *instructions.AddCommand, p *progress.Step) error {
 	unpack := c.Unpack == nil || *c.Unpack
-	o := copyOptions{unpack: unpack, exclude: c.ExcludePatterns, link: c.Link, bound: sb.r.b.applyOptions()}
+	o := copyOptions{unpack: unpack, exclude: c.ExcludePatterns, link: c.Link, bound: sb.svc.unpack}
 	var local []string
 	var remote []string
 	for _, s := range c.SourcePaths {
@@ -57,7 +57,7 @@ func (sb *stageBuilder) add(ctx context.Context, c *instructions.AddCommand, p *
 	if len(remote) == 0 {
 		return sb.copyLike(ctx, p, "ADD", "", c.Chown, c.Chmod, c.SourcesAndDest, o, nil)
 	}
-	tmp, err := os.MkdirTemp(sb.r.b.Session.Dir, "add-")
+	tmp, err := os.MkdirTemp(sb.svc.session.Dir, "add-")
 	if err != nil {
 		return err
 	}
@@ -85,7 +85,7 @@ func (sb *stageBuilder) add(ctx context.Context, c *instructions.AddCommand, p *
 			continue
 		}
 		p.Write([]byte("download " + s + "\n"))
-		it, err := source.FetchHTTP(ctx, s, tmp, c.Checksum, sb.r.b.httpOptions())
+		it, err := source.FetchHTTP(ctx, s, tmp, c.Checksum, sb.svc.http)
 		if err != nil {
 			return err
 		}
@@ -138,7 +138,7 @@ func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, fr
 		}
 		if len(sd.SourceContents) > 0 {
 			// Heredoc sources become files in a private temp dir.
-			tmp, err := os.MkdirTemp(sb.r.b.Session.Dir, "heredoc-")
+			tmp, err := os.MkdirTemp(sb.svc.session.Dir, "heredoc-")
 			if err != nil {
 				return err
 			}
@@ -240,8 +240,8 @@ func (sb *stageBuilder) copyItems(ctx context.Context, p *progress.Step, src *so
 	var late func() ([]cache.Input, error)
 	prefix, speculate := sb.copyPrefix(src, from, items, copyRequest{verb: verb, dest: dest, chown: chown, chmod: chmod, o: o})
 	if speculate {
-		if sb.r.opts.DebugCache {
-			sb.r.opts.Progress.Logf("cache [%s %d/%d]: no record can match, hashing the files while copying them", sb.st.Display(), sb.step, sb.total)
+		if sb.svc.opts.DebugCache {
+			sb.svc.progress.Logf("cache [%s %d/%d]: no record can match, hashing the files while copying them", sb.st.Display(), sb.step, sb.total)
 		}
 		o.record = true
 		late = keyInputs

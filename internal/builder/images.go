@@ -3,17 +3,14 @@ package builder
 import (
 	"context"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/opencontainers/go-digest"
 
 	"github.com/strata-build/strata/internal/human"
 	"github.com/strata-build/strata/internal/image"
-	"github.com/strata-build/strata/internal/layer"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/source"
 	"github.com/strata-build/strata/internal/store"
@@ -151,17 +148,7 @@ func (b *Builder) pull(ctx context.Context, ref string, plat v1.Platform, step *
 // LayerDirs unpacks (once, shared by every build) the layers of img and
 // returns their directories, bottom first.
 func (b *Builder) LayerDirs(ctx context.Context, img *image.Image) ([]string, error) {
-	dirs := make([]string, 0, len(img.Layers))
-	for _, l := range img.Layers {
-		d, err := b.Store.EnsureLayer(ctx, l.DiffID, l.Digest, func(ctx context.Context, dir string, blob *os.File) (digest.Digest, error) {
-			return layer.Apply(ctx, dir, blob, b.applyOptions())
-		})
-		if err != nil {
-			return nil, err
-		}
-		dirs = append(dirs, d)
-	}
-	return dirs, nil
+	return layerDirs(ctx, b.Store, b.applyOptions(), img)
 }
 
 // reportTransfer writes "VERB 12.3MB of 45.6MB (7.89MB/s)" into step every second

@@ -68,7 +68,7 @@ func (sb *stageBuilder) commit(ctx context.Context, upper string) (*cache.Layer,
 			return nil, fmt.Errorf("commit layer: %w", err)
 		}
 		l = &cache.Layer{Blob: layer.Blob{DiffID: id}}
-		if e := sb.r.opts.SourceDateEpoch; e != nil {
+		if e := sb.svc.opts.SourceDateEpoch; e != nil {
 			n := e.Unix()
 			l.Epoch = &n
 		}
@@ -76,7 +76,7 @@ func (sb *stageBuilder) commit(ctx context.Context, upper string) (*cache.Layer,
 	if err := os.Chmod(upper, 0o755); err != nil {
 		return nil, err
 	}
-	if err := sb.r.b.Store.AdoptLayerDir(l.DiffID, upper); err != nil {
+	if err := sb.svc.store.AdoptLayerDir(l.DiffID, upper); err != nil {
 		return nil, err
 	}
 	return l, nil

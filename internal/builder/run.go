@@ -53,7 +53,7 @@ func (sb *stageBuilder) runArgs(c *instructions.RunCommand) ([]string, []specs.M
 				data = parser.ChompHeredocContent(data)
 			}
 			if strings.HasPrefix(data, "#!") {
-				dir, err := os.MkdirTemp(sb.r.b.Session.Dir, "pipes-")
+				dir, err := os.MkdirTemp(sb.svc.session.Dir, "pipes-")
 				if err != nil {
 					return nil, nil, cleanup, err
 				}
@@ -118,8 +118,8 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 		return err
 	}
 	return sb.change(ctx, p, createdBy, inputs, func(rootfs string) error {
-		id := sb.r.b.Session.NextContainerID()
-		code, err := sb.r.b.Runner.Run(ctx, executor.Process{
+		id := sb.svc.session.NextContainerID()
+		code, err := sb.svc.runner.Run(ctx, executor.Process{
 			ID:       id,
 			Rootfs:   rootfs,
 			Args:     args,
@@ -159,11 +159,11 @@ func (sb *stageBuilder) runModes(c *instructions.RunCommand) (network, security 
 func (sb *stageBuilder) runNetwork(n string) (string, error) {
 	switch n {
 	case "", instructions.NetworkDefault:
-		return sb.r.opts.Network, nil
+		return sb.svc.opts.Network, nil
 	case instructions.NetworkHost:
 		// As in BuildKit: a Dockerfile may not reach the host's network on its
 		// own; the user grants it (unless the whole build has it anyway).
-		if sb.r.opts.Network != executor.NetworkHost {
+		if sb.svc.opts.Network != executor.NetworkHost {
 			return n, sb.entitled(entitlements.Values{NetworkHost: true}, "network.host")
 		}
 		return n, nil
@@ -186,7 +186,7 @@ func (sb *stageBuilder) runSecurity(sec string) (string, error) {
 // entitled checks that the build was granted what a RUN asks for
 // (BuildKit's check and words, when it loads the build).
 func (sb *stageBuilder) entitled(v entitlements.Values, allow string) error {
-	if err := sb.r.opts.Entitlements.Check(v); err != nil {
+	if err := sb.svc.opts.Entitlements.Check(v); err != nil {
 		return fmt.Errorf("%w (start the build with --allow %s)", err, allow)
 	}
 	return nil

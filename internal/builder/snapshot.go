@@ -85,7 +85,7 @@ func (sb *stageBuilder) changeKeyed(ctx context.Context, p *progress.Step, creat
 			return err
 		}
 	}
-	snap, err := sb.r.b.snapshots().Prepare(ctx, parents)
+	snap, err := sb.svc.snapshots.Prepare(ctx, parents)
 	if err != nil {
 		return err
 	}
@@ -118,7 +118,7 @@ func (sb *stageBuilder) changeKeyed(ctx context.Context, p *progress.Step, creat
 	if err != nil {
 		return err
 	}
-	rec := &cache.Record{Created: sb.r.now()}
+	rec := &cache.Record{Created: sb.svc.now()}
 	if !empty {
 		l, err := sb.commit(ctx, diff)
 		if err != nil {
@@ -146,8 +146,8 @@ func (sb *stageBuilder) tryCached(p *progress.Step, key cache.Key, createdBy, po
 	}
 	if reason := sb.cache.missReason(pos, inputs); p != nil {
 		p.SetReason(reason)
-		if sb.r.opts.DebugCache {
-			sb.r.opts.Progress.Logf("cache miss [%s %d/%d]: %s", sb.st.Display(), sb.step, sb.total, reason)
+		if sb.svc.opts.DebugCache {
+			sb.svc.progress.Logf("cache miss [%s %d/%d]: %s", sb.st.Display(), sb.step, sb.total, reason)
 		}
 	}
 	return false
@@ -181,7 +181,7 @@ func (sb *stageBuilder) apply(rec *cache.Record, createdBy string) {
 	}
 	l := rec.Layer.Blob
 	sb.state.layers = append(sb.state.layers, l)
-	sb.state.dirs = append(sb.state.dirs, sb.r.b.Store.LayerDir(l.DiffID))
+	sb.state.dirs = append(sb.state.dirs, sb.svc.store.LayerDir(l.DiffID))
 	sb.img.historyAt(createdBy, false, rec.Created)
 }
 

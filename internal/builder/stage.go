@@ -13,6 +13,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 
 	"github.com/strata-build/strata/internal/cache"
+	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/plan"
 	"github.com/strata-build/strata/internal/progress"
@@ -145,9 +146,16 @@ func (s *stageResult) clone() *stageResult {
 	return c
 }
 
-// stageBuilder executes the instructions of one stage.
+// stageBuilder executes the instructions of one stage. Its handlers use
+// svc (store, snapshotter, runtime, options), img (the config-only
+// instructions), cache (the step cache) and r only for what the build
+// coordinates between stages: other stages' results, the per-build image
+// pulls, the build context and its filtered copy, the ARG bookkeeping and
+// how layers are committed and unpacked.
 type stageBuilder struct {
 	r     *run
+	svc   *services
+	df    *dockerfile.Dockerfile
 	st    *plan.Stage
 	state *stageResult
 	img   imageState // the config and state env of state
@@ -161,7 +169,7 @@ type stageBuilder struct {
 }
 
 func (r *run) buildStage(ctx context.Context, st *plan.Stage) (*stageResult, error) {
-	sb := &stageBuilder{r: r, st: st, cache: r.stepCache(st), total: 1, step: 1}
+	sb := &stageBuilder{r: r, svc: &r.svc, df: r.df, st: st, cache: r.stepCache(st), total: 1, step: 1}
 	for _, c := range st.Source.Commands {
 		if isStep(c) {
 			sb.total++
@@ -226,9 +234,9 @@ func (sb *stageBuilder) setState(res *stageResult) {
 		cfg:        &res.cfg,
 		env:        envList(res.cfg.Config.Env),
 		declared:   map[string]bool{},
-		escape:     sb.r.df.Escape,
-		epoch:      sb.r.opts.SourceDateEpoch,
-		lint:       sb.r.df.Lint,
+		escape:     sb.df.Escape,
+		epoch:      sb.svc.opts.SourceDateEpoch,
+		lint:       sb.df.Lint,
 		unknownEnv: res.unknownEnv,
 	}
 }
@@ -241,9 +249,9 @@ func (sb *stageBuilder) base(ctx context.Context) (*stageResult, error) {
 	if st.BaseStage >= 0 {
 		return sb.r.results[st.BaseStage].clone(), nil
 	}
-	plat := sb.r.opts.Platform
+	plat := sb.svc.opts.Platform
 	if st.Source.Platform != "" {
-		p, _, err := sb.r.df.Lexer().ProcessWord(st.Source.Platform, sb.r.globals)
+		p, _, err := sb.df.Lexer().ProcessWord(st.Source.Platform, sb.r.globals)
 		if err != nil {
 			return nil, err
 		}
@@ -274,11 +282,11 @@ func (sb *stageBuilder) base(ctx context.Context) (*stageResult, error) {
 		res.key = cache.NewKey("", cache.Input{Name: "base", Value: "scratch"}, cache.Input{Name: "platform", Value: plat.OS + "/" + plat.Architecture + "/" + plat.Variant})
 		return res, nil
 	}
-	if sb.r.opts.CheckOnly {
+	if sb.svc.opts.CheckOnly {
 		// Checks never pull: a base that is not in the store has an unknown config.
 		res := &stageResult{}
-		if im, ok, err := sb.r.b.Store.Lookup(st.Base); err == nil && ok {
-			if img, err := image.Load(sb.r.b.Store, im.Descriptor.Digest); err == nil {
+		if im, ok, err := sb.svc.store.Lookup(st.Base); err == nil && ok {
+			if img, err := image.Load(sb.svc.store, im.Descriptor.Digest); err == nil {
 				img.Config.DeepCopyInto(&res.cfg)
 				return res, nil
 			}
@@ -296,7 +304,7 @@ func (sb *stageBuilder) base(ctx context.Context) (*stageResult, error) {
 // fromDir starts a stage from a directory build context: like scratch
 // with the directory's files in one layer (owned by root, as context files).
 func (sb *stageBuilder) fromDir(ctx context.Context, ref source.Ref) (*stageResult, error) {
-	plat := sb.r.opts.Platform
+	plat := sb.svc.opts.Platform
 	res := &stageResult{}
 	res.cfg.OS, res.cfg.Architecture, res.cfg.Variant = plat.OS, plat.Architecture, plat.Variant
 	res.cfg.Config.Env = []string{"PATH=" + defaultPath}
@@ -322,7 +330,7 @@ func (sb *stageBuilder) fromDir(ctx context.Context, ref source.Ref) (*stageResu
 func (sb *stageBuilder) fromImage(ctx context.Context, img *image.Image) (*stageResult, error) {
 	dirs := make([]string, len(img.Layers))
 	for i, l := range img.Layers {
-		dirs[i] = sb.r.b.Store.LayerDir(l.DiffID)
+		dirs[i] = sb.svc.store.LayerDir(l.DiffID)
 	}
 	res := &stageResult{layers: append([]image.Layer(nil), img.Layers...), dirs: dirs, mu: &sync.Mutex{},
 		key: cache.NewKey("", cache.Input{Name: "base", Value: img.Descriptor.Digest.String()})}
@@ -334,7 +342,7 @@ func (sb *stageBuilder) fromImage(ctx context.Context, img *image.Image) (*stage
 func (sb *stageBuilder) onbuild(ctx context.Context, expr string) error {
 	res, err := parser.Parse(strings.NewReader(expr))
 	if err != nil || len(res.AST.Children) != 1 {
-		return sb.r.df.Errorf(sb.st.Source.Location, "invalid ONBUILD trigger %q in the base image: %v", expr, err)
+		return sb.df.Errorf(sb.st.Source.Location, "invalid ONBUILD trigger %q in the base image: %v", expr, err)
 	}
 	node := res.AST.Children[0]
 	// Locate the trigger at the FROM line for messages.
@@ -342,7 +350,7 @@ func (sb *stageBuilder) onbuild(ctx context.Context, expr string) error {
 	node.EndLine = node.StartLine
 	cmd, err := instructions.ParseCommand(node)
 	if err != nil {
-		return sb.r.df.Errorf(sb.st.Source.Location, "ONBUILD trigger %q: %v", expr, err)
+		return sb.df.Errorf(sb.st.Source.Location, "ONBUILD trigger %q: %v", expr, err)
 	}
 	if isStep(cmd) {
 		sb.total++ // as BuildKit adds its triggers to the count
@@ -351,7 +359,7 @@ func (sb *stageBuilder) onbuild(ctx context.Context, expr string) error {
 }
 
 func (sb *stageBuilder) dispatch(ctx context.Context, c instructions.Command) error {
-	df := sb.r.df
+	df := sb.df
 	loc := c.Location()
 	if _, isArg := c.(*instructions.ArgCommand); !isArg {
 		if err := sb.img.expand(c); err != nil {
@@ -359,7 +367,7 @@ func (sb *stageBuilder) dispatch(ctx context.Context, c instructions.Command) er
 		}
 	}
 	sb.check(c)
-	if sb.r.opts.CheckOnly {
+	if sb.svc.opts.CheckOnly {
 		switch c := c.(type) {
 		case *instructions.RunCommand, *instructions.CopyCommand, *instructions.AddCommand:
 			return nil // a dry run changes no files
@@ -383,7 +391,7 @@ func (sb *stageBuilder) dispatch(ctx context.Context, c instructions.Command) er
 	case *instructions.WorkdirCommand:
 		err = sb.withStep(label, func(p *progress.Step) error { return sb.workdir(ctx, c, p) })
 	case *instructions.ArgCommand:
-		err = sb.img.arg(c, argSources{buildArgs: sb.r.opts.BuildArgs, globals: sb.r.globals, use: sb.r.useArg})
+		err = sb.img.arg(c, argSources{buildArgs: sb.svc.opts.BuildArgs, globals: sb.r.globals, use: sb.r.useArg})
 	default:
 		err = sb.img.config(c)
 	}
@@ -394,7 +402,7 @@ func (sb *stageBuilder) dispatch(ctx context.Context, c instructions.Command) er
 }
 
 func (sb *stageBuilder) withStep(label string, fn func(p *progress.Step) error) error {
-	p := sb.r.opts.Progress.StartStage(sb.st.Display(), label)
+	p := sb.svc.progress.StartStage(sb.st.Display(), label)
 	sb.state.setRunning(p)
 	defer sb.state.setRunning(nil)
 	if err := fn(p); err != nil {
