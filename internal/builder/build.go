@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/strata-build/strata/internal/buildctx"
 	"github.com/strata-build/strata/internal/cache"
+	"github.com/strata-build/strata/internal/cache/remote"
 	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/executor"
 	"github.com/strata-build/strata/internal/image"
@@ -131,14 +131,7 @@ type Builder struct {
 	// (NewSnapshotter); nil: overlay snapshots below Session.Dir.
 	Snapshots snapshot.Snapshotter
 
-	pullMu sync.Mutex
-	pulls  map[string]*pullCall
-}
-
-type pullCall struct {
-	done chan struct{}
-	img  *image.Image
-	err  error
+	pulls pullGroup // pulls under way, shared by concurrent builds
 }
 
 // DefaultJobs is how many stages run at once by default: the number of CPUs,
@@ -321,10 +314,11 @@ func (b *Builder) newRun(opts *Options, df *dockerfile.Dockerfile, src []byte, o
 		}
 	}
 	sum := sha256.Sum256([]byte(bctx.Dir))
-	r := &run{b: b, opts: opts, df: df, plan: p, bctx: bctx, globals: globals, cache: cix, dockerfileID: dfID,
+	r := &run{b: b, opts: opts, df: df, plan: p, bctx: bctx, globals: globals, cache: cix, imported: remote.NewImported(cix), dockerfileID: dfID,
 		sums: buildctx.OpenSums(b.Store.Path("cache", "stat", hex.EncodeToString(sum[:16])+".json")), start: time.Now().UTC().Truncate(time.Second),
 		results: make([]*stageResult, len(p.All)), done: make([]chan struct{}, len(p.All)),
-		usedArgs: map[string]bool{}, eager: eagerStages(p.All, p.Target, opts.CacheTo)}
+		usedArgs: map[string]bool{}, pulls: &pullGroup{keep: true}, eager: eagerStages(p.All, p.Target, opts.CacheTo)}
+	r.svc = b.services(opts)
 	for i := range r.done {
 		r.done[i] = make(chan struct{})
 	}
@@ -440,6 +434,7 @@ func syntaxNotice(syntax string) string {
 type run struct {
 	b       *Builder
 	opts    *Options
+	svc     services // what every stage's steps use
 	df      *dockerfile.Dockerfile
 	plan    *plan.Plan
 	bctx    *buildctx.Context
@@ -450,11 +445,11 @@ type run struct {
 	mu       sync.Mutex
 	usedArgs map[string]bool
 
+	pulls *pullGroup // the pulls of this build, one per reference
+
 	cache        *cache.Index
-	remote       map[cache.Key]remoteRecord                                                    // --cache-from records, guarded by mu
-	pendingKeys  map[digest.Digest][]cache.Exported                                            // --cache-from hits whose blob is not here yet
-	fetchers     map[digest.Digest]func(context.Context, digest.Digest) (io.ReadCloser, error) // blobs --cache-from can give
-	used         map[int][]cache.Exported                                                      // records each stage used or made, for --cache-to
+	imported     *remote.Imported // the --cache-from records
+	used         remote.Used      // records each stage used or made, for --cache-to
 	sums         *buildctx.Sums
 	dockerfileID string // identifies the Dockerfile for cache miss explanations
 	// filterOnce makes the .dockerignore-filtered context for RUN binds.
@@ -471,8 +466,8 @@ type run struct {
 }
 
 // now is the time recorded for new layers: SOURCE_DATE_EPOCH or the clock.
-func (r *run) now() time.Time {
-	if e := r.opts.SourceDateEpoch; e != nil {
+func (s *services) now() time.Time {
+	if e := s.opts.SourceDateEpoch; e != nil {
 		return e.UTC()
 	}
 	return time.Now().UTC().Truncate(time.Second)

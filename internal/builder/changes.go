@@ -10,9 +10,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 
-	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/image"
-	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/source"
 )
 
@@ -20,12 +18,8 @@ import (
 // config (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, USER, VOLUME,
 // WORKDIR, STOPSIGNAL, SHELL, HEALTHCHECK) to cfg, like `docker import --change`.
 func ApplyChanges(cfg *v1.ConfigFile, changes []string) error {
-	df := &dockerfile.Dockerfile{File: "--change", Escape: '\\'}
-	sb := &stageBuilder{
-		r:     &run{df: df, opts: &Options{Progress: progress.New(nil, true)}},
-		state: &stageResult{cfg: *cfg},
-		env:   envList(cfg.Config.Env),
-	}
+	out := *cfg
+	s := &imageState{cfg: &out, env: envList(cfg.Config.Env)}
 	for _, ch := range changes {
 		res, err := parser.Parse(strings.NewReader(ch))
 		if err != nil {
@@ -38,7 +32,7 @@ func ApplyChanges(cfg *v1.ConfigFile, changes []string) error {
 			}
 			if ex, ok := c.(instructions.SupportsSingleWordExpansion); ok {
 				if err := ex.Expand(func(w string) (string, error) {
-					v, _, err := df.Lexer().ProcessWord(w, sb.env.getter())
+					v, _, err := s.lexer().ProcessWord(w, s.env.getter())
 					return v, err
 				}); err != nil {
 					return fmt.Errorf("--change %q: %w", ch, err)
@@ -46,17 +40,17 @@ func ApplyChanges(cfg *v1.ConfigFile, changes []string) error {
 			}
 			switch c := c.(type) {
 			case *instructions.WorkdirCommand:
-				sb.state.cfg.Config.WorkingDir = sb.resolvePath(c.Path)
+				s.cfg.Config.WorkingDir = s.resolvePath(c.Path)
 			case *instructions.RunCommand, *instructions.CopyCommand, *instructions.AddCommand, *instructions.ArgCommand:
 				return fmt.Errorf("--change %q: %s cannot be used with import", ch, strings.ToUpper(c.Name()))
 			default:
-				if err := sb.config(c); err != nil {
+				if err := s.config(c); err != nil {
 					return fmt.Errorf("--change %q: %w", ch, err)
 				}
 			}
 		}
 	}
-	*cfg = sb.state.cfg
+	*cfg = out
 	image.FillHistoryTimes(cfg.History)
 	for i := range cfg.History {
 		if cfg.History[i].Comment == historyComment {

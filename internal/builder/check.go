@@ -22,20 +22,6 @@ var (
 	secretAllowRe = regexp.MustCompile(`(?i)(?:_|^)(?:public|file|version)(?:_|$)`)
 )
 
-// reportUnmatched reports UndefinedVar for variables an expansion did not find.
-func (sb *stageBuilder) reportUnmatched(c instructions.Command, unmatched map[string]struct{}) {
-	if len(unmatched) == 0 || sb.state.unknownEnv {
-		return
-	}
-	for v := range unmatched {
-		if sb.declared[v] {
-			continue
-		}
-		msg := linter.RuleUndefinedVar.Format(v, suggestName(v, sb.env.getter().Keys()))
-		sb.r.df.Lint.Run(&linter.RuleUndefinedVar, c.Location(), msg)
-	}
-}
-
 // suggestName returns the variable among keys that BuildKit's UndefinedVar
 // check names for v ("did you mean"), or "": util/suggest's closest match,
 // case-sensitive as on Linux.
@@ -46,16 +32,16 @@ func suggestName(v string, keys []string) string {
 
 // check runs the per-instruction build checks.
 func (sb *stageBuilder) check(c instructions.Command) {
-	lint := sb.r.df.Lint
+	lint := sb.df.Lint
 	switch c := c.(type) {
 	case *instructions.CmdCommand:
 		sb.usedOnce(c, &sb.seenCmd)
-		if c.PrependShell && len(sb.state.cfg.Config.Shell) == 0 {
+		if c.PrependShell && len(sb.img.cfg.Config.Shell) == 0 {
 			lint.Run(&linter.RuleJSONArgsRecommended, c.Location(), linter.RuleJSONArgsRecommended.Format(c.Name()))
 		}
 	case *instructions.EntrypointCommand:
 		sb.usedOnce(c, &sb.seenEntrypoint)
-		if c.PrependShell && len(sb.state.cfg.Config.Shell) == 0 {
+		if c.PrependShell && len(sb.img.cfg.Config.Shell) == 0 {
 			lint.Run(&linter.RuleJSONArgsRecommended, c.Location(), linter.RuleJSONArgsRecommended.Format(c.Name()))
 		}
 	case *instructions.HealthCheckCommand:
@@ -98,7 +84,7 @@ func (sb *stageBuilder) check(c instructions.Command) {
 
 func (sb *stageBuilder) secretKey(inst, key string, c instructions.Command) {
 	if secretKeyRe.MatchString(key) && !secretAllowRe.MatchString(key) {
-		sb.r.df.Lint.Run(&linter.RuleSecretsUsedInArgOrEnv, c.Location(), linter.RuleSecretsUsedInArgOrEnv.Format(inst, key))
+		sb.df.Lint.Run(&linter.RuleSecretsUsedInArgOrEnv, c.Location(), linter.RuleSecretsUsedInArgOrEnv.Format(inst, key))
 	}
 }
 
@@ -106,7 +92,7 @@ func (sb *stageBuilder) secretKey(inst, key string, c instructions.Command) {
 // ENTRYPOINT or HEALTHCHECK in one stage (at the earlier one, as BuildKit).
 func (sb *stageBuilder) usedOnce(c instructions.Command, prev *instructions.Command) {
 	if *prev != nil {
-		sb.r.df.Lint.Run(&linter.RuleMultipleInstructionsDisallowed, (*prev).Location(), linter.RuleMultipleInstructionsDisallowed.Format(c.Name()))
+		sb.df.Lint.Run(&linter.RuleMultipleInstructionsDisallowed, (*prev).Location(), linter.RuleMultipleInstructionsDisallowed.Format(c.Name()))
 	}
 	*prev = c
 }

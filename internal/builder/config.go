@@ -2,49 +2,140 @@ package builder
 
 import (
 	"fmt"
+	"path"
 	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/linter"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
 
 	"github.com/strata-build/strata/internal/dockerfile"
 )
 
+// imageState is what a stage's instructions know of its image besides its
+// files: the config (with its history), BuildKit's "state env" and the ARG
+// declarations. The config-only instructions (ENV, ARG, LABEL, CMD, ...)
+// change nothing else, so they are its methods and need no build.
+type imageState struct {
+	cfg *v1.ConfigFile
+	// env is BuildKit's "state env": ENV values and ARG values in the order
+	// they were set; RUN sees it and word expansion uses it. The image config
+	// keeps only ENV.
+	env envList
+	// declared holds every ARG name declared in the stage, with or without a
+	// value; argOrder the declarations in order (for RUN's history entry).
+	declared map[string]bool
+	argOrder []instructions.KeyValuePairOptional
+	cmdSet   bool // CMD set in this stage (ENTRYPOINT keeps it)
+
+	escape     rune           // the Dockerfile's escape character (0: backslash)
+	epoch      *time.Time     // SOURCE_DATE_EPOCH: the time of config-only history entries
+	lint       *linter.Linter // reports variables expansion does not find; nil: none
+	unknownEnv bool           // a --check stage whose base config is unknown: no such reports
+}
+
+// argSources are where ARG finds the values a stage does not give.
+type argSources struct {
+	buildArgs map[string]string // --build-arg values
+	globals   shell.EnvGetter   // the ARGs before the first FROM
+	use       func(name string) // notes a --build-arg the stage declares; nil: none
+}
+
+// lexer returns a word expander for the Dockerfile's escape character.
+func (s *imageState) lexer() *shell.Lex {
+	esc := s.escape
+	if esc == 0 {
+		esc = '\\'
+	}
+	return shell.NewLex(esc)
+}
+
+// expand expands the variables in c's words with the state env, with or
+// without processing quotes as the instruction asks.
+func (s *imageState) expand(c instructions.Command) error {
+	word := func(raw bool) func(string) (string, error) {
+		lex := s.lexer()
+		lex.SkipProcessQuotes = raw
+		return func(word string) (string, error) {
+			v, unmatched, err := lex.ProcessWord(word, s.env.getter())
+			s.reportUnmatched(c, unmatched)
+			if err == nil {
+				err = dockerfile.CheckWord(v)
+			}
+			return v, err
+		}
+	}
+	if ex, ok := c.(instructions.SupportsSingleWordExpansion); ok {
+		if err := ex.Expand(word(false)); err != nil {
+			return err
+		}
+	}
+	if ex, ok := c.(instructions.SupportsSingleWordExpansionRaw); ok {
+		return ex.ExpandRaw(word(true))
+	}
+	return nil
+}
+
+// reportUnmatched reports UndefinedVar for variables an expansion did not find.
+func (s *imageState) reportUnmatched(c instructions.Command, unmatched map[string]struct{}) {
+	if len(unmatched) == 0 || s.unknownEnv {
+		return
+	}
+	for v := range unmatched {
+		if s.declared[v] {
+			continue
+		}
+		msg := linter.RuleUndefinedVar.Format(v, suggestName(v, s.env.getter().Keys()))
+		s.lint.Run(&linter.RuleUndefinedVar, c.Location(), msg)
+	}
+}
+
+// resolvePath makes p absolute against the working directory.
+func (s *imageState) resolvePath(p string) string {
+	if path.IsAbs(p) {
+		return p
+	}
+	wd := s.cfg.Config.WorkingDir
+	if wd == "" {
+		wd = "/"
+	}
+	return path.Join(wd, p)
+}
+
 // history appends the history entry of a config-only step. Without
 // SOURCE_DATE_EPOCH it has no time yet: the image's writer fills it in as
 // BuildKit does (image.FillHistoryTimes), from the layers around it.
-func (sb *stageBuilder) history(createdBy string, empty bool) {
+func (s *imageState) history(createdBy string, empty bool) {
 	var t time.Time
-	if e := sb.r.opts.SourceDateEpoch; e != nil {
+	if e := s.epoch; e != nil {
 		t = e.UTC()
 	}
-	sb.historyAt(createdBy, empty, t)
+	s.historyAt(createdBy, empty, t)
 }
 
 // historyAt appends a history entry made at t.
-func (sb *stageBuilder) historyAt(createdBy string, empty bool, t time.Time) {
+func (s *imageState) historyAt(createdBy string, empty bool, t time.Time) {
 	h := v1.History{CreatedBy: createdBy, Comment: historyComment, EmptyLayer: empty}
 	if !t.IsZero() {
 		h.Created = v1.Time{Time: t}
 	}
-	sb.state.cfg.History = append(sb.state.cfg.History, h)
+	s.cfg.History = append(s.cfg.History, h)
 }
 
 // config applies an instruction that only changes the image config.
-func (sb *stageBuilder) config(c instructions.Command) error {
-	cfg := &sb.state.cfg.Config
+func (s *imageState) config(c instructions.Command) error {
+	cfg := &s.cfg.Config
 	switch c := c.(type) {
 	case *instructions.EnvCommand:
 		var parts []string
 		for _, kv := range c.Env {
-			sb.env = sb.env.set(kv.Key, kv.Value)
+			s.env = s.env.set(kv.Key, kv.Value)
 			cfg.Env = envList(cfg.Env).set(kv.Key, kv.Value)
 			parts = append(parts, kv.Key+"="+kv.Value)
 		}
-		sb.history("ENV "+strings.Join(parts, " "), true)
-	case *instructions.ArgCommand:
-		return sb.arg(c)
+		s.history("ENV "+strings.Join(parts, " "), true)
 	case *instructions.LabelCommand:
 		if cfg.Labels == nil {
 			cfg.Labels = map[string]string{}
@@ -54,37 +145,37 @@ func (sb *stageBuilder) config(c instructions.Command) error {
 			cfg.Labels[kv.Key] = kv.Value
 			parts = append(parts, kv.Key+"="+kv.Value)
 		}
-		sb.history("LABEL "+strings.Join(parts, " "), true)
+		s.history("LABEL "+strings.Join(parts, " "), true)
 	case *instructions.MaintainerCommand:
-		sb.state.cfg.Author = c.Maintainer
-		sb.history(fmt.Sprintf("MAINTAINER %v", c.Maintainer), true)
+		s.cfg.Author = c.Maintainer
+		s.history(fmt.Sprintf("MAINTAINER %v", c.Maintainer), true)
 	case *instructions.CmdCommand:
-		cfg.Cmd = sb.withShell(c.ShellDependantCmdLine)
-		sb.cmdSet = true
-		sb.history(fmt.Sprintf("CMD %q", cfg.Cmd), true)
+		cfg.Cmd = s.withShell(c.ShellDependantCmdLine)
+		s.cmdSet = true
+		s.history(fmt.Sprintf("CMD %q", cfg.Cmd), true)
 	case *instructions.EntrypointCommand:
-		cfg.Entrypoint = sb.withShell(c.ShellDependantCmdLine)
-		if !sb.cmdSet {
+		cfg.Entrypoint = s.withShell(c.ShellDependantCmdLine)
+		if !s.cmdSet {
 			cfg.Cmd = nil
 		}
-		sb.history(fmt.Sprintf("ENTRYPOINT %q", cfg.Entrypoint), true)
+		s.history(fmt.Sprintf("ENTRYPOINT %q", cfg.Entrypoint), true)
 	case *instructions.UserCommand:
 		cfg.User = c.User
-		sb.history(fmt.Sprintf("USER %v", c.User), true)
+		s.history(fmt.Sprintf("USER %v", c.User), true)
 	case *instructions.ExposeCommand:
-		return sb.expose(c)
+		return s.expose(c)
 	case *instructions.VolumeCommand:
-		return sb.volume(c)
+		return s.volume(c)
 	case *instructions.StopSignalCommand:
 		cfg.StopSignal = c.Signal
-		sb.history(fmt.Sprintf("STOPSIGNAL %v", c.Signal), true)
+		s.history(fmt.Sprintf("STOPSIGNAL %v", c.Signal), true)
 	case *instructions.ShellCommand:
 		cfg.Shell = append([]string(nil), c.Shell...)
-		sb.history(fmt.Sprintf("SHELL %v", c.Shell), true)
+		s.history(fmt.Sprintf("SHELL %v", c.Shell), true)
 	case *instructions.HealthCheckCommand:
 		h := c.Health
 		cfg.Healthcheck = &v1.HealthConfig{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout, StartPeriod: h.StartPeriod, Retries: h.Retries}
-		sb.history(fmt.Sprintf("HEALTHCHECK %+v", *h), true)
+		s.history(fmt.Sprintf("HEALTHCHECK %+v", *h), true)
 	case *instructions.OnbuildCommand:
 		cfg.OnBuild = append(cfg.OnBuild, c.Expression) // BuildKit adds no history entry
 	default:
@@ -94,15 +185,15 @@ func (sb *stageBuilder) config(c instructions.Command) error {
 }
 
 // expose applies EXPOSE: the ports, expanded, in the config.
-func (sb *stageBuilder) expose(c *instructions.ExposeCommand) error {
-	cfg := &sb.state.cfg.Config
+func (s *imageState) expose(c *instructions.ExposeCommand) error {
+	cfg := &s.cfg.Config
 	if cfg.ExposedPorts == nil {
 		cfg.ExposedPorts = map[string]struct{}{}
 	}
-	lex := sb.r.df.Lexer()
+	lex := s.lexer()
 	var ports []string
 	for _, p := range c.Ports {
-		words, err := lex.ProcessWords(p, sb.env.getter())
+		words, err := lex.ProcessWords(p, s.env.getter())
 		if err != nil {
 			return err
 		}
@@ -117,13 +208,13 @@ func (sb *stageBuilder) expose(c *instructions.ExposeCommand) error {
 			}
 		}
 	}
-	sb.history(fmt.Sprintf("EXPOSE %v", ports), true)
+	s.history(fmt.Sprintf("EXPOSE %v", ports), true)
 	return nil
 }
 
 // volume applies VOLUME.
-func (sb *stageBuilder) volume(c *instructions.VolumeCommand) error {
-	cfg := &sb.state.cfg.Config
+func (s *imageState) volume(c *instructions.VolumeCommand) error {
+	cfg := &s.cfg.Config
 	if cfg.Volumes == nil {
 		cfg.Volumes = map[string]struct{}{}
 	}
@@ -133,62 +224,68 @@ func (sb *stageBuilder) volume(c *instructions.VolumeCommand) error {
 		}
 		cfg.Volumes[v] = struct{}{}
 	}
-	sb.history(fmt.Sprintf("VOLUME %v", c.Volumes), true)
+	s.history(fmt.Sprintf("VOLUME %v", c.Volumes), true)
 	return nil
 }
 
 // arg declares build arguments in the stage (BuildKit's dispatchArg).
-func (sb *stageBuilder) arg(c *instructions.ArgCommand) error {
-	lex := sb.r.df.Lexer()
+func (s *imageState) arg(c *instructions.ArgCommand, from argSources) error {
+	lex := s.lexer()
 	var parts []string
 	for _, kv := range c.Args {
-		sb.declared[kv.Key] = true
-		sb.argOrder = append(sb.argOrder, kv)
-		val, hasValue := sb.r.opts.BuildArgs[kv.Key]
-		if hasValue {
-			sb.r.useArg(kv.Key)
+		if s.declared == nil {
+			s.declared = map[string]bool{}
+		}
+		s.declared[kv.Key] = true
+		s.argOrder = append(s.argOrder, kv)
+		val, hasValue := from.buildArgs[kv.Key]
+		if hasValue && from.use != nil {
+			from.use(kv.Key)
 		}
 		var v *string
 		switch {
 		case hasValue:
 			v = &val
 		case kv.Value != nil:
-			s, unmatched, err := lex.ProcessWord(*kv.Value, sb.env.getter())
-			sb.reportUnmatched(c, unmatched)
+			w, unmatched, err := lex.ProcessWord(*kv.Value, s.env.getter())
+			s.reportUnmatched(c, unmatched)
 			if err == nil {
-				err = dockerfile.CheckWord(s)
+				err = dockerfile.CheckWord(w)
 			}
 			if err != nil {
 				return err
 			}
-			v = &s
+			v = &w
 		default:
-			if g, ok := sb.r.globals.Get(kv.Key); ok {
+			if from.globals == nil {
+				break
+			}
+			if g, ok := from.globals.Get(kv.Key); ok {
 				v = &g
 			}
 		}
 		part := kv.Key
 		if v != nil {
-			sb.env = sb.env.set(kv.Key, *v)
+			s.env = s.env.set(kv.Key, *v)
 			part += "=" + *v
 		}
 		parts = append(parts, part)
 	}
-	sb.history("ARG "+strings.Join(parts, " "), true)
+	s.history("ARG "+strings.Join(parts, " "), true)
 	return nil
 }
 
 // withShell wraps a shell-form command line in the image's SHELL.
-func (sb *stageBuilder) withShell(c instructions.ShellDependantCmdLine) []string {
+func (s *imageState) withShell(c instructions.ShellDependantCmdLine) []string {
 	if !c.PrependShell {
 		return append([]string(nil), c.CmdLine...)
 	}
-	return append(sb.shell(), strings.Join(c.CmdLine, " "))
+	return append(s.shell(), strings.Join(c.CmdLine, " "))
 }
 
-func (sb *stageBuilder) shell() []string {
-	if s := sb.state.cfg.Config.Shell; len(s) > 0 {
-		return append([]string(nil), s...)
+func (s *imageState) shell() []string {
+	if sh := s.cfg.Config.Shell; len(sh) > 0 {
+		return append([]string(nil), sh...)
 	}
 	return []string{"/bin/sh", "-c"}
 }

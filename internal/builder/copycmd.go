@@ -20,7 +20,7 @@ func (sb *stageBuilder) copy(ctx context.Context, c *instructions.CopyCommand, p
 	// --link only changes how BuildKit rebases the layer; the files are the same.
 	from := c.From
 	if from != "" {
-		v, _, err := sb.r.df.Lexer().ProcessWord(from, sb.env.getter())
+		v, _, err := sb.df.Lexer().ProcessWord(from, sb.img.env.getter())
 		if err != nil {
 			return fmt.Errorf("--from: %w", err)
 		}
@@ -33,13 +33,13 @@ func (sb *stageBuilder) copy(ctx context.Context, c *instructions.CopyCommand, p
 // repositories.
 func (sb *stageBuilder) add(ctx context.Context, c *instructions.AddCommand, p *progress.Step) error {
 	unpack := c.Unpack == nil || *c.Unpack
-	o := copyOptions{unpack: unpack, exclude: c.ExcludePatterns, link: c.Link, bound: sb.r.b.applyOptions()}
+	o := copyOptions{unpack: unpack, exclude: c.ExcludePatterns, link: c.Link, bound: sb.svc.unpack}
 	var local []string
 	var remote []string
 	for _, s := range c.SourcePaths {
-		if _, isGit, err := gitSource(s); err != nil {
+		if _, isGit, err := source.ParseGit(s); err != nil {
 			return err
-		} else if isGit || isHTTPSource(s) {
+		} else if isGit || source.IsHTTP(s) {
 			remote = append(remote, s)
 			continue
 		}
@@ -57,14 +57,14 @@ func (sb *stageBuilder) add(ctx context.Context, c *instructions.AddCommand, p *
 	if len(remote) == 0 {
 		return sb.copyLike(ctx, p, "ADD", "", c.Chown, c.Chmod, c.SourcesAndDest, o, nil)
 	}
-	tmp, err := os.MkdirTemp(sb.r.b.Session.Dir, "add-")
+	tmp, err := os.MkdirTemp(sb.svc.session.Dir, "add-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
 	var extra []copyItem
 	for _, s := range remote {
-		if ref, isGit, _ := gitSource(s); isGit {
+		if ref, isGit, _ := source.ParseGit(s); isGit {
 			sum := c.Checksum
 			if sum != "" {
 				if ref.Checksum != "" && ref.Checksum != sum {
@@ -77,23 +77,20 @@ func (sb *stageBuilder) add(ctx context.Context, c *instructions.AddCommand, p *
 				keep = *ref.KeepGitDir
 			}
 			p.Write([]byte("git clone " + ref.Remote + "\n"))
-			it, err := fetchGit(ctx, ref, tmp, keep)
+			it, err := source.FetchGit(ctx, ref, tmp, keep)
 			if err != nil {
 				return err
 			}
-			extra = append(extra, it)
+			extra = append(extra, copyItem{Item: it})
 			continue
 		}
 		p.Write([]byte("download " + s + "\n"))
-		it, err := fetchHTTP(ctx, s, tmp, c.Checksum, sb.r.b.httpOptions())
+		it, err := source.FetchHTTP(ctx, s, tmp, c.Checksum, sb.svc.http)
 		if err != nil {
 			return err
 		}
 		// Remote files are extracted only with an explicit --unpack=true.
-		if c.Unpack == nil || !*c.Unpack {
-			it.noUnpack = true
-		}
-		extra = append(extra, it)
+		extra = append(extra, copyItem{Item: it, noUnpack: c.Unpack == nil || !*c.Unpack})
 	}
 	sd := c.SourcesAndDest
 	sd.SourcePaths = local
@@ -115,7 +112,7 @@ func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, fr
 	}
 	dest := sd.DestPath
 	trailing := strings.HasSuffix(dest, "/") || dest == "." || strings.HasSuffix(dest, "/.")
-	dest = sb.resolvePath(dest)
+	dest = sb.img.resolvePath(dest)
 	if trailing && !strings.HasSuffix(dest, "/") {
 		dest += "/"
 	}
@@ -141,7 +138,7 @@ func (sb *stageBuilder) copyLike(ctx context.Context, p *progress.Step, verb, fr
 		}
 		if len(sd.SourceContents) > 0 {
 			// Heredoc sources become files in a private temp dir.
-			tmp, err := os.MkdirTemp(sb.r.b.Session.Dir, "heredoc-")
+			tmp, err := os.MkdirTemp(sb.svc.session.Dir, "heredoc-")
 			if err != nil {
 				return err
 			}
@@ -197,7 +194,7 @@ func (sb *stageBuilder) copyShortcut(ctx context.Context, p *progress.Step, ref 
 	for _, pat := range req.sources {
 		in = append(in, cache.Input{Name: "source " + pat})
 	}
-	return sb.tryAlias(ctx, p, req.createdBy, in), nil
+	return sb.tryAlias(p, req.createdBy, in), nil
 }
 
 // heredocItems writes heredoc sources as files into dir and returns them
@@ -243,8 +240,8 @@ func (sb *stageBuilder) copyItems(ctx context.Context, p *progress.Step, src *so
 	var late func() ([]cache.Input, error)
 	prefix, speculate := sb.copyPrefix(src, from, items, copyRequest{verb: verb, dest: dest, chown: chown, chmod: chmod, o: o})
 	if speculate {
-		if sb.r.opts.DebugCache {
-			sb.r.opts.Progress.Logf("cache [%s %d/%d]: no record can match, hashing the files while copying them", sb.st.Display(), sb.step, sb.total)
+		if sb.svc.opts.DebugCache {
+			sb.svc.progress.Logf("cache [%s %d/%d]: no record can match, hashing the files while copying them", sb.st.Display(), sb.step, sb.total)
 		}
 		o.record = true
 		late = keyInputs
@@ -256,7 +253,7 @@ func (sb *stageBuilder) copyItems(ctx context.Context, p *progress.Step, src *so
 	}
 	marked := func(err error) error {
 		if err == nil && prefix != "" {
-			sb.r.cache.MarkPrefix(prefix)
+			sb.cache.markPrefix(prefix)
 		}
 		return err
 	}
@@ -296,14 +293,9 @@ func (sb *stageBuilder) copyPrefix(src *source.Source, from string, items []copy
 	if from != "" || !src.IsContext() || sb.r.sums == nil {
 		return "", false
 	}
-	in := append(sb.commonInputs(), req.optionInputs()...)
-	in = append(in, cache.Input{Name: "prefix", Value: "copy from the build context"})
+	in := append(req.optionInputs(), cache.Input{Name: "prefix", Value: "copy from the build context"})
 	for _, it := range items {
 		in = append(in, cache.Input{Name: "source " + it.Rel, Value: it.Keep})
 	}
-	prefix := cache.NewKey(sb.state.key, in...)
-	if !sb.useCache() {
-		return prefix, true
-	}
-	return prefix, len(sb.r.opts.CacheFrom) == 0 && !sb.r.cache.HasPrefix(prefix)
+	return sb.cache.prefix(sb.state.key, in)
 }

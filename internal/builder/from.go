@@ -51,14 +51,14 @@ func (sb *stageBuilder) resolveFrom(from string) (source.Ref, error) {
 // an OCI layout.
 func (r *run) refImage(ctx context.Context, ref source.Ref) (*image.Image, error) {
 	if ref.Kind == source.Image {
-		return r.b.ResolveImage(ctx, ref.Image, r.opts.Pull, r.opts.Platform, r.opts.Progress)
+		return r.resolveImage(ctx, ref.Image, r.opts.Pull)
 	}
 	var img *image.Image
 	var err error
 	if ref.OCILayout {
 		img, err = r.ociLayoutImage(ctx, ref.Image)
 	} else {
-		img, err = r.b.ResolveImage(ctx, ref.Image, r.opts.Pull, r.opts.Platform, r.opts.Progress)
+		img, err = r.resolveImage(ctx, ref.Image, r.opts.Pull)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("--build-context %s: %w", ref.From, err)
@@ -83,42 +83,41 @@ const (
 // context, or a read-only view of a stage's or an image's layers (an image
 // is pulled when needed). The caller must Close it.
 func (sb *stageBuilder) openSource(ctx context.Context, ref source.Ref, use sourceUse) (*source.Source, error) {
-	r := sb.r
 	switch ref.Kind {
 	case source.BuildContext:
 		if use == forMount {
-			dir, err := r.filteredContext(ctx)
+			dir, err := sb.r.filteredContext(ctx)
 			if err != nil {
 				return nil, err
 			}
 			return source.Dir(dir, ref.Name), nil
 		}
-		return source.Context(r.bctx, r.sums), nil
+		return source.Context(sb.r.bctx, sb.r.sums), nil
 	case source.NamedDir:
 		return source.Dir(ref.Dir, ref.Name), nil
 	case source.Stage:
-		res := r.results[ref.Stage]
+		res := sb.r.results[ref.Stage]
 		if res == nil {
 			return nil, fmt.Errorf("stage %s was not built", ref.From)
 		}
-		dirs, err := r.ensureDirs(ctx, res)
+		dirs, err := sb.r.ensureDirs(ctx, res)
 		if err != nil {
 			return nil, err
 		}
-		return source.Open(ctx, r.b.snapshots(), dirs, ref.Name, "")
+		return source.Open(ctx, sb.svc.snapshots, dirs, ref.Name, "")
 	case source.Image, source.NamedImage:
-		img, err := r.refImage(ctx, ref)
+		img, err := sb.r.refImage(ctx, ref)
 		if err != nil {
 			if use == forCopy && ref.Kind == source.Image {
 				err = ref.PullError(err)
 			}
 			return nil, err
 		}
-		dirs, err := r.b.LayerDirs(ctx, img)
+		dirs, err := sb.svc.layerDirs(ctx, img)
 		if err != nil {
 			return nil, err
 		}
-		return source.Open(ctx, r.b.snapshots(), dirs, ref.Name, "image "+img.Descriptor.Digest.String())
+		return source.Open(ctx, sb.svc.snapshots, dirs, ref.Name, "image "+img.Descriptor.Digest.String())
 	}
 	return nil, fmt.Errorf("%s: no files to read", ref.Name)
 }

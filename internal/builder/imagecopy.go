@@ -24,17 +24,16 @@ import (
 // layer and only the requested paths are extracted (whiteouts of later
 // layers applied): the rest of the image is never written to disk.
 func (sb *stageBuilder) copyFromImage(ctx context.Context, p *progress.Step, ref source.Ref, sd copyRequest) error {
-	r := sb.r
-	local, inStore, err := r.b.Store.Lookup(ref.Image)
+	local, inStore, err := sb.svc.store.Lookup(ref.Image)
 	if err != nil {
 		return err
 	}
 	var dgst string
 	var rimg v1.Image
-	if inStore && !r.opts.Pull {
+	if inStore && !sb.svc.opts.Pull {
 		dgst = local.Descriptor.Digest.String()
 	} else {
-		rimg, err = r.b.Registry.Image(ctx, ref.Image, r.opts.Platform)
+		rimg, err = sb.svc.registry.Image(ctx, ref.Image, sb.svc.opts.Platform)
 		if err != nil {
 			return ref.PullError(err)
 		}
@@ -77,13 +76,12 @@ func (sb *stageBuilder) copyFromImage(ctx context.Context, p *progress.Step, ref
 // else the requested paths extracted from its registry layers. The caller
 // must Close it.
 func (sb *stageBuilder) imageSource(ctx context.Context, ref source.Ref, inStore bool, rimg v1.Image, patterns []string, key string) (*source.Source, error) {
-	r := sb.r
 	if inStore {
 		return sb.wholeImageSource(ctx, ref, false, key)
 	}
 	want := patterns
 	for attempt := 0; attempt < 4; attempt++ {
-		dir, err := os.MkdirTemp(r.b.Session.Dir, "partial-")
+		dir, err := os.MkdirTemp(sb.svc.session.Dir, "partial-")
 		if err != nil {
 			return nil, err
 		}
@@ -111,16 +109,15 @@ func (sb *stageBuilder) imageSource(ctx context.Context, ref source.Ref, inStore
 // wholeImageSource opens a read-only view of all of an image's layers
 // (pulling it first when pull is set or it is not in the store).
 func (sb *stageBuilder) wholeImageSource(ctx context.Context, ref source.Ref, pull bool, key string) (*source.Source, error) {
-	r := sb.r
-	img, err := r.b.ResolveImage(ctx, ref.Image, pull, r.opts.Platform, r.opts.Progress)
+	img, err := sb.r.resolveImage(ctx, ref.Image, pull)
 	if err != nil {
 		return nil, err
 	}
-	dirs, err := r.b.LayerDirs(ctx, img)
+	dirs, err := sb.svc.layerDirs(ctx, img)
 	if err != nil {
 		return nil, err
 	}
-	return source.Open(ctx, r.b.snapshots(), dirs, ref.Name, key)
+	return source.Open(ctx, sb.svc.snapshots, dirs, ref.Name, key)
 }
 
 var errWantAll = errors.New("the pattern needs the whole image")

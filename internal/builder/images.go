@@ -3,24 +3,31 @@ package builder
 import (
 	"context"
 	"fmt"
-	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/opencontainers/go-digest"
 
 	"github.com/strata-build/strata/internal/human"
 	"github.com/strata-build/strata/internal/image"
-	"github.com/strata-build/strata/internal/layer"
 	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/source"
 	"github.com/strata-build/strata/internal/store"
 )
 
 // ResolveImage returns the image ref from the store, pulling it (and tagging
 // it locally, like `docker pull`) when it is not there or when pull is set.
-// Concurrent calls for the same reference share one pull.
+// Concurrent calls for the same reference share one pull; a later call
+// pulls again.
 func (b *Builder) ResolveImage(ctx context.Context, ref string, pull bool, plat v1.Platform, pr *progress.Printer) (*image.Image, error) {
+	return b.resolveImage(ctx, ref, pull, plat, pr, nil)
+}
+
+// resolveImage is ResolveImage; a build passes its memo, so that it pulls
+// each reference once (as BuildKit resolves each image once per build),
+// and its concurrent stages share that pull.
+func (b *Builder) resolveImage(ctx context.Context, ref string, pull bool, plat v1.Platform, pr *progress.Printer, memo *pullGroup) (*image.Image, error) {
 	if store.IsID(ref) { // names a local image: never pulled
 		im, err := b.Store.Resolve(ref)
 		if err != nil {
@@ -39,12 +46,38 @@ func (b *Builder) ResolveImage(ctx context.Context, ref string, pull bool, plat 
 			return image.Load(b.Store, im.Descriptor.Digest)
 		}
 	}
-	b.pullMu.Lock()
-	if b.pulls == nil {
-		b.pulls = map[string]*pullCall{}
+	shared := func() (*image.Image, error) {
+		return b.pulls.do(ctx, canon, func() (*image.Image, error) { return b.Pull(ctx, canon, plat, pr) })
 	}
-	if c, ok := b.pulls[canon]; ok {
-		b.pullMu.Unlock()
+	if memo == nil {
+		return shared()
+	}
+	return memo.do(ctx, canon, shared)
+}
+
+// pullGroup shares pulls by reference: a caller that comes while a pull of
+// its reference runs waits for it and gets its result. With keep, every
+// later caller gets that result too (a build's memo, failures included);
+// without, the pull is forgotten once done (the Builder's, shared by its
+// concurrent builds). The zero value is ready to use.
+type pullGroup struct {
+	keep  bool
+	mu    sync.Mutex
+	calls map[string]*pullCall
+}
+
+type pullCall struct {
+	done chan struct{}
+	img  *image.Image
+	err  error
+}
+
+// do returns the result of the pull of ref that runs or (with keep) ran,
+// else runs pull.
+func (g *pullGroup) do(ctx context.Context, ref string, pull func() (*image.Image, error)) (*image.Image, error) {
+	g.mu.Lock()
+	if c, ok := g.calls[ref]; ok {
+		g.mu.Unlock()
 		select {
 		case <-c.done:
 			return c.img, c.err
@@ -52,10 +85,18 @@ func (b *Builder) ResolveImage(ctx context.Context, ref string, pull bool, plat 
 			return nil, ctx.Err()
 		}
 	}
+	if g.calls == nil {
+		g.calls = map[string]*pullCall{}
+	}
 	c := &pullCall{done: make(chan struct{})}
-	b.pulls[canon] = c
-	b.pullMu.Unlock()
-	c.img, c.err = b.Pull(ctx, canon, plat, pr)
+	g.calls[ref] = c
+	g.mu.Unlock()
+	c.img, c.err = pull()
+	if !g.keep {
+		g.mu.Lock()
+		delete(g.calls, ref)
+		g.mu.Unlock()
+	}
 	close(c.done)
 	return c.img, c.err
 }
@@ -107,17 +148,7 @@ func (b *Builder) pull(ctx context.Context, ref string, plat v1.Platform, step *
 // LayerDirs unpacks (once, shared by every build) the layers of img and
 // returns their directories, bottom first.
 func (b *Builder) LayerDirs(ctx context.Context, img *image.Image) ([]string, error) {
-	dirs := make([]string, 0, len(img.Layers))
-	for _, l := range img.Layers {
-		d, err := b.Store.EnsureLayer(ctx, l.DiffID, l.Digest, func(ctx context.Context, dir string, blob *os.File) (digest.Digest, error) {
-			return layer.Apply(ctx, dir, blob, b.applyOptions())
-		})
-		if err != nil {
-			return nil, err
-		}
-		dirs = append(dirs, d)
-	}
-	return dirs, nil
+	return layerDirs(ctx, b.Store, b.applyOptions(), img)
 }
 
 // reportTransfer writes "VERB 12.3MB of 45.6MB (7.89MB/s)" into step every second
@@ -160,4 +191,19 @@ func reportTransfer(step *progress.Step, verb string, n *atomic.Int64, total int
 			line()
 		}
 	}
+}
+
+// resolveImage resolves ref for this build: each reference is pulled at
+// most once per build, however many stages name it.
+func (r *run) resolveImage(ctx context.Context, ref string, pull bool) (*image.Image, error) {
+	return r.b.resolveImage(ctx, ref, pull, r.opts.Platform, r.opts.Progress, r.pulls)
+}
+
+// httpOptions bound the downloads of ADD URLs.
+func (b *Builder) httpOptions() source.HTTPOptions {
+	t := b.HTTPTimeout
+	if t == 0 {
+		t = DefaultHTTPTimeout
+	}
+	return source.HTTPOptions{Timeout: t, TimeoutEnv: HTTPTimeoutEnv, Bound: b.applyOptions()}
 }

@@ -68,7 +68,7 @@ func (sb *stageBuilder) commit(ctx context.Context, upper string) (*cache.Layer,
 			return nil, fmt.Errorf("commit layer: %w", err)
 		}
 		l = &cache.Layer{Blob: layer.Blob{DiffID: id}}
-		if e := sb.r.opts.SourceDateEpoch; e != nil {
+		if e := sb.svc.opts.SourceDateEpoch; e != nil {
 			n := e.Unix()
 			l.Epoch = &n
 		}
@@ -76,7 +76,7 @@ func (sb *stageBuilder) commit(ctx context.Context, upper string) (*cache.Layer,
 	if err := os.Chmod(upper, 0o755); err != nil {
 		return nil, err
 	}
-	if err := sb.r.b.Store.AdoptLayerDir(l.DiffID, upper); err != nil {
+	if err := sb.svc.store.AdoptLayerDir(l.DiffID, upper); err != nil {
 		return nil, err
 	}
 	return l, nil
@@ -145,20 +145,10 @@ func (r *run) writeLayerBlob(ctx context.Context, dir string, wantDiffID digest.
 // recordBlob gives the blob of m to the records this build used or made
 // for its diffID without a blob, in the cache index and in r.used.
 func (r *run) recordBlob(m image.Layer) {
-	cl := &cache.Layer{Blob: m}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for stage, recs := range r.used {
-		for i, e := range recs {
-			if e.Record.Layer == nil || !e.Record.Layer.Lazy() || e.Record.Layer.DiffID != cl.DiffID {
-				continue
-			}
-			e.Record.Layer = cl
-			r.used[stage][i] = e
-			rec := e.Record
-			if err := r.cache.Put(e.Key, &rec); err != nil {
-				r.opts.Progress.Logf("warning: recording the blob of layer %s: %v", m.DiffID, err)
-			}
+	for _, e := range r.used.SetBlob(m) {
+		rec := e.Record
+		if err := r.cache.Put(e.Key, &rec); err != nil {
+			r.opts.Progress.Logf("warning: recording the blob of layer %s: %v", m.DiffID, err)
 		}
 	}
 }

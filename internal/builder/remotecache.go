@@ -2,23 +2,15 @@ package builder
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/match"
-	"github.com/google/go-containerregistry/pkg/v1/partial"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/strata-build/strata/internal/cache"
+	"github.com/strata-build/strata/internal/cache/remote"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/layer"
 )
@@ -74,14 +66,7 @@ func ParseCacheSpec(s string) (CacheSpec, error) {
 	return c, nil
 }
 
-// remoteRecord is a cache record offered by --cache-from, with the way to
-// fetch its layer blob.
-type remoteRecord struct {
-	rec   cache.Record
-	fetch func(ctx context.Context, d digest.Digest) (io.ReadCloser, error)
-}
-
-// importCaches reads the --cache-from sources into r.remote.
+// importCaches reads the --cache-from sources into r.imported.
 func (r *run) importCaches(ctx context.Context) error {
 	for _, spec := range r.opts.CacheFrom {
 		var img v1.Image
@@ -95,7 +80,7 @@ func (r *run) importCaches(ctx context.Context) error {
 			}
 			img, err = d.Image()
 		case "local":
-			img, err = localCacheImage(spec.Dir)
+			img, err = remote.ReadLocal(spec.Dir)
 		default:
 			return fmt.Errorf("--cache-from type=%s cannot be imported", spec.Type)
 		}
@@ -103,7 +88,7 @@ func (r *run) importCaches(ctx context.Context) error {
 			r.opts.Progress.Logf("warning: --cache-from %s%s: %v", spec.Ref, spec.Dir, err)
 			continue
 		}
-		n, err := r.addRemote(img)
+		n, err := r.imported.Add(img)
 		if err != nil {
 			r.opts.Progress.Logf("warning: --cache-from %s%s: %v", spec.Ref, spec.Dir, err)
 			continue
@@ -113,120 +98,10 @@ func (r *run) importCaches(ctx context.Context) error {
 	return nil
 }
 
-// addRemote registers the records of a cache manifest, or of an image
-// carrying inline cache.
-func (r *run) addRemote(img v1.Image) (int, error) {
-	m, err := img.Manifest()
-	if err != nil {
-		return 0, err
-	}
-	raw, err := img.RawConfigFile()
-	if err != nil {
-		return 0, err
-	}
-	var meta []byte
-	if string(m.Config.MediaType) == cache.ConfigMediaType {
-		meta = raw
-	} else {
-		var cfg v1.ConfigFile
-		if err := json.Unmarshal(raw, &cfg); err != nil {
-			return 0, err
-		}
-		lbl, ok := cfg.Config.Labels[cache.InlineLabel]
-		if !ok {
-			return 0, errors.New("neither a strata cache manifest nor an image with inline cache")
-		}
-		meta = []byte(lbl)
-	}
-	exp, err := cache.ParseExport(meta)
-	if err != nil {
-		return 0, err
-	}
-	fetch := func(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
-		h, err := v1.NewHash(d.String())
-		if err != nil {
-			return nil, err
-		}
-		l, err := img.LayerByDigest(h)
-		if err != nil {
-			return nil, err
-		}
-		return l.Compressed()
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.remote == nil {
-		r.remote = map[cache.Key]remoteRecord{}
-	}
-	for _, e := range exp.Records {
-		r.remote[e.Key] = remoteRecord{rec: e.Record, fetch: fetch}
-	}
-	return len(exp.Records), nil
-}
-
-// fromRemote returns the record of key from a --cache-from source. Its
-// layer is not fetched now: ensureDirs fetches and unpacks it when a later
-// step needs the stage's files, and the end of the build fetches the final
-// image's layers; an intermediate layer nobody needs is never downloaded.
-func (r *run) fromRemote(ctx context.Context, key cache.Key) (*cache.Record, bool) {
-	r.mu.Lock()
-	rr, ok := r.remote[key]
-	if ok && rr.rec.Layer != nil {
-		if r.fetchers == nil {
-			r.fetchers = map[digest.Digest]func(context.Context, digest.Digest) (io.ReadCloser, error){}
-		}
-		r.fetchers[rr.rec.Layer.Digest] = rr.fetch
-	}
-	r.mu.Unlock()
-	if !ok {
-		return nil, false
-	}
-	rec := rr.rec
-	if rec.Layer == nil {
-		r.cache.Put(key, &rec)
-	} else {
-		// recorded locally once its blob is here (ensureBlob), so the local
-		// cache never points at a missing blob
-		r.mu.Lock()
-		if r.pendingKeys == nil {
-			r.pendingKeys = map[digest.Digest][]cache.Exported{}
-		}
-		d := rec.Layer.Digest
-		r.pendingKeys[d] = append(r.pendingKeys[d], cache.Exported{Key: key, Record: rec})
-		r.mu.Unlock()
-	}
-	return &rec, true
-}
-
 // ensureBlob makes sure the layer blob d is in the store, fetching it from
 // the --cache-from source that offered it.
 func (r *run) ensureBlob(ctx context.Context, d digest.Digest) error {
-	if r.b.Store.HasBlob(d) {
-		return nil
-	}
-	r.mu.Lock()
-	fetch := r.fetchers[d]
-	r.mu.Unlock()
-	if fetch == nil {
-		return fmt.Errorf("layer %s is neither in the store nor offered by --cache-from", d)
-	}
-	rc, err := fetch(ctx, d)
-	if err != nil {
-		return fmt.Errorf("fetch cache layer %s: %w", d, err)
-	}
-	defer rc.Close()
-	if _, _, err := r.b.Store.WriteBlob(ctx, rc, d); err != nil {
-		return fmt.Errorf("fetch cache layer %s: %w", d, err)
-	}
-	r.mu.Lock()
-	recs := r.pendingKeys[d]
-	delete(r.pendingKeys, d)
-	r.mu.Unlock()
-	for _, e := range recs {
-		rec := e.Record
-		r.cache.Put(e.Key, &rec)
-	}
-	return nil
+	return r.imported.Fetch(ctx, r.b.Store, d)
 }
 
 // ensureLayer makes sure layer l is unpacked (fetching its blob if needed).
@@ -246,84 +121,14 @@ func (r *run) ensureLayer(ctx context.Context, l image.Layer) error {
 	return err
 }
 
-// usedRecord notes a record a stage used or made, for --cache-to.
-func (r *run) usedRecord(stage int, key cache.Key, rec cache.Record) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.used == nil {
-		r.used = map[int][]cache.Exported{}
-	}
-	r.used[stage] = append(r.used[stage], cache.Exported{Key: key, Record: rec})
-}
-
 // exportRecords returns the records to export: mode max all stages', mode
 // min those whose layers are in the final image (and its empty steps).
 func (r *run) exportRecords(mode string, final []image.Layer) []cache.Exported {
-	inFinal := map[digest.Digest]bool{}
-	for _, l := range final {
-		inFinal[l.Digest] = true
-	}
 	chain := map[int]bool{}
 	for i := r.plan.Target; i >= 0; i = r.plan.All[i].BaseStage {
 		chain[i] = true
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []cache.Exported
-	seen := map[cache.Key]bool{}
-	for stage, recs := range r.used {
-		for _, e := range recs {
-			if seen[e.Key] {
-				continue
-			}
-			keep := mode == "max"
-			if e.Record.Layer != nil && inFinal[e.Record.Layer.Digest] {
-				keep = true
-			}
-			if e.Record.Layer == nil && chain[stage] {
-				keep = true
-			}
-			if keep {
-				seen[e.Key] = true
-				out = append(out, e)
-			}
-		}
-	}
-	return out
-}
-
-// cacheImage is a cache export as an OCI image manifest: the config is the
-// record list, the layers the records' blobs.
-type cacheImage struct {
-	r      *run
-	config []byte
-	layers []image.Layer
-}
-
-func (c *cacheImage) RawConfigFile() ([]byte, error)      { return c.config, nil }
-func (c *cacheImage) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
-func (c *cacheImage) RawManifest() ([]byte, error) {
-	m := ocispec.Manifest{
-		MediaType: ocispec.MediaTypeImageManifest,
-		Config:    ocispec.Descriptor{MediaType: cache.ConfigMediaType, Digest: digest.FromBytes(c.config), Size: int64(len(c.config))},
-		Layers:    []ocispec.Descriptor{},
-	}
-	m.SchemaVersion = 2
-	for _, l := range c.layers {
-		m.Layers = append(m.Layers, ocispec.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size})
-	}
-	return json.Marshal(m)
-}
-func (c *cacheImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
-	for _, l := range c.layers {
-		if l.Digest.String() == h.String() {
-			return image.BlobLayer(c.r.b.Store, l), nil
-		}
-	}
-	if h.String() == digest.FromBytes(c.config).String() {
-		return partial.ConfigLayer(c)
-	}
-	return nil, fmt.Errorf("blob %s is not in the cache export", h)
+	return r.used.Select(mode, final, chain)
 }
 
 // exportCaches writes the --cache-to exports (inline is handled when the
@@ -346,22 +151,14 @@ func (r *run) exportCaches(ctx context.Context, final []image.Layer) error {
 		if lazy {
 			recs = r.exportRecords(spec.Mode, final) // now naming the blobs made
 		}
-		cfg, err := cache.Export{Records: recs}.Marshal()
-		if err != nil {
-			return err
-		}
-		ci := &cacheImage{r: r, config: cfg}
-		seen := map[digest.Digest]bool{}
 		for _, e := range recs {
-			if l := e.Record.Layer; l != nil && !seen[l.Digest] {
-				seen[l.Digest] = true
+			if l := e.Record.Layer; l != nil {
 				if err := r.ensureBlob(ctx, l.Digest); err != nil {
 					return fmt.Errorf("--cache-to: %w", err)
 				}
-				ci.layers = append(ci.layers, l.Blob)
 			}
 		}
-		img, err := partial.CompressedToImage(ci)
+		img, layers, err := remote.Image(r.b.Store, recs)
 		if err != nil {
 			return err
 		}
@@ -371,43 +168,13 @@ func (r *run) exportCaches(ctx context.Context, final []image.Layer) error {
 				return fmt.Errorf("--cache-to %s: %w", spec.Ref, err)
 			}
 		case "local":
-			if err := writeLocalCache(spec.Dir, img); err != nil {
+			if err := remote.WriteLocal(spec.Dir, img); err != nil {
 				return fmt.Errorf("--cache-to type=local,dest=%s: %w", spec.Dir, err)
 			}
 		}
-		r.opts.Progress.Logf("exported cache to %s%s: %d records, %d layers", spec.Ref, spec.Dir, len(recs), len(ci.layers))
+		r.opts.Progress.Logf("exported cache to %s%s: %d records, %d layers", spec.Ref, spec.Dir, len(recs), layers)
 	}
 	return nil
-}
-
-const localCacheRef = "strata-cache"
-
-func writeLocalCache(dir string, img v1.Image) error {
-	p, err := layout.FromPath(dir)
-	if err != nil {
-		if p, err = layout.Write(dir, empty.Index); err != nil {
-			return err
-		}
-	}
-	return p.ReplaceImage(img, match.Annotation(ocispec.AnnotationRefName, localCacheRef),
-		layout.WithAnnotations(map[string]string{ocispec.AnnotationRefName: localCacheRef}))
-}
-
-func localCacheImage(dir string) (v1.Image, error) {
-	idx, err := layout.ImageIndexFromPath(dir)
-	if err != nil {
-		return nil, err
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return nil, err
-	}
-	for _, d := range im.Manifests {
-		if d.Annotations[ocispec.AnnotationRefName] == localCacheRef || len(im.Manifests) == 1 {
-			return idx.Image(d.Digest)
-		}
-	}
-	return nil, fmt.Errorf("no strata cache in the OCI layout %s", dir)
 }
 
 // inlineLabel returns the inline cache label value for the final image.

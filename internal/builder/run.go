@@ -53,7 +53,7 @@ func (sb *stageBuilder) runArgs(c *instructions.RunCommand) ([]string, []specs.M
 				data = parser.ChompHeredocContent(data)
 			}
 			if strings.HasPrefix(data, "#!") {
-				dir, err := os.MkdirTemp(sb.r.b.Session.Dir, "pipes-")
+				dir, err := os.MkdirTemp(sb.svc.session.Dir, "pipes-")
 				if err != nil {
 					return nil, nil, cleanup, err
 				}
@@ -79,7 +79,7 @@ func (sb *stageBuilder) runArgs(c *instructions.RunCommand) ([]string, []specs.M
 		}
 	}
 	if c.PrependShell {
-		args = append(sb.shell(), strings.Join(args, " "))
+		args = append(sb.img.shell(), strings.Join(args, " "))
 	}
 	return args, mounts, cleanup, nil
 }
@@ -108,7 +108,7 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 	mounts = append(mounts, extra...)
 
 	createdBy := "RUN " + sb.runCommandString(args) + " # buildkit"
-	cfg := sb.state.cfg.Config
+	cfg := sb.img.cfg.Config
 	cwd := cfg.WorkingDir
 	if cwd == "" {
 		cwd = "/"
@@ -118,12 +118,12 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 		return err
 	}
 	return sb.change(ctx, p, createdBy, inputs, func(rootfs string) error {
-		id := sb.r.b.Session.NextContainerID()
-		code, err := sb.r.b.Runner.Run(ctx, executor.Process{
+		id := sb.svc.session.NextContainerID()
+		code, err := sb.svc.runner.Run(ctx, executor.Process{
 			ID:       id,
 			Rootfs:   rootfs,
 			Args:     args,
-			Env:      append(append([]string(nil), sb.env...), secretEnv...),
+			Env:      append(append([]string(nil), sb.img.env...), secretEnv...),
 			Cwd:      cwd,
 			User:     cfg.User,
 			Network:  network,
@@ -147,46 +147,59 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 // network unless --network says otherwise, and the sandbox unless
 // --security=insecure; host network and insecure need their entitlement.
 func (sb *stageBuilder) runModes(c *instructions.RunCommand) (network, security string, err error) {
-	network = sb.r.opts.Network
-	switch n := instructions.GetNetwork(c); n {
+	if network, err = sb.runNetwork(instructions.GetNetwork(c)); err != nil {
+		return "", "", err
+	}
+	if security, err = sb.runSecurity(instructions.GetSecurity(c)); err != nil {
+		return "", "", err
+	}
+	return network, security, nil
+}
+
+func (sb *stageBuilder) runNetwork(n string) (string, error) {
+	switch n {
 	case "", instructions.NetworkDefault:
-	case instructions.NetworkNone:
-		network = n
+		return sb.svc.opts.Network, nil
 	case instructions.NetworkHost:
 		// As in BuildKit: a Dockerfile may not reach the host's network on its
 		// own; the user grants it (unless the whole build has it anyway).
-		if network != executor.NetworkHost {
-			if err := sb.r.opts.Entitlements.Check(entitlements.Values{NetworkHost: true}); err != nil {
-				return "", "", fmt.Errorf("%w (start the build with --allow network.host)", err)
-			}
+		if sb.svc.opts.Network != executor.NetworkHost {
+			return n, sb.entitled(entitlements.Values{NetworkHost: true}, "network.host")
 		}
-		network = n
-	default:
-		return "", "", fmt.Errorf("RUN --network=%s is not supported (use default, host or none)", n)
+		return n, nil
+	case instructions.NetworkNone:
+		return n, nil
 	}
-	security = executor.SecuritySandbox
-	switch sec := instructions.GetSecurity(c); sec {
+	return "", fmt.Errorf("RUN --network=%s is not supported (use default, host or none)", n)
+}
+
+func (sb *stageBuilder) runSecurity(sec string) (string, error) {
+	switch sec {
 	case "", instructions.SecuritySandbox:
+		return executor.SecuritySandbox, nil
 	case instructions.SecurityInsecure:
-		// BuildKit's check and words, when it loads the build
-		if err := sb.r.opts.Entitlements.Check(entitlements.Values{SecurityInsecure: true}); err != nil {
-			return "", "", fmt.Errorf("%w (start the build with --allow security.insecure)", err)
-		}
-		security = executor.SecurityInsecure
-	default:
-		return "", "", fmt.Errorf("RUN --security=%s is not supported", sec)
+		return executor.SecurityInsecure, sb.entitled(entitlements.Values{SecurityInsecure: true}, "security.insecure")
 	}
-	return network, security, nil
+	return "", fmt.Errorf("RUN --security=%s is not supported", sec)
+}
+
+// entitled checks that the build was granted what a RUN asks for
+// (BuildKit's check and words, when it loads the build).
+func (sb *stageBuilder) entitled(v entitlements.Values, allow string) error {
+	if err := sb.svc.opts.Entitlements.Check(v); err != nil {
+		return fmt.Errorf("%w (start the build with --allow %s)", err, allow)
+	}
+	return nil
 }
 
 // runInputs are the cache key inputs of a RUN: what it runs, with which
 // environment, user, directory and network, and what its mounts bring in.
 // Secret values never take part (only the secret's name).
 func (sb *stageBuilder) runInputs(ctx context.Context, c *instructions.RunCommand, args []string, network, security string, secretEnv []string) ([]cache.Input, error) {
-	cfg := sb.state.cfg.Config
+	cfg := sb.img.cfg.Config
 	in := []cache.Input{
 		{Name: "instruction", Value: strings.Join(args, "\x00")},
-		{Name: "env", Value: strings.Join(sb.env, "\x00")},
+		{Name: "env", Value: strings.Join(sb.img.env, "\x00")},
 		{Name: "user", Value: cfg.User},
 		{Name: "workdir", Value: cfg.WorkingDir},
 		{Name: "network", Value: network},
@@ -226,8 +239,8 @@ func (sb *stageBuilder) runInputs(ctx context.Context, c *instructions.RunComman
 func (sb *stageBuilder) runCommandString(args []string) string {
 	var kv []string
 	idx := map[string]int{}
-	for _, a := range sb.argOrder {
-		v, ok := sb.env.get(a.Key)
+	for _, a := range sb.img.argOrder {
+		v, ok := sb.img.env.get(a.Key)
 		if !ok {
 			v = a.ValueString()
 		}
@@ -247,10 +260,10 @@ func (sb *stageBuilder) runCommandString(args []string) string {
 // workdir runs WORKDIR: sets the config and creates the directory (and its
 // parents) owned by the current USER when missing.
 func (sb *stageBuilder) workdir(ctx context.Context, c *instructions.WorkdirCommand, p *progress.Step) error {
-	wd := sb.resolvePath(c.Path)
+	wd := sb.img.resolvePath(c.Path)
 	wd = path.Clean(wd)
-	sb.state.cfg.Config.WorkingDir = wd
-	user := sb.state.cfg.Config.User
+	sb.img.cfg.Config.WorkingDir = wd
+	user := sb.img.cfg.Config.User
 	inputs := []cache.Input{{Name: "instruction", Value: "WORKDIR " + wd}, {Name: "user", Value: user}}
 	return sb.change(ctx, p, "WORKDIR "+wd, inputs, func(rootfs string) error {
 		o, err := workdirOwner(rootfs, user)

@@ -58,7 +58,7 @@ func (sb *stageBuilder) runMounts(ctx context.Context, c *instructions.RunComman
 		if target == "" {
 			return nil, nil, fmt.Errorf("--mount: target is required")
 		}
-		target = sb.resolvePath(target)
+		target = sb.img.resolvePath(target)
 		switch m.Type {
 		case instructions.MountTypeBind:
 			root, err := sb.mountSource(ctx, m.From, releases)
@@ -75,7 +75,7 @@ func (sb *stageBuilder) runMounts(ctx context.Context, c *instructions.RunComman
 			opts := []string{"rbind", "ro"}
 			if fi, err := os.Stat(src); err == nil && fi.IsDir() && !m.ReadOnly {
 				// rw: writes go to a throwaway snapshot and are discarded.
-				snap, err := sb.r.b.snapshots().Prepare(ctx, []string{src})
+				snap, err := sb.svc.snapshots.Prepare(ctx, []string{src})
 				if err != nil {
 					return nil, nil, fmt.Errorf("--mount rw: %w", err)
 				}
@@ -115,7 +115,7 @@ func (sb *stageBuilder) secretMount(m *instructions.Mount, releases *[]func()) (
 	if id == "" && m.Target != "" {
 		id = path.Base(m.Target)
 	}
-	sec, ok := sb.r.opts.Secrets[id]
+	sec, ok := sb.svc.opts.Secrets[id]
 	if !ok {
 		if m.Required {
 			return nil, "", fmt.Errorf("secret %s: not provided (pass --secret id=%s,src=FILE or env=VAR)", id, id)
@@ -141,7 +141,7 @@ func (sb *stageBuilder) secretMount(m *instructions.Mount, releases *[]func()) (
 	if target == "" {
 		target = "/run/secrets/" + id
 	}
-	dir, err := os.MkdirTemp(sb.r.b.Session.Dir, "secret-")
+	dir, err := os.MkdirTemp(sb.svc.session.Dir, "secret-")
 	if err != nil {
 		return nil, "", err
 	}
@@ -157,7 +157,7 @@ func (sb *stageBuilder) secretMount(m *instructions.Mount, releases *[]func()) (
 	if err := setMountOwner(f, m, mode); err != nil {
 		return nil, "", err
 	}
-	return &specs.Mount{Destination: sb.resolvePath(target), Type: "bind", Source: f, Options: []string{"bind", "ro"}}, kv, nil
+	return &specs.Mount{Destination: sb.img.resolvePath(target), Type: "bind", Source: f, Options: []string{"bind", "ro"}}, kv, nil
 }
 
 // sshMount forwards the agent of --ssh ID to the RUN through a socket of its
@@ -168,7 +168,7 @@ func (sb *stageBuilder) sshMount(m *instructions.Mount, n int, releases *[]func(
 	if id == "" {
 		id = "default"
 	}
-	sock, ok := sb.r.opts.SSH[id]
+	sock, ok := sb.svc.opts.SSH[id]
 	if !ok {
 		if m.Required {
 			return nil, "", fmt.Errorf("ssh %s: no agent forwarded (pass --ssh %s[=SOCKET])", id, id)
@@ -179,7 +179,7 @@ func (sb *stageBuilder) sshMount(m *instructions.Mount, n int, releases *[]func(
 	if target == "" {
 		target = fmt.Sprintf("/run/buildkit/ssh_agent.%d", n)
 	}
-	dir, err := os.MkdirTemp(sb.r.b.Session.Dir, "ssh-")
+	dir, err := os.MkdirTemp(sb.svc.session.Dir, "ssh-")
 	if err != nil {
 		return nil, "", err
 	}
@@ -211,7 +211,7 @@ func (sb *stageBuilder) sshMount(m *instructions.Mount, n int, releases *[]func(
 			}()
 		}
 	}()
-	t := sb.resolvePath(target)
+	t := sb.img.resolvePath(target)
 	return &specs.Mount{Destination: t, Type: "bind", Source: proxy, Options: []string{"bind"}}, "SSH_AUTH_SOCK=" + t, nil
 }
 
@@ -251,10 +251,10 @@ func (sb *stageBuilder) cacheMount(ctx context.Context, m *instructions.Mount, t
 		id = target
 	}
 	sum := sha256.Sum256([]byte(id + "\x00" + m.From + "\x00" + m.Source))
-	if err := os.MkdirAll(sb.r.b.Store.Path("cache", "mounts"), 0o700); err != nil {
+	if err := os.MkdirAll(sb.svc.store.Path("cache", "mounts"), 0o700); err != nil {
 		return "", err
 	}
-	base := sb.r.b.Store.Path("cache", "mounts", hex.EncodeToString(sum[:16]))
+	base := sb.svc.store.Path("cache", "mounts", hex.EncodeToString(sum[:16]))
 	dir := base
 	switch m.CacheSharing {
 	case instructions.MountSharingLocked:
@@ -281,7 +281,7 @@ func (sb *stageBuilder) cacheMount(ctx context.Context, m *instructions.Mount, t
 	if _, err := os.Stat(dir); err == nil {
 		return dir, nil
 	}
-	tmp, err := os.MkdirTemp(sb.r.b.Store.Path("cache", "mounts"), ".new-")
+	tmp, err := os.MkdirTemp(sb.svc.store.Path("cache", "mounts"), ".new-")
 	if err != nil {
 		return "", err
 	}

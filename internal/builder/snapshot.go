@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/strata-build/strata/internal/cache"
+	"github.com/strata-build/strata/internal/plan"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/snapshot"
 	"github.com/strata-build/strata/internal/snapshot/native"
@@ -68,14 +69,12 @@ func (sb *stageBuilder) changeOn(ctx context.Context, p *progress.Step, createdB
 // returns, if any, runs once the snapshot is sealed (unmounted), when the
 // upper directory may be changed directly.
 func (sb *stageBuilder) changeKeyed(ctx context.Context, p *progress.Step, createdBy string, scratch bool, fn func(rootfs, upper string) (finish func() error, err error), inputs []cache.Input, late func() ([]cache.Input, error)) error {
-	b := sb.r.b
-	pos := cache.Position(sb.r.dockerfileID, sb.st.Display(), sb.step)
-	defer func() { sb.alias = "" }()
+	pos := sb.cache.pos(sb.step)
+	defer sb.cache.endStep()
 	var key cache.Key
 	if late == nil {
-		inputs = append(sb.commonInputs(), inputs...)
-		key = cache.NewKey(sb.state.key, inputs...)
-		if sb.tryCached(ctx, p, key, createdBy, pos, inputs) {
+		key, inputs = sb.cache.key(sb.state.key, inputs)
+		if sb.tryCached(p, key, createdBy, pos, inputs) {
 			return nil
 		}
 	}
@@ -86,7 +85,7 @@ func (sb *stageBuilder) changeKeyed(ctx context.Context, p *progress.Step, creat
 			return err
 		}
 	}
-	snap, err := b.snapshots().Prepare(ctx, parents)
+	snap, err := sb.svc.snapshots.Prepare(ctx, parents)
 	if err != nil {
 		return err
 	}
@@ -106,9 +105,8 @@ func (sb *stageBuilder) changeKeyed(ctx context.Context, p *progress.Step, creat
 		if err != nil {
 			return err
 		}
-		inputs = append(sb.commonInputs(), in...)
-		key = cache.NewKey(sb.state.key, inputs...)
-		if sb.tryCached(ctx, p, key, createdBy, pos, inputs) {
+		key, inputs = sb.cache.key(sb.state.key, in)
+		if sb.tryCached(p, key, createdBy, pos, inputs) {
 			return nil // the snapshot just made is removed
 		}
 	}
@@ -120,7 +118,7 @@ func (sb *stageBuilder) changeKeyed(ctx context.Context, p *progress.Step, creat
 	if err != nil {
 		return err
 	}
-	rec := &cache.Record{Created: sb.r.now()}
+	rec := &cache.Record{Created: sb.svc.now()}
 	if !empty {
 		l, err := sb.commit(ctx, diff)
 		if err != nil {
@@ -128,172 +126,87 @@ func (sb *stageBuilder) changeKeyed(ctx context.Context, p *progress.Step, creat
 		}
 		rec.Layer = l
 	}
-	if err := sb.r.cache.Put(key, rec); err != nil {
+	if err := sb.cache.put(key, *rec, pos, inputs); err != nil {
 		return err
-	}
-	sb.r.usedRecord(sb.st.Index, key, *rec)
-	if sb.alias != "" {
-		// also findable by the cheap key (see tryAlias)
-		a := *rec
-		a.Next = key
-		if err := sb.r.cache.Put(sb.alias, &a); err == nil {
-			sb.r.usedRecord(sb.st.Index, sb.alias, a)
-		}
 	}
 	sb.apply(rec, createdBy)
 	sb.state.key = key
-	sb.r.cache.SetLast(pos, append(inputs, cache.Input{Name: "parent", Value: string(key)}))
 	return nil
 }
 
 // tryCached applies the record of key when the cache has a usable one and
 // reports whether it did; on a miss it gives the step its reason.
-func (sb *stageBuilder) tryCached(ctx context.Context, p *progress.Step, key cache.Key, createdBy, pos string, inputs []cache.Input) bool {
-	if !sb.useCache() {
-		return false
-	}
-	if rec, ok := sb.lookup(ctx, key); ok {
-		if sb.alias != "" {
-			a := *rec
-			a.Next = key
-			sb.r.cache.Put(sb.alias, &a)
-		}
+func (sb *stageBuilder) tryCached(p *progress.Step, key cache.Key, createdBy, pos string, inputs []cache.Input) bool {
+	if rec, ok := sb.cache.find(key); ok {
 		sb.hit(key, rec, createdBy, p, pos, inputs)
 		return true
 	}
-	if reason := sb.missReason(pos, inputs); p != nil {
+	if !sb.cache.enabled {
+		return false
+	}
+	if reason := sb.cache.missReason(pos, inputs); p != nil {
 		p.SetReason(reason)
-		if sb.r.opts.DebugCache {
-			sb.r.opts.Progress.Logf("cache miss [%s %d/%d]: %s", sb.st.Display(), sb.step, sb.total, reason)
+		if sb.svc.opts.DebugCache {
+			sb.svc.progress.Logf("cache miss [%s %d/%d]: %s", sb.st.Display(), sb.step, sb.total, reason)
 		}
 	}
 	return false
 }
 
-// layerRules names the version of the rules that turn a step's changes into
-// its layer (which copied-up entries count as changes: layer.PruneUnchanged).
-// A change of them that gives another layer for the same step bumps it, so
-// that layers cached under the old rules are not mixed with new ones.
-const layerRules = "2"
-
-// commonInputs are the cache key inputs every step that makes a layer has.
-func (sb *stageBuilder) commonInputs() []cache.Input {
-	return []cache.Input{
-		{Name: "differ", Value: layerRules},
-		{Name: "compression", Value: fmt.Sprintf("%s level %d", sb.r.opts.Compression, sb.r.opts.CompressionLevel)},
-		{Name: "epoch", Value: sb.r.epochString()},
-	}
-}
-
-// lookup finds a usable record for key: local, else from --cache-from.
-func (sb *stageBuilder) lookup(ctx context.Context, key cache.Key) (*cache.Record, bool) {
-	rec, ok := sb.r.cache.Get(key)
-	if ok && !sb.r.available(rec) {
-		ok = false
-	}
-	if !ok {
-		rec, ok = sb.r.fromRemote(ctx, key)
-	}
-	return rec, ok
-}
-
 // hit applies a cache hit for key.
 func (sb *stageBuilder) hit(key cache.Key, rec *cache.Record, createdBy string, p *progress.Step, pos string, inputs []cache.Input) {
-	sb.r.cache.Touch(key)
-	sb.r.usedRecord(sb.st.Index, key, *rec)
+	key = sb.cache.hit(key, rec, pos, inputs)
 	sb.apply(rec, createdBy)
-	if rec.Next != "" {
-		key = rec.Next
-	}
 	sb.state.key = key
-	sb.r.cache.SetLast(pos, append(inputs, cache.Input{Name: "parent", Value: string(key)}))
 	if p != nil {
 		p.MarkCached()
 	}
 }
 
-// tryAlias looks a step up by a cheap key (aliasInputs need no file
-// content, e.g. a COPY --from=stage keyed by the source stage's key): a
-// hit applies it and returns true. Otherwise the alias is remembered, and
-// the step's normal (content) key, once known, is recorded under it too.
-func (sb *stageBuilder) tryAlias(ctx context.Context, p *progress.Step, createdBy string, aliasInputs []cache.Input) bool {
-	sb.alias = ""
-	if !sb.useCache() {
-		return false
+// tryAlias looks the step up by a cheap key (see stepCache.tryAlias): a
+// hit applies it and returns true.
+func (sb *stageBuilder) tryAlias(p *progress.Step, createdBy string, aliasInputs []cache.Input) bool {
+	key, inputs, rec, ok := sb.cache.tryAlias(sb.state.key, aliasInputs)
+	if ok {
+		sb.hit(key, rec, createdBy, p, sb.cache.pos(sb.step)+"-alias", inputs)
 	}
-	inputs := append(sb.commonInputs(), aliasInputs...)
-	key := cache.NewKey(sb.state.key, inputs...)
-	if rec, ok := sb.lookup(ctx, key); ok {
-		sb.hit(key, rec, createdBy, p, cache.Position(sb.r.dockerfileID, sb.st.Display(), sb.step)+"-alias", inputs)
-		return true
-	}
-	sb.alias = key
-	return false
+	return ok
 }
 
 // apply adds a step's result to the stage: its layer and history entry.
 func (sb *stageBuilder) apply(rec *cache.Record, createdBy string) {
 	if rec.Layer == nil {
-		sb.historyAt(createdBy, true, rec.Created)
+		sb.img.historyAt(createdBy, true, rec.Created)
 		return
 	}
 	l := rec.Layer.Blob
 	sb.state.layers = append(sb.state.layers, l)
-	sb.state.dirs = append(sb.state.dirs, sb.r.b.Store.LayerDir(l.DiffID))
-	sb.historyAt(createdBy, false, rec.Created)
+	sb.state.dirs = append(sb.state.dirs, sb.svc.store.LayerDir(l.DiffID))
+	sb.img.historyAt(createdBy, false, rec.Created)
 }
 
-// available reports whether a cache record's layer is still in the store:
-// as a blob (it is unpacked when needed), or for a layer recorded without
-// one, as its unpacked directory.
-func (r *run) available(rec *cache.Record) bool {
-	switch {
-	case rec.Layer == nil:
-		return true
-	case rec.Layer.Lazy():
-		return r.b.Store.HasLayer(rec.Layer.DiffID)
+// stepCache returns the step cache as the steps of stage st use it.
+func (r *run) stepCache(st *plan.Stage) *stepCache {
+	c := &stepCache{
+		index:        r.cache,
+		used:         &r.used,
+		store:        r.b.Store,
+		sums:         r.sums,
+		enabled:      !r.opts.NoCache,
+		common:       commonInputs(string(r.opts.Compression), r.opts.CompressionLevel, r.epochString()),
+		stage:        st.Index,
+		dockerfileID: r.dockerfileID,
+		stageName:    st.Display(),
 	}
-	return r.b.Store.HasBlob(rec.Layer.Digest)
-}
-
-// useCache reports whether this stage may reuse cached steps.
-func (sb *stageBuilder) useCache() bool {
-	o := sb.r.opts
-	if o.NoCache {
-		return false
+	if len(r.opts.CacheFrom) > 0 {
+		c.imported = r.imported
 	}
-	for _, f := range o.NoCacheFilter {
-		if strings.EqualFold(f, sb.st.Name) || f == strconv.Itoa(sb.st.Index) {
-			return false
+	for _, f := range r.opts.NoCacheFilter {
+		if strings.EqualFold(f, st.Name) || f == strconv.Itoa(st.Index) {
+			c.enabled = false
 		}
 	}
-	return true
-}
-
-// missReason says which inputs of a step changed since the previous build
-// at the same place (printed with --debug-cache, kept for the report).
-func (sb *stageBuilder) missReason(pos string, inputs []cache.Input) string {
-	old, ok := sb.r.cache.Last(pos)
-	if !ok {
-		return "no earlier build of this step"
-	}
-	var reasons []string
-	for _, c := range cache.Changed(old, append(inputs, cache.Input{Name: "parent", Value: "?"})) {
-		if c != "parent" {
-			reasons = append(reasons, c)
-		}
-	}
-	if len(reasons) == 0 {
-		return "an earlier step or the base image changed"
-	}
-	msg := "changed: " + strings.Join(reasons, ", ")
-	if files := sb.r.sums.Changed(); len(files) > 0 && strings.Contains(msg, "source ") && !strings.Contains(msg, "from") {
-		if len(files) > 5 {
-			files = append(files[:5], fmt.Sprintf("and %d more", len(files)-5))
-		}
-		msg += " (changed files: " + strings.Join(files, ", ") + ")"
-	}
-	return msg
+	return c
 }
 
 func isEmptyDir(dir string) (bool, error) {

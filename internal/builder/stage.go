@@ -146,32 +146,30 @@ func (s *stageResult) clone() *stageResult {
 	return c
 }
 
-// stageBuilder executes the instructions of one stage.
+// stageBuilder executes the instructions of one stage. Its handlers use
+// svc (store, snapshotter, runtime, options), img (the config-only
+// instructions), cache (the step cache) and r only for what the build
+// coordinates between stages: other stages' results, the per-build image
+// pulls, the build context and its filtered copy, the ARG bookkeeping and
+// how layers are committed and unpacked.
 type stageBuilder struct {
 	r     *run
+	svc   *services
+	df    *dockerfile.Dockerfile
 	st    *plan.Stage
 	state *stageResult
-	// env is BuildKit's "state env": ENV values and ARG values in the order
-	// they were set; RUN sees it and word expansion uses it. The image config
-	// keeps only ENV.
-	env    envList
-	cmdSet bool // CMD set in this stage (ENTRYPOINT keeps it)
-	step   int
-	total  int
+	img   imageState // the config and state env of state
+	step  int
+	total int
 
-	// declared holds every ARG name declared in the stage, with or without a
-	// value; argOrder the declarations in order (for RUN's history entry).
-	declared map[string]bool
-	argOrder []instructions.KeyValuePairOptional
-	// alias is the cheap key of the current step (see tryAlias), "" if none
-	alias cache.Key
+	cache *stepCache // finds and records the stage's steps
 	// check state
 	seenCmd, seenEntrypoint, seenHealthcheck instructions.Command
 	workdirSet                               bool
 }
 
 func (r *run) buildStage(ctx context.Context, st *plan.Stage) (*stageResult, error) {
-	sb := &stageBuilder{r: r, st: st, total: 1, step: 1, declared: map[string]bool{}}
+	sb := &stageBuilder{r: r, svc: &r.svc, df: r.df, st: st, cache: r.stepCache(st), total: 1, step: 1}
 	for _, c := range st.Source.Commands {
 		if isStep(c) {
 			sb.total++
@@ -197,23 +195,22 @@ func (r *run) buildStage(ctx context.Context, st *plan.Stage) (*stageResult, err
 	} else {
 		pstep.Done()
 	}
-	sb.state = base
-	sb.env = envList(base.cfg.Config.Env)
+	sb.setState(base)
 	if st.BaseStage >= 0 {
 		// ARGs declared in the parent stage are inherited with their values.
-		sb.env = append(envList(nil), base.env...)
-		sb.argOrder = append(sb.argOrder, base.argOrder...)
+		sb.img.env = append(envList(nil), base.env...)
+		sb.img.argOrder = append(sb.img.argOrder, base.argOrder...)
 		for _, a := range base.argOrder {
-			sb.declared[a.Key] = true
+			sb.img.declared[a.Key] = true
 		}
 	}
-	if _, ok := sb.env.get("PATH"); !ok {
-		sb.env = sb.env.set("PATH", defaultPath)
-		sb.state.cfg.Config.Env = sb.env
+	if _, ok := sb.img.env.get("PATH"); !ok {
+		sb.img.env = sb.img.env.set("PATH", defaultPath)
+		sb.img.cfg.Config.Env = sb.img.env
 	}
 	// ONBUILD triggers of the base run first and are not inherited.
 	triggers := base.cfg.Config.OnBuild
-	sb.state.cfg.Config.OnBuild = nil
+	sb.img.cfg.Config.OnBuild = nil
 	for _, t := range triggers {
 		if err := sb.onbuild(ctx, t); err != nil {
 			return nil, err
@@ -224,9 +221,24 @@ func (r *run) buildStage(ctx context.Context, st *plan.Stage) (*stageResult, err
 			return nil, err
 		}
 	}
-	sb.state.env = sb.env
-	sb.state.argOrder = sb.argOrder
+	sb.state.env = sb.img.env
+	sb.state.argOrder = sb.img.argOrder
 	return sb.state, nil
+}
+
+// setState makes res the stage's state, its image state starting from
+// res's config.
+func (sb *stageBuilder) setState(res *stageResult) {
+	sb.state = res
+	sb.img = imageState{
+		cfg:        &res.cfg,
+		env:        envList(res.cfg.Config.Env),
+		declared:   map[string]bool{},
+		escape:     sb.df.Escape,
+		epoch:      sb.svc.opts.SourceDateEpoch,
+		lint:       sb.df.Lint,
+		unknownEnv: res.unknownEnv,
+	}
 }
 
 // base returns the starting state of the stage: an earlier stage (as the
@@ -237,9 +249,9 @@ func (sb *stageBuilder) base(ctx context.Context) (*stageResult, error) {
 	if st.BaseStage >= 0 {
 		return sb.r.results[st.BaseStage].clone(), nil
 	}
-	plat := sb.r.opts.Platform
+	plat := sb.svc.opts.Platform
 	if st.Source.Platform != "" {
-		p, _, err := sb.r.df.Lexer().ProcessWord(st.Source.Platform, sb.r.globals)
+		p, _, err := sb.df.Lexer().ProcessWord(st.Source.Platform, sb.r.globals)
 		if err != nil {
 			return nil, err
 		}
@@ -270,11 +282,11 @@ func (sb *stageBuilder) base(ctx context.Context) (*stageResult, error) {
 		res.key = cache.NewKey("", cache.Input{Name: "base", Value: "scratch"}, cache.Input{Name: "platform", Value: plat.OS + "/" + plat.Architecture + "/" + plat.Variant})
 		return res, nil
 	}
-	if sb.r.opts.CheckOnly {
+	if sb.svc.opts.CheckOnly {
 		// Checks never pull: a base that is not in the store has an unknown config.
 		res := &stageResult{}
-		if im, ok, err := sb.r.b.Store.Lookup(st.Base); err == nil && ok {
-			if img, err := image.Load(sb.r.b.Store, im.Descriptor.Digest); err == nil {
+		if im, ok, err := sb.svc.store.Lookup(st.Base); err == nil && ok {
+			if img, err := image.Load(sb.svc.store, im.Descriptor.Digest); err == nil {
 				img.Config.DeepCopyInto(&res.cfg)
 				return res, nil
 			}
@@ -292,13 +304,13 @@ func (sb *stageBuilder) base(ctx context.Context) (*stageResult, error) {
 // fromDir starts a stage from a directory build context: like scratch
 // with the directory's files in one layer (owned by root, as context files).
 func (sb *stageBuilder) fromDir(ctx context.Context, ref source.Ref) (*stageResult, error) {
-	plat := sb.r.opts.Platform
+	plat := sb.svc.opts.Platform
 	res := &stageResult{}
 	res.cfg.OS, res.cfg.Architecture, res.cfg.Variant = plat.OS, plat.Architecture, plat.Variant
 	res.cfg.Config.Env = []string{"PATH=" + defaultPath}
 	res.cfg.Config.WorkingDir = "/"
 	res.key = cache.NewKey("", cache.Input{Name: "base", Value: "scratch"}, cache.Input{Name: "platform", Value: plat.OS + "/" + plat.Architecture + "/" + plat.Variant})
-	sb.state = res
+	sb.setState(res)
 	it, err := source.Dir(ref.Dir, ref.Name).Stat("/")
 	if err != nil {
 		return nil, err
@@ -318,7 +330,7 @@ func (sb *stageBuilder) fromDir(ctx context.Context, ref source.Ref) (*stageResu
 func (sb *stageBuilder) fromImage(ctx context.Context, img *image.Image) (*stageResult, error) {
 	dirs := make([]string, len(img.Layers))
 	for i, l := range img.Layers {
-		dirs[i] = sb.r.b.Store.LayerDir(l.DiffID)
+		dirs[i] = sb.svc.store.LayerDir(l.DiffID)
 	}
 	res := &stageResult{layers: append([]image.Layer(nil), img.Layers...), dirs: dirs, mu: &sync.Mutex{},
 		key: cache.NewKey("", cache.Input{Name: "base", Value: img.Descriptor.Digest.String()})}
@@ -330,7 +342,7 @@ func (sb *stageBuilder) fromImage(ctx context.Context, img *image.Image) (*stage
 func (sb *stageBuilder) onbuild(ctx context.Context, expr string) error {
 	res, err := parser.Parse(strings.NewReader(expr))
 	if err != nil || len(res.AST.Children) != 1 {
-		return sb.r.df.Errorf(sb.st.Source.Location, "invalid ONBUILD trigger %q in the base image: %v", expr, err)
+		return sb.df.Errorf(sb.st.Source.Location, "invalid ONBUILD trigger %q in the base image: %v", expr, err)
 	}
 	node := res.AST.Children[0]
 	// Locate the trigger at the FROM line for messages.
@@ -338,7 +350,7 @@ func (sb *stageBuilder) onbuild(ctx context.Context, expr string) error {
 	node.EndLine = node.StartLine
 	cmd, err := instructions.ParseCommand(node)
 	if err != nil {
-		return sb.r.df.Errorf(sb.st.Source.Location, "ONBUILD trigger %q: %v", expr, err)
+		return sb.df.Errorf(sb.st.Source.Location, "ONBUILD trigger %q: %v", expr, err)
 	}
 	if isStep(cmd) {
 		sb.total++ // as BuildKit adds its triggers to the count
@@ -347,44 +359,20 @@ func (sb *stageBuilder) onbuild(ctx context.Context, expr string) error {
 }
 
 func (sb *stageBuilder) dispatch(ctx context.Context, c instructions.Command) error {
-	df := sb.r.df
+	df := sb.df
 	loc := c.Location()
 	if _, isArg := c.(*instructions.ArgCommand); !isArg {
-		if ex, ok := c.(instructions.SupportsSingleWordExpansion); ok {
-			lex := df.Lexer()
-			if err := ex.Expand(func(word string) (string, error) {
-				v, unmatched, err := lex.ProcessWord(word, sb.env.getter())
-				sb.reportUnmatched(c, unmatched)
-				if err == nil {
-					err = dockerfile.CheckWord(v)
-				}
-				return v, err
-			}); err != nil {
-				return df.Wrap(loc, err)
-			}
-		}
-		if ex, ok := c.(instructions.SupportsSingleWordExpansionRaw); ok {
-			lex := df.Lexer()
-			lex.SkipProcessQuotes = true
-			if err := ex.ExpandRaw(func(word string) (string, error) {
-				v, unmatched, err := lex.ProcessWord(word, sb.env.getter())
-				sb.reportUnmatched(c, unmatched)
-				if err == nil {
-					err = dockerfile.CheckWord(v)
-				}
-				return v, err
-			}); err != nil {
-				return df.Wrap(loc, err)
-			}
+		if err := sb.img.expand(c); err != nil {
+			return df.Wrap(loc, err)
 		}
 	}
 	sb.check(c)
-	if sb.r.opts.CheckOnly {
+	if sb.svc.opts.CheckOnly {
 		switch c := c.(type) {
 		case *instructions.RunCommand, *instructions.CopyCommand, *instructions.AddCommand:
 			return nil // a dry run changes no files
 		case *instructions.WorkdirCommand:
-			sb.state.cfg.Config.WorkingDir = path.Clean(sb.resolvePath(c.Path))
+			sb.img.cfg.Config.WorkingDir = path.Clean(sb.img.resolvePath(c.Path))
 			return nil
 		}
 	}
@@ -402,8 +390,10 @@ func (sb *stageBuilder) dispatch(ctx context.Context, c instructions.Command) er
 		err = sb.withStep(label, func(p *progress.Step) error { return sb.add(ctx, c, p) })
 	case *instructions.WorkdirCommand:
 		err = sb.withStep(label, func(p *progress.Step) error { return sb.workdir(ctx, c, p) })
+	case *instructions.ArgCommand:
+		err = sb.img.arg(c, argSources{buildArgs: sb.svc.opts.BuildArgs, globals: sb.r.globals, use: sb.r.useArg})
 	default:
-		err = sb.config(c)
+		err = sb.img.config(c)
 	}
 	if err != nil {
 		return df.Wrap(loc, err)
@@ -412,7 +402,7 @@ func (sb *stageBuilder) dispatch(ctx context.Context, c instructions.Command) er
 }
 
 func (sb *stageBuilder) withStep(label string, fn func(p *progress.Step) error) error {
-	p := sb.r.opts.Progress.StartStage(sb.st.Display(), label)
+	p := sb.svc.progress.StartStage(sb.st.Display(), label)
 	sb.state.setRunning(p)
 	defer sb.state.setRunning(nil)
 	if err := fn(p); err != nil {
@@ -434,16 +424,4 @@ func oneLine(c instructions.Command) string {
 		s = s[:117] + "..."
 	}
 	return s
-}
-
-// resolvePath makes p absolute against the stage's working directory.
-func (sb *stageBuilder) resolvePath(p string) string {
-	if path.IsAbs(p) {
-		return p
-	}
-	wd := sb.state.cfg.Config.WorkingDir
-	if wd == "" {
-		wd = "/"
-	}
-	return path.Join(wd, p)
 }

@@ -1,4 +1,4 @@
-package builder
+package source
 
 import (
 	"context"
@@ -64,7 +64,7 @@ func TestFetchHTTPBounds(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
-	o := httpFetch{timeout: timeout, bound: layer.ApplyOptions{MaxBytes: bound, BoundHint: "hint"}}
+	o := HTTPOptions{Timeout: timeout, TimeoutEnv: "STRATA_HTTP_TIMEOUT", Bound: layer.ApplyOptions{MaxBytes: bound, BoundHint: "hint"}}
 	for _, tc := range []struct{ url, want string }{
 		{"http://" + silent.Addr().String() + "/x", "no data from the server for 500ms"},
 		{srv.URL + "/stall", "no data from the server for 500ms"},
@@ -73,7 +73,7 @@ func TestFetchHTTPBounds(t *testing.T) {
 	} {
 		dir := t.TempDir()
 		start := time.Now()
-		_, err := fetchHTTP(context.Background(), tc.url, dir, "", o)
+		_, err := FetchHTTP(context.Background(), tc.url, dir, "", o)
 		took := time.Since(start)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error saying %q", tc.url, err, tc.want)
@@ -92,7 +92,7 @@ func TestFetchHTTPBounds(t *testing.T) {
 			t.Errorf("%s: %d bytes written, over the bound", tc.url, size)
 		}
 	}
-	it, err := fetchHTTP(context.Background(), srv.URL+"/ok", t.TempDir(), "", o)
+	it, err := FetchHTTP(context.Background(), srv.URL+"/ok", t.TempDir(), "", o)
 	if err != nil || it.Info.Size() != int64(len(chunk)) {
 		t.Fatalf("a download under the bound: %v", err)
 	}
@@ -114,19 +114,19 @@ func TestFetchGitRefusesOptionRefs(t *testing.T) {
 	}
 	canary := filepath.Join(dir, "canary")
 	for _, ref := range []string{"--upload-pack=touch " + canary + ";git-upload-pack", "-q"} {
-		_, err := fetchGit(context.Background(), &dfgitutil.GitRef{Remote: "file://" + repo, Ref: ref}, t.TempDir(), false)
+		_, err := FetchGit(context.Background(), &dfgitutil.GitRef{Remote: "file://" + repo, Ref: ref}, t.TempDir(), false)
 		if err == nil || !strings.Contains(err.Error(), "invalid git ref") {
 			t.Errorf("ref %q: err = %v, want invalid git ref", ref, err)
 		}
 	}
-	_, err := fetchGit(context.Background(), &dfgitutil.GitRef{Remote: "--upload-pack=touch " + canary + ";git-upload-pack", Ref: "main"}, t.TempDir(), false)
+	_, err := FetchGit(context.Background(), &dfgitutil.GitRef{Remote: "--upload-pack=touch " + canary + ";git-upload-pack", Ref: "main"}, t.TempDir(), false)
 	if err == nil {
 		t.Error("remote that looks like an option: want an error")
 	}
 	if _, err := os.Stat(canary); err == nil {
 		t.Error("git ran a command named in the ref")
 	}
-	if _, err := fetchGit(context.Background(), &dfgitutil.GitRef{Remote: "file://" + repo}, t.TempDir(), false); err != nil {
+	if _, err := FetchGit(context.Background(), &dfgitutil.GitRef{Remote: "file://" + repo}, t.TempDir(), false); err != nil {
 		t.Errorf("plain fetch: %v", err)
 	}
 }

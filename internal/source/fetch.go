@@ -1,4 +1,4 @@
-package builder
+package source
 
 import (
 	"context"
@@ -21,17 +21,16 @@ import (
 
 	"github.com/strata-build/strata/internal/httpx"
 	"github.com/strata-build/strata/internal/layer"
-	"github.com/strata-build/strata/internal/source"
 )
 
-// isHTTPSource reports whether an ADD source is an http(s) URL.
-func isHTTPSource(s string) bool {
+// IsHTTP reports whether an ADD source is an http(s) URL.
+func IsHTTP(s string) bool {
 	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")
 }
 
-// gitSource parses an ADD source as a git reference; ok is false for
+// ParseGit parses an ADD source as a git reference; ok is false for
 // anything else (including local paths that only look like one).
-func gitSource(s string) (*dfgitutil.GitRef, bool, error) {
+func ParseGit(s string) (*dfgitutil.GitRef, bool, error) {
 	ref, isGit, err := dfgitutil.ParseGitRef(s)
 	if err != nil {
 		if isGit {
@@ -45,36 +44,29 @@ func gitSource(s string) (*dfgitutil.GitRef, bool, error) {
 	return ref, true, nil
 }
 
-// httpFetch bounds an ADD URL download.
-type httpFetch struct {
-	timeout time.Duration      // without a byte: connect, headers, each body read
-	bound   layer.ApplyOptions // MaxBytes: what the body may hold
-}
-
-func (b *Builder) httpOptions() httpFetch {
-	t := b.HTTPTimeout
-	if t == 0 {
-		t = DefaultHTTPTimeout
-	}
-	return httpFetch{timeout: t, bound: b.applyOptions()}
+// HTTPOptions bound an ADD URL download.
+type HTTPOptions struct {
+	Timeout    time.Duration      // without a byte: connect, headers, each body read
+	TimeoutEnv string             // the setting that raises Timeout, named in errors
+	Bound      layer.ApplyOptions // MaxBytes: what the body may hold
 }
 
 // errHTTPIdle is the cause of a download stopped for want of bytes.
 var errHTTPIdle = errors.New("no data")
 
-// fetchHTTP downloads u into dir as BuildKit's HTTP source does: the file is
+// FetchHTTP downloads u into dir as BuildKit's HTTP source does: the file is
 // named after the last path element (or __unnamed__), mode 0600, with the
 // server's Last-Modified time; a checksum, when given, must match. The
-// download fails once o.timeout passes without a byte from the server, and
+// download fails once o.Timeout passes without a byte from the server, and
 // when the body is over the layer byte bound (at once when Content-Length
 // says so), and after more than httpx.MaxRedirects redirects; what it wrote
 // is in dir, which the caller removes.
-func fetchHTTP(ctx context.Context, u, dir, checksum string, o httpFetch) (copyItem, error) {
+func FetchHTTP(ctx context.Context, u, dir, checksum string, o HTTPOptions) (Item, error) {
 	var want digest.Digest
 	if checksum != "" {
 		d, err := digest.Parse(checksum)
 		if err != nil {
-			return copyItem{}, fmt.Errorf("--checksum=%s: %w", checksum, err)
+			return Item{}, fmt.Errorf("--checksum=%s: %w", checksum, err)
 		}
 		want = d
 	}
@@ -85,20 +77,20 @@ func fetchHTTP(ctx context.Context, u, dir, checksum string, o httpFetch) (copyI
 		}
 	}
 	// httpx's watchdog fails the request (connecting, waiting for the
-	// headers, reading the body) when the server is silent for o.timeout,
+	// headers, reading the body) when the server is silent for o.Timeout,
 	// and stops redirect loops.
-	silent := fmt.Errorf("%w from the server for %s (set %s to wait longer)", errHTTPIdle, o.timeout, HTTPTimeoutEnv)
-	fail := func(err error) (copyItem, error) {
+	silent := fmt.Errorf("%w from the server for %s (set %s to wait longer)", errHTTPIdle, o.Timeout, o.TimeoutEnv)
+	fail := func(err error) (Item, error) {
 		if errors.Is(err, errHTTPIdle) {
 			err = silent
 		}
-		return copyItem{}, fmt.Errorf("ADD %s: %w", u, err)
+		return Item{}, fmt.Errorf("ADD %s: %w", u, err)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return fail(err)
 	}
-	client := &http.Client{Transport: httpx.NewTransport(o.timeout, func(*http.Request) error { return silent })}
+	client := &http.Client{Transport: httpx.NewTransport(o.Timeout, func(*http.Request) error { return silent })}
 	defer client.CloseIdleConnections()
 	resp, err := client.Do(req)
 	if err != nil {
@@ -108,7 +100,7 @@ func fetchHTTP(ctx context.Context, u, dir, checksum string, o httpFetch) (copyI
 	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
 		return fail(fmt.Errorf("invalid response status %s", resp.Status))
 	}
-	newBound := func() *layer.Counter { return &layer.Counter{Max: o.bound.MaxBytes, Hint: o.bound.BoundHint} }
+	newBound := func() *layer.Counter { return &layer.Counter{Max: o.Bound.MaxBytes, Hint: o.Bound.BoundHint} }
 	if resp.ContentLength > 0 {
 		if err := newBound().Add(resp.ContentLength); err != nil {
 			return fail(fmt.Errorf("the server announces %d bytes, %w", resp.ContentLength, err))
@@ -116,7 +108,7 @@ func fetchHTTP(ctx context.Context, u, dir, checksum string, o httpFetch) (copyI
 	}
 	sub, err := os.MkdirTemp(dir, "http-")
 	if err != nil {
-		return copyItem{}, err
+		return Item{}, err
 	}
 	host := filepath.Join(sub, name)
 	got, err := saveBody(host, newBound().Reader(resp.Body))
@@ -128,10 +120,10 @@ func fetchHTTP(ctx context.Context, u, dir, checksum string, o httpFetch) (copyI
 		return fail(err)
 	}
 	if want != "" && got != want {
-		return copyItem{}, fmt.Errorf("ADD %s: checksum mismatch: want %s, got %s", u, want, got)
+		return Item{}, fmt.Errorf("ADD %s: checksum mismatch: want %s, got %s", u, want, got)
 	}
 	if err := os.Chmod(host, 0o600); err != nil {
-		return copyItem{}, err
+		return Item{}, err
 	}
 	if lm := resp.Header.Get("Last-Modified"); lm != "" {
 		if t, err := http.ParseTime(lm); err == nil {
@@ -140,9 +132,9 @@ func fetchHTTP(ctx context.Context, u, dir, checksum string, o httpFetch) (copyI
 	}
 	fi, err := os.Lstat(host)
 	if err != nil {
-		return copyItem{}, err
+		return Item{}, err
 	}
-	return copyItem{Item: source.Item{Source: source.Dir(sub, u), Rel: "/" + name, Host: host, Info: fi}}, nil
+	return Item{Source: Dir(sub, u), Rel: "/" + name, Host: host, Info: fi}, nil
 }
 
 // saveBody writes body to a new file at p and returns its digest.
@@ -162,21 +154,21 @@ func saveBody(p string, body io.Reader) (digest.Digest, error) {
 	return digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil))), nil
 }
 
-// fetchGit clones ref into dir and returns the item for its tree (or the
+// FetchGit clones ref into dir and returns the item for its tree (or the
 // requested subdirectory). The .git directory is removed unless keepGitDir.
 // A ref starting with "-" is refused, and every git invocation puts "--"
 // between its options and what came from the Dockerfile.
-func fetchGit(ctx context.Context, ref *dfgitutil.GitRef, dir string, keepGitDir bool) (copyItem, error) {
+func FetchGit(ctx context.Context, ref *dfgitutil.GitRef, dir string, keepGitDir bool) (Item, error) {
 	if strings.HasPrefix(ref.Ref, "-") {
 		// as BuildKit (validateGitRef): git would read it as an option
-		return copyItem{}, fmt.Errorf("ADD %s: invalid git ref %q: a ref cannot start with \"-\"", ref.Remote, ref.Ref)
+		return Item{}, fmt.Errorf("ADD %s: invalid git ref %q: a ref cannot start with \"-\"", ref.Remote, ref.Ref)
 	}
 	if _, err := exec.LookPath("git"); err != nil {
-		return copyItem{}, fmt.Errorf("ADD %s: git is not installed", ref.Remote)
+		return Item{}, fmt.Errorf("ADD %s: git is not installed", ref.Remote)
 	}
 	sub, err := os.MkdirTemp(dir, "git-")
 	if err != nil {
-		return copyItem{}, err
+		return Item{}, err
 	}
 	tree := filepath.Join(sub, "tree")
 	git := func(args ...string) error {
@@ -189,7 +181,7 @@ func fetchGit(ctx context.Context, ref *dfgitutil.GitRef, dir string, keepGitDir
 		return nil
 	}
 	if err := git("init", "-q", "--", tree); err != nil {
-		return copyItem{}, err
+		return Item{}, err
 	}
 	want := ref.Ref
 	if want == "" {
@@ -198,36 +190,36 @@ func fetchGit(ctx context.Context, ref *dfgitutil.GitRef, dir string, keepGitDir
 	if err := git("-C", tree, "fetch", "-q", "--depth=1", "--no-tags", "--", ref.Remote, want); err != nil {
 		// a commit id or an old server: fetch everything, then check out the ref
 		if err2 := git("-C", tree, "fetch", "-q", "--tags", "--", ref.Remote, "+refs/heads/*:refs/remotes/origin/*"); err2 != nil {
-			return copyItem{}, fmt.Errorf("ADD %s: %w", ref.Remote, err)
+			return Item{}, fmt.Errorf("ADD %s: %w", ref.Remote, err)
 		}
 		if err := git("-C", tree, "checkout", "-q", want, "--"); err != nil {
 			if err := git("-C", tree, "checkout", "-q", "origin/"+want, "--"); err != nil {
-				return copyItem{}, fmt.Errorf("ADD %s: ref %s: %w", ref.Remote, want, err)
+				return Item{}, fmt.Errorf("ADD %s: ref %s: %w", ref.Remote, want, err)
 			}
 		}
 	} else if err := git("-C", tree, "checkout", "-q", "FETCH_HEAD", "--"); err != nil {
-		return copyItem{}, err
+		return Item{}, err
 	}
 	if ref.Checksum != "" {
 		cmd := exec.CommandContext(ctx, "git", "-C", tree, "rev-parse", "HEAD")
 		out, err := cmd.Output()
 		if err != nil {
-			return copyItem{}, err
+			return Item{}, err
 		}
 		if head := strings.TrimSpace(string(out)); !strings.HasPrefix(head, ref.Checksum) {
-			return copyItem{}, fmt.Errorf("ADD %s: checksum mismatch: commit %s, want %s", ref.Remote, head, ref.Checksum)
+			return Item{}, fmt.Errorf("ADD %s: checksum mismatch: commit %s, want %s", ref.Remote, head, ref.Checksum)
 		}
 	}
 	if ref.Submodules == nil || *ref.Submodules {
 		if _, err := os.Stat(filepath.Join(tree, ".gitmodules")); err == nil {
 			if err := git("-C", tree, "submodule", "update", "--init", "--recursive", "--depth=1"); err != nil {
-				return copyItem{}, err
+				return Item{}, err
 			}
 		}
 	}
 	if !keepGitDir {
 		if err := os.RemoveAll(filepath.Join(tree, ".git")); err != nil {
-			return copyItem{}, err
+			return Item{}, err
 		}
 	}
 	root := tree
@@ -235,9 +227,9 @@ func fetchGit(ctx context.Context, ref *dfgitutil.GitRef, dir string, keepGitDir
 	if ref.SubDir != "" {
 		rel = path.Clean("/" + ref.SubDir)
 	}
-	it, err := source.Dir(root, ref.Remote).Stat(rel)
+	it, err := Dir(root, ref.Remote).Stat(rel)
 	if err != nil {
-		return copyItem{}, fmt.Errorf("ADD %s: %s: %w", ref.Remote, rel, err)
+		return Item{}, fmt.Errorf("ADD %s: %s: %w", ref.Remote, rel, err)
 	}
-	return copyItem{Item: it}, nil
+	return it, nil
 }

@@ -1,0 +1,191 @@
+package builder
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/strata-build/strata/internal/buildctx"
+	"github.com/strata-build/strata/internal/cache"
+	"github.com/strata-build/strata/internal/cache/remote"
+	"github.com/strata-build/strata/internal/store"
+)
+
+// layerRules names the version of the rules that turn a step's changes into
+// its layer (which copied-up entries count as changes: layer.PruneUnchanged).
+// A change of them that gives another layer for the same step bumps it, so
+// that layers cached under the old rules are not mixed with new ones.
+const layerRules = "2"
+
+// stepCache is the step cache as the steps of one stage use it: it makes
+// their keys, finds their records (in the local index, else among the
+// --cache-from records), records the steps made, notes every record used
+// or made for --cache-to and says why a step missed.
+type stepCache struct {
+	index    *cache.Index
+	imported *remote.Imported // nil: no --cache-from
+	used     *remote.Used
+	store    *store.Store   // where a record's layer must still be
+	sums     *buildctx.Sums // the context's changed files, for miss reasons
+	enabled  bool           // false with --no-cache, or the stage in --no-cache-filter
+	common   []cache.Input  // the inputs of every step that makes a layer
+	stage    int            // the stage's index, for --cache-to
+	// dockerfileID and stageName place a step for miss explanations
+	dockerfileID, stageName string
+	// alias is the cheap key of the current step (see tryAlias), "" if none
+	alias cache.Key
+}
+
+// commonInputs are the cache key inputs every step that makes a layer has:
+// the layer rules, the compression and SOURCE_DATE_EPOCH.
+func commonInputs(compression string, level int, epoch string) []cache.Input {
+	return []cache.Input{
+		{Name: "differ", Value: layerRules},
+		{Name: "compression", Value: fmt.Sprintf("%s level %d", compression, level)},
+		{Name: "epoch", Value: epoch},
+	}
+}
+
+// pos is the place of step n in the Dockerfile, for miss explanations.
+func (c *stepCache) pos(n int) string { return cache.Position(c.dockerfileID, c.stageName, n) }
+
+// key returns the key of a step on parent with inputs, and all its inputs.
+func (c *stepCache) key(parent cache.Key, inputs []cache.Input) (cache.Key, []cache.Input) {
+	all := append(append([]cache.Input(nil), c.common...), inputs...)
+	return cache.NewKey(parent, all...), all
+}
+
+// find returns a usable record of key, when the cache is on. With an alias
+// pending (tryAlias), the alias is recorded to stand for key.
+func (c *stepCache) find(key cache.Key) (*cache.Record, bool) {
+	if !c.enabled {
+		return nil, false
+	}
+	rec, ok := c.lookup(key)
+	if ok && c.alias != "" {
+		a := *rec
+		a.Next = key
+		c.index.Put(c.alias, &a)
+	}
+	return rec, ok
+}
+
+// lookup finds a usable record for key: local, else from --cache-from.
+func (c *stepCache) lookup(key cache.Key) (*cache.Record, bool) {
+	rec, ok := c.index.Get(key)
+	if ok && !c.available(rec) {
+		ok = false
+	}
+	if !ok && c.imported != nil {
+		rec, ok = c.imported.Lookup(key)
+	}
+	return rec, ok
+}
+
+// available reports whether a cache record's layer is still in the store:
+// as a blob (it is unpacked when needed), or for a layer recorded without
+// one, as its unpacked directory.
+func (c *stepCache) available(rec *cache.Record) bool {
+	switch {
+	case rec.Layer == nil:
+		return true
+	case rec.Layer.Lazy():
+		return c.store.HasLayer(rec.Layer.DiffID)
+	}
+	return c.store.HasBlob(rec.Layer.Digest)
+}
+
+// hit notes the use of rec, found for key at pos, and returns the key the
+// stage's filesystem has after it.
+func (c *stepCache) hit(key cache.Key, rec *cache.Record, pos string, inputs []cache.Input) cache.Key {
+	c.index.Touch(key)
+	c.used.Add(c.stage, key, *rec)
+	if rec.Next != "" {
+		key = rec.Next
+	}
+	c.index.SetLast(pos, append(inputs, cache.Input{Name: "parent", Value: string(key)}))
+	return key
+}
+
+// put records rec, a step made at pos, under key (and the pending alias).
+func (c *stepCache) put(key cache.Key, rec cache.Record, pos string, inputs []cache.Input) error {
+	if err := c.index.Put(key, &rec); err != nil {
+		return err
+	}
+	c.used.Add(c.stage, key, rec)
+	if c.alias != "" {
+		// also findable by the cheap key (see tryAlias)
+		a := rec
+		a.Next = key
+		if err := c.index.Put(c.alias, &a); err == nil {
+			c.used.Add(c.stage, c.alias, a)
+		}
+	}
+	c.index.SetLast(pos, append(inputs, cache.Input{Name: "parent", Value: string(key)}))
+	return nil
+}
+
+// tryAlias looks a step on parent up by a cheap key (aliasInputs need no
+// file content, e.g. a COPY --from=stage keyed by the source stage's key)
+// and returns its record when found. Otherwise the alias is kept, and the
+// step's normal (content) key, once known, is recorded under it too (find
+// and put), until endStep.
+func (c *stepCache) tryAlias(parent cache.Key, aliasInputs []cache.Input) (cache.Key, []cache.Input, *cache.Record, bool) {
+	c.alias = ""
+	if !c.enabled {
+		return "", nil, nil, false
+	}
+	key, inputs := c.key(parent, aliasInputs)
+	if rec, ok := c.lookup(key); ok {
+		return key, inputs, rec, true
+	}
+	c.alias = key
+	return "", nil, nil, false
+}
+
+// endStep forgets the alias of the step that ended.
+func (c *stepCache) endStep() { c.alias = "" }
+
+// prefix returns the key prefix of a step on parent (its key without the
+// content of its sources: Index.MarkPrefix), and whether the step may run
+// before its key is known: the cache cannot hold a record for it (no mark
+// for the prefix and no --cache-from to ask, or the cache is off).
+func (c *stepCache) prefix(parent cache.Key, inputs []cache.Input) (cache.Key, bool) {
+	prefix, _ := c.key(parent, inputs)
+	if !c.enabled {
+		return prefix, true
+	}
+	return prefix, c.imported == nil && !c.index.HasPrefix(prefix)
+}
+
+// markPrefix notes that a step with this prefix was recorded.
+func (c *stepCache) markPrefix(prefix cache.Key) { c.index.MarkPrefix(prefix) }
+
+// missReason says which inputs of the step at pos changed since the
+// previous build at the same place (printed with --debug-cache, kept for
+// the report).
+func (c *stepCache) missReason(pos string, inputs []cache.Input) string {
+	old, ok := c.index.Last(pos)
+	if !ok {
+		return "no earlier build of this step"
+	}
+	var reasons []string
+	for _, ch := range cache.Changed(old, append(inputs, cache.Input{Name: "parent", Value: "?"})) {
+		if ch != "parent" {
+			reasons = append(reasons, ch)
+		}
+	}
+	if len(reasons) == 0 {
+		return "an earlier step or the base image changed"
+	}
+	msg := "changed: " + strings.Join(reasons, ", ")
+	if c.sums == nil {
+		return msg
+	}
+	if files := c.sums.Changed(); len(files) > 0 && strings.Contains(msg, "source ") && !strings.Contains(msg, "from") {
+		if len(files) > 5 {
+			files = append(files[:5], fmt.Sprintf("and %d more", len(files)-5))
+		}
+		msg += " (changed files: " + strings.Join(files, ", ") + ")"
+	}
+	return msg
+}

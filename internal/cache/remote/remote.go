@@ -1,0 +1,163 @@
+// Package remote carries step cache records between builds through images:
+// it imports the records a --cache-from source offers (a strata cache
+// manifest, or an image with inline cache) and fetches their layer blobs
+// when needed, notes the records a build used or made, and writes the
+// cache image a --cache-to export is.
+package remote
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/strata-build/strata/internal/cache"
+	"github.com/strata-build/strata/internal/store"
+)
+
+// fetchFunc fetches a layer blob an imported source offers.
+type fetchFunc func(ctx context.Context, d digest.Digest) (io.ReadCloser, error)
+
+// offer is a cache record offered by a --cache-from source, with the way
+// to fetch its layer blob.
+type offer struct {
+	rec   cache.Record
+	fetch fetchFunc
+}
+
+// Imported are the records of the --cache-from sources of one build. A
+// record is put in the local index once it is used and its blob is here.
+type Imported struct {
+	index *cache.Index
+
+	mu       sync.Mutex
+	offers   map[cache.Key]offer
+	fetchers map[digest.Digest]fetchFunc        // blobs of records looked up
+	pending  map[digest.Digest][]cache.Exported // records looked up whose blob is not here yet
+}
+
+// NewImported returns an empty set of imported records that puts the
+// records used into index.
+func NewImported(index *cache.Index) *Imported {
+	return &Imported{index: index}
+}
+
+// Add registers the records of a cache manifest, or of an image carrying
+// inline cache, and returns how many it has.
+func (im *Imported) Add(img v1.Image) (int, error) {
+	m, err := img.Manifest()
+	if err != nil {
+		return 0, err
+	}
+	raw, err := img.RawConfigFile()
+	if err != nil {
+		return 0, err
+	}
+	var meta []byte
+	if string(m.Config.MediaType) == cache.ConfigMediaType {
+		meta = raw
+	} else {
+		var cfg v1.ConfigFile
+		if err := json.Unmarshal(raw, &cfg); err != nil {
+			return 0, err
+		}
+		lbl, ok := cfg.Config.Labels[cache.InlineLabel]
+		if !ok {
+			return 0, errors.New("neither a strata cache manifest nor an image with inline cache")
+		}
+		meta = []byte(lbl)
+	}
+	exp, err := cache.ParseExport(meta)
+	if err != nil {
+		return 0, err
+	}
+	fetch := func(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
+		h, err := v1.NewHash(d.String())
+		if err != nil {
+			return nil, err
+		}
+		l, err := img.LayerByDigest(h)
+		if err != nil {
+			return nil, err
+		}
+		return l.Compressed()
+	}
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	if im.offers == nil {
+		im.offers = map[cache.Key]offer{}
+	}
+	for _, e := range exp.Records {
+		im.offers[e.Key] = offer{rec: e.Record, fetch: fetch}
+	}
+	return len(exp.Records), nil
+}
+
+// Lookup returns the record of key that a source offers. Its layer is not
+// fetched now: Fetch fetches it when the build needs it, so an
+// intermediate layer nobody needs is never downloaded. A record without a
+// layer goes into the local index at once, one with a layer once Fetch
+// has its blob, so the local index never points at a missing blob.
+func (im *Imported) Lookup(key cache.Key) (*cache.Record, bool) {
+	im.mu.Lock()
+	o, ok := im.offers[key]
+	if ok && o.rec.Layer != nil {
+		if im.fetchers == nil {
+			im.fetchers = map[digest.Digest]fetchFunc{}
+		}
+		im.fetchers[o.rec.Layer.Digest] = o.fetch
+	}
+	im.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	rec := o.rec
+	if rec.Layer == nil {
+		im.index.Put(key, &rec)
+	} else {
+		im.mu.Lock()
+		if im.pending == nil {
+			im.pending = map[digest.Digest][]cache.Exported{}
+		}
+		d := rec.Layer.Digest
+		im.pending[d] = append(im.pending[d], cache.Exported{Key: key, Record: rec})
+		im.mu.Unlock()
+	}
+	return &rec, true
+}
+
+// Fetch makes sure the layer blob d is in st, fetching it from the source
+// that offered it, and records the records looked up that name it.
+func (im *Imported) Fetch(ctx context.Context, st *store.Store, d digest.Digest) error {
+	if st.HasBlob(d) {
+		return nil
+	}
+	im.mu.Lock()
+	fetch := im.fetchers[d]
+	im.mu.Unlock()
+	if fetch == nil {
+		return fmt.Errorf("layer %s is neither in the store nor offered by --cache-from", d)
+	}
+	rc, err := fetch(ctx, d)
+	if err != nil {
+		return fmt.Errorf("fetch cache layer %s: %w", d, err)
+	}
+	defer rc.Close()
+	if _, _, err := st.WriteBlob(ctx, rc, d); err != nil {
+		return fmt.Errorf("fetch cache layer %s: %w", d, err)
+	}
+	im.mu.Lock()
+	recs := im.pending[d]
+	delete(im.pending, d)
+	im.mu.Unlock()
+	for _, e := range recs {
+		rec := e.Record
+		im.index.Put(e.Key, &rec)
+	}
+	return nil
+}
