@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 
+	"github.com/strata-build/strata/internal/fscopy"
 	"golang.org/x/sys/unix"
 )
 
@@ -97,7 +97,7 @@ func (m *materializer) entry(e *unionEntry, p string) error {
 				m.noLink = true
 			}
 		}
-		if err := copyFile(e.top(), p); err != nil {
+		if err := fscopy.CopyFile(e.top(), p); err != nil {
 			return err
 		}
 		if st.Nlink > 1 && !m.link {
@@ -112,74 +112,6 @@ func (m *materializer) entry(e *unionEntry, p string) error {
 		return err
 	}
 	return setMeta(p, e.top(), st)
-}
-
-// copyFile copies the data of the regular file src into the new file dst,
-// keeping its holes (as overlayfs' copy-up and the store's unpacking do).
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	fi, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if err := copyData(out, in, fi.Size()); err != nil {
-		out.Close()
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	return out.Close()
-}
-
-// copyData copies size bytes of in to the empty file out: the data
-// segments (SEEK_DATA/SEEK_HOLE) with copy_file_range, the holes as holes.
-// Where the filesystem cannot tell holes or copy ranges, it copies it all.
-func copyData(out, in *os.File, size int64) error {
-	ifd, ofd := int(in.Fd()), int(out.Fd())
-	for off := int64(0); off < size; {
-		data, err := unix.Seek(ifd, off, unix.SEEK_DATA)
-		if errors.Is(err, unix.ENXIO) {
-			break // only a hole is left
-		}
-		if err != nil {
-			return copyAll(out, in, off)
-		}
-		hole, err := unix.Seek(ifd, data, unix.SEEK_HOLE)
-		if err != nil {
-			return copyAll(out, in, off)
-		}
-		for data < hole {
-			roff, woff := data, data
-			n, err := unix.CopyFileRange(ifd, &roff, ofd, &woff, int(min(hole-data, 1<<30)), 0)
-			if err != nil {
-				return copyAll(out, in, data)
-			}
-			if n == 0 {
-				return io.ErrUnexpectedEOF // the file shrank
-			}
-			data += int64(n)
-		}
-		off = hole
-	}
-	return out.Truncate(size)
-}
-
-// copyAll copies in to out from offset off on, plainly.
-func copyAll(out, in *os.File, off int64) error {
-	if _, err := in.Seek(off, io.SeekStart); err != nil {
-		return err
-	}
-	if _, err := out.Seek(off, io.SeekStart); err != nil {
-		return err
-	}
-	_, err := io.Copy(out, in)
-	return err
 }
 
 // makeSpecial makes a symlink, device, fifo or socket at dst like src.

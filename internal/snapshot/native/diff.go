@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/strata-build/strata/internal/fscopy"
 	"github.com/strata-build/strata/internal/layer"
 )
 
@@ -282,7 +283,7 @@ func (d *differ) link(rel string, st *unix.Stat_t) error {
 		return &os.LinkError{Op: "link", Old: src, New: dst, Err: err}
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFREG {
-		err = copyFile(src, dst)
+		err = fscopy.CopyFile(src, dst)
 	} else {
 		err = makeSpecial(src, dst, st)
 	}
