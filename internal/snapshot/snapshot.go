@@ -69,3 +69,23 @@ type Snapshot interface {
 	// (store.AdoptLayerDir renames it into the store). Diff is called once.
 	Diff(ctx context.Context) (string, error)
 }
+
+// Lowers turns layer directories ordered bottom first (as in an image) into
+// overlay lowerdirs, top-most first (native snapshots read them in the same
+// order). A directory that occurs more than once
+// (two layers with identical content share one unpacked dir) is kept only at
+// its top-most place: overlayfs refuses a directory twice (ELOOP), and the
+// upper occurrence applies the same changes over everything below, so the
+// merged view is the same.
+func Lowers(dirs []string) []string {
+	out := make([]string, 0, len(dirs))
+	seen := make(map[string]bool, len(dirs))
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if seen[dirs[i]] {
+			continue
+		}
+		seen[dirs[i]] = true
+		out = append(out, dirs[i])
+	}
+	return out
+}

@@ -196,16 +196,9 @@ func fillView(ctx context.Context, dir string, parents []string) error {
 // distinct is parents (bottom first) with a directory that occurs more than
 // once kept only at its top-most place: the upper occurrence applies the
 // same changes over everything below, so the union is the same (as
-// overlay.Lowers).
+// snapshot.Lowers, bottom first).
 func distinct(parents []string) []string {
-	seen := make(map[string]bool, len(parents))
-	out := make([]string, 0, len(parents))
-	for i := len(parents) - 1; i >= 0; i-- {
-		if !seen[parents[i]] {
-			seen[parents[i]] = true
-			out = append(out, parents[i])
-		}
-	}
+	out := snapshot.Lowers(parents)
 	slices.Reverse(out)
 	return out
 }

@@ -35,7 +35,7 @@ func (s *Snapshotter) Prepare(ctx context.Context, parents []string) (snapshot.S
 	}
 	sn := &Snapshot{
 		dir:    dir,
-		lowers: Lowers(parents),
+		lowers: snapshot.Lowers(parents),
 		upper:  filepath.Join(dir, "upper"),
 		work:   filepath.Join(dir, "work"),
 		merged: filepath.Join(dir, "merged"),
@@ -124,7 +124,7 @@ func (sn *Snapshot) Remove() error {
 
 // View mounts a read-only overlay of parents (bottom first).
 func (s *Snapshotter) View(ctx context.Context, parents []string) (snapshot.View, error) {
-	l := Lowers(parents)
+	l := snapshot.Lowers(parents)
 	if len(l) == 1 {
 		return &view{root: l[0]}, nil
 	}
