@@ -113,11 +113,7 @@ func (sb *stageBuilder) openSource(ctx context.Context, ref source.Ref, use sour
 			}
 			return nil, err
 		}
-		dirs, err := sb.svc.layerDirs(ctx, img)
-		if err != nil {
-			return nil, err
-		}
-		return source.Open(ctx, sb.svc.snapshots, dirs, ref.Name, "image "+img.Descriptor.Digest.String())
+		return sb.svc.openImage(ctx, img, ref.Name, "image "+img.Descriptor.Digest.String())
 	}
 	return nil, fmt.Errorf("%s: no files to read", ref.Name)
 }

@@ -113,11 +113,7 @@ func (sb *stageBuilder) wholeImageSource(ctx context.Context, ref source.Ref, pu
 	if err != nil {
 		return nil, err
 	}
-	dirs, err := sb.svc.layerDirs(ctx, img)
-	if err != nil {
-		return nil, err
-	}
-	return source.Open(ctx, sb.svc.snapshots, dirs, ref.Name, key)
+	return sb.svc.openImage(ctx, img, ref.Name, key)
 }
 
 var errWantAll = errors.New("the pattern needs the whole image")

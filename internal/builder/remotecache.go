@@ -3,7 +3,6 @@ package builder
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -12,7 +11,6 @@ import (
 	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/cache/remote"
 	"github.com/strata-build/strata/internal/image"
-	"github.com/strata-build/strata/internal/layer"
 )
 
 // CacheSpec is one --cache-to or --cache-from value.
@@ -115,9 +113,7 @@ func (r *run) ensureLayer(ctx context.Context, l image.Layer) error {
 	if err := r.ensureBlob(ctx, l.Digest); err != nil {
 		return err
 	}
-	_, err := r.b.Store.EnsureLayer(ctx, l.DiffID, l.Digest, func(ctx context.Context, dir string, blob *os.File) (digest.Digest, error) {
-		return layer.Apply(ctx, dir, blob, r.b.applyOptions())
-	})
+	_, err := unpackLayer(ctx, r.b.Store, r.svc.unpack, l)
 	return err
 }
 

@@ -47,9 +47,7 @@ func (b *Builder) services(opts *Options) services {
 func layerDirs(ctx context.Context, st *store.Store, bound layer.ApplyOptions, img *image.Image) ([]string, error) {
 	dirs := make([]string, 0, len(img.Layers))
 	for _, l := range img.Layers {
-		d, err := st.EnsureLayer(ctx, l.DiffID, l.Digest, func(ctx context.Context, dir string, blob *os.File) (digest.Digest, error) {
-			return layer.Apply(ctx, dir, blob, bound)
-		})
+		d, err := unpackLayer(ctx, st, bound, l)
 		if err != nil {
 			return nil, err
 		}
@@ -58,7 +56,25 @@ func layerDirs(ctx context.Context, st *store.Store, bound layer.ApplyOptions, i
 	return dirs, nil
 }
 
+// unpackLayer unpacks layer l from its blob into st, once, and returns its
+// directory.
+func unpackLayer(ctx context.Context, st *store.Store, bound layer.ApplyOptions, l image.Layer) (string, error) {
+	return st.EnsureLayer(ctx, l.DiffID, l.Digest, func(ctx context.Context, dir string, blob *os.File) (digest.Digest, error) {
+		return layer.Apply(ctx, dir, blob, bound)
+	})
+}
+
 // layerDirs is layerDirs in the build's store.
 func (s *services) layerDirs(ctx context.Context, img *image.Image) ([]string, error) {
 	return layerDirs(ctx, s.store, s.unpack, img)
+}
+
+// openImage unpacks img's layers (once) and opens a read-only view of them
+// as a source called name, with the cache key given ("" hashes its files).
+func (s *services) openImage(ctx context.Context, img *image.Image, name, key string) (*source.Source, error) {
+	dirs, err := s.layerDirs(ctx, img)
+	if err != nil {
+		return nil, err
+	}
+	return source.Open(ctx, s.snapshots, dirs, name, key)
 }
