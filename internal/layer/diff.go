@@ -163,7 +163,7 @@ func (d *diffWriter) walk(abs, rel string) error {
 			continue
 		}
 		if mode != unix.S_IFCHR || e.st.Rdev != 0 {
-			if e.xattrs, err = readXattrs(p); err != nil {
+			if e.xattrs, err = ReadXattrs(p); err != nil {
 				return err
 			}
 		}
@@ -321,8 +321,9 @@ func overlayXattr(x map[string][]byte, name string) []byte {
 	return nil
 }
 
-// readXattrs returns all xattrs of path (not following a final symlink).
-func readXattrs(path string) (map[string][]byte, error) {
+// ReadXattrs returns every extended attribute of path (not following a
+// symlink); nil where the filesystem has none or does not support them.
+func ReadXattrs(path string) (map[string][]byte, error) {
 	buf := make([]byte, 1024)
 	var n int
 	for {

@@ -119,7 +119,7 @@ func snapshotTree(t testing.TB, root string) map[string]node {
 		case unix.S_IFIFO:
 			n.Type = "fifo"
 		}
-		x, err := readXattrs(p)
+		x, err := ReadXattrs(p)
 		if err != nil {
 			return err
 		}

@@ -155,7 +155,7 @@ func statOf(fi fs.FileInfo) (*syscall.Stat_t, bool) {
 }
 
 func isOpaque(p string) bool {
-	x, err := readXattrs(p)
+	x, err := ReadXattrs(p)
 	return err == nil && string(overlayXattr(x, xattrOpaque)) == "y"
 }
 
@@ -218,8 +218,8 @@ func sameEntry(u, l fs.FileInfo, up, lp string) (bool, error) {
 // own). BuildKit's differ compares only security.capability, so it drops
 // an xattr-only change (setfattr, setfacl); strata keeps it.
 func sameXattrs(a, b string) bool {
-	xa, err1 := readXattrs(a)
-	xb, err2 := readXattrs(b)
+	xa, err1 := ReadXattrs(a)
+	xb, err2 := ReadXattrs(b)
 	if err1 != nil || err2 != nil {
 		return false
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/strata-build/strata/internal/fscopy"
+	"github.com/strata-build/strata/internal/layer"
 	"golang.org/x/sys/unix"
 )
 
@@ -163,17 +164,13 @@ func setTimes(p string, st *unix.Stat_t) error {
 // copyXattrs copies the xattrs of src to dst, except overlayfs' own. An
 // SELinux label that cannot be set is left out (the runtime labels files).
 func copyXattrs(src, dst string) error {
-	keys, err := listXattrs(src)
+	xattrs, err := layer.ReadXattrs(src)
 	if err != nil {
 		return err
 	}
-	for _, k := range keys {
+	for k, v := range xattrs {
 		if skipXattr(k) {
 			continue
-		}
-		v, err := getXattr(src, k)
-		if err != nil {
-			return err
 		}
 		if err := unix.Lsetxattr(dst, k, v, 0); err != nil {
 			if k == "security.selinux" {
@@ -183,61 +180,4 @@ func copyXattrs(src, dst string) error {
 		}
 	}
 	return nil
-}
-
-// listXattrs lists the xattr names of p (not following a symlink).
-func listXattrs(p string) ([]string, error) {
-	buf := make([]byte, 256)
-	for {
-		n, err := unix.Llistxattr(p, buf)
-		if errors.Is(err, unix.ERANGE) {
-			sz, err := unix.Llistxattr(p, nil)
-			if err != nil {
-				return nil, &fs.PathError{Op: "listxattr", Path: p, Err: err}
-			}
-			buf = make([]byte, sz+64)
-			continue
-		}
-		if errors.Is(err, unix.ENOTSUP) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, &fs.PathError{Op: "listxattr", Path: p, Err: err}
-		}
-		return splitNull(buf[:n]), nil
-	}
-}
-
-func splitNull(b []byte) []string {
-	var out []string
-	start := 0
-	for i, c := range b {
-		if c == 0 {
-			if i > start {
-				out = append(out, string(b[start:i]))
-			}
-			start = i + 1
-		}
-	}
-	return out
-}
-
-// getXattr reads the xattr k of p (not following a symlink).
-func getXattr(p, k string) ([]byte, error) {
-	buf := make([]byte, 256)
-	for {
-		n, err := unix.Lgetxattr(p, k, buf)
-		if errors.Is(err, unix.ERANGE) {
-			sz, err := unix.Lgetxattr(p, k, nil)
-			if err != nil {
-				return nil, &fs.PathError{Op: "getxattr " + k, Path: p, Err: err}
-			}
-			buf = make([]byte, sz+64)
-			continue
-		}
-		if err != nil {
-			return nil, &fs.PathError{Op: "getxattr " + k, Path: p, Err: err}
-		}
-		return buf[:n], nil
-	}
 }

@@ -170,7 +170,10 @@ func readNames(p string) ([]string, error) {
 }
 
 // skipXattr reports whether an xattr is not part of a file's content:
-// overlayfs' own (layer form markers) are never copied.
+// overlayfs' own (layer form markers) are never copied. security.selinux is
+// copied where the filesystem takes it (a snapshot is a filesystem, as
+// overlayfs' copy-up keeps the label); layer tars leave it out (layer's
+// own rule), so it never reaches an image either way.
 func skipXattr(k string) bool {
 	return strings.HasPrefix(k, "trusted.overlay.") || strings.HasPrefix(k, "user.overlay.")
 }
