@@ -107,10 +107,13 @@ func (im *Imported) Lookup(key cache.Key) (*cache.Record, bool) {
 	im.mu.Lock()
 	o, ok := im.offers[key]
 	if ok && o.rec.Layer != nil {
+		d := o.rec.Layer.Digest
 		if im.fetchers == nil {
 			im.fetchers = map[digest.Digest]fetchFunc{}
+			im.pending = map[digest.Digest][]cache.Exported{}
 		}
-		im.fetchers[o.rec.Layer.Digest] = o.fetch
+		im.fetchers[d] = o.fetch
+		im.pending[d] = append(im.pending[d], cache.Exported{Key: key, Record: o.rec})
 	}
 	im.mu.Unlock()
 	if !ok {
@@ -119,14 +122,6 @@ func (im *Imported) Lookup(key cache.Key) (*cache.Record, bool) {
 	rec := o.rec
 	if rec.Layer == nil {
 		im.index.Put(key, &rec)
-	} else {
-		im.mu.Lock()
-		if im.pending == nil {
-			im.pending = map[digest.Digest][]cache.Exported{}
-		}
-		d := rec.Layer.Digest
-		im.pending[d] = append(im.pending[d], cache.Exported{Key: key, Record: rec})
-		im.mu.Unlock()
 	}
 	return &rec, true
 }
