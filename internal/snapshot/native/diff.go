@@ -51,7 +51,11 @@ func (sn *Snapshot) Diff(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("diff snapshot: %w", err)
 	}
 	d := &differ{ctx: ctx, sn: sn, out: out}
-	if err := d.dir("", rootDirs(sn.parents), &outDir{made: true}); err != nil {
+	var rootSt unix.Stat_t
+	if err := unix.Lstat(sn.root, &rootSt); err != nil {
+		return "", &fs.PathError{Op: "lstat", Path: sn.root, Err: err}
+	}
+	if err := d.dir("", &rootSt, rootDirs(sn.parents), &outDir{made: true}); err != nil {
 		return "", fmt.Errorf("diff snapshot: %w", err)
 	}
 	return out, nil
@@ -72,16 +76,12 @@ type outDir struct {
 }
 
 // dir writes the changes below the folder's directory rel, whose
-// counterpart in the parents is the union of vis, into o.
-func (d *differ) dir(rel string, vis []layerDir, o *outDir) error {
+// counterpart in the parents is the union of vis, into o; st is its stat.
+func (d *differ) dir(rel string, st *unix.Stat_t, vis []layerDir, o *outDir) error {
 	if err := d.ctx.Err(); err != nil {
 		return err
 	}
 	src := filepath.Join(d.sn.root, rel)
-	var st unix.Stat_t
-	if err := unix.Lstat(src, &st); err != nil {
-		return &fs.PathError{Op: "lstat", Path: src, Err: err}
-	}
 	names, err := readNames(src)
 	if err != nil {
 		return err
@@ -149,10 +149,13 @@ func (d *differ) entry(rel string, lookup func() (*unionEntry, error), o *outDir
 			return d.whole(rel, o, true)
 		}
 		child := &outDir{parent: o, rel: rel}
-		if err := d.dir(rel, u.at, child); err != nil {
+		if err := d.dir(rel, &st, u.at, child); err != nil {
 			return err
 		}
 		if !child.made {
+			if !after(st.Ctim, d.sn.mark) {
+				return nil // its owner, mode, xattrs and entries as Prepare made them
+			}
 			same, err := layer.Unchanged(p, u.top())
 			if err != nil || same {
 				return err
