@@ -30,13 +30,8 @@ func ApplyChanges(cfg *v1.ConfigFile, changes []string) error {
 			if err != nil {
 				return fmt.Errorf("--change %q: %w", ch, err)
 			}
-			if ex, ok := c.(instructions.SupportsSingleWordExpansion); ok {
-				if err := ex.Expand(func(w string) (string, error) {
-					v, _, err := s.lexer().ProcessWord(w, s.env.getter())
-					return v, err
-				}); err != nil {
-					return fmt.Errorf("--change %q: %w", ch, err)
-				}
+			if err := s.expand(c); err != nil {
+				return fmt.Errorf("--change %q: %w", ch, err)
 			}
 			switch c := c.(type) {
 			case *instructions.WorkdirCommand:
