@@ -248,6 +248,9 @@ func (a *app) buildOptions(ctx context.Context, ctxDir string, f buildFlags, pri
 	if err != nil {
 		return opts, cleanup, err
 	}
+	if f.network == "default" {
+		network = a.defaultNetwork()
+	}
 	comp := layer.Compression(f.compression)
 	switch comp {
 	case layer.Gzip, layer.Zstd, layer.Uncompressed:

@@ -22,8 +22,10 @@ import (
 	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/executor/runc"
 	"github.com/strata-build/strata/internal/httpx"
+	"github.com/strata-build/strata/internal/isolation"
 	"github.com/strata-build/strata/internal/registry"
 	"github.com/strata-build/strata/internal/store"
+	"github.com/strata-build/strata/internal/userns"
 )
 
 // Version is strata's version, set at link time with -X.
@@ -48,6 +50,11 @@ type app struct {
 	stdin      io.Reader
 	stdout     io.Writer
 	stderr     io.Writer
+	args       []string // the command line, for the rootless re-execution
+
+	isolationFlag string         // --isolation
+	mode          isolation.Mode // the mode this command runs in (set before it runs)
+	inside        bool           // this is the inner strata of the rootless mode
 
 	store   *store.Store
 	session *store.Session
@@ -162,7 +169,12 @@ func (a *app) close() {
 
 // Main runs strata with args and returns the exit code.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
+	inside, err := userns.Init()
+	if err != nil {
+		fmt.Fprintf(stderr, "strata: %v\n", err)
+		return ExitFail
+	}
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, args: args, inside: inside}
 	defer a.close()
 	if p := os.Getenv("STRATA_CPUPROFILE"); p != "" {
 		stop, err := startCPUProfile(p)
@@ -184,12 +196,16 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&a.root, "root", DefaultRoot(), "store directory (env STRATA_ROOT)")
 	root.PersistentFlags().StringVar(&a.configPath, "config", registry.DefaultConfigPath(), "registry configuration file (env STRATA_CONFIG)")
+	root.PersistentFlags().StringVar(&a.isolationFlag, "isolation", "", "auto, rootful, rootless or chroot (env "+isolation.Env+"; auto: rootful as root, rootless as a user, chroot where nothing can be mounted)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	// Cobra's other errors (unknown command, argument counts) come before any
 	// command runs: an error after this hook ran is the command's own, and is
 	// a usage error only when it says so by type, whatever its text.
 	started := false
-	root.PersistentPreRun = func(*cobra.Command, []string) { started = true }
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		started = true
+		return a.isolate(ctx, cmd)
+	}
 	root.AddCommand(a.describe(
 		a.buildCmd(), a.imagesCmd(), a.tagCmd(), a.rmiCmd(), a.inspectCmd(), a.historyCmd(),
 		a.saveCmd(), a.loadCmd(), a.pullCmd(), a.pushCmd(), a.runCmd(), a.importCmd(), a.versionCmd(), a.duCmd(), a.pruneCmd(),
@@ -197,9 +213,13 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		a.layersCmd(), a.graphCmd(), a.completionCmd(), a.docsCmd(),
 	)...)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	err = root.ExecuteContext(ctx)
 	if err == nil {
 		return ExitOK
+	}
+	var pe passedExit
+	if errors.As(err, &pe) {
+		return pe.code
 	}
 	var re reportedError
 	if errors.As(err, &re) {
@@ -255,6 +275,7 @@ func (a *app) versionCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var b bytes.Buffer
 			fmt.Fprintf(&b, "strata %s\n", Version)
+			fmt.Fprintf(&b, "isolation: %s\n", a.describeIsolation())
 			if out, err := exec.Command("runc", "--version").Output(); err == nil {
 				fmt.Fprintf(&b, "runtime: %s\n", strings.SplitN(string(out), "\n", 2)[0])
 			}

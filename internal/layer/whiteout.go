@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/moby/sys/userns"
 	"golang.org/x/sys/unix"
 )
 
@@ -16,7 +17,7 @@ func (x *extractor) whiteout(parent, base string) error {
 	defer unix.Close(pfd)
 	switch {
 	case base == whiteoutOpaque:
-		if err := unix.Setxattr(procPath(pfd, ""), "trusted."+xattrOpaque, []byte("y"), 0); err != nil {
+		if err := unix.Setxattr(procPath(pfd, ""), opaqueXattrNamespace()+xattrOpaque, []byte("y"), 0); err != nil {
 			return fmt.Errorf("mark opaque: %w", err)
 		}
 		return nil
@@ -77,4 +78,15 @@ func joinRel(parent, base string) string {
 		return base
 	}
 	return parent + "/" + base
+}
+
+// opaqueXattrNamespace is where an unpacked layer marks opaque directories
+// for overlayfs: "trusted." as root, "user." in a user namespace (rootless
+// strata mounts with userxattr; trusted.* needs CAP_SYS_ADMIN of the
+// machine).
+func opaqueXattrNamespace() string {
+	if userns.RunningInUserNS() {
+		return "user."
+	}
+	return "trusted."
 }

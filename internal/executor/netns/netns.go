@@ -52,12 +52,18 @@ type NS struct {
 	exitW      *os.File
 }
 
-// Available reports whether user-mode networking can be set up here (the
-// slirp4netns binary is on PATH).
+// Available reports whether user-mode networking can be set up here: the
+// slirp4netns binary is on PATH and this process may open /dev/net/tun
+// (mode 0666 on most distributions, 0600 on some: then only root may).
 func Available() error {
 	if _, err := exec.LookPath("slirp4netns"); err != nil {
 		return fmt.Errorf("private network needs slirp4netns (Debian package slirp4netns): %w", err)
 	}
+	f, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("private network needs /dev/net/tun (as root: chmod 0666 /dev/net/tun): %w", err)
+	}
+	f.Close()
 	return nil
 }
 

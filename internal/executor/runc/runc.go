@@ -30,6 +30,7 @@ import (
 	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/moby/sys/userns"
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-build/strata/internal/executor"
@@ -166,11 +167,10 @@ func hostSpecInput(p *Process, rootfs, cwd string, uid, gid uint32, sgids []uint
 		cgroupNS:       cgroupNSSupported(),
 		seccomp:        seccompSupported(),
 	}
-	if p.Security == SecurityInsecure {
-		in.userNS = inUserNS()
-		if !in.userNS {
-			in.freeLoop = freeLoopID()
-		}
+	in.userNS = userns.RunningInUserNS()
+	in.bindSys = in.userNS && (p.Network == "" || p.Network == NetworkHost) && netNSForeign()
+	if p.Security == SecurityInsecure && !in.userNS {
+		in.freeLoop = freeLoopID()
 	}
 	return in
 }

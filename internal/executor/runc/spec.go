@@ -1,11 +1,13 @@
 package runc
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 
 	"github.com/moby/profiles/seccomp"
+	"github.com/moby/sys/userns"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -100,16 +102,27 @@ func freeLoopID() int {
 	return id
 }
 
-// inUserNS reports whether strata runs in a user namespace that does not map
-// the whole ID range (rootless, or a container), where device nodes cannot be
-// created; moby/sys/userns decides the same way.
-func inUserNS() bool {
-	b, err := os.ReadFile("/proc/self/uid_map")
+// netNSForeign reports whether strata's own network namespace belongs to a
+// user namespace above strata's (rootless strata on the host's network):
+// sysfs can then not be mounted for a RUN that shares it, and /sys is bound
+// from strata's instead (as rootless podman and BuildKit do).
+func netNSForeign() bool {
+	f, err := os.Open("/proc/self/ns/net")
 	if err != nil {
 		return false
 	}
-	f := strings.Fields(string(b))
-	return !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
+	defer f.Close()
+	owner, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_USERNS)
+	if err != nil {
+		// EPERM: the owner is outside strata's namespace, so not its own
+		return errors.Is(err, unix.EPERM)
+	}
+	defer unix.Close(owner)
+	var a, b unix.Stat_t
+	if unix.Fstat(owner, &a) != nil || unix.Stat("/proc/self/ns/user", &b) != nil {
+		return false
+	}
+	return a.Ino != b.Ino || a.Dev != b.Dev
 }
 
 // seccompSupported reports whether the kernel has seccomp filters (the check
@@ -211,6 +224,7 @@ type specInput struct {
 	cgroupNS       bool   // give the container its own cgroup namespace (cgroup v2 only)
 	seccomp        bool   // the kernel has seccomp filters (seccompSupported)
 	userNS         bool   // strata runs in a user namespace: no device nodes for insecure RUNs
+	bindSys        bool   // bind /sys from strata's instead of mounting sysfs (see netNSForeign)
 	freeLoop       int    // the host's first free loop device, for insecure RUNs (freeLoopID)
 }
 
@@ -238,6 +252,9 @@ func nofileLimit() uint64 {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Max >= maxNofile {
 		return maxNofile
+	}
+	if userns.RunningInUserNS() {
+		return lim.Max // CAP_SYS_RESOURCE of a user namespace cannot raise it
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
@@ -280,6 +297,13 @@ func newSpec(p *Process, in specInput) (*specs.Spec, error) {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace})
 	}
 	mounts := defaultMounts()
+	if in.bindSys {
+		for i, m := range mounts {
+			if m.Destination == "/sys" {
+				mounts[i] = specs.Mount{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
+			}
+		}
+	}
 	mounts = append(mounts, p.Mounts...)
 
 	s := &specs.Spec{

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/sys/userns"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,6 +34,29 @@ var overlayOptions = [][2]string{
 	{"index", "off"},
 	{"redirect_dir", "off"},
 	{"metacopy", "off"},
+}
+
+// userXattr reports whether mounts need the userxattr flag: in a user
+// namespace (rootless strata) overlayfs may not use trusted.overlay.*
+// xattrs and keeps opaque markers in user.overlay.* instead (Linux ≥ 5.11).
+func userXattr() bool { return userns.RunningInUserNS() }
+
+// mountOptions are overlayOptions for this process. With userxattr the
+// kernel refuses redirect_dir=off, which since Linux 6.x means "create no
+// redirects but follow them"; "nofollow" creates none and follows none,
+// the same for strata's layers, which never hold redirects.
+func mountOptions() [][2]string {
+	if !userXattr() {
+		return overlayOptions
+	}
+	opts := make([][2]string, 0, len(overlayOptions))
+	for _, kv := range overlayOptions {
+		if kv[0] == "redirect_dir" {
+			kv[1] = "nofollow"
+		}
+		opts = append(opts, kv)
+	}
+	return opts
 }
 
 // EmptyLowerSuffix is appended to the work directory's name to form the private,
@@ -155,9 +179,14 @@ func mountFsopen(lowers []string, upper, work, target string) error {
 			return fmt.Errorf("fsconfig workdir %s: %w%s", work, err, fsLog(fd))
 		}
 	}
-	for _, kv := range overlayOptions {
+	for _, kv := range mountOptions() {
 		if err := unix.FsconfigSetString(fd, kv[0], kv[1]); err != nil {
 			return fmt.Errorf("fsconfig %s=%s: %w%s", kv[0], kv[1], err, fsLog(fd))
+		}
+	}
+	if userXattr() {
+		if err := unix.FsconfigSetFlag(fd, "userxattr"); err != nil {
+			return fmt.Errorf("fsconfig userxattr: %w%s", err, fsLog(fd))
 		}
 	}
 	if upper != "" {
@@ -216,8 +245,11 @@ func mountLegacy(lowers []string, upper, work, target string) error {
 	if upper != "" {
 		opts += ",upperdir=" + escapeOption(upper) + ",workdir=" + escapeOption(work)
 	}
-	for _, kv := range overlayOptions {
+	for _, kv := range mountOptions() {
 		opts += "," + kv[0] + "=" + kv[1]
+	}
+	if userXattr() {
+		opts += ",userxattr"
 	}
 	// The kernel copies at most one page of mount data and silently truncates
 	// the rest, which would mount the wrong stack.

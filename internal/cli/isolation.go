@@ -1,0 +1,117 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+	"golang.org/x/term"
+
+	"github.com/strata-build/strata/internal/executor"
+	"github.com/strata-build/strata/internal/executor/netns"
+	"github.com/strata-build/strata/internal/isolation"
+	"github.com/strata-build/strata/internal/userns"
+)
+
+// storeFree names the commands that never open the store: they run where
+// they are called, in any isolation mode.
+var storeFree = map[string]bool{"version": true, "completion": true, "docs": true, "help": true, "strata": true}
+
+// isolate picks the isolation mode before a command runs (--isolation, else
+// $STRATA_ISOLATION, else what the process may do) and, for a rootless mode
+// outside strata's user namespace, runs the whole command again inside one
+// and returns its exit code as a passedExit.
+func (a *app) isolate(ctx context.Context, cmd *cobra.Command) error {
+	if a.isolationFlag == "" {
+		a.isolationFlag = os.Getenv(isolation.Env)
+	}
+	mode, err := isolation.Parse(a.isolationFlag)
+	if err != nil {
+		return usagef("--isolation: %v", err)
+	}
+	if mode == isolation.Auto {
+		mode = isolation.Detect(a.inside)
+	}
+	a.mode = mode
+	if mode != isolation.Rootless || a.inside || storeFree[cmd.Name()] {
+		return nil
+	}
+	if os.Geteuid() == 0 {
+		return usagef("--isolation=rootless is for an ordinary user; as root use rootful (or chroot where nothing can be mounted)")
+	}
+	m, err := userns.Check()
+	if err != nil {
+		return err
+	}
+	// The inner strata is uid 0 of its namespace: give it the user's
+	// defaults, not root's.
+	env := []string{"STRATA_ROOT=" + a.root, "STRATA_CONFIG=" + a.configPath, isolation.Env + "=" + string(isolation.Rootless)}
+	code, err := userns.Run(ctx, m, a.args, env, forwardSIGINT())
+	if err != nil {
+		return err
+	}
+	return passedExit{code}
+}
+
+// forwardSIGINT reports whether the outer strata should pass SIGINT on:
+// not when it runs in the foreground of a terminal, whose Ctrl-C reaches
+// the inner strata (same process group) by itself.
+func forwardSIGINT() bool {
+	tty, err := os.Open("/dev/tty")
+	if err != nil {
+		return true
+	}
+	defer tty.Close()
+	if !term.IsTerminal(int(tty.Fd())) {
+		return true
+	}
+	fg, err := unix.IoctlGetInt(int(tty.Fd()), unix.TIOCGPGRP)
+	return err != nil || fg != unix.Getpgrp()
+}
+
+// defaultNetwork is the network of a RUN without --network: a private
+// namespace with user-mode networking; the host's in chroot mode, which
+// cannot make namespaces, and (said once on stderr) in rootless mode when
+// slirp4netns cannot work here, e.g. /dev/net/tun closed to the user.
+func (a *app) defaultNetwork() string {
+	if a.mode == isolation.Chroot {
+		return executor.NetworkHost
+	}
+	if err := netns.Available(); err != nil && a.mode == isolation.Rootless {
+		a.stderrf("WARNING: RUN uses the host's network: %v", err)
+		return executor.NetworkHost
+	}
+	return executor.NetworkPrivate
+}
+
+// passedExit is the exit code of the inner strata (rootless mode), which
+// has reported its own errors.
+type passedExit struct{ code int }
+
+func (e passedExit) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// describeIsolation is the isolation line of `strata version` and the
+// build report.
+func (a *app) describeIsolation() string {
+	switch a.mode {
+	case isolation.Rootless:
+		m, err := userns.CurrentMapping()
+		if a.inside {
+			m, err = userns.InsideMapping()
+		}
+		if err != nil {
+			return fmt.Sprintf("rootless (unavailable: %v)", err)
+		}
+		return fmt.Sprintf("rootless (user namespace, uids %s; overlay snapshots, runc)", m)
+	case isolation.Chroot:
+		return "chroot (no user namespace or mount allowed: native snapshots, RUN in a chroot, the container's network)"
+	case isolation.Rootful:
+		if isolation.InUserNamespace() {
+			return "rootful (root of a user namespace; overlay snapshots, runc)"
+		}
+		return "rootful (overlay snapshots, runc)"
+	}
+	return string(a.mode)
+}

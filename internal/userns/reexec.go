@@ -1,0 +1,171 @@
+package userns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/moby/sys/user"
+	"golang.org/x/sys/unix"
+)
+
+// Run starts the running executable again with args (argv without the
+// program name) inside a new user, mount and PID namespace mapped by m,
+// with this process's standard streams and environment plus env, passes on
+// the signals this process gets (SIGINT only when forwardINT: a terminal's
+// Ctrl-C reaches the inner strata by itself, and a second SIGINT would
+// make it give up its cleanup), and waits. It returns the exit code of the
+// inner strata (128+N when it was killed by signal N). ctx only bounds the
+// setup: once the inner strata runs, it decides when to stop.
+func Run(ctx context.Context, m Mapping, args, env []string, forwardINT bool) (int, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return -1, fmt.Errorf("rootless: find own executable: %w", err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return -1, fmt.Errorf("rootless: %w", err)
+	}
+	defer w.Close()
+	cmd := exec.Command(self, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(append(os.Environ(), env...), stageEnv+"="+stageWait)
+	cmd.ExtraFiles = []*os.File{r} // releaseFD
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID,
+		Pdeathsig:  unix.SIGKILL,
+	}
+	// Signals that arrive from here on go to the inner strata.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT)
+	defer signal.Stop(sigs)
+	if err := cmd.Start(); err != nil {
+		r.Close()
+		return -1, fmt.Errorf("rootless: start in a user namespace: %w", startHint(err))
+	}
+	r.Close()
+	if err := writeMaps(ctx, cmd.Process.Pid, m); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return -1, err
+	}
+	if _, err := io.WriteString(w, "ok"); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return -1, fmt.Errorf("rootless: release the namespace: %w", err)
+	}
+	w.Close()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	for {
+		select {
+		case s := <-sigs:
+			if s != unix.SIGINT || forwardINT {
+				cmd.Process.Signal(s)
+			}
+		case err := <-done:
+			return exitCode(cmd.ProcessState, err)
+		}
+	}
+}
+
+// startHint explains the usual reason a user namespace cannot be made.
+func startHint(err error) error {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EACCES) {
+		return fmt.Errorf("%w (user namespaces are not allowed here: a container's seccomp profile, AppArmor, or user.max_user_namespaces; inside a container without privileges use --isolation=chroot)", err)
+	}
+	return err
+}
+
+func exitCode(ps *os.ProcessState, err error) (int, error) {
+	if ps == nil {
+		return -1, fmt.Errorf("rootless: wait: %w", err)
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal()), nil
+	}
+	return ps.ExitCode(), nil
+}
+
+// writeMaps runs newuidmap and newgidmap on pid.
+func writeMaps(ctx context.Context, pid int, m Mapping) error {
+	for _, t := range []struct {
+		bin string
+		ids []idRange
+	}{{"newuidmap", ranges(m.UIDs)}, {"newgidmap", ranges(m.GIDs)}} {
+		args := []string{strconv.Itoa(pid)}
+		for _, r := range t.ids {
+			args = append(args, strconv.FormatInt(r.id, 10), strconv.FormatInt(r.parent, 10), strconv.FormatInt(r.count, 10))
+		}
+		out, err := exec.CommandContext(ctx, t.bin, args...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("rootless: %s %v: %w: %s", t.bin, args, err, out)
+		}
+	}
+	return nil
+}
+
+// Init runs the stages of the hand-over; call it before anything else in
+// the program. Outside a hand-over it does nothing and returns false. In
+// stage "wait" it waits for the maps and re-executes itself (it returns
+// only on failure, with the error). In stage "in" it makes the mount
+// namespace private, mounts the PID namespace's /proc, clears the stage
+// from the environment and returns true: the program is now root of its
+// user namespace.
+func Init() (inside bool, err error) {
+	switch os.Getenv(stageEnv) {
+	case stageWait:
+		return false, waitAndExec()
+	case stageIn:
+		os.Unsetenv(stageEnv)
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			return true, fmt.Errorf("rootless: make mounts private: %w", err)
+		}
+		if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+			return true, fmt.Errorf("rootless: mount /proc for the PID namespace: %w", err)
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
+// waitAndExec is stage "wait": block until the outer process has written
+// the maps (it closes the pipe after "ok", or dies), then exec stage "in".
+func waitAndExec() error {
+	f := os.NewFile(releaseFD, "release")
+	b, err := io.ReadAll(f)
+	f.Close()
+	if err != nil || string(b) != "ok" {
+		return errors.New("rootless: the outer strata did not map the user namespace")
+	}
+	self, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return fmt.Errorf("rootless: %w", err)
+	}
+	env := os.Environ()
+	for i, kv := range env {
+		if len(kv) > len(stageEnv) && kv[:len(stageEnv)+1] == stageEnv+"=" {
+			env[i] = stageEnv + "=" + stageIn
+		}
+	}
+	if err := unix.Exec(self, os.Args, env); err != nil {
+		return fmt.Errorf("rootless: exec %s: %w", self, err)
+	}
+	return nil
+}
+
+type idRange struct{ id, parent, count int64 }
+
+func ranges(m []user.IDMap) []idRange {
+	out := make([]idRange, len(m))
+	for i, r := range m {
+		out[i] = idRange{r.ID, r.ParentID, r.Count}
+	}
+	return out
+}
