@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # install-deps.sh - install the Debian packages strata and its tests use, when missing.
 set -euo pipefail
-pkgs=(runc busybox-static slirp4netns skopeo docker-registry umoci ca-certificates git chromium graphviz bash-completion groff-base)
+pkgs=(runc busybox-static slirp4netns uidmap skopeo docker-registry umoci ca-certificates git chromium graphviz bash-completion groff-base)
 need=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")

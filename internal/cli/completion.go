@@ -135,6 +135,7 @@ func (a *app) imageNames(args []string, prefix string) []cobra.Completion {
 	if err != nil {
 		return nil
 	}
+	defer s.Close()
 	imgs, err := s.Images()
 	if err != nil {
 		return nil

@@ -39,6 +39,7 @@ started meanwhile wait for it.`,
 			if err != nil {
 				return err
 			}
+			defer s.Close()
 			if deep {
 				sample = -1
 			}

@@ -94,11 +94,12 @@ func (a *app) open(ctx context.Context) (*builder.Builder, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.store = s // closed by a.close on every path
 	runner := &runc.Runner{StateDir: s.Path("runc"), BundleDir: "", Deletes: &sync.WaitGroup{}}
-	runner.ReclaimDead(ctx, deadContainer)
+	runner.ReclaimDead(ctx, deadContainer(s))
 	// Again for each dead session, before its directory goes: a container
 	// its process was starting may have appeared since.
-	if err := s.Reclaim(ctx, func(ctx context.Context, _ string) { runner.ReclaimDead(ctx, deadContainer) }); err != nil {
+	if err := s.Reclaim(ctx, func(ctx context.Context, _ string) { runner.ReclaimDead(ctx, deadContainer(s)) }); err != nil {
 		return nil, err
 	}
 	lock, err := s.LockShared()
@@ -150,11 +151,13 @@ func (a *app) open(ctx context.Context) (*builder.Builder, error) {
 	return a.builder, nil
 }
 
-// deadContainer reports whether id is a container of a strata process that
-// no longer runs.
-func deadContainer(id string) bool {
-	session, ok := store.ContainerSession(id)
-	return ok && !store.SessionAlive(session)
+// deadContainer returns a test of whether id is a container of a strata
+// process that no longer runs, by its session in s.
+func deadContainer(s *store.Store) func(id string) bool {
+	return func(id string) bool {
+		session, ok := store.ContainerSession(id)
+		return ok && !s.SessionAlive(session)
+	}
 }
 
 func (a *app) close() {
@@ -165,6 +168,9 @@ func (a *app) close() {
 		a.session.Close()
 	}
 	a.lock.Unlock()
+	if a.store != nil {
+		a.store.Close()
+	}
 }
 
 // Main runs strata with args and returns the exit code.

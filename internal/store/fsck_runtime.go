@@ -26,7 +26,7 @@ func (f *fsck) runtime(ctx context.Context) error {
 		}
 	}
 	for _, e := range ents {
-		if _, alive := sessionAlive(e.Name()); alive {
+		if _, alive := f.s.sessionAlive(e.Name()); alive {
 			f.liveSessions[e.Name()] = true
 		}
 	}
@@ -45,7 +45,7 @@ func (f *fsck) deadContainers(ctx context.Context, containers []string) {
 		// Judged by its process, not by run/ as listed above: a build
 		// that started since then has a container too.
 		session, ok := ContainerSession(id)
-		if ok && SessionAlive(session) {
+		if ok && f.s.SessionAlive(session) {
 			continue
 		}
 		detail := "runc container of a strata process that no longer runs"
@@ -83,10 +83,10 @@ func (f *fsck) deadContainers(ctx context.Context, containers []string) {
 func (f *fsck) deadSessions(ents []os.DirEntry) {
 	for _, e := range ents {
 		name := e.Name()
-		if f.liveSessions[name] {
-			continue
+		if f.liveSessions[name] || isClaimFile(name) {
+			continue // lock files: Reclaim removes those of dead claims
 		}
-		valid, _ := sessionAlive(name)
+		valid, _ := f.s.sessionAlive(name)
 		dir := f.s.Path("run", name)
 		if _, err := os.Lstat(dir); err != nil {
 			continue // its process removed it as it ended
@@ -120,7 +120,7 @@ func (f *fsck) strayMounts() {
 		first, rest, _ := strings.Cut(r, string(filepath.Separator))
 		if first == "run" {
 			session, _, _ := strings.Cut(rest, string(filepath.Separator))
-			if _, alive := sessionAlive(session); alive {
+			if _, alive := f.s.sessionAlive(session); alive {
 				continue
 			}
 			if _, err := os.Stat(f.s.Path("run", session)); err == nil {

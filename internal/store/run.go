@@ -24,23 +24,29 @@ type Session struct {
 	Dir  string // ROOT/run/NAME
 	Name string // PID-STARTTIME, also the prefix of its runc container ids (see ContainerID)
 
+	claim claim // holds Name while the session is open
+	run   string
 	seq   sessionSeq
 	token string // random, in its container ids (see NextContainerID)
 }
 
-// NewSession creates the work area of this process.
+// NewSession creates a work area of this process, under a name of its own.
 func (s *Store) NewSession() (*Session, error) {
-	pid := os.Getpid()
-	name := sessionName(pid, procStartTime(pid))
-	dir := s.Path("run", name)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	c, err := claimName(s.Path("run"))
+	if err != nil {
+		return nil, fmt.Errorf("new session: %w", err)
+	}
+	dir := s.Path("run", c.name)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		c.release(s.Path("run"))
 		return nil, fmt.Errorf("new session: %w", err)
 	}
 	var tok [4]byte
 	if _, err := rand.Read(tok[:]); err != nil {
+		c.release(s.Path("run"))
 		return nil, fmt.Errorf("new session: %w", err)
 	}
-	return &Session{Dir: dir, Name: name, token: hex.EncodeToString(tok[:])}, nil
+	return &Session{Dir: dir, Name: c.name, claim: c, run: s.Path("run"), token: hex.EncodeToString(tok[:])}, nil
 }
 
 // Close unmounts whatever is still mounted below the session and removes it.
@@ -49,6 +55,8 @@ func (se *Session) Close() error {
 	if err := os.RemoveAll(se.Dir); err != nil {
 		return fmt.Errorf("remove session %s: %w", se.Dir, err)
 	}
+	se.claim.release(se.run)
+	se.claim = claim{}
 	return nil
 }
 
@@ -62,7 +70,7 @@ func (s *Store) Reclaim(ctx context.Context, release func(ctx context.Context, s
 	}
 	for _, e := range ents {
 		name := e.Name()
-		if valid, alive := sessionAlive(name); !valid || alive {
+		if valid, alive := s.sessionAlive(name); !valid || alive {
 			continue // not a session, or still running
 		}
 		dir := s.Path("run", name)
@@ -74,6 +82,7 @@ func (s *Store) Reclaim(ctx context.Context, release func(ctx context.Context, s
 			return fmt.Errorf("reclaim %s: %w", dir, err)
 		}
 	}
+	removeDeadClaims(s.Path("run"))
 	if err := s.removeStaleTemp(time.Now().Add(-StaleTempAge)); err != nil {
 		return err
 	}
@@ -149,7 +158,7 @@ func (s *Store) removeStaleTemp(before time.Time) error {
 		// A temp name owned by a process that is gone goes at once; others
 		// (and old unowned names) when untouched for StaleTempAge.
 		owner, _, owned := strings.Cut(e.Name(), ".")
-		if owned && SessionAlive(owner) {
+		if owned && s.SessionAlive(owner) {
 			continue
 		}
 		if !owned || !validSessionName(owner) {

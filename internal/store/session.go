@@ -17,9 +17,7 @@ import (
 // names cgroups after them), so NextContainerID's suffix carries a token
 // random per session besides its counter.
 //
-// PID and STARTTIME (clock ticks since boot, from /proc/PID/stat) together
-// name one process for the whole uptime of the machine, so a session whose
-// process is gone is known dead even when its PID was reused.
+// A name is alive while its process holds its claim (see claim.go).
 const containerPrefix = "strata-"
 
 // sessionName is the session name of process pid started at start.
@@ -46,19 +44,15 @@ func validSessionName(name string) bool {
 }
 
 // sessionAlive reports whether name is a session name and whether its
-// process still runs.
-func sessionAlive(name string) (valid, alive bool) {
-	pid, start, ok := parseSessionName(name)
-	if !ok {
-		return false, false
-	}
-	return true, procStartTime(pid) == start
+// process still holds it.
+func (s *Store) sessionAlive(name string) (valid, alive bool) {
+	return nameAlive(s.Path("run"), name)
 }
 
 // SessionAlive reports whether the process a session or temp name
-// ("PID-STARTTIME") belongs to still runs.
-func SessionAlive(name string) bool {
-	_, alive := sessionAlive(name)
+// ("PID-STARTTIME") belongs to still runs and holds it.
+func (s *Store) SessionAlive(name string) bool {
+	_, alive := s.sessionAlive(name)
 	return alive
 }
 

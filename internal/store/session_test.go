@@ -35,7 +35,7 @@ func TestContainerIDs(t *testing.T) {
 			if !ok || session != se.Name {
 				t.Errorf("ContainerSession(%s) = %q, %v; want %q", id, session, ok, se.Name)
 			}
-			if !SessionAlive(session) {
+			if !map[*Session]*Store{sa: a, sb: b}[se].SessionAlive(session) {
 				t.Errorf("session %s of this process is not alive", session)
 			}
 		}

@@ -44,8 +44,10 @@ const RefNameAnnotation = ocispec.AnnotationRefName
 type Store struct {
 	root string
 	// owner prefixes this process's temp names ("PID-STARTTIME."), so the
-	// next strata can remove at once what a killed one left in tmp/.
+	// next strata can remove at once what a killed one left in tmp/; the
+	// name is claimed (see claim.go) for the life of the process.
 	owner string
+	claim claim
 }
 
 // Open opens (creating if needed) the store at root.
@@ -62,12 +64,16 @@ func Open(root string) (*Store, error) {
 	if abs, err = filepath.EvalSymlinks(abs); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	s := &Store{root: abs, owner: sessionName(os.Getpid(), procStartTime(os.Getpid())) + "."}
+	s := &Store{root: abs}
 	for _, d := range []string{"blobs/sha256", "layers", "tmp", "run", "runc", "cache"} {
 		if err := os.MkdirAll(filepath.Join(abs, d), 0o700); err != nil {
 			return nil, fmt.Errorf("open store: %w", err)
 		}
 	}
+	if s.claim, err = claimName(s.Path("run")); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s.owner = s.claim.name + "."
 	layoutFile := filepath.Join(abs, ocispec.ImageLayoutFile)
 	if _, err := os.Stat(layoutFile); errors.Is(err, fs.ErrNotExist) {
 		b, _ := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
@@ -81,6 +87,14 @@ func Open(root string) (*Store, error) {
 		}
 	}
 	return s, nil
+}
+
+// Close ends this process's claim on its temp names (a process that ends
+// without Close leaves a lock file that the next Reclaim removes). Temp
+// files must not be made after Close.
+func (s *Store) Close() {
+	s.claim.release(s.Path("run"))
+	s.claim = claim{}
 }
 
 // Root returns the store's root directory.

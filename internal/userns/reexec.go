@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"syscall"
 
@@ -60,7 +61,8 @@ func Run(ctx context.Context, m Mapping, args, env []string, forwardINT bool) (i
 		cmd.Wait()
 		return -1, fmt.Errorf("rootless: release the namespace: %w", err)
 	}
-	w.Close()
+	// w stays open while the inner strata runs: it sees this process die
+	// by the pipe's hang-up until its own parent-death signal is set.
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	for {
@@ -124,6 +126,9 @@ func Init() (inside bool, err error) {
 		return false, waitAndExec()
 	case stageIn:
 		os.Unsetenv(stageEnv)
+		if err := watchParent(); err != nil {
+			return true, err
+		}
 		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 			return true, fmt.Errorf("rootless: make mounts private: %w", err)
 		}
@@ -135,15 +140,35 @@ func Init() (inside bool, err error) {
 	return false, nil
 }
 
+// watchParent makes the kernel SIGKILL this process when the outer strata
+// dies. The exec that gave it its capabilities cleared the parent-death
+// signal the outer set, so it is set again here, and the release pipe,
+// which the outer holds open while it lives, tells whether the outer died
+// before that.
+func watchParent() error {
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		return fmt.Errorf("rootless: set parent-death signal: %w", err)
+	}
+	fds := []unix.PollFd{{Fd: releaseFD, Events: unix.POLLIN}}
+	if _, err := unix.Poll(fds, 0); err == nil && fds[0].Revents&(unix.POLLHUP|unix.POLLERR) != 0 {
+		os.Exit(1) // the outer strata is gone: nobody waits for us
+	}
+	unix.Close(releaseFD)
+	return nil
+}
+
 // waitAndExec is stage "wait": block until the outer process has written
-// the maps (it closes the pipe after "ok", or dies), then exec stage "in".
+// the maps and "ok" (or died), then exec stage "in", which keeps the
+// release pipe (see watchParent).
 func waitAndExec() error {
 	f := os.NewFile(releaseFD, "release")
-	b, err := io.ReadAll(f)
-	f.Close()
-	if err != nil || string(b) != "ok" {
+	b := make([]byte, 2)
+	if _, err := io.ReadFull(f, b); err != nil || string(b) != "ok" {
 		return errors.New("rootless: the outer strata did not map the user namespace")
 	}
+	// os.NewFile's finalizer would close the descriptor: keep f alive
+	// until the exec.
+	defer runtime.KeepAlive(f)
 	self, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return fmt.Errorf("rootless: %w", err)

@@ -97,6 +97,9 @@ func runCase(t *testing.T, name string, timeout time.Duration, checkLeftovers bo
 	if err := stageContext(src, buildCtx); err != nil {
 		t.Fatalf("staging the build context: %v", err)
 	}
+	if err := suite.Own(dir); err != nil { // rootless: strata writes out.tar here
+		t.Fatal(err)
+	}
 
 	args := []string{"build", "-f", filepath.Join(buildCtx, "Dockerfile")}
 	if target := readLines(t, filepath.Join(src, "target")); len(target) > 0 {

@@ -97,6 +97,10 @@ func setUp() error {
 	if err := testenv.KitRoot(rootfs, suite.Busybox); err != nil {
 		return fmt.Errorf("busybox rootfs: %w", err)
 	}
+	// rootless: owners as the user's namespace must show them
+	if err := suite.Shift(rootfs); err != nil {
+		return err
+	}
 	if r := suite.Run(suite.store, testenv.RunOpts{}, testenv.ImportArgs(rootfs, "busybox:latest", testenv.ImagePATH)...); r.Code != 0 || r.Err != nil {
 		return fmt.Errorf("strata import of the busybox rootfs:\n%s", r)
 	}

@@ -20,6 +20,7 @@ type RunOpts struct {
 	Dir     string        // working directory (default: the work folder)
 	Timeout time.Duration // default: the suite's Config.Timeout
 	Stdin   io.Reader     // default: nothing (/dev/null)
+	AsRoot  bool          // run as root even in a rootless suite
 }
 
 // Result is one finished strata invocation.
@@ -70,6 +71,9 @@ func (s *Suite) Command(ctx context.Context, store string, o RunOpts, args ...st
 		cmd.Dir = s.WorkDir
 	}
 	cmd.Stdin = o.Stdin
+	if s.User != nil && !o.AsRoot {
+		s.User.apply(cmd)
+	}
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 30 * time.Second
 	return cmd

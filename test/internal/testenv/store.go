@@ -31,6 +31,9 @@ func (s *Suite) NewStoreIn(t testing.TB, base string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := s.Own(dir); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		if err := ReleaseStore(dir); err != nil {
 			t.Errorf("store %s was not left clean: %v", dir, err)

@@ -21,6 +21,9 @@ type Config struct {
 	// built elsewhere, tested instead of building one.
 	BinEnv string
 	Env    []string // more environment for every strata run (KEY=VALUE)
+	// Rootless runs strata as an ordinary user the suite creates (User),
+	// also set by STRATA_TEST_ROOTLESS=1.
+	Rootless bool
 }
 
 // Suite is what a suite's TestMain sets up once and its tests share.
@@ -33,6 +36,9 @@ type Suite struct {
 	// Skip is why strata cannot build here (not root, no runc, no
 	// busybox); tests that build skip with it (RequireBuild).
 	Skip string
+	// User is the ordinary user strata runs as in a rootless suite (nil:
+	// strata runs as root). It owns WorkDir.
+	User *TestUser
 }
 
 // Setup makes the suite's work folder, builds the strata binary into it
@@ -62,7 +68,44 @@ func Setup(cfg Config) (*Suite, error) {
 		os.RemoveAll(s.WorkDir)
 		return nil, err
 	}
+	if os.Getenv(RootlessEnv) == "1" {
+		s.Rootless = true
+	}
+	if s.Rootless && s.Skip == "" {
+		if err := s.setUpUser(); err != nil {
+			os.RemoveAll(s.WorkDir)
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// setUpUser creates the suite's ordinary user and hands it the work folder.
+func (s *Suite) setUpUser() error {
+	if _, err := exec.LookPath("newuidmap"); err != nil {
+		return fmt.Errorf("rootless suite needs newuidmap (apt-get install uidmap): %w", err)
+	}
+	u, err := NewTestUser(userName(s.Name), filepath.Join(s.WorkDir, "home"))
+	if err != nil {
+		return err
+	}
+	s.User = u
+	if err := os.Chmod(s.WorkDir, 0o755); err != nil {
+		return err
+	}
+	// the base image's tree keeps its owners as the namespace shows them
+	if err := u.Shift(s.BusyboxRoot); err != nil {
+		return err
+	}
+	return os.Chown(s.WorkDir, u.UID, u.GID)
+}
+
+// Own makes the suite's user (if any) own path and what is below it.
+func (s *Suite) Own(path string) error {
+	if s.User == nil {
+		return nil
+	}
+	return s.User.Own(path)
 }
 
 func (s *Suite) setUp() error {
@@ -110,6 +153,9 @@ func prerequisites(name, busybox string) string {
 // removes the folder, unless keep is set.
 func (s *Suite) Close(keep bool) error {
 	var err error
+	if s.User != nil {
+		defer func() { s.User.Remove() }()
+	}
 	if m := MountsUnder(s.WorkDir); len(m) > 0 {
 		err = fmt.Errorf("mounts left under %s: %v", s.WorkDir, m)
 		UnmountAll(s.WorkDir)
@@ -147,6 +193,9 @@ func (s *Suite) TempDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp(s.WorkDir, "tmp-")
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Own(dir); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
