@@ -342,9 +342,15 @@ func checkEntry(dir, rel string, e *expected) string {
 			return bad("not a directory")
 		}
 		if e.opaque && os.Geteuid() == 0 {
-			v := make([]byte, 8)
-			n, err := unix.Lgetxattr(p, "trusted.overlay.opaque", v)
-			if err != nil || string(v[:n]) != "y" {
+			// trusted.* as root, user.* in a user namespace (rootless)
+			marked := false
+			for _, x := range []string{"trusted.overlay.opaque", "user.overlay.opaque"} {
+				v := make([]byte, 8)
+				if n, err := unix.Lgetxattr(p, x, v); err == nil && string(v[:n]) == "y" {
+					marked = true
+				}
+			}
+			if !marked {
 				return bad("not marked opaque")
 			}
 		}

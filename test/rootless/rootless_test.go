@@ -139,6 +139,10 @@ func TestSameImagesAsRootful(t *testing.T) {
 		t.Errorf("cache mount: second build counted %q runs, want 2:\n%s", r.Stdout, r)
 	}
 	checkStoreOwners(t, store)
+	r = suite.MustRun(t, store, testenv.RunOpts{}, "fsck", "--deep")
+	if !strings.Contains(r.Stdout, ": 0 problems") {
+		t.Errorf("fsck --deep of a rootless store with an opaque directory:\n%s", r)
+	}
 }
 
 // compareLayers reports which layers of two images differ, and how.
