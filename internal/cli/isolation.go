@@ -9,9 +9,11 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
+	"github.com/strata-build/strata/internal/builder"
 	"github.com/strata-build/strata/internal/executor"
 	"github.com/strata-build/strata/internal/executor/netns"
 	"github.com/strata-build/strata/internal/isolation"
+	"github.com/strata-build/strata/internal/snapshot"
 	"github.com/strata-build/strata/internal/userns"
 )
 
@@ -84,6 +86,31 @@ func (a *app) defaultNetwork() string {
 		return executor.NetworkHost
 	}
 	return executor.NetworkPrivate
+}
+
+// snapshotter is the builder's snapshotter for the mode, working in dir:
+// $STRATA_SNAPSHOTTER, else native in chroot mode (nothing can be mounted
+// there) and overlay otherwise, but native (said once on stderr) when a
+// rootless overlay mount fails here (kernel < 5.11, a filesystem that
+// refuses it).
+func (a *app) snapshotter(ctx context.Context, dir string) (snapshot.Snapshotter, error) {
+	name := os.Getenv(builder.SnapshotterEnv)
+	if a.mode == isolation.Chroot {
+		if name == "overlay" {
+			return nil, fmt.Errorf("%s=overlay: chroot isolation cannot mount; use native", builder.SnapshotterEnv)
+		}
+		name = "native"
+	}
+	s, err := builder.NewSnapshotter(name, dir)
+	if err != nil || name != "" || a.mode != isolation.Rootless {
+		return s, err
+	}
+	sn, err := s.Prepare(ctx, nil)
+	if err != nil {
+		a.stderrf("WARNING: native snapshots (copies, slower): overlay cannot be mounted here: %v", err)
+		return builder.NewSnapshotter("native", dir)
+	}
+	return s, sn.Remove()
 }
 
 // passedExit is the exit code of the inner strata (rootless mode), which

@@ -144,7 +144,7 @@ func (a *app) open(ctx context.Context) (*builder.Builder, error) {
 		se.Close()
 		return nil, usagef("%v", err)
 	}
-	if a.builder.Snapshots, err = builder.NewSnapshotter(os.Getenv(builder.SnapshotterEnv), se.Dir); err != nil {
+	if a.builder.Snapshots, err = a.snapshotter(ctx, se.Dir); err != nil {
 		se.Close()
 		return nil, usagef("%v", err)
 	}
