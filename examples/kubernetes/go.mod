@@ -3,6 +3,7 @@ module github.com/strata-build/strata/examples/kubernetes
 go 1.26.8
 
 require (
+	go.yaml.in/yaml/v3 v3.0.6
 	k8s.io/api v0.37.2
 	k8s.io/apimachinery v0.37.2
 	k8s.io/pod-security-admission v0.37.2

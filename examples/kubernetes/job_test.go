@@ -157,6 +157,8 @@ func TestBuildCommand(t *testing.T) {
 	if !slices.Equal(c.Command, []string{"strata"}) {
 		t.Errorf("command %q, want [strata]", c.Command)
 	}
+	words := slices.Concat(c.Command, c.Args)
+	checkFlagsExist(t, "build-job.yaml", []command{parseCommand(strings.Join(words, " "), words)})
 	if i := slices.Index(c.Args, "build"); i < 0 || !slices.Contains(c.Args[:i], "--isolation=chroot") {
 		t.Errorf("args %q: want --isolation=chroot before build", c.Args)
 	}
