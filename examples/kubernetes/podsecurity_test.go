@@ -78,6 +78,14 @@ func TestPodSecurity(t *testing.T) {
 			continue
 		}
 		t.Logf("%s: not allowed at restricted: %s", tpl.where, res.ForbiddenDetail())
+		// README.md: the init container (fetching the context) alone meets restricted.
+		if len(tpl.spec.InitContainers) > 0 {
+			spec := tpl.spec.DeepCopy()
+			spec.Containers, spec.InitContainers = spec.InitContainers, nil
+			if r := evaluate(t, api.LevelRestricted, template{tpl.where, tpl.meta, spec}); !r.Allowed {
+				t.Errorf("%s: its init containers alone are not allowed at restricted: %s", tpl.where, r.ForbiddenDetail())
+			}
+		}
 		got := slices.Clone(res.ForbiddenReasons)
 		slices.Sort(got)
 		if want := slices.Sorted(slices.Values(restrictedReasons)); !slices.Equal(got, want) {
