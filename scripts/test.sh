@@ -12,6 +12,9 @@ command -v go >/dev/null || PATH=/usr/local/go/bin:$PATH
 go vet ./...
 go tool staticcheck ./...   # pinned in go.mod (tool directive)
 go test -count=1 -timeout 30m ./...
+# The Kubernetes and CI examples: a module of their own (so the Kubernetes
+# libraries stay out of go.mod), which ./... above does not enter.
+(cd examples/kubernetes && go vet ./... && go test -count=1 ./...)
 # The conformance cases once more on the native snapshotter (no mounts):
 # both snapshotters must build what BuildKit builds.
 STRATA_SNAPSHOTTER=native go test -count=1 -timeout 15m ./test/conformance/
