@@ -103,10 +103,6 @@ func strataCommands(script string) []command {
 	return cmds
 }
 
-// pendingFlags are flags the examples use that another branch adds to
-// strata at the same time; until it lands, their absence is only logged.
-var pendingFlags = map[string]string{"isolation": "issue 16: --isolation auto|rootful|rootless|chroot"}
-
 // cliFlags returns the long and short flag names strata's CLI defines: the
 // string arguments of the flag set's Var/VarP calls in internal/cli.
 func cliFlags(t *testing.T) map[string]bool {
@@ -168,11 +164,7 @@ func checkFlagsExist(t *testing.T, where string, cmds []command) {
 	known := cliFlags(t)
 	for _, c := range cmds {
 		for name := range c.flags {
-			switch {
-			case known[name]:
-			case pendingFlags[name] != "":
-				t.Logf("%s: --%s is not in internal/cli yet (%s)", where, name, pendingFlags[name])
-			default:
+			if !known[name] {
 				t.Errorf("%s: strata has no flag --%s: %s", where, name, c.line)
 			}
 		}
