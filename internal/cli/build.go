@@ -184,7 +184,7 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) (err err
 	started := time.Now()
 	img, err := b.Build(ctx, opts)
 	if f.report != "" {
-		d := report.Data{Title: opts.ContextDir, Started: started, Finished: time.Now(), Events: printer.Events(), Image: img}
+		d := report.Data{Title: opts.ContextDir, Started: started, Finished: time.Now(), Events: printer.Events(), Image: img, Isolation: a.describeIsolation()}
 		if err != nil {
 			d.Error = err.Error()
 		}

@@ -19,7 +19,7 @@ import (
 
 // storeFree names the commands that never open the store: they run where
 // they are called, in any isolation mode.
-var storeFree = map[string]bool{"version": true, "completion": true, "docs": true, "help": true, "strata": true}
+var storeFree = map[string]bool{"version": true, "info": true, "completion": true, "docs": true, "help": true, "strata": true}
 
 // isolate picks the isolation mode before a command runs (--isolation, else
 // $STRATA_ISOLATION, else what the process may do) and, for a rootless mode
@@ -111,6 +111,36 @@ func (a *app) snapshotter(ctx context.Context, dir string) (snapshot.Snapshotter
 		return builder.NewSnapshotter("native", dir)
 	}
 	return s, sn.Remove()
+}
+
+func (a *app) infoCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "info",
+		Short: "Show how strata builds here: isolation, store, configuration",
+		Long: `Show how strata builds on this machine: the isolation mode (--isolation;
+rootful, rootless or chroot, and what it uses), the store and the registry
+configuration file, the snapshotter and the default network of RUN.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			snap := os.Getenv(builder.SnapshotterEnv)
+			switch {
+			case snap != "":
+			case a.mode == isolation.Chroot:
+				snap = "native"
+			default:
+				snap = "overlay"
+			}
+			net := "private (slirp4netns)"
+			if a.mode == isolation.Chroot {
+				net = "host (chroot isolation makes no namespaces)"
+			} else if err := netns.Available(); err != nil {
+				net = "private unavailable: " + err.Error()
+			}
+			_, err := fmt.Fprintf(a.stdout, "strata %s\nisolation: %s\nstore: %s\nconfig: %s\nsnapshotter: %s\nRUN network: %s\n",
+				Version, a.describeIsolation(), a.root, a.configPath, snap, net)
+			return err
+		},
+	}
 }
 
 // passedExit is the exit code of the inner strata (rootless mode), which

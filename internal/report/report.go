@@ -26,6 +26,9 @@ type Data struct {
 	Events   []progress.Event
 	Image    *image.Image // nil when the build failed
 	Error    string
+	// Isolation says how the build was isolated ("rootless (user
+	// namespace, …)", see strata version).
+	Isolation string
 }
 
 // Step is one row of the timeline.
@@ -51,18 +54,19 @@ type Layer struct {
 }
 
 type page struct {
-	Title    string
-	Started  string
-	Total    string
-	Error    string
-	Lanes    []lane
-	Steps    []Step
-	Layers   []Layer
-	Config   string
-	Messages []string
-	Cached   int
-	Ran      int
-	ImageID  string
+	Title     string
+	Started   string
+	Total     string
+	Error     string
+	Lanes     []lane
+	Steps     []Step
+	Layers    []Layer
+	Config    string
+	Messages  []string
+	Cached    int
+	Ran       int
+	ImageID   string
+	Isolation string
 }
 
 type lane struct {
@@ -85,7 +89,7 @@ func WriteFile(path string, d Data) error {
 
 // Write renders the report.
 func Write(w io.Writer, d Data) error {
-	p := page{Title: d.Title, Started: d.Started.Format(time.RFC3339), Error: d.Error}
+	p := page{Title: d.Title, Started: d.Started.Format(time.RFC3339), Error: d.Error, Isolation: d.Isolation}
 	total := d.Finished.Sub(d.Started).Seconds()
 	if total <= 0 {
 		total = 0.001
@@ -198,7 +202,7 @@ pre{background:#f6f6f6;padding:8px;overflow:auto;max-height:400px}
 tr.sel{background:#fff7d6}
 </style></head><body>
 <h1>strata build report: {{.Title}}</h1>
-<p class="summary"><span>started {{.Started}}</span><span>total <b>{{.Total}}</b></span><span id="count-steps">{{len .Steps}} steps</span><span>{{.Ran}} ran</span><span>{{.Cached}} cached</span>{{if .ImageID}}<span>image <code>{{.ImageID}}</code></span>{{end}}</p>
+<p class="summary"><span>started {{.Started}}</span><span>total <b>{{.Total}}</b></span><span id="count-steps">{{len .Steps}} steps</span><span>{{.Ran}} ran</span><span>{{.Cached}} cached</span>{{if .ImageID}}<span>image <code>{{.ImageID}}</code></span>{{end}}{{if .Isolation}}<span id="isolation">isolation {{.Isolation}}</span>{{end}}</p>
 {{if .Error}}<div class="err" id="build-error">{{.Error}}</div>{{end}}
 <h2>Timeline</h2>
 <div class="timeline" id="timeline">

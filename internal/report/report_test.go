@@ -39,7 +39,7 @@ func sample(t *testing.T) Data {
 	img.Config.Config.Entrypoint = []string{"/server"}
 	img.Config.History = []v1.History{{CreatedBy: "COPY /server / # buildkit"}}
 	img.Layers = []image.Layer{{Digest: "sha256:aaaa", Size: 2 << 20}}
-	return Data{Title: "seed", Started: start, Finished: time.Now(), Events: p.Events(), Image: img}
+	return Data{Title: "seed", Started: start, Finished: time.Now(), Events: p.Events(), Image: img, Isolation: "rootless (user namespace)"}
 }
 
 func TestWrite(t *testing.T) {
@@ -51,7 +51,7 @@ func TestWrite(t *testing.T) {
 	if n := strings.Count(html, `<div class="bar `); n != 4 {
 		t.Errorf("%d timeline bars, want 4", n)
 	}
-	for _, want := range []string{"miss: changed: source server.go", ">hit<", "COPY /server / # buildkit", "2.1MB", `&#34;/server&#34;`, "&lt;script&gt;", "compiling", "a message", "3 ran", "1 cached"} {
+	for _, want := range []string{"miss: changed: source server.go", ">hit<", "COPY /server / # buildkit", "2.1MB", `&#34;/server&#34;`, "&lt;script&gt;", "compiling", "a message", "3 ran", "1 cached", `<span id="isolation">isolation rootless (user namespace)</span>`} {
 		if !strings.Contains(html, want) {
 			t.Errorf("report lacks %q", want)
 		}
