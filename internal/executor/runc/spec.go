@@ -202,6 +202,16 @@ func defaultMounts() []specs.Mount {
 	return m
 }
 
+// bindSys replaces the sysfs mount with a read-only bind of strata's /sys
+// (see netNSForeign).
+func bindSys(mounts []specs.Mount) {
+	for i, m := range mounts {
+		if m.Destination == "/sys" {
+			mounts[i] = specs.Mount{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
+		}
+	}
+}
+
 // withDefaultPath adds PATH=DefaultPath when env has no PATH entry.
 func withDefaultPath(env []string) []string {
 	for _, e := range env {
@@ -298,11 +308,7 @@ func newSpec(p *Process, in specInput) (*specs.Spec, error) {
 	}
 	mounts := defaultMounts()
 	if in.bindSys {
-		for i, m := range mounts {
-			if m.Destination == "/sys" {
-				mounts[i] = specs.Mount{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
-			}
-		}
+		bindSys(mounts)
 	}
 	mounts = append(mounts, p.Mounts...)
 
