@@ -202,14 +202,18 @@ func defaultMounts() []specs.Mount {
 	return m
 }
 
-// bindSys replaces the sysfs mount with a read-only bind of strata's /sys
-// (see netNSForeign).
-func bindSys(mounts []specs.Mount) {
+// bindSys replaces, when bind is set, the sysfs mount with a read-only
+// bind of strata's /sys (see netNSForeign), and returns mounts.
+func bindSys(mounts []specs.Mount, bind bool) []specs.Mount {
 	for i, m := range mounts {
+		if !bind {
+			break
+		}
 		if m.Destination == "/sys" {
 			mounts[i] = specs.Mount{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
 		}
 	}
+	return mounts
 }
 
 // withDefaultPath adds PATH=DefaultPath when env has no PATH entry.
@@ -306,11 +310,7 @@ func newSpec(p *Process, in specInput) (*specs.Spec, error) {
 	if in.cgroupNS {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace})
 	}
-	mounts := defaultMounts()
-	if in.bindSys {
-		bindSys(mounts)
-	}
-	mounts = append(mounts, p.Mounts...)
+	mounts := append(bindSys(defaultMounts(), in.bindSys), p.Mounts...)
 
 	s := &specs.Spec{
 		Version: specVersion,
