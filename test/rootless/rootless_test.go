@@ -363,3 +363,24 @@ func TestSeedSameAsRootful(t *testing.T) {
 		t.Errorf("seed image: rootless %s, rootful %s", digests[false], digests[true])
 	}
 }
+
+// TestUnshareRemovesStore: a rootless store holds files of the user's
+// subordinate uids, which the user cannot remove; strata unshare can.
+func TestUnshareRemovesStore(t *testing.T) {
+	requireUser(t)
+	store := filepath.Join(suite.TempDir(t), "store")
+	suite.ImportBusybox(t, store)
+	ctx := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN mkdir -p /d && chown 1000:1000 /d && touch /d/f\n"})
+	suite.MustRun(t, store, testenv.RunOpts{}, "build", ctx)
+	if out, err := suite.User.Command("rm", "-rf", store).CombinedOutput(); err == nil {
+		t.Logf("plain rm -rf of the store worked (no subordinate-uid files?): %s", out)
+	}
+	suite.MustRun(t, "", testenv.RunOpts{}, "unshare", "rm", "-rf", store)
+	if _, err := os.Stat(store); !os.IsNotExist(err) {
+		t.Errorf("store still there after strata unshare rm -rf: %v", err)
+	}
+	r := suite.Run("", testenv.RunOpts{}, "unshare", "sh", "-c", "exit 7")
+	if r.Code != 7 {
+		t.Errorf("strata unshare sh -c 'exit 7': exit code %d, want 7:\n%s", r.Code, r)
+	}
+}
