@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -45,9 +46,25 @@ type strataBuilder struct {
 	bin     string
 	root    string
 	cfgFile string
+	mode    string     // "" (rootful), "rootless" or "chroot" (see isolation.go)
+	user    *benchUser // rootless: the user it runs as
 }
 
-func (s *strataBuilder) name() string { return "strata" }
+func (s *strataBuilder) name() string {
+	if s.mode != "" {
+		return "strata-" + s.mode
+	}
+	return "strata"
+}
+
+// cmd is a command line of strata's, run as the mode wants.
+func (s *strataBuilder) cmd(log string, args ...string) cmdSpec {
+	argv := append([]string{s.bin, "--root", s.root}, args...)
+	if s.mode == "chroot" {
+		argv = unprivileged(argv)
+	}
+	return cmdSpec{argv: argv, env: s.env(), log: log, user: s.user}
+}
 
 func (s *strataBuilder) env() []string {
 	return []string{
@@ -58,8 +75,15 @@ func (s *strataBuilder) env() []string {
 }
 
 func (s *strataBuilder) start(ctx context.Context) error {
-	s.root = s.h.statePath("strata", filepath.Join(s.h.cfg.work, "state", "strata"))
+	s.root = s.h.statePath(s.name(), filepath.Join(s.h.cfg.work, "state", s.name()))
 	s.cfgFile = filepath.Join(s.h.cfg.work, "strata-config.json")
+	if s.mode == "rootless" {
+		u, err := newBenchUser(s.h.cfg.work)
+		if err != nil {
+			return err
+		}
+		s.user = u
+	}
 	return writeFile(s.cfgFile, fmt.Sprintf(`{"registries": {
   "docker.io": {"mirrors": ["http://%s"]},
   "%s": {"insecure": true}
@@ -71,18 +95,26 @@ func (s *strataBuilder) reset(ctx context.Context, bases bool, log string) error
 	if err := removeTree(s.root); err != nil {
 		return err
 	}
+	if s.user != nil {
+		if err := os.MkdirAll(s.root, 0o700); err != nil {
+			return err
+		}
+		if err := os.Chown(s.root, s.user.uid, s.user.gid); err != nil {
+			return err
+		}
+	}
 	if !bases {
 		return nil
 	}
 	for _, ref := range []string{"busybox:latest", "golang:1.26"} {
-		if err := must(ctx, cmdSpec{argv: []string{s.bin, "--root", s.root, "pull", ref}, env: s.env(), log: log}); err != nil {
+		if err := must(ctx, s.cmd(log, "pull", ref)); err != nil {
 			return err
 		}
 	}
 	// Unpack the bases' layers (strata unpacks lazily, on first use).
 	for _, w := range []string{"warm-busybox", "warm-golang"} {
 		dir := filepath.Join(s.h.cfg.work, "w", w)
-		if err := must(ctx, cmdSpec{argv: []string{s.bin, "--root", s.root, "build", "--progress=plain", dir}, env: s.env(), log: log}); err != nil {
+		if err := must(ctx, s.cmd(log, "build", "--progress=plain", dir)); err != nil {
 			return err
 		}
 	}
@@ -90,24 +122,34 @@ func (s *strataBuilder) reset(ctx context.Context, bases bool, log string) error
 }
 
 func (s *strataBuilder) build(ctx context.Context, req buildReq) result {
-	argv := []string{s.bin, "--root", s.root, "build", "--progress=plain", "--network", "host", "-t", req.tag}
+	args := []string{"build", "--progress=plain", "--network", "host", "-t", req.tag}
 	if req.cacheTo != "" {
-		argv = append(argv, "--cache-to", "type=registry,ref="+req.cacheTo+",mode=max")
+		args = append(args, "--cache-to", "type=registry,ref="+req.cacheTo+",mode=max")
 	}
 	if req.cacheFrom != "" {
-		argv = append(argv, "--cache-from", "type=registry,ref="+req.cacheFrom)
+		args = append(args, "--cache-from", "type=registry,ref="+req.cacheFrom)
 	}
-	argv = append(argv, req.dir)
-	return runCmd(ctx, cmdSpec{argv: argv, env: s.env(), log: req.log, sample: true, timeout: s.h.cfg.timeout})
+	spec := s.cmd(req.log, append(args, req.dir)...)
+	spec.sample, spec.timeout = true, s.h.cfg.timeout
+	return runCmd(ctx, spec)
 }
 
 func (s *strataBuilder) push(ctx context.Context, req buildReq, dest string) result {
-	return runCmd(ctx, cmdSpec{argv: []string{s.bin, "--root", s.root, "push", req.tag, dest}, env: s.env(), log: req.log, sample: true, timeout: s.h.cfg.timeout})
+	spec := s.cmd(req.log, "push", req.tag, dest)
+	spec.sample, spec.timeout = true, s.h.cfg.timeout
+	return runCmd(ctx, spec)
 }
 
 func (s *strataBuilder) supports(string) string { return "" }
 func (s *strataBuilder) version() string {
-	return strings.ReplaceAll(output(s.bin, "version"), "\n", "; ")
+	spec := s.cmd("", "version")
+	c := exec.Command(spec.argv[0], spec.argv[1:]...)
+	c.SysProcAttr = &syscall.SysProcAttr{}
+	if s.user != nil {
+		s.user.apply(c)
+	}
+	out, _ := c.CombinedOutput()
+	return strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", "; ")
 }
 func (s *strataBuilder) stop() {
 	if !s.h.cfg.keep && s.root != "" {
@@ -115,6 +157,7 @@ func (s *strataBuilder) stop() {
 			logf("strata: remove %s: %v", s.root, err)
 		}
 	}
+	s.user.remove()
 }
 
 // ---------------------------------------------------------------- BuildKit

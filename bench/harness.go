@@ -107,6 +107,10 @@ func (h *harness) startBuilders(ctx context.Context) error {
 		switch name {
 		case "strata":
 			b = &strataBuilder{h: h, bin: h.strata}
+		case "strata-rootless":
+			b = &strataBuilder{h: h, bin: h.strata, mode: "rootless"}
+		case "strata-chroot":
+			b = &strataBuilder{h: h, bin: h.strata, mode: "chroot"}
 		case "buildkit", "buildctl":
 			b = &buildkitBuilder{h: h}
 		case "buildah":

@@ -41,6 +41,7 @@ type cmdSpec struct {
 	sample  bool   // sample the process's own VmHWM
 	timeout time.Duration
 	stdin   io.Reader
+	user    *benchUser // run as this ordinary user (nil: as the harness, root)
 }
 
 // runCmd runs spec, timing it from start to exit. The command gets its own
@@ -71,6 +72,9 @@ func runCmd(ctx context.Context, spec cmdSpec) result {
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Stdin = spec.stdin
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if spec.user != nil {
+		spec.user.apply(cmd)
+	}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGINT) }
 	cmd.WaitDelay = 30 * time.Second
 	cpu0 := readCPUTimes()
