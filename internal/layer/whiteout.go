@@ -1,10 +1,10 @@
 package layer
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
-	"github.com/moby/sys/userns"
 	"golang.org/x/sys/unix"
 )
 
@@ -17,7 +17,7 @@ func (x *extractor) whiteout(parent, base string) error {
 	defer unix.Close(pfd)
 	switch {
 	case base == whiteoutOpaque:
-		if err := unix.Setxattr(procPath(pfd, ""), opaqueXattrNamespace()+xattrOpaque, []byte("y"), 0); err != nil {
+		if err := setOpaque(procPath(pfd, "")); err != nil {
 			return fmt.Errorf("mark opaque: %w", err)
 		}
 		return nil
@@ -80,13 +80,14 @@ func joinRel(parent, base string) string {
 	return parent + "/" + base
 }
 
-// opaqueXattrNamespace is where an unpacked layer marks opaque directories
-// for overlayfs: "trusted." as root, "user." in a user namespace (rootless
-// strata mounts with userxattr; trusted.* needs CAP_SYS_ADMIN of the
-// machine).
-func opaqueXattrNamespace() string {
-	if userns.RunningInUserNS() {
-		return "user."
+// setOpaque marks the directory p opaque for overlayfs: trusted.overlay.opaque
+// as root; where that is not permitted (a user namespace, where rootless
+// strata mounts with userxattr, or no CAP_SYS_ADMIN, in chroot isolation,
+// whose native snapshots read either), user.overlay.opaque.
+func setOpaque(p string) error {
+	err := unix.Setxattr(p, "trusted."+xattrOpaque, []byte("y"), 0)
+	if errors.Is(err, unix.EPERM) {
+		err = unix.Setxattr(p, "user."+xattrOpaque, []byte("y"), 0)
 	}
-	return "trusted."
+	return err
 }

@@ -20,7 +20,7 @@ type RunOpts struct {
 	Dir     string        // working directory (default: the work folder)
 	Timeout time.Duration // default: the suite's Config.Timeout
 	Stdin   io.Reader     // default: nothing (/dev/null)
-	AsRoot  bool          // run as root even in a rootless suite
+	AsRoot  bool          // run as root on the host even in a rootless or in-container suite
 }
 
 // Result is one finished strata invocation.
@@ -73,6 +73,9 @@ func (s *Suite) Command(ctx context.Context, store string, o RunOpts, args ...st
 	cmd.Stdin = o.Stdin
 	if s.User != nil && !o.AsRoot {
 		s.User.apply(cmd)
+	}
+	if s.Container != nil && !o.AsRoot {
+		s.Container.wrap(s, cmd)
 	}
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 30 * time.Second

@@ -24,6 +24,9 @@ type Config struct {
 	// Rootless runs strata as an ordinary user the suite creates (User),
 	// also set by STRATA_TEST_ROOTLESS=1.
 	Rootless bool
+	// InContainer runs strata in an unprivileged container (Container),
+	// also set by STRATA_TEST_IN_CONTAINER=1.
+	InContainer bool
 }
 
 // Suite is what a suite's TestMain sets up once and its tests share.
@@ -39,6 +42,9 @@ type Suite struct {
 	// User is the ordinary user strata runs as in a rootless suite (nil:
 	// strata runs as root). It owns WorkDir.
 	User *TestUser
+	// Container is where strata runs in an InContainer suite (nil: on the
+	// host).
+	Container *Container
 }
 
 // Setup makes the suite's work folder, builds the strata binary into it
@@ -73,6 +79,15 @@ func Setup(cfg Config) (*Suite, error) {
 	}
 	if s.Rootless && s.Skip == "" {
 		if err := s.setUpUser(); err != nil {
+			os.RemoveAll(s.WorkDir)
+			return nil, err
+		}
+	}
+	if os.Getenv(ContainerEnv) == "1" {
+		s.InContainer = true
+	}
+	if s.InContainer && s.Skip == "" {
+		if err := s.setUpContainer(); err != nil {
 			os.RemoveAll(s.WorkDir)
 			return nil, err
 		}
@@ -156,6 +171,11 @@ func (s *Suite) Close(keep bool) error {
 	if s.User != nil {
 		defer func() { s.User.Remove() }()
 	}
+	defer func() {
+		if cerr := s.Container.close(); cerr != nil {
+			fmt.Fprintln(os.Stderr, s.Name+": container store:", cerr)
+		}
+	}()
 	if m := MountsUnder(s.WorkDir); len(m) > 0 {
 		err = fmt.Errorf("mounts left under %s: %v", s.WorkDir, m)
 		UnmountAll(s.WorkDir)
