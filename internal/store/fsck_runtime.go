@@ -118,6 +118,14 @@ func (f *fsck) strayMounts() {
 		}
 		r := f.rel(m)
 		first, rest, _ := strings.Cut(r, string(filepath.Separator))
+		if first == "runc" {
+			// runc's own short-lived mounts in a container's state
+			// directory (runc.XXXX, its cloned binary) while it starts it
+			id, _, _ := strings.Cut(rest, string(filepath.Separator))
+			if session, ok := ContainerSession(id); ok && f.s.SessionAlive(session) {
+				continue
+			}
+		}
 		if first == "run" {
 			session, _, _ := strings.Cut(rest, string(filepath.Separator))
 			if _, alive := f.s.sessionAlive(session); alive {

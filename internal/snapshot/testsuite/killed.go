@@ -71,6 +71,7 @@ func testKilled(t *testing.T, newFn New) {
 	if err := s.Reclaim(ctx, nil); err != nil {
 		t.Fatalf("Reclaim: %v", err)
 	}
+	s.Close() // this process's own claim (run/NAME.lock) goes too
 	checkClean(t, s.Path("run"))
 	if mps := store.MountsUnder(root); len(mps) > 0 {
 		t.Errorf("mounts left below the store: %q", mps)
