@@ -7,11 +7,13 @@ import (
 
 	"github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/strata-build/strata/internal/executor"
 	"golang.org/x/sys/unix"
 )
 
-// DefaultPath is the PATH a process gets when its environment has none (Docker's).
-const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+// DefaultPath is the PATH a process gets when its environment has none
+// (see executor.DefaultPath).
+const DefaultPath = executor.DefaultPath
 
 // DefaultHostname is the container's hostname when Process.Hostname is empty.
 const DefaultHostname = "strata"
@@ -189,18 +191,6 @@ func defaultMounts() []specs.Mount {
 	return m
 }
 
-// withDefaultPath adds PATH=DefaultPath when env has no PATH entry.
-func withDefaultPath(env []string) []string {
-	for _, e := range env {
-		if strings.HasPrefix(e, "PATH=") {
-			return env
-		}
-	}
-	out := make([]string, 0, len(env)+1)
-	out = append(out, env...)
-	return append(out, "PATH="+DefaultPath)
-}
-
 // specInput is what newSpec needs beyond Process.
 type specInput struct {
 	rootfs         string
@@ -292,7 +282,7 @@ func newSpec(p *Process, in specInput) (*specs.Spec, error) {
 				AdditionalGids: in.additionalGids,
 			},
 			Args: p.Args,
-			Env:  withDefaultPath(p.Env),
+			Env:  executor.WithDefaultPath(p.Env),
 			Cwd:  in.cwd,
 			Capabilities: &specs.LinuxCapabilities{
 				Bounding:  caps(),
