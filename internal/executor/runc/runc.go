@@ -32,6 +32,7 @@ import (
 
 	"github.com/strata-build/strata/internal/executor"
 	"github.com/strata-build/strata/internal/executor/netns"
+	"github.com/strata-build/strata/internal/executor/stdio"
 	"github.com/strata-build/strata/internal/executor/user"
 )
 
@@ -232,7 +233,7 @@ func errOr(err, def error) error {
 // sequence whose order is the correctness argument; split up it would be
 // harder to check.
 func (r *Runner) runc(ctx context.Context, runtimePath, bundle string, p *Process) (int, error) {
-	if p.Terminal || isTerminal(p.Stdin) {
+	if p.Terminal || stdio.IsTerminal(p.Stdin) {
 		return r.runForeground(ctx, runtimePath, bundle, p)
 	}
 	// The container's process is runc's child; when runc exits it is
@@ -250,7 +251,7 @@ func (r *Runner) runc(ctx context.Context, runtimePath, bundle string, p *Proces
 	cmd.Dir = bundle
 	// runc hands its stdin to the process: a file, not a copy that
 	// exec.Cmd.Wait would wait for after runc has exited.
-	stdin, closeStdin, err := inputFile(p.Stdin)
+	stdin, closeStdin, err := stdio.InputFile(p.Stdin)
 	if err != nil {
 		return -1, fmt.Errorf("run %s: %w", p.ID, err)
 	}
@@ -258,18 +259,18 @@ func (r *Runner) runc(ctx context.Context, runtimePath, bundle string, p *Proces
 	if stdin != nil {
 		cmd.Stdin = stdin // else /dev/null (not a nil *os.File: no fd 0 at all)
 	}
-	out, err := newOutput(p.Stdout, p.Stderr)
+	out, err := stdio.NewOutput(p.Stdout, p.Stderr)
 	if err != nil {
 		return -1, fmt.Errorf("run %s: %w", p.ID, err)
 	}
-	defer out.wait(outputDrain)
-	defer out.closeWriters()
-	cmd.Stdout, cmd.Stderr = out.stdout, out.stderr
+	defer out.Wait(stdio.Drain)
+	defer out.CloseWriters()
+	cmd.Stdout, cmd.Stderr = out.Files()
 	// Own process group: a Ctrl-C on strata's terminal must not reach runc (or the
 	// container) directly; cancellation goes through ctx.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	err = cmd.Start()
-	out.closeWriters() // the child has its copies: the pipes end when the process closes them
+	out.CloseWriters() // the child has its copies: the pipes end when the process closes them
 	closeStdin()
 	if err != nil {
 		return -1, fmt.Errorf("run %s: start runc: %w", p.ID, err)
