@@ -100,7 +100,7 @@ func (s *suite) id() string {
 
 // applets are the busybox commands a rootfs has in /bin.
 var applets = []string{"sh", "id", "ls", "cat", "echo", "pwd", "sleep", "true", "false", "touch", "mkdir",
-	"env", "head", "wc", "setsid", "kill", "rm", "stat", "test", "printf", "grep"}
+	"env", "head", "wc", "setsid", "kill", "rm", "stat", "test", "printf", "grep", "sort", "tr"}
 
 // Rootfs makes a root filesystem in a new directory: /bin/busybox with
 // applet links and, with etc, /etc/passwd and /etc/group with root, app
