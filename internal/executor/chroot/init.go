@@ -1,0 +1,166 @@
+package chroot
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-build/strata/internal/executor"
+)
+
+// initEnv, set to initVersion in its environment, makes a program started
+// by Runner.start a run's init (IsInit).
+const (
+	initEnv     = "STRATA_CHROOT_INIT"
+	initVersion = "1"
+)
+
+// The init's descriptors besides stdio: it reads its initConfig from the
+// control pipe, whose end (EOF) then tells it to end the run (the run was
+// canceled, or strata died), and writes one initStatus to the status pipe.
+const (
+	controlFD = 3
+	statusFD  = 4
+)
+
+// initConfig is what the init runs.
+type initConfig struct {
+	Rootfs string   `json:"rootfs"`
+	Path   string   `json:"path"` // the executable, inside Rootfs
+	Args   []string `json:"args"`
+	Env    []string `json:"env"`
+	Dir    string   `json:"dir"`
+	UID    uint32   `json:"uid"`
+	GID    uint32   `json:"gid"`
+	Groups []uint32 `json:"groups"`
+}
+
+// initStatus is how a run ended.
+type initStatus struct {
+	Code     int    `json:"code"`            // the exit code, when Error is ""
+	Error    string `json:"error,omitempty"` // the command could not be started, or processes were left
+	Canceled bool   `json:"canceled,omitempty"`
+}
+
+// IsInit reports whether this process was started as a run's init. A
+// program that uses a Runner calls Init first thing in main when it is:
+//
+//	if chroot.IsInit() {
+//		chroot.Init() // does not return
+//	}
+func IsInit() bool { return os.Getenv(initEnv) == initVersion }
+
+// Init runs this process as a run's init and exits: it starts the command
+// as its config says, reaps every process that ends below it while the
+// command runs, and when the command ends (or the run is canceled: the
+// control pipe ends) kills and reaps every process left below it, then
+// writes the status.
+func Init() {
+	os.Exit(runInit())
+}
+
+func runInit() int {
+	unix.CloseOnExec(controlFD) // not for the command
+	unix.CloseOnExec(statusFD)
+	control := os.NewFile(controlFD, "control")
+	status := os.NewFile(statusFD, "status")
+	report := func(st initStatus) int {
+		if err := json.NewEncoder(status).Encode(st); err != nil {
+			return 1
+		}
+		return 0
+	}
+	var cfg initConfig
+	dec := json.NewDecoder(control)
+	if err := dec.Decode(&cfg); err != nil {
+		return report(initStatus{Error: fmt.Sprintf("init: read the config: %v", err)})
+	}
+	// Orphans below the init come to it, not to strata.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return report(initStatus{Error: fmt.Sprintf("init: become a child subreaper: %v", err)})
+	}
+	chld := make(chan os.Signal, 1)
+	signal.Notify(chld, syscall.SIGCHLD)
+	// The end of the control pipe, or a signal sent to the init, ends the
+	// run (a signal must not end the init and leave the run's processes).
+	stop := make(chan struct{})
+	var once sync.Once
+	end := func() { once.Do(func() { close(stop) }) }
+	go func() {
+		_, _ = io.Copy(io.Discard, io.MultiReader(dec.Buffered(), control))
+		end()
+	}()
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		<-term
+		end()
+	}()
+
+	pid, err := startCommand(&cfg)
+	if err != nil {
+		return report(initStatus{Error: startError(cfg.Args[0], err)})
+	}
+	ws, ended := waitCommand(pid, chld, stop)
+	left := killAll(chld)
+	st := initStatus{Canceled: !ended}
+	if ended {
+		code, ok := executor.ExitCode(ws)
+		if !ok {
+			st.Error = fmt.Sprintf("the process ended with %v", ws)
+		}
+		st.Code = code
+	}
+	if left != nil && st.Error == "" {
+		st.Error = left.Error()
+	}
+	return report(st)
+}
+
+// startCommand starts the command: chroot into the rootfs, the user's
+// credentials, the working directory, a session of its own, the init's
+// stdio and nothing else.
+func startCommand(cfg *initConfig) (int, error) {
+	return syscall.ForkExec(cfg.Path, cfg.Args, &syscall.ProcAttr{
+		Dir:   cfg.Dir,
+		Env:   cfg.Env,
+		Files: []uintptr{0, 1, 2},
+		Sys: &syscall.SysProcAttr{
+			Chroot:     cfg.Rootfs,
+			Credential: &syscall.Credential{Uid: cfg.UID, Gid: cfg.GID, Groups: cfg.Groups},
+			Setsid:     true,
+		},
+	})
+}
+
+// startError says why the command did not start, in runc's words where
+// there are some.
+func startError(argv0 string, err error) string {
+	msg := fmt.Sprintf("exec: %q: %v", argv0, err)
+	if errors.Is(err, unix.EPERM) {
+		msg += " (chroot isolation needs CAP_SYS_CHROOT, CAP_SETUID and CAP_SETGID)"
+	}
+	return msg
+}
+
+// waitCommand reaps what ends below the init until the command (pid)
+// ends, or stop is closed; ended is false then.
+func waitCommand(pid int, chld <-chan os.Signal, stop <-chan struct{}) (ws syscall.WaitStatus, ended bool) {
+	for {
+		if ws, ok := reapAll(pid); ok {
+			return ws, true
+		}
+		select {
+		case <-chld:
+		case <-stop:
+			return 0, false
+		}
+	}
+}
