@@ -42,7 +42,8 @@ type Config struct {
 	IDPrefix string
 	// NoDevices is set when the executor cannot give a RUN the device nodes
 	// (/dev/null, /dev/zero, ...) a rootfs lacks: the Devices scenario then
-	// checks only that the run works without them and leaves nothing.
+	// checks only that the run works without them and leaves nothing, and
+	// the other scenarios' rootfs have a regular file as /dev/null.
 	NoDevices bool
 }
 
@@ -124,6 +125,21 @@ func Rootfs(t testing.TB, etc bool) string {
 		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
 		"etc/group":  "root:x:0:\nwheel:x:10:app\napp:x:1000:\nstaff:x:50:app,nobody\nnogroup:x:65534:\n",
 	})
+	return dir
+}
+
+// rootfs is Rootfs(t, true) for a scenario that is not about devices:
+// when the executor gives no device nodes (NoDevices), it has an empty
+// regular file as /dev/null, which shells open for a background job's
+// stdin ("cmd &" fails without it).
+func (s *suite) rootfs(t testing.TB) string {
+	t.Helper()
+	dir := Rootfs(t, true)
+	if s.NoDevices {
+		must(t, os.Mkdir(filepath.Join(dir, "dev"), 0o755))
+		must(t, os.WriteFile(filepath.Join(dir, "dev/null"), nil, 0o666))
+		must(t, os.Chmod(filepath.Join(dir, "dev/null"), 0o666))
+	}
 	return dir
 }
 
