@@ -39,9 +39,34 @@ type additions struct {
 }
 
 type addition struct {
-	path     string // host path, symlinks resolved
+	path string // host path, symlinks resolved
+	id   identity
+	dir  bool
+}
+
+// identity tells an entry from one made at its path later, which may get
+// its inode number once it is freed: device, inode and birth time. Where
+// the filesystem records no birth time, the change time stands in for
+// files (an addition the command changed in place is then the command's),
+// and directories, which prepare changes itself, go by inode alone.
+type identity struct {
 	dev, ino uint64
-	dir      bool
+	born     unix.StatxTimestamp
+}
+
+func identify(p string, dir bool) (identity, error) {
+	var sx unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, p, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_INO|unix.STATX_CTIME|unix.STATX_BTIME, &sx); err != nil {
+		return identity{}, err
+	}
+	id := identity{dev: unix.Mkdev(sx.Dev_major, sx.Dev_minor), ino: sx.Ino}
+	switch {
+	case sx.Mask&unix.STATX_BTIME != 0:
+		id.born = sx.Btime
+	case !dir:
+		id.born = sx.Ctime
+	}
+	return id, nil
 }
 
 // dirTimes are a directory's atime and mtime before prepare and after it.
@@ -70,10 +95,22 @@ func prepare(rootfs string) (*additions, error) {
 // addDevices makes the device nodes the rootfs has no entry for (an entry
 // of any type, a dangling symlink too, is the rootfs's own and kept).
 func (a *additions) addDevices() error {
+	dirs := len(a.added)
 	if err := a.mkdirAll("/dev"); err != nil {
 		a.leaveOut(devices(), fmt.Sprintf("/dev: %v", err))
 		return nil
 	}
+	made := 0
+	defer func() {
+		// Without a node in it, a /dev made here would only turn a
+		// command's "> /dev/null" into a regular file in the layer.
+		if made == 0 {
+			for i := len(a.added) - 1; i >= dirs; i-- {
+				_ = a.removeOne(a.added[i])
+			}
+			a.added = a.added[:dirs]
+		}
+	}()
 	for _, d := range devices() {
 		p, err := securejoin.SecureJoin(a.rootfs, "/dev/"+d.name)
 		if err != nil || !missing(p) {
@@ -88,19 +125,22 @@ func (a *additions) addDevices() error {
 		if err != nil {
 			return fmt.Errorf("make /dev/%s: %w", d.name, err)
 		}
-		if err := a.record(p, false); err != nil {
-			return err
-		}
 		if err := unix.Chmod(p, 0o666); err != nil { // whatever the umask
+			_ = unix.Unlink(p)
 			return fmt.Errorf("make /dev/%s: %w", d.name, err)
 		}
 		if err := usable(p); err != nil {
 			a.leaveOut([]device{d}, fmt.Sprintf("it cannot be opened (%v: a nodev filesystem, or a device cgroup)", err))
-			a.added = a.added[:len(a.added)-1]
-			if err := os.Remove(p); err != nil {
+			if err := unix.Unlink(p); err != nil {
 				return fmt.Errorf("remove /dev/%s: %w", d.name, err)
 			}
+			continue
 		}
+		if err := a.record(p, false); err != nil { // once it is as the run sees it
+			_ = unix.Unlink(p)
+			return err
+		}
+		made++
 	}
 	return nil
 }
@@ -150,17 +190,18 @@ func (a *additions) addHostFiles() error {
 			return fmt.Errorf("copy the host's %s: %w", f, err)
 		}
 		file := os.NewFile(uintptr(fd), p)
-		err = a.record(p, false)
-		if err == nil {
-			err = file.Chmod(0o644)
-		}
+		err = file.Chmod(0o644) // whatever the umask
 		if err == nil {
 			_, err = file.Write(data)
 		}
 		if cerr := file.Close(); err == nil {
 			err = cerr
 		}
+		if err == nil {
+			err = a.record(p, false) // once it is as the run sees it
+		}
 		if err != nil {
+			_ = unix.Unlink(p)
 			return fmt.Errorf("copy the host's %s: %w", f, err)
 		}
 	}
@@ -214,11 +255,11 @@ func (a *additions) touch(dir string) {
 
 // record adds p, just made, to the additions.
 func (a *additions) record(p string, dir bool) error {
-	var st unix.Stat_t
-	if err := unix.Lstat(p, &st); err != nil {
+	id, err := identify(p, dir)
+	if err != nil {
 		return fmt.Errorf("record %s: %w", strings.TrimPrefix(p, a.rootfs), err)
 	}
-	a.added = append(a.added, addition{path: p, dev: st.Dev, ino: st.Ino, dir: dir})
+	a.added = append(a.added, addition{path: p, id: id, dir: dir})
 	return nil
 }
 
@@ -268,9 +309,8 @@ func (a *additions) removeOne(ad addition) error {
 	if real, err := securejoin.SecureJoin(a.rootfs, rel); err != nil || real != ad.path {
 		return nil
 	}
-	var st unix.Stat_t
-	if err := unix.Lstat(ad.path, &st); err != nil || st.Dev != ad.dev || st.Ino != ad.ino {
-		return nil
+	if id, err := identify(ad.path, ad.dir); err != nil || id != ad.id {
+		return nil // gone, or made again by the command: the command's
 	}
 	if ad.dir {
 		err := unix.Rmdir(ad.path)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -89,11 +90,10 @@ func (r *Runner) start(ctx context.Context, p *executor.Process, cfg *initConfig
 	if err != nil {
 		return -1, fmt.Errorf("run %s: start the init (%s): %w", p.ID, program, err)
 	}
-	if err := json.NewEncoder(controlW).Encode(cfg); err != nil {
+	// A failed write (the init is gone) shows as a missing status.
+	handErr := json.NewEncoder(controlW).Encode(cfg)
+	if handErr != nil {
 		endRun()
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return -1, fmt.Errorf("run %s: hand the config to the init (%s): %w", p.ID, program, err)
 	}
 
 	// On cancellation, end the run: the init kills and reaps its
@@ -123,7 +123,13 @@ func (r *Runner) start(ctx context.Context, p *executor.Process, cfg *initConfig
 		return -1, fmt.Errorf("run %s: %w", p.ID, ctx.Err())
 	}
 	if readErr != nil {
-		return -1, fmt.Errorf("run %s: the init (%s) gave no status (%v, %v): is it a program that calls chroot.Init when chroot.IsInit?", p.ID, program, readErr, waitErr)
+		why := []string{readErr.Error()}
+		for _, err := range []error{handErr, waitErr} {
+			if err != nil {
+				why = append(why, err.Error())
+			}
+		}
+		return -1, fmt.Errorf("run %s: the init (%s) gave no status (%s): is it a program that calls chroot.Init when chroot.IsInit?", p.ID, program, strings.Join(why, "; "))
 	}
 	if st.Error != "" {
 		return -1, fmt.Errorf("run %s: %s", p.ID, st.Error)
