@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
@@ -35,7 +36,13 @@ type additions struct {
 	rootfs  string
 	added   []addition           // in the order made
 	parents map[string]*dirTimes // existing directories entries were made in
-	missing []string             // device nodes left out, and why
+	missing []leftOut            // device nodes left out, by reason
+}
+
+// leftOut are device nodes left out for one reason.
+type leftOut struct {
+	why   string
+	nodes []string
 }
 
 type addition struct {
@@ -119,7 +126,7 @@ func (a *additions) addDevices() error {
 		a.touch(filepath.Dir(p))
 		err = unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(d.major, d.minor)))
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
-			a.leaveOut([]device{d}, "mknod is not permitted (no CAP_MKNOD, or a user namespace)")
+			a.leaveOut([]device{d}, "mknod is not permitted: no CAP_MKNOD, or a user namespace")
 			continue
 		}
 		if err != nil {
@@ -130,7 +137,7 @@ func (a *additions) addDevices() error {
 			return fmt.Errorf("make /dev/%s: %w", d.name, err)
 		}
 		if err := usable(p); err != nil {
-			a.leaveOut([]device{d}, fmt.Sprintf("it cannot be opened (%v: a nodev filesystem, or a device cgroup)", err))
+			a.leaveOut([]device{d}, fmt.Sprintf("they cannot be opened: %v; a nodev filesystem, or a device cgroup", err))
 			if err := unix.Unlink(p); err != nil {
 				return fmt.Errorf("remove /dev/%s: %w", d.name, err)
 			}
@@ -160,11 +167,23 @@ func usable(p string) error {
 
 // leaveOut records that devs are left out, and why.
 func (a *additions) leaveOut(devs []device, why string) {
-	var names []string
-	for _, d := range devs {
-		names = append(names, "/dev/"+d.name)
+	i := slices.IndexFunc(a.missing, func(l leftOut) bool { return l.why == why })
+	if i < 0 {
+		a.missing = append(a.missing, leftOut{why: why})
+		i = len(a.missing) - 1
 	}
-	a.missing = append(a.missing, strings.Join(names, ", ")+": "+why)
+	for _, d := range devs {
+		a.missing[i].nodes = append(a.missing[i].nodes, "/dev/"+d.name)
+	}
+}
+
+// missingNodes says which device nodes are left out, and why.
+func (a *additions) missingNodes() string {
+	var parts []string
+	for _, l := range a.missing {
+		parts = append(parts, strings.Join(l.nodes, ", ")+" ("+l.why+")")
+	}
+	return strings.Join(parts, "; ")
 }
 
 // addHostFiles copies the host's resolv.conf and hosts into the rootfs

@@ -204,7 +204,6 @@ func (r *Runner) warnMissing(a *additions) {
 		return
 	}
 	r.warnOnce.Do(func() {
-		r.Warn("chroot isolation: RUN steps go without " + strings.Join(a.missing, "; ") +
-			" (unless their image has them)")
+		r.Warn("chroot isolation: RUN steps go without the device nodes their image lacks: " + a.missingNodes())
 	})
 }

@@ -40,7 +40,7 @@ func (s *suite) testExitCode(t *testing.T) {
 func (s *suite) testSignal(t *testing.T) {
 	e := s.New(t)
 	rootfs := s.rootfs(t)
-	m := marker()
+	m := markers(t, 1)[0]
 	type result struct {
 		code int
 		err  error
@@ -51,7 +51,7 @@ func (s *suite) testSignal(t *testing.T) {
 		done <- result{code, err}
 	}()
 	var pids []int
-	if !waitFor(10*time.Second, func() bool { pids = procsWith(m); return len(pids) == 1 }) {
+	if !waitFor(10*time.Second, func() bool { pids = Sleeping(m); return len(pids) == 1 }) {
 		t.Fatalf("the process did not start (pids %v)", pids)
 	}
 	must(t, syscall.Kill(pids[0], syscall.SIGKILL))
@@ -276,7 +276,7 @@ func (s *suite) testPathInRootfs(t *testing.T) {
 func (s *suite) testCancel(t *testing.T) {
 	e := s.New(t)
 	rootfs := s.rootfs(t)
-	m := []string{marker(), marker(), marker(), marker()}
+	m := markers(t, 4)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out syncBuffer
@@ -315,10 +315,27 @@ func (s *suite) testCancel(t *testing.T) {
 	}
 }
 
+// markers returns n new markers; when the test ends, processes left with
+// them (after a failure) are killed.
+func markers(t *testing.T, n int) []string {
+	var m []string
+	for i := 0; i < n; i++ {
+		m = append(m, Marker())
+	}
+	t.Cleanup(func() {
+		for _, mk := range m {
+			for _, pid := range Sleeping(mk) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	return m
+}
+
 // allRunning reports whether a `sleep M` runs for every marker M.
 func allRunning(markers []string) bool {
 	for _, m := range markers {
-		if len(procsWith(m)) == 0 {
+		if len(Sleeping(m)) == 0 {
 			return false
 		}
 	}
@@ -329,7 +346,7 @@ func allRunning(markers []string) bool {
 func checkGone(t *testing.T, markers []string) {
 	t.Helper()
 	for _, m := range markers {
-		if pids := procsWith(m); len(pids) > 0 {
+		if pids := Sleeping(m); len(pids) > 0 {
 			t.Errorf("sleep %s left running after Run returned: pids %v", m, pids)
 			for _, pid := range pids {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -344,7 +361,7 @@ func checkGone(t *testing.T, markers []string) {
 func (s *suite) testDetached(t *testing.T) {
 	e := s.New(t)
 	rootfs := s.rootfs(t)
-	m := []string{marker(), marker(), marker()}
+	m := markers(t, 3)
 	seen := make(chan bool, 1)
 	stop := make(chan struct{})
 	go func() {
@@ -551,18 +568,16 @@ func (s *suite) testConcurrent(t *testing.T) {
 	}
 	// The long run: its background process must outlive the others' ends.
 	long := s.rootfs(t)
-	lm := marker()
+	lm := markers(t, 1)[0]
 	longRes := start(long, fmt.Sprintf("sleep %s & while [ ! -e /go ]; do sleep 0.05; done; kill $! && echo long-ok", lm))
-	if !waitFor(10*time.Second, func() bool { return len(procsWith(lm)) == 1 }) {
+	if !waitFor(10*time.Second, func() bool { return len(Sleeping(lm)) == 1 }) {
 		_ = os.WriteFile(filepath.Join(long, "go"), nil, 0o644)
 		t.Fatal("the long run did not start")
 	}
 	const n = 3
-	var markers []string
 	var others []<-chan result
-	for i := 0; i < n; i++ {
-		m := marker()
-		markers = append(markers, m)
+	ms := markers(t, n)
+	for i, m := range ms {
 		others = append(others, start(s.rootfs(t), fmt.Sprintf("echo run%d > /mine; sleep 0.3 & setsid sleep %s & sleep 0.3; cat /mine", i, m)))
 	}
 	for i, res := range others {
@@ -571,8 +586,8 @@ func (s *suite) testConcurrent(t *testing.T) {
 			t.Errorf("run %d: Run = %d, %v; output %q, want %q", i, r.code, r.err, r.out, want)
 		}
 	}
-	checkGone(t, markers)
-	if len(procsWith(lm)) != 1 {
+	checkGone(t, ms)
+	if len(Sleeping(lm)) != 1 {
 		t.Error("the long run's background process was ended by another run")
 	}
 	must(t, os.WriteFile(filepath.Join(long, "go"), nil, 0o644))

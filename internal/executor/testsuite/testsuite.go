@@ -208,15 +208,15 @@ func waitFor(timeout time.Duration, cond func() bool) bool {
 	}
 }
 
-// marker returns an argument for sleep that names one process of one test
+// Marker returns an argument for sleep that names one process of one test
 // among every process on the machine: a run's processes are found by it
-// (procsWith) wherever they are (a container's processes are visible from
-// here).
-func marker() string { return strconv.Itoa(100000000 + rand.IntN(800000000)) }
+// (Sleeping) wherever they are (a container's processes are visible from
+// the host).
+func Marker() string { return strconv.Itoa(100000000 + rand.IntN(800000000)) }
 
-// procsWith returns the pids of the `sleep MARKER` processes alive (or not
+// Sleeping returns the pids of the `sleep MARKER` processes alive (or not
 // yet reaped) on the machine.
-func procsWith(marker string) []int {
+func Sleeping(marker string) []int {
 	ents, _ := os.ReadDir("/proc")
 	var pids []int
 	for _, e := range ents {
