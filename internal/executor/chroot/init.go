@@ -22,12 +22,16 @@ const (
 	initVersion = "1"
 )
 
-// The init's descriptors besides stdio: it reads its initConfig from the
-// control pipe, whose end (EOF) then tells it to end the run (the run was
-// canceled, or strata died), and writes one initStatus to the status pipe.
+// The init's descriptors besides its own stdio: it reads its initConfig
+// from the control pipe, whose end (EOF) then tells it to end the run (the
+// run was canceled, or strata died), writes one initStatus to the status
+// pipe, and gives the command stdinFD, stdoutFD and stderrFD as its stdio.
 const (
-	controlFD = 3
-	statusFD  = 4
+	controlFD = 3 + iota
+	statusFD
+	stdinFD
+	stdoutFD
+	stderrFD
 )
 
 // initConfig is what the init runs.
@@ -67,8 +71,9 @@ func Init() {
 }
 
 func runInit() int {
-	unix.CloseOnExec(controlFD) // not for the command
-	unix.CloseOnExec(statusFD)
+	for fd := controlFD; fd <= stderrFD; fd++ {
+		unix.CloseOnExec(fd) // the command gets only its stdio
+	}
 	control := os.NewFile(controlFD, "control")
 	status := os.NewFile(statusFD, "status")
 	report := func(st initStatus) int {
@@ -125,13 +130,13 @@ func runInit() int {
 }
 
 // startCommand starts the command: chroot into the rootfs, the user's
-// credentials, the working directory, a session of its own, the init's
-// stdio and nothing else.
+// credentials, the working directory, a session of its own, the run's
+// stdio and no other descriptor.
 func startCommand(cfg *initConfig) (int, error) {
 	return syscall.ForkExec(cfg.Path, cfg.Args, &syscall.ProcAttr{
 		Dir:   cfg.Dir,
 		Env:   cfg.Env,
-		Files: []uintptr{0, 1, 2},
+		Files: []uintptr{stdinFD, stdoutFD, stderrFD},
 		Sys: &syscall.SysProcAttr{
 			Chroot:     cfg.Rootfs,
 			Credential: &syscall.Credential{Uid: cfg.UID, Gid: cfg.GID, Groups: cfg.Groups},
