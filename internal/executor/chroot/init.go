@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -139,18 +140,29 @@ func startCommand(cfg *initConfig) (int, error) {
 		Files: []uintptr{stdinFD, stdoutFD, stderrFD},
 		Sys: &syscall.SysProcAttr{
 			Chroot:     cfg.Rootfs,
-			Credential: &syscall.Credential{Uid: cfg.UID, Gid: cfg.GID, Groups: cfg.Groups},
+			Credential: &syscall.Credential{Uid: cfg.UID, Gid: cfg.GID, Groups: cfg.Groups, NoSetGroups: setgroupsDenied()},
 			Setsid:     true,
 		},
 	})
+}
+
+// setgroupsDenied reports whether setgroups(2) is denied to this process:
+// in a user namespace whose gid map was written without it (unshare -r),
+// where the command then keeps the init's supplementary groups.
+func setgroupsDenied() bool {
+	b, err := os.ReadFile("/proc/self/setgroups")
+	return err == nil && strings.TrimSpace(string(b)) == "deny"
 }
 
 // startError says why the command did not start, in runc's words where
 // there are some.
 func startError(argv0 string, err error) string {
 	msg := fmt.Sprintf("exec: %q: %v", argv0, err)
-	if errors.Is(err, unix.EPERM) {
+	switch {
+	case errors.Is(err, unix.EPERM):
 		msg += " (chroot isolation needs CAP_SYS_CHROOT, CAP_SETUID and CAP_SETGID)"
+	case errors.Is(err, unix.EINVAL):
+		msg += " (is the user's uid or gid mapped in strata's user namespace?)"
 	}
 	return msg
 }
