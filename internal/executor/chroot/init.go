@@ -62,11 +62,11 @@ type initStatus struct {
 //	}
 func IsInit() bool { return os.Getenv(initEnv) == initVersion }
 
-// Init runs this process as a run's init and exits: it starts the command
-// as its config says, reaps every process that ends below it while the
-// command runs, and when the command ends (or the run is canceled: the
-// control pipe ends) kills and reaps every process left below it, then
-// writes the status.
+// Init runs this process as a run's init and exits: it moves into the
+// rootfs, starts the command as its config says, reaps every process that
+// ends below it while the command runs, and when the command ends (or the
+// run is canceled: the control pipe ends) kills and reaps every process
+// left below it, then writes the status.
 func Init() {
 	os.Exit(runInit())
 }
@@ -92,30 +92,17 @@ func runInit() int {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return report(initStatus{Error: fmt.Sprintf("init: become a child subreaper: %v", err)})
 	}
-	chld := make(chan os.Signal, 1)
-	signal.Notify(chld, syscall.SIGCHLD)
-	// The end of the control pipe, or a signal sent to the init, ends the
-	// run (a signal must not end the init and leave the run's processes).
-	stop := make(chan struct{})
-	var once sync.Once
-	end := func() { once.Do(func() { close(stop) }) }
-	go func() {
-		_, _ = io.Copy(io.Discard, io.MultiReader(dec.Buffered(), control))
-		end()
-	}()
-	term := make(chan os.Signal, 1)
-	signal.Notify(term, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	go func() {
-		<-term
-		end()
-	}()
-
-	pid, err := startCommand(&cfg)
+	proc, noSetGroups, err := enterRootfs(&cfg)
+	if err != nil {
+		return report(initStatus{Error: err.Error()})
+	}
+	chld, stop := watch(dec, control)
+	pid, err := startCommand(&cfg, noSetGroups)
 	if err != nil {
 		return report(initStatus{Error: startError(cfg.Args[0], err)})
 	}
 	ws, ended := waitCommand(pid, chld, stop)
-	left := killAll(chld)
+	left := killAll(proc, chld)
 	st := initStatus{Canceled: !ended}
 	if ended {
 		code, ok := executor.ExitCode(ws)
@@ -130,17 +117,61 @@ func runInit() int {
 	return report(st)
 }
 
-// startCommand starts the command: chroot into the rootfs, the user's
-// credentials, the working directory, a session of its own, the run's
-// stdio and no other descriptor.
-func startCommand(cfg *initConfig) (int, error) {
+// enterRootfs moves the init into the rootfs and the working directory,
+// as root (as runc does: a USER may start in a directory it cannot
+// search), keeping /proc open to find the run's processes from there. It
+// reads first whether setgroups(2) is denied to the command.
+func enterRootfs(cfg *initConfig) (*procfs, bool, error) {
+	noSetGroups := setgroupsDenied()
+	proc, err := openProc()
+	if err != nil {
+		return nil, false, fmt.Errorf("init: %v", err)
+	}
+	if err := unix.Chroot(cfg.Rootfs); err != nil {
+		msg := fmt.Sprintf("chroot to the rootfs: %v", err)
+		if errors.Is(err, unix.EPERM) {
+			msg += " (chroot isolation needs CAP_SYS_CHROOT)"
+		}
+		return nil, false, errors.New(msg)
+	}
+	if err := unix.Chdir(cfg.Dir); err != nil {
+		return nil, false, fmt.Errorf("chdir to the working directory %s: %v", cfg.Dir, err)
+	}
+	return proc, noSetGroups, nil
+}
+
+// watch returns a channel of SIGCHLD and one that is closed when the run
+// is to end: at the end of the control pipe (after the config, read by
+// dec), or on a signal sent to the init (which must not end the init and
+// leave the run's processes).
+func watch(dec *json.Decoder, control io.Reader) (chld <-chan os.Signal, stop <-chan struct{}) {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGCHLD)
+	s := make(chan struct{})
+	var once sync.Once
+	end := func() { once.Do(func() { close(s) }) }
+	go func() {
+		_, _ = io.Copy(io.Discard, io.MultiReader(dec.Buffered(), control))
+		end()
+	}()
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		<-term
+		end()
+	}()
+	return c, s
+}
+
+// startCommand starts the command in the init's root and working
+// directory, with the user's credentials, in a session of its own, with
+// the run's stdio and no other descriptor.
+func startCommand(cfg *initConfig, noSetGroups bool) (int, error) {
 	return syscall.ForkExec(cfg.Path, cfg.Args, &syscall.ProcAttr{
-		Dir:   cfg.Dir,
 		Env:   cfg.Env,
 		Files: []uintptr{stdinFD, stdoutFD, stderrFD},
 		Sys: &syscall.SysProcAttr{
-			Chroot:     cfg.Rootfs,
-			Credential: &syscall.Credential{Uid: cfg.UID, Gid: cfg.GID, Groups: cfg.Groups, NoSetGroups: setgroupsDenied()},
+			Credential: &syscall.Credential{Uid: cfg.UID, Gid: cfg.GID, Groups: cfg.Groups, NoSetGroups: noSetGroups},
 			Setsid:     true,
 		},
 	})
@@ -160,7 +191,7 @@ func startError(argv0 string, err error) string {
 	msg := fmt.Sprintf("exec: %q: %v", argv0, err)
 	switch {
 	case errors.Is(err, unix.EPERM):
-		msg += " (chroot isolation needs CAP_SYS_CHROOT, CAP_SETUID and CAP_SETGID)"
+		msg += " (chroot isolation needs CAP_SETUID and CAP_SETGID)"
 	case errors.Is(err, unix.EINVAL):
 		msg += " (is the user's uid or gid mapped in strata's user namespace?)"
 	}

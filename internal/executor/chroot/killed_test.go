@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/strata-build/strata/internal/executor"
 	"github.com/strata-build/strata/internal/executor/testsuite"
 )
@@ -79,10 +81,15 @@ func TestStrataKilled(t *testing.T) {
 // childNamed returns the pid of the child of ppid whose argv[0] is name.
 func childNamed(t *testing.T, ppid int, name string) int {
 	t.Helper()
+	proc, err := openProc()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(proc.fd)
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || parent(pid) != ppid {
+		if err != nil || proc.parent(pid) != ppid {
 			continue
 		}
 		b, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))

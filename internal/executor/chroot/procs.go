@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -41,12 +42,12 @@ func reapAll(pid int) (ws syscall.WaitStatus, found bool) {
 // was killed is found on the next round (orphans come to the init, a
 // subreaper). It returns an error naming the processes still there after
 // killTimeout.
-func killAll(chld <-chan os.Signal) error {
+func killAll(proc *procfs, chld <-chan os.Signal) error {
 	self := os.Getpid()
 	deadline := time.Now().Add(killTimeout)
 	for {
 		reapAll(0)
-		pids := descendants(self)
+		pids := proc.descendants(self)
 		if len(pids) == 0 {
 			return nil
 		}
@@ -63,20 +64,34 @@ func killAll(chld <-chan os.Signal) error {
 	}
 }
 
+// procfs is /proc, opened before the init left it behind (chroot).
+type procfs struct{ fd int }
+
+func openProc() (*procfs, error) {
+	fd, err := unix.Open("/proc", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open /proc: %w", err)
+	}
+	return &procfs{fd: fd}, nil
+}
+
 // descendants returns the pids of the processes below root (its children,
 // theirs, ...), zombies included, as /proc shows them.
-func descendants(root int) []int {
-	ents, err := os.ReadDir("/proc")
+func (p *procfs) descendants(root int) []int {
+	fd, err := unix.Openat(p.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil
 	}
+	dir := os.NewFile(uintptr(fd), "/proc")
+	names, _ := dir.Readdirnames(-1)
+	dir.Close()
 	children := map[int][]int{}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
+	for _, name := range names {
+		pid, err := strconv.Atoi(name)
 		if err != nil {
 			continue
 		}
-		if ppid := parent(pid); ppid > 0 {
+		if ppid := p.parent(pid); ppid > 0 {
 			children[ppid] = append(children[ppid], pid)
 		}
 	}
@@ -92,8 +107,14 @@ func descendants(root int) []int {
 }
 
 // parent returns the parent pid of pid (field 4 of /proc/PID/stat), or 0.
-func parent(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+func (p *procfs) parent(pid int) int {
+	fd, err := unix.Openat(p.fd, strconv.Itoa(pid)+"/stat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0
+	}
+	f := os.NewFile(uintptr(fd), "stat")
+	b, err := io.ReadAll(f)
+	f.Close()
 	if err != nil {
 		return 0
 	}
@@ -103,10 +124,10 @@ func parent(pid int) int {
 	if i < 0 {
 		return 0
 	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
+	f2 := strings.Fields(string(b[i+1:]))
+	if len(f2) < 2 {
 		return 0
 	}
-	ppid, _ := strconv.Atoi(f[1])
+	ppid, _ := strconv.Atoi(f2[1])
 	return ppid
 }

@@ -117,6 +117,13 @@ func (s *suite) testCwd(t *testing.T) {
 			}
 		}
 	}
+	// A working directory the user cannot search is entered all the same
+	// (as root, before the user is set, as runc does).
+	must(t, os.Mkdir(filepath.Join(rootfs, "root"), 0o700))
+	code, out := s.run(t, e, executor.Process{Rootfs: rootfs, User: "app", Cwd: "/root", Args: sh("pwd; test -r . || echo cannot list")})
+	if code != 0 || out != "/root\ncannot list\n" {
+		t.Errorf("USER app, cwd /root (0700): exit %d, output %q", code, out)
+	}
 }
 
 func (s *suite) testUser(t *testing.T) {
@@ -254,6 +261,10 @@ func (s *suite) testPathInRootfs(t *testing.T) {
 	code, out := s.run(t, e, executor.Process{Rootfs: rootfs, Env: []string{"PATH=/opt/tools:/bin"}, Args: []string{"mytool", "a b"}})
 	if code != 0 || out != "mytool a b\n" {
 		t.Errorf("mytool: exit %d, output %q", code, out)
+	}
+	code, out = s.run(t, e, executor.Process{Rootfs: rootfs, Cwd: "/opt", Args: []string{"./tools/mytool", "relative"}})
+	if code != 0 || out != "mytool relative\n" {
+		t.Errorf("./tools/mytool in /opt: exit %d, output %q", code, out)
 	}
 	code, out = s.run(t, e, executor.Process{Rootfs: rootfs, Args: []string{"echo", "default PATH"}})
 	if code != 0 || out != "default PATH\n" {
