@@ -4,7 +4,8 @@
 // namespace and no mount(2), so that runc cannot run. The command is started
 // with chroot(2) into the rootfs (a plain directory, as the native
 // snapshotter makes), as the USER's uid, gid and supplementary groups, in a
-// session of its own.
+// session of its own, with the executable looked up on the process's PATH
+// inside the rootfs.
 //
 // What it isolates: the root directory, and the user a RUN runs as. That
 // is all. There are no namespaces: the RUN shares strata's PID, network,
@@ -14,7 +15,8 @@
 // applied) and can signal processes outside the rootfs by pid. Nothing is
 // mounted: the RUN has no /proc, /sys, /dev/pts, /dev/shm or /dev/mqueue
 // unless the rootfs has them as plain directories (so ps, /proc/self/...,
-// /dev/fd and /dev/stdin do not work), and Process.Mounts are refused.
+// /dev/fd, /dev/stdin and busybox applets without a link do not work), and
+// Process.Mounts are refused, as is a terminal (Process.Terminal).
 // Capabilities, the seccomp filter and no_new_privs are strata's own (the
 // container's): a root RUN keeps every capability strata has, setuid
 // programs work, and Security "insecure" runs the same as "sandbox". chroot
@@ -31,26 +33,34 @@
 //     it) when the rootfs lacks them, and removed afterwards, with /dev when
 //     it had to be made. Where mknod is not permitted (no CAP_MKNOD, a user
 //     namespace) or a node cannot be opened (a nodev filesystem), the run
-//     goes on without it and Runner.Warn says so once.
+//     goes without it and Runner.Warn says so once. Without /dev/null, a
+//     shell cannot start a background job ("cmd &"), and a "> /dev/null"
+//     where the rootfs has /dev writes a regular file into the layer.
 //   - /etc/resolv.conf and /etc/hosts are copies of the host's when the
 //     rootfs has none (where the rootfs's one is a symlink to a missing
 //     file, the file it names), removed afterwards; a rootfs's own files are
 //     used as they are and never rewritten.
 //   - What the command did not change is left exactly as it was: entries
 //     made for the run are removed only while they are still the ones made
-//     (same inode), directories only when empty, and the times of the
-//     directories they were made in are restored.
+//     (same inode and birth time), directories only when empty, and the
+//     times of the directories they were made in are restored.
 //
 // Processes: each run has an init process, this program started again (see
-// IsInit and Init), which is a child subreaper: every process the command
-// starts stays below it however it detaches (background, setsid, double
-// fork), because an orphan is reparented to its nearest subreaper. When the
-// command ends, when the run is canceled, or when strata dies, the init
-// kills (SIGKILL) and reaps every process below it before it reports, as
-// the end of a PID namespace does. Runs in distinct rootfs (concurrent
+// IsInit and Init). It enters the rootfs and the working directory as root
+// (a USER may start in a directory it cannot search, as with runc), then
+// starts the command, and it is a child subreaper: every process the
+// command starts stays below it however it detaches (background, setsid,
+// double fork), because an orphan is reparented to its nearest subreaper.
+// When the command ends, when the run is canceled, or when strata dies, the
+// init kills (SIGKILL) and reaps every process below it before it reports,
+// as the end of a PID namespace does. Runs in distinct rootfs (concurrent
 // ones too) each have their own init and cannot end each other's processes.
-// Only a process that kills the init itself, or an init that is killed
-// (e.g. by the OOM killer), leaves processes behind.
+// (Strata itself cannot find a run's processes reliably: in a pod, without
+// CAP_SYS_PTRACE, root may not read /proc/PID/root of a process of another
+// uid, and setsid leaves the session.) Only a process that kills the init,
+// or an init that is killed (e.g. by the OOM killer), leaves processes
+// behind; when strata is killed, what it added to the rootfs stays (the
+// snapshot is thrown away with its session).
 package chroot
 
 import (
