@@ -265,7 +265,15 @@ func (r *Runner) runc(ctx context.Context, runtimePath, bundle string, p *Proces
 	}
 	defer out.Wait(stdio.Drain)
 	defer out.CloseWriters()
-	cmd.Stdout, cmd.Stderr = out.Files()
+	// A nil *os.File in an io.Writer field would leave the descriptor
+	// closed; a nil io.Writer is /dev/null.
+	stdout, stderr := out.Files()
+	if stdout != nil {
+		cmd.Stdout = stdout
+	}
+	if stderr != nil {
+		cmd.Stderr = stderr
+	}
 	// Own process group: a Ctrl-C on strata's terminal must not reach runc (or the
 	// container) directly; cancellation goes through ctx.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -171,10 +171,14 @@ func (s *suite) testOutput(t *testing.T) {
 	if err != nil || code != 0 || stdout.String() != "out\n" || stderr.String() != "err\n" {
 		t.Errorf("separate writers: Run = %d, %v; stdout %q, stderr %q", code, err, stdout.String(), stderr.String())
 	}
-	// No writers: the output is discarded, the process still runs.
-	code, err = e.Run(context.Background(), executor.Process{ID: s.id(), Rootfs: rootfs, Args: sh("echo out; echo err >&2; touch /ran")})
-	if _, serr := os.Stat(filepath.Join(rootfs, "ran")); err != nil || code != 0 || serr != nil {
-		t.Errorf("no writers: Run = %d, %v (%v)", code, err, serr)
+	// No writers: the output is discarded (/dev/null), the process still
+	// runs, as root and as a user.
+	for _, u := range []string{"", "app"} {
+		code, err = e.Run(context.Background(), executor.Process{ID: s.id(), Rootfs: rootfs, User: u, Cwd: "/tmp/" + u,
+			Args: sh("echo out && echo err >&2 && touch ran")})
+		if _, serr := os.Stat(filepath.Join(rootfs, "tmp", u, "ran")); err != nil || code != 0 || serr != nil {
+			t.Errorf("no writers, USER %q: Run = %d, %v (%v)", u, code, err, serr)
+		}
 	}
 }
 
