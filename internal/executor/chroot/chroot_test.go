@@ -111,3 +111,15 @@ func run(t *testing.T, r *Runner, p executor.Process) (int, string, error) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+func BenchmarkRunTrue(b *testing.B) {
+	requireRoot(b)
+	r := &Runner{}
+	rootfs := testsuite.Rootfs(b, true)
+	for b.Loop() {
+		code, err := r.Run(context.Background(), executor.Process{ID: "strata-bench", Rootfs: rootfs, Args: []string{"/bin/true"}})
+		if err != nil || code != 0 {
+			b.Fatalf("code %d err %v", code, err)
+		}
+	}
+}
