@@ -1,3 +1,6 @@
+// What every executor does the same way: the default PATH, exit codes,
+// the working directory.
+
 package executor
 
 import (
