@@ -1,8 +1,8 @@
 // Package executor runs the process of a build step (a RUN) or of `strata
-// run` in a prepared root filesystem. Executor is the seam: package runc is
-// the implementation today (an OCI runtime driven with a generated
-// config.json); others (rootless, mount-free for unprivileged containers)
-// go behind the same interface.
+// run` in a prepared root filesystem. Executor is the seam: package runc
+// drives an OCI runtime with a generated config.json; package chroot runs
+// without mounts or namespaces, for unprivileged containers. Both pass the
+// scenarios of package testsuite.
 package executor
 
 import (

@@ -48,7 +48,7 @@ func (r *Runner) runForeground(ctx context.Context, runtimePath, bundle string, 
 	if ctx.Err() != nil {
 		return -1, fmt.Errorf("run %s: %w", p.ID, ctx.Err())
 	}
-	// runc exits with its process's exit code (see exitCode), and non-zero
+	// runc exits with its process's exit code (see executor.ExitCode), and non-zero
 	// for its own failures too; those it logs at error level.
 	code := cmd.ProcessState.ExitCode()
 	if code != 0 {

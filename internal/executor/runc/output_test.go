@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/strata-build/strata/internal/executor/stdio"
 )
 
 // blockedWriter blocks every Write until release is closed.
@@ -32,7 +34,7 @@ func TestBlockedWriter(t *testing.T) {
 		}
 		errc <- err
 	}()
-	limit := outputDrain + 5*time.Second
+	limit := stdio.Drain + 5*time.Second
 	select {
 	case err := <-errc:
 		if err != nil {
@@ -42,38 +44,4 @@ func TestBlockedWriter(t *testing.T) {
 		t.Fatalf("Run did not return within %v with a blocked writer", limit)
 	}
 	t.Logf("Run returned after %v", time.Since(start))
-}
-
-// TestOutputWaitBounded: output.wait returns within its drain time (and the
-// grace for copies to end) when a writer blocks forever, and a writer that
-// works still gets all its bytes.
-func TestOutputWaitBounded(t *testing.T) {
-	blocked := blockedWriter{make(chan struct{})}
-	defer close(blocked.release)
-	var good syncBuffer
-	o, err := newOutput(&good, blocked)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprint(o.stdout, "to good")
-	fmt.Fprint(o.stderr, "to blocked")
-	o.closeWriters()
-	const drain = 200 * time.Millisecond
-	start := time.Now()
-	done := make(chan struct{})
-	go func() {
-		o.wait(drain)
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(drain + outputGrace + 3*time.Second):
-		t.Fatal("output.wait did not return with a blocked writer")
-	}
-	if d := time.Since(start); d < drain {
-		t.Errorf("output.wait returned after %v, before the drain time", d)
-	}
-	if good.String() != "to good" {
-		t.Errorf("working writer got %q", good.String())
-	}
 }

@@ -19,7 +19,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -29,12 +28,12 @@ import (
 	"syscall"
 	"time"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/sys/userns"
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-build/strata/internal/executor"
 	"github.com/strata-build/strata/internal/executor/netns"
+	"github.com/strata-build/strata/internal/executor/stdio"
 	"github.com/strata-build/strata/internal/executor/user"
 )
 
@@ -104,7 +103,7 @@ func (r *Runner) Run(ctx context.Context, p Process) (exitCode int, err error) {
 	if err != nil {
 		return -1, fmt.Errorf("run %s: user %q: %w", p.ID, p.User, err)
 	}
-	if err := mkdirAllOwned(rootfs, cwd, int(uid), int(gid)); err != nil {
+	if _, err := executor.MkdirAllOwned(rootfs, cwd, int(uid), int(gid)); err != nil {
 		return -1, fmt.Errorf("run %s: create working directory %s: %w", p.ID, cwd, err)
 	}
 
@@ -234,7 +233,7 @@ func errOr(err, def error) error {
 // sequence whose order is the correctness argument; split up it would be
 // harder to check.
 func (r *Runner) runc(ctx context.Context, runtimePath, bundle string, p *Process) (int, error) {
-	if p.Terminal || isTerminal(p.Stdin) {
+	if p.Terminal || stdio.IsTerminal(p.Stdin) {
 		return r.runForeground(ctx, runtimePath, bundle, p)
 	}
 	// The container's process is runc's child; when runc exits it is
@@ -252,7 +251,7 @@ func (r *Runner) runc(ctx context.Context, runtimePath, bundle string, p *Proces
 	cmd.Dir = bundle
 	// runc hands its stdin to the process: a file, not a copy that
 	// exec.Cmd.Wait would wait for after runc has exited.
-	stdin, closeStdin, err := inputFile(p.Stdin)
+	stdin, closeStdin, err := stdio.InputFile(p.Stdin)
 	if err != nil {
 		return -1, fmt.Errorf("run %s: %w", p.ID, err)
 	}
@@ -260,18 +259,26 @@ func (r *Runner) runc(ctx context.Context, runtimePath, bundle string, p *Proces
 	if stdin != nil {
 		cmd.Stdin = stdin // else /dev/null (not a nil *os.File: no fd 0 at all)
 	}
-	out, err := newOutput(p.Stdout, p.Stderr)
+	out, err := stdio.NewOutput(p.Stdout, p.Stderr)
 	if err != nil {
 		return -1, fmt.Errorf("run %s: %w", p.ID, err)
 	}
-	defer out.wait(outputDrain)
-	defer out.closeWriters()
-	cmd.Stdout, cmd.Stderr = out.stdout, out.stderr
+	defer out.Wait(stdio.Drain)
+	defer out.CloseWriters()
+	// A nil *os.File in an io.Writer field would leave the descriptor
+	// closed; a nil io.Writer is /dev/null.
+	stdout, stderr := out.Files()
+	if stdout != nil {
+		cmd.Stdout = stdout
+	}
+	if stderr != nil {
+		cmd.Stderr = stderr
+	}
 	// Own process group: a Ctrl-C on strata's terminal must not reach runc (or the
 	// container) directly; cancellation goes through ctx.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	err = cmd.Start()
-	out.closeWriters() // the child has its copies: the pipes end when the process closes them
+	out.CloseWriters() // the child has its copies: the pipes end when the process closes them
 	closeStdin()
 	if err != nil {
 		return -1, fmt.Errorf("run %s: start runc: %w", p.ID, err)
@@ -311,7 +318,7 @@ func (r *Runner) runc(ctx context.Context, runtimePath, bundle string, p *Proces
 	if err != nil {
 		return -1, fmt.Errorf("run %s: wait for the process: %w", p.ID, err)
 	}
-	code, ok := exitCode(st.Sys().(syscall.WaitStatus))
+	code, ok := executor.ExitCode(st.Sys().(syscall.WaitStatus))
 	if !ok {
 		return -1, fmt.Errorf("run %s: process ended with %v", p.ID, st)
 	}
@@ -324,20 +331,6 @@ func (r *Runner) runc(ctx context.Context, runtimePath, bundle string, p *Proces
 		}()
 	}
 	return code, nil
-}
-
-// exitCode maps a process's wait status to its exit code as a shell reports
-// it: its exit status, or 128+N when signal N killed it. It is false for a
-// status that is not an end (stopped, continued). `runc run` in the foreground
-// exits with its process's exit code mapped the same way.
-func exitCode(ws syscall.WaitStatus) (int, bool) {
-	switch {
-	case ws.Exited():
-		return ws.ExitStatus(), true
-	case ws.Signaled():
-		return 128 + int(ws.Signal()), true
-	}
-	return -1, false
 }
 
 // runcFailure is Run's error when runc did not run the process to its end:
@@ -425,42 +418,6 @@ func runcError(logPath string) string {
 		}
 	}
 	return strings.Join(msgs, "; ")
-}
-
-// mkdirAllOwned creates dir (absolute, inside rootfs, symlinks resolved inside
-// rootfs) and any missing parents with mode 0755, each created directory owned by
-// uid:gid. Existing directories are left alone.
-func mkdirAllOwned(rootfs, dir string, uid, gid int) error {
-	p, err := securejoin.SecureJoin(rootfs, dir)
-	if err != nil {
-		return err
-	}
-	var missing []string
-	for q := p; q != rootfs && strings.HasPrefix(q, rootfs+"/"); q = filepath.Dir(q) {
-		st, err := os.Stat(q)
-		if err == nil {
-			if !st.IsDir() {
-				return fmt.Errorf("%s is not a directory", strings.TrimPrefix(q, rootfs))
-			}
-			break
-		}
-		if !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		missing = append(missing, q)
-	}
-	for i := len(missing) - 1; i >= 0; i-- {
-		if err := os.Mkdir(missing[i], 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-			return err
-		}
-		if err := os.Chmod(missing[i], 0o755); err != nil { // no umask
-			return err
-		}
-		if err := os.Lchown(missing[i], uid, gid); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // waitRunc waits for the started runc command; when ctx ends first, the

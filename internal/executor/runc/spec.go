@@ -4,16 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/moby/profiles/seccomp"
 	"github.com/moby/sys/userns"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/strata-build/strata/internal/executor"
 	"golang.org/x/sys/unix"
 )
 
-// DefaultPath is the PATH a process gets when its environment has none (Docker's).
-const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+// DefaultPath is the PATH a process gets when its environment has none
+// (see executor.DefaultPath).
+const DefaultPath = executor.DefaultPath
 
 // DefaultHostname is the container's hostname when Process.Hostname is empty.
 const DefaultHostname = "strata"
@@ -216,18 +217,6 @@ func bindSys(mounts []specs.Mount, bind bool) []specs.Mount {
 	return mounts
 }
 
-// withDefaultPath adds PATH=DefaultPath when env has no PATH entry.
-func withDefaultPath(env []string) []string {
-	for _, e := range env {
-		if strings.HasPrefix(e, "PATH=") {
-			return env
-		}
-	}
-	out := make([]string, 0, len(env)+1)
-	out = append(out, env...)
-	return append(out, "PATH="+DefaultPath)
-}
-
 // specInput is what newSpec needs beyond Process.
 type specInput struct {
 	rootfs         string
@@ -322,7 +311,7 @@ func newSpec(p *Process, in specInput) (*specs.Spec, error) {
 				AdditionalGids: in.additionalGids,
 			},
 			Args: p.Args,
-			Env:  withDefaultPath(p.Env),
+			Env:  executor.WithDefaultPath(p.Env),
 			Cwd:  in.cwd,
 			Capabilities: &specs.LinuxCapabilities{
 				Bounding:  caps(),

@@ -313,3 +313,18 @@ func FileOwner(rootfs, spec string) (uid, gid uint32, err error) {
 	}
 	return uid, gid, nil
 }
+
+// Home is the HOME a process running as uid gets when its environment has
+// none, as runc sets it: the home directory of the first entry for uid in
+// rootfs's /etc/passwd, else "/" (also when the file cannot be read).
+func Home(rootfs string, uid uint32) string {
+	passwd, err := readFile(rootfs, passwdFile())
+	if err != nil || passwd == nil {
+		return "/"
+	}
+	users, err := user.ParsePasswdFilter(passwd, func(u user.User) bool { return u.Uid == int(uid) })
+	if err != nil || len(users) == 0 || users[0].Home == "" {
+		return "/"
+	}
+	return users[0].Home
+}

@@ -215,3 +215,24 @@ func TestIDRange(t *testing.T) {
 		}
 	}
 }
+
+func TestHome(t *testing.T) {
+	full := rootfsWith(t, map[string]string{"etc/passwd": passwd + "second:x:1000:1000::/other:/bin/sh\nnohome:x:7:7::::\n"})
+	empty := t.TempDir()
+	for _, tc := range []struct {
+		rootfs string
+		uid    uint32
+		want   string
+	}{
+		{full, 0, "/root"},
+		{full, 1000, "/home/app"}, // the first entry for the uid
+		{full, 1, "/usr/sbin"},
+		{full, 4242, "/"},
+		{full, 7, "/"},
+		{empty, 0, "/"},
+	} {
+		if got := Home(tc.rootfs, tc.uid); got != tc.want {
+			t.Errorf("Home(%d) = %q, want %q", tc.uid, got, tc.want)
+		}
+	}
+}

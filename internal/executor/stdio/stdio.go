@@ -1,4 +1,11 @@
-package runc
+// Package stdio connects a process's standard streams to the writers and
+// reader of an executor.Process, for executors that start a process which
+// hands its stdio on to the command (runc run --detach, the chroot init):
+// one pipe per distinct writer, each read by one goroutine, so a writer given
+// for both stdout and stderr sees the output in the order it was written;
+// the wait for the output is bounded, so that a writer that blocks or a
+// descendant that keeps a pipe open cannot hold the caller forever.
+package stdio
 
 import (
 	"fmt"
@@ -9,31 +16,40 @@ import (
 	"golang.org/x/term"
 )
 
-// output connects a process's stdout and stderr to their writers: one pipe
+// Output connects a process's stdout and stderr to their writers: one pipe
 // per distinct writer (a writer given for both streams gets one pipe), each
 // read by one goroutine, so every writer receives its bytes in the order
 // they were written. *os.File writers are handed to the process directly.
-type output struct {
+type Output struct {
 	stdout, stderr *os.File // for the child; nil: /dev/null
 	writers        []*os.File
 	readers        []*os.File
 	copies         chan struct{}
 }
 
-// outputDrain bounds how long the output is read after the process ended
+// Drain bounds how long the output is read after the process ended
 // (a descendant that escaped and kept the pipe open, or a writer that blocks).
-const outputDrain = 10 * time.Second
+const Drain = 10 * time.Second
 
-// outputGrace is how long copies get to end once the drain time is over and
+// grace is how long copies get to end once the drain time is over and
 // the pipes are closed.
-const outputGrace = time.Second
+const grace = time.Second
 
-func newOutput(stdout, stderr io.Writer) (*output, error) {
-	o := &output{copies: make(chan struct{}, 2)}
+// Files returns the files the process gets as its stdout and stderr (the
+// same file when one writer was given for both). nil means no writer: the
+// process should get /dev/null (exec.Cmd does that for a nil io.Writer, but
+// not for a nil *os.File in it, which leaves the descriptor closed).
+func (o *Output) Files() (stdout, stderr *os.File) { return o.stdout, o.stderr }
+
+// NewOutput returns the Output for writers stdout and stderr (nil discards).
+// The caller hands Files to the process, calls CloseWriters once it has
+// started, and Wait to collect the rest of the output.
+func NewOutput(stdout, stderr io.Writer) (*Output, error) {
+	o := &Output{copies: make(chan struct{}, 2)}
 	var err error
 	if o.stdout, err = o.pipe(stdout); err != nil {
-		o.closeWriters()
-		o.wait(outputDrain)
+		o.CloseWriters()
+		o.Wait(Drain)
 		return nil, err
 	}
 	if stderr != nil && sameWriter(stdout, stderr) {
@@ -41,15 +57,15 @@ func newOutput(stdout, stderr io.Writer) (*output, error) {
 		return o, nil
 	}
 	if o.stderr, err = o.pipe(stderr); err != nil {
-		o.closeWriters()
-		o.wait(outputDrain)
+		o.CloseWriters()
+		o.Wait(Drain)
 		return nil, err
 	}
 	return o, nil
 }
 
 // pipe returns the file the child writes w's stream to.
-func (o *output) pipe(w io.Writer) (*os.File, error) {
+func (o *Output) pipe(w io.Writer) (*os.File, error) {
 	if w == nil {
 		return nil, nil
 	}
@@ -69,20 +85,20 @@ func (o *output) pipe(w io.Writer) (*os.File, error) {
 	return pw, nil
 }
 
-// closeWriters closes strata's copies of the pipes' write ends.
-func (o *output) closeWriters() {
+// CloseWriters closes strata's copies of the pipes' write ends.
+func (o *Output) CloseWriters() {
 	for _, w := range o.writers {
 		w.Close()
 	}
 	o.writers = nil
 }
 
-// wait waits until every pipe is read to its end, at most drain, and closes
+// Wait waits until every pipe is read to its end, at most drain, and closes
 // the read ends. When drain is over it closes them first, which ends the
-// copies blocked reading, and waits outputGrace more for the copies; a copy
+// copies blocked reading, and waits grace more for the copies; a copy
 // still blocked in its writer's Write then is abandoned: its goroutine ends
 // when that Write returns, without writing more.
-func (o *output) wait(drain time.Duration) {
+func (o *Output) Wait(drain time.Duration) {
 	timeout := time.After(drain)
 	closed := false
 	for n := len(o.readers); n > 0; {
@@ -97,13 +113,13 @@ func (o *output) wait(drain time.Duration) {
 		}
 		o.closeReaders()
 		closed = true
-		timeout = time.After(outputGrace)
+		timeout = time.After(grace)
 	}
 	o.closeReaders()
 }
 
 // closeReaders closes strata's read ends of the pipes (again: no effect).
-func (o *output) closeReaders() {
+func (o *Output) closeReaders() {
 	for _, r := range o.readers {
 		r.Close()
 	}
@@ -120,16 +136,16 @@ func sameWriter(a, b io.Writer) (same bool) {
 	return a == b
 }
 
-// isTerminal reports whether r is a terminal device.
-func isTerminal(r io.Reader) bool {
+// IsTerminal reports whether r is a terminal device.
+func IsTerminal(r io.Reader) bool {
 	f, ok := r.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// inputFile gives the file runc passes to the process as its stdin: r itself
+// InputFile gives the file the started process passes on to the process as its stdin: r itself
 // when it is a file, else the read end of a pipe that r is copied into. close
-// releases strata's copy once runc has started.
-func inputFile(r io.Reader) (f *os.File, close func(), err error) {
+// releases strata's copy once the process has started.
+func InputFile(r io.Reader) (f *os.File, close func(), err error) {
 	switch r := r.(type) {
 	case nil:
 		return nil, func() {}, nil
