@@ -11,9 +11,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-build/strata/internal/cli"
+	"github.com/strata-build/strata/internal/executor/chroot"
 )
 
 func main() {
+	// A RUN's init in chroot isolation is this binary started again.
+	if chroot.IsInit() {
+		chroot.Init() // does not return
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 8)
 	// SIGPIPE too: a reader of strata's output that goes away (strata build

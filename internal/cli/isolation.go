@@ -11,7 +11,9 @@ import (
 
 	"github.com/strata-build/strata/internal/builder"
 	"github.com/strata-build/strata/internal/executor"
+	"github.com/strata-build/strata/internal/executor/chroot"
 	"github.com/strata-build/strata/internal/executor/netns"
+	"github.com/strata-build/strata/internal/executor/runc"
 	"github.com/strata-build/strata/internal/isolation"
 	"github.com/strata-build/strata/internal/snapshot"
 	"github.com/strata-build/strata/internal/userns"
@@ -141,6 +143,16 @@ configuration file, the snapshotter and the default network of RUN.`,
 			return err
 		},
 	}
+}
+
+// executor runs RUN steps and `strata run` for the mode: runc, but in
+// chroot mode the chroot executor (runc cannot run where nothing can be
+// mounted), which says once on stderr what a RUN goes without.
+func (a *app) executor(runc *runc.Runner) executor.Executor {
+	if a.mode != isolation.Chroot {
+		return runc
+	}
+	return &chroot.Runner{Warn: func(msg string) { a.stderrf("WARNING: %s", msg) }}
 }
 
 // passedExit is the exit code of the inner strata (rootless mode), which

@@ -59,7 +59,7 @@ type app struct {
 	store   *store.Store
 	session *store.Session
 	builder *builder.Builder
-	runner  *runc.Runner     // the builder's executor; app.close waits for its background deletes
+	runner  *runc.Runner     // runc (the builder's executor but in chroot mode); app.close waits for its background deletes
 	lock    *store.BuildLock // shared build lock: keeps prune from collecting under us
 }
 
@@ -123,7 +123,7 @@ func (a *app) open(ctx context.Context) (*builder.Builder, error) {
 	}
 	a.store, a.session = s, se
 	a.runner = runner
-	a.builder = &builder.Builder{Store: s, Registry: registry.New(cfg), Runner: runner, Session: se}
+	a.builder = &builder.Builder{Store: s, Registry: registry.New(cfg), Runner: a.executor(runner), Session: se}
 	if v := os.Getenv("STRATA_MAX_LAYER_ENTRIES"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {

@@ -52,7 +52,7 @@ func (a *app) runCmd() *cobra.Command {
 				o.Stdin = a.stdin
 			}
 			o.Stdout, o.Stderr = a.stdout, a.stderr
-			code, err := container.Run(cmd.Context(), a.store, a.runner, a.session, a.builder.Snapshots, img, dirs, o)
+			code, err := container.Run(cmd.Context(), a.store, a.builder.Runner, a.session, a.builder.Snapshots, img, dirs, o)
 			if err != nil {
 				return err
 			}
