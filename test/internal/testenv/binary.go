@@ -31,10 +31,12 @@ func ModuleRoot() (string, error) {
 	}
 }
 
-// BuildStrata builds ./cmd/strata of the module at root into out.
-func BuildStrata(ctx context.Context, root, out string) error {
+// BuildStrata builds ./cmd/strata of the module at root into out, with
+// more environment for go build (e.g. CGO_ENABLED=0 for a static binary).
+func BuildStrata(ctx context.Context, root, out string, env ...string) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/strata")
 	cmd.Dir = root
+	cmd.Env = append(os.Environ(), env...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./cmd/strata: %w\n%s", err, b)
 	}

@@ -1,11 +1,13 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // ContainerEnv, set to 1, makes every suite run strata inside an
@@ -23,8 +25,9 @@ const ContainerEnv = "STRATA_TEST_IN_CONTAINER"
 // inside finds it may not mount and works in chroot isolation, its store
 // on that volume.
 type Container struct {
-	store string // the outer strata's store, holding the container's image
-	bin   string // the strata binary inside
+	store  string // the outer strata's store, holding the container's image
+	binDir string // holds a static build of the strata under test (the image has no C library)
+	bin    string // that binary inside
 }
 
 // setUpContainer imports the container's image into a store of its own.
@@ -35,7 +38,13 @@ func (s *Suite) setUpContainer() error {
 	if err != nil {
 		return err
 	}
-	c := &Container{store: store, bin: "/opt/strata/strata"}
+	c := &Container{store: store, binDir: filepath.Join(s.WorkDir, ".static"), bin: "/opt/strata/strata"}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := BuildStrata(ctx, s.RepoRoot, filepath.Join(c.binDir, "strata"), "CGO_ENABLED=0"); err != nil {
+		os.RemoveAll(store)
+		return err
+	}
 	args := append([]string{"--root", c.store}, ImportArgs(s.BusyboxRoot, "strata-test-builder:latest", ImagePATH)...)
 	out, err := exec.Command(s.Bin, args...).CombinedOutput()
 	if err != nil {
@@ -51,7 +60,7 @@ func (s *Suite) setUpContainer() error {
 func (c *Container) wrap(s *Suite, cmd *exec.Cmd) {
 	inner := append([]string{c.bin}, cmd.Args[1:]...)
 	args := []string{s.Bin, "--root", c.store, "run", "--network", "host",
-		"-v", filepath.Dir(s.Bin) + ":" + filepath.Dir(c.bin) + ":ro",
+		"-v", c.binDir + ":" + filepath.Dir(c.bin) + ":ro",
 		"-v", s.WorkDir + ":" + s.WorkDir,
 		"-w", cmd.Dir,
 	}
