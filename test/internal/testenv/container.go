@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -85,4 +86,30 @@ func (c *Container) close() error {
 		return nil
 	}
 	return ReleaseStore(c.store)
+}
+
+// Wrapper writes a script that runs strata, with its arguments, in the
+// container (store is where the script's callers keep their store, for
+// make-bases.sh and its like) and returns its path.
+func (c *Container) Wrapper(t testing.TB, s *Suite, store string) string {
+	t.Helper()
+	cmd := exec.Command(s.Bin)
+	cmd.Env = s.Environ("STRATA_ROOT=" + store)
+	cmd.Dir = "$PWD"
+	c.wrap(s, cmd)
+	var b strings.Builder
+	b.WriteString("#!/bin/sh\nexec")
+	for _, a := range cmd.Args {
+		if a == "$PWD" {
+			b.WriteString(` "$PWD"`)
+			continue
+		}
+		b.WriteString(" '" + strings.ReplaceAll(a, "'", `'\''`) + "'")
+	}
+	b.WriteString(` "$@"` + "\n")
+	p := filepath.Join(s.WorkDir, fmt.Sprintf("strata-in-container-%d", time.Now().UnixNano()))
+	if err := os.WriteFile(p, []byte(b.String()), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
