@@ -28,12 +28,16 @@ type RunError struct {
 	Command  string
 	ExitCode int
 	Tail     []string
+	Note     string // the executor's word on failed runs (executor.Noter)
 }
 
 func (e *RunError) Error() string {
 	s := fmt.Sprintf("process %q did not complete successfully: exit code: %d (stage %s, step %s)", e.Command, e.ExitCode, e.Stage, e.Step)
 	if len(e.Tail) > 0 {
 		s += "\nlast output lines:\n  " + strings.Join(e.Tail, "\n  ")
+	}
+	if e.Note != "" {
+		s += "\nnote: " + e.Note
 	}
 	return s
 }
@@ -137,7 +141,11 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 		}
 		if code != 0 {
 			cmd := strings.Join(args, " ")
-			return &RunError{Stage: sb.st.Display(), Step: fmt.Sprintf("%d/%d", sb.step, sb.total), Command: cmd, ExitCode: code, Tail: p.Tail()}
+			re := &RunError{Stage: sb.st.Display(), Step: fmt.Sprintf("%d/%d", sb.step, sb.total), Command: cmd, ExitCode: code, Tail: p.Tail()}
+			if n, ok := sb.svc.runner.(executor.Noter); ok {
+				re.Note = n.FailureNote()
+			}
+			return re
 		}
 		return nil
 	})

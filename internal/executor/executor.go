@@ -25,6 +25,12 @@ type Executor interface {
 	Run(ctx context.Context, p Process) (exitCode int, err error)
 }
 
+// A Noter is an Executor with something to say about every failed run:
+// what its processes go without (see chroot.Runner).
+type Noter interface {
+	FailureNote() string
+}
+
 // Network modes for Process.Network.
 const (
 	// NetworkHost shares the host's network namespace ("" means host).

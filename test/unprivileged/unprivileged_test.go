@@ -73,7 +73,7 @@ func TestSeed(t *testing.T) {
 		}
 		if inside {
 			r := suite.Run(store, testenv.RunOpts{Env: []string{epoch}}, "build", seed)
-			if r.Code != 1 || !strings.Contains(r.Stderr, "chroot isolation gives RUN no /proc") || !strings.Contains(r.Stderr, "Dockerfile:4") {
+			if r.Code != 1 || !strings.Contains(r.Stderr, "note: chroot isolation gives RUN no /proc") || !strings.Contains(r.Stderr, "Dockerfile:4") {
 				t.Errorf("the seed in chroot isolation: want exit 1 at Dockerfile:4 with the note on /proc:\n%s", r)
 			}
 		}

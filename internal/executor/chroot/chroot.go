@@ -152,15 +152,14 @@ func (r *Runner) Run(ctx context.Context, p executor.Process) (exitCode int, err
 		GID:    gid,
 		Groups: groups,
 	})
-	if err == nil && code != 0 && p.Stderr != nil {
-		fmt.Fprintln(p.Stderr, FailureNote)
-	}
 	return code, err
 }
 
-// FailureNote follows the output of a process that failed: what it went
-// without may be why.
-const FailureNote = "strata: note: chroot isolation gives RUN no /proc, /sys or /dev/pts (nothing can be mounted here); programs that need them fail, e.g. go without GOROOT set, java, ps"
+// FailureNote says what a process that failed went without, which may be
+// why (see executor.Noter).
+func (r *Runner) FailureNote() string {
+	return "chroot isolation gives RUN no /proc, /sys or /dev/pts (nothing can be mounted here); programs that need them fail, e.g. go without GOROOT set, java, ps"
+}
 
 // supported refuses what chroot isolation cannot give: a network namespace,
 // a terminal, mounts.
