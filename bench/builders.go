@@ -169,9 +169,18 @@ type buildkitBuilder struct {
 	runDir string
 	addr   string
 	d      *daemon
+	// rootless: buildkitd runs as the bench user under rootlesskit
+	// (Debian's rootlesskit), as BuildKit's docs/rootless.md says.
+	rootless bool
+	user     *benchUser
 }
 
-func (b *buildkitBuilder) name() string { return "buildkit" }
+func (b *buildkitBuilder) name() string {
+	if b.rootless {
+		return "buildkit-rootless"
+	}
+	return "buildkit"
+}
 
 func (b *buildkitBuilder) ctl(args ...string) []string {
 	return append([]string{filepath.Join(b.bin, "buildctl"), "--addr", b.addr}, args...)
@@ -194,12 +203,33 @@ func (b *buildkitBuilder) start(ctx context.Context) error {
 		return fmt.Errorf("buildkitd and buildctl not found in %s or on PATH", b.h.cfg.bkBin)
 	}
 	b.root, b.runDir = b.h.statePath("buildkit", "/var/lib/bk-bench"), "/run/bk-bench"
+	if b.rootless {
+		b.root, b.runDir = b.h.statePath(b.name(), filepath.Join(b.h.cfg.work, "state", b.name())), filepath.Join(b.h.cfg.work, "run-"+b.name())
+	}
 	b.addr = "unix://" + b.runDir + "/buildkitd.sock"
 	if err := removeTree(b.root); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(b.runDir, 0o755); err != nil {
 		return err
+	}
+	var prefix, env []string
+	if b.rootless {
+		u, err := newBenchUser(b.h.cfg.work)
+		if err != nil {
+			return err
+		}
+		b.user = u
+		for _, d := range []string{b.root, b.runDir} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return err
+			}
+			if err := os.Chown(d, u.uid, u.gid); err != nil {
+				return err
+			}
+		}
+		prefix = []string{"rootlesskit", "--net=host", "--copy-up=/etc", "--disable-host-loopback"}
+		env = []string{"XDG_RUNTIME_DIR=" + b.runDir}
 	}
 	conf := filepath.Join(b.h.cfg.work, "buildkitd.toml")
 	if err := writeFile(conf, fmt.Sprintf(`# written by bench/: the loopback registry serves docker.io's images
@@ -213,10 +243,10 @@ func (b *buildkitBuilder) start(ctx context.Context) error {
 `, b.h.reg, b.h.reg)); err != nil {
 		return err
 	}
-	d, err := startDaemon("buildkitd", filepath.Join(b.h.cfg.work, "logs", "buildkitd.log"), nil,
-		filepath.Join(b.bin, "buildkitd"), "--config", conf,
+	argv := append(prefix, filepath.Join(b.bin, "buildkitd"), "--config", conf,
 		"--oci-worker=true", "--containerd-worker=false", "--oci-worker-snapshotter=overlayfs",
 		"--oci-worker-net=host", "--root", b.root, "--addr", b.addr)
+	d, err := startDaemon(b.name()+"d", filepath.Join(b.h.cfg.work, "logs", b.name()+"d.log"), env, b.user, argv...)
 	if err != nil {
 		return err
 	}
@@ -284,6 +314,7 @@ func (b *buildkitBuilder) stop() {
 			}
 		}
 	}
+	b.user.remove()
 }
 
 // ---------------------------------------------------------------- buildah
@@ -435,7 +466,7 @@ func (b *dockerBuilder) start(ctx context.Context) error {
 	if err := os.MkdirAll(b.runDir, 0o755); err != nil {
 		return err
 	}
-	d, err := startDaemon("dockerd", filepath.Join(b.h.cfg.work, "logs", "dockerd.log"), nil,
+	d, err := startDaemon("dockerd", filepath.Join(b.h.cfg.work, "logs", "dockerd.log"), nil, nil,
 		b.dockerd, "--bridge=none", "--iptables=false", "--ip6tables=false",
 		"--data-root", b.data, "--exec-root", b.runDir+"/exec", "--pidfile", b.runDir+"/dockerd.pid",
 		"-H", "unix://"+b.sock, "--storage-driver", "overlay2",

@@ -113,6 +113,8 @@ func (h *harness) startBuilders(ctx context.Context) error {
 			b = &strataBuilder{h: h, bin: h.strata, mode: "chroot"}
 		case "buildkit", "buildctl":
 			b = &buildkitBuilder{h: h}
+		case "buildkit-rootless":
+			b = &buildkitBuilder{h: h, rootless: true}
 		case "buildah":
 			b = &buildahBuilder{h: h}
 		case "docker":
@@ -248,7 +250,7 @@ http:
 `, filepath.Join(dir, "data"), addr)); err != nil {
 			return err
 		}
-		d, err := startDaemon("docker-registry", filepath.Join(h.cfg.work, "logs", "registry.log"), nil, "docker-registry", "serve", conf)
+		d, err := startDaemon("docker-registry", filepath.Join(h.cfg.work, "logs", "registry.log"), nil, nil, "docker-registry", "serve", conf)
 		if err != nil {
 			return err
 		}

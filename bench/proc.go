@@ -203,7 +203,7 @@ type daemon struct {
 	done chan struct{}
 }
 
-func startDaemon(name, log string, env []string, argv ...string) (*daemon, error) {
+func startDaemon(name, log string, env []string, user *benchUser, argv ...string) (*daemon, error) {
 	f, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
@@ -212,6 +212,9 @@ func startDaemon(name, log string, env []string, argv ...string) (*daemon, error
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if user != nil {
+		user.apply(cmd)
+	}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return nil, err
