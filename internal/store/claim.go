@@ -80,18 +80,78 @@ func (c claim) release(runDir string) {
 }
 
 // nameAlive reports whether name is a session name held by a running
-// process: its lock file exists and is locked.
+// process: its lock file is locked (by its owner, or by a reclaimer that
+// is removing it: either way not free to take). Only a missing lock file or
+// a lock this call could take means dead; any other error counts as alive,
+// so that a failing check never removes a live session's files. A name
+// without a lock file is judged as strata before claims did: by whether
+// process PID started at STARTTIME still runs (for PID 1, the init of a
+// PID namespace, that says nothing, so it is dead).
 func nameAlive(runDir, name string) (valid, alive bool) {
-	if !validSessionName(name) {
+	pid, start, ok := parseSessionName(name)
+	if !ok {
 		return false, false
 	}
-	f, err := os.Open(filepath.Join(runDir, name+lockSuffix))
-	if err != nil {
-		return true, false
+	for try := 0; try < 3; try++ {
+		f, err := openLock(runDir, name)
+		if errors.Is(err, fs.ErrNotExist) {
+			return true, pid != 1 && procStartTime(pid) == start
+		}
+		if err != nil {
+			return true, true
+		}
+		err = unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB)
+		same := sameFile(f, filepath.Join(runDir, name+lockSuffix))
+		f.Close()
+		switch {
+		case err != nil:
+			return true, true // EWOULDBLOCK: held; anything else: unsure
+		case same:
+			return true, false
+		}
+		// replaced between open and flock: look again
 	}
-	defer f.Close()
-	err = unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB)
-	return true, errors.Is(err, unix.EWOULDBLOCK)
+	return true, true
+}
+
+// openLock opens name's lock file.
+func openLock(runDir, name string) (*os.File, error) {
+	return os.OpenFile(filepath.Join(runDir, name+lockSuffix), os.O_RDONLY|unix.O_CLOEXEC, 0)
+}
+
+// sameFile reports whether the open f is still the file at p.
+func sameFile(f *os.File, p string) bool {
+	a, err1 := f.Stat()
+	b, err2 := os.Stat(p)
+	return err1 == nil && err2 == nil && os.SameFile(a, b)
+}
+
+// takeDead takes the claim of name when its process is gone: it locks the
+// lock file exclusively (and checks it is still the one at its name), so
+// that no other process judges the name dead or takes it meanwhile, and
+// returns the function that removes the lock file and lets go. ok is false
+// when the claim is held (alive, or being taken by another reclaimer). A
+// name without a lock file (strata before claims) is taken when nameAlive
+// says it is dead; release then only returns.
+func takeDead(runDir, name string) (release func(), ok bool) {
+	f, err := openLock(runDir, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, alive := nameAlive(runDir, name); alive {
+			return nil, false
+		}
+		return func() {}, true
+	}
+	if err != nil {
+		return nil, false
+	}
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil || !sameFile(f, filepath.Join(runDir, name+lockSuffix)) {
+		f.Close()
+		return nil, false
+	}
+	return func() {
+		os.Remove(filepath.Join(runDir, name+lockSuffix))
+		f.Close()
+	}, true
 }
 
 // lockFileName returns the name of the claim a file in ROOT/run locks, if
@@ -120,13 +180,12 @@ func removeDeadClaims(runDir string) {
 		if !ok {
 			continue
 		}
-		if _, alive := nameAlive(runDir, name); alive {
-			continue
-		}
 		if _, err := os.Lstat(filepath.Join(runDir, name)); err == nil {
-			continue // its work area goes first (Reclaim), then the lock
+			continue // a session: Reclaim removes it and its lock together
 		}
-		os.Remove(filepath.Join(runDir, e.Name()))
+		if release, ok := takeDead(runDir, name); ok {
+			release()
+		}
 	}
 }
 

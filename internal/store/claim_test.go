@@ -112,3 +112,48 @@ func TestClaimDiesWithItsProcess(t *testing.T) {
 		}
 	}
 }
+
+// TestTakeDeadHoldsTheName: while a reclaimer removes a dead session, the
+// name stays taken: other reclaimers see it held, and no new claim can get
+// it, so a lock file unlinked by one reclaimer is never a new owner's.
+func TestTakeDeadHoldsTheName(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	run := s.Path("run")
+	live, err := s.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	if _, ok := takeDead(run, live.Name); ok {
+		t.Fatalf("takeDead took the live session %s", live.Name)
+	}
+	// A dead claim: a lock file nobody holds.
+	dead := sessionName(999999, 1)
+	if err := os.WriteFile(filepath.Join(run, dead+lockSuffix), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(run, dead), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if s.SessionAlive(dead) {
+		t.Fatalf("%s alive with nobody holding it", dead)
+	}
+	release, ok := takeDead(run, dead)
+	if !ok {
+		t.Fatalf("takeDead did not take the dead %s", dead)
+	}
+	if !s.SessionAlive(dead) {
+		t.Errorf("%s judged dead while a reclaimer holds it", dead)
+	}
+	if _, ok := takeDead(run, dead); ok {
+		t.Errorf("a second reclaimer took %s too", dead)
+	}
+	release()
+	if _, err := os.Stat(filepath.Join(run, dead+lockSuffix)); !os.IsNotExist(err) {
+		t.Errorf("lock file after release: %v", err)
+	}
+}

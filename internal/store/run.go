@@ -52,12 +52,15 @@ func (s *Store) NewSession() (*Session, error) {
 // Close unmounts whatever is still mounted below the session and removes it.
 func (se *Session) Close() error {
 	unmountUnder(se.Dir)
-	if err := os.RemoveAll(se.Dir); err != nil {
-		return fmt.Errorf("remove session %s: %w", se.Dir, err)
+	err := os.RemoveAll(se.Dir)
+	if err == nil {
+		// A session dir that could not go keeps its claim until the
+		// process ends; then the next Reclaim takes both.
+		se.claim.release(se.run)
+		se.claim = claim{}
+		return nil
 	}
-	se.claim.release(se.run)
-	se.claim = claim{}
-	return nil
+	return fmt.Errorf("remove session %s: %w", se.Dir, err)
 }
 
 // Reclaim cleans up the sessions of processes that no longer run: release(name)
@@ -70,15 +73,23 @@ func (s *Store) Reclaim(ctx context.Context, release func(ctx context.Context, s
 	}
 	for _, e := range ents {
 		name := e.Name()
-		if valid, alive := s.sessionAlive(name); !valid || alive {
-			continue // not a session, or still running
+		if !e.IsDir() || !validSessionName(name) {
+			continue
+		}
+		// Held while the session goes: no other process takes the name
+		// or judges it meanwhile.
+		unclaim, dead := takeDead(s.Path("run"), name)
+		if !dead {
+			continue // still running, or another process reclaims it
 		}
 		dir := s.Path("run", name)
-		if err := removeDeadSession(ctx, dir, func() {
+		err := removeDeadSession(ctx, dir, func() {
 			if release != nil {
 				release(ctx, name)
 			}
-		}); err != nil {
+		})
+		unclaim()
+		if err != nil {
 			return fmt.Errorf("reclaim %s: %w", dir, err)
 		}
 	}

@@ -74,19 +74,28 @@ func Open(root string) (*Store, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	s.owner = s.claim.name + "."
-	layoutFile := filepath.Join(abs, ocispec.ImageLayoutFile)
+	if err := s.initLayout(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// initLayout writes the OCI layout file and an empty index when missing.
+func (s *Store) initLayout() error {
+	layoutFile := s.Path(ocispec.ImageLayoutFile)
 	if _, err := os.Stat(layoutFile); errors.Is(err, fs.ErrNotExist) {
 		b, _ := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
 		if err := s.writeFileAtomic(layoutFile, b); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if _, err := os.Stat(s.indexPath()); errors.Is(err, fs.ErrNotExist) {
 		if err := s.writeIndex(ocispec.Index{}); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return s, nil
+	return nil
 }
 
 // Close ends this process's claim on its temp names (a process that ends
