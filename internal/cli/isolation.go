@@ -6,8 +6,6 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
-	"golang.org/x/term"
 
 	"github.com/strata-build/strata/internal/builder"
 	"github.com/strata-build/strata/internal/executor"
@@ -19,9 +17,16 @@ import (
 	"github.com/strata-build/strata/internal/userns"
 )
 
-// storeFree names the commands that never open the store: they run where
-// they are called, in any isolation mode.
-var storeFree = map[string]bool{"version": true, "info": true, "completion": true, "docs": true, "help": true, "strata": true}
+// storeFree reports whether a command never opens the store: it runs
+// where it is called, in any isolation mode.
+func storeFree(name string) bool {
+	switch name {
+	case "version", "info", "completion", "docs", "help", "strata",
+		cobra.ShellCompRequestCmd, cobra.ShellCompNoDescRequestCmd:
+		return true
+	}
+	return false
+}
 
 // isolate picks the isolation mode before a command runs (--isolation, else
 // $STRATA_ISOLATION, else what the process may do) and, for a rootless mode
@@ -39,7 +44,7 @@ func (a *app) isolate(ctx context.Context, cmd *cobra.Command) error {
 		mode = isolation.Detect(a.inside)
 	}
 	a.mode = mode
-	if mode != isolation.Rootless || a.inside || storeFree[cmd.Name()] {
+	if mode != isolation.Rootless || a.inside || storeFree(cmd.Name()) {
 		return nil
 	}
 	if os.Geteuid() == 0 {
@@ -50,29 +55,14 @@ func (a *app) isolate(ctx context.Context, cmd *cobra.Command) error {
 		return err
 	}
 	// The inner strata is uid 0 of its namespace: give it the user's
-	// defaults, not root's.
-	env := []string{"STRATA_ROOT=" + a.root, "STRATA_CONFIG=" + a.configPath, isolation.Env + "=" + string(isolation.Rootless)}
-	code, err := userns.Run(ctx, m, a.args, env, forwardSIGINT())
+	// defaults, not root's, as flags (a later one on the command line is
+	// the same value), so that its own children inherit nothing.
+	args := append([]string{"--root", a.root, "--config", a.configPath, "--isolation", string(isolation.Rootless)}, a.args...)
+	code, err := userns.Run(ctx, m, args)
 	if err != nil {
 		return err
 	}
 	return passedExit{code}
-}
-
-// forwardSIGINT reports whether the outer strata should pass SIGINT on:
-// not when it runs in the foreground of a terminal, whose Ctrl-C reaches
-// the inner strata (same process group) by itself.
-func forwardSIGINT() bool {
-	tty, err := os.Open("/dev/tty")
-	if err != nil {
-		return true
-	}
-	defer tty.Close()
-	if !term.IsTerminal(int(tty.Fd())) {
-		return true
-	}
-	fg, err := unix.IoctlGetInt(int(tty.Fd()), unix.TIOCGPGRP)
-	return err != nil || fg != unix.Getpgrp()
 }
 
 // defaultNetwork is the network of a RUN without --network: a private

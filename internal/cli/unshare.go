@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -31,11 +32,16 @@ As root (rootful mode) the command runs as it is.`,
 				}
 				args = []string{sh}
 			}
-			c := exec.CommandContext(cmd.Context(), args[0], args[1:]...)
+			// Not tied to the command's context: an interactive program
+			// handles its own Ctrl-C.
+			c := exec.Command(args[0], args[1:]...)
 			c.Stdin, c.Stdout, c.Stderr = a.stdin, a.stdout, a.stderr
 			err := c.Run()
 			var ee *exec.ExitError
 			if errors.As(err, &ee) {
+				if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+					return passedExit{128 + int(ws.Signal())}
+				}
 				return passedExit{ee.ExitCode()}
 			}
 			return err

@@ -13,34 +13,46 @@ import (
 	"syscall"
 
 	"github.com/moby/sys/user"
+	"github.com/moby/sys/userns"
 	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 )
 
 // Run starts the running executable again with args (argv without the
 // program name) inside a new user, mount and PID namespace mapped by m,
-// with this process's standard streams and environment plus env, passes on
-// the signals this process gets (SIGINT only when forwardINT: a terminal's
-// Ctrl-C reaches the inner strata by itself, and a second SIGINT would
-// make it give up its cleanup), and waits. It returns the exit code of the
-// inner strata (128+N when it was killed by signal N). ctx only bounds the
-// setup: once the inner strata runs, it decides when to stop.
-func Run(ctx context.Context, m Mapping, args, env []string, forwardINT bool) (int, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return -1, fmt.Errorf("rootless: find own executable: %w", err)
-	}
+// with this process's standard streams and environment, and waits. It
+// returns the exit code of the inner strata (128+N when it was killed by
+// signal N). ctx only bounds the setup: once the inner strata runs, it
+// decides when to stop.
+//
+// Signals: the inner strata has a process group of its own, so a signal
+// sent to this process's group (a shell's kill %1, a CI runner's or
+// systemd's kill of the group) reaches only this process, which passes it
+// on once. When this process is in the foreground of a terminal, the inner
+// group takes the foreground for the run (Ctrl-C goes to it alone, and it
+// may read the terminal and set its modes, as strata run -t does) and gives
+// it back after.
+func Run(ctx context.Context, m Mapping, args []string) (int, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return -1, fmt.Errorf("rootless: %w", err)
 	}
 	defer w.Close()
-	cmd := exec.Command(self, args...)
+	// /proc/self/exe, not a path: the same binary even if it was replaced.
+	cmd := exec.Command("/proc/self/exe", args...)
+	cmd.Args[0] = os.Args[0]
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(append(os.Environ(), env...), stageEnv+"="+stageWait)
+	cmd.Env = append(os.Environ(), stageEnv+"="+stageWait)
 	cmd.ExtraFiles = []*os.File{r} // releaseFD
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID,
 		Pdeathsig:  unix.SIGKILL,
+		Setpgid:    true,
+	}
+	tty := foregroundTerminal()
+	if tty >= 0 {
+		cmd.SysProcAttr.Foreground, cmd.SysProcAttr.Ctty = true, tty
+		defer takeForeground(tty)
 	}
 	// Signals that arrive from here on go to the inner strata.
 	sigs := make(chan os.Signal, 8)
@@ -68,13 +80,33 @@ func Run(ctx context.Context, m Mapping, args, env []string, forwardINT bool) (i
 	for {
 		select {
 		case s := <-sigs:
-			if s != unix.SIGINT || forwardINT {
-				cmd.Process.Signal(s)
-			}
+			cmd.Process.Signal(s)
 		case err := <-done:
 			return exitCode(cmd.ProcessState, err)
 		}
 	}
+}
+
+// foregroundTerminal returns which of the standard descriptors is a
+// terminal whose foreground process group is this process's, or -1.
+func foregroundTerminal() int {
+	for fd := 0; fd <= 2; fd++ {
+		if !term.IsTerminal(fd) {
+			continue
+		}
+		if pg, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP); err == nil && pg == unix.Getpgrp() {
+			return fd
+		}
+	}
+	return -1
+}
+
+// takeForeground makes this process's group the terminal's foreground
+// again (it is a background group then: SIGTTOU is ignored meanwhile).
+func takeForeground(fd int) {
+	signal.Ignore(unix.SIGTTOU)
+	defer signal.Reset(unix.SIGTTOU)
+	unix.IoctlSetPointerInt(fd, unix.TIOCSPGRP, unix.Getpgrp())
 }
 
 // startHint explains the usual reason a user namespace cannot be made.
@@ -121,7 +153,16 @@ func writeMaps(ctx context.Context, pid int, m Mapping) error {
 // from the environment and returns true: the program is now root of its
 // user namespace.
 func Init() (inside bool, err error) {
-	switch os.Getenv(stageEnv) {
+	stage := os.Getenv(stageEnv)
+	if stage == "" {
+		return false, nil
+	}
+	if os.Getpid() != 1 || !userns.RunningInUserNS() {
+		// not the process Run started (an inherited environment): ignore
+		os.Unsetenv(stageEnv)
+		return false, nil
+	}
+	switch stage {
 	case stageWait:
 		return false, waitAndExec()
 	case stageIn:
@@ -163,7 +204,10 @@ func watchParent() error {
 func waitAndExec() error {
 	f := os.NewFile(releaseFD, "release")
 	b := make([]byte, 2)
-	if _, err := io.ReadFull(f, b); err != nil || string(b) != "ok" {
+	if _, err := io.ReadFull(f, b); err != nil {
+		return fmt.Errorf("rootless: the outer strata did not map the user namespace: %w", err)
+	}
+	if string(b) != "ok" {
 		return errors.New("rootless: the outer strata did not map the user namespace")
 	}
 	// os.NewFile's finalizer would close the descriptor: keep f alive

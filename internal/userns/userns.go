@@ -53,15 +53,6 @@ type Mapping struct {
 	UIDs, GIDs []user.IDMap
 }
 
-// Size is the number of uids the mapping holds (0 … Size-1 inside).
-func (m Mapping) Size() int64 {
-	var n int64
-	for _, r := range m.UIDs {
-		n += r.Count
-	}
-	return n
-}
-
 // String describes the uid map as "0→1000, 1…65536→100000…165535".
 func (m Mapping) String() string {
 	parts := make([]string, 0, len(m.UIDs))

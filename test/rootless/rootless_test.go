@@ -384,3 +384,40 @@ func TestUnshareRemovesStore(t *testing.T) {
 		t.Errorf("strata unshare sh -c 'exit 7': exit code %d, want 7:\n%s", r.Code, r)
 	}
 }
+
+// TestSignalStopsBuild: SIGTERM to the strata the user started (the outer
+// one) reaches the inner strata once; the build stops as a rootful one
+// does (exit 143) and leaves nothing behind.
+func TestSignalStopsBuild(t *testing.T) {
+	requireUser(t)
+	store := suite.NewStore(t)
+	suite.ImportBusybox(t, store)
+	mark := "STRATA_TERM_MARK=" + strconv.Itoa(os.Getpid())
+	ctx := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nENV " + mark + "\nRUN sleep 600\n"})
+	cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := suite.Command(cctx, store, testenv.RunOpts{}, "build", ctx)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for len(testenv.ProcessesWithEnv(mark)) == 0 {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatal("the RUN never started")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 143 {
+		t.Errorf("strata build after SIGTERM: %v, want exit code 143", err)
+	}
+	if left := testenv.ProcessesWithEnv(mark); len(left) > 0 {
+		t.Errorf("RUN processes left: %v", left)
+	}
+	if left := testenv.Leftovers(store); len(left) > 0 {
+		t.Errorf("left in the store: %v", left)
+	}
+}

@@ -79,6 +79,9 @@ func Setup(cfg Config) (*Suite, error) {
 	}
 	if s.Rootless && s.Skip == "" {
 		if err := s.setUpUser(); err != nil {
+			if s.User != nil {
+				s.User.Remove()
+			}
 			os.RemoveAll(s.WorkDir)
 			return nil, err
 		}
@@ -88,6 +91,9 @@ func Setup(cfg Config) (*Suite, error) {
 	}
 	if s.InContainer && s.Skip == "" {
 		if err := s.setUpContainer(); err != nil {
+			if s.User != nil {
+				s.User.Remove()
+			}
 			os.RemoveAll(s.WorkDir)
 			return nil, err
 		}
