@@ -60,7 +60,7 @@ func Run(ctx context.Context, m Mapping, args []string) (int, error) {
 	defer signal.Stop(sigs)
 	if err := cmd.Start(); err != nil {
 		r.Close()
-		return -1, fmt.Errorf("rootless: start in a user namespace: %w", startHint(err))
+		return -1, startHint(err)
 	}
 	r.Close()
 	if err := writeMaps(ctx, cmd.Process.Pid, m); err != nil {
@@ -109,12 +109,12 @@ func takeForeground(fd int) {
 	unix.IoctlSetPointerInt(fd, unix.TIOCSPGRP, unix.Getpgrp())
 }
 
-// startHint explains the usual reason a user namespace cannot be made.
+// startHint explains the usual reasons a user namespace cannot be made.
 func startHint(err error) error {
-	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EACCES) {
-		return fmt.Errorf("%w (user namespaces are not allowed here: a container's seccomp profile, AppArmor, or user.max_user_namespaces; inside a container without privileges use --isolation=chroot)", err)
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EINVAL) {
+		return whyNoUserNS(err)
 	}
-	return err
+	return fmt.Errorf("rootless: start in a user namespace: %w", err)
 }
 
 func exitCode(ps *os.ProcessState, err error) (int, error) {

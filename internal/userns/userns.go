@@ -139,7 +139,9 @@ func (e *MissingError) Error() string {
 
 // Check reports the first thing this machine lacks for entering a user
 // namespace with the calling user's ranges, as a *MissingError, and returns
-// the mapping otherwise.
+// the mapping otherwise. What only an attempt tells (a sysctl or AppArmor
+// refusing unprivileged user namespaces, where a profile may still allow
+// strata) is said when the attempt fails (see Run).
 func Check() (Mapping, error) {
 	for _, bin := range []string{"newuidmap", "newgidmap"} {
 		if _, err := exec.LookPath(bin); err != nil {
@@ -148,15 +150,6 @@ func Check() (Mapping, error) {
 	}
 	if n, ok := readSysctl("/proc/sys/user/max_user_namespaces"); ok && n == 0 {
 		return Mapping{}, &MissingError{What: "user namespaces are disabled (user.max_user_namespaces = 0)", Fix: "as root: sysctl -w user.max_user_namespaces=15000"}
-	}
-	if n, ok := readSysctl("/proc/sys/kernel/unprivileged_userns_clone"); ok && n == 0 {
-		return Mapping{}, &MissingError{What: "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0)", Fix: "as root: sysctl -w kernel.unprivileged_userns_clone=1"}
-	}
-	if n, ok := readSysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"); ok && n == 1 {
-		return Mapping{}, &MissingError{
-			What: "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns = 1)",
-			Fix:  "add an AppArmor profile granting userns to the strata binary, or as root: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0",
-		}
 	}
 	return CurrentMapping()
 }
@@ -168,4 +161,22 @@ func readSysctl(path string) (int64, bool) {
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 	return n, err == nil
+}
+
+// whyNoUserNS explains a failure to create a user namespace from the
+// machine's settings, as a *MissingError, or returns err.
+func whyNoUserNS(err error) error {
+	if n, ok := readSysctl("/proc/sys/kernel/unprivileged_userns_clone"); ok && n == 0 {
+		return &MissingError{What: "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0)", Fix: "as root: sysctl -w kernel.unprivileged_userns_clone=1"}
+	}
+	if n, ok := readSysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"); ok && n == 1 {
+		return &MissingError{
+			What: "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns = 1)",
+			Fix:  "add an AppArmor profile granting userns to the strata binary, or as root: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0",
+		}
+	}
+	return &MissingError{
+		What: fmt.Sprintf("this process may not create one (%v): a container's seccomp profile or a security module forbids it", err),
+		Fix:  "inside a container without privileges, use --isolation=chroot",
+	}
 }
