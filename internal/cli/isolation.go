@@ -145,6 +145,15 @@ func (a *app) executor(runc *runc.Runner) executor.Executor {
 	return &chroot.Runner{Warn: func(msg string) { a.stderrf("WARNING: %s", msg) }}
 }
 
+// xattrFlavour is how layers unpacked in this mode mark opaque
+// directories (see store.CheckFlavour).
+func (a *app) xattrFlavour() string {
+	if a.mode == isolation.Rootful && !isolation.InUserNamespace() {
+		return "trusted"
+	}
+	return "user"
+}
+
 // passedExit is the exit code of the inner strata (rootless mode), which
 // has reported its own errors.
 type passedExit struct{ code int }

@@ -95,6 +95,9 @@ func (a *app) open(ctx context.Context) (*builder.Builder, error) {
 		return nil, err
 	}
 	a.store = s // closed by a.close on every path
+	if err := s.CheckFlavour(a.xattrFlavour()); err != nil {
+		return nil, err
+	}
 	runner := &runc.Runner{StateDir: s.Path("runc"), BundleDir: "", Deletes: &sync.WaitGroup{}}
 	runner.ReclaimDead(ctx, deadContainer(s))
 	// Again for each dead session, before its directory goes: a container

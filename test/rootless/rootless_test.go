@@ -421,3 +421,16 @@ func TestSignalStopsBuild(t *testing.T) {
 		t.Errorf("left in the store: %v", left)
 	}
 }
+
+// TestStoreKeepsItsMode: a rootless store's layers mark opaque directories
+// with user.* xattrs, which a rootful overlay does not read: root using it
+// gets an error that says so, not wrong files.
+func TestStoreKeepsItsMode(t *testing.T) {
+	requireUser(t)
+	store := suite.NewStore(t)
+	suite.ImportBusybox(t, store)
+	r := suite.Run(store, testenv.RunOpts{AsRoot: true}, "images")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "was made by strata in rootless or chroot isolation") {
+		t.Errorf("root using a rootless store: want exit 1 and the mode named:\n%s", r)
+	}
+}
