@@ -161,6 +161,9 @@ type mount struct {
 // remove puts that back (and takes away a partial fill) whatever fails
 // after.
 func (a *additions) addMount(ctx context.Context, pl mountPlan) error {
+	if pl.source != "" && within(a.rootfs, pl.source) {
+		return fmt.Errorf("the source %s holds the rootfs: a copy of it would hold itself", pl.source)
+	}
 	p, err := securejoin.SecureJoin(a.rootfs, pl.dest)
 	if err != nil {
 		return err
@@ -368,6 +371,11 @@ func (a *additions) putBack(m *mount) error {
 	}
 	ts := []unix.Timespec{m.times[0], m.times[1]}
 	return unix.UtimesNanoAt(int(m.parent.Fd()), m.name, ts, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// within reports whether the path p is dir or below it.
+func within(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
 }
 
 // rel is the host path p as the run sees it (inside the rootfs).

@@ -31,6 +31,9 @@ func TestRefused(t *testing.T) {
 		{"mount on /", func(p *executor.Process) {
 			p.Mounts = []specs.Mount{{Destination: "/", Type: "bind", Source: t.TempDir()}}
 		}, "the destination must be absolute and not /"},
+		{"mount of the rootfs", func(p *executor.Process) {
+			p.Mounts = []specs.Mount{{Destination: "/host", Type: "bind", Source: "/", Options: []string{"ro"}}}
+		}, "mount /host: the source / holds the rootfs"},
 		{"mount source", func(p *executor.Process) {
 			p.Mounts = []specs.Mount{{Destination: "/x", Type: "bind", Source: "/no/such/dir"}}
 		}, "mount /x: source: lstat /no: no such file or directory"},
