@@ -90,6 +90,13 @@ type dirTimes struct {
 // nil) hold what was made, also when prepare fails.
 func prepare(ctx context.Context, rootfs string, mounts []mountPlan) (*additions, error) {
 	a := &additions{rootfs: rootfs, parents: map[string]*dirTimes{}}
+	// The times as prepare leaves them, also when it fails (the command
+	// does not run: whatever changed is prepare's, and remove undoes it).
+	defer func() {
+		for dir, t := range a.parents {
+			t.prepared, t.havePrepared = times(dir)
+		}
+	}()
 	if err := a.addDevices(); err != nil {
 		return a, err
 	}
@@ -100,9 +107,6 @@ func prepare(ctx context.Context, rootfs string, mounts []mountPlan) (*additions
 		if err := a.addMount(ctx, pl); err != nil {
 			return a, fmt.Errorf("mount %s: %w", pl.dest, err)
 		}
-	}
-	for dir, t := range a.parents {
-		t.prepared, t.havePrepared = times(dir)
 	}
 	return a, nil
 }

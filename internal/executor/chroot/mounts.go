@@ -315,43 +315,71 @@ func (a *additions) takeOut(ctx context.Context, m *mount) error {
 	if err != nil {
 		return err
 	}
-	name := s.next("gone")
-	err = unix.Renameat(int(m.parent.Fd()), m.name, s.fd(), name)
-	if errors.Is(err, unix.ENOENT) {
-		return nil // the command removed it
+	gone := filepath.Join(s.dir, s.next("gone"))
+	var st *unix.Stat_t // what was at the mount point; nil: nothing
+	switch err := unix.Renameat(int(m.parent.Fd()), m.name, s.fd(), filepath.Base(gone)); {
+	case errors.Is(err, unix.ENOENT): // the command removed or moved it
+	case err != nil:
+		return &os.LinkError{Op: "move out", Old: a.rel(m.path), New: gone, Err: err}
+	default:
+		defer os.RemoveAll(gone)
+		st = &unix.Stat_t{}
+		if err := unix.Lstat(gone, st); err != nil {
+			return &fs.PathError{Op: "lstat", Path: gone, Err: err}
+		}
 	}
-	if err != nil {
-		return &os.LinkError{Op: "move out", Old: a.rel(m.path), New: filepath.Join(s.dir, name), Err: err}
-	}
-	gone := filepath.Join(s.dir, name)
-	var st unix.Stat_t
-	if err := unix.Lstat(gone, &st); err != nil {
-		return &fs.PathError{Op: "lstat", Path: gone, Err: err}
-	}
-	var merr error
 	switch {
-	case m.plan.kind == linkDir && m.filled && st.Mode&unix.S_IFMT == unix.S_IFDIR:
-		merr = m.merge(ctx, gone, a)
-	case m.plan.kind == linkFile && m.copied:
-		merr = copyBack(gone, m.plan.source)
-	case m.plan.kind == linkFile && m.filled:
-		merr = a.unshareFile(m)
+	case m.plan.kind == linkDir && m.filled:
+		if st == nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			// The command removed the mount point, which a real one
+			// refuses (EBUSY) after `rm -rf` has emptied it.
+			empty, err := a.emptyTree(m)
+			if err != nil {
+				return err
+			}
+			defer os.Remove(empty)
+			gone = empty
+		}
+		err = m.merge(ctx, gone, a)
+	case m.plan.kind == linkFile && m.copied && st != nil:
+		err = copyBack(gone, m.plan.source)
+	case m.plan.kind == linkFile && m.filled && !m.copied:
+		err = a.unshareFile(m, st)
 	}
-	if err := os.RemoveAll(gone); err != nil && merr == nil {
-		merr = err
+	return err
+}
+
+// emptyTree makes an empty directory in the stash with the owner and mode
+// that a linkDir's fill gave its root.
+func (a *additions) emptyTree(m *mount) (string, error) {
+	p := filepath.Join(a.stash.dir, a.stash.next("empty"))
+	root := m.fill[""]
+	if err := os.Mkdir(p, 0o700); err != nil {
+		return "", err
 	}
-	return merr
+	if err := os.Lchown(p, int(root.uid), int(root.gid)); err != nil {
+		return p, err
+	}
+	if err := unix.Chmod(p, root.mode); err != nil {
+		return p, &fs.PathError{Op: "chmod", Path: p, Err: err}
+	}
+	return p, nil
 }
 
 // unshareFile gives the rootfs's names of a linked linkFile's source (the
-// command linked the mount point elsewhere: EXDEV on a real mount) copies
-// of their own. The mount point, in the stash, is still a name of it.
-func (a *additions) unshareFile(m *mount) error {
+// command linked or moved the mount point elsewhere: EXDEV or EBUSY on a
+// real mount) copies of their own. gone (stat st, nil when the command
+// removed it) is what was at the mount point.
+func (a *additions) unshareFile(m *mount, gone *unix.Stat_t) error {
 	var st unix.Stat_t
 	if err := unix.Stat(m.plan.source, &st); err != nil {
 		return &fs.PathError{Op: "stat", Path: m.plan.source, Err: err}
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink <= m.nlink+1 {
+	ours := uint64(0)
+	if gone != nil && inodeOf(gone) == inodeOf(&st) {
+		ours = 1
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink <= m.nlink+ours {
 		return nil
 	}
 	return a.unshareRootfs(map[inode]bool{inodeOf(&st): true})

@@ -627,3 +627,59 @@ func BenchmarkMount(b *testing.B) {
 		})
 	}
 }
+
+// TestMountPointRemoved: a command that removes a mount point (which a
+// real one refuses, EBUSY, once `rm -rf` has emptied it) or moves it leaves
+// a cache empty, and the source of a file bind a file of its own.
+func TestMountPointRemoved(t *testing.T) {
+	requireRoot(t)
+	for _, script := range []string{"rm -rf /cache /data", "busybox mv /cache /moved-cache; busybox mv /data /moved-data"} {
+		rootfs := testsuite.Rootfs(t, true)
+		cache, data := t.TempDir(), filepath.Join(t.TempDir(), "data")
+		writeTree(t, cache, map[string]string{"a": "a", "d/b": "b"})
+		if err := os.WriteFile(data, []byte("d"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(cache, 0o750); err != nil {
+			t.Fatal(err)
+		}
+		mustRun(t, executor.Process{Rootfs: rootfs, Mounts: []specs.Mount{bind(cache, "/cache"), bind(data, "/data")}, Args: []string{"/bin/sh", "-c", script}})
+		if ents, err := os.ReadDir(cache); err != nil || len(ents) != 0 {
+			t.Errorf("%s: the cache holds %v (%v)", script, ents, err)
+		}
+		if st, err := os.Stat(cache); err != nil || st.Mode().Perm() != 0o750 {
+			t.Errorf("%s: the cache's mode: %v", script, err)
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(data, &st); err != nil || st.Nlink != 1 {
+			t.Errorf("%s: the file bind's source has %d links (%v)", script, st.Nlink, err)
+		}
+	}
+}
+
+// TestMountFailed: a mount that cannot be made fails the run before the
+// command starts, and the mounts made before it are taken away.
+func TestMountFailed(t *testing.T) {
+	requireRoot(t)
+	other := t.TempDir()
+	if err := unix.Mount("tmpfs", other, "tmpfs", 0, "mode=755"); err != nil {
+		t.Skipf("mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(other, unix.MNT_DETACH) })
+	fifo := filepath.Join(other, "fifo") // cannot be linked from another filesystem, nor copied
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rootfs := testsuite.Rootfs(t, true)
+	writeTree(t, rootfs, map[string]string{"etc/app.conf": "image"})
+	src := t.TempDir()
+	writeTree(t, src, map[string]string{"f": "f"})
+	rootBefore := describe(t, rootfs)
+	code, out, err := run(t, &Runner{}, executor.Process{Rootfs: rootfs,
+		Mounts: []specs.Mount{bind(src, "/etc/app.conf", "ro"), bind(src, "/c"), bind(fifo, "/fifo")},
+		Args:   []string{"/bin/sh", "-c", "touch /ran"}})
+	if code != -1 || err == nil || !strings.Contains(err.Error(), "mount /fifo: ") {
+		t.Errorf("Run = %d, %v, %q; want an error about /fifo", code, err, out)
+	}
+	sameTree(t, "rootfs", rootBefore, describe(t, rootfs))
+}
