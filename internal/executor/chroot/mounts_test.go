@@ -475,12 +475,15 @@ func TestMountScript(t *testing.T) {
 // reaches the listener.
 func TestMountSocket(t *testing.T) {
 	requireRoot(t)
+	dirs := []string{t.TempDir()}
 	other := t.TempDir()
 	if err := unix.Mount("tmpfs", other, "tmpfs", 0, "mode=755"); err != nil {
-		t.Skipf("mount a tmpfs: %v", err)
+		t.Logf("no socket on another filesystem: mount a tmpfs: %v", err)
+	} else {
+		t.Cleanup(func() { unix.Unmount(other, unix.MNT_DETACH) })
+		dirs = append(dirs, other)
 	}
-	t.Cleanup(func() { unix.Unmount(other, unix.MNT_DETACH) })
-	for _, dir := range []string{t.TempDir(), other} {
+	for _, dir := range dirs {
 		sock := filepath.Join(dir, "agent.sock")
 		ln, err := net.Listen("unix", sock)
 		if err != nil {
