@@ -150,10 +150,12 @@ var _ executor.Executor = (*Runner)(nil)
 // the process's exit code (128+N when signal N killed it) and a nil error,
 // also when the code is not 0; -1 and an error when the process could not
 // be run: a bad Process, a mode chroot isolation does not have (see
-// supported), an unknown user, a missing executable, or a failed start.
-// When ctx is canceled, every process of the run is killed (SIGKILL) and
-// reaped, and the error wraps ctx.Err(). On every path what Run added to
-// the rootfs is removed (see the package documentation).
+// supported), a mount it cannot make (see planMounts), an unknown user, a
+// missing executable, or a failed start. When ctx is canceled, every
+// process of the run is killed (SIGKILL) and reaped, and the error wraps
+// ctx.Err(). On every path what Run added to the rootfs is removed, and
+// its mounts are taken away (see the package documentation); an error
+// doing so (a cache that could not be merged) is Run's error.
 func (r *Runner) Run(ctx context.Context, p executor.Process) (exitCode int, err error) {
 	if err := ctx.Err(); err != nil {
 		return -1, fmt.Errorf("run %s: %w", p.ID, err)
