@@ -187,7 +187,7 @@ func put(t, s string, st *unix.Stat_t) error {
 		return err
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		if err := os.Mkdir(tmp, 0o700); err == nil {
+		if err = os.Mkdir(tmp, 0o700); err == nil {
 			err = (&filler{ctx: context.Background()}).tree(t, tmp, "")
 		}
 	} else {

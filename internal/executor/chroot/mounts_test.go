@@ -686,3 +686,34 @@ func TestMountFailed(t *testing.T) {
 	}
 	sameTree(t, "rootfs", rootBefore, describe(t, rootfs))
 }
+
+// TestMountCacheElsewhere: a cache on another filesystem than the rootfs
+// is copied in and what the command changed is copied back.
+func TestMountCacheElsewhere(t *testing.T) {
+	requireRoot(t)
+	cache := t.TempDir()
+	if err := unix.Mount("tmpfs", cache, "tmpfs", 0, "mode=755"); err != nil {
+		t.Skipf("mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(cache, unix.MNT_DETACH) })
+	writeTree(t, cache, map[string]string{"log": "one\n", "same": "s", "gone": "g", "d/x": "x"})
+	rootfs := testsuite.Rootfs(t, true)
+	rootBefore := describe(t, rootfs)
+	mustRun(t, executor.Process{Rootfs: rootfs, Mounts: []specs.Mount{bind(cache, "/cache")}, Args: []string{"/bin/sh", "-c",
+		"cd /cache && echo two >> log && rm gone && mkdir -p n/m && echo deep > n/m/f && echo y > d/y"}})
+	sameTree(t, "rootfs", rootBefore, describe(t, rootfs))
+	got := describe(t, cache)
+	var names []string
+	for n := range got {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if s := strings.Join(names, " "); s != ". d d/x d/y log n n/m n/m/f same" {
+		t.Errorf("cache holds %s", s)
+	}
+	for f, want := range map[string]string{"log": "one\ntwo\n", "same": "s", "n/m/f": "deep\n", "d/y": "y\n"} {
+		if b, err := os.ReadFile(filepath.Join(cache, f)); err != nil || string(b) != want {
+			t.Errorf("cache %s: %q, %v; want %q", f, b, err, want)
+		}
+	}
+}
