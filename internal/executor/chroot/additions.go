@@ -1,6 +1,7 @@
 package chroot
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -37,6 +38,7 @@ type additions struct {
 	added   []addition           // in the order made
 	parents map[string]*dirTimes // existing directories entries were made in
 	missing []leftOut            // device nodes left out, by reason
+	stash   *stash               // where mounts move what they hide; nil until used
 }
 
 // leftOut are device nodes left out for one reason.
@@ -49,6 +51,7 @@ type addition struct {
 	path string // host path, symlinks resolved
 	id   identity
 	dir  bool
+	mnt  *mount // a mount, taken away by unmount
 }
 
 // identity tells an entry from one made at its path later, which may get
@@ -83,18 +86,27 @@ type dirTimes struct {
 }
 
 // prepare adds to rootfs the device nodes and host files a run needs and
-// it lacks. The additions returned (never nil) hold what was made, also
-// when prepare fails.
-func prepare(rootfs string) (*additions, error) {
+// it lacks, then the run's mounts, in order. The additions returned (never
+// nil) hold what was made, also when prepare fails.
+func prepare(ctx context.Context, rootfs string, mounts []mountPlan) (*additions, error) {
 	a := &additions{rootfs: rootfs, parents: map[string]*dirTimes{}}
+	// The times as prepare leaves them, also when it fails (the command
+	// does not run: whatever changed is prepare's, and remove undoes it).
+	defer func() {
+		for dir, t := range a.parents {
+			t.prepared, t.havePrepared = times(dir)
+		}
+	}()
 	if err := a.addDevices(); err != nil {
 		return a, err
 	}
 	if err := a.addHostFiles(); err != nil {
 		return a, err
 	}
-	for dir, t := range a.parents {
-		t.prepared, t.havePrepared = times(dir)
+	for _, pl := range mounts {
+		if err := a.addMount(ctx, pl); err != nil {
+			return a, fmt.Errorf("mount %s: %w", pl.dest, err)
+		}
 	}
 	return a, nil
 }
@@ -284,11 +296,13 @@ func (a *additions) record(p string, dir bool) error {
 
 // remove takes away, last made first, every addition that is still what
 // was made: at the same path (no parent replaced by a symlink), the same
-// inode (not replaced by the command), and for a directory, empty. Then
-// the directories they were made in get their times back: those of before
-// prepare when the command did not change their entries, else those the
-// command left. It returns the first error and always tries everything.
-func (a *additions) remove() error {
+// inode (not replaced by the command), and for a directory, empty; and
+// every mount (see unmount), with ctx for the locks of cache sources (a
+// canceled run still merges what its command wrote). Then the directories
+// they were made in get their times back: those of before prepare when the
+// command did not change their entries, else those the command left. It
+// returns the first error and always tries everything.
+func (a *additions) remove(ctx context.Context) error {
 	if a == nil {
 		return nil
 	}
@@ -306,9 +320,18 @@ func (a *additions) remove() error {
 	}
 	var first error
 	for i := len(a.added) - 1; i >= 0; i-- {
-		if err := a.removeOne(a.added[i]); err != nil && first == nil {
+		var err error
+		if m := a.added[i].mnt; m != nil {
+			err = a.unmount(ctx, m)
+		} else {
+			err = a.removeOne(a.added[i])
+		}
+		if err != nil && first == nil {
 			first = err
 		}
+	}
+	if err := a.removeStash(); err != nil && first == nil {
+		first = err
 	}
 	for dir, t := range restore {
 		if missing(dir) {

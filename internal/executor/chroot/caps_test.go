@@ -50,9 +50,10 @@ func TestRestrictedCapabilities(t *testing.T) {
 	}
 }
 
-// TestInContainer runs TestSuite in a runc container made as Docker makes
-// one (Docker's default capabilities and seccomp profile, no_new_privs, no
-// user namespace, /proc mounted): strata in an unprivileged pod.
+// TestInContainer runs TestSuite and the mount tests in a runc container
+// made as Docker makes one (Docker's default capabilities and seccomp
+// profile, no_new_privs, no user namespace, /proc mounted): strata in an
+// unprivileged pod.
 func TestInContainer(t *testing.T) {
 	requireRoot(t)
 	if _, err := exec.LookPath("runc"); err != nil {
@@ -78,14 +79,18 @@ func TestInContainer(t *testing.T) {
 	code, err := r.Run(context.Background(), executor.Process{
 		ID:     "strata-chroot-in-container",
 		Rootfs: rootfs,
-		Args:   []string{"/chroot.test", "-test.run=^TestSuite$", "-test.count=1", "-test.v", "-test.timeout=5m"},
+		Args:   []string{"/chroot.test", "-test.run=^(TestSuite|TestMount.*)$", "-test.count=1", "-test.v", "-test.timeout=5m"},
 		Env:    []string{"TMPDIR=/tmp"},
 		Stdout: &out, Stderr: &out,
 	})
-	if err != nil || code != 0 || !strings.Contains(out.String(), "--- PASS: TestSuite") {
+	if err != nil || code != 0 || !strings.Contains(out.String(), "--- PASS: TestSuite") || !strings.Contains(out.String(), "--- PASS: TestMountCache ") {
 		t.Fatalf("TestSuite in a container: Run = %d, %v\n%s", code, err, out.String())
 	}
-	t.Logf("%s", lastLines(out.String(), 3))
+	for _, l := range strings.Split(out.String(), "\n") {
+		if strings.HasPrefix(l, "--- ") {
+			t.Log(l)
+		}
+	}
 }
 
 func lastLines(s string, n int) string {

@@ -15,8 +15,9 @@
 // applied) and can signal processes outside the rootfs by pid. Nothing is
 // mounted: the RUN has no /proc, /sys, /dev/pts, /dev/shm or /dev/mqueue
 // unless the rootfs has them as plain directories (so ps, /proc/self/...,
-// /dev/fd, /dev/stdin and busybox applets without a link do not work), and
-// Process.Mounts are refused, as is a terminal (Process.Terminal).
+// /dev/fd, /dev/stdin and busybox applets without a link do not work);
+// Process.Mounts are emulated (see Mounts below), and a terminal
+// (Process.Terminal) is refused.
 // Capabilities, the seccomp filter and no_new_privs are strata's own (the
 // container's): a root RUN keeps every capability strata has, setuid
 // programs work, and Security "insecure" runs the same as "sandbox". chroot
@@ -44,6 +45,56 @@
 //     made for the run are removed only while they are still the ones made
 //     (same inode and birth time), directories only when empty, and the
 //     times of the directories they were made in are restored.
+//
+// Mounts: Process.Mounts (RUN --mount, a heredoc's script at /dev/pipes,
+// `strata run -v`) are made without mount(2), in order, each at its
+// destination resolved inside the rootfs as runc resolves it, with the
+// directories it needs made for the run. What is at a mount point is moved
+// out of the rootfs for the run (to a directory beside the rootfs, or where
+// none is on its filesystem, a hidden one at its root) and put back
+// afterwards, the same inode with its times: the command does not see it,
+// and the layer does not hold it. A mount whose source holds the rootfs is
+// refused.
+//
+//   - A read-only bind of a directory (the build context, a stage, the
+//     heredoc's /dev/pipes) is a copy (owners, modes, xattrs, times, hard
+//     links inside it), removed afterwards. The copy costs what copying
+//     costs, on every run: a context of 5,000 files of 1 KiB takes 0.1 s
+//     on tmpfs, 1.3 s where creating a file costs 0.2 ms (this project's
+//     test machine; a run without mounts takes 6 ms). Nothing makes it
+//     read-only (root ignores modes, and chattr +i needs a capability a
+//     container does not have): a write into it succeeds, where a real
+//     mount fails with EROFS, and is lost. Hard links would be cheaper,
+//     but a write in place would change the source (a layer).
+//   - A writable bind of a directory (a cache, a bind with rw, a volume of
+//     strata run) is hard links to the source's files (copies where they
+//     are on another filesystem), so that a write in place writes the
+//     source's file at once; afterwards what the command made, replaced or
+//     removed there is merged into the source (see mount.merge): 5,000
+//     files take 0.07-0.1 s. A file the command made reaches the source
+//     when the run ends, not while it runs. Runs that use one source at
+//     the same time (a cache with sharing=shared) each see its tree as it
+//     was when they started, with the files' contents shared, and the
+//     merges keep the changes of both, the later winning where both
+//     changed a path.
+//   - A tmpfs is an empty directory (mode 1777, or its mode=, uid= and
+//     gid= options), removed afterwards; size= is not enforced.
+//   - A read-only bind of a file (a secret) is a copy, emptied and removed
+//     afterwards on every path (the command failed, the run was canceled),
+//     so that no name the command gave it keeps the data either.
+//   - A bind of a socket (an ssh agent) or a writable bind of a file is a
+//     hard link to it; a socket on another filesystem is proxied.
+//
+// Unlike a real mount point, the command can remove, move or replace a
+// mount point (EBUSY on a real one), and link a file from a mount into the
+// rootfs or back (EXDEV). A cache whose mount point the command removed is
+// left empty, as `rm -rf` leaves a real one; what the command moved out of
+// a mount stays in the layer; and a file it linked between a cache and the
+// rootfs is given copies, so that a cache never shares a file with a
+// layer. The mount options nosuid, nodev and noexec are not applied, and
+// df shows the rootfs's filesystem. When strata is killed during a run,
+// the mounts' copies stay in the rootfs (the snapshot is thrown away with
+// its session).
 //
 // Processes: each run has an init process, this program started again (see
 // IsInit and Init). It enters the rootfs and the working directory as root
@@ -99,10 +150,12 @@ var _ executor.Executor = (*Runner)(nil)
 // the process's exit code (128+N when signal N killed it) and a nil error,
 // also when the code is not 0; -1 and an error when the process could not
 // be run: a bad Process, a mode chroot isolation does not have (see
-// supported), an unknown user, a missing executable, or a failed start.
-// When ctx is canceled, every process of the run is killed (SIGKILL) and
-// reaped, and the error wraps ctx.Err(). On every path what Run added to
-// the rootfs is removed (see the package documentation).
+// supported), a mount it cannot make (see planMounts), an unknown user, a
+// missing executable, or a failed start. When ctx is canceled, every
+// process of the run is killed (SIGKILL) and reaped, and the error wraps
+// ctx.Err(). On every path what Run added to the rootfs is removed, and
+// its mounts are taken away (see the package documentation); an error
+// doing so (a cache that could not be merged) is Run's error.
 func (r *Runner) Run(ctx context.Context, p executor.Process) (exitCode int, err error) {
 	if err := ctx.Err(); err != nil {
 		return -1, fmt.Errorf("run %s: %w", p.ID, err)
@@ -112,6 +165,10 @@ func (r *Runner) Run(ctx context.Context, p executor.Process) (exitCode int, err
 	}
 	if err := supported(&p); err != nil {
 		return -1, err
+	}
+	mounts, err := planMounts(p.Mounts)
+	if err != nil {
+		return -1, fmt.Errorf("run %s: %w", p.ID, err)
 	}
 	rootfs, err := resolveRootfs(p.Rootfs)
 	if err != nil {
@@ -126,14 +183,10 @@ func (r *Runner) Run(ctx context.Context, p executor.Process) (exitCode int, err
 		return -1, fmt.Errorf("run %s: create working directory %s: %w", p.ID, cwd, err)
 	}
 	env := withHome(executor.WithDefaultPath(p.Env), rootfs, uid)
-	path, err := lookPath(rootfs, cwd, p.Args[0], env)
-	if err != nil {
-		return -1, fmt.Errorf("run %s: exec: %q: %w", p.ID, p.Args[0], err)
-	}
 
-	adds, err := prepare(rootfs)
+	adds, err := prepare(ctx, rootfs, mounts)
 	defer func() {
-		if cerr := adds.remove(); cerr != nil && err == nil {
+		if cerr := adds.remove(context.WithoutCancel(ctx)); cerr != nil && err == nil {
 			exitCode, err = -1, fmt.Errorf("run %s: %w", p.ID, cerr)
 		}
 	}()
@@ -141,6 +194,11 @@ func (r *Runner) Run(ctx context.Context, p executor.Process) (exitCode int, err
 		return -1, fmt.Errorf("run %s: %w", p.ID, err)
 	}
 	r.warnMissing(adds)
+	// The executable may be in a mount (a heredoc's script in /dev/pipes).
+	path, err := lookPath(rootfs, cwd, p.Args[0], env)
+	if err != nil {
+		return -1, fmt.Errorf("run %s: exec: %q: %w", p.ID, p.Args[0], err)
+	}
 
 	code, err := r.start(ctx, &p, &initConfig{
 		Rootfs: rootfs,
@@ -162,7 +220,7 @@ func (r *Runner) FailureNote() string {
 }
 
 // supported refuses what chroot isolation cannot give: a network namespace,
-// a terminal, mounts.
+// a terminal.
 func supported(p *executor.Process) error {
 	switch p.Network {
 	case executor.NetworkNone, executor.NetworkPrivate:
@@ -170,13 +228,6 @@ func supported(p *executor.Process) error {
 	}
 	if p.Terminal {
 		return fmt.Errorf("run %s: chroot isolation cannot give the process a terminal", p.ID)
-	}
-	if len(p.Mounts) > 0 {
-		var dests []string
-		for _, m := range p.Mounts {
-			dests = append(dests, m.Destination)
-		}
-		return fmt.Errorf("run %s: mounts (%s) need mount(2), which chroot isolation cannot use", p.ID, strings.Join(dests, ", "))
 	}
 	return nil
 }

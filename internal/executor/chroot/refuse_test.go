@@ -25,9 +25,18 @@ func TestRefused(t *testing.T) {
 		{"network none", func(p *executor.Process) { p.Network = executor.NetworkNone }, `network mode "none" needs a network namespace, which chroot isolation cannot create`},
 		{"network private", func(p *executor.Process) { p.Network = executor.NetworkPrivate }, `network mode "private" needs a network namespace`},
 		{"terminal", func(p *executor.Process) { p.Terminal = true }, "cannot give the process a terminal"},
-		{"mounts", func(p *executor.Process) {
-			p.Mounts = []specs.Mount{{Destination: "/cache", Type: "bind", Source: t.TempDir()}}
-		}, "mounts (/cache) need mount(2)"},
+		{"mount type", func(p *executor.Process) {
+			p.Mounts = []specs.Mount{{Destination: "/proc", Type: "proc", Source: "proc"}}
+		}, `mount /proc: type "proc": chroot isolation emulates bind and tmpfs mounts only`},
+		{"mount on /", func(p *executor.Process) {
+			p.Mounts = []specs.Mount{{Destination: "/", Type: "bind", Source: t.TempDir()}}
+		}, "the destination must be absolute and not /"},
+		{"mount of the rootfs", func(p *executor.Process) {
+			p.Mounts = []specs.Mount{{Destination: "/host", Type: "bind", Source: "/", Options: []string{"ro"}}}
+		}, "mount /host: the source / holds the rootfs"},
+		{"mount source", func(p *executor.Process) {
+			p.Mounts = []specs.Mount{{Destination: "/x", Type: "bind", Source: "/no/such/dir"}}
+		}, "mount /x: source: lstat /no: no such file or directory"},
 		{"host root", func(p *executor.Process) { p.Rootfs = "/" }, "is the host's root directory"},
 		{"rootfs missing", func(p *executor.Process) { p.Rootfs = filepath.Join(rootfs, "nope") }, "no such file or directory"},
 		{"bad id", func(p *executor.Process) { p.ID = "a/b" }, "invalid container id"},

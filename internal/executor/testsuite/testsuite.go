@@ -9,7 +9,8 @@
 // cancellation (the whole process tree ends, detached processes too, and
 // Run returns promptly), processes left behind by a process that ended,
 // device nodes and the host's resolv.conf and hosts, a rootfs left exactly as
-// it was by a run that changes nothing, files written by the command, and
+// it was by a run that changes nothing, files written by the command,
+// mounts (binds, a cache, a tmpfs, a secret) and what they leave, and
 // concurrent runs that do not disturb each other.
 //
 // The root filesystems are made by the suite from Debian's busybox-static
@@ -83,6 +84,7 @@ func Run(t *testing.T, c Config) {
 		{"NoChanges", s.testNoChanges},
 		{"OwnFilesKept", s.testOwnFilesKept},
 		{"FilesStay", s.testFilesStay},
+		{"Mounts", s.testMounts},
 		{"Concurrent", s.testConcurrent},
 	} {
 		t.Run(sc.name, sc.fn)
