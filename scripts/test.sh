@@ -21,6 +21,9 @@ STRATA_SNAPSHOTTER=native go test -count=1 -timeout 15m ./test/conformance/
 # And as an ordinary user (rootless mode: a user namespace with the user's
 # /etc/subuid range, overlay and runc inside it): the same images.
 STRATA_TEST_ROOTLESS=1 go test -count=1 -timeout 15m -run '^TestConformance$' ./test/conformance/
+# And inside an unprivileged container (strata run: Docker's default
+# capabilities and seccomp, no mount, no user namespace): chroot isolation.
+STRATA_TEST_IN_CONTAINER=1 go test -count=1 -timeout 15m -run '^TestConformance$' ./test/conformance/
 fuzztime=${FUZZTIME:-15s}
 if [ "$fuzztime" != 0 ]; then
   go test -run '^$' -fuzz '^FuzzParse$' -fuzztime "$fuzztime" -fuzzminimizetime 2s ./internal/dockerfile/
