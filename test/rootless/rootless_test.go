@@ -221,25 +221,10 @@ func TestKillLeavesNothing(t *testing.T) {
 	store := suite.NewStore(t)
 	suite.ImportBusybox(t, store)
 	mark := "STRATA_KILL_MARK=" + strconv.Itoa(os.Getpid())
-	ctx := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nENV " + mark + "\nRUN sleep 600 & sleep 600\n"})
-	cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := suite.Command(cctx, store, testenv.RunOpts{}, "build", ctx)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for len(testenv.ProcessesWithEnv(mark)) < 2 {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatal("the RUN's two sleeps never started")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	cmd := startRun(t, store, mark, "sleep 600 & sleep 600", 2)
 	cmd.Process.Kill() // the outer strata, as a user's kill -9 would
 	cmd.Wait()
-	deadline = time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		left := testenv.ProcessesWithEnv(mark)
 		if len(left) == 0 {
@@ -393,22 +378,7 @@ func TestSignalStopsBuild(t *testing.T) {
 	store := suite.NewStore(t)
 	suite.ImportBusybox(t, store)
 	mark := "STRATA_TERM_MARK=" + strconv.Itoa(os.Getpid())
-	ctx := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nENV " + mark + "\nRUN sleep 600\n"})
-	cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := suite.Command(cctx, store, testenv.RunOpts{}, "build", ctx)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for len(testenv.ProcessesWithEnv(mark)) == 0 {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatal("the RUN never started")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	cmd := startRun(t, store, mark, "sleep 600", 1)
 	cmd.Process.Signal(syscall.SIGTERM)
 	err := cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 143 {
@@ -433,4 +403,28 @@ func TestStoreKeepsItsMode(t *testing.T) {
 	if r.Code != 1 || !strings.Contains(r.Stderr, "was made by strata in rootless or chroot isolation") {
 		t.Errorf("root using a rootless store: want exit 1 and the mode named:\n%s", r)
 	}
+}
+
+// startRun starts a rootless build in store whose RUN is script, with
+// mark (KEY=VALUE) in its environment, and returns once n processes with
+// the mark run. The build is killed when the test ends.
+func startRun(t *testing.T, store, mark, script string, n int) *exec.Cmd {
+	t.Helper()
+	ctx := suite.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nENV " + mark + "\nRUN " + script + "\n"})
+	cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	cmd := suite.Command(cctx, store, testenv.RunOpts{}, "build", ctx)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for len(testenv.ProcessesWithEnv(mark)) < n {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("the RUN's %d processes never started", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return cmd
 }
