@@ -113,6 +113,28 @@ func newHostGuard(t *testing.T) *hostGuard {
 	return g
 }
 
+// hostLines is /etc/passwd without the lines of users the tests create.
+func hostLines(passwd []byte) []byte {
+	var out []byte
+	for _, l := range bytes.SplitAfter(passwd, []byte("\n")) {
+		if !testenv.IsTestUserLine(string(l)) {
+			out = append(out, l...)
+		}
+	}
+	return out
+}
+
+// testUserLines is the lines of users the tests create.
+func testUserLines(passwd []byte) []byte {
+	var out []byte
+	for _, l := range bytes.SplitAfter(passwd, []byte("\n")) {
+		if len(l) > 0 && testenv.IsTestUserLine(string(l)) {
+			out = append(out, l...)
+		}
+	}
+	return out
+}
+
 func dirNames(dir string) []string {
 	ents, _ := os.ReadDir(dir)
 	var out []string
@@ -162,9 +184,11 @@ func (g *hostGuard) check(t *testing.T, label string) {
 		os.WriteFile(filepath.Join(g.sentinel, "sub", "keep2"), []byte("untouched too\n"), 0o600)
 		g.sentinelState = treeState(t, g.sentinel)
 	}
-	if b, err := os.ReadFile("/etc/passwd"); err != nil || !bytes.Equal(b, g.passwd) {
+	// Users other suites create and remove meanwhile (test/rootless) do
+	// not count; any other change does, and is undone.
+	if b, err := os.ReadFile("/etc/passwd"); err != nil || !bytes.Equal(hostLines(b), hostLines(g.passwd)) {
 		escape("the host's /etc/passwd changed (restored)")
-		os.WriteFile("/etc/passwd", g.passwd, 0o644)
+		os.WriteFile("/etc/passwd", append(hostLines(g.passwd), testUserLines(b)...), 0o644)
 	}
 	for _, n := range dirNames(g.base) {
 		if !contains(g.baseEntries, n) && !strings.HasPrefix(n, "ctx-") && !strings.HasPrefix(n, "out-") {

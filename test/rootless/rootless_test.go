@@ -281,7 +281,7 @@ func mountsAnywhere(dir string) []string {
 func TestNoSubordinateRange(t *testing.T) {
 	suite.RequireBuild(t)
 	home := filepath.Join(suite.TempDir(t), "home")
-	u, err := testenv.NewTestUser(fmt.Sprintf("st-nosub-%d", os.Getpid()), home, "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0")
+	u, err := testenv.NewTestUser(fmt.Sprintf("%snosub-%d", testenv.UserPrefix, os.Getpid()), home, "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -114,10 +114,18 @@ func (u *TestUser) apply(cmd *exec.Cmd) {
 	cmd.Env = append(env, "HOME="+u.Home, "USER="+u.Name, "LOGNAME="+u.Name)
 }
 
+// UserPrefix begins the name of every user the tests create, so that a
+// check of the host's /etc/passwd can tell their lines from the others.
+const UserPrefix = "st-"
+
+// IsTestUserLine reports whether a line of /etc/passwd or /etc/group is a
+// user the tests create (they come and go while other tests run).
+func IsTestUserLine(line string) bool { return strings.HasPrefix(line, UserPrefix) }
+
 // userName is a user name for the suite, unique on the machine for the
 // life of this process.
 func userName(suite string) string {
-	n := "st-" + suite
+	n := UserPrefix + suite
 	if len(n) > 20 {
 		n = n[:20]
 	}
