@@ -185,14 +185,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	}
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, args: args, inside: inside}
 	defer a.close()
-	if p := os.Getenv("STRATA_CPUPROFILE"); p != "" {
-		stop, err := startCPUProfile(p)
-		if err != nil {
-			fmt.Fprintf(stderr, "strata: STRATA_CPUPROFILE: %v\n", err)
-			return ExitUsage
-		}
-		defer stop()
-	}
+	stopProfile := func() {}
+	defer func() { stopProfile() }()
 	root := &cobra.Command{
 		Use:           "strata",
 		Short:         "Build OCI images from Dockerfiles, without a daemon",
@@ -213,7 +207,19 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	started := false
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		started = true
-		return a.isolate(ctx, cmd)
+		if err := a.isolate(ctx, cmd); err != nil {
+			return err
+		}
+		// Only the process that runs the command profiles (not the outer
+		// strata of rootless mode, which would write the same file).
+		if p := os.Getenv("STRATA_CPUPROFILE"); p != "" {
+			stop, err := startCPUProfile(p)
+			if err != nil {
+				return usagef("STRATA_CPUPROFILE: %v", err)
+			}
+			stopProfile = stop
+		}
+		return nil
 	}
 	root.AddCommand(a.describe(
 		a.buildCmd(), a.imagesCmd(), a.tagCmd(), a.rmiCmd(), a.inspectCmd(), a.historyCmd(),
