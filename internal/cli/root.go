@@ -55,6 +55,7 @@ type app struct {
 	isolationFlag string         // --isolation
 	mode          isolation.Mode // the mode this command runs in (set before it runs)
 	inside        bool           // this is the inner strata of the rootless mode
+	stopProfile   func()         // ends STRATA_CPUPROFILE's profile, when one runs
 
 	store   *store.Store
 	session *store.Session
@@ -163,7 +164,28 @@ func deadContainer(s *store.Store) func(id string) bool {
 	}
 }
 
+// beforeCommand runs before every command: it picks the isolation mode
+// (and in rootless mode may run the command in its namespace instead), then
+// starts the CPU profile. Only the process that runs the command profiles,
+// not the outer strata of rootless mode, which would write the same file.
+func (a *app) beforeCommand(ctx context.Context, cmd *cobra.Command) error {
+	if err := a.isolate(ctx, cmd); err != nil {
+		return err
+	}
+	if p := os.Getenv("STRATA_CPUPROFILE"); p != "" {
+		stop, err := startCPUProfile(p)
+		if err != nil {
+			return usagef("STRATA_CPUPROFILE: %v", err)
+		}
+		a.stopProfile = stop
+	}
+	return nil
+}
+
 func (a *app) close() {
+	if a.stopProfile != nil {
+		a.stopProfile()
+	}
 	if a.runner != nil && a.runner.Deletes != nil {
 		a.runner.Deletes.Wait() // containers deleted in the background
 	}
@@ -185,8 +207,6 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	}
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, args: args, inside: inside}
 	defer a.close()
-	stopProfile := func() {}
-	defer func() { stopProfile() }()
 	root := &cobra.Command{
 		Use:           "strata",
 		Short:         "Build OCI images from Dockerfiles, without a daemon",
@@ -207,19 +227,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	started := false
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		started = true
-		if err := a.isolate(ctx, cmd); err != nil {
-			return err
-		}
-		// Only the process that runs the command profiles (not the outer
-		// strata of rootless mode, which would write the same file).
-		if p := os.Getenv("STRATA_CPUPROFILE"); p != "" {
-			stop, err := startCPUProfile(p)
-			if err != nil {
-				return usagef("STRATA_CPUPROFILE: %v", err)
-			}
-			stopProfile = stop
-		}
-		return nil
+		return a.beforeCommand(ctx, cmd)
 	}
 	root.AddCommand(a.describe(
 		a.buildCmd(), a.imagesCmd(), a.tagCmd(), a.rmiCmd(), a.inspectCmd(), a.historyCmd(),
