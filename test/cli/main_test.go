@@ -7,7 +7,6 @@
 package cli
 
 import (
-	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -23,21 +22,7 @@ type (
 	runOpts = testenv.RunOpts
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	var err error
-	if suite, err = testenv.Setup(testenv.Config{Name: "cli"}); err != nil {
-		fmt.Fprintln(os.Stderr, "cli:", err)
-		return 1
-	}
-	code := m.Run()
-	if err := suite.Close(false); err != nil {
-		fmt.Fprintln(os.Stderr, "cli:", err)
-		code = 1
-	}
-	return code
-}
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m, testenv.Config{Name: "cli"}, "", &suite)) }
 
 // strataRun runs the binary with --root store (store "" leaves it out) and
 // stdin as its input; only a run that could not happen fails t.

@@ -10,7 +10,6 @@
 package rootless
 
 import (
-	"fmt"
 	"os"
 	"testing"
 
@@ -20,18 +19,5 @@ import (
 var suite *testenv.Suite
 
 func TestMain(m *testing.M) {
-	s, err := testenv.Setup(testenv.Config{Name: "rootless", Rootless: true, Busybox: "/bin/busybox"})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "rootless: set-up failed:", err)
-		os.Exit(2)
-	}
-	suite = s
-	code := m.Run()
-	if err := s.Close(os.Getenv("ROOTLESS_KEEP") != ""); err != nil {
-		fmt.Fprintln(os.Stderr, "rootless:", err)
-		if code == 0 {
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(testenv.Main(m, testenv.Config{Name: "rootless", Rootless: true, Busybox: "/bin/busybox"}, "ROOTLESS_KEEP", &suite))
 }

@@ -11,7 +11,6 @@
 package unprivileged
 
 import (
-	"fmt"
 	"os"
 	"testing"
 
@@ -21,18 +20,5 @@ import (
 var suite *testenv.Suite
 
 func TestMain(m *testing.M) {
-	s, err := testenv.Setup(testenv.Config{Name: "unprivileged", InContainer: true, Busybox: "/bin/busybox"})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "unprivileged: set-up failed:", err)
-		os.Exit(2)
-	}
-	suite = s
-	code := m.Run()
-	if err := s.Close(os.Getenv("UNPRIVILEGED_KEEP") != ""); err != nil {
-		fmt.Fprintln(os.Stderr, "unprivileged:", err)
-		if code == 0 {
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(testenv.Main(m, testenv.Config{Name: "unprivileged", InContainer: true, Busybox: "/bin/busybox"}, "UNPRIVILEGED_KEEP", &suite))
 }

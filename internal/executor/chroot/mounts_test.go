@@ -61,6 +61,26 @@ func describe(t *testing.T, root string) map[string]string {
 	return out
 }
 
+// checkCache fails the test unless the cache folder holds exactly the
+// names listed (space-separated, sorted, "." first) and files has the
+// contents of those it gives.
+func checkCache(t *testing.T, cache, names string, files map[string]string) {
+	t.Helper()
+	var got []string
+	for n := range describe(t, cache) {
+		got = append(got, n)
+	}
+	sort.Strings(got)
+	if s := strings.Join(got, " "); s != names {
+		t.Errorf("cache holds %s, want %s", s, names)
+	}
+	for f, want := range files {
+		if b, err := os.ReadFile(filepath.Join(cache, f)); err != nil || string(b) != want {
+			t.Errorf("cache %s: %q, %v; want %q", f, b, err, want)
+		}
+	}
+}
+
 // sameTree fails the test for each difference between two listings.
 func sameTree(t *testing.T, what string, before, after map[string]string) {
 	t.Helper()
@@ -177,20 +197,7 @@ func TestMountCache(t *testing.T) {
 		cd /var/cache/app && echo two >> log && rm gone && busybox mv old-name new-name &&
 		mkdir -p n/m && echo deep > n/m/f && rm -r d2 && busybox chmod 700 d && echo > /var/cache/app/d/keep`}})
 	sameTree(t, "rootfs", rootBefore, describe(t, rootfs))
-	got := describe(t, cache)
-	var names []string
-	for n := range got {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	if s := strings.Join(names, " "); s != ". d d/keep log n n/m n/m/f new-name" {
-		t.Errorf("cache holds %s", s)
-	}
-	for f, want := range map[string]string{"log": "one\ntwo\n", "new-name": "renamed\n", "n/m/f": "deep\n", "d/keep": "\n"} {
-		if b, err := os.ReadFile(filepath.Join(cache, f)); err != nil || string(b) != want {
-			t.Errorf("cache %s: %q, %v; want %q", f, b, err, want)
-		}
-	}
+	checkCache(t, cache, ". d d/keep log n n/m n/m/f new-name", map[string]string{"log": "one\ntwo\n", "new-name": "renamed\n", "n/m/f": "deep\n", "d/keep": "\n"})
 	if st, err := os.Stat(filepath.Join(cache, "d")); err != nil || st.Mode().Perm() != 0o700 {
 		t.Errorf("cache d: %v %v", st.Mode(), err)
 	}
@@ -702,18 +709,5 @@ func TestMountCacheElsewhere(t *testing.T) {
 	mustRun(t, executor.Process{Rootfs: rootfs, Mounts: []specs.Mount{bind(cache, "/cache")}, Args: []string{"/bin/sh", "-c",
 		"cd /cache && echo two >> log && rm gone && mkdir -p n/m && echo deep > n/m/f && echo y > d/y"}})
 	sameTree(t, "rootfs", rootBefore, describe(t, rootfs))
-	got := describe(t, cache)
-	var names []string
-	for n := range got {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	if s := strings.Join(names, " "); s != ". d d/x d/y log n n/m n/m/f same" {
-		t.Errorf("cache holds %s", s)
-	}
-	for f, want := range map[string]string{"log": "one\ntwo\n", "same": "s", "n/m/f": "deep\n", "d/y": "y\n"} {
-		if b, err := os.ReadFile(filepath.Join(cache, f)); err != nil || string(b) != want {
-			t.Errorf("cache %s: %q, %v; want %q", f, b, err, want)
-		}
-	}
+	checkCache(t, cache, ". d d/x d/y log n n/m n/m/f same", map[string]string{"log": "one\ntwo\n", "same": "s", "n/m/f": "deep\n", "d/y": "y\n"})
 }

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-build/strata/internal/executor/testsuite"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -113,7 +115,7 @@ func TestRuncKilledDetached(t *testing.T) {
 	rootfs := newRootfs(t)
 	before := zombies(t)
 	start := time.Now()
-	var out syncBuffer
+	var out testsuite.SyncBuffer
 	code, err := r.Run(context.Background(), Process{ID: testPrefix + "runc-killed", Rootfs: rootfs, Stdout: &out, Stderr: &out, Args: sh("echo started; sleep 100")})
 	if err == nil || !strings.Contains(err.Error(), "runc: signal: killed") {
 		t.Errorf("Run = %d, %v; want an error saying runc was killed", code, err)
@@ -200,7 +202,7 @@ func TestRuncKilledForeground(t *testing.T) {
 	before := zombies(t)
 	id := testPrefix + "fg-runc-killed"
 	errc := make(chan error, 1)
-	var out syncBuffer
+	var out testsuite.SyncBuffer
 	go func() {
 		_, err := r.Run(context.Background(), Process{ID: id, Rootfs: rootfs, Stdin: pts, Stdout: &out, Stderr: &out, Args: sh("sleep 100")})
 		errc <- err

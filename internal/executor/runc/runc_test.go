@@ -1,7 +1,6 @@
 package runc
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/strata-build/strata/internal/executor/testsuite"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -140,7 +141,7 @@ func newRootfs(t testing.TB) string {
 // run runs a shell command and returns its exit code and combined output.
 func run(t *testing.T, r *Runner, p Process) (int, string) {
 	t.Helper()
-	var out syncBuffer
+	var out testsuite.SyncBuffer
 	p.Stdout, p.Stderr = &out, &out
 	if p.ID == "" {
 		p.ID = testPrefix + strings.NewReplacer("/", "-", " ", "_").Replace(t.Name())
@@ -153,23 +154,6 @@ func run(t *testing.T, r *Runner, p Process) (int, string) {
 }
 
 func sh(cmd string) []string { return []string{"/bin/sh", "-c", cmd} }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestExitCode(t *testing.T) {
 	requireRunc(t)
@@ -211,7 +195,7 @@ func TestOutputOrder(t *testing.T) {
 			t.Fatalf("run %d: output out of order:\n%s", n, out)
 		}
 	}
-	var stdout, stderr syncBuffer
+	var stdout, stderr testsuite.SyncBuffer
 	code, err := r.Run(context.Background(), Process{ID: testPrefix + "order-split", Rootfs: rootfs, Args: sh("echo out; echo err >&2"), Stdout: &stdout, Stderr: &stderr})
 	if err != nil || code != 0 {
 		t.Fatalf("Run: %d %v", code, err)
@@ -480,7 +464,7 @@ func TestCancel(t *testing.T) {
 	r := newRunner(t)
 	rootfs := newRootfs(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	var out testsuite.SyncBuffer
 	errc := make(chan error, 1)
 	go func() {
 		_, err := r.Run(ctx, Process{ID: testPrefix + "cancel", Rootfs: rootfs, Stdout: &out, Stderr: &out, Args: sh("echo started; sleep 100")})

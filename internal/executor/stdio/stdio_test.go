@@ -1,14 +1,14 @@
 package stdio
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/strata-build/strata/internal/executor/testsuite"
 )
 
 // blockedWriter blocks every Write until release is closed.
@@ -19,30 +19,13 @@ func (w blockedWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestOutputWaitBounded: Output.Wait returns within its drain time (and the
 // grace for copies to end) when a writer blocks forever, and a writer that
 // works still gets all its bytes.
 func TestOutputWaitBounded(t *testing.T) {
 	blocked := blockedWriter{make(chan struct{})}
 	defer close(blocked.release)
-	var good syncBuffer
+	var good testsuite.SyncBuffer
 	o, err := NewOutput(&good, blocked)
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +56,7 @@ func TestOutputWaitBounded(t *testing.T) {
 // TestOutputFiles: one writer for both streams gets one pipe, read in the
 // order written; a file is handed over as is; nil gives no file.
 func TestOutputFiles(t *testing.T) {
-	var both syncBuffer
+	var both testsuite.SyncBuffer
 	o, err := NewOutput(&both, &both)
 	if err != nil {
 		t.Fatal(err)

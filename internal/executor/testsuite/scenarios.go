@@ -164,7 +164,7 @@ func (s *suite) testOutput(t *testing.T) {
 			t.Fatalf("run %d: exit %d, output out of order:\n%s", n, code, out)
 		}
 	}
-	var stdout, stderr syncBuffer
+	var stdout, stderr SyncBuffer
 	code, err := e.Run(context.Background(), executor.Process{ID: s.id(), Rootfs: rootfs, Args: sh("echo out; echo err >&2"), Stdout: &stdout, Stderr: &stderr})
 	if err != nil || code != 0 || stdout.String() != "out\n" || stderr.String() != "err\n" {
 		t.Errorf("separate writers: Run = %d, %v; stdout %q, stderr %q", code, err, stdout.String(), stderr.String())
@@ -184,7 +184,7 @@ func (s *suite) testOutput(t *testing.T) {
 func (s *suite) testStreamed(t *testing.T) {
 	e := s.New(t)
 	rootfs := s.rootfs(t)
-	var out syncBuffer
+	var out SyncBuffer
 	errc := make(chan error, 1)
 	go func() {
 		_, err := e.Run(context.Background(), executor.Process{ID: s.id(), Rootfs: rootfs, Stdout: &out, Stderr: &out, Args: sh("echo first; sleep 3; echo second")})
@@ -292,7 +292,7 @@ func (s *suite) testCancel(t *testing.T) {
 	m := markers(t, 4)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out SyncBuffer
 	errc := make(chan error, 1)
 	script := fmt.Sprintf("sleep %s & setsid sleep %s & (setsid sleep %s >/dev/null 2>&1 <&- &) ; echo started; sleep %s", m[0], m[1], m[2], m[3])
 	go func() {
@@ -424,7 +424,7 @@ func (s *suite) testConcurrent(t *testing.T) {
 	start := func(rootfs, script string) <-chan result {
 		res := make(chan result, 1)
 		go func() {
-			var out syncBuffer
+			var out SyncBuffer
 			code, err := e.Run(context.Background(), executor.Process{ID: s.id(), Rootfs: rootfs, Args: sh(script), Stdout: &out, Stderr: &out})
 			res <- result{code, out.String(), err}
 		}()

@@ -168,7 +168,7 @@ func sh(script string) []string { return []string{"/bin/sh", "-c", script} }
 // returns the exit code and the output; an error fails the test.
 func (s *suite) run(t *testing.T, e executor.Executor, p executor.Process) (int, string) {
 	t.Helper()
-	var out syncBuffer
+	var out SyncBuffer
 	p.Stdout, p.Stderr = &out, &out
 	if p.ID == "" {
 		p.ID = s.id()
@@ -180,19 +180,20 @@ func (s *suite) run(t *testing.T, e executor.Executor, p executor.Process) (int,
 	return code, out.String()
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for concurrent use: a process's
+// output as executors' tests collect it.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()

@@ -169,6 +169,25 @@ func prerequisites(name, busybox string) string {
 	return ""
 }
 
+// Main is a suite's TestMain: Setup with cfg (into *s), the tests, Close
+// (keeping the work folder when the environment variable keepEnv is set),
+// and the exit code: 2 when the set-up failed, 1 when Close did.
+func Main(m *testing.M, cfg Config, keepEnv string, s **Suite) int {
+	var err error
+	if *s, err = Setup(cfg); err != nil {
+		fmt.Fprintln(os.Stderr, cfg.Name+": set-up failed:", err)
+		return 2
+	}
+	code := m.Run()
+	if err := (*s).Close(keepEnv != "" && os.Getenv(keepEnv) != ""); err != nil {
+		fmt.Fprintln(os.Stderr, cfg.Name+":", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}
+
 // Close checks that nothing is mounted below the work folder any more
 // (unmounting what is, so that removing it cannot go through a mount) and
 // removes the folder, unless keep is set.
