@@ -3,6 +3,7 @@ package layer
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -17,7 +18,7 @@ func (x *extractor) whiteout(parent, base string) error {
 	defer unix.Close(pfd)
 	switch {
 	case base == whiteoutOpaque:
-		if err := setOpaque(procPath(pfd, "")); err != nil {
+		if err := SetOpaque(procPath(pfd, "")); err != nil {
 			return fmt.Errorf("mark opaque: %w", err)
 		}
 		return nil
@@ -80,14 +81,18 @@ func joinRel(parent, base string) string {
 	return parent + "/" + base
 }
 
-// setOpaque marks the directory p opaque for overlayfs: trusted.overlay.opaque
-// as root; where that is not permitted (a user namespace, where rootless
+// SetOpaque marks the directory p (followed if a symlink, as a
+// /proc/self/fd path is) opaque for overlayfs: trusted.overlay.opaque as
+// root; where that is not permitted (a user namespace, where rootless
 // strata mounts with userxattr, or no CAP_SYS_ADMIN, in chroot isolation,
 // whose native snapshots read either), user.overlay.opaque.
-func setOpaque(p string) error {
+func SetOpaque(p string) error {
 	err := unix.Setxattr(p, "trusted."+xattrOpaque, []byte("y"), 0)
 	if errors.Is(err, unix.EPERM) {
 		err = unix.Setxattr(p, "user."+xattrOpaque, []byte("y"), 0)
 	}
-	return err
+	if err != nil {
+		return &fs.PathError{Op: "set opaque xattr", Path: p, Err: err}
+	}
+	return nil
 }

@@ -232,7 +232,7 @@ func (d *differ) whole(rel string, o *outDir, opaque bool) error {
 	}
 	dst := filepath.Join(d.out, rel)
 	if opaque {
-		if err := setOpaque(dst); err != nil {
+		if err := layer.SetOpaque(dst); err != nil {
 			return err
 		}
 	}
@@ -304,20 +304,6 @@ func (d *differ) whiteout(o *outDir, rel string) error {
 	p := filepath.Join(d.out, rel)
 	if err := unix.Mknod(p, unix.S_IFCHR, 0); err != nil {
 		return &fs.PathError{Op: "mknod whiteout", Path: p, Err: err}
-	}
-	return nil
-}
-
-// setOpaque marks the directory p opaque: trusted.overlay.opaque as
-// overlayfs writes it, or where trusted xattrs may not be set (without
-// CAP_SYS_ADMIN), user.overlay.opaque as overlayfs' userxattr mode does.
-func setOpaque(p string) error {
-	err := unix.Lsetxattr(p, xattrOpaqueTrusted, []byte("y"), 0)
-	if errors.Is(err, unix.EPERM) {
-		err = unix.Lsetxattr(p, xattrOpaqueUser, []byte("y"), 0)
-	}
-	if err != nil {
-		return &fs.PathError{Op: "set opaque xattr", Path: p, Err: err}
 	}
 	return nil
 }
