@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 
@@ -70,14 +71,34 @@ func (a *app) isolate(ctx context.Context, cmd *cobra.Command) error {
 // cannot make namespaces, and (said once on stderr) in rootless mode when
 // slirp4netns cannot work here, e.g. /dev/net/tun closed to the user.
 func (a *app) defaultNetwork() string {
+	mode, why := a.runNetwork()
+	if mode == executor.NetworkHost && a.mode == isolation.Rootless {
+		a.stderrf("WARNING: RUN uses the host's network: %v", why)
+	}
+	return mode
+}
+
+// runNetwork is the network of a RUN without --network (see
+// defaultNetwork) and what keeps the private one from working here, if
+// anything does.
+func (a *app) runNetwork() (string, error) {
 	if a.mode == isolation.Chroot {
-		return executor.NetworkHost
+		return executor.NetworkHost, errors.New("chroot isolation makes no namespaces")
 	}
-	if err := netns.Available(); err != nil && a.mode == isolation.Rootless {
-		a.stderrf("WARNING: RUN uses the host's network: %v", err)
-		return executor.NetworkHost
+	err := netns.Available()
+	if err != nil && a.mode == isolation.Rootless {
+		return executor.NetworkHost, err
 	}
-	return executor.NetworkPrivate
+	return executor.NetworkPrivate, err
+}
+
+// snapshotterName is the snapshotter the mode asks for ("" is overlay):
+// $STRATA_SNAPSHOTTER, else native in chroot mode.
+func (a *app) snapshotterName() string {
+	if name := os.Getenv(builder.SnapshotterEnv); name != "" || a.mode != isolation.Chroot {
+		return name
+	}
+	return "native"
 }
 
 // snapshotter is the builder's snapshotter for the mode, working in dir:
@@ -86,12 +107,9 @@ func (a *app) defaultNetwork() string {
 // rootless overlay mount fails here (kernel < 5.11, a filesystem that
 // refuses it).
 func (a *app) snapshotter(ctx context.Context, dir string) (snapshot.Snapshotter, error) {
-	name := os.Getenv(builder.SnapshotterEnv)
-	if a.mode == isolation.Chroot {
-		if name == "overlay" {
-			return nil, fmt.Errorf("%s=overlay: chroot isolation cannot mount; use native", builder.SnapshotterEnv)
-		}
-		name = "native"
+	name := a.snapshotterName()
+	if a.mode == isolation.Chroot && name == "overlay" {
+		return nil, fmt.Errorf("%s=overlay: chroot isolation cannot mount; use native", builder.SnapshotterEnv)
 	}
 	s, err := builder.NewSnapshotter(name, dir)
 	if err != nil || name != "" || a.mode != isolation.Rootless {
@@ -114,19 +132,13 @@ rootful, rootless or chroot, and what it uses), the store and the registry
 configuration file, the snapshotter and the default network of RUN.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			snap := os.Getenv(builder.SnapshotterEnv)
-			switch {
-			case snap != "":
-			case a.mode == isolation.Chroot:
-				snap = "native"
-			default:
+			snap := a.snapshotterName()
+			if snap == "" {
 				snap = "overlay"
 			}
-			net := "private (slirp4netns)"
-			if a.mode == isolation.Chroot {
-				net = "host (chroot isolation makes no namespaces)"
-			} else if err := netns.Available(); err != nil {
-				net = "private unavailable: " + err.Error()
+			net, why := a.runNetwork()
+			if why != nil {
+				net += " (" + why.Error() + ")"
 			}
 			_, err := fmt.Fprintf(a.stdout, "strata %s\nisolation: %s\nstore: %s\nconfig: %s\nsnapshotter: %s\nRUN network: %s\n",
 				Version, a.describeIsolation(), a.root, a.configPath, snap, net)
