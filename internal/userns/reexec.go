@@ -131,11 +131,11 @@ func exitCode(ps *os.ProcessState, err error) (int, error) {
 func writeMaps(ctx context.Context, pid int, m Mapping) error {
 	for _, t := range []struct {
 		bin string
-		ids []idRange
-	}{{"newuidmap", ranges(m.UIDs)}, {"newgidmap", ranges(m.GIDs)}} {
+		ids []user.IDMap
+	}{{"newuidmap", m.UIDs}, {"newgidmap", m.GIDs}} {
 		args := []string{strconv.Itoa(pid)}
 		for _, r := range t.ids {
-			args = append(args, strconv.FormatInt(r.id, 10), strconv.FormatInt(r.parent, 10), strconv.FormatInt(r.count, 10))
+			args = append(args, strconv.FormatInt(r.ID, 10), strconv.FormatInt(r.ParentID, 10), strconv.FormatInt(r.Count, 10))
 		}
 		out, err := exec.CommandContext(ctx, t.bin, args...).CombinedOutput()
 		if err != nil {
@@ -213,28 +213,14 @@ func waitAndExec() error {
 	// os.NewFile's finalizer would close the descriptor: keep f alive
 	// until the exec.
 	defer runtime.KeepAlive(f)
-	self, err := os.Readlink("/proc/self/exe")
-	if err != nil {
-		return fmt.Errorf("rootless: %w", err)
-	}
 	env := os.Environ()
 	for i, kv := range env {
 		if len(kv) > len(stageEnv) && kv[:len(stageEnv)+1] == stageEnv+"=" {
 			env[i] = stageEnv + "=" + stageIn
 		}
 	}
-	if err := unix.Exec(self, os.Args, env); err != nil {
-		return fmt.Errorf("rootless: exec %s: %w", self, err)
+	if err := unix.Exec("/proc/self/exe", os.Args, env); err != nil {
+		return fmt.Errorf("rootless: exec /proc/self/exe: %w", err)
 	}
 	return nil
-}
-
-type idRange struct{ id, parent, count int64 }
-
-func ranges(m []user.IDMap) []idRange {
-	out := make([]idRange, len(m))
-	for i, r := range m {
-		out[i] = idRange{r.ID, r.ParentID, r.Count}
-	}
-	return out
 }
