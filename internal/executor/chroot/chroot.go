@@ -13,16 +13,23 @@
 // container's) network (Network "none" and "private" are refused: they need
 // a network namespace), has the host's hostname (Process.Hostname is not
 // applied) and can signal processes outside the rootfs by pid. Nothing is
-// mounted: the RUN has no /proc, /sys, /dev/pts, /dev/shm or /dev/mqueue
-// unless the rootfs has them as plain directories (so ps, /proc/self/...,
-// /dev/fd, /dev/stdin and busybox applets without a link do not work);
-// Process.Mounts are emulated (see Mounts below), and a terminal
-// (Process.Terminal) is refused.
-// Capabilities, the seccomp filter and no_new_privs are strata's own (the
-// container's): a root RUN keeps every capability strata has, setuid
-// programs work, and Security "insecure" runs the same as "sandbox". chroot
-// is no security boundary against a root process that holds CAP_SYS_CHROOT
-// (Docker's default set has it): the container around strata is the
+// mounted. The RUN sees the host's (the container's) /proc and /sys, and
+// /dev/fd, /dev/stdin, /dev/stdout and /dev/stderr, through package
+// procview: a seccomp filter whose listener, the run's init, answers the
+// RUN's open, stat, access and readlink calls on those paths from the
+// host's (so /proc/self/exe, /proc/cpuinfo and ps work; /proc lists every
+// process of the container). Where no seccomp listener can be installed,
+// the RUN has none of them (Runner.Warn says why, once). It has no
+// /dev/pts, /dev/shm or /dev/mqueue unless the rootfs has them as plain
+// directories; Process.Mounts are emulated (see Mounts below), and a
+// terminal (Process.Terminal) is refused.
+// Capabilities and the seccomp filter are strata's own (the container's):
+// a root RUN keeps every capability strata has, and Security "insecure"
+// runs the same as "sandbox". The view's filter needs no_new_privs, so
+// setuid and file-capability programs gain nothing (sudo in a USER's RUN
+// fails). chroot is no security boundary against a root process that holds
+// CAP_SYS_CHROOT (Docker's default set has it), nor is the host's /proc
+// (/proc/PID/root leads out): the container around strata is the
 // boundary, and this isolation is for Dockerfiles one trusts. There are no
 // resource limits of its own.
 //
@@ -122,6 +129,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/strata-build/strata/internal/executor"
@@ -136,12 +144,15 @@ type Runner struct {
 	// that calls Init first thing when IsInit is true. "" means this
 	// program itself (/proc/self/exe).
 	Program string
-	// Warn, when set, is called once per Runner, the first time a run has
-	// to go without device nodes the rootfs lacks, with a message that
-	// says which and why (e.g. no CAP_MKNOD).
+	// Warn, when set, is called once per Runner and cause, with a message
+	// that says what and why: the first time a run has to go without
+	// device nodes the rootfs lacks (e.g. no CAP_MKNOD), and the first time
+	// a run has to go without the host's /proc and /sys (procview: no
+	// seccomp listener).
 	Warn func(msg string)
 
 	warnOnce sync.Once
+	noView   atomic.Pointer[string] // why a run went without procview
 }
 
 var _ executor.Executor = (*Runner)(nil)
@@ -216,7 +227,17 @@ func (r *Runner) Run(ctx context.Context, p executor.Process) (exitCode int, err
 // FailureNote says what a process that failed went without, which may be
 // why (see executor.Noter).
 func (r *Runner) FailureNote() string {
-	return "chroot isolation gives RUN no /proc, /sys or /dev/pts (nothing can be mounted here); programs that need them fail, e.g. go without GOROOT set, java, ps"
+	if r.noView.Load() != nil {
+		return "chroot isolation gives RUN no /proc, /sys or /dev/pts here (nothing can be mounted, and no seccomp listener installed); programs that need them fail, e.g. go without GOROOT set, java, ps"
+	}
+	return "chroot isolation gives RUN the container's /proc and /sys (no PID namespace), no /dev/pts or /dev/shm, and no_new_privs (setuid programs gain nothing)"
+}
+
+// lostView records that a run went without procview, and warns once.
+func (r *Runner) lostView(why string) {
+	if r.noView.CompareAndSwap(nil, &why) && r.Warn != nil {
+		r.Warn("chroot isolation: RUN steps have no /proc or /sys: " + why)
+	}
 }
 
 // supported refuses what chroot isolation cannot give: a network namespace,

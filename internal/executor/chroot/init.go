@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-build/strata/internal/executor"
+	"github.com/strata-build/strata/internal/procview"
 )
 
 // initEnv, set to initVersion in its environment, makes a program started
@@ -52,6 +53,7 @@ type initStatus struct {
 	Code     int    `json:"code"`            // the exit code, when Error is ""
 	Error    string `json:"error,omitempty"` // the command could not be started, or processes were left
 	Canceled bool   `json:"canceled,omitempty"`
+	NoView   string `json:"noView,omitempty"` // why the command ran without the host's /proc (procview)
 }
 
 // IsInit reports whether this process was started as a run's init. A
@@ -92,18 +94,24 @@ func runInit() int {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return report(initStatus{Error: fmt.Sprintf("init: become a child subreaper: %v", err)})
 	}
-	proc, noSetGroups, err := enterRootfs(&cfg)
+	proc, sys, noSetGroups, err := enterRootfs(&cfg)
 	if err != nil {
 		return report(initStatus{Error: err.Error()})
 	}
 	chld, stop := watch(dec, control)
-	pid, err := startCommand(&cfg, noSetGroups)
+	if err := chownStdio(cfg.UID, cfg.GID); err != nil {
+		return report(initStatus{Error: err.Error()})
+	}
+	pid, view, noView, err := startCommand(&cfg, procview.Roots{Proc: proc.fd, Sys: sys}, noSetGroups)
 	if err != nil {
 		return report(initStatus{Error: startError(cfg.Args[0], err)})
 	}
 	ws, ended := waitCommand(pid, chld, stop)
 	left := killAll(proc, chld)
-	st := initStatus{Canceled: !ended}
+	if view != nil {
+		view.Close()
+	}
+	st := initStatus{Canceled: !ended, NoView: noView}
 	if ended {
 		code, ok := executor.ExitCode(ws)
 		if !ok {
@@ -119,25 +127,30 @@ func runInit() int {
 
 // enterRootfs moves the init into the rootfs and the working directory,
 // as root (as runc does: a USER may start in a directory it cannot
-// search), keeping /proc open to find the run's processes from there. It
-// reads first whether setgroups(2) is denied to the command.
-func enterRootfs(cfg *initConfig) (*procfs, bool, error) {
-	noSetGroups := setgroupsDenied()
-	proc, err := openProc()
+// search), keeping /proc open to find the run's processes from there, and
+// /proc and /sys (sys, -1 if it cannot be opened) to show them to the
+// command (procview). It reads first whether setgroups(2) is denied to the
+// command.
+func enterRootfs(cfg *initConfig) (proc *procfs, sys int, noSetGroups bool, err error) {
+	noSetGroups = setgroupsDenied()
+	if proc, err = openProc(); err != nil {
+		return nil, -1, false, fmt.Errorf("init: %v", err)
+	}
+	sys, err = unix.Open("/sys", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, false, fmt.Errorf("init: %v", err)
+		sys = -1
 	}
 	if err := unix.Chroot(cfg.Rootfs); err != nil {
 		msg := fmt.Sprintf("chroot to the rootfs: %v", err)
 		if errors.Is(err, unix.EPERM) {
 			msg += " (chroot isolation needs CAP_SYS_CHROOT)"
 		}
-		return nil, false, errors.New(msg)
+		return nil, -1, false, errors.New(msg)
 	}
 	if err := unix.Chdir(cfg.Dir); err != nil {
-		return nil, false, fmt.Errorf("chdir to the working directory %s: %v", cfg.Dir, err)
+		return nil, -1, false, fmt.Errorf("chdir to the working directory %s: %v", cfg.Dir, err)
 	}
-	return proc, noSetGroups, nil
+	return proc, sys, noSetGroups, nil
 }
 
 // watch returns a channel of SIGCHLD and one that is closed when the run
@@ -165,16 +178,48 @@ func watch(dec *json.Decoder, control io.Reader) (chld <-chan os.Signal, stop <-
 
 // startCommand starts the command in the init's root and working
 // directory, with the user's credentials, in a session of its own, with
-// the run's stdio and no other descriptor.
-func startCommand(cfg *initConfig, noSetGroups bool) (int, error) {
-	return syscall.ForkExec(cfg.Path, cfg.Args, &syscall.ProcAttr{
-		Env:   cfg.Env,
-		Files: []uintptr{stdinFD, stdoutFD, stderrFD},
-		Sys: &syscall.SysProcAttr{
-			Credential: &syscall.Credential{Uid: cfg.UID, Gid: cfg.GID, Groups: cfg.Groups, NoSetGroups: noSetGroups},
-			Setsid:     true,
-		},
-	})
+// the run's stdio and no other descriptor, under a procview.View that
+// shows it the host's /proc and /sys (roots). Where the view cannot be
+// set up, the command runs without it and noView says why.
+func startCommand(cfg *initConfig, roots procview.Roots, noSetGroups bool) (pid int, view *procview.View, noView string, err error) {
+	fork := func() (int, error) {
+		return syscall.ForkExec(cfg.Path, cfg.Args, &syscall.ProcAttr{
+			Env:   cfg.Env,
+			Files: []uintptr{stdinFD, stdoutFD, stderrFD},
+			Sys: &syscall.SysProcAttr{
+				Credential: &syscall.Credential{Uid: cfg.UID, Gid: cfg.GID, Groups: cfg.Groups, NoSetGroups: noSetGroups},
+				Setsid:     true,
+			},
+		})
+	}
+	pid, view, err = procview.Start(roots, int(cfg.UID), int(cfg.GID), fork)
+	if errors.Is(err, procview.ErrUnavailable) {
+		noView = err.Error()
+		pid, err = fork()
+	}
+	return pid, view, noView, err
+}
+
+// chownStdio gives the command's stdio pipes to its user, as runc does,
+// so that it can open them again by name (/dev/stdout, /dev/fd/1, through
+// procview); device nodes (/dev/null) are left as they are.
+func chownStdio(uid, gid uint32) error {
+	for fd := stdinFD; fd <= stderrFD; fd++ {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return fmt.Errorf("init: stat stdio: %v", err)
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFCHR || (st.Uid == uid && st.Gid == gid) {
+			continue
+		}
+		// EINVAL, EPERM: the user, or the pipe's owner, is not mapped in
+		// strata's user namespace; the pipe stays strata's.
+		err := unix.Fchown(fd, int(uid), int(gid))
+		if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("init: give stdio to %d:%d: %v", uid, gid, err)
+		}
+	}
+	return nil
 }
 
 // setgroupsDenied reports whether setgroups(2) is denied to this process:

@@ -73,6 +73,9 @@ func (r *Runner) start(ctx context.Context, p *executor.Process, cfg *initConfig
 		return -1, fmt.Errorf("run %s: the init (%s) gave no status (%s): is it a program that calls chroot.Init when chroot.IsInit?",
 			p.ID, in.program, strings.Join(why, "; "))
 	}
+	if st.NoView != "" {
+		r.lostView(st.NoView)
+	}
 	if st.Error != "" {
 		return -1, fmt.Errorf("run %s: %s", p.ID, st.Error)
 	}

@@ -79,6 +79,23 @@ func (s *suite) testHostFiles(t *testing.T) {
 // the same entries with the same types, modes, owners, sizes, devices and
 // link targets, and files not rewritten (same inode, modification and
 // change times), whether the rootfs has /dev, /proc, /sys and /etc or not.
+// testProc: a RUN finds itself in /proc (the go command finds its GOROOT
+// through /proc/self/exe), reads /sys, and writes to /dev/fd/N and
+// /dev/stderr, as root and as a user; the rootfs has none of them.
+func (s *suite) testProc(t *testing.T) {
+	e := s.New(t)
+	rootfs := s.rootfs(t)
+	const script = `readlink /proc/self/exe; grep -c '^Tgid:' /proc/self/status; tr '\0' ' ' </proc/$$/cmdline; echo
+test -d /sys/kernel && echo sys; echo fd >/dev/fd/1; echo stderr >/dev/stderr; readlink /proc/self/fd/0`
+	want := "/bin/busybox\n1\n/bin/sh -c " + script + " \nsys\nfd\nstderr\n/dev/null\n"
+	for _, u := range []string{"", "app"} {
+		code, out := s.run(t, e, executor.Process{Rootfs: rootfs, User: u, Args: sh(script), Stdin: nil})
+		if code != 0 || out != want {
+			t.Errorf("USER %q: exit %d, output\n%s\nwant\n%s", u, code, out, want)
+		}
+	}
+}
+
 func (s *suite) testNoChanges(t *testing.T) {
 	e := s.New(t)
 	bare := Rootfs(t, false)

@@ -8,7 +8,8 @@
 // writer, streamed while the process runs), stdin, a missing executable,
 // cancellation (the whole process tree ends, detached processes too, and
 // Run returns promptly), processes left behind by a process that ended,
-// device nodes and the host's resolv.conf and hosts, a rootfs left exactly as
+// device nodes and the host's resolv.conf and hosts, /proc, /sys and
+// /dev/fd (as root and as a user), a rootfs left exactly as
 // it was by a run that changes nothing, files written by the command,
 // mounts (binds, a cache, a tmpfs, a secret) and what they leave, and
 // concurrent runs that do not disturb each other.
@@ -81,6 +82,7 @@ func Run(t *testing.T, c Config) {
 		{"Detached", s.testDetached},
 		{"Devices", s.testDevices},
 		{"HostFiles", s.testHostFiles},
+		{"Proc", s.testProc},
 		{"NoChanges", s.testNoChanges},
 		{"OwnFilesKept", s.testOwnFilesKept},
 		{"FilesStay", s.testFilesStay},
@@ -103,7 +105,7 @@ func (s *suite) id() string {
 
 // applets are the busybox commands a rootfs has in /bin.
 var applets = []string{"sh", "id", "ls", "cat", "echo", "pwd", "sleep", "true", "false", "touch", "mkdir",
-	"env", "head", "wc", "setsid", "kill", "rm", "stat", "test", "printf", "grep", "sort", "tr"}
+	"env", "head", "wc", "setsid", "kill", "rm", "stat", "test", "printf", "grep", "sort", "tr", "readlink"}
 
 // Rootfs makes a root filesystem in a new directory: /bin/busybox with
 // applet links and, with etc, /etc/passwd and /etc/group with root, app

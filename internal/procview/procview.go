@@ -1,0 +1,152 @@
+// Package procview shows a chrooted process tree the host's /proc, /sys
+// and /dev/fd where nothing can be mounted: in an unprivileged container
+// (a Kubernetes pod at Pod Security Baseline, `docker run` with the default
+// capabilities and seccomp profile) mount(2) is denied, so a chroot has no
+// /proc, and programs that find themselves through /proc/self/exe (the go
+// command, rustc, node, cmake), read /proc/cpuinfo, /proc/meminfo or
+// /sys/devices/system/cpu, or open /dev/fd/N fail.
+//
+// It answers the path system calls of the processes started below it
+// through a seccomp user-notification filter (seccomp(2),
+// SECCOMP_FILTER_FLAG_NEW_LISTENER: Linux 5.9; Docker's and containerd's
+// default profiles allow it). Each open, stat, access and readlink of the
+// tree is sent to the supervisor, which reads the path from the caller's
+// memory. A path under /proc, /sys or /dev/fd (and /dev/stdin, /dev/stdout,
+// /dev/stderr) is answered from the host's: an open gets a descriptor of
+// the host's file put into the caller (SECCOMP_IOCTL_NOTIF_ADDFD), a stat
+// or readlink gets the host's answer written into its memory. /proc/self
+// and /proc/thread-self name the caller. Every other call goes on as the
+// caller made it (SECCOMP_USER_NOTIF_FLAG_CONTINUE), inside the chroot.
+//
+// What it is not: a sandbox. /proc is the host's (the container's): the
+// tree sees every process of the container, strata's too, and
+// /proc/PID/root leads out of the chroot. Installing a filter needs
+// no_new_privs, so setuid and file-capability programs do not gain
+// privileges below it (a root RUN needs none; `sudo` in a USER's RUN
+// fails). Paths are matched as the caller wrote them: a path that reaches
+// /proc through a symlink or a relative path from a directory outside it,
+// a chdir into /proc, and an exec of /proc/self/exe go on inside the chroot,
+// where /proc is what the rootfs has (nothing, usually). Calls of 32-bit
+// programs on a 64-bit host are not seen.
+package procview
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrUnavailable is wrapped by Start's error when the filter cannot be
+// installed: an architecture whose calls are not known here, a kernel
+// without seccomp listeners, a seccomp profile that denies them.
+var ErrUnavailable = errors.New("no seccomp listener")
+
+// Roots are the host's directories a View answers from, opened outside
+// the chroot: Proc is /proc (required), Sys is /sys (-1: none).
+type Roots struct {
+	Proc int
+	Sys  int
+}
+
+// View serves the path calls of the processes started by Start.
+type View struct {
+	roots    Roots
+	listener int
+	stop     int // an eventfd: Close writes it
+	uid, gid int
+	done     chan struct{}
+	once     sync.Once
+}
+
+// Start installs the filter on a thread of its own, calls start there (a
+// fork and exec, e.g. syscall.ForkExec: the child and everything it starts
+// inherit the filter) and returns start's pid and a View that serves the
+// calls of that tree until Close. The thread ends when Start returns, so
+// the filter and no_new_privs stay with the child. uid and gid are the
+// credentials the child runs with: the supervisor takes them to read and
+// write its memory (as a debugger would have to). When the filter cannot
+// be installed, start is not called and the error, which wraps
+// ErrUnavailable, says why.
+func Start(roots Roots, uid, gid int, start func() (int, error)) (int, *View, error) {
+	prog, err := filterProgram()
+	if err != nil {
+		return 0, nil, err
+	}
+	type result struct {
+		pid, listener int
+		err           error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		// Never unlocked: the thread carries the filter and ends with
+		// this goroutine.
+		runtime.LockOSThread()
+		listener, err := install(prog)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		pid, err := start()
+		if err != nil {
+			unix.Close(listener)
+			ch <- result{err: err}
+			return
+		}
+		ch <- result{pid: pid, listener: listener}
+	}()
+	r := <-ch
+	if r.err != nil {
+		return 0, nil, r.err
+	}
+	stop, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+	if err != nil {
+		// The tree runs, unanswered calls would fail: end it.
+		_ = unix.Kill(r.pid, unix.SIGKILL)
+		unix.Close(r.listener)
+		return r.pid, nil, fmt.Errorf("procview: eventfd: %w", err)
+	}
+	v := &View{roots: roots, listener: r.listener, stop: stop, uid: uid, gid: gid, done: make(chan struct{})}
+	go v.serve()
+	return r.pid, v, nil
+}
+
+// Close stops serving: calls still to come fail with ENOSYS, so Close once
+// the tree has ended.
+func (v *View) Close() {
+	v.once.Do(func() {
+		_, _ = unix.Write(v.stop, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+		<-v.done
+		unix.Close(v.listener)
+		unix.Close(v.stop)
+	})
+}
+
+// serve answers calls on a thread of its own that has the tree's
+// credentials.
+func (v *View) serve() {
+	defer close(v.done)
+	// Never unlocked: the thread's credentials are changed.
+	runtime.LockOSThread()
+	if err := setThreadCreds(v.uid, v.gid); err != nil {
+		fmt.Fprintf(os.Stderr, "procview: %v\n", err)
+	}
+	// Linux 6.6: the caller is woken on this thread's CPU (best effort).
+	_, _, _ = unix.Syscall(unix.SYS_IOCTL, uintptr(v.listener), unix.SECCOMP_IOCTL_NOTIF_SET_FLAGS, unix.SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)
+	v.loop()
+}
+
+// setThreadCreds gives the calling thread (alone: raw system calls, not
+// Go's process-wide ones) the tree's uid and gid.
+func setThreadCreds(uid, gid int) error {
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(gid), uintptr(gid), uintptr(gid)); e != 0 {
+		return fmt.Errorf("setresgid %d: %w", gid, e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), uintptr(uid), uintptr(uid)); e != 0 {
+		return fmt.Errorf("setresuid %d: %w", uid, e)
+	}
+	return nil
+}
