@@ -36,6 +36,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -52,12 +53,18 @@ type Roots struct {
 	Sys  int
 }
 
+// Cred is the credentials the tree starts with.
+type Cred struct {
+	UID, GID uint32
+	Groups   []uint32
+}
+
 // View serves the path calls of the processes started by Start.
 type View struct {
 	roots    Roots
 	listener int
 	stop     int // an eventfd: Close writes it
-	uid, gid int
+	cred     Cred
 	done     chan struct{}
 	once     sync.Once
 }
@@ -66,12 +73,12 @@ type View struct {
 // fork and exec, e.g. syscall.ForkExec: the child and everything it starts
 // inherit the filter) and returns start's pid and a View that serves the
 // calls of that tree until Close. The thread ends when Start returns, so
-// the filter and no_new_privs stay with the child. uid and gid are the
-// credentials the child runs with: the supervisor takes them to read and
-// write its memory (as a debugger would have to). When the filter cannot
+// the filter and no_new_privs stay with the child. cred is what the child
+// runs as: the supervisor takes it to read and write its memory (as a
+// debugger without CAP_SYS_PTRACE would have to) and to open files for it. When the filter cannot
 // be installed, start is not called and the error, which wraps
 // ErrUnavailable, says why.
-func Start(roots Roots, uid, gid int, start func() (int, error)) (int, *View, error) {
+func Start(roots Roots, cred Cred, start func() (int, error)) (int, *View, error) {
 	prog, err := filterProgram()
 	if err != nil {
 		return 0, nil, err
@@ -109,7 +116,7 @@ func Start(roots Roots, uid, gid int, start func() (int, error)) (int, *View, er
 		unix.Close(r.listener)
 		return r.pid, nil, fmt.Errorf("procview: eventfd: %w", err)
 	}
-	v := &View{roots: roots, listener: r.listener, stop: stop, uid: uid, gid: gid, done: make(chan struct{})}
+	v := &View{roots: roots, listener: r.listener, stop: stop, cred: cred, done: make(chan struct{})}
 	go v.serve()
 	return r.pid, v, nil
 }
@@ -131,7 +138,7 @@ func (v *View) serve() {
 	defer close(v.done)
 	// Never unlocked: the thread's credentials are changed.
 	runtime.LockOSThread()
-	if err := setThreadCreds(v.uid, v.gid); err != nil {
+	if err := setThreadCred(v.cred); err != nil {
 		fmt.Fprintf(os.Stderr, "procview: %v\n", err)
 	}
 	// Linux 6.6: the caller is woken on this thread's CPU (best effort).
@@ -139,14 +146,20 @@ func (v *View) serve() {
 	v.loop()
 }
 
-// setThreadCreds gives the calling thread (alone: raw system calls, not
-// Go's process-wide ones) the tree's uid and gid.
-func setThreadCreds(uid, gid int) error {
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(gid), uintptr(gid), uintptr(gid)); e != 0 {
-		return fmt.Errorf("setresgid %d: %w", gid, e)
+// setThreadCred gives the calling thread (alone: raw system calls, not
+// Go's process-wide ones) the tree's credentials. Groups that cannot be
+// set (in a user namespace that denies setgroups) are left.
+func setThreadCred(c Cred) error {
+	var list uintptr
+	if len(c.Groups) > 0 {
+		list = uintptr(unsafe.Pointer(&c.Groups[0]))
 	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), uintptr(uid), uintptr(uid)); e != 0 {
-		return fmt.Errorf("setresuid %d: %w", uid, e)
+	_, _, _ = unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(c.Groups)), list, 0)
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(c.GID), uintptr(c.GID), uintptr(c.GID)); e != 0 {
+		return fmt.Errorf("setresgid %d: %w", c.GID, e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(c.UID), uintptr(c.UID), uintptr(c.UID)); e != 0 {
+		return fmt.Errorf("setresuid %d: %w", c.UID, e)
 	}
 	return nil
 }

@@ -180,7 +180,7 @@ func startChild(t *testing.T, roots Roots, uid, gid int, stdin string, calls ...
 	if uid != os.Geteuid() {
 		attr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
-	pid, view, err := Start(roots, uid, gid, func() (int, error) {
+	pid, view, err := Start(roots, Cred{UID: uint32(uid), GID: uint32(gid)}, func() (int, error) {
 		return syscall.ForkExec(exe, append([]string{exe}, calls...), &syscall.ProcAttr{
 			Env:   []string{childEnv + "=1"},
 			Files: []uintptr{in.Fd(), out.Fd(), errOut.Fd(), readyR.Fd()},

@@ -192,7 +192,7 @@ func startCommand(cfg *initConfig, roots procview.Roots, noSetGroups bool) (pid 
 			},
 		})
 	}
-	pid, view, err = procview.Start(roots, int(cfg.UID), int(cfg.GID), fork)
+	pid, view, err = procview.Start(roots, procview.Cred{UID: cfg.UID, GID: cfg.GID, Groups: cfg.Groups}, fork)
 	if errors.Is(err, procview.ErrUnavailable) {
 		noView = err.Error()
 		pid, err = fork()
