@@ -9,8 +9,8 @@ import (
 )
 
 // target is where a call's path is answered from: rel inside the host's
-// directory dir, or, for a readlink of /proc/self or /proc/thread-self,
-// the link's text.
+// directory dir; link, when set, is the text a readlink of it returns (of
+// /proc/self, /dev/stdin, ...).
 type target struct {
 	dir  int
 	rel  string
@@ -24,6 +24,9 @@ func (v *View) route(path string, tid int, final bool) (target, bool) {
 	if !strings.HasPrefix(path, "/") {
 		return target{}, false
 	}
+	if strings.HasSuffix(path, "/") { // the link's directory is meant
+		final = false
+	}
 	top, rest := split(path)
 	switch top {
 	case "proc":
@@ -34,12 +37,20 @@ func (v *View) route(path string, tid int, final bool) (target, bool) {
 		}
 		return target{dir: v.roots.Sys, rel: orDot(rest)}, true
 	case "dev":
+		// Links to /proc/self/fd[/N] in a container's /dev.
 		name, rest := split(rest)
 		if name == "fd" && !dotdot(rest) {
+			if rest == "" && final {
+				return target{dir: v.roots.Proc, rel: "self", link: "/proc/self/fd"}, true
+			}
 			return v.self(tid, join("fd", rest))
 		}
 		if fd, ok := stdFD(name); ok && rest == "" {
-			return v.self(tid, "fd/"+fd)
+			t, ok := v.self(tid, "fd/"+fd)
+			if final {
+				t.link = "/proc/self/fd/" + fd
+			}
+			return t, ok
 		}
 	}
 	return target{}, false

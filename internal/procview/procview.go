@@ -27,7 +27,12 @@
 // /proc through a symlink or a relative path from a directory outside it,
 // a chdir into /proc, and an exec of /proc/self/exe go on inside the chroot,
 // where /proc is what the rootfs has (nothing, usually). Calls of 32-bit
-// programs on a 64-bit host are not seen.
+// and x32 programs on a 64-bit host are not seen. Answers are given with
+// the credentials the tree started with, also to a process that changed
+// them (su). The supervisor is one thread of the caller's process, which
+// a process of the tree running as another user may signal. A tree that
+// installs a seccomp listener of its own (crun, podman, LXC inside a RUN)
+// gets EBUSY: one listener per process.
 package procview
 
 import (
@@ -61,33 +66,46 @@ type Cred struct {
 
 // View serves the path calls of the processes started by Start.
 type View struct {
-	roots    Roots
-	listener int
-	stop     int // an eventfd: Close writes it
-	cred     Cred
-	done     chan struct{}
-	once     sync.Once
+	roots     Roots
+	listener  int
+	stop      int // an eventfd: Close writes it
+	cred      Cred
+	credOK    bool // the serving thread has cred (else every call goes on)
+	done      chan struct{}
+	closeOnce sync.Once
+	listOnce  sync.Once
 }
 
 // Start installs the filter on a thread of its own, calls start there (a
 // fork and exec, e.g. syscall.ForkExec: the child and everything it starts
 // inherit the filter) and returns start's pid and a View that serves the
-// calls of that tree until Close. The thread ends when Start returns, so
-// the filter and no_new_privs stay with the child. cred is what the child
-// runs as: the supervisor takes it to read and write its memory (as a
-// debugger without CAP_SYS_PTRACE would have to) and to open files for it. When the filter cannot
-// be installed, start is not called and the error, which wraps
-// ErrUnavailable, says why.
+// calls of that tree until Close. That thread is not used again (its
+// goroutine ends locked to it), so the filter and no_new_privs stay with
+// the child. cred is what the child runs as: the supervisor takes it to
+// read and write the tree's memory (as a debugger without CAP_SYS_PTRACE
+// would have to) and to open files for it; a process of the tree that
+// changes its credentials (su) is still answered with cred's access.
+// When the filter cannot be installed, start is not called and the error,
+// which wraps ErrUnavailable, says why.
 func Start(roots Roots, cred Cred, start func() (int, error)) (int, *View, error) {
 	prog, err := filterProgram()
 	if err != nil {
 		return 0, nil, err
+	}
+	stop, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: eventfd: %w", ErrUnavailable, err)
 	}
 	type result struct {
 		pid, listener int
 		err           error
 	}
 	ch := make(chan result, 1)
+	// The caller's thread is kept from the goroutine below: were that
+	// goroutine to run on the main thread, which the runtime never ends,
+	// the thread would stay, parked, with the filter.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	go func() {
 		// Never unlocked: the thread carries the filter and ends with
 		// this goroutine.
@@ -107,39 +125,41 @@ func Start(roots Roots, cred Cred, start func() (int, error)) (int, *View, error
 	}()
 	r := <-ch
 	if r.err != nil {
+		unix.Close(stop)
 		return 0, nil, r.err
-	}
-	stop, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
-	if err != nil {
-		// The tree runs, unanswered calls would fail: end it.
-		_ = unix.Kill(r.pid, unix.SIGKILL)
-		unix.Close(r.listener)
-		return r.pid, nil, fmt.Errorf("procview: eventfd: %w", err)
 	}
 	v := &View{roots: roots, listener: r.listener, stop: stop, cred: cred, done: make(chan struct{})}
 	go v.serve()
 	return r.pid, v, nil
 }
 
-// Close stops serving: calls still to come fail with ENOSYS, so Close once
-// the tree has ended.
+// Close stops serving and waits until it has: calls still to come fail
+// with ENOSYS, so Close once the tree has ended.
 func (v *View) Close() {
-	v.once.Do(func() {
+	v.closeOnce.Do(func() {
 		_, _ = unix.Write(v.stop, []byte{1, 0, 0, 0, 0, 0, 0, 0})
 		<-v.done
-		unix.Close(v.listener)
+		v.closeListener()
 		unix.Close(v.stop)
 	})
 }
 
+// closeListener closes the listener: the tree's calls fail with ENOSYS
+// from then on.
+func (v *View) closeListener() {
+	v.listOnce.Do(func() { unix.Close(v.listener) })
+}
+
 // serve answers calls on a thread of its own that has the tree's
-// credentials.
+// credentials; where they cannot be taken, it lets every call go on.
 func (v *View) serve() {
 	defer close(v.done)
 	// Never unlocked: the thread's credentials are changed.
 	runtime.LockOSThread()
 	if err := setThreadCred(v.cred); err != nil {
-		fmt.Fprintf(os.Stderr, "procview: %v\n", err)
+		fmt.Fprintf(os.Stderr, "procview: %v: the tree goes without the host's /proc\n", err)
+	} else {
+		v.credOK = true
 	}
 	// Linux 6.6: the caller is woken on this thread's CPU (best effort).
 	_, _, _ = unix.Syscall(unix.SYS_IOCTL, uintptr(v.listener), unix.SECCOMP_IOCTL_NOTIF_SET_FLAGS, unix.SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)

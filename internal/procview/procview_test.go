@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,6 +20,15 @@ import (
 // arguments name (see child) and prints what they return.
 const childEnv = "PROCVIEW_TEST_CHILD"
 
+// init keeps a child on its main thread, whose id is the pid the test
+// names the fake /proc/PID files by (LockOSThread in init: main runs on
+// that thread).
+func init() {
+	if os.Getenv(childEnv) == "1" {
+		runtime.LockOSThread()
+	}
+}
+
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
 		os.Exit(child(os.Args[1:]))
@@ -27,9 +37,12 @@ func TestMain(m *testing.M) {
 }
 
 // child waits for a line on fd 3 (the test has made its files), then for
-// each "NR PATH" argument makes system call NR on PATH as pathCalls
-// describes it, and prints "NR PATH = RESULT" (the file's content, size,
-// "ok" or link) or "NR PATH: ERROR".
+// each "NR PATH [MOD]" argument makes system call NR on PATH as pathCalls
+// describes it, and prints "NR PATH [MOD] = RESULT" (the file's content,
+// size, "ok" or link) or "NR PATH [MOD]: ERROR". MOD "nofollow" makes a
+// stat not follow a final symlink, and print the file's type instead;
+// "size=N" gives a readlink N as its size, and prints what it returned
+// and the buffer's first 8 bytes (filled with x before).
 func child(args []string) int {
 	ready := os.NewFile(3, "ready")
 	if _, err := bufio.NewReader(ready).ReadString('\n'); err != nil {
@@ -37,20 +50,20 @@ func child(args []string) int {
 		return 1
 	}
 	for _, a := range args {
-		nrs, path, _ := strings.Cut(a, " ")
-		nr, _ := strconv.Atoi(nrs)
-		res, err := makeCall(uintptr(nr), path)
+		f := append(strings.Fields(a), "")
+		nr, _ := strconv.Atoi(f[0])
+		res, err := makeCall(uintptr(nr), f[1], f[2])
 		if err != nil {
-			fmt.Printf("%d %s: %v\n", nr, path, err)
+			fmt.Printf("%s: %v\n", a, err)
 			continue
 		}
-		fmt.Printf("%d %s = %s\n", nr, path, res)
+		fmt.Printf("%s = %s\n", a, res)
 	}
 	return 0
 }
 
 // makeCall makes call nr on path with the arguments its kind takes.
-func makeCall(nr uintptr, path string) (string, error) {
+func makeCall(nr uintptr, path, mod string) (string, error) {
 	c, ok := pathCalls[nr]
 	if !ok {
 		return "", fmt.Errorf("call %d is not a path call", nr)
@@ -69,19 +82,28 @@ func makeCall(nr uintptr, path string) (string, error) {
 	var stx unix.Statx_t
 	buf := make([]byte, 256)
 	how := unix.OpenHow{Flags: unix.O_RDONLY | unix.O_CLOEXEC}
+	var atFlags uintptr
+	if mod == "nofollow" {
+		atFlags = unix.AT_SYMLINK_NOFOLLOW
+	}
+	size := uint64(len(buf))
+	if n, ok := strings.CutPrefix(mod, "size="); ok {
+		size, _ = strconv.ParseUint(n, 0, 64)
+		copy(buf, "xxxxxxxx")
+	}
 	switch c.kind {
 	case kOpen:
 		args = append(args, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	case kOpen2:
 		args = append(args, uintptr(unsafe.Pointer(&how)), unsafe.Sizeof(how))
 	case kStat:
-		args = append(args, uintptr(unsafe.Pointer(&st)), 0)
+		args = append(args, uintptr(unsafe.Pointer(&st)), atFlags)
 	case kStatx:
-		args = append(args, 0, unix.STATX_SIZE, uintptr(unsafe.Pointer(&stx)))
+		args = append(args, atFlags, unix.STATX_SIZE|unix.STATX_TYPE, uintptr(unsafe.Pointer(&stx)))
 	case kAccess:
 		args = append(args, unix.R_OK, 0)
 	case kReadlink:
-		args = append(args, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+		args = append(args, uintptr(unsafe.Pointer(&buf[0])), uintptr(size))
 	}
 	args = append(args, 0, 0, 0, 0, 0, 0)
 	r, _, e := unix.Syscall6(nr, args[0], args[1], args[2], args[3], args[4], args[5])
@@ -97,11 +119,19 @@ func makeCall(nr uintptr, path string) (string, error) {
 			return "", err
 		}
 		return string(buf[:n]), nil
-	case kStat:
-		return strconv.FormatInt(st.Size, 10), nil
-	case kStatx:
-		return strconv.FormatUint(stx.Size, 10), nil
+	case kStat, kStatx:
+		mode, size := st.Mode, uint64(st.Size)
+		if c.kind == kStatx {
+			mode, size = uint32(stx.Mode), stx.Size
+		}
+		if mod == "nofollow" || c.nofollow {
+			return map[bool]string{true: "symlink", false: "not a symlink"}[mode&unix.S_IFMT == unix.S_IFLNK], nil
+		}
+		return strconv.FormatUint(size, 10), nil
 	case kReadlink:
+		if mod != "" {
+			return fmt.Sprintf("%d %q", r, buf[:8]), nil
+		}
 		return string(buf[:r]), nil
 	}
 	return "ok", nil
@@ -146,6 +176,9 @@ type tree struct {
 // roots, as uid and gid, with stdin from the file stdin.
 func startChild(t *testing.T, roots Roots, uid, gid int, stdin string, calls ...string) *tree {
 	t.Helper()
+	if raceEnabled {
+		t.Skip("the race detector's runtime in the child needs the real /proc/self/maps, not the fake /proc")
+	}
 	exe := testBinary(t, uid)
 	in, err := os.Open(stdin)
 	if err != nil {
@@ -270,10 +303,13 @@ func callsOn(path, link string) []string {
 func wantFor(call string) string {
 	nrs, _, _ := strings.Cut(call, " ")
 	nr, _ := strconv.Atoi(nrs)
-	switch pathCalls[uintptr(nr)].kind {
+	switch c := pathCalls[uintptr(nr)]; c.kind {
 	case kOpen, kOpen2:
 		return call + " = fake cpuinfo"
 	case kStat, kStatx:
+		if c.nofollow {
+			return call + " = not a symlink"
+		}
 		return call + " = 12"
 	case kReadlink:
 		return call + " = target-text"
@@ -344,11 +380,64 @@ func TestSelf(t *testing.T) {
 	}
 }
 
+// TestEdges: calls that do not follow a final symlink see the link, a
+// readlink's size is an int (its upper bits are not the caller's buffer),
+// /dev/stdout reads as the link a container's /dev has, and a FIFO opened
+// through the view stops neither the view nor the tree.
+func TestEdges(t *testing.T) {
+	roots := fakeRoots(t, map[string]string{"link": "->target-text", "cpuinfo": "fake cpuinfo"}, nil)
+	dir, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", roots.Proc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(filepath.Join(dir, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nr := func(n uintptr) string { return strconv.Itoa(int(n)) }
+	calls := []string{
+		nr(unix.SYS_NEWFSTATAT) + " /proc/self nofollow",
+		nr(unix.SYS_STATX) + " /proc/self nofollow",
+		nr(unix.SYS_READLINKAT) + " /proc/link size=0x100000004",
+		nr(unix.SYS_READLINKAT) + " /proc/link size=0",
+		nr(unix.SYS_READLINKAT) + " /dev/stdout",
+		nr(unix.SYS_OPENAT) + " /proc/fifo",
+		nr(unix.SYS_OPENAT) + " /proc/cpuinfo",
+	}
+	c := startChild(t, roots, os.Geteuid(), os.Getegid(), os.DevNull, calls...)
+	pid := strconv.Itoa(c.pid)
+	if err := os.MkdirAll(filepath.Join(dir, pid), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(filepath.Join(dir, pid, "status"), []byte("Name:\tchild\nTgid:\t"+pid+"\n"), 0o644))
+	must(os.Symlink(pid, filepath.Join(dir, "self")))
+	want := strings.Join([]string{
+		calls[0] + " = symlink",
+		calls[1] + " = symlink",
+		calls[2] + ` = 4 "targxxxx"`,
+		calls[3] + ": invalid argument",
+		calls[4] + " = /proc/self/fd/1",
+		calls[5] + ": EOF", // no writer: the read ends at once
+		calls[6] + " = fake cpuinfo",
+	}, "\n") + "\n"
+	if got := c.wait(t); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
 // TestOtherUser: the view answers a child that runs as another user (its
 // memory is read and written with that user's credentials).
 func TestOtherUser(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to start a child as another user")
+	}
+	if raceEnabled {
+		t.Skip("the race detector's runtime in the child needs the real /proc/self/maps, not the fake /proc")
 	}
 	if os.Getenv(noPtraceEnv) == "" {
 		rerunWithoutPtrace(t)

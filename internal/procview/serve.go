@@ -28,33 +28,46 @@ const (
 )
 
 // loop answers calls until the tree has ended (the listener hangs up) or
-// the View is closed.
+// the View is closed. When the listener fails, the View lets the tree go:
+// its calls fail with ENOSYS from then on, rather than wait.
 func (v *View) loop() {
 	var n notif
 	buf := make([]byte, 0, unix.PathMax+4096)
 	fds := []unix.PollFd{{Fd: int32(v.listener), Events: unix.POLLIN}, {Fd: int32(v.stop), Events: unix.POLLIN}}
-	for {
+	for failures := 0; failures < 100; {
 		fds[0].Revents, fds[1].Revents = 0, 0
 		if _, err := unix.Poll(fds, -1); err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
+			if !errors.Is(err, unix.EINTR) {
+				failures++
 			}
-			return
+			continue
 		}
 		if fds[1].Revents != 0 || fds[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0 {
 			return
 		}
-		if err := recv(v.listener, &n); err != nil {
-			continue // EINTR, or ENOENT: the caller was killed
+		switch err := recv(v.listener, &n); {
+		case err == nil:
+			v.answer(&n, buf)
+			failures = 0
+		case !errors.Is(err, unix.EINTR) && !errors.Is(err, unix.ENOENT): // ENOENT: the caller was killed
+			failures++
 		}
-		v.answer(&n, buf)
 	}
+	v.closeListener()
 }
 
-// answer answers one call.
+// answer answers one call: from the host's files when its path is one
+// route takes and this thread has the tree's credentials, else by letting
+// it go on. A panic (a bug) fails the call with EIO rather than end the
+// init.
 func (v *View) answer(n *notif, buf []byte) {
+	defer func() {
+		if recover() != nil {
+			_ = send(v.listener, n.id, false, 0, unix.EIO)
+		}
+	}()
 	c, ok := pathCalls[uintptr(n.data.nr)]
-	if !ok || n.data.arch != auditArch {
+	if !ok || n.data.arch != auditArch || !v.credOK {
 		_ = send(v.listener, n.id, true, 0, 0)
 		return
 	}
@@ -68,14 +81,9 @@ func (v *View) answer(n *notif, buf []byte) {
 		_ = send(v.listener, n.id, true, 0, 0)
 		return
 	}
-	t, ok := v.route(path, pid, c.kind == kReadlink || c.nofollow)
+	t, ok := v.route(path, pid, c.final(a))
 	if !ok || !valid(v.listener, n.id) {
 		_ = send(v.listener, n.id, true, 0, 0)
-		return
-	}
-	if t.link != "" { // readlink of /proc/self or /proc/thread-self
-		val, err := writeLink(pid, a, t.link)
-		v.reply(n.id, val, err)
 		return
 	}
 	switch c.kind {
@@ -103,9 +111,34 @@ func (v *View) answer(n *notif, buf []byte) {
 		}
 		v.reply(n.id, 0, unix.Faccessat(t.dir, t.rel, uint32(a[1]), flags))
 	case kReadlink:
-		val, err := readlink(pid, a, t)
+		var val int64
+		var err error
+		if t.link != "" {
+			val, err = writeLink(pid, a, t.link)
+		} else {
+			val, err = readlink(pid, a, t)
+		}
 		v.reply(n.id, val, err)
 	}
+}
+
+// final reports whether the call does not follow a symlink at the end of
+// its path (a: its arguments after the directory descriptor): readlink,
+// lstat, AT_SYMLINK_NOFOLLOW, O_NOFOLLOW.
+func (c call) final(a []uint64) bool {
+	switch c.kind {
+	case kReadlink:
+		return true
+	case kOpen:
+		return a[1]&unix.O_NOFOLLOW != 0
+	case kStat:
+		return c.nofollow || (c.flags && a[2]&unix.AT_SYMLINK_NOFOLLOW != 0)
+	case kStatx:
+		return a[1]&unix.AT_SYMLINK_NOFOLLOW != 0
+	case kAccess:
+		return c.flags && a[2]&unix.AT_SYMLINK_NOFOLLOW != 0
+	}
+	return false // openat2: its flags are in memory; /proc/self is followed
 }
 
 // reply returns val from the call, or fails it with err's errno.
@@ -121,7 +154,9 @@ func (v *View) reply(id uint64, val int64, err error) {
 	_ = send(v.listener, id, false, val, 0)
 }
 
-// open opens the host's file and puts it in the caller.
+// open opens the host's file and puts it in the caller. It opens without
+// blocking (a FIFO reached through /proc/self/fd would stop every call of
+// the tree) and gives the caller the blocking mode it asked for.
 func (v *View) open(n *notif, c call, a []uint64, t target) {
 	var fd int
 	var err error
@@ -138,16 +173,21 @@ func (v *View) open(n *notif, c call, a []uint64, t target) {
 			return
 		}
 		flags = int(how.Flags)
-		how.Flags |= unix.O_CLOEXEC
+		how.Flags |= unix.O_CLOEXEC | unix.O_NONBLOCK
 		fd, err = unix.Openat2(t.dir, t.rel, &how)
 	} else {
-		fd, err = unix.Openat(t.dir, t.rel, flags|unix.O_CLOEXEC, uint32(a[2]))
+		fd, err = unix.Openat(t.dir, t.rel, flags|unix.O_CLOEXEC|unix.O_NONBLOCK, uint32(a[2]))
 	}
 	if err != nil {
 		v.reply(n.id, 0, err)
 		return
 	}
 	defer unix.Close(fd)
+	if flags&unix.O_NONBLOCK == 0 {
+		if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err == nil {
+			_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl&^unix.O_NONBLOCK)
+		}
+	}
 	if err := sendFD(v.listener, n.id, fd, flags&unix.O_CLOEXEC != 0); err != nil {
 		v.reply(n.id, 0, err)
 	}
@@ -166,8 +206,8 @@ func readlink(pid int, a []uint64, t target) (int64, error) {
 
 // writeLink writes link into the caller's readlink buffer.
 func writeLink(pid int, a []uint64, link string) (int64, error) {
-	size := int64(a[2])
-	if int32(size) <= 0 {
+	size := int64(int32(a[2])) // an int for the kernel
+	if size <= 0 {
 		return 0, unix.EINVAL
 	}
 	b := []byte(link)

@@ -99,7 +99,7 @@ func runInit() int {
 		return report(initStatus{Error: err.Error()})
 	}
 	chld, stop := watch(dec, control)
-	if err := chownStdio(cfg.UID, cfg.GID); err != nil {
+	if err := chownStdio(cfg.UID); err != nil {
 		return report(initStatus{Error: err.Error()})
 	}
 	pid, view, noView, err := startCommand(&cfg, procview.Roots{Proc: proc.fd, Sys: sys}, noSetGroups)
@@ -141,6 +141,9 @@ func enterRootfs(cfg *initConfig) (proc *procfs, sys int, noSetGroups bool, err 
 		sys = -1
 	}
 	if err := unix.Chroot(cfg.Rootfs); err != nil {
+		if sys >= 0 {
+			unix.Close(sys)
+		}
 		msg := fmt.Sprintf("chroot to the rootfs: %v", err)
 		if errors.Is(err, unix.EPERM) {
 			msg += " (chroot isolation needs CAP_SYS_CHROOT)"
@@ -200,23 +203,24 @@ func startCommand(cfg *initConfig, roots procview.Roots, noSetGroups bool) (pid 
 	return pid, view, noView, err
 }
 
-// chownStdio gives the command's stdio pipes to its user, as runc does,
-// so that it can open them again by name (/dev/stdout, /dev/fd/1, through
-// procview); device nodes (/dev/null) are left as they are.
-func chownStdio(uid, gid uint32) error {
+// chownStdio gives the command's stdio pipes to its user (the owner
+// only, as runc does), so that it can open them again by name
+// (/dev/stdout, /dev/fd/1, through procview). Files and devices passed in
+// as stdio (`strata run > out.log`) are left as they are.
+func chownStdio(uid uint32) error {
 	for fd := stdinFD; fd <= stderrFD; fd++ {
 		var st unix.Stat_t
 		if err := unix.Fstat(fd, &st); err != nil {
 			return fmt.Errorf("init: stat stdio: %v", err)
 		}
-		if st.Mode&unix.S_IFMT == unix.S_IFCHR || (st.Uid == uid && st.Gid == gid) {
-			continue
+		if st.Mode&unix.S_IFMT != unix.S_IFIFO || st.Uid == uid {
+			continue // a file or terminal of strata's caller stays theirs
 		}
 		// EINVAL, EPERM: the user, or the pipe's owner, is not mapped in
 		// strata's user namespace; the pipe stays strata's.
-		err := unix.Fchown(fd, int(uid), int(gid))
+		err := unix.Fchown(fd, int(uid), -1)
 		if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EPERM) {
-			return fmt.Errorf("init: give stdio to %d:%d: %v", uid, gid, err)
+			return fmt.Errorf("init: give stdio to uid %d: %v", uid, err)
 		}
 	}
 	return nil

@@ -1,0 +1,5 @@
+//go:build !race
+
+package procview
+
+const raceEnabled = false
