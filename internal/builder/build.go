@@ -34,6 +34,7 @@ import (
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/layer"
 	"github.com/strata-build/strata/internal/plan"
+	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/registry"
 	"github.com/strata-build/strata/internal/snapshot"
@@ -172,15 +173,6 @@ func (b *Builder) applyOptions() layer.ApplyOptions {
 	return o
 }
 
-// HostPlatform is the platform strata builds for.
-func HostPlatform() v1.Platform {
-	p := v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
-	if runtime.GOARCH == "arm" {
-		p.Variant = "v7"
-	}
-	return p
-}
-
 // Build runs the build described by opts and returns the image written to the store.
 func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error) {
 	opts.setDefaults()
@@ -258,7 +250,7 @@ func (opts *Options) setDefaults() {
 		opts.Compression = layer.Gzip
 	}
 	if opts.Platform.OS == "" {
-		opts.Platform = HostPlatform()
+		opts.Platform = platform.Host()
 	}
 }
 
@@ -511,17 +503,7 @@ func (r *run) warnUnusedArgs() {
 // globalArgs evaluates the ARGs before the first FROM, with --build-arg
 // overrides, plus BuildKit's automatic platform args.
 func globalArgs(df *dockerfile.Dockerfile, opts Options) (mapGetter, error) {
-	g := mapGetter{}
-	plat := opts.Platform.OS + "/" + opts.Platform.Architecture
-	if opts.Platform.Variant != "" {
-		plat += "/" + opts.Platform.Variant
-	}
-	for _, pre := range []string{"BUILD", "TARGET"} {
-		g[pre+"PLATFORM"] = plat
-		g[pre+"OS"] = opts.Platform.OS
-		g[pre+"ARCH"] = opts.Platform.Architecture
-		g[pre+"VARIANT"] = opts.Platform.Variant
-	}
+	g := mapGetter(platform.Args(platform.Host(), opts.Platform))
 	lex := df.Lexer()
 	for _, a := range df.MetaArgs {
 		for _, kv := range a.Args {

@@ -16,6 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/strata-build/strata/internal/dockerfile"
+	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/progress"
 )
 
@@ -358,7 +359,7 @@ RUN echo never
 func TestInprocArgs(t *testing.T) {
 	t.Parallel()
 	e := newInprocEnv(t)
-	plat := HostPlatform()
+	plat := platform.Host()
 	ps := plat.OS + "/" + plat.Architecture
 	if plat.Variant != "" {
 		ps += "/" + plat.Variant

@@ -31,6 +31,7 @@ import (
 	"github.com/strata-build/strata/internal/executor/runc"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/layer"
+	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/registry"
 	"github.com/strata-build/strata/internal/store"
@@ -100,7 +101,7 @@ func makeInprocBase() {
 	}
 	b.blob = buf.Bytes()
 	b.layer = blob
-	plat := HostPlatform()
+	plat := platform.Host()
 	b.cfg = v1.ConfigFile{OS: plat.OS, Architecture: plat.Architecture, Variant: plat.Variant, Created: v1.Time{Time: baseEpoch}}
 	b.cfg.Config.Env = []string{basePath}
 	b.cfg.Config.Cmd = []string{"sh"}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/progress"
 )
 
@@ -52,11 +53,11 @@ func TestInprocPull(t *testing.T) {
 	if cfg, err := e.s.ImageID(im.Descriptor.Digest); err == nil {
 		id = string(cfg)
 	}
-	byID, err := e.b.ResolveImage(context.Background(), id, false, HostPlatform(), nil)
+	byID, err := e.b.ResolveImage(context.Background(), id, false, platform.Host(), nil)
 	if err != nil || byID.Descriptor.Digest != im.Descriptor.Digest {
 		t.Errorf("ResolveImage(%s): %v, %v", id, byID, err)
 	}
-	if _, err := e.b.ResolveImage(context.Background(), reg+"/library/nothing:1", false, HostPlatform(), nil); err == nil {
+	if _, err := e.b.ResolveImage(context.Background(), reg+"/library/nothing:1", false, platform.Host(), nil); err == nil {
 		t.Error("resolving an image the registry does not have succeeded")
 	}
 }

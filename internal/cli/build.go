@@ -20,6 +20,7 @@ import (
 	"github.com/strata-build/strata/internal/export"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/layer"
+	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/report"
 )
@@ -406,15 +407,14 @@ func buildPlatform(s string) (v1.Platform, error) {
 	if s == "" {
 		return v1.Platform{}, nil
 	}
-	p, err := v1.ParsePlatform(s)
+	p, err := platform.Parse(s)
 	if err != nil {
 		return v1.Platform{}, usagef("--platform=%s: %v", s, err)
 	}
-	host := builder.HostPlatform()
-	if p.OS != host.OS || p.Architecture != host.Architecture {
-		return v1.Platform{}, usagef("--platform=%s: only the host platform (%s/%s) can be built here (no binfmt emulation)", s, host.OS, host.Architecture)
+	if host := platform.Host(); !platform.Same(p, host) {
+		return v1.Platform{}, usagef("--platform=%s: only the host platform (%s) can be built here (no binfmt emulation)", s, platform.Format(host))
 	}
-	return *p, nil
+	return p, nil
 }
 
 // dockerfileSource sets where opts reads the Dockerfile from: stdin (with

@@ -10,10 +10,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/strata-build/strata/internal/builder"
 	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/inspect"
 	"github.com/strata-build/strata/internal/plan"
+	"github.com/strata-build/strata/internal/platform"
 )
 
 func (a *app) graphCmd() *cobra.Command {
@@ -65,7 +65,7 @@ and edges.`,
 				}
 				names = append(names, n)
 			}
-			globals, err := inspect.GlobalArgs(df, args1, builder.HostPlatform())
+			globals, err := inspect.GlobalArgs(df, args1, platform.Host())
 			if err != nil {
 				return err
 			}

@@ -9,6 +9,7 @@ import (
 	"github.com/strata-build/strata/internal/archive"
 	"github.com/strata-build/strata/internal/builder"
 	"github.com/strata-build/strata/internal/image"
+	"github.com/strata-build/strata/internal/platform"
 )
 
 func (a *app) importCmd() *cobra.Command {
@@ -28,7 +29,7 @@ func (a *app) importCmd() *cobra.Command {
 				return usageError{err}
 			}
 			opts := archive.ImportOptions{
-				Platform: builder.HostPlatform(),
+				Platform: platform.Host(),
 				Epoch:    epoch,
 				Message:  message,
 				Change:   func(cfg *v1.ConfigFile) error { return builder.ApplyChanges(cfg, changes) },

@@ -6,7 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strata-build/strata/internal/archive"
-	"github.com/strata-build/strata/internal/builder"
+	"github.com/strata-build/strata/internal/platform"
 )
 
 func (a *app) loadCmd() *cobra.Command {
@@ -23,7 +23,7 @@ func (a *app) loadCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			loaded, err := archive.Load(cmd.Context(), b.Store, in, builder.HostPlatform())
+			loaded, err := archive.Load(cmd.Context(), b.Store, in, platform.Host())
 			if err != nil {
 				return err
 			}

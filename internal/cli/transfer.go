@@ -6,8 +6,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
-	"github.com/strata-build/strata/internal/builder"
 	"github.com/strata-build/strata/internal/export"
+	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/store"
 )
@@ -59,7 +59,7 @@ func (a *app) pullCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			img, err := b.Pull(cmd.Context(), args[0], builder.HostPlatform(), progress.New(a.stderr, false))
+			img, err := b.Pull(cmd.Context(), args[0], platform.Host(), progress.New(a.stderr, false))
 			if err != nil {
 				return err
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/plan"
+	"github.com/strata-build/strata/internal/platform"
 )
 
 // NodeKind is what a node of the stage graph stands for.
@@ -67,17 +68,7 @@ type Graph struct {
 // does: --build-arg values (buildArgs) override the defaults, and the
 // automatic platform args (BUILDPLATFORM, TARGETOS, ...) describe plat.
 func GlobalArgs(df *dockerfile.Dockerfile, buildArgs map[string]string, plat v1.Platform) (shell.EnvGetter, error) {
-	g := map[string]string{}
-	p := plat.OS + "/" + plat.Architecture
-	if plat.Variant != "" {
-		p += "/" + plat.Variant
-	}
-	for _, pre := range []string{"BUILD", "TARGET"} {
-		g[pre+"PLATFORM"] = p
-		g[pre+"OS"] = plat.OS
-		g[pre+"ARCH"] = plat.Architecture
-		g[pre+"VARIANT"] = plat.Variant
-	}
+	g := platform.Args(platform.Host(), plat)
 	lex := df.Lexer()
 	for _, a := range df.MetaArgs {
 		for _, kv := range a.Args {
