@@ -33,7 +33,7 @@ func (b *Builder) resolveImage(ctx context.Context, ref string, pull bool, plat 
 		if err != nil {
 			return nil, err
 		}
-		return image.Load(b.Store, im.Descriptor.Digest)
+		return image.LoadFor(b.Store, im.Descriptor.Digest, plat)
 	}
 	canon, err := store.CanonicalName(ref)
 	if err != nil {
@@ -43,7 +43,7 @@ func (b *Builder) resolveImage(ctx context.Context, ref string, pull bool, plat 
 		if im, ok, err := b.Store.Lookup(canon); err != nil {
 			return nil, err
 		} else if ok {
-			return image.Load(b.Store, im.Descriptor.Digest)
+			return image.LoadFor(b.Store, im.Descriptor.Digest, plat)
 		}
 	}
 	shared := func() (*image.Image, error) {

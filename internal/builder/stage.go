@@ -286,7 +286,7 @@ func (sb *stageBuilder) base(ctx context.Context) (*stageResult, error) {
 		// Checks never pull: a base that is not in the store has an unknown config.
 		res := &stageResult{}
 		if im, ok, err := sb.svc.store.Lookup(st.Base); err == nil && ok {
-			if img, err := image.Load(sb.svc.store, im.Descriptor.Digest); err == nil {
+			if img, err := image.LoadFor(sb.svc.store, im.Descriptor.Digest, sb.svc.opts.Platform); err == nil {
 				img.Config.DeepCopyInto(&res.cfg)
 				return res, nil
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/strata-build/strata/internal/human"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/inspect"
+	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/store"
 )
 
@@ -32,7 +33,7 @@ func (a *app) loadRef(cmd *cobra.Command, ref string) (*image.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	return image.Load(b.Store, im.Descriptor.Digest)
+	return image.LoadFor(b.Store, im.Descriptor.Digest, platform.Host())
 }
 
 // noSuchImage is the error for an image the store does not hold.
@@ -77,12 +78,17 @@ func (a *app) imagesCmd() *cobra.Command {
 				case dangling == nil && untagged && !all:
 					continue // as docker images: only with -a or --filter dangling=true
 				}
-				img, err := image.Load(b.Store, im.Descriptor.Digest)
+				img, err := image.LoadFor(b.Store, im.Descriptor.Digest, platform.Host())
 				if err != nil {
 					fmt.Fprintf(a.stderr, "warning: %s: %v\n", imageLabel(im), err)
 					continue
 				}
-				id := img.Manifest.Config.Digest.Hex[:12]
+				fullID, err := b.Store.ImageID(im.Descriptor.Digest) // an index's is its own digest
+				if err != nil {
+					fmt.Fprintf(a.stderr, "warning: %s: %v\n", imageLabel(im), err)
+					continue
+				}
+				id := fullID.Encoded()[:12]
 				if quiet {
 					fmt.Fprintln(tw, id)
 					continue

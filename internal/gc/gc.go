@@ -14,6 +14,7 @@ import (
 
 	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/image"
+	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/store"
 )
 
@@ -224,9 +225,9 @@ func pruneDangling(s *store.Store, until time.Duration) ([]digest.Digest, error)
 		if im.Name != "" {
 			continue
 		}
-		img, err := image.Load(s, im.Descriptor.Digest)
+		img, err := image.LoadFor(s, im.Descriptor.Digest, platform.Host())
 		if err != nil {
-			continue // broken: fsck's to report; its blobs stay referenced
+			continue // broken (fsck's to report), or an index without a host image: its blobs stay referenced
 		}
 		if until > 0 && img.Config.Created.After(cutoff) {
 			continue

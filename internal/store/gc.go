@@ -60,42 +60,59 @@ func (s *Store) ImageRefs() (blobs, diffIDs map[digest.Digest]bool, err error) {
 	return blobs, diffIDs, nil
 }
 
-// RefsOf returns the blobs and layer diffIDs the images imgs use.
+// RefsOf returns the blobs and layer diffIDs the images imgs use: an
+// image index's own blob and those of each of its images the store holds
+// (a pull of one platform holds one).
 func (s *Store) RefsOf(imgs []Image) (blobs, diffIDs map[digest.Digest]bool) {
 	blobs, diffIDs = map[digest.Digest]bool{}, map[digest.Digest]bool{}
 	for _, im := range imgs {
-		raw, err := s.ReadBlob(im.Descriptor.Digest)
-		if err != nil {
-			continue
-		}
-		blobs[im.Descriptor.Digest] = true
-		var m struct {
-			Config struct{ Digest digest.Digest }   `json:"config"`
-			Layers []struct{ Digest digest.Digest } `json:"layers"`
-		}
-		if json.Unmarshal(raw, &m) != nil {
-			continue
-		}
-		blobs[m.Config.Digest] = true
-		for _, l := range m.Layers {
-			blobs[l.Digest] = true
-		}
-		cb, err := s.ReadBlob(m.Config.Digest)
-		if err != nil {
-			continue
-		}
-		var c struct {
-			RootFS struct {
-				DiffIDs []digest.Digest `json:"diff_ids"`
-			} `json:"rootfs"`
-		}
-		if json.Unmarshal(cb, &c) == nil {
-			for _, d := range c.RootFS.DiffIDs {
-				diffIDs[d] = true
-			}
-		}
+		s.refsOf(im.Descriptor.Digest, blobs, diffIDs, 0)
 	}
 	return blobs, diffIDs
+}
+
+// refsOf adds what the manifest or index d uses (depth: how deep in
+// indexes d is; an index in an index is not followed).
+func (s *Store) refsOf(d digest.Digest, blobs, diffIDs map[digest.Digest]bool, depth int) {
+	raw, err := s.ReadBlob(d)
+	if err != nil {
+		return
+	}
+	blobs[d] = true
+	var m struct {
+		Manifests []struct{ Digest digest.Digest } `json:"manifests"`
+		Config    struct{ Digest digest.Digest }   `json:"config"`
+		Layers    []struct{ Digest digest.Digest } `json:"layers"`
+	}
+	if json.Unmarshal(raw, &m) != nil {
+		return
+	}
+	if len(m.Manifests) > 0 {
+		if depth == 0 {
+			for _, c := range m.Manifests {
+				s.refsOf(c.Digest, blobs, diffIDs, depth+1)
+			}
+		}
+		return
+	}
+	blobs[m.Config.Digest] = true
+	for _, l := range m.Layers {
+		blobs[l.Digest] = true
+	}
+	cb, err := s.ReadBlob(m.Config.Digest)
+	if err != nil {
+		return
+	}
+	var c struct {
+		RootFS struct {
+			DiffIDs []digest.Digest `json:"diff_ids"`
+		} `json:"rootfs"`
+	}
+	if json.Unmarshal(cb, &c) == nil {
+		for _, d := range c.RootFS.DiffIDs {
+			diffIDs[d] = true
+		}
+	}
 }
 
 // Usage is the size of one part of the store.

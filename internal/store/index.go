@@ -364,19 +364,24 @@ func (s *Store) AllImages() ([]Image, error) {
 }
 
 // ImageID returns the ID of the image whose manifest is d: the digest of
-// its config, as docker names images.
+// its config, as docker names images; of an image index (a multi-platform
+// image), its own digest, as docker's containerd store names them.
 func (s *Store) ImageID(d digest.Digest) (digest.Digest, error) {
 	raw, err := s.ReadBlob(d)
 	if err != nil {
 		return "", err
 	}
 	var m struct {
-		Config struct {
+		Manifests []json.RawMessage `json:"manifests"`
+		Config    struct {
 			Digest digest.Digest `json:"digest"`
 		} `json:"config"`
 	}
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return "", fmt.Errorf("manifest %s: %w", d, err)
+	}
+	if m.Manifests != nil {
+		return d, nil
 	}
 	if err := m.Config.Digest.Validate(); err != nil {
 		return "", fmt.Errorf("manifest %s: config digest: %w", d, err)

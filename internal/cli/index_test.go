@@ -1,0 +1,81 @@
+package cli
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/strata-build/strata/internal/image"
+	"github.com/strata-build/strata/internal/platform"
+	"github.com/strata-build/strata/internal/store"
+)
+
+// TestImageIndexInStore: a name that points at an image index (a
+// multi-platform image) is listed with the index's digest as its ID,
+// inspected as its host image, and removed by rmi.
+func TestImageIndexInStore(t *testing.T) {
+	root, _ := importedStore(t)
+	s, err := store.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, ok, err := s.Lookup("small:1")
+	if err != nil || !ok {
+		t.Fatalf("small:1: %v %v", ok, err)
+	}
+	host, err := image.Load(s, im.Descriptor.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same image "for" another architecture: a copy of its config.
+	other := "arm64"
+	if platform.Host().Architecture == "arm64" {
+		other = "amd64"
+	}
+	cfg := host.Config
+	cfg.Architecture = other
+	foreign, err := image.Write(s, cfg, host.Layers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var descs []v1.Descriptor
+	for _, img := range []*image.Image{host, foreign} {
+		d, _ := v1.NewHash(img.Descriptor.Digest.String())
+		descs = append(descs, v1.Descriptor{MediaType: types.OCIManifestSchema1, Digest: d, Size: img.Descriptor.Size,
+			Platform: &v1.Platform{OS: "linux", Architecture: img.Config.Architecture}})
+	}
+	b, err := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: descs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := s.PutBlob(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Tag("multi:1", ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: idx, Size: int64(len(b))}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	r := mustStrata(t, root, "images")
+	if !strings.Contains(r.stdout, idx.Encoded()[:12]) || strings.Contains(r.stderr, "warning") {
+		t.Errorf("strata images does not list the index by its digest %s:\n%s\n%s", idx.Encoded()[:12], r.stdout, r.stderr)
+	}
+	r = mustStrata(t, root, "inspect", "multi:1")
+	var out []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || len(out) != 1 || out[0]["Architecture"] != platform.Host().Architecture {
+		t.Errorf("strata inspect multi:1 is not the host's image (%v):\n%s", err, r.stdout)
+	}
+	mustStrata(t, root, "rmi", "multi:1")
+	if r := strataIn(t, root, "inspect", "multi:1"); r.code == 0 {
+		t.Errorf("multi:1 still there after rmi:\n%s", r.stdout)
+	}
+	r = mustStrata(t, root, "fsck")
+	if !strings.Contains(r.stdout, ": 0 problems") {
+		t.Errorf("fsck after rmi of an index:\n%s%s", r.stdout, r.stderr)
+	}
+}
