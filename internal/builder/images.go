@@ -2,15 +2,19 @@ package builder
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/strata-build/strata/internal/human"
 	"github.com/strata-build/strata/internal/image"
+	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/source"
 	"github.com/strata-build/strata/internal/store"
@@ -40,19 +44,26 @@ func (b *Builder) resolveImage(ctx context.Context, ref string, pull bool, plat 
 		return nil, err
 	}
 	if !pull {
-		if im, ok, err := b.Store.Lookup(canon); err != nil {
+		im, ok, err := b.Store.Lookup(canon)
+		if err != nil {
 			return nil, err
-		} else if ok {
-			return image.LoadFor(b.Store, im.Descriptor.Digest, plat)
+		}
+		if ok {
+			img, err := image.LoadFor(b.Store, im.Descriptor.Digest, plat)
+			if err == nil || b.Registry == nil {
+				return img, err
+			}
+			// an index without this platform's image in the store: pull it
 		}
 	}
+	key := canon + "@" + platform.Format(plat)
 	shared := func() (*image.Image, error) {
-		return b.pulls.do(ctx, canon, func() (*image.Image, error) { return b.Pull(ctx, canon, plat, pr) })
+		return b.pulls.do(ctx, key, func() (*image.Image, error) { return b.Pull(ctx, canon, plat, pr) })
 	}
 	if memo == nil {
 		return shared()
 	}
-	return memo.do(ctx, canon, shared)
+	return memo.do(ctx, key, shared)
 }
 
 // pullGroup shares pulls by reference: a caller that comes while a pull of
@@ -122,7 +133,7 @@ func (b *Builder) pull(ctx context.Context, ref string, plat v1.Platform, step *
 	if b.Registry == nil {
 		return nil, fmt.Errorf("image %s is not in the store and no registry is configured", ref)
 	}
-	rimg, err := b.Registry.Image(ctx, ref, plat)
+	rimg, index, err := b.Registry.ImageAndIndex(ctx, ref, plat)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +150,21 @@ func (b *Builder) pull(ctx context.Context, ref string, plat v1.Platform, step *
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
-	if err := b.Store.Tag(ref, img.Descriptor); err != nil {
+	desc := img.Descriptor
+	if index != nil { // the name means every platform: it names the index
+		d, err := b.Store.PutBlob(index)
+		if err != nil {
+			return nil, fmt.Errorf("pull %s: %w", ref, err)
+		}
+		desc = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: d, Size: int64(len(index))}
+		var m struct {
+			MediaType string `json:"mediaType"`
+		}
+		if json.Unmarshal(index, &m) == nil && m.MediaType != "" {
+			desc.MediaType = m.MediaType // a Docker manifest list stays one
+		}
+	}
+	if err := b.Store.Tag(ref, desc); err != nil {
 		return nil, err
 	}
 	return img, nil

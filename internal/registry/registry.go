@@ -202,26 +202,50 @@ func (c *Client) candidates(ref name.Reference) ([]name.Reference, error) {
 // Image fetches the manifest of ref for platform (resolving an index), trying
 // mirrors first. Layers are fetched lazily by the returned image.
 func (c *Client) Image(ctx context.Context, ref string, platform v1.Platform) (v1.Image, error) {
+	img, _, err := c.ImageAndIndex(ctx, ref, platform)
+	return img, err
+}
+
+// ImageAndIndex is Image that also returns the image index ref names (its
+// manifest as the registry sent it), or nil when ref names an image
+// manifest: a pull keeps the index, as containerd does, so that its name
+// means every platform.
+func (c *Client) ImageAndIndex(ctx context.Context, ref string, platform v1.Platform) (v1.Image, []byte, error) {
 	r, err := ParseReference(ref)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cands, err := c.candidates(r)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var errs []error
 	for _, cand := range cands {
-		img, err := remote.Image(cand, c.options(ctx, remote.WithPlatform(platform))...)
+		img, index, err := c.imageAndIndex(ctx, cand, platform)
 		if err == nil {
-			return img, nil
+			return img, index, nil
 		}
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", cand.Context().RegistryStr(), describe(err)))
 	}
-	return nil, fmt.Errorf("pull %s: %w", r.Name(), errors.Join(errs...))
+	return nil, nil, fmt.Errorf("pull %s: %w", r.Name(), errors.Join(errs...))
+}
+
+func (c *Client) imageAndIndex(ctx context.Context, ref name.Reference, platform v1.Platform) (v1.Image, []byte, error) {
+	d, err := remote.Get(ref, c.options(ctx, remote.WithPlatform(platform))...)
+	if err != nil {
+		return nil, nil, err
+	}
+	img, err := d.Image() // the platform's image of an index
+	if err != nil {
+		return nil, nil, err
+	}
+	if d.MediaType.IsIndex() {
+		return img, d.Manifest, nil
+	}
+	return img, nil, nil
 }
 
 // Push uploads img as ref.

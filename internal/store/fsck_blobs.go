@@ -154,9 +154,19 @@ func (f *fsck) manifestIssues(name string, d digest.Digest, size int64, depth in
 		if depth > 0 {
 			return []string{fmt.Sprintf("manifest %s: nested index", d)}
 		}
+		// A pull keeps the index and the images of the platforms it
+		// needed: those the store holds are checked, and there must be one.
 		var out []string
+		held := 0
 		for _, c := range m.Manifests {
+			if !f.s.HasBlob(c.Digest) {
+				continue
+			}
+			held++
 			out = append(out, f.manifestIssues(name, c.Digest, c.Size, depth+1)...)
+		}
+		if held == 0 {
+			out = append(out, fmt.Sprintf("index %s: the store holds none of its %d images", d, len(m.Manifests)))
 		}
 		return out
 	}
