@@ -26,6 +26,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/strata-build/strata/internal/binfmt"
 	"github.com/strata-build/strata/internal/buildctx"
 	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/cache/remote"
@@ -49,11 +50,14 @@ type Options struct {
 	Dockerfile     []byte // content, when given directly (e.g. -f -)
 	Target         string
 	BuildArgs      map[string]string
-	Network        string // default network for RUN: "private" (default; see executor.NetworkPrivate), "host" or "none"
-	Platform       v1.Platform
-	Jobs           int
-	Pull           bool // re-resolve base images from their registry
-	Compression    layer.Compression
+	Network        string      // default network for RUN: "private" (default; see executor.NetworkPrivate), "host" or "none"
+	Platform       v1.Platform // the target platform (default: the host's)
+	// BinfmtDir is where binfmt_misc is mounted (default binfmt.Dir): a
+	// RUN for a foreign platform needs an emulator registered there.
+	BinfmtDir   string
+	Jobs        int
+	Pull        bool // re-resolve base images from their registry
+	Compression layer.Compression
 	// Entitlements are those granted with --allow (BuildKit's): a RUN
 	// --security=insecure needs security.insecure, a RUN --network=host
 	// network.host (unless the whole build uses the host's network).
@@ -251,6 +255,10 @@ func (opts *Options) setDefaults() {
 	}
 	if opts.Platform.OS == "" {
 		opts.Platform = platform.Host()
+	}
+	opts.Platform = platform.Normalize(opts.Platform)
+	if opts.BinfmtDir == "" {
+		opts.BinfmtDir = binfmt.Dir
 	}
 }
 

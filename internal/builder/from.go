@@ -49,16 +49,16 @@ func (sb *stageBuilder) resolveFrom(from string) (source.Ref, error) {
 // refImage returns the image an Image or NamedImage ref names: from the
 // store, pulled (with --pull, or when it is not there), or imported from
 // an OCI layout.
-func (r *run) refImage(ctx context.Context, ref source.Ref) (*image.Image, error) {
+func (r *run) refImage(ctx context.Context, ref source.Ref, plat v1.Platform) (*image.Image, error) {
 	if ref.Kind == source.Image {
-		return r.resolveImage(ctx, ref.Image, r.opts.Pull)
+		return r.resolveImage(ctx, ref.Image, r.opts.Pull, plat)
 	}
 	var img *image.Image
 	var err error
 	if ref.OCILayout {
 		img, err = r.ociLayoutImage(ctx, ref.Image)
 	} else {
-		img, err = r.resolveImage(ctx, ref.Image, r.opts.Pull)
+		img, err = r.resolveImage(ctx, ref.Image, r.opts.Pull, plat)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("--build-context %s: %w", ref.From, err)
@@ -106,7 +106,7 @@ func (sb *stageBuilder) openSource(ctx context.Context, ref source.Ref, use sour
 		}
 		return source.Open(ctx, sb.svc.snapshots, dirs, ref.Name, "")
 	case source.Image, source.NamedImage:
-		img, err := sb.r.refImage(ctx, ref)
+		img, err := sb.r.refImage(ctx, ref, sb.svc.opts.Platform) // as BuildKit: the target's
 		if err != nil {
 			if use == forCopy && ref.Kind == source.Image {
 				err = ref.PullError(err)
@@ -140,7 +140,7 @@ func (sb *stageBuilder) mountKey(ctx context.Context, ref source.Ref, src string
 	case source.Stage:
 		return string(sb.r.results[ref.Stage].key), nil
 	case source.Image, source.NamedImage:
-		img, err := sb.r.refImage(ctx, ref)
+		img, err := sb.r.refImage(ctx, ref, sb.svc.opts.Platform) // as BuildKit: the target's
 		if err != nil {
 			return "", err
 		}

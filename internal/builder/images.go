@@ -220,8 +220,8 @@ func reportTransfer(step *progress.Step, verb string, n *atomic.Int64, total int
 
 // resolveImage resolves ref for this build: each reference is pulled at
 // most once per build, however many stages name it.
-func (r *run) resolveImage(ctx context.Context, ref string, pull bool) (*image.Image, error) {
-	return r.b.resolveImage(ctx, ref, pull, r.opts.Platform, r.opts.Progress, r.pulls)
+func (r *run) resolveImage(ctx context.Context, ref string, pull bool, plat v1.Platform) (*image.Image, error) {
+	return r.b.resolveImage(ctx, ref, pull, plat, r.opts.Progress, r.pulls)
 }
 
 // httpOptions bound the downloads of ADD URLs.

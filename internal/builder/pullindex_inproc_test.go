@@ -31,45 +31,7 @@ func TestInprocPullIndex(t *testing.T) {
 	e.withRegistry(reg)
 	ctx := context.Background()
 
-	// busybox:multi = the registry's busybox (host) + the same with an
-	// arm64 (or amd64, on arm64) config.
-	hostRef, err := name.ParseReference(reg+"/library/busybox:latest", name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hostImg, err := remote.Image(hostRef)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host := platform.Host()
-	other := v1.Platform{OS: "linux", Architecture: "arm64"}
-	if host.Architecture == "arm64" {
-		other.Architecture = "amd64"
-	}
-	cfg, err := hostImg.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg = cfg.DeepCopy()
-	cfg.Architecture = other.Architecture
-	otherImg, err := mutate.ConfigFile(hostImg, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
-		mutate.IndexAddendum{Add: hostImg, Descriptor: v1.Descriptor{Platform: &host}},
-		mutate.IndexAddendum{Add: otherImg, Descriptor: v1.Descriptor{Platform: &other}})
-	multiRef, err := name.ParseReference(reg+"/library/busybox:multi", name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.WriteIndex(multiRef, idx); err != nil {
-		t.Fatal(err)
-	}
-	idxDigest, err := idx.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
+	hostImg, otherImg, host, other, idxDigest := pushMulti(t, reg)
 
 	resolve := func(p v1.Platform) string {
 		t.Helper()
@@ -112,4 +74,51 @@ func TestInprocPullIndex(t *testing.T) {
 			t.Errorf("the store's images do not keep %s", d)
 		}
 	}
+}
+
+// pushMulti pushes busybox:multi to reg: an index of the registry's
+// busybox (the host's platform) and the same image with the config of
+// another architecture (arm64, or amd64 on arm64: its programs are still
+// the host's, so a RUN "for" it runs natively).
+func pushMulti(t *testing.T, reg string) (hostImg, otherImg v1.Image, host, other v1.Platform, idxDigest v1.Hash) {
+	t.Helper()
+	hostRef, err := name.ParseReference(reg+"/library/busybox:latest", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostImg, err = remote.Image(hostRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host = platform.Host()
+	other = v1.Platform{OS: "linux", Architecture: "arm64"}
+	if host.Architecture == "arm64" {
+		other.Architecture = "amd64"
+	}
+	cfg, err := hostImg.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = cfg.DeepCopy()
+	cfg.Architecture = other.Architecture
+	otherImg, err = mutate.ConfigFile(hostImg, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
+		mutate.IndexAddendum{Add: hostImg, Descriptor: v1.Descriptor{Platform: &host}},
+		mutate.IndexAddendum{Add: otherImg, Descriptor: v1.Descriptor{Platform: &other}})
+	multiRef, err := name.ParseReference(reg+"/library/busybox:multi", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(multiRef, idx); err != nil {
+		t.Fatal(err)
+	}
+	idxDigest, err = idx.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	return hostImg, otherImg, host, other, idxDigest
 }

@@ -13,9 +13,11 @@ import (
 	"github.com/moby/buildkit/util/entitlements"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/strata-build/strata/internal/binfmt"
 	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/executor"
 	"github.com/strata-build/strata/internal/fscopy"
+	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/source"
 )
@@ -90,6 +92,10 @@ func (sb *stageBuilder) runArgs(c *instructions.RunCommand) ([]string, []specs.M
 
 // run executes a RUN instruction in runc on an overlay snapshot.
 func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *progress.Step) error {
+	emulator, err := binfmt.Check(sb.svc.opts.BinfmtDir, sb.state.platform)
+	if err != nil {
+		return err
+	}
 	args, extra, cleanup, err := sb.runArgs(c)
 	defer cleanup()
 	if err != nil {
@@ -122,6 +128,9 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 		return err
 	}
 	return sb.change(ctx, p, createdBy, inputs, func(rootfs string) error {
+		if emulator != "" {
+			fmt.Fprintf(p, "emulated: %s through %s\n", platform.Format(sb.state.platform), emulator)
+		}
 		id := sb.svc.session.NextContainerID()
 		code, err := sb.svc.runner.Run(ctx, executor.Process{
 			ID:       id,

@@ -10,12 +10,14 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/linter"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 
 	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/plan"
+	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/source"
 )
@@ -32,6 +34,9 @@ type stageResult struct {
 	layers []image.Layer
 	dirs   []string
 	cfg    v1.ConfigFile
+	// platform is the stage's: its FROM --platform, or its base stage's,
+	// or the build's target.
+	platform v1.Platform
 	// unknownEnv marks a --check stage whose base image config is not known.
 	unknownEnv bool
 	// key is the cache key of the stage's filesystem.
@@ -137,6 +142,7 @@ func (s *stageResult) clone() *stageResult {
 		layers:     append([]image.Layer(nil), s.layers...),
 		dirs:       append([]string(nil), s.dirs...),
 		unknownEnv: s.unknownEnv,
+		platform:   s.platform,
 		key:        s.key,
 		env:        append(envList(nil), s.env...),
 		argOrder:   append([]instructions.KeyValuePairOptional(nil), s.argOrder...),
@@ -249,25 +255,51 @@ func (sb *stageBuilder) base(ctx context.Context) (*stageResult, error) {
 	if st.BaseStage >= 0 {
 		return sb.r.results[st.BaseStage].clone(), nil
 	}
-	plat := sb.svc.opts.Platform
-	if st.Source.Platform != "" {
-		p, _, err := sb.df.Lexer().ProcessWord(st.Source.Platform, sb.r.globals)
-		if err != nil {
-			return nil, err
-		}
-		if want, err := v1.ParsePlatform(p); err == nil && (want.OS != plat.OS || want.Architecture != plat.Architecture) {
-			return nil, fmt.Errorf("FROM --platform=%s: building for a platform other than the host (%s/%s) needs binfmt emulation, which strata does not use", p, plat.OS, plat.Architecture)
-		}
+	plat, err := sb.platform()
+	if err != nil {
+		return nil, err
 	}
+	res, err := sb.baseFor(ctx, plat)
+	if err != nil {
+		return nil, err
+	}
+	res.platform = plat
+	return res, nil
+}
+
+// platform returns the stage's platform: its FROM --platform (expanded
+// with the global ARGs, normalized), or the build's target.
+func (sb *stageBuilder) platform() (v1.Platform, error) {
+	if sb.st.Source.Platform == "" {
+		return sb.svc.opts.Platform, nil
+	}
+	p, _, err := sb.df.Lexer().ProcessWord(sb.st.Source.Platform, sb.r.globals)
+	if err != nil {
+		return v1.Platform{}, err
+	}
+	if strings.TrimSpace(p) == "" {
+		return v1.Platform{}, fmt.Errorf("FROM --platform=%s is empty", sb.st.Source.Platform)
+	}
+	plat, err := platform.Parse(p)
+	if err != nil {
+		return v1.Platform{}, fmt.Errorf("FROM --platform=%s: %w", sb.st.Source.Platform, err)
+	}
+	return plat, nil
+}
+
+// baseFor returns the starting state of a stage for platform plat that
+// does not start from an earlier stage.
+func (sb *stageBuilder) baseFor(ctx context.Context, plat v1.Platform) (*stageResult, error) {
+	st := sb.st
 	ref, err := source.ResolveBase(st.Base, stageNames{r: sb.r, in: st.Index})
 	if err != nil {
 		return nil, err
 	}
 	switch ref.Kind {
 	case source.NamedDir:
-		return sb.fromDir(ctx, ref)
+		return sb.fromDir(ctx, ref, plat)
 	case source.NamedImage:
-		img, err := sb.r.refImage(ctx, ref)
+		img, err := sb.r.refImage(ctx, ref, plat)
 		if err != nil {
 			return nil, err
 		}
@@ -279,14 +311,14 @@ func (sb *stageBuilder) base(ctx context.Context) (*stageResult, error) {
 		res.cfg.Variant = plat.Variant
 		res.cfg.Config.Env = []string{"PATH=" + defaultPath}
 		res.cfg.Config.WorkingDir = "/"
-		res.key = cache.NewKey("", cache.Input{Name: "base", Value: "scratch"}, cache.Input{Name: "platform", Value: plat.OS + "/" + plat.Architecture + "/" + plat.Variant})
+		res.key = scratchKey(plat)
 		return res, nil
 	}
 	if sb.svc.opts.CheckOnly {
 		// Checks never pull: a base that is not in the store has an unknown config.
 		res := &stageResult{}
 		if im, ok, err := sb.svc.store.Lookup(st.Base); err == nil && ok {
-			if img, err := image.LoadFor(sb.svc.store, im.Descriptor.Digest, sb.svc.opts.Platform); err == nil {
+			if img, err := image.LoadFor(sb.svc.store, im.Descriptor.Digest, plat); err == nil {
 				img.Config.DeepCopyInto(&res.cfg)
 				return res, nil
 			}
@@ -294,22 +326,31 @@ func (sb *stageBuilder) base(ctx context.Context) (*stageResult, error) {
 		res.unknownEnv = true
 		return res, nil
 	}
-	img, err := sb.r.refImage(ctx, ref)
+	img, err := sb.r.refImage(ctx, ref, plat)
 	if err != nil {
 		return nil, err
+	}
+	if got := (v1.Platform{OS: img.Config.OS, Architecture: img.Config.Architecture, Variant: img.Config.Variant}); got.OS != "" && !platform.Same(got, plat) {
+		// As BuildKit: a base of one platform is used for another, with a warning.
+		sb.df.Lint.Run(&linter.RuleInvalidBaseImagePlatform, st.Source.Location,
+			linter.RuleInvalidBaseImagePlatform.Format(st.Base, platform.Format(plat), platform.Format(got)))
 	}
 	return sb.fromImage(ctx, img)
 }
 
+// scratchKey is the cache key of an empty filesystem for plat.
+func scratchKey(plat v1.Platform) cache.Key {
+	return cache.NewKey("", cache.Input{Name: "base", Value: "scratch"}, cache.Input{Name: "platform", Value: plat.OS + "/" + plat.Architecture + "/" + plat.Variant})
+}
+
 // fromDir starts a stage from a directory build context: like scratch
 // with the directory's files in one layer (owned by root, as context files).
-func (sb *stageBuilder) fromDir(ctx context.Context, ref source.Ref) (*stageResult, error) {
-	plat := sb.svc.opts.Platform
-	res := &stageResult{}
+func (sb *stageBuilder) fromDir(ctx context.Context, ref source.Ref, plat v1.Platform) (*stageResult, error) {
+	res := &stageResult{platform: plat}
 	res.cfg.OS, res.cfg.Architecture, res.cfg.Variant = plat.OS, plat.Architecture, plat.Variant
 	res.cfg.Config.Env = []string{"PATH=" + defaultPath}
 	res.cfg.Config.WorkingDir = "/"
-	res.key = cache.NewKey("", cache.Input{Name: "base", Value: "scratch"}, cache.Input{Name: "platform", Value: plat.OS + "/" + plat.Architecture + "/" + plat.Variant})
+	res.key = scratchKey(plat)
 	sb.setState(res)
 	it, err := source.Dir(ref.Dir, ref.Name).Stat("/")
 	if err != nil {

@@ -133,7 +133,7 @@ func (a *app) buildCmd() *cobra.Command {
 	fl.StringVar(&f.report, "report", "", "write a self-contained HTML build report (timeline, cache hits and misses, layers, config) to this file")
 	fl.StringVar(&f.network, "network", "default", "networking mode for RUN: default (own network namespace, outbound through slirp4netns, no host loopback), host or none")
 	fl.StringArrayVar(&f.allow, "allow", nil, "allow extra privileged entitlement: security.insecure (for RUN --security=insecure) or network.host")
-	fl.StringVar(&f.platform, "platform", "", "target platform (only the host platform can be built)")
+	fl.StringVar(&f.platform, "platform", "", "target platform, e.g. linux/arm64 (default: the host's; a RUN for another needs QEMU registered with binfmt_misc)")
 	fl.IntVar(&f.jobs, "jobs", 0, "how many stages to build at once (default: number of CPUs, at least 4)")
 	fl.BoolVar(&f.pull, "pull", false, "always attempt to pull a newer version of the base images")
 	fl.BoolVar(&f.noCache, "no-cache", false, "do not use the build cache: run every step")
@@ -402,19 +402,20 @@ func cacheSpecs(f buildFlags) (from, to []builder.CacheSpec, err error) {
 	return from, to, nil
 }
 
-// buildPlatform parses --platform, which must be the host's (zero: not given).
+// buildPlatform parses --platform (zero: not given): one platform, the
+// host's or another (a RUN for another needs an emulator, see binfmt).
 func buildPlatform(s string) (v1.Platform, error) {
 	if s == "" {
 		return v1.Platform{}, nil
 	}
-	p, err := platform.Parse(s)
+	ps, err := platform.ParseList(s)
 	if err != nil {
 		return v1.Platform{}, usagef("--platform=%s: %v", s, err)
 	}
-	if host := platform.Host(); !platform.Same(p, host) {
-		return v1.Platform{}, usagef("--platform=%s: only the host platform (%s) can be built here (no binfmt emulation)", s, platform.Format(host))
+	if len(ps) > 1 {
+		return v1.Platform{}, usagef("--platform=%s: building several platforms in one build is not supported yet; build each with its own --platform", s)
 	}
-	return p, nil
+	return ps[0], nil
 }
 
 // dockerfileSource sets where opts reads the Dockerfile from: stdin (with

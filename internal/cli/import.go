@@ -14,7 +14,7 @@ import (
 
 func (a *app) importCmd() *cobra.Command {
 	var changes []string
-	var message string
+	var message, platFlag string
 	cmd := &cobra.Command{
 		Use:   "import [OPTIONS] FILE|DIR [NAME[:TAG]]",
 		Short: "Create an image from a rootfs tarball or directory",
@@ -28,8 +28,14 @@ func (a *app) importCmd() *cobra.Command {
 			if err != nil {
 				return usageError{err}
 			}
+			plat := platform.Host()
+			if platFlag != "" {
+				if plat, err = platform.Parse(platFlag); err != nil {
+					return usagef("--platform=%s: %v", platFlag, err)
+				}
+			}
 			opts := archive.ImportOptions{
-				Platform: platform.Host(),
+				Platform: plat,
 				Epoch:    epoch,
 				Message:  message,
 				Change:   func(cfg *v1.ConfigFile) error { return builder.ApplyChanges(cfg, changes) },
@@ -47,5 +53,6 @@ func (a *app) importCmd() *cobra.Command {
 	}
 	cmd.Flags().StringArrayVarP(&changes, "change", "c", nil, "apply a Dockerfile instruction to the image config")
 	cmd.Flags().StringVarP(&message, "message", "m", "", "commit message for the image history")
+	cmd.Flags().StringVar(&platFlag, "platform", "", "platform of the image, e.g. linux/arm64 (default: the host's)")
 	return cmd
 }

@@ -79,3 +79,17 @@ func TestImageIndexInStore(t *testing.T) {
 		t.Errorf("fsck after rmi of an index:\n%s%s", r.stdout, r.stderr)
 	}
 }
+
+// TestImportPlatform: import --platform says the image's platform;
+// a platform that does not parse is a usage error.
+func TestImportPlatform(t *testing.T) {
+	root, dir := t.TempDir(), t.TempDir()
+	mustStrata(t, root, "import", "--platform", "linux/arm64/v8", dir, "arm:1")
+	r := mustStrata(t, root, "inspect", "arm:1")
+	if !strings.Contains(r.stdout, `"Architecture": "arm64"`) || strings.Contains(r.stdout, `"Variant": "v8"`) {
+		t.Errorf("import --platform linux/arm64/v8: inspect says\n%s", r.stdout)
+	}
+	if r := strataIn(t, root, "import", "--platform", "linux/", dir, "bad:1"); r.code != 2 || !strings.Contains(r.stderr, "--platform=linux/") {
+		t.Errorf("import --platform linux/: exit %d\n%s", r.code, r.stderr)
+	}
+}

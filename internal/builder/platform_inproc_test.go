@@ -1,0 +1,95 @@
+package builder
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/strata-build/strata/internal/platform"
+)
+
+// binfmtDir makes a binfmt_misc directory: with handler (e.g.
+// "qemu-aarch64") registered with the F flag, or none.
+func binfmtDir(t *testing.T, handler string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "register"), nil, 0o200); err != nil {
+		t.Fatal(err)
+	}
+	if handler != "" {
+		if err := os.WriteFile(filepath.Join(dir, handler), []byte("enabled\ninterpreter /usr/bin/qemu\nflags: OCF\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func qemuHandler(p v1.Platform) string {
+	if p.Architecture == "arm64" {
+		return "qemu-aarch64"
+	}
+	return "qemu-x86_64"
+}
+
+// TestInprocForeignPlatform: --platform for another architecture takes
+// the base's image for it from its index, and scratch gets it; the image
+// says that platform. A RUN for it needs an emulator registered with
+// binfmt_misc: without one the build fails at the RUN's line, saying what
+// to register; with one the RUN runs (here the "foreign" image's programs
+// are the host's) and its log says it is emulated. A FROM
+// --platform=$BUILDPLATFORM stage runs natively and sees the target's
+// TARGETARCH.
+func TestInprocForeignPlatform(t *testing.T) {
+	t.Parallel()
+	reg := startRegistry(t)
+	e := newBareInprocEnv(t)
+	e.withRegistry(reg)
+	_, otherImg, host, other, _ := pushMulti(t, reg)
+	otherLayers, err := otherImg.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantTop, _ := otherLayers[len(otherLayers)-1].DiffID()
+	target := func(o *Options) { o.Platform = other; o.BinfmtDir = binfmtDir(t, "") }
+
+	r := e.mustBuild("FROM busybox:multi\nCOPY f /f\n", map[string]string{"f": "x"}, target)
+	if r.img.Config.Architecture != other.Architecture || r.img.Layers[len(r.img.Layers)-2].DiffID.String() != wantTop.String() {
+		t.Errorf("FROM busybox:multi for %s: architecture %s, layers %v", platform.Format(other), r.img.Config.Architecture, r.img.Layers)
+	}
+	if r := e.mustBuild("FROM scratch\nCOPY f /f\n", map[string]string{"f": "x"}, target); r.img.Config.Architecture != other.Architecture {
+		t.Errorf("FROM scratch for %s: architecture %s", platform.Format(other), r.img.Config.Architecture)
+	}
+
+	// busybox:latest is the host's image alone: used, with BuildKit's warning.
+	r = e.mustBuild("FROM busybox\nCOPY f /f\n", map[string]string{"f": "x"}, target)
+	if !strings.Contains(strings.Join(r.messages(), "\n"), `was pulled with platform "`+platform.Format(host)+`", expected "`+platform.Format(other)+`"`) {
+		t.Errorf("a base of the host's platform alone, for %s: no InvalidBaseImagePlatform warning:\n%s", platform.Format(other), r.log())
+	}
+
+	const runDF = "FROM busybox:multi\nRUN echo ran > /ran\n"
+	r = e.build(runDF, nil, target)
+	if r.err == nil || !strings.Contains(r.err.Error(), "Dockerfile:2") || !strings.Contains(r.err.Error(), qemuHandler(other)+" registered with binfmt_misc") {
+		t.Errorf("RUN for %s without an emulator: %v; want an error at Dockerfile:2 naming %s", platform.Format(other), r.err, qemuHandler(other))
+	}
+	emulated := func(o *Options) { o.Platform = other; o.BinfmtDir = binfmtDir(t, qemuHandler(other)) }
+	r = e.mustBuild(runDF, nil, emulated)
+	if !strings.Contains(r.log(), "emulated: "+platform.Format(other)+" through "+qemuHandler(other)) {
+		t.Errorf("the emulated RUN's log does not say so:\n%s", r.log())
+	}
+
+	cross := "FROM --platform=$BUILDPLATFORM busybox:multi AS build\nARG TARGETARCH\nARG BUILDARCH\n" +
+		"RUN echo $BUILDARCH-$TARGETARCH > /arch\nFROM scratch\nCOPY --from=build /arch /\n"
+	r = e.mustBuild(cross, nil, target) // no emulator: the RUN is the host's
+	if r.img.Config.Architecture != other.Architecture {
+		t.Errorf("cross build: architecture %s", r.img.Config.Architecture)
+	}
+	if got, err := os.ReadFile(filepath.Join(e.rootfs(r.img), "arch")); err != nil || string(got) != host.Architecture+"-"+other.Architecture+"\n" {
+		t.Errorf("cross build: /arch = %q, %v; want %s-%s", got, err, host.Architecture, other.Architecture)
+	}
+	if strings.Contains(r.log(), "emulated") {
+		t.Errorf("the $BUILDPLATFORM stage was emulated:\n%s", r.log())
+	}
+}
