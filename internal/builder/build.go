@@ -52,6 +52,9 @@ type Options struct {
 	BuildArgs      map[string]string
 	Network        string      // default network for RUN: "private" (default; see executor.NetworkPrivate), "host" or "none"
 	Platform       v1.Platform // the target platform (default: the host's)
+	// showPlatform prefixes step names with the platform (BuildIndex's
+	// builds: "[linux/arm64 build 2/3]").
+	showPlatform bool
 	// BinfmtDir is where binfmt_misc is mounted (default binfmt.Dir): a
 	// RUN for a foreign platform needs an emulator registered there.
 	BinfmtDir   string
@@ -175,6 +178,25 @@ func (b *Builder) applyOptions() layer.ApplyOptions {
 		o.MaxBytes = DefaultMaxLayerBytes
 	}
 	return o
+}
+
+// BuildIndex builds opts for each platform of plats, one after another
+// (a stage that does not depend on the platform, e.g. a FROM
+// --platform=$BUILDPLATFORM stage with the same arguments, hits the cache
+// of the first build on the others), and stores an image index of the
+// images in plats's order.
+func (b *Builder) BuildIndex(ctx context.Context, opts Options, plats []v1.Platform) (*image.Index, error) {
+	var imgs []*image.Image
+	for _, p := range plats {
+		o := opts
+		o.Platform, o.showPlatform = p, len(plats) > 1
+		img, err := b.Build(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		imgs = append(imgs, img)
+	}
+	return image.WriteIndex(b.Store, imgs)
 }
 
 // Build runs the build described by opts and returns the image written to the store.

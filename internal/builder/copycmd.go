@@ -241,7 +241,7 @@ func (sb *stageBuilder) copyItems(ctx context.Context, p *progress.Step, src *so
 	prefix, speculate := sb.copyPrefix(src, from, items, copyRequest{verb: verb, dest: dest, chown: chown, chmod: chmod, o: o})
 	if speculate {
 		if sb.svc.opts.DebugCache {
-			sb.svc.progress.Logf("cache [%s %d/%d]: no record can match, hashing the files while copying them", sb.st.Display(), sb.step, sb.total)
+			sb.svc.progress.Logf("cache [%s %d/%d]: no record can match, hashing the files while copying them", sb.display(), sb.step, sb.total)
 		}
 		o.record = true
 		late = keyInputs

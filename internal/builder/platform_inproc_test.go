@@ -1,14 +1,17 @@
 package builder
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/strata-build/strata/internal/platform"
+	"github.com/strata-build/strata/internal/progress"
 )
 
 // binfmtDir makes a binfmt_misc directory: with handler (e.g.
@@ -91,5 +94,70 @@ func TestInprocForeignPlatform(t *testing.T) {
 	}
 	if strings.Contains(r.log(), "emulated") {
 		t.Errorf("the $BUILDPLATFORM stage was emulated:\n%s", r.log())
+	}
+}
+
+// TestInprocBuildIndex: several platforms give an image index of their
+// images, in the order given, each with its platform's base and its
+// TARGETARCH; a $BUILDPLATFORM stage whose inputs do not depend on the
+// target runs once (the second platform hits its cache); steps name their
+// platform; two cold builds with SOURCE_DATE_EPOCH give the same index.
+func TestInprocBuildIndex(t *testing.T) {
+	t.Parallel()
+	reg := startRegistry(t)
+	_, _, host, other, _ := pushMulti(t, reg)
+	const df = "FROM --platform=$BUILDPLATFORM busybox:multi AS tools\nRUN echo tool > /tool\n" +
+		"FROM --platform=$BUILDPLATFORM busybox:multi AS build\nARG TARGETARCH\nCOPY --from=tools /tool /\nRUN echo $TARGETARCH > /arch\n" +
+		"FROM busybox:multi\nCOPY --from=build /arch /tool /\n"
+	plats := []v1.Platform{other, host}
+	var digests []string
+	for round := 0; round < 2; round++ {
+		e := newBareInprocEnv(t)
+		e.withRegistry(reg)
+		dir := t.TempDir()
+		writeContext(t, dir, map[string]string{"Dockerfile": df})
+		pr := progress.New(nil, true)
+		pr.Record()
+		epoch := time.Unix(1700000000, 0).UTC()
+		opts := Options{ContextDir: dir, DockerfilePath: filepath.Join(dir, "Dockerfile"), Progress: pr, SourceDateEpoch: &epoch}
+		idx, err := e.b.BuildIndex(context.Background(), opts, plats)
+		if err != nil {
+			t.Fatalf("BuildIndex: %v", err)
+		}
+		events := pr.Events()
+		digests = append(digests, idx.Descriptor.Digest.String())
+		if len(idx.Images) != 2 {
+			t.Fatalf("%d images", len(idx.Images))
+		}
+		for i, img := range idx.Images {
+			if img.Config.Architecture != plats[i].Architecture {
+				t.Errorf("image %d: architecture %s, want %s", i, img.Config.Architecture, plats[i].Architecture)
+			}
+			got, err := os.ReadFile(filepath.Join(e.rootfs(img), "arch"))
+			if err != nil || string(got) != plats[i].Architecture+"\n" {
+				t.Errorf("image %d: /arch = %q, %v", i, got, err)
+			}
+		}
+		r := buildResult{events: events}
+		done, cached := 0, 0
+		for _, ev := range events {
+			if strings.Contains(ev.Name, "echo tool") {
+				switch ev.Type {
+				case progress.EventDone:
+					done++
+				case progress.EventCached:
+					cached++
+				}
+			}
+		}
+		if done != 1 || cached != 1 {
+			t.Errorf("the $BUILDPLATFORM tools stage ran %d times and hit the cache %d times; want 1 and 1\n%s", done, cached, r.log())
+		}
+		if !strings.Contains(r.log(), "["+platform.Format(other)+" build ") {
+			t.Errorf("no step names the platform %s:\n%s", platform.Format(other), r.log())
+		}
+	}
+	if digests[0] != digests[1] {
+		t.Errorf("two cold builds with SOURCE_DATE_EPOCH: index %s and %s", digests[0], digests[1])
 	}
 }

@@ -150,7 +150,7 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 		}
 		if code != 0 {
 			cmd := strings.Join(args, " ")
-			re := &RunError{Stage: sb.st.Display(), Step: fmt.Sprintf("%d/%d", sb.step, sb.total), Command: cmd, ExitCode: code, Tail: p.Tail()}
+			re := &RunError{Stage: sb.display(), Step: fmt.Sprintf("%d/%d", sb.step, sb.total), Command: cmd, ExitCode: code, Tail: p.Tail()}
 			if n, ok := sb.svc.runner.(executor.Noter); ok {
 				re.Note = n.FailureNote()
 			}

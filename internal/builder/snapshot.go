@@ -147,7 +147,7 @@ func (sb *stageBuilder) tryCached(p *progress.Step, key cache.Key, createdBy, po
 	if reason := sb.cache.missReason(pos, inputs); p != nil {
 		p.SetReason(reason)
 		if sb.svc.opts.DebugCache {
-			sb.svc.progress.Logf("cache miss [%s %d/%d]: %s", sb.st.Display(), sb.step, sb.total, reason)
+			sb.svc.progress.Logf("cache miss [%s %d/%d]: %s", sb.display(), sb.step, sb.total, reason)
 		}
 	}
 	return false

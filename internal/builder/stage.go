@@ -181,11 +181,11 @@ func (r *run) buildStage(ctx context.Context, st *plan.Stage) (*stageResult, err
 			sb.total++
 		}
 	}
-	name := fmt.Sprintf("[%s 1/%d] FROM %s", st.Display(), sb.total, st.Base)
+	name := fmt.Sprintf("[%s 1/%d] FROM %s", sb.display(), sb.total, st.Base)
 	if st.Name != "" && st.BaseStage < 0 {
-		name = fmt.Sprintf("[%s 1/%d] FROM %s", st.Display(), sb.total, st.Base)
+		name = fmt.Sprintf("[%s 1/%d] FROM %s", sb.display(), sb.total, st.Base)
 	}
-	pstep := r.opts.Progress.StartStage(st.Display(), name)
+	pstep := r.opts.Progress.StartStage(sb.display(), name)
 	base, err := sb.base(ctx)
 	if err != nil {
 		err = r.df.Wrap(st.Source.Location, err)
@@ -230,6 +230,15 @@ func (r *run) buildStage(ctx context.Context, st *plan.Stage) (*stageResult, err
 	sb.state.env = sb.img.env
 	sb.state.argOrder = sb.img.argOrder
 	return sb.state, nil
+}
+
+// display is the stage's name in step names: with the build's platform
+// before it when several are built (BuildIndex).
+func (sb *stageBuilder) display() string {
+	if sb.svc.opts.showPlatform {
+		return platform.Format(sb.svc.opts.Platform) + " " + sb.st.Display()
+	}
+	return sb.st.Display()
 }
 
 // setState makes res the stage's state, its image state starting from
@@ -420,7 +429,7 @@ func (sb *stageBuilder) dispatch(ctx context.Context, c instructions.Command) er
 	if isStep(c) {
 		sb.step++
 	}
-	label := fmt.Sprintf("[%s %d/%d] %s", sb.st.Display(), sb.step, sb.total, oneLine(c))
+	label := fmt.Sprintf("[%s %d/%d] %s", sb.display(), sb.step, sb.total, oneLine(c))
 	var err error
 	switch c := c.(type) {
 	case *instructions.RunCommand:
@@ -443,7 +452,7 @@ func (sb *stageBuilder) dispatch(ctx context.Context, c instructions.Command) er
 }
 
 func (sb *stageBuilder) withStep(label string, fn func(p *progress.Step) error) error {
-	p := sb.svc.progress.StartStage(sb.st.Display(), label)
+	p := sb.svc.progress.StartStage(sb.display(), label)
 	sb.state.setRunning(p)
 	defer sb.state.setRunning(nil)
 	if err := fn(p); err != nil {

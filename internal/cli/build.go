@@ -12,6 +12,7 @@ import (
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
 	"github.com/strata-build/strata/internal/builder"
@@ -133,7 +134,7 @@ func (a *app) buildCmd() *cobra.Command {
 	fl.StringVar(&f.report, "report", "", "write a self-contained HTML build report (timeline, cache hits and misses, layers, config) to this file")
 	fl.StringVar(&f.network, "network", "default", "networking mode for RUN: default (own network namespace, outbound through slirp4netns, no host loopback), host or none")
 	fl.StringArrayVar(&f.allow, "allow", nil, "allow extra privileged entitlement: security.insecure (for RUN --security=insecure) or network.host")
-	fl.StringVar(&f.platform, "platform", "", "target platform, e.g. linux/arm64 (default: the host's; a RUN for another needs QEMU registered with binfmt_misc)")
+	fl.StringVar(&f.platform, "platform", "", "target platform, e.g. linux/arm64, or a comma-separated list: an image index (default: the host's; a RUN for another needs QEMU registered with binfmt_misc)")
 	fl.IntVar(&f.jobs, "jobs", 0, "how many stages to build at once (default: number of CPUs, at least 4)")
 	fl.BoolVar(&f.pull, "pull", false, "always attempt to pull a newer version of the base images")
 	fl.BoolVar(&f.noCache, "no-cache", false, "do not use the build cache: run every step")
@@ -181,6 +182,9 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) (err err
 	b, err := a.open(ctx)
 	if err != nil {
 		return err
+	}
+	if plats, _ := buildPlatforms(f.platform); len(plats) > 1 {
+		return a.runIndexBuild(ctx, b, opts, plats, f, outs, printer)
 	}
 	started := time.Now()
 	img, err := b.Build(ctx, opts)
@@ -290,8 +294,12 @@ func (a *app) buildOptions(ctx context.Context, ctxDir string, f buildFlags, pri
 	if opts.SourceDateEpoch, err = image.ParseEpoch(epochValue(f.epoch, args)); err != nil {
 		return opts, cleanup, usageError{err}
 	}
-	if opts.Platform, err = buildPlatform(f.platform); err != nil {
+	plats, err := buildPlatforms(f.platform)
+	if err != nil {
 		return opts, cleanup, err
+	}
+	if len(plats) == 1 {
+		opts.Platform = plats[0]
 	}
 	if err := a.dockerfileSource(&opts, f.file, stdinDockerfile); err != nil {
 		return opts, cleanup, err
@@ -402,20 +410,18 @@ func cacheSpecs(f buildFlags) (from, to []builder.CacheSpec, err error) {
 	return from, to, nil
 }
 
-// buildPlatform parses --platform (zero: not given): one platform, the
-// host's or another (a RUN for another needs an emulator, see binfmt).
-func buildPlatform(s string) (v1.Platform, error) {
+// buildPlatforms parses --platform (none: not given): one platform or a
+// comma-separated list, the host's or others (a RUN for another needs an
+// emulator, see binfmt).
+func buildPlatforms(s string) ([]v1.Platform, error) {
 	if s == "" {
-		return v1.Platform{}, nil
+		return nil, nil
 	}
 	ps, err := platform.ParseList(s)
 	if err != nil {
-		return v1.Platform{}, usagef("--platform=%s: %v", s, err)
+		return nil, usagef("--platform=%s: %v", s, err)
 	}
-	if len(ps) > 1 {
-		return v1.Platform{}, usagef("--platform=%s: building several platforms in one build is not supported yet; build each with its own --platform", s)
-	}
-	return ps[0], nil
+	return ps, nil
 }
 
 // dockerfileSource sets where opts reads the Dockerfile from: stdin (with
@@ -511,7 +517,7 @@ func (a *app) finishBuild(ctx context.Context, b *builder.Builder, img *image.Im
 		}
 	}
 	if f.iidfile != "" {
-		if err := export.WriteIDFile(f.iidfile, img); err != nil {
+		if err := export.WriteIDFile(f.iidfile, digest.Digest(img.Manifest.Config.Digest.String())); err != nil {
 			return err
 		}
 	}

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -91,5 +93,41 @@ func TestImportPlatform(t *testing.T) {
 	}
 	if r := strataIn(t, root, "import", "--platform", "linux/", dir, "bad:1"); r.code != 2 || !strings.Contains(r.stderr, "--platform=linux/") {
 		t.Errorf("import --platform linux/: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// TestBuildSeveralPlatforms: --platform with a list keeps an image index
+// of one image per platform under the tag; outputs that cannot hold an
+// index yet are refused before anything is built.
+func TestBuildSeveralPlatforms(t *testing.T) {
+	root, ctx := t.TempDir(), t.TempDir()
+	df := "FROM scratch\nARG TARGETARCH\nCOPY f /f-$TARGETARCH\n"
+	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(df), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ctx, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range [][]string{{"-o", "type=oci,dest=" + filepath.Join(root, "x.tar")}, {"--load"}, {"--push", "-t", "127.0.0.1:1/x"}} {
+		args := append([]string{"build", "--platform", "linux/amd64,linux/arm64"}, bad...)
+		if r := strataIn(t, root, append(args, ctx)...); r.code != 2 || !strings.Contains(r.stderr, "several platforms") {
+			t.Errorf("strata %v: exit %d\n%s", args, r.code, r.stderr)
+		}
+	}
+	mustStrata(t, root, "build", "-q", "--platform", "linux/arm64,linux/amd64", "-t", "multi:1", ctx)
+	s, err := store.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	im, ok, err := s.Lookup("multi:1")
+	if err != nil || !ok || im.Descriptor.MediaType != ocispec.MediaTypeImageIndex {
+		t.Fatalf("multi:1 = %+v, %v, %v; want an image index", im, ok, err)
+	}
+	for _, arch := range []string{"arm64", "amd64"} {
+		img, err := image.LoadFor(s, im.Descriptor.Digest, v1.Platform{OS: "linux", Architecture: arch})
+		if err != nil || img.Config.Architecture != arch || len(img.Layers) != 1 {
+			t.Errorf("multi:1 for %s: %+v, %v", arch, img, err)
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/strata-build/strata/internal/image"
@@ -194,7 +195,7 @@ func TestMetadataAndIDFiles(t *testing.T) {
 		t.Errorf("metadata without names %s", raw)
 	}
 	id := filepath.Join(dir, "iid")
-	if err := WriteIDFile(id, img); err != nil {
+	if err := WriteIDFile(id, digest.Digest(img.Manifest.Config.Digest.String())); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(id); string(b) != img.Manifest.Config.Digest.String() {

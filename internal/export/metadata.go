@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/strata-build/strata/internal/image"
 )
 
@@ -36,10 +37,10 @@ func WriteMetadataFile(path string, img *image.Image, names []string) error {
 	return nil
 }
 
-// WriteIDFile writes img's ID (its config digest, no newline) to path, as
-// docker build --iidfile.
-func WriteIDFile(path string, img *image.Image) error {
-	if err := os.WriteFile(path, []byte(img.Manifest.Config.Digest.String()), 0o644); err != nil {
+// WriteIDFile writes an image's ID (its config digest; an image index's
+// digest), no newline, to path, as docker build --iidfile.
+func WriteIDFile(path string, id digest.Digest) error {
+	if err := os.WriteFile(path, []byte(id.String()), 0o644); err != nil {
 		return fmt.Errorf("write iidfile: %w", err)
 	}
 	return nil

@@ -2,6 +2,7 @@ package image
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -65,5 +66,43 @@ func TestForPlatform(t *testing.T) {
 	m := digest.Digest(descs[0].Digest.String())
 	if got, err := ForPlatform(s, m, v1.Platform{OS: "linux", Architecture: "arm64"}); err != nil || got != m {
 		t.Errorf("ForPlatform(manifest) = %s, %v", got, err)
+	}
+}
+
+// TestWriteIndex: an index of images lists them in order with their
+// configs' platforms, as BuildKit writes one, and ForPlatform finds each.
+func TestWriteIndex(t *testing.T) {
+	s := openStore(t)
+	var imgs []*Image
+	for _, p := range []v1.Platform{{OS: "linux", Architecture: "arm64"}, {OS: "linux", Architecture: "arm", Variant: "v7"}} {
+		cfg := testConfig()
+		cfg.OS, cfg.Architecture, cfg.Variant = p.OS, p.Architecture, p.Variant
+		img, err := Write(s, cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		imgs = append(imgs, img)
+	}
+	idx, err := WriteIndex(s, imgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := s.ReadBlob(idx.Descriptor.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[` +
+		`{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"` + imgs[0].Descriptor.Digest.String() + `","size":` + strconv.FormatInt(imgs[0].Descriptor.Size, 10) + `,"platform":{"architecture":"arm64","os":"linux"}},` +
+		`{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"` + imgs[1].Descriptor.Digest.String() + `","size":` + strconv.FormatInt(imgs[1].Descriptor.Size, 10) + `,"platform":{"architecture":"arm","os":"linux","variant":"v7"}}]}`
+	if string(raw) != want {
+		t.Errorf("index:\n%s\nwant\n%s", raw, want)
+	}
+	if again, err := WriteIndex(s, imgs); err != nil || again.Descriptor.Digest != idx.Descriptor.Digest {
+		t.Errorf("the same images gave another index: %v %v", again, err)
+	}
+	for i, p := range []v1.Platform{{OS: "linux", Architecture: "arm64"}, {OS: "linux", Architecture: "arm"}} {
+		if got, err := ForPlatform(s, idx.Descriptor.Digest, p); err != nil || got != imgs[i].Descriptor.Digest {
+			t.Errorf("ForPlatform(%v) = %s, %v", p, got, err)
+		}
 	}
 }

@@ -1,0 +1,41 @@
+package image
+
+import (
+	"encoding/json"
+	"fmt"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/strata-build/strata/internal/store"
+)
+
+// Index is a stored image index: a multi-platform image.
+type Index struct {
+	Descriptor ocispec.Descriptor
+	Images     []*Image // in the index's order
+}
+
+// WriteIndex stores an OCI image index of imgs, in their order, each with
+// the platform its config says (as BuildKit writes one: no annotations),
+// and returns it. The same images give the same index, byte for byte.
+func WriteIndex(s *store.Store, imgs []*Image) (*Index, error) {
+	idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex}
+	idx.SchemaVersion = 2
+	for _, img := range imgs {
+		d := ocispec.Descriptor{MediaType: img.Descriptor.MediaType, Digest: img.Descriptor.Digest, Size: img.Descriptor.Size,
+			Platform: &ocispec.Platform{OS: img.Config.OS, Architecture: img.Config.Architecture, Variant: img.Config.Variant}}
+		idx.Manifests = append(idx.Manifests, d)
+	}
+	raw, err := json.Marshal(idx)
+	if err != nil {
+		return nil, fmt.Errorf("write image index: %w", err)
+	}
+	dg, err := s.PutBlob(raw)
+	if err != nil {
+		return nil, fmt.Errorf("write image index: %w", err)
+	}
+	return &Index{
+		Descriptor: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: dg, Size: int64(len(raw))},
+		Images:     imgs,
+	}, nil
+}
