@@ -482,6 +482,23 @@ func errNotExistPlain(err error) error {
 	return err
 }
 
+// export runs do with the exporter of each output and the names its
+// image gets (the output's, else the build's tags).
+func (a *app) export(ctx context.Context, b *builder.Builder, outs []export.Output, tags []string, pr *progress.Printer,
+	do func(e export.Exporter, o export.Output, names []string) error) error {
+	exporters := export.Exporters(export.Env{Store: b.Store, Registry: b.Registry, Rootfs: b.ExportRootfs, Logf: pr.Logf})
+	for _, o := range outs {
+		names := o.Names
+		if len(names) == 0 {
+			names = tags
+		}
+		if err := do(exporters[o.Type], o, names); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // finishBuild is the output step: it names the image in the store and
 // hands it to the exporter of each output, then to --load, --metadata-file
 // and --iidfile.
@@ -496,15 +513,10 @@ func (a *app) finishBuild(ctx context.Context, b *builder.Builder, img *image.Im
 			return err
 		}
 	}
-	exporters := export.Exporters(export.Env{Store: b.Store, Registry: b.Registry, Rootfs: b.ExportRootfs, Logf: pr.Logf})
-	for _, o := range outs {
-		names := o.Names
-		if len(names) == 0 {
-			names = f.tags
-		}
-		if err := exporters[o.Type].Export(ctx, img, o, names); err != nil {
-			return err
-		}
+	if err := a.export(ctx, b, outs, f.tags, pr, func(e export.Exporter, o export.Output, names []string) error {
+		return e.Export(ctx, img, o, names)
+	}); err != nil {
+		return err
 	}
 	if f.load {
 		if err := export.LoadIntoDocker(ctx, b.Store, img, f.tags); err != nil {

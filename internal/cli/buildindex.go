@@ -12,17 +12,17 @@ import (
 	"github.com/strata-build/strata/internal/progress"
 )
 
-// checkIndexOutputs refuses, before anything is built, what a build of
-// several platforms cannot write yet: only the store holds its image
-// index for now. --load cannot be (Docker's image archives hold one
+// checkIndexOutputs refuses, before anything is built, what cannot hold
+// an image index: type=docker and --load (Docker's image archives hold one
 // platform, as BuildKit says).
 func checkIndexOutputs(f buildFlags, outs []export.Output) error {
+	const why = "docker exporter does not currently support exporting manifest lists (build one --platform for it)"
 	if f.load {
-		return usagef("--load with several platforms: docker exporter does not currently support exporting manifest lists (build one --platform to load it)")
+		return usagef("--load with several platforms: %s", why)
 	}
 	for _, o := range outs {
-		if o.Type != "image" || o.Push {
-			return usagef("--output type=%s with several platforms: not supported yet (the store keeps the image index; build each platform alone for this output)", o.Type)
+		if !export.SupportsIndex(o.Type) {
+			return usagef("--output type=%s with several platforms: %s", o.Type, why)
 		}
 	}
 	if f.metadata != "" || f.report != "" {
@@ -31,9 +31,9 @@ func checkIndexOutputs(f buildFlags, outs []export.Output) error {
 	return nil
 }
 
-// runIndexBuild builds each of plats and keeps an image index of the
-// images in the store, named by the build's tags: what --platform with
-// several platforms makes.
+// runIndexBuild builds each of plats and writes an image index of the
+// images where the outputs say (the store, named by the build's tags, by
+// default): what --platform with several platforms makes.
 func (a *app) runIndexBuild(ctx context.Context, b *builder.Builder, opts builder.Options, plats []v1.Platform, f buildFlags, outs []export.Output, pr *progress.Printer) error {
 	if err := checkIndexOutputs(f, outs); err != nil {
 		return err
@@ -42,13 +42,20 @@ func (a *app) runIndexBuild(ctx context.Context, b *builder.Builder, opts builde
 	if err != nil || f.check {
 		return err
 	}
-	if err := b.Store.AddImage(idx.Descriptor); err != nil {
-		return err
+	if export.StoresImage(outs) {
+		if err := b.Store.AddImage(idx.Descriptor); err != nil {
+			return err
+		}
 	}
 	for _, t := range f.tags {
 		if err := b.Store.Tag(t, idx.Descriptor); err != nil {
 			return err
 		}
+	}
+	if err := a.export(ctx, b, outs, f.tags, pr, func(e export.Exporter, o export.Output, names []string) error {
+		return e.ExportIndex(ctx, idx, o, names)
+	}); err != nil {
+		return err
 	}
 	if f.iidfile != "" {
 		if err := export.WriteIDFile(f.iidfile, idx.Descriptor.Digest); err != nil {

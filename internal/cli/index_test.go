@@ -1,11 +1,22 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"io"
+	"log"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -97,8 +108,10 @@ func TestImportPlatform(t *testing.T) {
 }
 
 // TestBuildSeveralPlatforms: --platform with a list keeps an image index
-// of one image per platform under the tag; outputs that cannot hold an
-// index yet are refused before anything is built.
+// of one image per platform under the tag; type=oci writes the index,
+// type=local a folder per platform, --push the images and the index; what
+// cannot hold an index (type=docker, --load) is refused before anything is
+// built.
 func TestBuildSeveralPlatforms(t *testing.T) {
 	root, ctx := t.TempDir(), t.TempDir()
 	df := "FROM scratch\nARG TARGETARCH\nCOPY f /f-$TARGETARCH\n"
@@ -108,7 +121,7 @@ func TestBuildSeveralPlatforms(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(ctx, "f"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range [][]string{{"-o", "type=oci,dest=" + filepath.Join(root, "x.tar")}, {"--load"}, {"--push", "-t", "127.0.0.1:1/x"}} {
+	for _, bad := range [][]string{{"-o", "type=docker,dest=" + filepath.Join(root, "x.tar")}, {"--load"}} {
 		args := append([]string{"build", "--platform", "linux/amd64,linux/arm64"}, bad...)
 		if r := strataIn(t, root, append(args, ctx)...); r.code != 2 || !strings.Contains(r.stderr, "several platforms") {
 			t.Errorf("strata %v: exit %d\n%s", args, r.code, r.stderr)
@@ -130,4 +143,113 @@ func TestBuildSeveralPlatforms(t *testing.T) {
 			t.Errorf("multi:1 for %s: %+v, %v", arch, img, err)
 		}
 	}
+}
+
+// multiContext writes a context whose image has /f-ARCH for its target.
+func multiContext(t *testing.T) string {
+	t.Helper()
+	ctx := t.TempDir()
+	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM scratch\nARG TARGETARCH\nCOPY f /f-$TARGETARCH\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ctx, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return ctx
+}
+
+func TestIndexOutputs(t *testing.T) {
+	root, ctx, out := t.TempDir(), multiContext(t), t.TempDir()
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	archive, local := filepath.Join(out, "multi.tar"), filepath.Join(out, "local")
+	mustStrata(t, root, "build", "--platform", "linux/amd64,linux/arm64", "-t", "multi:1",
+		"-o", "type=oci,dest="+archive, "-o", "type=local,dest="+local, ctx)
+	for _, f := range []string{"linux_amd64/f-amd64", "linux_arm64/f-arm64"} {
+		if _, err := os.Stat(filepath.Join(local, f)); err != nil {
+			t.Errorf("type=local: %v", err)
+		}
+	}
+	dir := filepath.Join(out, "layout")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command("tar", "-xf", archive, "-C", dir).CombinedOutput(); err != nil {
+		t.Fatalf("untar: %v %s", err, b)
+	}
+	top, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm, err := top.IndexManifest()
+	if err != nil || len(tm.Manifests) != 1 || tm.Manifests[0].MediaType != types.OCIImageIndex || tm.Manifests[0].Annotations["org.opencontainers.image.ref.name"] != "1" {
+		t.Fatalf("index.json = %+v, %v; want one image index named 1", tm, err)
+	}
+	idx, err := top.ImageIndex(tm.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkTwoPlatforms(t, idx)
+}
+
+// checkTwoPlatforms checks idx holds an amd64 and an arm64 image, each
+// complete (its layers readable) with /f-ARCH.
+func checkTwoPlatforms(t *testing.T, idx v1.ImageIndex) {
+	t.Helper()
+	im, err := idx.IndexManifest()
+	if err != nil || len(im.Manifests) != 2 {
+		t.Fatalf("index: %+v, %v", im, err)
+	}
+	for i, arch := range []string{"amd64", "arm64"} {
+		d := im.Manifests[i]
+		if d.Platform == nil || d.Platform.Architecture != arch {
+			t.Errorf("manifest %d: platform %+v, want %s", i, d.Platform, arch)
+			continue
+		}
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls, err := img.Layers()
+		if err != nil || len(ls) != 1 {
+			t.Fatalf("%s: layers %v, %v", arch, ls, err)
+		}
+		rc, err := ls[0].Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		if !strings.Contains(string(b), "f-"+arch) {
+			t.Errorf("%s: the layer does not hold f-%s", arch, arch)
+		}
+	}
+}
+
+// TestPushIndex: --push of several platforms puts the images by digest,
+// then the index under the tag.
+func TestPushIndex(t *testing.T) {
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	root, ctx := t.TempDir(), multiContext(t)
+	cfg := filepath.Join(root, "config.json")
+	if err := os.WriteFile(cfg, []byte(`{"registries":{"`+host+`":{"insecure":true}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	ref := host + "/multi:1"
+	code := Main(context.Background(), []string{"--root", root, "--config", cfg, "build", "--platform", "linux/amd64,linux/arm64", "--push", "-t", ref, ctx},
+		strings.NewReader(""), &out, &errb)
+	if code != 0 {
+		t.Fatalf("build --push: exit %d\n%s", code, errb.String())
+	}
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := remote.Index(r)
+	if err != nil {
+		t.Fatalf("the registry has no index at %s: %v", ref, err)
+	}
+	checkTwoPlatforms(t, idx)
 }

@@ -49,6 +49,20 @@ func Docker(w io.Writer, s *store.Store, img *image.Image, names []string) error
 // --output type=oci` writes); names become org.opencontainers.image.ref.name
 // annotations (the tag) and io.containerd.image.name (the full name).
 func OCI(w io.Writer, s *store.Store, img *image.Image, names []string) error {
+	return ociArchive(w, s, img.Descriptor, []*image.Image{img}, names)
+}
+
+// OCIIndex writes an OCI image layout archive of the image index idx (a
+// multi-platform image): index.json names the index, as BuildKit's oci
+// exporter does, and the blobs are the index's and its images'.
+func OCIIndex(w io.Writer, s *store.Store, idx *image.Index, names []string) error {
+	return ociArchive(w, s, idx.Descriptor, idx.Images, names)
+}
+
+// ociArchive writes an OCI layout archive whose index.json names top (an
+// image manifest, or an index of imgs) under names, with the blobs of top
+// and of imgs.
+func ociArchive(w io.Writer, s *store.Store, top ocispec.Descriptor, imgs []*image.Image, names []string) error {
 	tw := tar.NewWriter(w)
 	now := time.Unix(0, 0)
 	writeFile := func(p string, b []byte) error {
@@ -79,9 +93,46 @@ func OCI(w io.Writer, s *store.Store, img *image.Image, names []string) error {
 	if err := writeFile("oci-layout", layout); err != nil {
 		return err
 	}
+	ib := layoutIndex(top, names)
+	if err := writeFile("index.json", ib); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	blob := func(d string, size int64) error {
+		if seen[d] {
+			return nil
+		}
+		seen[d] = true
+		return writeBlob(d, size)
+	}
+	if err := blob(top.Digest.String(), top.Size); err != nil {
+		return err
+	}
+	for _, img := range imgs {
+		if err := blob(img.Descriptor.Digest.String(), img.Descriptor.Size); err != nil {
+			return err
+		}
+		if err := blob(img.Manifest.Config.Digest.String(), img.Manifest.Config.Size); err != nil {
+			return err
+		}
+		for _, l := range img.Layers {
+			if err := blob(l.Digest.String(), l.Size); err != nil {
+				return err
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("write OCI archive: %w", err)
+	}
+	return nil
+}
+
+// layoutIndex is the index.json of an OCI layout that names top under
+// names (as containerd and BuildKit annotate them), or holds it unnamed.
+func layoutIndex(top ocispec.Descriptor, names []string) []byte {
 	idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex}
 	idx.SchemaVersion = 2
-	desc := img.Descriptor
+	desc := ocispec.Descriptor{MediaType: top.MediaType, Digest: top.Digest, Size: top.Size}
 	if len(names) == 0 {
 		idx.Manifests = append(idx.Manifests, desc)
 	}
@@ -97,27 +148,5 @@ func OCI(w io.Writer, s *store.Store, img *image.Image, names []string) error {
 		idx.Manifests = append(idx.Manifests, d)
 	}
 	ib, _ := json.Marshal(idx)
-	if err := writeFile("index.json", ib); err != nil {
-		return err
-	}
-	if err := writeBlob(img.Descriptor.Digest.String(), img.Descriptor.Size); err != nil {
-		return err
-	}
-	if err := writeBlob(img.Manifest.Config.Digest.String(), img.Manifest.Config.Size); err != nil {
-		return err
-	}
-	seen := map[string]bool{}
-	for _, l := range img.Layers {
-		if seen[l.Digest.String()] {
-			continue
-		}
-		seen[l.Digest.String()] = true
-		if err := writeBlob(l.Digest.String(), l.Size); err != nil {
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("write OCI archive: %w", err)
-	}
-	return nil
+	return ib
 }

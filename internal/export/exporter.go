@@ -5,11 +5,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/strata-build/strata/internal/human"
 	"github.com/strata-build/strata/internal/image"
+	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/registry"
 	"github.com/strata-build/strata/internal/store"
 )
@@ -22,12 +26,21 @@ type Output struct {
 	Push  bool     // push the names to their registries (registry; image,push=true)
 }
 
-// Exporter puts a built image where one kind of output says.
+// Exporter puts a built image, or a built image index (a build of several
+// platforms), where one kind of output says.
 type Exporter interface {
 	// Export writes img to o's destination under names (o.Names, else the
 	// build's tags).
 	Export(ctx context.Context, img *image.Image, o Output, names []string) error
+	// ExportIndex writes idx there (an error where the output type holds
+	// one platform: see SupportsIndex).
+	ExportIndex(ctx context.Context, idx *image.Index, o Output, names []string) error
 }
+
+// SupportsIndex reports whether an output of type typ can hold an image
+// index: all but docker (its image archive holds one platform, as
+// BuildKit says).
+func SupportsIndex(typ string) bool { return typ != "docker" }
 
 // Env is what the exporters work with.
 type Env struct {
@@ -45,8 +58,8 @@ func Exporters(env Env) map[string]Exporter {
 	names := storeNames{env: env}
 	return map[string]Exporter{
 		"docker":   archiveFile{s: env.Store, write: Docker},
-		"oci":      archiveFile{s: env.Store, write: OCI},
-		"tar":      archiveFile{s: env.Store, write: OCI},
+		"oci":      archiveFile{s: env.Store, write: OCI, writeIndex: OCIIndex},
+		"tar":      archiveFile{s: env.Store, write: OCI, writeIndex: OCIIndex},
 		"local":    rootfsDir{rootfs: env.Rootfs},
 		"image":    names,
 		"registry": names,
@@ -67,18 +80,30 @@ func StoresImage(outs []Output) bool {
 // archiveFile writes an image archive to o.Dest, through a temp file renamed
 // into place, so a failed export leaves no half archive.
 type archiveFile struct {
-	s     *store.Store
-	write func(io.Writer, *store.Store, *image.Image, []string) error
+	s          *store.Store
+	write      func(io.Writer, *store.Store, *image.Image, []string) error
+	writeIndex func(io.Writer, *store.Store, *image.Index, []string) error // nil: the format holds one platform
 }
 
 func (e archiveFile) Export(_ context.Context, img *image.Image, o Output, names []string) error {
+	return e.writeFile(o, func(w io.Writer) error { return e.write(w, e.s, img, names) })
+}
+
+func (e archiveFile) ExportIndex(_ context.Context, idx *image.Index, o Output, names []string) error {
+	if e.writeIndex == nil {
+		return fmt.Errorf("output %s: docker exporter does not currently support exporting manifest lists", o.Dest)
+	}
+	return e.writeFile(o, func(w io.Writer) error { return e.writeIndex(w, e.s, idx, names) })
+}
+
+func (e archiveFile) writeFile(o Output, write func(io.Writer) error) error {
 	tmp := o.Dest + ".tmp"
 	fh, err := os.Create(tmp)
 	if err != nil {
 		return fmt.Errorf("output %s: %w", o.Dest, err)
 	}
 	defer os.Remove(tmp)
-	err = e.write(fh, e.s, img, names)
+	err = write(fh)
 	if cerr := fh.Close(); err == nil {
 		err = cerr
 	}
@@ -95,6 +120,18 @@ type rootfsDir struct {
 
 func (e rootfsDir) Export(ctx context.Context, img *image.Image, o Output, _ []string) error {
 	return e.rootfs(ctx, img, o.Dest)
+}
+
+// ExportIndex writes each platform's filesystem into a folder of its own
+// in o.Dest, named as BuildKit names them (linux_amd64, linux_arm_v7).
+func (e rootfsDir) ExportIndex(ctx context.Context, idx *image.Index, o Output, _ []string) error {
+	for _, img := range idx.Images {
+		p := v1.Platform{OS: img.Config.OS, Architecture: img.Config.Architecture, Variant: img.Config.Variant}
+		if err := e.rootfs(ctx, img, filepath.Join(o.Dest, platform.PathID(p))); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // storeNames names the image in the store and, with o.Push, pushes every
@@ -114,6 +151,55 @@ func (e storeNames) Export(ctx context.Context, img *image.Image, o Output, name
 		if err := Push(ctx, e.env.Registry, e.env.Store, img, n, e.env.Logf); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// ExportIndex names the index in the store and, with o.Push, pushes every
+// name (the images by digest, then the index) to its registry.
+func (e storeNames) ExportIndex(ctx context.Context, idx *image.Index, o Output, names []string) error {
+	for _, n := range names {
+		if err := e.env.Store.Tag(n, idx.Descriptor); err != nil {
+			return err
+		}
+	}
+	if !o.Push {
+		return nil
+	}
+	for _, n := range names {
+		if err := PushIndex(ctx, e.env.Registry, e.env.Store, idx, n, e.env.Logf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PushIndex pushes the images of idx to ref's repository by digest, then
+// idx as ref.
+func PushIndex(ctx context.Context, r *registry.Client, s *store.Store, idx *image.Index, ref string, logf func(format string, args ...any)) error {
+	if r == nil {
+		return fmt.Errorf("push %s: no registry client", ref)
+	}
+	imgs := make([]v1.Image, 0, len(idx.Images))
+	for _, img := range idx.Images {
+		v, err := img.V1(s)
+		if err != nil {
+			return fmt.Errorf("push %s: %w", ref, err)
+		}
+		imgs = append(imgs, v)
+	}
+	raw, err := s.ReadBlob(idx.Descriptor.Digest)
+	if err != nil {
+		return fmt.Errorf("push %s: %w", ref, err)
+	}
+	if logf != nil {
+		logf("pushing %s (an index of %d images)", ref, len(imgs))
+	}
+	if err := r.PushIndex(ctx, ref, imgs, raw, types.MediaType(idx.Descriptor.MediaType)); err != nil {
+		return err
+	}
+	if logf != nil {
+		logf("pushed %s@%s", ref, idx.Descriptor.Digest)
 	}
 	return nil
 }

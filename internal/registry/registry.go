@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // MirrorsEnv names the environment variable with extra mirrors:
@@ -266,6 +267,37 @@ func (c *Client) PushProgress(ctx context.Context, ref string, img v1.Image, pro
 	}
 	return c.write(ctx, r, img, progress)
 }
+
+// PushIndex uploads the images of an image index to ref's repository by
+// digest, then the index (raw, of media type mt) as ref.
+func (c *Client) PushIndex(ctx context.Context, ref string, imgs []v1.Image, raw []byte, mt types.MediaType) error {
+	r, err := c.resolve(ref)
+	if err != nil {
+		return err
+	}
+	for _, img := range imgs {
+		d, err := img.Digest()
+		if err != nil {
+			return fmt.Errorf("push %s: %w", r.Name(), err)
+		}
+		if err := c.write(ctx, r.Context().Digest(d.String()), img, nil); err != nil {
+			return err
+		}
+	}
+	if err := remote.Put(r, rawManifest{raw: raw, mt: mt}, c.options(ctx)...); err != nil {
+		return fmt.Errorf("push %s: %w", r.Name(), describe(err))
+	}
+	return nil
+}
+
+// rawManifest is a manifest to put as it is.
+type rawManifest struct {
+	raw []byte
+	mt  types.MediaType
+}
+
+func (m rawManifest) RawManifest() ([]byte, error)        { return m.raw, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return m.mt, nil }
 
 // write uploads img's blobs with the resumable uploader, then lets
 // go-containerregistry put the manifest (and mount what lives in other

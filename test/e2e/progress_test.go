@@ -127,7 +127,8 @@ func TestBadNamesFailBeforeBuilding(t *testing.T) {
 		{[]string{"--cache-to", "type=registry,ref=Bad:Ref"}, `--cache-to: invalid image reference "Bad:Ref"`},
 		{[]string{"--cache-from", "type=registry,ref=Bad:Ref"}, `--cache-from: invalid image reference "Bad:Ref"`},
 		{[]string{"--cache-to", "type=bogus"}, "type must be registry, local or inline"},
-		{[]string{"--platform", "linux/s390x"}, "only the host platform"},
+		{[]string{"--platform", "linux/amd64,linux/arm64", "--output", "type=docker,dest=" + dir + "/x.tar"}, "docker exporter does not currently support exporting manifest lists"},
+		{[]string{"--platform", "linux/arm64,linux/arm64/v8"}, "are the same platform"},
 		{[]string{"--platform", "a/b/c/d"}, "--platform=a/b/c/d"},
 		// files the build writes need a folder to go to
 		{[]string{"--output", "type=docker,dest=" + missing + "/x.tar"}, "--output type=docker,dest=" + missing + "/x.tar: folder " + missing},
