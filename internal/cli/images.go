@@ -9,6 +9,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/strata-build/strata/internal/human"
@@ -21,19 +24,68 @@ import (
 // loadRef finds an image in the store as docker does wherever a command
 // names one: by name, NAME@DIGEST, ID (config digest) or manifest digest, or
 // a prefix of at least 4 hex digits of the ID (see store.Resolve).
+// Where the name is a multi-platform image index, the image is the one
+// for --platform (see platformFlag).
 func (a *app) loadRef(cmd *cobra.Command, ref string) (*image.Image, error) {
-	b, err := a.open(cmd.Context())
+	im, err := a.resolveRef(cmd, ref)
 	if err != nil {
 		return nil, err
+	}
+	plat, _, err := platformFlag(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return image.LoadFor(a.store, im.Descriptor.Digest, plat)
+}
+
+// loadIndexOrRef is loadRef, except that a name of an image index without
+// --platform gives the whole index (idx, with img nil): what push and save
+// write.
+func (a *app) loadIndexOrRef(cmd *cobra.Command, ref string) (img *image.Image, idx *image.Index, err error) {
+	im, err := a.resolveRef(cmd, ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, given, err := platformFlag(cmd); err != nil || given || im.Descriptor.MediaType != ocispec.MediaTypeImageIndex {
+		img, err := a.loadRef(cmd, ref)
+		return img, nil, err
+	}
+	idx, err = image.LoadIndex(a.store, im.Descriptor)
+	return nil, idx, err
+}
+
+// resolveRef finds the store's entry ref names (see loadRef): an image
+// manifest or an image index.
+func (a *app) resolveRef(cmd *cobra.Command, ref string) (store.Image, error) {
+	b, err := a.open(cmd.Context())
+	if err != nil {
+		return store.Image{}, err
 	}
 	im, err := b.Store.Resolve(ref)
 	if errors.Is(err, store.ErrNoSuchImage) {
-		return nil, noSuchImage{ref: ref, root: b.Store.Root()}
+		return store.Image{}, noSuchImage{ref: ref, root: b.Store.Root()}
 	}
-	if err != nil {
-		return nil, err
+	return im, err
+}
+
+// platformFlag is the platform a command's --platform gives (given: it was
+// given), else the host's: which image of a multi-platform index the
+// command means.
+func platformFlag(cmd *cobra.Command) (p v1.Platform, given bool, err error) {
+	f := cmd.Flags().Lookup("platform")
+	if f == nil || f.Value.String() == "" {
+		return platform.Host(), false, nil
 	}
-	return image.LoadFor(b.Store, im.Descriptor.Digest, platform.Host())
+	if p, err = platform.Parse(f.Value.String()); err != nil {
+		return v1.Platform{}, false, usagef("--platform=%s: %v", f.Value.String(), err)
+	}
+	return p, true, nil
+}
+
+// addPlatformFlag gives cmd --platform (see platformFlag).
+func addPlatformFlag(cmd *cobra.Command) *cobra.Command {
+	cmd.Flags().String("platform", "", "the platform's image when the name is a multi-platform image index (default: the host's)")
+	return cmd
 }
 
 // noSuchImage is the error for an image the store does not hold.
@@ -165,11 +217,11 @@ func (a *app) tagCmd() *cobra.Command {
 		Short: "Give an image in the store another name",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			img, err := a.loadRef(cmd, args[0])
+			im, err := a.resolveRef(cmd, args[0]) // an index stays one
 			if err != nil {
 				return err
 			}
-			return a.store.Tag(args[1], img.Descriptor)
+			return a.store.Tag(args[1], im.Descriptor)
 		},
 	}
 }
@@ -290,7 +342,7 @@ len, printf, ...). IMAGE is a name, NAME@DIGEST, or an image ID or its prefix.`,
 		},
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "", "format the output with a Go template (or 'json': one JSON object a line)")
-	return cmd
+	return addPlatformFlag(cmd)
 }
 
 func (a *app) historyCmd() *cobra.Command {
@@ -354,5 +406,5 @@ columns with a header, or give "json" for one JSON object a line.`,
 	fl.BoolVarP(&quiet, "quiet", "q", false, "only show image IDs")
 	fl.BoolVarP(&human, "human", "H", true, "print sizes and dates in human readable format")
 	fl.StringVar(&format, "format", "", "format the output with a Go template ('table ...' for columns, 'json' for JSON lines)")
-	return cmd
+	return addPlatformFlag(cmd)
 }

@@ -169,7 +169,14 @@ func TestIndexOutputs(t *testing.T) {
 			t.Errorf("type=local: %v", err)
 		}
 	}
-	dir := filepath.Join(out, "layout")
+	checkTwoPlatforms(t, archiveIndex(t, archive, "1"))
+}
+
+// archiveIndex returns the image index an OCI archive's index.json names,
+// which must be its one entry, named ref.
+func archiveIndex(t *testing.T, archive, ref string) v1.ImageIndex {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "layout")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -181,14 +188,14 @@ func TestIndexOutputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	tm, err := top.IndexManifest()
-	if err != nil || len(tm.Manifests) != 1 || tm.Manifests[0].MediaType != types.OCIImageIndex || tm.Manifests[0].Annotations["org.opencontainers.image.ref.name"] != "1" {
-		t.Fatalf("index.json = %+v, %v; want one image index named 1", tm, err)
+	if err != nil || len(tm.Manifests) != 1 || tm.Manifests[0].MediaType != types.OCIImageIndex || tm.Manifests[0].Annotations["org.opencontainers.image.ref.name"] != ref {
+		t.Fatalf("index.json = %+v, %v; want one image index named %s", tm, err, ref)
 	}
 	idx, err := top.ImageIndex(tm.Manifests[0].Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkTwoPlatforms(t, idx)
+	return idx
 }
 
 // checkTwoPlatforms checks idx holds an amd64 and an arm64 image, each
@@ -252,4 +259,64 @@ func TestPushIndex(t *testing.T) {
 		t.Fatalf("the registry has no index at %s: %v", ref, err)
 	}
 	checkTwoPlatforms(t, idx)
+}
+
+// TestIndexCommands: inspect/history --platform take the platform's image
+// of an index (the host's by default), tag keeps the index, save --format
+// oci and push write the whole index, save as a docker archive the host's
+// image.
+func TestIndexCommands(t *testing.T) {
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	root, ctx, out := t.TempDir(), multiContext(t), t.TempDir()
+	cfg := filepath.Join(root, "config.json")
+	if err := os.WriteFile(cfg, []byte(`{"registries":{"`+host+`":{"insecure":true}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		var o, e bytes.Buffer
+		if code := Main(context.Background(), append([]string{"--root", root, "--config", cfg}, args...), strings.NewReader(""), &o, &e); code != 0 {
+			t.Fatalf("strata %v: exit %d\n%s", args, code, e.String())
+		}
+		return o.String()
+	}
+	run("build", "-q", "--platform", "linux/amd64,linux/arm64", "-t", "multi:1", ctx)
+	for plat, want := range map[string]string{"": platform.Host().Architecture, "linux/arm64": "arm64", "linux/amd64": "amd64"} {
+		args := []string{"inspect", "--format", "{{.Architecture}}", "multi:1"}
+		if plat != "" {
+			args = append(args, "--platform", plat)
+		}
+		if got := strings.TrimSpace(run(args...)); got != want {
+			t.Errorf("inspect --platform=%q: %s, want %s", plat, got, want)
+		}
+	}
+	if r := strataIn(t, root, "inspect", "--platform", "linux/s390x", "multi:1"); r.code == 0 || !strings.Contains(r.stderr, "no linux/s390x image") {
+		t.Errorf("inspect --platform linux/s390x: exit %d\n%s", r.code, r.stderr)
+	}
+	run("tag", "multi:1", "again:1")
+	s, err := store.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, ok, err := s.Lookup("again:1")
+	s.Close()
+	if err != nil || !ok || im.Descriptor.MediaType != ocispec.MediaTypeImageIndex {
+		t.Errorf("tag of an index: again:1 = %+v", im.Descriptor)
+	}
+	archive := filepath.Join(out, "oci.tar")
+	run("save", "--format", "oci", "-o", archive, "multi:1")
+	checkTwoPlatforms(t, archiveIndex(t, archive, "1"))
+	run("save", "-o", filepath.Join(out, "docker.tar"), "multi:1") // the host's image
+	run("push", "multi:1", host+"/pushed:1")
+	r, err := name.ParseReference(host+"/pushed:1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ridx, err := remote.Index(r)
+	if err != nil {
+		t.Fatalf("strata push of an index: %v", err)
+	}
+	checkTwoPlatforms(t, ridx)
 }

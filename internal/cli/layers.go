@@ -69,5 +69,5 @@ The layers are read from the store's blobs; nothing is unpacked.`,
 	fl.IntVarP(&limit, "limit", "n", 20, "show at most this many paths per layer (and per deletion), biggest first")
 	fl.BoolVarP(&all, "all", "a", false, "show every path (no --limit)")
 	fl.BoolVar(&asJSON, "json", false, "print JSON (every path, unless --limit is given)")
-	return cmd
+	return addPlatformFlag(cmd)
 }

@@ -75,5 +75,5 @@ func (a *app) runCmd() *cobra.Command {
 	fl.StringArrayVarP(&volumes, "volume", "v", nil, "bind mount a host directory: HOST-DIR:CONTAINER-DIR[:ro]")
 	fl.StringVar(&o.Name, "name", "", "name the container (no two of a store run with one name)")
 	fl.BoolVar(&rm, "rm", true, "remove the container when it exits (always)")
-	return cmd
+	return addPlatformFlag(cmd)
 }

@@ -32,7 +32,11 @@ func (a *app) saveCmd() *cobra.Command {
 			if format != "docker" && format != "oci" {
 				return usagef("--format=%s: use docker or oci", format)
 			}
-			img, err := a.loadRef(cmd, args[0])
+			img, idx, err := a.loadIndexOrRef(cmd, args[0])
+			if err == nil && idx != nil && !export.SupportsIndex(format) {
+				idx = nil // a docker archive holds one platform: the host's (or --platform's)
+				img, err = a.loadRef(cmd, args[0])
+			}
 			if err != nil {
 				return err
 			}
@@ -41,9 +45,14 @@ func (a *app) saveCmd() *cobra.Command {
 				names = []string{args[0]}
 			}
 			ex := export.Exporters(export.Env{Store: a.store})[format]
-			return ex.Export(cmd.Context(), img, export.Output{Type: format, Dest: out}, names)
+			o := export.Output{Type: format, Dest: out}
+			if idx != nil {
+				return ex.ExportIndex(cmd.Context(), idx, o, names)
+			}
+			return ex.Export(cmd.Context(), img, o, names)
 		},
 	}
+	addPlatformFlag(cmd)
 	cmd.Flags().StringVarP(&out, "output", "o", "", "write to this file")
 	cmd.Flags().StringVar(&format, "format", "docker", "archive format: docker or oci")
 	return cmd
@@ -70,12 +79,12 @@ func (a *app) pullCmd() *cobra.Command {
 }
 
 func (a *app) pushCmd() *cobra.Command {
-	return &cobra.Command{
+	return addPlatformFlag(&cobra.Command{
 		Use:   "push NAME[:TAG] [DESTINATION]",
-		Short: "Push an image from the store to a registry",
+		Short: "Push an image (or a multi-platform image index) from the store to a registry",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			img, err := a.loadRef(cmd, args[0])
+			img, idx, err := a.loadIndexOrRef(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -85,11 +94,18 @@ func (a *app) pushCmd() *cobra.Command {
 			} else if !isStoreName(a.store, args[0]) {
 				return usagef("%s is not a name of the image: give the DESTINATION to push it to", args[0])
 			}
+			if idx != nil {
+				if err := export.PushIndex(cmd.Context(), a.builder.Registry, a.store, idx, dst, a.stderrf); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "%s: digest: %s\n", dst, idx.Descriptor.Digest)
+				return nil
+			}
 			if err := export.Push(cmd.Context(), a.builder.Registry, a.store, img, dst, a.stderrf); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "%s: digest: %s\n", dst, img.Descriptor.Digest)
 			return nil
 		},
-	}
+	})
 }

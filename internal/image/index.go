@@ -39,3 +39,31 @@ func WriteIndex(s *store.Store, imgs []*Image) (*Index, error) {
 		Images:     imgs,
 	}, nil
 }
+
+// LoadIndex loads the image index desc names and each of its images
+// (attestations and other non-images left out), which the store must hold.
+func LoadIndex(s *store.Store, desc ocispec.Descriptor) (*Index, error) {
+	raw, err := s.ReadBlob(desc.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("load image index: %w", err)
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(raw, &idx); err != nil {
+		return nil, fmt.Errorf("load image index %s: %w", desc.Digest, err)
+	}
+	out := &Index{Descriptor: desc}
+	for _, m := range idx.Manifests {
+		if m.Platform == nil || (m.MediaType != ocispec.MediaTypeImageManifest && m.MediaType != "application/vnd.docker.distribution.manifest.v2+json") {
+			continue
+		}
+		if !s.HasBlob(m.Digest) {
+			return nil, fmt.Errorf("image index %s: its %s/%s image is not in the store (pull or build it for that platform)", desc.Digest, m.Platform.OS, m.Platform.Architecture)
+		}
+		img, err := Load(s, m.Digest)
+		if err != nil {
+			return nil, err
+		}
+		out.Images = append(out.Images, img)
+	}
+	return out, nil
+}
