@@ -235,21 +235,9 @@ func checkTwoPlatforms(t *testing.T, idx v1.ImageIndex) {
 // TestPushIndex: --push of several platforms puts the images by digest,
 // then the index under the tag.
 func TestPushIndex(t *testing.T) {
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
-	root, ctx := t.TempDir(), multiContext(t)
-	cfg := filepath.Join(root, "config.json")
-	if err := os.WriteFile(cfg, []byte(`{"registries":{"`+host+`":{"insecure":true}}}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var out, errb bytes.Buffer
+	host, _, run := registryEnv(t)
 	ref := host + "/multi:1"
-	code := Main(context.Background(), []string{"--root", root, "--config", cfg, "build", "--platform", "linux/amd64,linux/arm64", "--push", "-t", ref, ctx},
-		strings.NewReader(""), &out, &errb)
-	if code != 0 {
-		t.Fatalf("build --push: exit %d\n%s", code, errb.String())
-	}
+	mustRun(t, run("build", "--platform", "linux/amd64,linux/arm64", "--push", "-t", ref, multiContext(t)))
 	r, err := name.ParseReference(ref, name.Insecure)
 	if err != nil {
 		t.Fatal(err)
@@ -266,21 +254,11 @@ func TestPushIndex(t *testing.T) {
 // oci and push write the whole index, save as a docker archive the host's
 // image.
 func TestIndexCommands(t *testing.T) {
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
-	root, ctx, out := t.TempDir(), multiContext(t), t.TempDir()
-	cfg := filepath.Join(root, "config.json")
-	if err := os.WriteFile(cfg, []byte(`{"registries":{"`+host+`":{"insecure":true}}}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	host, root, runCLI := registryEnv(t)
+	ctx, out := multiContext(t), t.TempDir()
 	run := func(args ...string) string {
 		t.Helper()
-		var o, e bytes.Buffer
-		if code := Main(context.Background(), append([]string{"--root", root, "--config", cfg}, args...), strings.NewReader(""), &o, &e); code != 0 {
-			t.Fatalf("strata %v: exit %d\n%s", args, code, e.String())
-		}
-		return o.String()
+		return mustRun(t, runCLI(args...))
 	}
 	run("build", "-q", "--platform", "linux/amd64,linux/arm64", "-t", "multi:1", ctx)
 	for plat, want := range map[string]string{"": platform.Host().Architecture, "linux/arm64": "arm64", "linux/amd64": "amd64"} {
@@ -319,4 +297,87 @@ func TestIndexCommands(t *testing.T) {
 		t.Fatalf("strata push of an index: %v", err)
 	}
 	checkTwoPlatforms(t, ridx)
+}
+
+// TestManifestCommand: manifest create joins images of one platform each
+// (from the store, or pulled by digest from a registry) into an index in
+// their order; two images of one platform are refused; inspect prints it;
+// manifest push puts it in a registry.
+func TestManifestCommand(t *testing.T) {
+	host, root, run := registryEnv(t)
+	ctx := multiContext(t)
+	must := func(args ...string) string {
+		t.Helper()
+		return mustRun(t, run(args...))
+	}
+	must("build", "-q", "--platform", "linux/amd64", "-t", "app:amd64", ctx)
+	must("build", "-q", "--platform", "linux/arm64", "-t", "app:arm64", ctx)
+	// the arm64 image goes through the registry, pushed by digest and
+	// gone from the store
+	pushed := strings.TrimSpace(must("push", "app:arm64", host+"/app:arm64"))
+	dg := pushed[strings.LastIndex(pushed, " ")+1:]
+	must("rmi", "app:arm64")
+	must("manifest", "create", "-t", "app:1", "app:amd64", host+"/app@"+dg)
+	checkTwoPlatforms(t, storeIndex(t, root, "app:1"))
+
+	if r := run("manifest", "create", "-t", "dup:1", "app:amd64", "app:amd64"); r.code == 0 || !strings.Contains(r.stderr, "are both linux/amd64 images") {
+		t.Errorf("manifest create of one platform twice: exit %d\n%s", r.code, r.stderr)
+	}
+	out := must("manifest", "inspect", "app:1")
+	if !strings.Contains(out, `"mediaType": "application/vnd.oci.image.index.v1+json"`) || !strings.Contains(out, `"architecture": "arm64"`) {
+		t.Errorf("manifest inspect app:1:\n%s", out)
+	}
+	must("manifest", "push", "app:1", host+"/app:1")
+	r, err := name.ParseReference(host+"/app:1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := remote.Index(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkTwoPlatforms(t, idx)
+	if out := must("manifest", "inspect", host+"/app:1"); !strings.Contains(out, `"architecture": "amd64"`) {
+		t.Errorf("manifest inspect of the registry's index:\n%s", out)
+	}
+}
+
+// storeIndex returns the image index ref names in the store at root, as
+// a go-containerregistry index (through an OCI archive, as a user sees it).
+func storeIndex(t *testing.T, root, ref string) v1.ImageIndex {
+	t.Helper()
+	archive := filepath.Join(t.TempDir(), "x.tar")
+	mustStrata(t, root, "save", "--format", "oci", "-o", archive, ref)
+	_, tag, _ := strings.Cut(ref, ":")
+	return archiveIndex(t, archive, tag)
+}
+
+// registryEnv starts an in-process registry and returns its host, a store
+// root whose config marks it plain http, and a runner of strata with both.
+func registryEnv(t *testing.T) (host, root string, run func(args ...string) cliRun) {
+	t.Helper()
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	host = strings.TrimPrefix(srv.URL, "http://")
+	root = t.TempDir()
+	cfg := filepath.Join(root, "config.json")
+	if err := os.WriteFile(cfg, []byte(`{"registries":{"`+host+`":{"insecure":true}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run = func(args ...string) cliRun {
+		t.Helper()
+		var o, e bytes.Buffer
+		code := Main(context.Background(), append([]string{"--root", root, "--config", cfg}, args...), strings.NewReader(""), &o, &e)
+		return cliRun{code, o.String(), e.String()}
+	}
+	return host, root, run
+}
+
+// mustRun fails t unless r exited 0, and returns its stdout.
+func mustRun(t *testing.T, r cliRun) string {
+	t.Helper()
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	return r.stdout
 }

@@ -231,7 +231,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	}
 	root.AddCommand(a.describe(
 		a.buildCmd(), a.imagesCmd(), a.tagCmd(), a.rmiCmd(), a.inspectCmd(), a.historyCmd(),
-		a.saveCmd(), a.loadCmd(), a.pullCmd(), a.pushCmd(), a.runCmd(), a.importCmd(), a.versionCmd(), a.infoCmd(), a.unshareCmd(), a.duCmd(), a.pruneCmd(),
+		a.saveCmd(), a.loadCmd(), a.pullCmd(), a.pushCmd(), a.manifestCmd(), a.runCmd(), a.importCmd(), a.versionCmd(), a.infoCmd(), a.unshareCmd(), a.duCmd(), a.pruneCmd(),
 		a.fsckCmd(),
 		a.layersCmd(), a.graphCmd(), a.completionCmd(), a.docsCmd(),
 	)...)

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/strata-build/strata/internal/store"
@@ -64,6 +66,37 @@ func LoadIndex(s *store.Store, desc ocispec.Descriptor) (*Index, error) {
 			return nil, err
 		}
 		out.Images = append(out.Images, img)
+	}
+	return out, nil
+}
+
+// IsIndex reports whether a descriptor's media type is an image index (an
+// OCI index or a Docker manifest list).
+func IsIndex(mediaType string) bool {
+	return mediaType == ocispec.MediaTypeImageIndex || mediaType == "application/vnd.docker.distribution.manifest.list.v2+json"
+}
+
+// PlatformOf returns the platform img's config says.
+func PlatformOf(img *Image) v1.Platform {
+	return v1.Platform{OS: img.Config.OS, Architecture: img.Config.Architecture, Variant: img.Config.Variant}
+}
+
+// IndexPlatforms returns the platforms of the images of the index d, in
+// its order.
+func IndexPlatforms(s *store.Store, d digest.Digest) ([]v1.Platform, error) {
+	raw, err := s.ReadBlob(d)
+	if err != nil {
+		return nil, fmt.Errorf("load image index: %w", err)
+	}
+	var idx v1.IndexManifest
+	if err := json.Unmarshal(raw, &idx); err != nil {
+		return nil, fmt.Errorf("load image index %s: %w", d, err)
+	}
+	var out []v1.Platform
+	for _, m := range idx.Manifests {
+		if m.Platform != nil && m.MediaType.IsImage() {
+			out = append(out, *m.Platform)
+		}
 	}
 	return out, nil
 }
