@@ -82,6 +82,15 @@ func TestInprocForeignPlatform(t *testing.T) {
 	if !strings.Contains(r.log(), "emulated: "+platform.Format(other)+" through "+qemuHandler(other)) {
 		t.Errorf("the emulated RUN's log does not say so:\n%s", r.log())
 	}
+	emulatedSteps := 0
+	for _, ev := range r.events {
+		if ev.Type == progress.EventDone && ev.Emulated == platform.Format(other) && strings.Contains(ev.Name, "RUN echo ran") {
+			emulatedSteps++
+		}
+	}
+	if emulatedSteps != 1 {
+		t.Errorf("%d done events of the RUN say it ran emulated for %s, want 1", emulatedSteps, platform.Format(other))
+	}
 
 	cross := "FROM --platform=$BUILDPLATFORM busybox:multi AS build\nARG TARGETARCH\nARG BUILDARCH\n" +
 		"RUN echo $BUILDARCH-$TARGETARCH > /arch\nFROM scratch\nCOPY --from=build /arch /\n"

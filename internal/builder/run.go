@@ -129,6 +129,7 @@ func (sb *stageBuilder) run(ctx context.Context, c *instructions.RunCommand, p *
 	}
 	return sb.change(ctx, p, createdBy, inputs, func(rootfs string) error {
 		if emulator != "" {
+			p.SetEmulated(platform.Format(sb.state.platform))
 			fmt.Fprintf(p, "emulated: %s through %s\n", platform.Format(sb.state.platform), emulator)
 		}
 		id := sb.svc.session.NextContainerID()

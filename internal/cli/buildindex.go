@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/strata-build/strata/internal/export"
 	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/report"
 )
 
 // checkIndexOutputs refuses, before anything is built, what cannot hold
@@ -25,9 +27,6 @@ func checkIndexOutputs(f buildFlags, outs []export.Output) error {
 			return usagef("--output type=%s with several platforms: %s", o.Type, why)
 		}
 	}
-	if f.metadata != "" || f.report != "" {
-		return usagef("--metadata-file and --report with several platforms: not supported yet")
-	}
 	return nil
 }
 
@@ -38,7 +37,17 @@ func (a *app) runIndexBuild(ctx context.Context, b *builder.Builder, opts builde
 	if err := checkIndexOutputs(f, outs); err != nil {
 		return err
 	}
+	started := time.Now()
 	idx, err := b.BuildIndex(ctx, opts, plats)
+	if f.report != "" {
+		d := report.Data{Title: opts.ContextDir, Started: started, Finished: time.Now(), Events: pr.Events(), Isolation: a.describeIsolation()}
+		if err != nil {
+			d.Error = err.Error()
+		}
+		if rerr := report.WriteFile(f.report, d); rerr != nil {
+			pr.Logf("warning: build report: %v", rerr)
+		}
+	}
 	if err != nil || f.check {
 		return err
 	}
@@ -56,6 +65,11 @@ func (a *app) runIndexBuild(ctx context.Context, b *builder.Builder, opts builde
 		return e.ExportIndex(ctx, idx, o, names)
 	}); err != nil {
 		return err
+	}
+	if f.metadata != "" {
+		if err := export.WriteIndexMetadataFile(f.metadata, idx, f.tags); err != nil {
+			return err
+		}
 	}
 	if f.iidfile != "" {
 		if err := export.WriteIDFile(f.iidfile, idx.Descriptor.Digest); err != nil {

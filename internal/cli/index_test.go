@@ -162,8 +162,20 @@ func TestIndexOutputs(t *testing.T) {
 	root, ctx, out := t.TempDir(), multiContext(t), t.TempDir()
 	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
 	archive, local := filepath.Join(out, "multi.tar"), filepath.Join(out, "local")
-	mustStrata(t, root, "build", "--platform", "linux/amd64,linux/arm64", "-t", "multi:1",
+	meta, rep, iid := filepath.Join(out, "meta.json"), filepath.Join(out, "report.html"), filepath.Join(out, "iid")
+	mustStrata(t, root, "build", "--platform", "linux/amd64,linux/arm64", "-t", "multi:1", "--metadata-file", meta, "--report", rep, "--iidfile", iid,
 		"-o", "type=oci,dest="+archive, "-o", "type=local,dest="+local, ctx)
+	id, err := os.ReadFile(iid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md map[string]any
+	if b, err := os.ReadFile(meta); err != nil || json.Unmarshal(b, &md) != nil || md["containerimage.digest"] != string(id) || md["containerimage.config.digest"] != nil {
+		t.Errorf("--metadata-file of an index build: %v (iidfile %s)", md, id)
+	}
+	if b, err := os.ReadFile(rep); err != nil || !strings.Contains(string(b), "[linux/arm64 stage-0 2/2] COPY") {
+		t.Errorf("--report of an index build lacks the arm64 steps: %v", err)
+	}
 	for _, f := range []string{"linux_amd64/f-amd64", "linux_arm64/f-arm64"} {
 		if _, err := os.Stat(filepath.Join(local, f)); err != nil {
 			t.Errorf("type=local: %v", err)

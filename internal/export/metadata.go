@@ -25,9 +25,33 @@ func Metadata(img *image.Image, names []string) map[string]any {
 	return md
 }
 
+// IndexMetadata is Metadata of an image index (a build of several
+// platforms), as buildx writes it: the index's digest and descriptor, no
+// config digest.
+func IndexMetadata(idx *image.Index, names []string) map[string]any {
+	md := map[string]any{
+		"containerimage.digest":     idx.Descriptor.Digest.String(),
+		"containerimage.descriptor": idx.Descriptor,
+	}
+	if len(names) > 0 {
+		md["image.name"] = strings.Join(names, ",")
+	}
+	return md
+}
+
 // WriteMetadataFile writes Metadata(img, names) to path as indented JSON.
 func WriteMetadataFile(path string, img *image.Image, names []string) error {
-	b, err := json.MarshalIndent(Metadata(img, names), "", "  ")
+	return writeMetadata(path, Metadata(img, names))
+}
+
+// WriteIndexMetadataFile writes IndexMetadata(idx, names) to path as
+// indented JSON.
+func WriteIndexMetadataFile(path string, idx *image.Index, names []string) error {
+	return writeMetadata(path, IndexMetadata(idx, names))
+}
+
+func writeMetadata(path string, md map[string]any) error {
+	b, err := json.MarshalIndent(md, "", "  ")
 	if err != nil {
 		return fmt.Errorf("write metadata file: %w", err)
 	}

@@ -50,6 +50,7 @@ type Event struct {
 	Duration float64   `json:"duration,omitempty"` // seconds, for done/cached/error
 	Reason   string    `json:"reason,omitempty"`   // why a step missed the cache, when known
 	Source   string    `json:"source,omitempty"`   // the Dockerfile lines around a build's error
+	Emulated string    `json:"emulated,omitempty"` // the platform a step ran emulated for (QEMU), for done/error
 }
 
 // renderer shows events.
@@ -128,16 +129,17 @@ func (p *Printer) emit(e Event) {
 // Step is one vertex of the progress output. It is an io.Writer for the
 // step's output: complete lines become log events.
 type Step struct {
-	p      *Printer
-	id     int
-	stage  string
-	name   string
-	start  time.Time
-	wait   time.Duration // time spent waiting for another step (Exclude)
-	tail   *tailBuffer
-	line   []byte
-	cached bool
-	reason string
+	p        *Printer
+	id       int
+	stage    string
+	name     string
+	start    time.Time
+	wait     time.Duration // time spent waiting for another step (Exclude)
+	tail     *tailBuffer
+	line     []byte
+	cached   bool
+	reason   string
+	emulated string // SetEmulated
 }
 
 // Start begins a step named name ("[builder 3/4] RUN go build ...").
@@ -186,6 +188,14 @@ func (s *Step) Exclude(d time.Duration) {
 
 // elapsed is the step's own time so far.
 func (s *Step) elapsed() float64 { return (time.Since(s.start) - s.wait).Seconds() }
+
+// SetEmulated records that the step runs programs of platform (e.g.
+// "linux/arm64") under an emulator, for its end event.
+func (s *Step) SetEmulated(platform string) {
+	s.p.mu.Lock()
+	s.emulated = platform
+	s.p.mu.Unlock()
+}
 
 // SetReason records why the step missed the cache (for the report).
 func (s *Step) SetReason(r string) {
@@ -240,7 +250,7 @@ func (s *Step) Done() {
 	if s.cached {
 		t = EventCached
 	}
-	s.p.emit(Event{Type: t, Step: s.id, Stage: s.stage, Name: s.name, Duration: s.elapsed(), Reason: s.reason})
+	s.p.emit(Event{Type: t, Step: s.id, Stage: s.stage, Name: s.name, Duration: s.elapsed(), Reason: s.reason, Emulated: s.emulated})
 }
 
 // Cached ends the step as a cache hit.
@@ -256,7 +266,7 @@ func (s *Step) Fail(err error) {
 	defer s.p.mu.Unlock()
 	s.flush()
 	msg, _, _ := strings.Cut(err.Error(), "\n")
-	s.p.emit(Event{Type: EventError, Step: s.id, Stage: s.stage, Name: s.name, Error: msg, Duration: s.elapsed()})
+	s.p.emit(Event{Type: EventError, Step: s.id, Stage: s.stage, Name: s.name, Error: msg, Duration: s.elapsed(), Emulated: s.emulated})
 }
 
 type tailBuffer struct {

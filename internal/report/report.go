@@ -41,6 +41,7 @@ type Step struct {
 	Duration float64
 	Reason   string
 	Error    string
+	Emulated string // the platform it ran emulated for
 	Output   []string
 	Left     float64 // percent of the timeline
 	Width    float64
@@ -65,6 +66,8 @@ type page struct {
 	Messages  []string
 	Cached    int
 	Ran       int
+	Emulated  int     // steps that ran emulated
+	EmuTime   float64 // their time, seconds
 	ImageID   string
 	Isolation string
 }
@@ -117,6 +120,7 @@ func Write(w io.Writer, d Data) error {
 				s.Duration = e.Duration
 				s.Reason = e.Reason
 				s.Error = e.Error
+				s.Emulated = e.Emulated
 			}
 		case progress.EventMessage:
 			p.Messages = append(p.Messages, e.Line)
@@ -136,6 +140,10 @@ func Write(w io.Writer, d Data) error {
 			p.Cached++
 		case "done":
 			p.Ran++
+		}
+		if s.Emulated != "" {
+			p.Emulated++
+			p.EmuTime += s.Duration
 		}
 		p.Steps = append(p.Steps, *s)
 		name := s.Stage
@@ -202,7 +210,7 @@ pre{background:#f6f6f6;padding:8px;overflow:auto;max-height:400px}
 tr.sel{background:#fff7d6}
 </style></head><body>
 <h1>strata build report: {{.Title}}</h1>
-<p class="summary"><span>started {{.Started}}</span><span>total <b>{{.Total}}</b></span><span id="count-steps">{{len .Steps}} steps</span><span>{{.Ran}} ran</span><span>{{.Cached}} cached</span>{{if .ImageID}}<span>image <code>{{.ImageID}}</code></span>{{end}}{{if .Isolation}}<span id="isolation">isolation {{.Isolation}}</span>{{end}}</p>
+<p class="summary"><span>started {{.Started}}</span><span>total <b>{{.Total}}</b></span><span id="count-steps">{{len .Steps}} steps</span><span>{{.Ran}} ran</span><span>{{.Cached}} cached</span>{{if .Emulated}}<span id="emulated">{{.Emulated}} emulated ({{secs .EmuTime}})</span>{{end}}{{if .ImageID}}<span>image <code>{{.ImageID}}</code></span>{{end}}{{if .Isolation}}<span id="isolation">isolation {{.Isolation}}</span>{{end}}</p>
 {{if .Error}}<div class="err" id="build-error">{{.Error}}</div>{{end}}
 <h2>Timeline</h2>
 <div class="timeline" id="timeline">
@@ -213,7 +221,7 @@ tr.sel{background:#fff7d6}
 <h2>Steps</h2>
 <table id="steps"><thead><tr><th>#</th><th>stage</th><th>step</th><th>status</th><th>start</th><th>duration</th><th>cache</th></tr></thead><tbody>
 {{range .Steps}}<tr id="step-{{.ID}}" class="step"><td>{{.ID}}</td><td>{{.Stage}}</td><td><code>{{.Name}}</code>{{if .Output}}<details><summary>output ({{len .Output}} lines)</summary><pre>{{range .Output}}{{.}}
-{{end}}</pre></details>{{end}}{{if .Error}}<div class="err">{{.Error}}</div>{{end}}</td><td>{{.Status}}</td><td class="num">{{secs .Start}}</td><td class="num">{{secs .Duration}}</td><td>{{if eq .Status "cached"}}hit{{else if .Reason}}miss: {{.Reason}}{{end}}</td></tr>
+{{end}}</pre></details>{{end}}{{if .Error}}<div class="err">{{.Error}}</div>{{end}}</td><td>{{.Status}}{{if .Emulated}} <span class="emu">emulated {{.Emulated}}</span>{{end}}</td><td class="num">{{secs .Start}}</td><td class="num">{{secs .Duration}}</td><td>{{if eq .Status "cached"}}hit{{else if .Reason}}miss: {{.Reason}}{{end}}</td></tr>
 {{end}}</tbody></table>
 {{if .Layers}}<h2>Layers</h2>
 <table id="layers"><thead><tr><th>digest</th><th>compressed size</th><th>created by</th></tr></thead><tbody>

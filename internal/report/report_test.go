@@ -28,6 +28,7 @@ func sample(t *testing.T) Data {
 	b := p.StartStage("builder", "[builder 2/2] RUN go build <script>")
 	b.Write([]byte("compiling\n"))
 	b.SetReason("changed: source server.go")
+	b.SetEmulated("linux/arm64")
 	b.Done()
 	c := p.StartStage("app", "[app 1/2] FROM scratch")
 	c.Done()
@@ -50,6 +51,9 @@ func TestWrite(t *testing.T) {
 	html := b.String()
 	if n := strings.Count(html, `<div class="bar `); n != 4 {
 		t.Errorf("%d timeline bars, want 4", n)
+	}
+	if !regexp.MustCompile(`<span id="emulated">1 emulated \([0-9.]+s\)</span>`).MatchString(html) || strings.Count(html, `<span class="emu">emulated linux/arm64</span>`) < 1 {
+		t.Error("the report does not show the emulated step and its time")
 	}
 	for _, want := range []string{"miss: changed: source server.go", ">hit<", "COPY /server / # buildkit", "2.1MB", `&#34;/server&#34;`, "&lt;script&gt;", "compiling", "a message", "3 ran", "1 cached", `<span id="isolation">isolation rootless (user namespace)</span>`} {
 		if !strings.Contains(html, want) {
