@@ -17,6 +17,7 @@ type buildReq struct {
 	tag       string // local image name, without registry (bench/NAME)
 	cacheTo   string // registry ref for a mode=max cache export, or ""
 	cacheFrom string // registry ref to import cache from, or ""
+	platforms string // --platform (a comma-separated list), or "" for the host's
 	log       string
 }
 
@@ -128,6 +129,9 @@ func (s *strataBuilder) build(ctx context.Context, req buildReq) result {
 	}
 	if req.cacheFrom != "" {
 		args = append(args, "--cache-from", "type=registry,ref="+req.cacheFrom)
+	}
+	if req.platforms != "" {
+		args = append(args, "--platform", req.platforms)
 	}
 	spec := s.cmd(req.log, append(args, req.dir)...)
 	spec.sample, spec.timeout = true, s.h.cfg.timeout
@@ -285,6 +289,9 @@ func (b *buildkitBuilder) buildArgs(req buildReq, output string) []string {
 	if req.cacheFrom != "" {
 		argv = append(argv, "--import-cache", "type=registry,ref="+req.cacheFrom)
 	}
+	if req.platforms != "" {
+		argv = append(argv, "--opt", "platform="+req.platforms)
+	}
 	return argv
 }
 
@@ -416,7 +423,12 @@ func (b *buildahBuilder) push(ctx context.Context, req buildReq, dest string) re
 	return runCmd(ctx, cmdSpec{argv: b.cmd("push", "--tls-verify=false", req.tag, "docker://"+dest), env: b.env(), log: req.log, timeout: b.h.cfg.timeout})
 }
 
-func (b *buildahBuilder) supports(string) string { return "" }
+func (b *buildahBuilder) supports(w string) string {
+	if w == "multiarch" {
+		return "not measured: strata against BuildKit only"
+	}
+	return ""
+}
 func (b *buildahBuilder) version() string        { return output(b.bin, "--version") }
 func (b *buildahBuilder) stop() {
 	if b.bin != "" && !b.h.cfg.keep {
@@ -533,8 +545,11 @@ func (b *dockerBuilder) push(ctx context.Context, req buildReq, dest string) res
 }
 
 func (b *dockerBuilder) supports(w string) string {
-	if w == "regcache" {
+	switch w {
+	case "regcache":
 		return "Docker 20.10's builder has no registry cache export (needs buildx)"
+	case "multiarch":
+		return "Docker 20.10's builder builds one platform (needs buildx)"
 	}
 	return ""
 }

@@ -47,6 +47,14 @@ func workloads() []*workload {
 			run: runSeed,
 		},
 		{
+			name: "multiarch", title: "(h) examples/seed cross-compiled for two platforms",
+			phases: []phase{
+				{id: "multiarch/one", title: "(h) seed for linux/amd64 alone: cold"},
+				{id: "multiarch/two", title: "(h) seed for linux/amd64 + linux/arm64: cold", target: 1.0},
+			},
+			run: runMultiarch,
+		},
+		{
 			name: "parallel", title: "(b) 4 parallel stages",
 			phases: []phase{
 				{id: "parallel/cold", title: "(b) 4 × sleep 3 stages + unused: cold", target: 1.05},
@@ -171,6 +179,22 @@ func runSeed(ctx context.Context, h *harness, b builder, round int, rec func(str
 	defer restore()
 	h.settle()
 	rec("change", b.build(ctx, h.req(b, "seed", round, "change")))
+}
+
+// runMultiarch builds examples/seed (which compiles on $BUILDPLATFORM for
+// $TARGETARCH) cold for the host's platform, then cold for two platforms
+// (nothing emulated): the cost of the second platform.
+func runMultiarch(ctx context.Context, h *harness, b builder, round int, rec func(string, result)) {
+	for _, p := range []struct{ phase, platforms string }{{"one", "linux/amd64"}, {"two", "linux/amd64,linux/arm64"}} {
+		if err := b.reset(ctx, true, h.prepLog(b, "multiarch", round)); err != nil {
+			failAll(rec, "reset: "+err.Error(), p.phase)
+			continue
+		}
+		h.settle()
+		req := h.req(b, "seed", round, "multiarch-"+p.phase)
+		req.tag, req.platforms = "bench/multiarch", p.platforms
+		rec(p.phase, b.build(ctx, req))
+	}
 }
 
 func runLarge(ctx context.Context, h *harness, b builder, round int, rec func(string, result)) {
