@@ -429,7 +429,7 @@ func (b *buildahBuilder) supports(w string) string {
 	}
 	return ""
 }
-func (b *buildahBuilder) version() string        { return output(b.bin, "--version") }
+func (b *buildahBuilder) version() string { return output(b.bin, "--version") }
 func (b *buildahBuilder) stop() {
 	if b.bin != "" && !b.h.cfg.keep {
 		b.wipe()
