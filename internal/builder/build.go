@@ -55,6 +55,9 @@ type Options struct {
 	// showPlatform prefixes step names with the platform (BuildIndex's
 	// builds: "[linux/arm64 build 2/3]").
 	showPlatform bool
+	// cacheRecords, when set, collects the records of each CacheTo
+	// export (by index) instead of writing it (BuildIndex writes them).
+	cacheRecords map[int][]cache.Exported
 	// BinfmtDir is where binfmt_misc is mounted (default binfmt.Dir): a
 	// RUN for a foreign platform needs an emulator registered there.
 	BinfmtDir   string
@@ -186,15 +189,27 @@ func (b *Builder) applyOptions() layer.ApplyOptions {
 // of the first build on the others), and stores an image index of the
 // images in plats's order.
 func (b *Builder) BuildIndex(ctx context.Context, opts Options, plats []v1.Platform) (*image.Index, error) {
+	opts.setDefaults()
 	var imgs []*image.Image
+	records := map[int][]cache.Exported{}
 	for _, p := range plats {
 		o := opts
-		o.Platform, o.showPlatform = p, len(plats) > 1
+		o.Platform, o.showPlatform, o.cacheRecords = p, len(plats) > 1, records
 		img, err := b.Build(ctx, o)
 		if err != nil {
 			return nil, err
 		}
 		imgs = append(imgs, img)
+	}
+	// One export per --cache-to with every platform's records: one each
+	// would leave only the last platform's.
+	for i, spec := range opts.CacheTo {
+		if spec.Type == "inline" {
+			continue
+		}
+		if err := b.writeCache(ctx, spec, records[i], opts.Progress); err != nil {
+			return nil, err
+		}
 	}
 	return image.WriteIndex(b.Store, imgs)
 }

@@ -119,6 +119,7 @@ func TestInprocBuildIndex(t *testing.T) {
 		"FROM --platform=$BUILDPLATFORM busybox:multi AS build\nARG TARGETARCH\nCOPY --from=tools /tool /\nRUN echo $TARGETARCH > /arch\n" +
 		"FROM busybox:multi\nCOPY --from=build /arch /tool /\n"
 	plats := []v1.Platform{other, host}
+	cacheDir := filepath.Join(t.TempDir(), "cache")
 	var digests []string
 	for round := 0; round < 2; round++ {
 		e := newBareInprocEnv(t)
@@ -129,6 +130,9 @@ func TestInprocBuildIndex(t *testing.T) {
 		pr.Record()
 		epoch := time.Unix(1700000000, 0).UTC()
 		opts := Options{ContextDir: dir, DockerfilePath: filepath.Join(dir, "Dockerfile"), Progress: pr, SourceDateEpoch: &epoch}
+		if round == 0 { // one cache export for both platforms
+			opts.CacheTo = []CacheSpec{{Type: "local", Dir: cacheDir, Mode: "max"}}
+		}
 		idx, err := e.b.BuildIndex(context.Background(), opts, plats)
 		if err != nil {
 			t.Fatalf("BuildIndex: %v", err)
@@ -168,5 +172,26 @@ func TestInprocBuildIndex(t *testing.T) {
 	}
 	if digests[0] != digests[1] {
 		t.Errorf("two cold builds with SOURCE_DATE_EPOCH: index %s and %s", digests[0], digests[1])
+	}
+
+	// The export holds both platforms' records: a fresh store importing
+	// it runs no step for either.
+	e := newBareInprocEnv(t)
+	e.withRegistry(reg)
+	dir := t.TempDir()
+	writeContext(t, dir, map[string]string{"Dockerfile": df})
+	pr := progress.New(nil, true)
+	pr.Record()
+	epoch := time.Unix(1700000000, 0).UTC()
+	opts := Options{ContextDir: dir, DockerfilePath: filepath.Join(dir, "Dockerfile"), Progress: pr, SourceDateEpoch: &epoch,
+		CacheFrom: []CacheSpec{{Type: "local", Dir: cacheDir}}}
+	if _, err := e.b.BuildIndex(context.Background(), opts, plats); err != nil {
+		t.Fatalf("BuildIndex from the cache: %v", err)
+	}
+	r := buildResult{events: pr.Events()}
+	for _, ev := range r.events {
+		if ev.Type == progress.EventDone && (strings.Contains(ev.Name, "RUN") || strings.Contains(ev.Name, "COPY")) {
+			t.Errorf("step %q ran with both platforms' cache imported\n%s", ev.Name, r.log())
+		}
 	}
 }

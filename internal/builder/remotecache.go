@@ -2,6 +2,7 @@ package builder
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/cache/remote"
 	"github.com/strata-build/strata/internal/image"
+	"github.com/strata-build/strata/internal/progress"
 )
 
 // CacheSpec is one --cache-to or --cache-from value.
@@ -130,7 +132,7 @@ func (r *run) exportRecords(mode string, final []image.Layer) []cache.Exported {
 // exportCaches writes the --cache-to exports (inline is handled when the
 // image config is written).
 func (r *run) exportCaches(ctx context.Context, final []image.Layer) error {
-	for _, spec := range r.opts.CacheTo {
+	for i, spec := range r.opts.CacheTo {
 		if spec.Type == "inline" {
 			continue
 		}
@@ -154,23 +156,53 @@ func (r *run) exportCaches(ctx context.Context, final []image.Layer) error {
 				}
 			}
 		}
-		img, layers, err := remote.Image(r.b.Store, recs)
-		if err != nil {
+		if r.opts.cacheRecords != nil { // BuildIndex exports every platform's at once
+			r.opts.cacheRecords[i] = append(r.opts.cacheRecords[i], recs...)
+			continue
+		}
+		if err := r.b.writeCache(ctx, spec, recs, r.opts.Progress); err != nil {
 			return err
 		}
-		switch spec.Type {
-		case "registry":
-			if err := r.b.Registry.PushImage(ctx, spec.Ref, img); err != nil {
-				return fmt.Errorf("--cache-to %s: %w", spec.Ref, err)
-			}
-		case "local":
-			if err := remote.WriteLocal(spec.Dir, img); err != nil {
-				return fmt.Errorf("--cache-to type=local,dest=%s: %w", spec.Dir, err)
-			}
-		}
-		r.opts.Progress.Logf("exported cache to %s%s: %d records, %d layers", spec.Ref, spec.Dir, len(recs), layers)
 	}
 	return nil
+}
+
+// writeCache writes the cache export of recs where spec says (records of
+// one key and layer are kept once).
+func (b *Builder) writeCache(ctx context.Context, spec CacheSpec, recs []cache.Exported, pr *progress.Printer) error {
+	recs = uniqueRecords(recs)
+	img, layers, err := remote.Image(b.Store, recs)
+	if err != nil {
+		return err
+	}
+	switch spec.Type {
+	case "registry":
+		if err := b.Registry.PushImage(ctx, spec.Ref, img); err != nil {
+			return fmt.Errorf("--cache-to %s: %w", spec.Ref, err)
+		}
+	case "local":
+		if err := remote.WriteLocal(spec.Dir, img); err != nil {
+			return fmt.Errorf("--cache-to type=local,dest=%s: %w", spec.Dir, err)
+		}
+	}
+	pr.Logf("exported cache to %s%s: %d records, %d layers", spec.Ref, spec.Dir, len(recs), layers)
+	return nil
+}
+
+// uniqueRecords drops the repeats of a record (the same key and record,
+// as two platforms' builds of a shared stage give).
+func uniqueRecords(recs []cache.Exported) []cache.Exported {
+	seen := map[string]bool{}
+	out := recs[:0:0]
+	for _, e := range recs {
+		b, err := json.Marshal(e)
+		if err == nil && seen[string(b)] {
+			continue
+		}
+		seen[string(b)] = true
+		out = append(out, e)
+	}
+	return out
 }
 
 // inlineLabel returns the inline cache label value for the final image.
