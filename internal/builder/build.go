@@ -56,8 +56,8 @@ type Options struct {
 	// builds: "[linux/arm64 build 2/3]").
 	showPlatform bool
 	// cacheRecords, when set, collects the records of each CacheTo
-	// export (by index) instead of writing it (BuildIndex writes them).
-	cacheRecords map[int][]cache.Exported
+	// export instead of writing it (BuildIndex writes them).
+	cacheRecords *cacheRecords
 	// BinfmtDir is where binfmt_misc is mounted (default binfmt.Dir): a
 	// RUN for a foreign platform needs an emulator registered there.
 	BinfmtDir   string
@@ -143,6 +143,7 @@ type Builder struct {
 	Snapshots snapshot.Snapshotter
 
 	pulls pullGroup // pulls under way, shared by concurrent builds
+	steps stepLocks // steps under way, by cache key, shared likewise
 }
 
 // DefaultJobs is how many stages run at once by default: the number of CPUs,
@@ -183,35 +184,61 @@ func (b *Builder) applyOptions() layer.ApplyOptions {
 	return o
 }
 
-// BuildIndex builds opts for each platform of plats, one after another
-// (a stage that does not depend on the platform, e.g. a FROM
-// --platform=$BUILDPLATFORM stage with the same arguments, hits the cache
-// of the first build on the others), and stores an image index of the
-// images in plats's order.
+// BuildIndex builds opts for each platform of plats, all at once (a step
+// that does not depend on the platform, e.g. of a FROM
+// --platform=$BUILDPLATFORM stage with the same arguments, runs in one
+// build while the others wait for its cache record: see stepLocks), and
+// stores an image index of the images in plats's order. Each --cache-to
+// is written once, with every platform's records. The first error ends
+// the others.
 func (b *Builder) BuildIndex(ctx context.Context, opts Options, plats []v1.Platform) (*image.Index, error) {
 	opts.setDefaults()
-	var imgs []*image.Image
-	records := map[int][]cache.Exported{}
-	for _, p := range plats {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	imgs := make([]*image.Image, len(plats))
+	errs := make([]error, len(plats))
+	records := &cacheRecords{byExport: map[int][]cache.Exported{}}
+	var wg sync.WaitGroup
+	for i, p := range plats {
 		o := opts
 		o.Platform, o.showPlatform, o.cacheRecords = p, len(plats) > 1, records
-		img, err := b.Build(ctx, o)
-		if err != nil {
-			return nil, err
-		}
-		imgs = append(imgs, img)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if imgs[i], errs[i] = b.Build(ctx, o); errs[i] != nil {
+				cancel(errs[i])
+			}
+		}()
 	}
-	// One export per --cache-to with every platform's records: one each
-	// would leave only the last platform's.
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return nil, err
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
 	for i, spec := range opts.CacheTo {
 		if spec.Type == "inline" {
 			continue
 		}
-		if err := b.writeCache(ctx, spec, records[i], opts.Progress); err != nil {
+		if err := b.writeCache(ctx, spec, records.byExport[i], opts.Progress); err != nil {
 			return nil, err
 		}
 	}
 	return image.WriteIndex(b.Store, imgs)
+}
+
+// cacheRecords collects the records of each --cache-to export (by its
+// index in Options.CacheTo) from the builds of a BuildIndex.
+type cacheRecords struct {
+	mu       sync.Mutex
+	byExport map[int][]cache.Exported
+}
+
+func (c *cacheRecords) add(i int, recs []cache.Exported) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.byExport[i] = append(c.byExport[i], recs...)
 }
 
 // Build runs the build described by opts and returns the image written to the store.
@@ -383,9 +410,14 @@ func (r *run) buildStages(ctx context.Context) error {
 			needed = append(needed, i)
 		}
 	}
+	// Each stage's error, set before its done channel closes: a stage
+	// waiting for it may fail (errDependencyFailed) before errgroup has
+	// seen the error that caused it.
+	stageErrs := make([]error, len(p.All))
 	for _, i := range needed {
-		g.Go(func() error {
+		g.Go(func() (err error) {
 			defer close(r.done[i])
+			defer func() { stageErrs[i] = err }()
 			for _, d := range p.All[i].Deps {
 				select {
 				case <-r.done[d]:
@@ -410,7 +442,15 @@ func (r *run) buildStages(ctx context.Context) error {
 			return nil
 		})
 	}
-	return g.Wait()
+	err := g.Wait()
+	if errors.Is(err, errDependencyFailed) {
+		for _, e := range stageErrs {
+			if e != nil && !errors.Is(e, errDependencyFailed) && !errors.Is(e, context.Canceled) {
+				return e // the cause, not a stage that waited for it
+			}
+		}
+	}
+	return err
 }
 
 // writeImage writes the target stage's result as an image (and the cache

@@ -157,7 +157,7 @@ func (r *run) exportCaches(ctx context.Context, final []image.Layer) error {
 			}
 		}
 		if r.opts.cacheRecords != nil { // BuildIndex exports every platform's at once
-			r.opts.cacheRecords[i] = append(r.opts.cacheRecords[i], recs...)
+			r.opts.cacheRecords.add(i, recs)
 			continue
 		}
 		if err := r.b.writeCache(ctx, spec, recs, r.opts.Progress); err != nil {

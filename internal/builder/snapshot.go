@@ -77,6 +77,14 @@ func (sb *stageBuilder) changeKeyed(ctx context.Context, p *progress.Step, creat
 		if sb.tryCached(p, key, createdBy, pos, inputs) {
 			return nil
 		}
+		unlock, waited, err := sb.r.b.steps.lock(ctx, key)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		if waited && sb.tryCached(p, key, createdBy, pos, inputs) {
+			return nil // another build ran this step meanwhile
+		}
 	}
 	var parents []string
 	if !scratch {
