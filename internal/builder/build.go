@@ -184,63 +184,6 @@ func (b *Builder) applyOptions() layer.ApplyOptions {
 	return o
 }
 
-// BuildIndex builds opts for each platform of plats, all at once (a step
-// that does not depend on the platform, e.g. of a FROM
-// --platform=$BUILDPLATFORM stage with the same arguments, runs in one
-// build while the others wait for its cache record: see stepLocks), and
-// stores an image index of the images in plats's order. Each --cache-to
-// is written once, with every platform's records. The first error ends
-// the others.
-func (b *Builder) BuildIndex(ctx context.Context, opts Options, plats []v1.Platform) (*image.Index, error) {
-	opts.setDefaults()
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	imgs := make([]*image.Image, len(plats))
-	errs := make([]error, len(plats))
-	records := &cacheRecords{byExport: map[int][]cache.Exported{}}
-	var wg sync.WaitGroup
-	for i, p := range plats {
-		o := opts
-		o.Platform, o.showPlatform, o.cacheRecords = p, len(plats) > 1, records
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if imgs[i], errs[i] = b.Build(ctx, o); errs[i] != nil {
-				cancel(errs[i])
-			}
-		}()
-	}
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return nil, err
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	for i, spec := range opts.CacheTo {
-		if spec.Type == "inline" {
-			continue
-		}
-		if err := b.writeCache(ctx, spec, records.byExport[i], opts.Progress); err != nil {
-			return nil, err
-		}
-	}
-	return image.WriteIndex(b.Store, imgs)
-}
-
-// cacheRecords collects the records of each --cache-to export (by its
-// index in Options.CacheTo) from the builds of a BuildIndex.
-type cacheRecords struct {
-	mu       sync.Mutex
-	byExport map[int][]cache.Exported
-}
-
-func (c *cacheRecords) add(i int, recs []cache.Exported) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.byExport[i] = append(c.byExport[i], recs...)
-}
-
 // Build runs the build described by opts and returns the image written to the store.
 func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error) {
 	opts.setDefaults()
