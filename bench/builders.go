@@ -424,7 +424,7 @@ func (b *buildahBuilder) push(ctx context.Context, req buildReq, dest string) re
 }
 
 func (b *buildahBuilder) supports(w string) string {
-	if w == "multiarch" {
+	if w == "multiarch" || w == "emulated" {
 		return "not measured: strata against BuildKit only"
 	}
 	return ""
@@ -548,8 +548,8 @@ func (b *dockerBuilder) supports(w string) string {
 	switch w {
 	case "regcache":
 		return "Docker 20.10's builder has no registry cache export (needs buildx)"
-	case "multiarch":
-		return "Docker 20.10's builder builds one platform (needs buildx)"
+	case "multiarch", "emulated":
+		return "Docker 20.10's builder builds the host's platform (needs buildx)"
 	}
 	return ""
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/strata-build/strata/internal/binfmt"
 )
 
 // sample is one timed phase of one builder in one round.
@@ -82,7 +84,20 @@ func (h *harness) main(ctx context.Context) error {
 		return fmt.Errorf("generate workloads: %w", err)
 	}
 
-	// 5. builders.
+	// 5. builders, with QEMU registered first for the emulated workload
+	// (BuildKit looks for emulators when it starts).
+	if h.wants("emulated") {
+		undo, err := binfmt.Register("aarch64")
+		if err != nil {
+			logf("emulated workload: %v", err)
+		} else {
+			defer func() {
+				if err := undo(); err != nil {
+					logf("undo the QEMU registration: %v", err)
+				}
+			}()
+		}
+	}
 	if err := h.startBuilders(ctx); err != nil {
 		return err
 	}
@@ -282,11 +297,60 @@ func (h *harness) makeBases(ctx context.Context) error {
 			return err
 		}
 	}
+	if h.wants("emulated") {
+		if err := h.pushMultiBusybox(ctx, store, env, log); err != nil {
+			logf("emulated workload: no busybox for linux/arm64: %v", err)
+		}
+	}
 	if !h.cfg.keep {
 		return removeTree(store)
 	}
 	return nil
 }
+
+// arm64Busybox is Debian's busybox-static for arm64 as
+// scripts/install-deps.sh unpacks it.
+const arm64Busybox = "/var/cache/strata-test/busybox-arm64/bin/busybox"
+
+// pushMultiBusybox pushes busybox:multi, the bases' busybox and the same
+// tree with Debian's arm64 busybox, as one index (strata manifest create).
+func (h *harness) pushMultiBusybox(ctx context.Context, store string, env []string, log string) error {
+	bin, err := os.ReadFile(arm64Busybox)
+	if err != nil {
+		return err
+	}
+	root := filepath.Join(h.cfg.work, "busybox-arm64")
+	if err := removeTree(root); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(root, "bin"), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), bin, 0o755); err != nil {
+		return err
+	}
+	out, err := exec.CommandContext(ctx, "/bin/busybox", "--list").Output()
+	if err != nil {
+		return err
+	}
+	for _, a := range strings.Fields(string(out)) {
+		if a != "busybox" {
+			_ = os.Symlink("busybox", filepath.Join(root, "bin", a))
+		}
+	}
+	for _, argv := range [][]string{
+		{h.strata, "--root", store, "import", "--platform", "linux/arm64", "--change", "ENV PATH=/bin", root, "busybox:arm64"},
+		{h.strata, "--root", store, "manifest", "create", "--push", "-t", h.reg + "/library/busybox:multi", "busybox:latest", "busybox:arm64"},
+	} {
+		if err := must(ctx, cmdSpec{argv: argv, env: env, log: log}); err != nil {
+			return err
+		}
+	}
+	return removeTree(root)
+}
+
+// wants reports whether workload name runs in this run (--only).
+func (h *harness) wants(name string) bool { return h.cfg.only == nil || h.cfg.only.MatchString(name) }
 
 func (h *harness) collectEnv() {
 	var uts syscall.Utsname

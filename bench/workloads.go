@@ -55,6 +55,13 @@ func workloads() []*workload {
 			run: runMultiarch,
 		},
 		{
+			name: "emulated", title: "(i) a RUN for linux/arm64 under QEMU",
+			phases: []phase{
+				{id: "emulated/cold", title: "(i) RUN shell loop for linux/arm64 (QEMU): cold"},
+			},
+			run: runEmulated,
+		},
+		{
 			name: "parallel", title: "(b) 4 parallel stages",
 			phases: []phase{
 				{id: "parallel/cold", title: "(b) 4 × sleep 3 stages + unused: cold", target: 1.05},
@@ -197,6 +204,20 @@ func runMultiarch(ctx context.Context, h *harness, b builder, round int, rec fun
 	}
 }
 
+// runEmulated builds, cold, a busybox image for linux/arm64 whose RUN
+// (a shell loop) runs under QEMU user mode (both builders use the
+// binfmt_misc registration the harness made).
+func runEmulated(ctx context.Context, h *harness, b builder, round int, rec func(string, result)) {
+	if err := b.reset(ctx, true, h.prepLog(b, "emulated", round)); err != nil {
+		failAll(rec, "reset: "+err.Error(), "cold")
+		return
+	}
+	h.settle()
+	req := h.req(b, "emulated", round, "cold")
+	req.platforms = "linux/arm64"
+	rec("cold", b.build(ctx, req))
+}
+
 func runLarge(ctx context.Context, h *harness, b builder, round int, rec func(string, result)) {
 	if err := b.reset(ctx, true, h.prepLog(b, "large", round)); err != nil {
 		failAll(rec, "reset: "+err.Error(), "cold", "noop", "change", "push")
@@ -308,6 +329,11 @@ func (h *harness) generate() error {
 		if err := writeFile(filepath.Join(seed, e.Name()), text); err != nil {
 			return err
 		}
+	}
+
+	// (i) a CPU-bound RUN for linux/arm64, emulated.
+	if err := h.writeWorkload("emulated", "FROM busybox:multi\nRUN i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; uname -m > /arch; echo $i >> /arch\n"); err != nil {
+		return err
 	}
 
 	// (b) four independent 3 s stages, an unused 10 s stage, a final stage

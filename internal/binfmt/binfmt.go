@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sys/unix"
 
 	"github.com/strata-build/strata/internal/platform"
 )
@@ -94,4 +95,41 @@ func register(dir, name string, p v1.Platform) string {
 		return fmt.Sprintf("install QEMU (Debian/Ubuntu: apt-get install qemu-user-static), or as root: docker run --privileged --rm tonistiigi/binfmt --install %s", p.Architecture)
 	}
 	return "register QEMU user mode with binfmt_misc"
+}
+
+// Register registers QEMU for arch (QEMU's name, e.g. "aarch64") with the
+// kernel's binfmt_misc at Dir, from Debian's qemu-user-static
+// (/usr/lib/binfmt.d/qemu-ARCH.conf, which has the F flag), mounting
+// binfmt_misc first if need be. It returns what undoes exactly what it did
+// (nothing when the handler was registered already). It needs root.
+func Register(arch string) (undo func() error, err error) {
+	handler := filepath.Join(Dir, "qemu-"+arch)
+	if _, err := os.Stat(handler); err == nil {
+		return func() error { return nil }, nil
+	}
+	conf := "/usr/lib/binfmt.d/qemu-" + arch + ".conf"
+	line, err := os.ReadFile(conf)
+	if err != nil {
+		return nil, fmt.Errorf("register qemu-%s: %w (apt-get install qemu-user-static)", arch, err)
+	}
+	var undos []func() error
+	undoAll := func() error {
+		var errs []error
+		for i := len(undos) - 1; i >= 0; i-- {
+			errs = append(errs, undos[i]())
+		}
+		return errors.Join(errs...)
+	}
+	if _, err := os.Stat(filepath.Join(Dir, "register")); err != nil {
+		if err := unix.Mount("binfmt_misc", Dir, "binfmt_misc", 0, ""); err != nil {
+			return nil, fmt.Errorf("mount binfmt_misc at %s: %w", Dir, err)
+		}
+		undos = append(undos, func() error { return unix.Unmount(Dir, 0) })
+	}
+	if err := os.WriteFile(filepath.Join(Dir, "register"), line, 0o200); err != nil {
+		_ = undoAll()
+		return nil, fmt.Errorf("register qemu-%s: %w", arch, err)
+	}
+	undos = append(undos, func() error { return os.WriteFile(handler, []byte("-1"), 0o200) })
+	return undoAll, nil
 }
