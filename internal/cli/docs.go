@@ -247,7 +247,9 @@ nothing of it is written.`,
   strata load -i myapp.oci.tar`,
 	},
 	"pull": {
-		long: `Pull an image for the host platform from a registry into the store.
+		long: `Pull an image for the host platform (or --platform's) from a registry into
+the store. A name that is a multi-platform index keeps naming the index (as
+containerd keeps it), with the images pulled so far.
 Credentials come from Docker's config (~/.docker/config.json and its credential
 helpers); mirrors and plain-http registries from the --config file or
 STRATA_REGISTRY_MIRRORS.`,

@@ -352,6 +352,12 @@ func TestManifestCommand(t *testing.T) {
 	if out := must("manifest", "inspect", host+"/app:1"); !strings.Contains(out, `"architecture": "amd64"`) {
 		t.Errorf("manifest inspect of the registry's index:\n%s", out)
 	}
+	// pull --platform takes that platform's image; the name stays the index's.
+	must("rmi", "app:1")
+	must("pull", "--platform", "linux/arm64", host+"/app:1")
+	if got := strings.TrimSpace(must("inspect", "--platform", "linux/arm64", "--format", "{{.Architecture}}", host+"/app:1")); got != "arm64" {
+		t.Errorf("pull --platform linux/arm64, then inspect: %s", got)
+	}
 }
 
 // storeIndex returns the image index ref names in the store at root, as

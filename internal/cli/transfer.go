@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strata-build/strata/internal/export"
-	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/store"
 )
@@ -59,23 +58,27 @@ func (a *app) saveCmd() *cobra.Command {
 }
 
 func (a *app) pullCmd() *cobra.Command {
-	return &cobra.Command{
+	return addPlatformFlag(&cobra.Command{
 		Use:   "pull NAME[:TAG|@DIGEST]",
 		Short: "Pull an image from a registry into the store",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			plat, _, err := platformFlag(cmd)
+			if err != nil {
+				return err
+			}
 			b, err := a.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			img, err := b.Pull(cmd.Context(), args[0], platform.Host(), progress.New(a.stderr, false))
+			img, err := b.Pull(cmd.Context(), args[0], plat, progress.New(a.stderr, false))
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "Digest: %s\n", img.Descriptor.Digest)
 			return nil
 		},
-	}
+	})
 }
 
 func (a *app) pushCmd() *cobra.Command {
