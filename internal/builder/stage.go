@@ -339,7 +339,7 @@ func (sb *stageBuilder) baseFor(ctx context.Context, plat v1.Platform) (*stageRe
 	if err != nil {
 		return nil, err
 	}
-	if got := (v1.Platform{OS: img.Config.OS, Architecture: img.Config.Architecture, Variant: img.Config.Variant}); got.OS != "" && !platform.Same(got, plat) {
+	if got := image.PlatformOf(img); got.OS != "" && !platform.Same(got, plat) {
 		// As BuildKit: a base of one platform is used for another, with a warning.
 		sb.df.Lint.Run(&linter.RuleInvalidBaseImagePlatform, st.Source.Location,
 			linter.RuleInvalidBaseImagePlatform.Format(st.Base, platform.Format(plat), platform.Format(got)))

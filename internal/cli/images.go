@@ -9,8 +9,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
@@ -46,7 +44,7 @@ func (a *app) loadIndexOrRef(cmd *cobra.Command, ref string) (img *image.Image, 
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, given, err := platformFlag(cmd); err != nil || given || im.Descriptor.MediaType != ocispec.MediaTypeImageIndex {
+	if _, given, err := platformFlag(cmd); err != nil || given || !image.IsIndex(im.Descriptor.MediaType) {
 		img, err := a.loadRef(cmd, ref)
 		return img, nil, err
 	}

@@ -126,8 +126,7 @@ func (e rootfsDir) Export(ctx context.Context, img *image.Image, o Output, _ []s
 // in o.Dest, named as BuildKit names them (linux_amd64, linux_arm_v7).
 func (e rootfsDir) ExportIndex(ctx context.Context, idx *image.Index, o Output, _ []string) error {
 	for _, img := range idx.Images {
-		p := v1.Platform{OS: img.Config.OS, Architecture: img.Config.Architecture, Variant: img.Config.Variant}
-		if err := e.rootfs(ctx, img, filepath.Join(o.Dest, platform.PathID(p))); err != nil {
+		if err := e.rootfs(ctx, img, filepath.Join(o.Dest, platform.PathID(image.PlatformOf(img)))); err != nil {
 			return err
 		}
 	}

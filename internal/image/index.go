@@ -5,9 +5,11 @@ import (
 	"fmt"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/store"
 )
 
@@ -24,8 +26,9 @@ func WriteIndex(s *store.Store, imgs []*Image) (*Index, error) {
 	idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex}
 	idx.SchemaVersion = 2
 	for _, img := range imgs {
+		p := PlatformOf(img)
 		d := ocispec.Descriptor{MediaType: img.Descriptor.MediaType, Digest: img.Descriptor.Digest, Size: img.Descriptor.Size,
-			Platform: &ocispec.Platform{OS: img.Config.OS, Architecture: img.Config.Architecture, Variant: img.Config.Variant}}
+			Platform: &ocispec.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}}
 		idx.Manifests = append(idx.Manifests, d)
 	}
 	raw, err := json.Marshal(idx)
@@ -45,23 +48,17 @@ func WriteIndex(s *store.Store, imgs []*Image) (*Index, error) {
 // LoadIndex loads the image index desc names and each of its images
 // (attestations and other non-images left out), which the store must hold.
 func LoadIndex(s *store.Store, desc ocispec.Descriptor) (*Index, error) {
-	raw, err := s.ReadBlob(desc.Digest)
+	idx, err := readIndex(s, desc.Digest)
 	if err != nil {
-		return nil, fmt.Errorf("load image index: %w", err)
-	}
-	var idx ocispec.Index
-	if err := json.Unmarshal(raw, &idx); err != nil {
-		return nil, fmt.Errorf("load image index %s: %w", desc.Digest, err)
+		return nil, err
 	}
 	out := &Index{Descriptor: desc}
-	for _, m := range idx.Manifests {
-		if m.Platform == nil || (m.MediaType != ocispec.MediaTypeImageManifest && m.MediaType != "application/vnd.docker.distribution.manifest.v2+json") {
-			continue
+	for _, m := range imageDescs(idx) {
+		d := digest.Digest(m.Digest.String())
+		if !s.HasBlob(d) {
+			return nil, fmt.Errorf("image index %s: its %s image is not in the store (pull or build it for that platform)", desc.Digest, platform.Format(*m.Platform))
 		}
-		if !s.HasBlob(m.Digest) {
-			return nil, fmt.Errorf("image index %s: its %s/%s image is not in the store (pull or build it for that platform)", desc.Digest, m.Platform.OS, m.Platform.Architecture)
-		}
-		img, err := Load(s, m.Digest)
+		img, err := Load(s, d)
 		if err != nil {
 			return nil, err
 		}
@@ -72,9 +69,7 @@ func LoadIndex(s *store.Store, desc ocispec.Descriptor) (*Index, error) {
 
 // IsIndex reports whether a descriptor's media type is an image index (an
 // OCI index or a Docker manifest list).
-func IsIndex(mediaType string) bool {
-	return mediaType == ocispec.MediaTypeImageIndex || mediaType == "application/vnd.docker.distribution.manifest.list.v2+json"
-}
+func IsIndex(mediaType string) bool { return types.MediaType(mediaType).IsIndex() }
 
 // PlatformOf returns the platform img's config says.
 func PlatformOf(img *Image) v1.Platform {
@@ -84,19 +79,45 @@ func PlatformOf(img *Image) v1.Platform {
 // IndexPlatforms returns the platforms of the images of the index d, in
 // its order.
 func IndexPlatforms(s *store.Store, d digest.Digest) ([]v1.Platform, error) {
+	idx, err := readIndex(s, d)
+	if err != nil {
+		return nil, err
+	}
+	var out []v1.Platform
+	for _, m := range imageDescs(idx) {
+		out = append(out, *m.Platform)
+	}
+	return out, nil
+}
+
+// readIndex reads the blob d as an image index; nil (and no error) when d
+// is an image manifest.
+func readIndex(s *store.Store, d digest.Digest) (*v1.IndexManifest, error) {
 	raw, err := s.ReadBlob(d)
 	if err != nil {
-		return nil, fmt.Errorf("load image index: %w", err)
+		return nil, fmt.Errorf("load image: %w", err)
 	}
 	var idx v1.IndexManifest
 	if err := json.Unmarshal(raw, &idx); err != nil {
-		return nil, fmt.Errorf("load image index %s: %w", d, err)
+		return nil, fmt.Errorf("load image %s: %w", d, err)
 	}
-	var out []v1.Platform
+	if !idx.MediaType.IsIndex() && idx.Manifests == nil {
+		return nil, nil
+	}
+	return &idx, nil
+}
+
+// imageDescs returns the descriptors of idx that are images of a platform
+// (not attestations and the like), in order.
+func imageDescs(idx *v1.IndexManifest) []v1.Descriptor {
+	if idx == nil {
+		return nil
+	}
+	var out []v1.Descriptor
 	for _, m := range idx.Manifests {
 		if m.Platform != nil && m.MediaType.IsImage() {
-			out = append(out, *m.Platform)
+			out = append(out, m)
 		}
 	}
-	return out, nil
+	return out
 }

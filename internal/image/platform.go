@@ -1,7 +1,6 @@
 package image
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -18,25 +17,16 @@ import (
 // normalized as containerd does) that the store holds. When it has none,
 // the error lists the platforms it has.
 func ForPlatform(s *store.Store, d digest.Digest, p v1.Platform) (digest.Digest, error) {
-	raw, err := s.ReadBlob(d)
-	if err != nil {
-		return "", fmt.Errorf("load image: %w", err)
-	}
-	var idx v1.IndexManifest
-	if err := json.Unmarshal(raw, &idx); err != nil {
-		return "", fmt.Errorf("load image %s: %w", d, err)
-	}
-	if !idx.MediaType.IsIndex() && idx.Manifests == nil {
-		return d, nil
+	idx, err := readIndex(s, d)
+	if err != nil || idx == nil {
+		return d, err
 	}
 	var have []string
-	for _, m := range idx.Manifests {
-		if m.Platform == nil || !m.MediaType.IsImage() {
-			continue // attestations and the like
-		}
-		held := s.HasBlob(digest.Digest(m.Digest.String()))
+	for _, m := range imageDescs(idx) {
+		md := digest.Digest(m.Digest.String())
+		held := s.HasBlob(md)
 		if platform.Same(*m.Platform, p) && held {
-			return digest.Digest(m.Digest.String()), nil
+			return md, nil
 		}
 		name := platform.Format(*m.Platform)
 		if !held {
