@@ -171,10 +171,22 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) (err err
 	if err != nil {
 		return err
 	}
+	plats, err := buildPlatforms(f.platform)
+	if err != nil {
+		return err
+	}
+	if len(plats) > 1 {
+		if err := checkIndexOutputs(f, outs); err != nil {
+			return err
+		}
+	}
 	if f.report != "" {
 		printer.Record()
 	}
 	opts, cleanup, err := a.buildOptions(ctx, ctxDir, f, printer)
+	if len(plats) == 1 {
+		opts.Platform = plats[0]
+	}
 	defer cleanup()
 	if err != nil {
 		return err
@@ -183,24 +195,32 @@ func (a *app) runBuild(cmd *cobra.Command, ctxDir string, f buildFlags) (err err
 	if err != nil {
 		return err
 	}
-	if plats, _ := buildPlatforms(f.platform); len(plats) > 1 {
+	if len(plats) > 1 {
 		return a.runIndexBuild(ctx, b, opts, plats, f, outs, printer)
 	}
 	started := time.Now()
 	img, err := b.Build(ctx, opts)
-	if f.report != "" {
-		d := report.Data{Title: opts.ContextDir, Started: started, Finished: time.Now(), Events: printer.Events(), Image: img, Isolation: a.describeIsolation()}
-		if err != nil {
-			d.Error = err.Error()
-		}
-		if rerr := report.WriteFile(f.report, d); rerr != nil {
-			printer.Logf("warning: build report: %v", rerr)
-		}
-	}
+	a.writeReport(f, opts, started, printer, img, err)
 	if err != nil || f.check {
 		return err
 	}
 	return a.finishBuild(ctx, b, img, f, outs, printer)
+}
+
+// writeReport writes the --report of a build that started at started
+// and gave img (nil for an index) or err; a report that cannot be
+// written is a warning.
+func (a *app) writeReport(f buildFlags, opts builder.Options, started time.Time, pr *progress.Printer, img *image.Image, err error) {
+	if f.report == "" {
+		return
+	}
+	d := report.Data{Title: opts.ContextDir, Started: started, Finished: time.Now(), Events: pr.Events(), Image: img, Isolation: a.describeIsolation()}
+	if err != nil {
+		d.Error = err.Error()
+	}
+	if rerr := report.WriteFile(f.report, d); rerr != nil {
+		pr.Logf("warning: build report: %v", rerr)
+	}
 }
 
 // progressMode is the progress mode --progress and --quiet ask for.
@@ -293,13 +313,6 @@ func (a *app) buildOptions(ctx context.Context, ctxDir string, f buildFlags, pri
 	}
 	if opts.SourceDateEpoch, err = image.ParseEpoch(epochValue(f.epoch, args)); err != nil {
 		return opts, cleanup, usageError{err}
-	}
-	plats, err := buildPlatforms(f.platform)
-	if err != nil {
-		return opts, cleanup, err
-	}
-	if len(plats) == 1 {
-		opts.Platform = plats[0]
 	}
 	if err := a.dockerfileSource(&opts, f.file, stdinDockerfile); err != nil {
 		return opts, cleanup, err

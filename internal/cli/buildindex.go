@@ -11,12 +11,11 @@ import (
 	"github.com/strata-build/strata/internal/export"
 	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/progress"
-	"github.com/strata-build/strata/internal/report"
 )
 
-// checkIndexOutputs refuses, before anything is built, what cannot hold
-// an image index: type=docker and --load (Docker's image archives hold one
-// platform, as BuildKit says).
+// checkIndexOutputs refuses what cannot hold an image index: type=docker
+// and --load (Docker's image archives hold one platform, as BuildKit
+// says). runBuild calls it before anything is read or built.
 func checkIndexOutputs(f buildFlags, outs []export.Output) error {
 	const why = "docker exporter does not currently support exporting manifest lists (build one --platform for it)"
 	if f.load {
@@ -34,20 +33,9 @@ func checkIndexOutputs(f buildFlags, outs []export.Output) error {
 // images where the outputs say (the store, named by the build's tags, by
 // default): what --platform with several platforms makes.
 func (a *app) runIndexBuild(ctx context.Context, b *builder.Builder, opts builder.Options, plats []v1.Platform, f buildFlags, outs []export.Output, pr *progress.Printer) error {
-	if err := checkIndexOutputs(f, outs); err != nil {
-		return err
-	}
 	started := time.Now()
 	idx, err := b.BuildIndex(ctx, opts, plats)
-	if f.report != "" {
-		d := report.Data{Title: opts.ContextDir, Started: started, Finished: time.Now(), Events: pr.Events(), Isolation: a.describeIsolation()}
-		if err != nil {
-			d.Error = err.Error()
-		}
-		if rerr := report.WriteFile(f.report, d); rerr != nil {
-			pr.Logf("warning: build report: %v", rerr)
-		}
-	}
+	a.writeReport(f, opts, started, pr, nil, err)
 	if err != nil || f.check {
 		return err
 	}
