@@ -10,6 +10,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/progress"
 )
@@ -122,22 +123,11 @@ func TestInprocBuildIndex(t *testing.T) {
 	cacheDir := filepath.Join(t.TempDir(), "cache")
 	var digests []string
 	for round := 0; round < 2; round++ {
-		e := newBareInprocEnv(t)
-		e.withRegistry(reg)
-		dir := t.TempDir()
-		writeContext(t, dir, map[string]string{"Dockerfile": df})
-		pr := progress.New(nil, true)
-		pr.Record()
-		epoch := time.Unix(1700000000, 0).UTC()
-		opts := Options{ContextDir: dir, DockerfilePath: filepath.Join(dir, "Dockerfile"), Progress: pr, SourceDateEpoch: &epoch}
-		if round == 0 { // one cache export for both platforms
-			opts.CacheTo = []CacheSpec{{Type: "local", Dir: cacheDir, Mode: "max"}}
-		}
-		idx, err := e.b.BuildIndex(context.Background(), opts, plats)
-		if err != nil {
-			t.Fatalf("BuildIndex: %v", err)
-		}
-		events := pr.Events()
+		e, idx, events := buildIndex(t, reg, df, plats, func(o *Options) {
+			if round == 0 { // one cache export for both platforms
+				o.CacheTo = []CacheSpec{{Type: "local", Dir: cacheDir, Mode: "max"}}
+			}
+		})
 		digests = append(digests, idx.Descriptor.Digest.String())
 		if len(idx.Images) != 2 {
 			t.Fatalf("%d images", len(idx.Images))
@@ -176,22 +166,32 @@ func TestInprocBuildIndex(t *testing.T) {
 
 	// The export holds both platforms' records: a fresh store importing
 	// it runs no step for either.
-	e := newBareInprocEnv(t)
-	e.withRegistry(reg)
-	dir := t.TempDir()
-	writeContext(t, dir, map[string]string{"Dockerfile": df})
-	pr := progress.New(nil, true)
-	pr.Record()
-	epoch := time.Unix(1700000000, 0).UTC()
-	opts := Options{ContextDir: dir, DockerfilePath: filepath.Join(dir, "Dockerfile"), Progress: pr, SourceDateEpoch: &epoch,
-		CacheFrom: []CacheSpec{{Type: "local", Dir: cacheDir}}}
-	if _, err := e.b.BuildIndex(context.Background(), opts, plats); err != nil {
-		t.Fatalf("BuildIndex from the cache: %v", err)
-	}
-	r := buildResult{events: pr.Events()}
+	_, _, events := buildIndex(t, reg, df, plats, func(o *Options) { o.CacheFrom = []CacheSpec{{Type: "local", Dir: cacheDir}} })
+	r := buildResult{events: events}
 	for _, ev := range r.events {
 		if ev.Type == progress.EventDone && (strings.Contains(ev.Name, "RUN") || strings.Contains(ev.Name, "COPY")) {
 			t.Errorf("step %q ran with both platforms' cache imported\n%s", ev.Name, r.log())
 		}
 	}
+}
+
+// buildIndex builds dockerfile for plats with BuildIndex in a fresh store
+// pulling from reg, with SOURCE_DATE_EPOCH set and opt applied, and
+// returns the env, the index and the progress events; an error fails t.
+func buildIndex(t *testing.T, reg, dockerfile string, plats []v1.Platform, opt func(*Options)) (*inprocEnv, *image.Index, []progress.Event) {
+	t.Helper()
+	e := newBareInprocEnv(t)
+	e.withRegistry(reg)
+	dir := t.TempDir()
+	writeContext(t, dir, map[string]string{"Dockerfile": dockerfile})
+	pr := progress.New(nil, true)
+	pr.Record()
+	epoch := time.Unix(1700000000, 0).UTC()
+	opts := Options{ContextDir: dir, DockerfilePath: filepath.Join(dir, "Dockerfile"), Progress: pr, SourceDateEpoch: &epoch}
+	opt(&opts)
+	idx, err := e.b.BuildIndex(context.Background(), opts, plats)
+	if err != nil {
+		t.Fatalf("BuildIndex: %v", err)
+	}
+	return e, idx, pr.Events()
 }

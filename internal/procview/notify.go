@@ -113,26 +113,21 @@ func readString(pid int, addr uint64, buf []byte) (string, error) {
 
 // readMem fills b from addr in pid's memory.
 func readMem(pid int, addr uint64, b []byte) error {
-	n, err := unix.ProcessVMReadv(pid,
-		[]unix.Iovec{{Base: &b[0], Len: uint64(len(b))}},
-		[]unix.RemoteIovec{{Base: uintptr(addr), Len: len(b)}}, 0)
-	if err != nil {
-		return err
-	}
-	if n != len(b) {
-		return unix.EFAULT
-	}
-	return nil
+	return vmCopy(unix.ProcessVMReadv, pid, addr, b)
 }
 
 // writeMem writes b at addr in pid's memory.
 func writeMem(pid int, addr uint64, b []byte) error {
+	return vmCopy(unix.ProcessVMWritev, pid, addr, b)
+}
+
+// vmCopy copies all of b to or from addr in pid's memory with op
+// (process_vm_readv or process_vm_writev); a short copy is EFAULT.
+func vmCopy(op func(int, []unix.Iovec, []unix.RemoteIovec, uint) (int, error), pid int, addr uint64, b []byte) error {
 	if len(b) == 0 {
 		return nil
 	}
-	n, err := unix.ProcessVMWritev(pid,
-		[]unix.Iovec{{Base: &b[0], Len: uint64(len(b))}},
-		[]unix.RemoteIovec{{Base: uintptr(addr), Len: len(b)}}, 0)
+	n, err := op(pid, []unix.Iovec{{Base: &b[0], Len: uint64(len(b))}}, []unix.RemoteIovec{{Base: uintptr(addr), Len: len(b)}}, 0)
 	if err != nil {
 		return err
 	}
