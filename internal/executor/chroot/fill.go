@@ -3,18 +3,15 @@ package chroot
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-build/strata/internal/fscopy"
-	"github.com/strata-build/strata/internal/layer"
 )
 
 // inode names a file: device and inode number.
@@ -55,7 +52,7 @@ func (f *filler) tree(src, dst, rel string) error {
 	if err := unix.Lstat(src, &st); err != nil {
 		return &fs.PathError{Op: "lstat", Path: src, Err: err}
 	}
-	names, err := readNames(src)
+	names, err := fscopy.ReadNames(src)
 	if err != nil {
 		return err
 	}
@@ -78,7 +75,7 @@ func (f *filler) tree(src, dst, rel string) error {
 			return err
 		}
 	}
-	if err := setMeta(dst, src, &st); err != nil {
+	if err := fscopy.CopyMeta(dst, src, &st); err != nil {
 		return err
 	}
 	if f.rec != nil {
@@ -137,23 +134,15 @@ func (f *filler) copy(src, dst string, st *unix.Stat_t) error {
 // its owner, mode, xattrs and times.
 func copyEntry(src, dst string, st *unix.Stat_t) error {
 	var err error
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFREG:
+	if st.Mode&unix.S_IFMT == unix.S_IFREG {
 		err = fscopy.CopyFile(src, dst)
-	case unix.S_IFLNK:
-		var target string
-		if target, err = os.Readlink(src); err == nil {
-			err = os.Symlink(target, dst)
-		}
-	default: // a device, fifo or socket (a socket copied is not listened on)
-		if err = unix.Mknod(dst, st.Mode&unix.S_IFMT|0o600, int(st.Rdev)); err != nil {
-			err = &fs.PathError{Op: "mknod", Path: dst, Err: err}
-		}
+	} else { // a socket copied is not listened on
+		err = fscopy.MakeSpecial(src, dst, st)
 	}
 	if err != nil {
 		return err
 	}
-	return setMeta(dst, src, st)
+	return fscopy.CopyMeta(dst, src, st)
 }
 
 // copySecret copies the regular file src to dst, the file's own (mode
@@ -176,7 +165,7 @@ func copySecret(src, dst string) (*os.File, error) {
 	if _, err := io.Copy(out, in); err != nil {
 		return out, err
 	}
-	return out, setMeta(dst, src, &st)
+	return out, fscopy.CopyMeta(dst, src, &st)
 }
 
 // copyBack writes the content of gone, what became of a linkFile's copy,
@@ -200,60 +189,4 @@ func copyBack(gone, source string) error {
 		err = cerr
 	}
 	return err
-}
-
-// setMeta gives p (just made from src) src's owner, mode, xattrs and
-// times. A chown clears setuid bits and security.capability, so it comes
-// first.
-func setMeta(p, src string, st *unix.Stat_t) error {
-	if err := unix.Lchown(p, int(st.Uid), int(st.Gid)); err != nil {
-		return &fs.PathError{Op: "lchown", Path: p, Err: err}
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
-		if err := unix.Chmod(p, st.Mode&0o7777); err != nil {
-			return &fs.PathError{Op: "chmod", Path: p, Err: err}
-		}
-	}
-	if err := copyXattrs(src, p); err != nil {
-		return err
-	}
-	ts := []unix.Timespec{st.Atim, st.Mtim}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return &fs.PathError{Op: "utimensat", Path: p, Err: err}
-	}
-	return nil
-}
-
-// copyXattrs copies the xattrs of src to dst, but for overlayfs' own; one
-// that may not be set here (a trusted.* one without CAP_SYS_ADMIN, an
-// SELinux label) or that the filesystem does not take is left out.
-func copyXattrs(src, dst string) error {
-	xattrs, err := layer.ReadXattrs(src)
-	if err != nil {
-		return err
-	}
-	for k, v := range xattrs {
-		if strings.HasPrefix(k, "trusted.overlay.") || strings.HasPrefix(k, "user.overlay.") {
-			continue
-		}
-		err := unix.Lsetxattr(dst, k, v, 0)
-		if err != nil && !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.ENOTSUP) && k != "security.selinux" {
-			return &fs.PathError{Op: "setxattr " + k, Path: dst, Err: err}
-		}
-	}
-	return nil
-}
-
-// readNames lists the directory p.
-func readNames(p string) ([]string, error) {
-	d, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", p, err)
-	}
-	return names, nil
 }

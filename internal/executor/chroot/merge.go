@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/strata-build/strata/internal/fscopy"
 	"golang.org/x/sys/unix"
 )
 
@@ -88,7 +89,7 @@ type linkCount struct {
 
 // walk counts the names of each non-directory below dir.
 func (c *linkCount) walk(dir string, source bool) error {
-	ns, err := readNames(dir)
+	ns, err := fscopy.ReadNames(dir)
 	if err != nil {
 		return err
 	}
@@ -115,7 +116,7 @@ func (c *linkCount) walk(dir string, source bool) error {
 // dir merges the tree's directory t (rel below the root) into the
 // source's directory s.
 func (mg *merger) dir(t, s, rel string) error {
-	tnames, err := readNames(t)
+	tnames, err := fscopy.ReadNames(t)
 	if err != nil {
 		return err
 	}
@@ -126,7 +127,7 @@ func (mg *merger) dir(t, s, rel string) error {
 			return err
 		}
 	}
-	snames, err := readNames(s)
+	snames, err := fscopy.ReadNames(s)
 	if err != nil {
 		return err
 	}
@@ -218,7 +219,7 @@ func (mg *merger) forget(s, rel string) error {
 	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
 	switch {
 	case rec.dir && isDir:
-		names, err := readNames(s)
+		names, err := fscopy.ReadNames(s)
 		if err != nil {
 			return err
 		}

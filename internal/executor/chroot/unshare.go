@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/strata-build/strata/internal/fscopy"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,7 +21,7 @@ type unsharer struct {
 }
 
 func (u *unsharer) dir(dir string) error {
-	ns, err := readNames(dir)
+	ns, err := fscopy.ReadNames(dir)
 	if err != nil {
 		return err
 	}

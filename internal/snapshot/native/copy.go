@@ -3,13 +3,11 @@ package native
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 
 	"github.com/strata-build/strata/internal/fscopy"
-	"github.com/strata-build/strata/internal/layer"
 	"golang.org/x/sys/unix"
 )
 
@@ -70,7 +68,7 @@ func (m *materializer) mergeDir(ctx context.Context, dst, rel string, vis []laye
 			return err
 		}
 		// the directory's own metadata once its children are written
-		if err := setMeta(p, e.top(), &e.st); err != nil {
+		if err := fscopy.CopyMeta(p, e.top(), &e.st); err != nil {
 			return err
 		}
 	}
@@ -107,77 +105,10 @@ func (m *materializer) entry(e *unionEntry, p string) error {
 			}
 			m.links[key] = p
 		}
-		return setMeta(p, e.top(), st)
+		return fscopy.CopyMeta(p, e.top(), st)
 	}
-	if err := makeSpecial(e.top(), p, st); err != nil {
+	if err := fscopy.MakeSpecial(e.top(), p, st); err != nil {
 		return err
 	}
-	return setMeta(p, e.top(), st)
-}
-
-// makeSpecial makes a symlink, device, fifo or socket at dst like src.
-func makeSpecial(src, dst string, st *unix.Stat_t) error {
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFLNK:
-		target, err := os.Readlink(src)
-		if err != nil {
-			return err
-		}
-		return os.Symlink(target, dst)
-	case unix.S_IFCHR, unix.S_IFBLK, unix.S_IFIFO, unix.S_IFSOCK:
-		if err := unix.Mknod(dst, st.Mode&unix.S_IFMT|0o600, int(st.Rdev)); err != nil {
-			return &fs.PathError{Op: "mknod", Path: dst, Err: err}
-		}
-		return nil
-	}
-	return fmt.Errorf("%s: unsupported file type %#o", src, st.Mode&unix.S_IFMT)
-}
-
-// setMeta gives p (just made from src) src's owner, mode, xattrs and times.
-// The order matters: a chown clears setuid bits and security.capability, so
-// it comes first.
-func setMeta(p, src string, st *unix.Stat_t) error {
-	if err := unix.Lchown(p, int(st.Uid), int(st.Gid)); err != nil {
-		return &fs.PathError{Op: "lchown", Path: p, Err: err}
-	}
-	symlink := st.Mode&unix.S_IFMT == unix.S_IFLNK
-	if !symlink {
-		if err := unix.Chmod(p, st.Mode&0o7777); err != nil {
-			return &fs.PathError{Op: "chmod", Path: p, Err: err}
-		}
-	}
-	if err := copyXattrs(src, p); err != nil {
-		return err
-	}
-	return setTimes(p, st)
-}
-
-// setTimes sets p's access and modification times (not following a symlink).
-func setTimes(p string, st *unix.Stat_t) error {
-	ts := []unix.Timespec{st.Atim, st.Mtim}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return &fs.PathError{Op: "utimensat", Path: p, Err: err}
-	}
-	return nil
-}
-
-// copyXattrs copies the xattrs of src to dst, except overlayfs' own. An
-// SELinux label that cannot be set is left out (the runtime labels files).
-func copyXattrs(src, dst string) error {
-	xattrs, err := layer.ReadXattrs(src)
-	if err != nil {
-		return err
-	}
-	for k, v := range xattrs {
-		if skipXattr(k) {
-			continue
-		}
-		if err := unix.Lsetxattr(dst, k, v, 0); err != nil {
-			if k == "security.selinux" {
-				continue
-			}
-			return &fs.PathError{Op: "setxattr " + k, Path: dst, Err: err}
-		}
-	}
-	return nil
+	return fscopy.CopyMeta(p, e.top(), st)
 }

@@ -82,7 +82,7 @@ func (d *differ) dir(rel string, st *unix.Stat_t, vis []layerDir, o *outDir) err
 		return err
 	}
 	src := filepath.Join(d.sn.root, rel)
-	names, err := readNames(src)
+	names, err := fscopy.ReadNames(src)
 	if err != nil {
 		return err
 	}
@@ -164,7 +164,7 @@ func (d *differ) entry(rel string, lookup func() (*unionEntry, error), o *outDir
 				return err
 			}
 		}
-		return setTimes(filepath.Join(d.out, rel), &st)
+		return fscopy.SetTimes(filepath.Join(d.out, rel), &st)
 	}
 	if !after(st.Ctim, d.sn.mark) {
 		return nil // as Prepare wrote it
@@ -236,7 +236,7 @@ func (d *differ) whole(rel string, o *outDir, opaque bool) error {
 			return err
 		}
 	}
-	names, err := readNames(p)
+	names, err := fscopy.ReadNames(p)
 	if err != nil {
 		return err
 	}
@@ -246,7 +246,7 @@ func (d *differ) whole(rel string, o *outDir, opaque bool) error {
 			return err
 		}
 	}
-	return setTimes(dst, &st)
+	return fscopy.SetTimes(dst, &st)
 }
 
 // make makes the diff's directory o (and its parents) with the owner, mode
@@ -267,7 +267,7 @@ func (d *differ) make(o *outDir) error {
 	if err := os.Mkdir(dst, 0o700); err != nil {
 		return err
 	}
-	if err := setMeta(dst, src, &st); err != nil {
+	if err := fscopy.CopyMeta(dst, src, &st); err != nil {
 		return err
 	}
 	o.made = true
@@ -288,12 +288,12 @@ func (d *differ) link(rel string, st *unix.Stat_t) error {
 	if st.Mode&unix.S_IFMT == unix.S_IFREG {
 		err = fscopy.CopyFile(src, dst)
 	} else {
-		err = makeSpecial(src, dst, st)
+		err = fscopy.MakeSpecial(src, dst, st)
 	}
 	if err != nil {
 		return err
 	}
-	return setMeta(dst, src, st)
+	return fscopy.CopyMeta(dst, src, st)
 }
 
 // whiteout records the deletion of rel in the diff's directory o.

@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/strata-build/strata/internal/fscopy"
 	"github.com/strata-build/strata/internal/snapshot"
 )
 
@@ -190,7 +191,7 @@ func fillView(ctx context.Context, dir string, parents []string) error {
 	if err := unix.Lstat(top, &st); err != nil {
 		return &fs.PathError{Op: "lstat", Path: top, Err: err}
 	}
-	return setMeta(dir, top, &st)
+	return fscopy.CopyMeta(dir, top, &st)
 }
 
 // distinct is parents (bottom first) with a directory that occurs more than

@@ -2,13 +2,11 @@ package native
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 
+	"github.com/strata-build/strata/internal/fscopy"
 	"golang.org/x/sys/unix"
 )
 
@@ -71,7 +69,7 @@ func listUnion(vis []layerDir) ([]unionEntry, error) {
 	closed := map[string]bool{} // decided: nothing further down counts
 	var out []unionEntry
 	for _, d := range vis {
-		names, err := readNames(d.path)
+		names, err := fscopy.ReadNames(d.path)
 		if err != nil {
 			return nil, err
 		}
@@ -153,27 +151,4 @@ func rootDirs(parents []string) []layerDir {
 		vis = append(vis, layerDir{path: parents[i], layer: i})
 	}
 	return vis
-}
-
-// readNames lists the names in directory p.
-func readNames(p string) ([]string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("read directory %s: %w", p, err)
-	}
-	return names, nil
-}
-
-// skipXattr reports whether an xattr is not part of a file's content:
-// overlayfs' own (layer form markers) are never copied. security.selinux is
-// copied where the filesystem takes it (a snapshot is a filesystem, as
-// overlayfs' copy-up keeps the label); layer tars leave it out (layer's
-// own rule), so it never reaches an image either way.
-func skipXattr(k string) bool {
-	return strings.HasPrefix(k, "trusted.overlay.") || strings.HasPrefix(k, "user.overlay.")
 }
