@@ -309,13 +309,19 @@ func (h *harness) makeBases(ctx context.Context) error {
 }
 
 // arm64Busybox is Debian's busybox-static for arm64 as
-// scripts/install-deps.sh unpacks it.
-const arm64Busybox = "/var/cache/strata-test/busybox-arm64/bin/busybox"
+// scripts/install-deps.sh unpacks it (STRATA_ARM64_BUSYBOX_DIR moves it).
+func arm64Busybox() string {
+	dir := os.Getenv("STRATA_ARM64_BUSYBOX_DIR")
+	if dir == "" {
+		dir = "/var/cache/strata-test/busybox-arm64"
+	}
+	return filepath.Join(dir, "bin", "busybox")
+}
 
 // pushMultiBusybox pushes busybox:multi, the bases' busybox and the same
 // tree with Debian's arm64 busybox, as one index (strata manifest create).
 func (h *harness) pushMultiBusybox(ctx context.Context, store string, env []string, log string) error {
-	bin, err := os.ReadFile(arm64Busybox)
+	bin, err := os.ReadFile(arm64Busybox())
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package builder
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -37,7 +36,7 @@ func (b *Builder) resolveImage(ctx context.Context, ref string, pull bool, plat 
 		if err != nil {
 			return nil, err
 		}
-		return image.LoadFor(b.Store, im.Descriptor.Digest, plat)
+		return image.LoadFor(b.Store, im.Descriptor, plat)
 	}
 	canon, err := store.CanonicalName(ref)
 	if err != nil {
@@ -49,7 +48,7 @@ func (b *Builder) resolveImage(ctx context.Context, ref string, pull bool, plat 
 			return nil, err
 		}
 		if ok {
-			img, err := image.LoadFor(b.Store, im.Descriptor.Digest, plat)
+			img, err := image.LoadFor(b.Store, im.Descriptor, plat)
 			if err == nil || b.Registry == nil {
 				return img, err
 			}
@@ -152,17 +151,11 @@ func (b *Builder) pull(ctx context.Context, ref string, plat v1.Platform, step *
 	}
 	desc := img.Descriptor
 	if index != nil { // the name means every platform: it names the index
-		d, err := b.Store.PutBlob(index)
+		d, err := b.Store.PutBlob(index.Raw)
 		if err != nil {
 			return nil, fmt.Errorf("pull %s: %w", ref, err)
 		}
-		desc = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: d, Size: int64(len(index))}
-		var m struct {
-			MediaType string `json:"mediaType"`
-		}
-		if json.Unmarshal(index, &m) == nil && m.MediaType != "" {
-			desc.MediaType = m.MediaType // a Docker manifest list stays one
-		}
+		desc = ocispec.Descriptor{MediaType: index.MediaType, Digest: d, Size: int64(len(index.Raw))}
 	}
 	if err := b.Store.Tag(ref, desc); err != nil {
 		return nil, err

@@ -327,7 +327,7 @@ func (sb *stageBuilder) baseFor(ctx context.Context, plat v1.Platform) (*stageRe
 		// Checks never pull: a base that is not in the store has an unknown config.
 		res := &stageResult{}
 		if im, ok, err := sb.svc.store.Lookup(st.Base); err == nil && ok {
-			if img, err := image.LoadFor(sb.svc.store, im.Descriptor.Digest, plat); err == nil {
+			if img, err := image.LoadFor(sb.svc.store, im.Descriptor, plat); err == nil {
 				img.Config.DeepCopyInto(&res.cfg)
 				return res, nil
 			}

@@ -33,7 +33,7 @@ func (a *app) loadRef(cmd *cobra.Command, ref string) (*image.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	return image.LoadFor(a.store, im.Descriptor.Digest, plat)
+	return image.LoadFor(a.store, im.Descriptor, plat)
 }
 
 // loadIndexOrRef is loadRef, except that a name of an image index without
@@ -128,17 +128,15 @@ func (a *app) imagesCmd() *cobra.Command {
 				case dangling == nil && untagged && !all:
 					continue // as docker images: only with -a or --filter dangling=true
 				}
-				img, err := image.LoadFor(b.Store, im.Descriptor.Digest, platform.Host())
+				img, err := image.LoadFor(b.Store, im.Descriptor, platform.Host())
 				if err != nil {
 					fmt.Fprintf(a.stderr, "warning: %s: %v\n", imageLabel(im), err)
 					continue
 				}
-				fullID, err := b.Store.ImageID(im.Descriptor.Digest) // an index's is its own digest
-				if err != nil {
-					fmt.Fprintf(a.stderr, "warning: %s: %v\n", imageLabel(im), err)
-					continue
+				id := img.Manifest.Config.Digest.Hex[:12]
+				if image.IsIndex(im.Descriptor.MediaType) {
+					id = im.Descriptor.Digest.Encoded()[:12] // an index's ID is its own digest
 				}
-				id := fullID.Encoded()[:12]
 				if quiet {
 					fmt.Fprintln(tw, id)
 					continue

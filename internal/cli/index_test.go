@@ -138,7 +138,7 @@ func TestBuildSeveralPlatforms(t *testing.T) {
 		t.Fatalf("multi:1 = %+v, %v, %v; want an image index", im, ok, err)
 	}
 	for _, arch := range []string{"arm64", "amd64"} {
-		img, err := image.LoadFor(s, im.Descriptor.Digest, v1.Platform{OS: "linux", Architecture: arch})
+		img, err := image.LoadFor(s, im.Descriptor, v1.Platform{OS: "linux", Architecture: arch})
 		if err != nil || img.Config.Architecture != arch || len(img.Layers) != 1 {
 			t.Errorf("multi:1 for %s: %+v, %v", arch, img, err)
 		}

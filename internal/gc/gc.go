@@ -225,7 +225,7 @@ func pruneDangling(s *store.Store, until time.Duration) ([]digest.Digest, error)
 		if im.Name != "" {
 			continue
 		}
-		img, err := image.LoadFor(s, im.Descriptor.Digest, platform.Host())
+		img, err := image.LoadFor(s, im.Descriptor, platform.Host())
 		if err != nil {
 			continue // broken (fsck's to report), or an index without a host image: its blobs stay referenced
 		}

@@ -6,6 +6,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/store"
@@ -37,9 +38,14 @@ func ForPlatform(s *store.Store, d digest.Digest, p v1.Platform) (digest.Digest,
 	return "", fmt.Errorf("image %s has no %s image in the store; it has %s", d, platform.Format(p), orNone(have))
 }
 
-// LoadFor loads the image that d names for platform p (see ForPlatform).
-func LoadFor(s *store.Store, d digest.Digest, p v1.Platform) (*Image, error) {
-	m, err := ForPlatform(s, d, p)
+// LoadFor loads the image that desc names for platform p (see
+// ForPlatform). A descriptor whose media type says it is an image manifest
+// is loaded without reading it as an index first.
+func LoadFor(s *store.Store, desc ocispec.Descriptor, p v1.Platform) (*Image, error) {
+	if desc.MediaType != "" && !IsIndex(desc.MediaType) {
+		return Load(s, desc.Digest)
+	}
+	m, err := ForPlatform(s, desc.Digest, p)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // TestForPlatform: an image manifest is itself for any platform; an index
@@ -57,7 +58,7 @@ func TestForPlatform(t *testing.T) {
 		if err != nil || got.String() != descs[tc.want].Digest.String() {
 			t.Errorf("ForPlatform(%v) = %s, %v; want %s", tc.plat, got, err, descs[tc.want].Digest)
 		}
-		img, err := LoadFor(s, idx, tc.plat)
+		img, err := LoadFor(s, ocispec.Descriptor{Digest: idx}, tc.plat)
 		if err != nil || img.Config.Architecture != tc.plat.Architecture {
 			t.Errorf("LoadFor(%v): %+v, %v", tc.plat, img, err)
 		}

@@ -207,11 +207,12 @@ func (c *Client) Image(ctx context.Context, ref string, platform v1.Platform) (v
 	return img, err
 }
 
-// ImageAndIndex is Image that also returns the image index ref names (its
-// manifest as the registry sent it), or nil when ref names an image
-// manifest: a pull keeps the index, as containerd does, so that its name
-// means every platform.
-func (c *Client) ImageAndIndex(ctx context.Context, ref string, platform v1.Platform) (v1.Image, []byte, error) {
+// ImageAndIndex is Image that also returns the image index ref names, as
+// the registry sent it (its media type says whether it is an OCI index or
+// a Docker manifest list), or nil when ref names an image manifest: a pull
+// keeps the index, as containerd does, so that its name means every
+// platform.
+func (c *Client) ImageAndIndex(ctx context.Context, ref string, platform v1.Platform) (v1.Image, *Manifest, error) {
 	r, err := ParseReference(ref)
 	if err != nil {
 		return nil, nil, err
@@ -234,7 +235,7 @@ func (c *Client) ImageAndIndex(ctx context.Context, ref string, platform v1.Plat
 	return nil, nil, fmt.Errorf("pull %s: %w", r.Name(), errors.Join(errs...))
 }
 
-func (c *Client) imageAndIndex(ctx context.Context, ref name.Reference, platform v1.Platform) (v1.Image, []byte, error) {
+func (c *Client) imageAndIndex(ctx context.Context, ref name.Reference, platform v1.Platform) (v1.Image, *Manifest, error) {
 	d, err := remote.Get(ref, c.options(ctx, remote.WithPlatform(platform))...)
 	if err != nil {
 		return nil, nil, err
@@ -244,9 +245,15 @@ func (c *Client) imageAndIndex(ctx context.Context, ref name.Reference, platform
 		return nil, nil, err
 	}
 	if d.MediaType.IsIndex() {
-		return img, d.Manifest, nil
+		return img, &Manifest{Raw: d.Manifest, MediaType: string(d.MediaType)}, nil
 	}
 	return img, nil, nil
+}
+
+// Manifest is a manifest as a registry sent it.
+type Manifest struct {
+	Raw       []byte
+	MediaType string
 }
 
 // Push uploads img as ref.

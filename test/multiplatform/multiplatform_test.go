@@ -186,7 +186,7 @@ func TestRunOnTarget(t *testing.T) {
 	if _, err := os.Stat(testenv.ARM64Busybox()); err != nil {
 		t.Skipf("no arm64 busybox (scripts/install-deps.sh fetches it): %v", err)
 	}
-	testenv.RequireQEMU(t, "aarch64")
+	testenv.RequireQEMU(t, "aarch64", "arm64")
 	reg := testenv.StartDockerRegistry(t, testenv.RequireTool(t, "docker-registry"), suite.TempDir(t), false)
 
 	bases := suite.NewStore(t)

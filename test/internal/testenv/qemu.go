@@ -3,9 +3,9 @@ package testenv
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/strata-build/strata/internal/binfmt"
 )
 
@@ -20,19 +20,19 @@ func ARM64Busybox() string {
 }
 
 // RequireQEMU makes sure the kernel runs programs of QEMU architecture
-// arch (e.g. "aarch64") through qemu-user-static with the F flag, as a
-// foreign RUN needs. Where it is not registered, it registers Debian's
+// arch (e.g. "aarch64", goArch "arm64") through qemu-user-static with the
+// F flag (binfmt.Check), as a foreign RUN needs. Where it is not
+// registered, it registers Debian's
 // qemu-user-static (binfmt.Register: as root, mounting binfmt_misc if need
 // be), and undoes exactly that when the test ends, leaving the kernel as
 // it found it; where it cannot, the test is skipped.
-func RequireQEMU(t testing.TB, arch string) {
+func RequireQEMU(t testing.TB, arch, goArch string) {
 	t.Helper()
-	handler := filepath.Join(binfmt.Dir, "qemu-"+arch)
-	if b, err := os.ReadFile(handler); err == nil {
-		if strings.HasPrefix(string(b), "enabled") && strings.Contains(string(b), "flags: ") && strings.Contains(strings.SplitN(string(b), "flags:", 2)[1], "F") {
-			return
+	if _, err := os.Stat(filepath.Join(binfmt.Dir, "qemu-"+arch)); err == nil {
+		if _, err := binfmt.Check(binfmt.Dir, v1.Platform{OS: "linux", Architecture: goArch}); err != nil {
+			t.Skipf("%v", err)
 		}
-		t.Skipf("%s is registered but disabled or without the F flag", handler)
+		return
 	}
 	if os.Geteuid() != 0 {
 		t.Skipf("qemu-%s is not registered with binfmt_misc, and only root may", arch)
