@@ -45,12 +45,17 @@ type filler struct {
 // tree fills dst, an existing directory (rel below the mount's root),
 // with the contents of src, then gives it src's metadata.
 func (f *filler) tree(src, dst, rel string) error {
-	if err := f.ctx.Err(); err != nil {
-		return err
-	}
 	var st unix.Stat_t
 	if err := unix.Lstat(src, &st); err != nil {
 		return &fs.PathError{Op: "lstat", Path: src, Err: err}
+	}
+	return f.dir(src, dst, rel, &st)
+}
+
+// dir is tree with src's lstat st known.
+func (f *filler) dir(src, dst, rel string, st *unix.Stat_t) error {
+	if err := f.ctx.Err(); err != nil {
+		return err
 	}
 	names, err := fscopy.ReadNames(src)
 	if err != nil {
@@ -66,7 +71,7 @@ func (f *filler) tree(src, dst, rel string) error {
 			if err := os.Mkdir(d, 0o700); err != nil {
 				return err
 			}
-			if err := f.tree(s, d, r); err != nil {
+			if err := f.dir(s, d, r, &cst); err != nil {
 				return err
 			}
 			continue
@@ -75,7 +80,7 @@ func (f *filler) tree(src, dst, rel string) error {
 			return err
 		}
 	}
-	if err := fscopy.CopyMeta(dst, src, &st); err != nil {
+	if err := fscopy.CopyMeta(dst, src, st); err != nil {
 		return err
 	}
 	if f.rec != nil {
@@ -104,6 +109,10 @@ func (f *filler) entry(src, dst, rel string, st *unix.Stat_t) error {
 		}
 	}
 	if f.rec == nil {
+		return nil
+	}
+	if linked { // dst is src's inode (merge looks at no ctime then)
+		f.rec[rel] = filled{src: inodeOf(st), tgt: inodeOf(st)}
 		return nil
 	}
 	var dst0 unix.Stat_t
