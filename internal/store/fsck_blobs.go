@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -123,14 +124,22 @@ func (f *fsck) lateBlob(d digest.Digest) {
 	}
 }
 
-type fsckManifest struct {
+// manifestJSON is what the store reads of a manifest or an image index
+// (fsck, GC, image IDs).
+type manifestJSON struct {
 	MediaType string               `json:"mediaType"`
 	Config    ocispec.Descriptor   `json:"config"`
 	Layers    []ocispec.Descriptor `json:"layers"`
 	Manifests []ocispec.Descriptor `json:"manifests"`
 }
 
-type fsckConfig struct {
+// isIndex reports whether m is an image index (or a Docker manifest
+// list): by its media type, or, where it has none, by its manifests.
+func (m manifestJSON) isIndex() bool {
+	return types.MediaType(m.MediaType).IsIndex() || m.Manifests != nil
+}
+
+type configJSON struct {
 	RootFS struct {
 		DiffIDs []digest.Digest `json:"diff_ids"`
 	} `json:"rootfs"`
@@ -146,11 +155,11 @@ func (f *fsck) manifestIssues(name string, d digest.Digest, size int64, depth in
 	if size > 0 && int64(len(raw)) != size {
 		return []string{fmt.Sprintf("manifest %s: %d bytes, the index says %d", d, len(raw), size)}
 	}
-	var m fsckManifest
+	var m manifestJSON
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return []string{fmt.Sprintf("manifest %s: %v", d, err)}
 	}
-	if len(m.Manifests) > 0 || strings.Contains(m.MediaType, "index") || strings.Contains(m.MediaType, "manifest.list") {
+	if m.isIndex() {
 		if depth > 0 {
 			return []string{fmt.Sprintf("manifest %s: nested index", d)}
 		}
@@ -178,7 +187,7 @@ func (f *fsck) manifestIssues(name string, d digest.Digest, size int64, depth in
 	if m.Config.Size > 0 && int64(len(cfgRaw)) != m.Config.Size {
 		out = append(out, fmt.Sprintf("config %s: %d bytes, the manifest says %d", m.Config.Digest, len(cfgRaw), m.Config.Size))
 	}
-	var cfg fsckConfig
+	var cfg configJSON
 	if err := json.Unmarshal(cfgRaw, &cfg); err != nil {
 		return append(out, fmt.Sprintf("config %s: %v", m.Config.Digest, err))
 	}

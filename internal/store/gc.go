@@ -79,15 +79,11 @@ func (s *Store) refsOf(d digest.Digest, blobs, diffIDs map[digest.Digest]bool, d
 		return
 	}
 	blobs[d] = true
-	var m struct {
-		Manifests []struct{ Digest digest.Digest } `json:"manifests"`
-		Config    struct{ Digest digest.Digest }   `json:"config"`
-		Layers    []struct{ Digest digest.Digest } `json:"layers"`
-	}
+	var m manifestJSON
 	if json.Unmarshal(raw, &m) != nil {
 		return
 	}
-	if len(m.Manifests) > 0 {
+	if m.isIndex() {
 		if depth == 0 {
 			for _, c := range m.Manifests {
 				s.refsOf(c.Digest, blobs, diffIDs, depth+1)
@@ -103,11 +99,7 @@ func (s *Store) refsOf(d digest.Digest, blobs, diffIDs map[digest.Digest]bool, d
 	if err != nil {
 		return
 	}
-	var c struct {
-		RootFS struct {
-			DiffIDs []digest.Digest `json:"diff_ids"`
-		} `json:"rootfs"`
-	}
+	var c configJSON
 	if json.Unmarshal(cb, &c) == nil {
 		for _, d := range c.RootFS.DiffIDs {
 			diffIDs[d] = true

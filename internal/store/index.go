@@ -371,16 +371,11 @@ func (s *Store) ImageID(d digest.Digest) (digest.Digest, error) {
 	if err != nil {
 		return "", err
 	}
-	var m struct {
-		Manifests []json.RawMessage `json:"manifests"`
-		Config    struct {
-			Digest digest.Digest `json:"digest"`
-		} `json:"config"`
-	}
+	var m manifestJSON
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return "", fmt.Errorf("manifest %s: %w", d, err)
 	}
-	if m.Manifests != nil {
+	if m.isIndex() {
 		return d, nil
 	}
 	if err := m.Config.Digest.Validate(); err != nil {
