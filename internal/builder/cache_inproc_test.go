@@ -362,3 +362,34 @@ func TestInprocInlineCacheLabel(t *testing.T) {
 		t.Errorf("inline cache label: %v, %d records", err, len(exp.Records))
 	}
 }
+
+// A step that misses but makes the same layer as before (here a RUN whose
+// command was rewritten, its output the same under SOURCE_DATE_EPOCH)
+// leaves the same filesystem, so the unchanged steps after it still hit;
+// a stage that did not change hits whatever another stage did.
+func TestInprocHitsAfterAMiss(t *testing.T) {
+	t.Parallel()
+	epoch := time.Unix(1700000000, 0).UTC()
+	const df = `FROM busybox AS tool
+RUN echo tool > /tool
+FROM busybox
+RUN mkdir -p /out && echo fixed > /out/f
+RUN cat /out/f > /out/g
+COPY --from=tool /tool /out/tool
+`
+	withEpoch := func(o *Options) { o.SourceDateEpoch = &epoch }
+	e := newInprocEnv(t)
+	first := e.mustBuild(df, nil, withEpoch)
+	rewritten := strings.Replace(df, "/out && echo", "/out; echo", 1)
+	second := e.mustBuild(rewritten, nil, withEpoch)
+	wantCached(t, "the RUN rewritten", second, []string{"RUN echo tool", "RUN cat /out/f", "COPY --from=tool"}, []string{"RUN mkdir"})
+	if first.img.Descriptor.Digest == second.img.Descriptor.Digest {
+		t.Errorf("the rewritten RUN is not in the image's history")
+	}
+	if a, b := newLayers(t, first.img), newLayers(t, second.img); a[len(a)-3].DiffID != b[len(b)-3].DiffID {
+		t.Errorf("the rewritten RUN made another layer: %s, %s", a[len(a)-3].DiffID, b[len(b)-3].DiffID)
+	}
+	// without the epoch the rerun's times differ: the steps after it run
+	third := e.mustBuild(strings.Replace(df, "/out && echo", "/out  &&  echo", 1), nil)
+	wantCached(t, "the RUN rewritten, no epoch", third, nil, []string{"RUN mkdir", "RUN cat /out/f"})
+}

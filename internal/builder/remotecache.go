@@ -3,14 +3,20 @@ package builder
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
+
+	units "github.com/docker/go-units"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/cache/remote"
+	"github.com/strata-build/strata/internal/cache/sharedcache"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/progress"
 )
@@ -21,6 +27,10 @@ type CacheSpec struct {
 	Ref  string // type=registry
 	Dir  string // type=local: dest= (export) or src= (import)
 	Mode string // export: min (the final image's layers) or max (every stage)
+	// Bounds limit what a registry cache keeps (max-size=, max-age=).
+	Bounds cache.Bounds
+	// IgnoreError makes a failed export a warning (ignore-error=true).
+	IgnoreError bool
 }
 
 // ParseCacheSpec parses "type=registry,ref=R,mode=max", "type=local,dest=D",
@@ -44,7 +54,25 @@ func ParseCacheSpec(s string) (CacheSpec, error) {
 				return c, fmt.Errorf("cache %q: mode must be min or max", s)
 			}
 			c.Mode = v
-		case "oci-mediatypes", "compression", "image-manifest", "ignore-error":
+		case "max-size":
+			n, err := units.RAMInBytes(v) // 512MB, 2GiB (binary units, as docker)
+			if err != nil || n <= 0 {
+				return c, fmt.Errorf("cache %q: max-size=%s is not a size", s, v)
+			}
+			c.Bounds.MaxSize = n
+		case "max-age":
+			d, err := parseAge(v)
+			if err != nil {
+				return c, fmt.Errorf("cache %q: max-age=%s: %w", s, v, err)
+			}
+			c.Bounds.MaxAge = d
+		case "ignore-error":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return c, fmt.Errorf("cache %q: ignore-error=%s is not true or false", s, v)
+			}
+			c.IgnoreError = b
+		case "oci-mediatypes", "compression", "image-manifest":
 			// accepted for buildx compatibility; strata always writes OCI
 		default:
 			return c, fmt.Errorf("cache %q: unknown key %q", s, k)
@@ -63,24 +91,40 @@ func ParseCacheSpec(s string) (CacheSpec, error) {
 	default:
 		return c, fmt.Errorf("cache %q: type must be registry, local or inline", s)
 	}
+	if c.Bounds != (cache.Bounds{}) && c.Type == "inline" {
+		return c, fmt.Errorf("cache %q: max-size and max-age bound a registry or local cache", s)
+	}
 	return c, nil
+}
+
+// parseAge parses a Go duration (90m, 36h) or a number of days (7d).
+func parseAge(v string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		days, err := strconv.ParseFloat(n, 64)
+		if err != nil || days <= 0 {
+			return 0, errors.New("not a duration (7d, 36h, 90m)")
+		}
+		return time.Duration(days * 24 * float64(time.Hour)), nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, errors.New("not a duration (7d, 36h, 90m)")
+	}
+	return d, nil
 }
 
 // importCaches reads the --cache-from sources into r.imported.
 func (r *run) importCaches(ctx context.Context) error {
 	for _, spec := range r.opts.CacheFrom {
-		var img v1.Image
+		var imgs []v1.Image
 		var err error
 		switch spec.Type {
 		case "registry":
-			d, gerr := r.b.Registry.Get(ctx, spec.Ref)
-			if gerr != nil {
-				r.opts.Progress.Logf("warning: --cache-from %s: %v", spec.Ref, gerr)
-				continue
-			}
-			img, err = d.Image()
+			imgs, err = sharedcache.Read(ctx, r.b.Registry, spec.Ref)
 		case "local":
+			var img v1.Image
 			img, err = remote.ReadLocal(spec.Dir)
+			imgs = []v1.Image{img}
 		default:
 			return fmt.Errorf("--cache-from type=%s cannot be imported", spec.Type)
 		}
@@ -88,12 +132,20 @@ func (r *run) importCaches(ctx context.Context) error {
 			r.opts.Progress.Logf("warning: --cache-from %s%s: %v", spec.Ref, spec.Dir, err)
 			continue
 		}
-		n, err := r.imported.Add(img)
-		if err != nil {
-			r.opts.Progress.Logf("warning: --cache-from %s%s: %v", spec.Ref, spec.Dir, err)
-			continue
+		total := 0
+		for _, img := range imgs {
+			n, err := r.imported.Add(img)
+			if err != nil {
+				r.opts.Progress.Logf("warning: --cache-from %s%s: %v", spec.Ref, spec.Dir, err)
+				continue
+			}
+			total += n
 		}
-		r.opts.Progress.Logf("importing cache from %s%s: %d records", spec.Ref, spec.Dir, n)
+		if len(imgs) > 1 {
+			r.opts.Progress.Logf("importing cache from %s%s: %d records (%d exports)", spec.Ref, spec.Dir, total, len(imgs))
+		} else if len(imgs) == 1 {
+			r.opts.Progress.Logf("importing cache from %s%s: %d records", spec.Ref, spec.Dir, total)
+		}
 	}
 	return nil
 }
@@ -168,24 +220,56 @@ func (r *run) exportCaches(ctx context.Context, final []image.Layer) error {
 }
 
 // writeCache writes the cache export of recs where spec says (records of
-// one key and layer are kept once).
+// one key and layer are kept once). A registry export is a journal merged
+// into the shared ref (package sharedcache); with ignore-error=true a
+// failure is a warning.
 func (b *Builder) writeCache(ctx context.Context, spec CacheSpec, recs []cache.Exported, pr *progress.Printer) error {
+	err := b.writeCacheTo(ctx, spec, recs, pr)
+	if err != nil && spec.IgnoreError && ctx.Err() == nil {
+		pr.Logf("warning: %v (ignore-error=true)", err)
+		return nil
+	}
+	return err
+}
+
+func (b *Builder) writeCacheTo(ctx context.Context, spec CacheSpec, recs []cache.Exported, pr *progress.Printer) error {
+	now := time.Now().UTC().Truncate(time.Second) // when used, for max-age and max-size (not SOURCE_DATE_EPOCH)
 	recs = uniqueRecords(recs)
-	img, layers, err := remote.Image(b.Store, recs)
+	for i := range recs {
+		recs[i].Used = now
+	}
+	exp := cache.Export{Records: recs}
+	if spec.Type == "local" {
+		exp.Records = spec.Bounds.Bound(exp.Records, now)
+	}
+	img, layers, err := remote.Image(b.Store, exp)
 	if err != nil {
 		return err
 	}
 	switch spec.Type {
 	case "registry":
-		if err := b.Registry.PushImage(ctx, spec.Ref, img); err != nil {
+		res, err := sharedcache.Publish(ctx, b.Registry, spec.Ref, img, sharedcache.Options{Bounds: spec.Bounds, Logf: pr.Logf})
+		if err != nil {
 			return fmt.Errorf("--cache-to %s: %w", spec.Ref, err)
 		}
+		msg := fmt.Sprintf("exported cache to %s: %d records, %d layers", spec.Ref, len(recs), layers)
+		if res.Merged {
+			msg += fmt.Sprintf(" (merged: %d records", res.Records)
+			if res.Deleted > 0 {
+				msg += fmt.Sprintf(", %d old journals deleted", res.Deleted)
+			}
+			msg += ")"
+		} else {
+			msg += " (kept as " + res.Journal + "; the merge did not settle)"
+		}
+		pr.Logf("%s", msg)
+		return nil
 	case "local":
 		if err := remote.WriteLocal(spec.Dir, img); err != nil {
 			return fmt.Errorf("--cache-to type=local,dest=%s: %w", spec.Dir, err)
 		}
 	}
-	pr.Logf("exported cache to %s%s: %d records, %d layers", spec.Ref, spec.Dir, len(recs), layers)
+	pr.Logf("exported cache to %s: %d records, %d layers", spec.Dir, len(exp.Records), layers)
 	return nil
 }
 

@@ -138,7 +138,7 @@ func (sb *stageBuilder) changeKeyed(ctx context.Context, p *progress.Step, creat
 		return err
 	}
 	sb.apply(rec, createdBy)
-	sb.state.key = key
+	sb.state.key = cache.After(sb.state.key, rec)
 	return nil
 }
 
@@ -163,9 +163,9 @@ func (sb *stageBuilder) tryCached(p *progress.Step, key cache.Key, createdBy, po
 
 // hit applies a cache hit for key.
 func (sb *stageBuilder) hit(key cache.Key, rec *cache.Record, createdBy string, p *progress.Step, pos string, inputs []cache.Input) {
-	key = sb.cache.hit(key, rec, pos, inputs)
+	sb.cache.hit(key, rec, pos, inputs)
 	sb.apply(rec, createdBy)
-	sb.state.key = key
+	sb.state.key = cache.After(sb.state.key, rec)
 	if p != nil {
 		p.MarkCached()
 	}

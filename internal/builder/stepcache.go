@@ -62,9 +62,7 @@ func (c *stepCache) find(key cache.Key) (*cache.Record, bool) {
 	}
 	rec, ok := c.lookup(key)
 	if ok && c.alias != "" {
-		a := *rec
-		a.Next = key
-		c.index.Put(c.alias, &a)
+		c.index.Put(c.alias, rec)
 	}
 	return rec, ok
 }
@@ -94,16 +92,11 @@ func (c *stepCache) available(rec *cache.Record) bool {
 	return c.store.HasBlob(rec.Layer.Digest)
 }
 
-// hit notes the use of rec, found for key at pos, and returns the key the
-// stage's filesystem has after it.
-func (c *stepCache) hit(key cache.Key, rec *cache.Record, pos string, inputs []cache.Input) cache.Key {
+// hit notes the use of rec, found for key at pos.
+func (c *stepCache) hit(key cache.Key, rec *cache.Record, pos string, inputs []cache.Input) {
 	c.index.Touch(key)
 	c.used.Add(c.stage, key, *rec)
-	if rec.Next != "" {
-		key = rec.Next
-	}
 	c.index.SetLast(pos, append(inputs, cache.Input{Name: "parent", Value: string(key)}))
-	return key
 }
 
 // put records rec, a step made at pos, under key (and the pending alias).
@@ -114,10 +107,8 @@ func (c *stepCache) put(key cache.Key, rec cache.Record, pos string, inputs []ca
 	c.used.Add(c.stage, key, rec)
 	if c.alias != "" {
 		// also findable by the cheap key (see tryAlias)
-		a := rec
-		a.Next = key
-		if err := c.index.Put(c.alias, &a); err == nil {
-			c.used.Add(c.stage, c.alias, a)
+		if err := c.index.Put(c.alias, &rec); err == nil {
+			c.used.Add(c.stage, c.alias, rec)
 		}
 	}
 	c.index.SetLast(pos, append(inputs, cache.Input{Name: "parent", Value: string(key)}))

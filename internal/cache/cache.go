@@ -8,6 +8,12 @@
 // environment, user and working directory a RUN sees, the checksums of the
 // files a COPY reads, the source stage's key or base image digest). Equal
 // keys mean equal results, so a hit reuses the recorded layer.
+//
+// The parent of a step is the content of the filesystem it starts from
+// (see After), not the steps that made it: a step that runs again and
+// makes the same layer as before (a reproducible RUN, a COPY of files
+// that did not change) leaves the same parent, so the unchanged steps
+// after it still hit.
 package cache
 
 import (
@@ -72,10 +78,17 @@ func (l *Layer) Lazy() bool { return l.Digest == "" }
 type Record struct {
 	Layer   *Layer    `json:"layer,omitempty"`
 	Created time.Time `json:"created"`
-	// Next, on an alias record, is the key the step's result is known by
-	// (e.g. a COPY --from=stage found by its source stage's key stands for
-	// the key made from the copied files' content).
-	Next Key `json:"next,omitempty"`
+}
+
+// After returns the key of the filesystem after a step on parent that
+// rec records: parent itself for a step that changed nothing, else parent
+// with the layer's diffID. A base image starts the chain with its
+// digest, scratch with "".
+func After(parent Key, rec *Record) Key {
+	if rec.Layer == nil {
+		return parent
+	}
+	return NewKey(parent, Input{Name: "layer", Value: string(rec.Layer.DiffID)})
 }
 
 // Index is the cache index in a directory of the store.

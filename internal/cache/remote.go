@@ -3,6 +3,7 @@ package cache
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -21,11 +22,23 @@ const InlineLabel = "dev.strata.cache.v1"
 type Exported struct {
 	Key    Key    `json:"key"`
 	Record Record `json:"record"`
+	// Used is when a build last used or made the record, as far as the
+	// export knows: what a bounded shared cache keeps the newest of.
+	Used time.Time `json:"used,omitzero"`
 }
 
 // Export is the content of a cache config blob (and of the inline label).
 type Export struct {
 	Records []Exported `json:"records"`
+	// Journals, in a shared cache, are the exports merged into it (see
+	// package sharedcache): their tags and when each was written.
+	Journals []Journal `json:"journals,omitempty"`
+}
+
+// Journal is one export merged into a shared cache.
+type Journal struct {
+	Tag     string    `json:"tag"`
+	Written time.Time `json:"written"`
 }
 
 // Marshal encodes e.

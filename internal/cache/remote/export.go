@@ -3,6 +3,7 @@ package remote
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -90,17 +91,19 @@ func (u *Used) Select(mode string, final []image.Layer, chain map[int]bool) []ca
 	return out
 }
 
-// Image returns the cache export of recs as an OCI image: its config is
-// the record list, its layers the records' blobs, read from st (they must
-// be there), and the number of layers.
-func Image(st *store.Store, recs []cache.Exported) (v1.Image, int, error) {
-	cfg, err := cache.Export{Records: recs}.Marshal()
+// Image returns exp as a cache image: its config is the record list, its
+// layers the records' blobs, read from st, and the number of layers. With
+// st nil the blobs are not read at all: the image is a manifest for a
+// repository that holds them already (a merged shared cache), and pushing
+// it where one is missing fails.
+func Image(st *store.Store, exp cache.Export) (v1.Image, int, error) {
+	cfg, err := exp.Marshal()
 	if err != nil {
 		return nil, 0, err
 	}
 	ci := &cacheImage{st: st, config: cfg}
 	seen := map[digest.Digest]bool{}
-	for _, e := range recs {
+	for _, e := range exp.Records {
 		if l := e.Record.Layer; l != nil && !seen[l.Digest] {
 			seen[l.Digest] = true
 			ci.layers = append(ci.layers, l.Blob)
@@ -112,7 +115,7 @@ func Image(st *store.Store, recs []cache.Exported) (v1.Image, int, error) {
 
 // cacheImage is a cache export as an OCI image manifest.
 type cacheImage struct {
-	st     *store.Store
+	st     *store.Store // nil: the layers are only named (see Image)
 	config []byte
 	layers []image.Layer
 }
@@ -134,6 +137,9 @@ func (c *cacheImage) RawManifest() ([]byte, error) {
 func (c *cacheImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
 	for _, l := range c.layers {
 		if l.Digest.String() == h.String() {
+			if c.st == nil {
+				return namedBlob{l}, nil
+			}
 			return image.BlobLayer(c.st, l), nil
 		}
 	}
@@ -141,6 +147,16 @@ func (c *cacheImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
 		return partial.ConfigLayer(c)
 	}
 	return nil, fmt.Errorf("blob %s is not in the cache export", h)
+}
+
+// namedBlob is a layer blob a cache image names but cannot read.
+type namedBlob struct{ l image.Layer }
+
+func (b namedBlob) Digest() (v1.Hash, error)            { return v1.NewHash(b.l.Digest.String()) }
+func (b namedBlob) Size() (int64, error)                { return b.l.Size, nil }
+func (b namedBlob) MediaType() (types.MediaType, error) { return types.MediaType(b.l.MediaType), nil }
+func (b namedBlob) Compressed() (io.ReadCloser, error) {
+	return nil, fmt.Errorf("cache layer %s is no longer in the registry", b.l.Digest)
 }
 
 // localRef names the cache image in an OCI layout (type=local).

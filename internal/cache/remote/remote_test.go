@@ -53,7 +53,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 		{Key: key("empty"), Record: cache.Record{}},
 		{Key: key("same-layer"), Record: cache.Record{Layer: &cache.Layer{Blob: blob}}},
 	}
-	img, n, err := Image(src, recs)
+	img, n, err := Image(src, cache.Export{Records: recs})
 	if err != nil || n != 1 {
 		t.Fatalf("Image: %d layers, %v", n, err)
 	}
