@@ -80,6 +80,10 @@ func parseOutput(s string) (export.Output, error) {
 			o.Names = append(o.Names, strings.Split(v, ";")...)
 		case "push":
 			o.Push = v == "true" || v == "1"
+		case "push-by-digest":
+			o.ByDigest = v == "true" || v == "1"
+		case "name-canonical":
+			// accepted: a push by digest always names repo@digest
 		case "compression", "oci-mediatypes", "compression-level", "force-compression":
 			// accepted; layers are gzip OCI layers
 		default:
@@ -99,6 +103,9 @@ func parseOutput(s string) (export.Output, error) {
 		o.Push = true
 	case "":
 		return o, usagef("--output %q: type= is required", s)
+	}
+	if o.ByDigest && (o.Type != "registry" && o.Type != "image" || !o.Push) {
+		return o, usagef("--output %q: push-by-digest=true needs type=registry (or type=image,push=true)", s)
 	}
 	if !export.Known(o.Type) {
 		return o, usagef("--output type=%s is not supported (docker, oci, local, registry, image)", o.Type)
@@ -124,7 +131,7 @@ func (a *app) buildCmd() *cobra.Command {
 	fl.StringArrayVarP(&f.tags, "tag", "t", nil, "name and optionally a tag (name:tag)")
 	fl.StringVar(&f.target, "target", "", "set the target build stage to build")
 	fl.StringArrayVar(&f.buildArgs, "build-arg", nil, "set build-time variables (KEY=VALUE, or KEY to take it from the environment)")
-	fl.StringArrayVarP(&f.outputs, "output", "o", nil, "output destination (type=docker|oci|local|registry,dest=...,name=...)")
+	fl.StringArrayVarP(&f.outputs, "output", "o", nil, "output destination (type=docker|oci|local|registry,dest=...,name=...; type=registry,name=REPO,push-by-digest=true pushes with no tag)")
 	fl.BoolVar(&f.push, "push", false, "push the -t names to their registries (shorthand for --output=type=registry)")
 	fl.StringVar(&f.iidfile, "iidfile", "", "write the image ID (config digest) to the file")
 	fl.StringVar(&f.metadata, "metadata-file", "", "write the build result metadata (buildx format: image digest, config digest, names) to the file")
@@ -140,7 +147,7 @@ func (a *app) buildCmd() *cobra.Command {
 	fl.BoolVar(&f.noCache, "no-cache", false, "do not use the build cache: run every step")
 	fl.StringArrayVar(&f.noCacheF, "no-cache-filter", nil, "do not use the build cache for these stages")
 	fl.StringArrayVar(&f.cacheFrom, "cache-from", nil, "import build cache: type=registry,ref=REF | type=local,src=DIR | REF")
-	fl.StringArrayVar(&f.cacheTo, "cache-to", nil, "export build cache: type=registry,ref=REF[,mode=min|max] | type=local,dest=DIR[,mode=…] | type=inline")
+	fl.StringArrayVar(&f.cacheTo, "cache-to", nil, "export build cache: type=registry,ref=REF[,mode=min|max][,max-size=10GB][,max-age=7d][,ignore-error=true] | type=local,dest=DIR[,mode=…] | type=inline (many builders may export to one registry ref at once)")
 	fl.BoolVar(&f.debugCache, "debug-cache", os.Getenv("STRATA_DEBUG_CACHE") == "1", "explain every cache miss: which input changed (env STRATA_DEBUG_CACHE=1)")
 	fl.StringVar(&f.epoch, "source-date-epoch", "", "timestamp (Unix seconds) for reproducible images: history times and file times in new layers (env or build-arg SOURCE_DATE_EPOCH)")
 	fl.StringVar(&f.compression, "compression", "gzip", "layer compression: gzip, zstd or uncompressed")

@@ -11,6 +11,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/strata-build/strata/internal/human"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/platform"
@@ -24,6 +26,10 @@ type Output struct {
 	Dest  string   // the file (docker, oci, tar) or folder (local) written
 	Names []string // the names the image gets; none: the build's tags
 	Push  bool     // push the names to their registries (registry; image,push=true)
+	// ByDigest pushes to the names' repositories by digest, with no tag
+	// (push-by-digest=true): one shard of a release that `strata manifest
+	// create` joins later. The store does not name the image either.
+	ByDigest bool
 }
 
 // Exporter puts a built image, or a built image index (a build of several
@@ -138,13 +144,9 @@ func (e rootfsDir) ExportIndex(ctx context.Context, idx *image.Index, o Output, 
 type storeNames struct{ env Env }
 
 func (e storeNames) Export(ctx context.Context, img *image.Image, o Output, names []string) error {
-	for _, n := range names {
-		if err := e.env.Store.Tag(n, img.Descriptor); err != nil {
-			return err
-		}
-	}
-	if !o.Push {
-		return nil
+	names, err := e.name(o, names, img.Descriptor)
+	if err != nil || !o.Push {
+		return err
 	}
 	for _, n := range names {
 		if err := Push(ctx, e.env.Registry, e.env.Store, img, n, e.env.Logf); err != nil {
@@ -154,16 +156,35 @@ func (e storeNames) Export(ctx context.Context, img *image.Image, o Output, name
 	return nil
 }
 
+// name tags d in the store as names and returns the references to push:
+// names, or with o.ByDigest their repositories at d's digest (and no tag
+// in the store).
+func (e storeNames) name(o Output, names []string, d ocispec.Descriptor) ([]string, error) {
+	if o.ByDigest {
+		refs := make([]string, 0, len(names))
+		for _, n := range names {
+			t, err := registry.ParseTag(n)
+			if err != nil {
+				return nil, err
+			}
+			refs = append(refs, t.Context().Name()+"@"+d.Digest.String())
+		}
+		return refs, nil
+	}
+	for _, n := range names {
+		if err := e.env.Store.Tag(n, d); err != nil {
+			return nil, err
+		}
+	}
+	return names, nil
+}
+
 // ExportIndex names the index in the store and, with o.Push, pushes every
 // name (the images by digest, then the index) to its registry.
 func (e storeNames) ExportIndex(ctx context.Context, idx *image.Index, o Output, names []string) error {
-	for _, n := range names {
-		if err := e.env.Store.Tag(n, idx.Descriptor); err != nil {
-			return err
-		}
-	}
-	if !o.Push {
-		return nil
+	names, err := e.name(o, names, idx.Descriptor)
+	if err != nil || !o.Push {
+		return err
 	}
 	for _, n := range names {
 		if err := PushIndex(ctx, e.env.Registry, e.env.Store, idx, n, e.env.Logf); err != nil {

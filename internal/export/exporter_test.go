@@ -154,6 +154,22 @@ func TestStoreAndRegistryExporters(t *testing.T) {
 	if _, ok, _ := s.Lookup(ref); !ok {
 		t.Errorf("pushed name %s not in the store", ref)
 	}
+
+	// push-by-digest: the manifest is in the repository, no tag is made
+	// there or in the store
+	shard := host + "/shards:ignored"
+	if err := ex["registry"].Export(ctx, img, Output{Type: "registry", Push: true, ByDigest: true}, []string{shard}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Registry.Get(ctx, host+"/shards@"+img.Descriptor.Digest.String()); err != nil {
+		t.Errorf("pushed by digest, but: %v", err)
+	}
+	if tags, err := env.Registry.Tags(ctx, shard); err != nil || len(tags) != 0 {
+		t.Errorf("a push by digest made tags %v (%v)", tags, err)
+	}
+	if _, ok, _ := s.Lookup(shard); ok {
+		t.Errorf("a push by digest named %s in the store", shard)
+	}
 }
 
 func TestStoresImage(t *testing.T) {
