@@ -3,9 +3,11 @@ package builder
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/opencontainers/go-digest"
 	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/image"
 )
@@ -47,7 +49,7 @@ func (b *Builder) BuildIndex(ctx context.Context, opts Options, plats []v1.Platf
 		if spec.Type == "inline" {
 			continue
 		}
-		if err := b.writeCache(ctx, spec, records.byExport[i], opts.Progress); err != nil {
+		if err := b.writeCache(ctx, spec, records.byExport[i], records.fetch, opts.Progress); err != nil {
 			return nil, err
 		}
 	}
@@ -59,10 +61,28 @@ func (b *Builder) BuildIndex(ctx context.Context, opts Options, plats []v1.Platf
 type cacheRecords struct {
 	mu       sync.Mutex
 	byExport map[int][]cache.Exported
+	fetchers []fetchFunc // each build's, for the blobs it imported
 }
 
-func (c *cacheRecords) add(i int, recs []cache.Exported) {
+func (c *cacheRecords) add(i int, recs []cache.Exported, fetch fetchFunc) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.byExport[i] = append(c.byExport[i], recs...)
+	c.fetchers = append(c.fetchers, fetch)
+}
+
+// fetch gets blob d from the first build's imports that offer it.
+func (c *cacheRecords) fetch(ctx context.Context, d digest.Digest) error {
+	c.mu.Lock()
+	fs := slices.Clone(c.fetchers)
+	c.mu.Unlock()
+	var errs []error
+	for _, f := range fs {
+		err := f(ctx, d)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }

@@ -28,6 +28,7 @@ import (
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/executor/runc"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/layer"
@@ -215,11 +216,15 @@ func (e *inprocEnv) open(cfg registry.Config) {
 
 // withRegistry gives e's Builder a registry client whose docker.io mirror
 // is reg (an in-process registry's host:port).
-func (e *inprocEnv) withRegistry(reg string) {
-	e.b.Registry = registry.New(registry.Config{Registries: map[string]registry.Host{
-		"index.docker.io": {Mirrors: []string{"http://" + reg}},
-		reg:               {Insecure: true},
-	}})
+func (e *inprocEnv) withRegistry(reg string) { e.withRegistries(reg) }
+
+// withRegistries is withRegistry with more plain-http registries.
+func (e *inprocEnv) withRegistries(reg string, more ...string) {
+	hosts := map[string]registry.Host{"index.docker.io": {Mirrors: []string{"http://" + reg}}}
+	for _, r := range append([]string{reg}, more...) {
+		hosts[r] = registry.Host{Insecure: true}
+	}
+	e.b.Registry = registry.New(registry.Config{Registries: hosts})
 }
 
 // importBase writes the base image into s under name.
@@ -587,4 +592,18 @@ func newHistoryScratch(img *image.Image) []string {
 		out = append(out, h.CreatedBy)
 	}
 	return out
+}
+
+// entries lists the records of the store's build cache.
+func (e *inprocEnv) entries() []cache.Entry {
+	e.t.Helper()
+	ix, err := cache.Open(e.s.Path("cache"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	es, err := ix.Entries()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return es
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/progress"
 )
@@ -178,5 +179,53 @@ func TestInprocCacheRegistry(t *testing.T) {
 	missing := none.mustBuild(df, nil, func(o *Options) { o.CacheFrom = []CacheSpec{{Type: "registry", Ref: reg + "/cache/none:1"}} })
 	if m := strings.Join(missing.messages(), "\n"); !strings.Contains(m, "warning: --cache-from "+reg+"/cache/none:1") {
 		t.Errorf("a missing cache image gives no warning:\n%s", m)
+	}
+}
+
+// A build that hits records of a registry cache exports them again
+// without fetching their layers when it exports to the same repository
+// (the registry has them), and fetches them when it exports to another
+// registry;
+// both exports serve a fresh store.
+func TestInprocCacheReexport(t *testing.T) {
+	t.Parallel()
+	reg, reg2 := startRegistry(t), startRegistry(t)
+	const df = "FROM busybox AS b\nRUN echo b > /b && echo other > /other\nFROM busybox\nCOPY --from=b /b /b\nRUN cat /b > /c\n"
+	steps := []string{"RUN echo b", "COPY --from=b", "RUN cat /b"}
+	a, other := reg+"/cache/a:c", reg2+"/cache/other:c" // go-containerregistry's registry shares blobs between its repositories
+	first := newInprocEnv(t)
+	first.withRegistry(reg)
+	made := first.mustBuild(df, nil, func(o *Options) { o.CacheTo = []CacheSpec{{Type: "registry", Ref: a, Mode: "max"}} })
+	inImage := map[digest.Digest]bool{}
+	for _, l := range made.img.Layers {
+		inImage[l.Digest] = true
+	}
+	var onlyCached []digest.Digest // b's layer: in the cache, not in the image
+	for _, e := range first.entries() {
+		if l := e.Record.Layer; l != nil && !inImage[l.Digest] {
+			onlyCached = append(onlyCached, l.Digest)
+		}
+	}
+	if len(onlyCached) == 0 {
+		t.Fatal("no layer only the cache holds")
+	}
+
+	for i, to := range []string{a, other} {
+		e := newInprocEnv(t)
+		e.withRegistries(reg, reg2)
+		r := e.mustBuild(df, nil, func(o *Options) {
+			o.CacheFrom = []CacheSpec{{Type: "registry", Ref: a}}
+			o.CacheTo = []CacheSpec{{Type: "registry", Ref: to, Mode: "max"}}
+		})
+		wantCached(t, "from the registry cache", r, steps, nil)
+		for _, d := range onlyCached {
+			if fetched := e.s.HasBlob(d); fetched != (i == 1) {
+				t.Errorf("export to %s: layer %s fetched: %v", to, d, fetched)
+			}
+		}
+		fresh := newInprocEnv(t)
+		fresh.withRegistries(reg, reg2)
+		got := fresh.mustBuild(df, nil, func(o *Options) { o.CacheFrom = []CacheSpec{{Type: "registry", Ref: to}} })
+		wantCached(t, "--cache-from "+to, got, steps, nil)
 	}
 }

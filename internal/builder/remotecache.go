@@ -201,30 +201,47 @@ func (r *run) exportCaches(ctx context.Context, final []image.Layer) error {
 		if lazy {
 			recs = r.exportRecords(spec.Mode, final) // now naming the blobs made
 		}
-		for _, e := range recs {
-			if l := e.Record.Layer; l != nil {
-				if err := r.ensureBlob(ctx, l.Digest); err != nil {
-					return fmt.Errorf("--cache-to: %w", err)
+		if spec.Type == "local" { // a registry export fetches only what its registry lacks (writeCache)
+			for _, e := range recs {
+				if l := e.Record.Layer; l != nil {
+					if err := r.ensureBlob(ctx, l.Digest); err != nil {
+						return fmt.Errorf("--cache-to: %w", err)
+					}
 				}
 			}
 		}
 		if r.opts.cacheRecords != nil { // BuildIndex exports every platform's at once
-			r.opts.cacheRecords.add(i, recs)
+			r.opts.cacheRecords.add(i, recs, r.ensureBlob)
 			continue
 		}
-		if err := r.b.writeCache(ctx, spec, recs, r.opts.Progress); err != nil {
+		if err := r.b.writeCache(ctx, spec, recs, r.ensureBlob, r.opts.Progress); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// fetchFunc puts a layer blob an imported cache offers into the store.
+type fetchFunc func(ctx context.Context, d digest.Digest) error
+
 // writeCache writes the cache export of recs where spec says (records of
 // one key and layer are kept once). A registry export is a journal merged
-// into the shared ref (package sharedcache); with ignore-error=true a
-// failure is a warning.
-func (b *Builder) writeCache(ctx context.Context, spec CacheSpec, recs []cache.Exported, pr *progress.Printer) error {
+// into the shared ref (package sharedcache); a layer imported from a cache
+// is not fetched for it unless the registry lacks it (then fetch gets it
+// and the export is tried again). With ignore-error=true a failure is a
+// warning.
+func (b *Builder) writeCache(ctx context.Context, spec CacheSpec, recs []cache.Exported, fetch fetchFunc, pr *progress.Printer) error {
 	err := b.writeCacheTo(ctx, spec, recs, pr)
+	if errors.Is(err, remote.ErrBlobMissing) && ctx.Err() == nil {
+		for _, e := range recs {
+			if l := e.Record.Layer; l != nil {
+				if ferr := fetch(ctx, l.Digest); ferr != nil {
+					return fmt.Errorf("--cache-to: %w", ferr)
+				}
+			}
+		}
+		err = b.writeCacheTo(ctx, spec, recs, pr)
+	}
 	if err != nil && spec.IgnoreError && ctx.Err() == nil {
 		pr.Logf("warning: %v (ignore-error=true)", err)
 		return nil
@@ -252,7 +269,7 @@ func (b *Builder) writeCacheTo(ctx context.Context, spec CacheSpec, recs []cache
 		if err != nil {
 			return fmt.Errorf("--cache-to %s: %w", spec.Ref, err)
 		}
-		msg := fmt.Sprintf("exported cache to %s: %d records, %d layers", spec.Ref, len(recs), layers)
+		msg := fmt.Sprintf("exported cache to %s as %s: %d records, %d layers", spec.Ref, res.Journal, len(recs), layers)
 		if res.Merged {
 			msg += fmt.Sprintf(" (merged: %d records", res.Records)
 			if res.Deleted > 0 {
@@ -260,7 +277,7 @@ func (b *Builder) writeCacheTo(ctx context.Context, spec CacheSpec, recs []cache
 			}
 			msg += ")"
 		} else {
-			msg += " (kept as " + res.Journal + "; the merge did not settle)"
+			msg += " (not merged yet: imports read the journal)"
 		}
 		pr.Logf("%s", msg)
 		return nil

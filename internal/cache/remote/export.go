@@ -2,6 +2,7 @@ package remote
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -91,11 +92,16 @@ func (u *Used) Select(mode string, final []image.Layer, chain map[int]bool) []ca
 	return out
 }
 
+// ErrBlobMissing is the error of reading a layer blob a cache image only
+// names: a push that needs its bytes fails with it (wrapped).
+var ErrBlobMissing = errors.New("the cache layer is neither in the store nor in the registry")
+
 // Image returns exp as a cache image: its config is the record list, its
-// layers the records' blobs, read from st, and the number of layers. With
-// st nil the blobs are not read at all: the image is a manifest for a
-// repository that holds them already (a merged shared cache), and pushing
-// it where one is missing fails.
+// layers the records' blobs, read from st where it has them, and the
+// number of layers. A blob st lacks (or every blob, with st nil) is only
+// named: pushed where the registry holds it already (a layer imported from
+// the same repository, a merged shared cache) it is never read; elsewhere
+// the push fails with ErrBlobMissing.
 func Image(st *store.Store, exp cache.Export) (v1.Image, int, error) {
 	cfg, err := exp.Marshal()
 	if err != nil {
@@ -137,7 +143,7 @@ func (c *cacheImage) RawManifest() ([]byte, error) {
 func (c *cacheImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
 	for _, l := range c.layers {
 		if l.Digest.String() == h.String() {
-			if c.st == nil {
+			if c.st == nil || !c.st.HasBlob(l.Digest) {
 				return namedBlob{l}, nil
 			}
 			return image.BlobLayer(c.st, l), nil
@@ -156,7 +162,7 @@ func (b namedBlob) Digest() (v1.Hash, error)            { return v1.NewHash(b.l.
 func (b namedBlob) Size() (int64, error)                { return b.l.Size, nil }
 func (b namedBlob) MediaType() (types.MediaType, error) { return types.MediaType(b.l.MediaType), nil }
 func (b namedBlob) Compressed() (io.ReadCloser, error) {
-	return nil, fmt.Errorf("cache layer %s is no longer in the registry", b.l.Digest)
+	return nil, fmt.Errorf("%s: %w", b.l.Digest, ErrBlobMissing)
 }
 
 // localRef names the cache image in an OCI layout (type=local).
