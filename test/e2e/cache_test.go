@@ -4,27 +4,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/strata-build/strata/test/internal/testenv"
 )
 
 // stepStatus maps "[stage n/m] INSTRUCTION" to DONE or CACHED from plain progress.
 func stepStatus(t *testing.T, stderr string) map[string]string {
 	t.Helper()
-	names := map[string]string{}
-	out := map[string]string{}
-	start := regexp.MustCompile(`^#(\d+) (\[.*)$`)
-	end := regexp.MustCompile(`^#(\d+) (DONE|CACHED)`)
-	for _, l := range strings.Split(stderr, "\n") {
-		if m := start.FindStringSubmatch(l); m != nil {
-			names[m[1]] = m[2]
-		} else if m := end.FindStringSubmatch(l); m != nil {
-			out[names[m[1]]] = m[2]
-		}
-	}
-	return out
+	return testenv.StepStatus(stderr)
 }
 
 func countStatus(st map[string]string, want string) int {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -288,3 +289,23 @@ func (s *SyncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// StepStatus maps each step of a build's plain progress ("[stage n/m]
+// INSTRUCTION") to how it ended: DONE or CACHED.
+func StepStatus(stderr string) map[string]string {
+	names := map[string]string{}
+	out := map[string]string{}
+	for _, l := range strings.Split(stderr, "\n") {
+		if m := stepStart.FindStringSubmatch(l); m != nil {
+			names[m[1]] = m[2]
+		} else if m := stepEnd.FindStringSubmatch(l); m != nil && names[m[1]] != "" {
+			out[names[m[1]]] = m[2]
+		}
+	}
+	return out
+}
+
+var (
+	stepStart = regexp.MustCompile(`^#(\d+) (\[.*)$`)
+	stepEnd   = regexp.MustCompile(`^#(\d+) (DONE|CACHED)`)
+)
