@@ -23,7 +23,7 @@ type command struct {
 // valueFlags are the strata flags these examples use that take a value.
 var valueFlags = map[string]bool{"isolation": true, "root": true, "config": true, "progress": true,
 	"cache-from": true, "cache-to": true, "output": true, "o": true, "tag": true, "t": true,
-	"file": true, "f": true, "target": true, "build-arg": true}
+	"file": true, "f": true, "target": true, "build-arg": true, "platform": true, "metadata-file": true}
 
 // parseCommand parses the words of a strata command line (words[0] is strata).
 func parseCommand(line string, words []string) command {

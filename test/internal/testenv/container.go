@@ -90,11 +90,12 @@ func (c *Container) close() error {
 
 // Wrapper writes a script that runs strata, with its arguments, in the
 // container (store is where the script's callers keep their store, for
-// make-bases.sh and its like) and returns its path.
-func (c *Container) Wrapper(t testing.TB, s *Suite, store string) string {
+// make-bases.sh and its like; env is more environment for it inside) and
+// returns its path.
+func (c *Container) Wrapper(t testing.TB, s *Suite, store string, env ...string) string {
 	t.Helper()
 	cmd := exec.Command(s.Bin)
-	cmd.Env = s.Environ("STRATA_ROOT=" + store)
+	cmd.Env = s.Environ(append([]string{"STRATA_ROOT=" + store}, env...)...)
 	cmd.Dir = "$PWD"
 	c.wrap(s, cmd)
 	var b strings.Builder
