@@ -143,6 +143,7 @@ type Builder struct {
 	Snapshots snapshot.Snapshotter
 
 	pulls pullGroup // pulls under way, shared by concurrent builds
+	bases baseBlobs // layers of base images resolved but not downloaded
 	steps stepLocks // steps under way, by cache key, shared likewise
 }
 
@@ -243,7 +244,14 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*image.Image, error)
 	if err := r.sums.Save(); err != nil {
 		opts.Progress.Logf("warning: saving the context stat cache: %v", err)
 	}
-	return r.writeImage(ctx, r.results[r.plan.Target])
+	img, err := r.writeImage(ctx, r.results[r.plan.Target])
+	if err != nil {
+		return nil, err
+	}
+	if err := b.bases.settle(b.Store); err != nil {
+		return nil, err
+	}
+	return img, nil
 }
 
 // setDefaults fills in the options left zero.

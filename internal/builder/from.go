@@ -51,14 +51,14 @@ func (sb *stageBuilder) resolveFrom(from string) (source.Ref, error) {
 // an OCI layout.
 func (r *run) refImage(ctx context.Context, ref source.Ref, plat v1.Platform) (*image.Image, error) {
 	if ref.Kind == source.Image {
-		return r.resolveImage(ctx, ref.Image, r.opts.Pull, plat)
+		return r.resolveImage(ctx, ref.Image, r.opts.Pull, true, plat)
 	}
 	var img *image.Image
 	var err error
 	if ref.OCILayout {
 		img, err = r.ociLayoutImage(ctx, ref.Image)
 	} else {
-		img, err = r.resolveImage(ctx, ref.Image, r.opts.Pull, plat)
+		img, err = r.resolveImage(ctx, ref.Image, r.opts.Pull, true, plat)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("--build-context %s: %w", ref.From, err)

@@ -109,7 +109,7 @@ func (sb *stageBuilder) imageSource(ctx context.Context, ref source.Ref, inStore
 // wholeImageSource opens a read-only view of all of an image's layers
 // (pulling it first when pull is set or it is not in the store).
 func (sb *stageBuilder) wholeImageSource(ctx context.Context, ref source.Ref, pull bool, key string) (*source.Source, error) {
-	img, err := sb.r.resolveImage(ctx, ref.Image, pull, sb.svc.opts.Platform)
+	img, err := sb.r.resolveImage(ctx, ref.Image, pull, false, sb.svc.opts.Platform)
 	if err != nil {
 		return nil, err
 	}

@@ -24,13 +24,14 @@ import (
 // Concurrent calls for the same reference share one pull; a later call
 // pulls again.
 func (b *Builder) ResolveImage(ctx context.Context, ref string, pull bool, plat v1.Platform, pr *progress.Printer) (*image.Image, error) {
-	return b.resolveImage(ctx, ref, pull, plat, pr, nil)
+	return b.resolveImage(ctx, ref, pull, false, plat, pr, nil)
 }
 
 // resolveImage is ResolveImage; a build passes its memo, so that it pulls
 // each reference once (as BuildKit resolves each image once per build),
-// and its concurrent stages share that pull.
-func (b *Builder) resolveImage(ctx context.Context, ref string, pull bool, plat v1.Platform, pr *progress.Printer, memo *pullGroup) (*image.Image, error) {
+// and its concurrent stages share that pull. With lazy, an image the
+// store lacks is resolved without its layers (see baseBlobs).
+func (b *Builder) resolveImage(ctx context.Context, ref string, pull, lazy bool, plat v1.Platform, pr *progress.Printer, memo *pullGroup) (*image.Image, error) {
 	if store.IsID(ref) { // names a local image: never pulled
 		im, err := b.Store.Resolve(ref)
 		if err != nil {
@@ -56,9 +57,12 @@ func (b *Builder) resolveImage(ctx context.Context, ref string, pull bool, plat 
 		}
 	}
 	key := canon + "@" + platform.Format(plat)
-	shared := func() (*image.Image, error) {
-		return b.pulls.do(ctx, key, func() (*image.Image, error) { return b.Pull(ctx, canon, plat, pr) })
+	get := func() (*image.Image, error) { return b.Pull(ctx, canon, plat, pr) }
+	if lazy {
+		key += " lazy"
+		get = func() (*image.Image, error) { return b.resolveLazy(ctx, canon, plat, pr) }
 	}
+	shared := func() (*image.Image, error) { return b.pulls.do(ctx, key, get) }
 	if memo == nil {
 		return shared()
 	}
@@ -213,8 +217,8 @@ func reportTransfer(step *progress.Step, verb string, n *atomic.Int64, total int
 
 // resolveImage resolves ref for this build: each reference is pulled at
 // most once per build, however many stages name it.
-func (r *run) resolveImage(ctx context.Context, ref string, pull bool, plat v1.Platform) (*image.Image, error) {
-	return r.b.resolveImage(ctx, ref, pull, plat, r.opts.Progress, r.pulls)
+func (r *run) resolveImage(ctx context.Context, ref string, pull, lazy bool, plat v1.Platform) (*image.Image, error) {
+	return r.b.resolveImage(ctx, ref, pull, lazy, plat, r.opts.Progress, r.pulls)
 }
 
 // httpOptions bound the downloads of ADD URLs.

@@ -14,10 +14,12 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/store"
 )
 
-// FROM an image that is not in the store pulls it (once) and tags it;
-// --pull pulls again; ResolveImage finds an image by its ID.
+// FROM an image that is not in the store resolves it (once; its layers
+// come when the RUN needs them) and tags it; --pull resolves it again;
+// ResolveImage finds an image by its ID.
 func TestInprocPull(t *testing.T) {
 	t.Parallel()
 	reg := startRegistry(t)
@@ -27,7 +29,7 @@ func TestInprocPull(t *testing.T) {
 	pulls := func(r buildResult) int {
 		n := 0
 		for _, name := range r.steps(progress.EventDone) {
-			if strings.HasPrefix(name, "pull ") && strings.Contains(name, "busybox") {
+			if strings.HasPrefix(name, "resolve ") && strings.Contains(name, "busybox") {
 				n++
 			}
 		}
@@ -74,7 +76,7 @@ func TestInprocPullTwiceOnOneBuilder(t *testing.T) {
 	e.mustBuild("FROM busybox\n", nil)
 	r := e.mustBuild("FROM busybox\n", nil, func(o *Options) { o.Pull = true })
 	for _, name := range r.steps(progress.EventDone) {
-		if strings.HasPrefix(name, "pull ") {
+		if strings.HasPrefix(name, "resolve ") {
 			return
 		}
 	}
@@ -227,5 +229,41 @@ func TestInprocCacheReexport(t *testing.T) {
 		fresh.withRegistries(reg, reg2)
 		got := fresh.mustBuild(df, nil, func(o *Options) { o.CacheFrom = []CacheSpec{{Type: "registry", Ref: to}} })
 		wantCached(t, "--cache-from "+to, got, steps, nil)
+	}
+}
+
+// A base image the store lacks is resolved, not pulled: a stage on it
+// whose steps all hit the cache never downloads its layers (a fleet
+// builder skips the toolchain image of a build stage), and is not named
+// in the store; a target on it gets its layers for the image it writes.
+func TestInprocLazyBase(t *testing.T) {
+	t.Parallel()
+	reg := startRegistry(t)
+	ref := reg + "/cache/lazy:c"
+	const df = "FROM busybox AS b\nRUN echo b > /b && echo x > /x\nFROM scratch\nCOPY --from=b /b /b\n"
+	first := newBareInprocEnv(t)
+	first.withRegistry(reg)
+	first.mustBuild(df, nil, func(o *Options) { o.CacheTo = []CacheSpec{{Type: "registry", Ref: ref, Mode: "max"}} })
+
+	fresh := newBareInprocEnv(t)
+	fresh.withRegistry(reg)
+	r := fresh.mustBuild(df, nil, func(o *Options) { o.CacheFrom = []CacheSpec{{Type: "registry", Ref: ref}} })
+	wantCached(t, "from the cache", r, []string{"RUN echo b", "COPY --from=b"}, nil)
+	if fresh.s.HasBlob(inprocBase.layer.Digest) {
+		t.Errorf("the base layer of a stage whose steps all hit was downloaded\n%s", r.log())
+	}
+	if _, ok, _ := fresh.s.Lookup("busybox"); ok {
+		t.Errorf("busybox is named in the store though it was not pulled")
+	}
+	// FROM busybox as the target: its layer is in the image
+	img := fresh.mustBuild("FROM busybox\nENV A=1\n", nil).img
+	if img.Layers[0].Digest != inprocBase.layer.Digest || !fresh.s.HasBlob(inprocBase.layer.Digest) {
+		t.Errorf("the target's base layer is not in the store")
+	}
+	if _, ok, _ := fresh.s.Lookup("busybox"); !ok {
+		t.Errorf("busybox is not named in the store once its layers are")
+	}
+	if rep, err := fresh.s.Fsck(context.Background(), store.FsckOptions{}); err != nil || len(rep.Problems) > 0 {
+		t.Errorf("fsck: %v %+v", err, rep)
 	}
 }

@@ -151,8 +151,15 @@ func (r *run) importCaches(ctx context.Context) error {
 }
 
 // ensureBlob makes sure the layer blob d is in the store, fetching it from
-// the --cache-from source that offered it.
+// the --cache-from source that offered it, or from the registry of the
+// base image it is a layer of (baseBlobs).
 func (r *run) ensureBlob(ctx context.Context, d digest.Digest) error {
+	if r.b.Store.HasBlob(d) || r.imported.Offers(d) {
+		return r.imported.Fetch(ctx, r.b.Store, d)
+	}
+	if ok, err := r.b.bases.fetch(ctx, r.b.Registry, r.b.Store, d, nil); ok {
+		return err
+	}
 	return r.imported.Fetch(ctx, r.b.Store, d)
 }
 

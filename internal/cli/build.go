@@ -147,7 +147,7 @@ func (a *app) buildCmd() *cobra.Command {
 	fl.BoolVar(&f.noCache, "no-cache", false, "do not use the build cache: run every step")
 	fl.StringArrayVar(&f.noCacheF, "no-cache-filter", nil, "do not use the build cache for these stages")
 	fl.StringArrayVar(&f.cacheFrom, "cache-from", nil, "import build cache: type=registry,ref=REF | type=local,src=DIR | REF")
-	fl.StringArrayVar(&f.cacheTo, "cache-to", nil, "export build cache: type=registry,ref=REF[,mode=min|max][,max-size=10GB][,max-age=7d][,ignore-error=true] | type=local,dest=DIR[,mode=…] | type=inline (many builders may export to one registry ref at once)")
+	fl.StringArrayVar(&f.cacheTo, "cache-to", nil, "export build cache: type=registry,ref=REF | type=local,dest=DIR | type=inline; options: mode=min|max, max-size=10GB, max-age=7d, ignore-error=true (many builders may export to one registry ref at once)")
 	fl.BoolVar(&f.debugCache, "debug-cache", os.Getenv("STRATA_DEBUG_CACHE") == "1", "explain every cache miss: which input changed (env STRATA_DEBUG_CACHE=1)")
 	fl.StringVar(&f.epoch, "source-date-epoch", "", "timestamp (Unix seconds) for reproducible images: history times and file times in new layers (env or build-arg SOURCE_DATE_EPOCH)")
 	fl.StringVar(&f.compression, "compression", "gzip", "layer compression: gzip, zstd or uncompressed")

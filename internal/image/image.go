@@ -175,6 +175,26 @@ func Import(ctx context.Context, s *store.Store, img v1.Image) (*Image, error) {
 // ImportCounting is Import that adds the bytes of every layer it downloads
 // to counter as they arrive (for progress).
 func ImportCounting(ctx context.Context, s *store.Store, img v1.Image, counter *atomic.Int64) (*Image, error) {
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("import image: layers: %w", err)
+	}
+	for _, l := range layers {
+		d, err := l.Digest()
+		if err != nil {
+			return nil, fmt.Errorf("import image: %w", err)
+		}
+		if err := FetchBlob(ctx, s, digest.Digest(d.String()), l.Compressed, counter); err != nil {
+			return nil, err
+		}
+	}
+	return ImportMeta(ctx, s, img)
+}
+
+// ImportMeta puts img's config and manifest into s, not its layers, and
+// returns the image: its layers are fetched when needed (FetchBlob), so
+// a build whose steps on it all hit the cache never downloads them.
+func ImportMeta(ctx context.Context, s *store.Store, img v1.Image) (*Image, error) {
 	raw, err := img.RawManifest()
 	if err != nil {
 		return nil, fmt.Errorf("import image: manifest: %w", err)
@@ -186,44 +206,41 @@ func ImportCounting(ctx context.Context, s *store.Store, img v1.Image, counter *
 	if _, err := s.PutBlob(cfgRaw); err != nil {
 		return nil, err
 	}
-	layers, err := img.Layers()
-	if err != nil {
-		return nil, fmt.Errorf("import image: layers: %w", err)
-	}
-	for _, l := range layers {
-		d, err := l.Digest()
-		if err != nil {
-			return nil, fmt.Errorf("import image: %w", err)
-		}
-		if s.HasBlob(digest.Digest(d.String())) {
-			continue
-		}
-		err = retry(ctx, func() error {
-			rc, err := l.Compressed()
-			if err != nil {
-				return err
-			}
-			defer rc.Close()
-			var r io.Reader = rc
-			cr := &countingReader{r: rc, n: counter}
-			if counter != nil {
-				r = cr
-			}
-			_, _, err = s.WriteBlob(ctx, r, digest.Digest(d.String()))
-			if err != nil && counter != nil {
-				counter.Add(-cr.read) // the next try counts the blob again
-			}
-			return err
-		})
-		if err != nil {
-			return nil, fmt.Errorf("import layer %s: %w", d, err)
-		}
-	}
 	md, err := s.PutBlob(raw)
 	if err != nil {
 		return nil, err
 	}
 	return Load(s, md)
+}
+
+// FetchBlob writes blob d, read from open, into s unless it is there
+// (three tries; the content is verified against d), adding the bytes read
+// to counter (when not nil).
+func FetchBlob(ctx context.Context, s *store.Store, d digest.Digest, open func() (io.ReadCloser, error), counter *atomic.Int64) error {
+	if s.HasBlob(d) {
+		return nil
+	}
+	err := retry(ctx, func() error {
+		rc, err := open()
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		var r io.Reader = rc
+		cr := &countingReader{r: rc, n: counter}
+		if counter != nil {
+			r = cr
+		}
+		_, _, err = s.WriteBlob(ctx, r, d)
+		if err != nil && counter != nil {
+			counter.Add(-cr.read) // the next try counts the blob again
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("import layer %s: %w", d, err)
+	}
+	return nil
 }
 
 // BlobLayer is a go-containerregistry view of a layer blob in the store.

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
@@ -61,6 +63,34 @@ func (c *Client) delete(ctx context.Context, r name.Reference) error {
 		return fmt.Errorf("delete %s: %w", r.Name(), describe(err))
 	}
 	return nil
+}
+
+// OpenBlob opens blob d of the repository ref names, trying its mirrors
+// first.
+func (c *Client) OpenBlob(ctx context.Context, ref string, d v1.Hash) (io.ReadCloser, error) {
+	r, err := c.resolve(ref)
+	if err != nil {
+		return nil, err
+	}
+	cands, err := c.candidates(r)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, cand := range cands {
+		l, err := remote.Layer(cand.Context().Digest(d.String()), c.options(ctx)...)
+		if err == nil {
+			var rc io.ReadCloser
+			if rc, err = l.Compressed(); err == nil {
+				return rc, nil
+			}
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", cand.Context().RegistryStr(), describe(err)))
+	}
+	return nil, fmt.Errorf("fetch %s@%s: %w", r.Context().Name(), d, errors.Join(errs...))
 }
 
 // IsNotFound reports whether err says that what was asked for is not in

@@ -126,6 +126,14 @@ func (im *Imported) Lookup(key cache.Key) (*cache.Record, bool) {
 	return &rec, true
 }
 
+// Offers reports whether a record looked up names the layer blob d, so
+// that Fetch can get it.
+func (im *Imported) Offers(d digest.Digest) bool {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	return im.fetchers[d] != nil
+}
+
 // Fetch makes sure the layer blob d is in st, fetching it from the source
 // that offered it, and records the records looked up that name it.
 func (im *Imported) Fetch(ctx context.Context, st *store.Store, d digest.Digest) error {
