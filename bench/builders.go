@@ -144,7 +144,12 @@ func (s *strataBuilder) push(ctx context.Context, req buildReq, dest string) res
 	return runCmd(ctx, spec)
 }
 
-func (s *strataBuilder) supports(string) string { return "" }
+func (s *strataBuilder) supports(w string) string {
+	if w == "fleet" && s.mode != "" {
+		return "the fleet runs strata as root"
+	}
+	return ""
+}
 func (s *strataBuilder) version() string {
 	spec := s.cmd("", "version")
 	c := exec.Command(spec.argv[0], spec.argv[1:]...)
@@ -305,7 +310,12 @@ func (b *buildkitBuilder) push(ctx context.Context, req buildReq, dest string) r
 	return runCmd(ctx, cmdSpec{argv: b.buildArgs(req, "type=image,name="+dest+",push=true"), log: req.log, timeout: b.h.cfg.timeout})
 }
 
-func (b *buildkitBuilder) supports(string) string { return "" }
+func (b *buildkitBuilder) supports(w string) string {
+	if w == "fleet" && b.rootless {
+		return "the fleet runs buildkitd as root"
+	}
+	return ""
+}
 func (b *buildkitBuilder) version() string {
 	return output(filepath.Join(b.bin, "buildkitd"), "--version")
 }
@@ -424,7 +434,7 @@ func (b *buildahBuilder) push(ctx context.Context, req buildReq, dest string) re
 }
 
 func (b *buildahBuilder) supports(w string) string {
-	if w == "multiarch" || w == "emulated" {
+	if w == "multiarch" || w == "emulated" || w == "fleet" {
 		return "not measured: strata against BuildKit only"
 	}
 	return ""
@@ -550,6 +560,8 @@ func (b *dockerBuilder) supports(w string) string {
 		return "Docker 20.10's builder has no registry cache export (needs buildx)"
 	case "multiarch", "emulated":
 		return "Docker 20.10's builder builds the host's platform (needs buildx)"
+	case "fleet":
+		return "not measured: strata against BuildKit only"
 	}
 	return ""
 }

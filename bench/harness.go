@@ -29,6 +29,7 @@ type harness struct {
 	builders      []builder
 	unavailable   map[string]string
 	cacheExported map[string]bool
+	fleet         map[string][]*fleetStats // (j), by builder
 	samples       []sample
 	started       time.Time
 	env           []string // environment notes for the report
@@ -41,6 +42,7 @@ func (h *harness) main(ctx context.Context) error {
 	h.started = time.Now()
 	h.unavailable = map[string]string{}
 	h.cacheExported = map[string]bool{}
+	h.fleet = map[string][]*fleetStats{}
 	logs := filepath.Join(h.cfg.work, "logs")
 	if err := os.RemoveAll(logs); err != nil {
 		return err
@@ -80,6 +82,9 @@ func (h *harness) main(ctx context.Context) error {
 	}
 
 	// 4. workloads.
+	if err := h.generateFleet(); err != nil {
+		return err
+	}
 	if err := h.generate(); err != nil {
 		return fmt.Errorf("generate workloads: %w", err)
 	}

@@ -52,7 +52,7 @@ func run() int {
 	flag.StringVar(&cfg.repo, "repo", "", "strata repository root (default: the parent of the directory holding this program's sources, found from the working directory)")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds per workload")
 	flag.IntVar(&cfg.largeRounds, "large-rounds", 0, "rounds for the 620 MB workloads (large COPY and push); default --rounds")
-	flag.StringVar(&only, "only", "", "run only the workloads whose name matches this regular expression (names: seed multiarch emulated parallel runs40 large imagecopy regcache)")
+	flag.StringVar(&only, "only", "", "run only the workloads whose name matches this regular expression (names: seed multiarch emulated parallel runs40 large imagecopy fleet regcache)")
 	flag.StringVar(&builders, "builders", "strata,buildkit,buildah,docker", "builders to try (those that are not available are skipped; also strata-rootless, strata-chroot: see isolation.go)")
 	flag.StringVar(&cfg.bkBin, "buildkit-bin", "/opt/buildkit/bin", "directory holding buildkitd and buildctl (else they are looked up on PATH)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the builders' stores and the registry data after the run")

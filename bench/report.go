@@ -179,6 +179,7 @@ func (h *harness) writeReport(final bool) {
 	h.writeSteps(&b)
 	h.writeSeedSplit(&b)
 	h.writeCPU(&b)
+	h.writeFleet(&b)
 	h.writeFailures(&b)
 	h.writeNoise(&b)
 	h.writeEnv(&b)

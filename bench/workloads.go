@@ -96,6 +96,15 @@ func workloads() []*workload {
 			run: runImageCopy,
 		},
 		{
+			name: "fleet", title: "(j) a fleet of 8 builders sharing one registry cache",
+			phases: []phase{
+				{id: "fleet/round1", title: "(j) fleet of 8: round 1, cold, all exporting to one cache"},
+				{id: "fleet/round2", title: "(j) fleet of 8: round 2, empty stores, unchanged inputs, the shared cache"},
+				{id: "fleet/round3", title: "(j) fleet of 8: round 3, empty stores, two new Dockerfiles"},
+			},
+			run: runFleet,
+		},
+		{
 			name: "regcache", title: "(f) seed from a registry cache",
 			phases: []phase{
 				{id: "regcache/cold", title: "(f) seed, fresh store, --cache-from registry"},

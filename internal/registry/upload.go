@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -87,6 +88,7 @@ type uploader struct {
 	base      *url.URL // https://host/v2/REPO/
 	chunkSize int64
 	progress  func(done, total int64)
+	mu        sync.Mutex // guards done and progress calls
 	done      int64
 	total     int64
 	backoff   time.Duration // first retry delay, doubled each time
@@ -116,20 +118,47 @@ func (c *Client) newUploader(ctx context.Context, repo name.Repository, progress
 	return &uploader{client: &http.Client{Transport: rt}, base: base, chunkSize: chunk, progress: progress, backoff: delay}, nil
 }
 
-// uploadAll uploads every blob the repository lacks.
+// uploadParallel is how many blobs an uploader sends (or finds the
+// registry has) at once: a cache export of many layers the registry holds
+// already costs a few round trips, not one per layer.
+const uploadParallel = 4
+
+// uploadAll uploads every blob the repository lacks, a few at a time; the
+// first failure stops the rest.
 func (u *uploader) uploadAll(ctx context.Context, blobs []blob) error {
 	for _, b := range blobs {
 		u.total += b.size
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sem := make(chan struct{}, uploadParallel)
+	var wg sync.WaitGroup
 	for _, b := range blobs {
-		if err := u.upload(ctx, b); err != nil {
-			return fmt.Errorf("upload blob %s: %w", b.digest, err)
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
 		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := u.upload(ctx, b); err != nil {
+				cancel(fmt.Errorf("upload blob %s: %w", b.digest, err))
+			}
+		}()
 	}
-	return nil
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return ctx.Err()
 }
 
 func (u *uploader) report(n int64) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	u.done += n
 	if u.progress != nil {
 		u.progress(u.done, u.total)

@@ -61,7 +61,7 @@ type Options struct {
 	// Window bounds the time from reading TAG to putting it (1 minute);
 	// Grace is how old a covered journal must be to be deleted (10
 	// minutes); Attempts bounds the merges (5); Settle is the longest
-	// random wait before reading TAG back (500 ms). Tests shorten them.
+	// random wait before reading TAG back (200 ms). Tests shorten them.
 	Window, Grace, Settle time.Duration
 	Attempts              int
 	// Now is the clock (time.Now).
@@ -76,7 +76,7 @@ func (o *Options) defaults() {
 		o.Grace = 10 * time.Minute
 	}
 	if o.Settle <= 0 {
-		o.Settle = 500 * time.Millisecond
+		o.Settle = 200 * time.Millisecond
 	}
 	if o.Attempts <= 0 {
 		o.Attempts = 5
