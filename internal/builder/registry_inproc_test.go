@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/store"
@@ -265,5 +266,35 @@ func TestInprocLazyBase(t *testing.T) {
 	}
 	if rep, err := fresh.s.Fsck(context.Background(), store.FsckOptions{}); err != nil || len(rep.Problems) > 0 {
 		t.Errorf("fsck: %v %+v", err, rep)
+	}
+}
+
+// Two builders ran a step that is not reproducible and went on with
+// different steps (two Dockerfiles sharing it): the shared cache holds
+// both layers for its key, and a fresh build of either Dockerfile takes
+// the layer its next step was built on, whichever layer it tried first.
+func TestInprocCacheTwoLayersForAKey(t *testing.T) {
+	t.Parallel()
+	reg := startRegistry(t)
+	ref := reg + "/cache/two:c"
+	const shared = "FROM busybox\nRUN head -c 16 /dev/urandom > /random\n"
+	dfs := map[string]string{"a": shared + "RUN echo a > /a\n", "b": shared + "RUN echo b > /b\n"}
+	made := map[string]*image.Image{}
+	for _, n := range []string{"a", "b"} {
+		e := newInprocEnv(t)
+		e.withRegistry(reg)
+		made[n] = e.mustBuild(dfs[n], nil, func(o *Options) { o.CacheTo = []CacheSpec{{Type: "registry", Ref: ref, Mode: "max"}} }).img
+	}
+	if made["a"].Layers[1].Digest == made["b"].Layers[1].Digest {
+		t.Fatal("the random step gave one layer twice")
+	}
+	for _, n := range []string{"a", "b"} {
+		e := newInprocEnv(t)
+		e.withRegistry(reg)
+		r := e.mustBuild(dfs[n], nil, func(o *Options) { o.CacheFrom = []CacheSpec{{Type: "registry", Ref: ref}} })
+		wantCached(t, "Dockerfile "+n, r, []string{"RUN head -c 16", "RUN echo " + n}, nil)
+		if !reflect.DeepEqual(r.img.Layers, made[n].Layers) {
+			t.Errorf("Dockerfile %s from the cache: layers %v, built %v", n, r.img.Layers, made[n].Layers)
+		}
 	}
 }

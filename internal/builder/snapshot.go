@@ -87,6 +87,7 @@ func (sb *stageBuilder) changeKeyed(ctx context.Context, p *progress.Step, creat
 		}
 	}
 	var parents []string
+	sb.retake = nil // the step reads the files the layers make: they stay
 	if !scratch {
 		var err error
 		if parents, err = sb.r.ensureDirs(ctx, sb.state); err != nil {
@@ -134,11 +135,12 @@ func (sb *stageBuilder) changeKeyed(ctx context.Context, p *progress.Step, creat
 		}
 		rec.Layer = l
 	}
-	if err := sb.cache.put(key, *rec, pos, inputs); err != nil {
+	if err := sb.cache.put(sb.state.key, key, *rec, pos, inputs); err != nil {
 		return err
 	}
 	sb.apply(rec, createdBy)
 	sb.state.key = cache.After(sb.state.key, rec)
+	sb.retake = nil
 	return nil
 }
 
@@ -152,6 +154,10 @@ func (sb *stageBuilder) tryCached(p *progress.Step, key cache.Key, createdBy, po
 	if !sb.cache.enabled {
 		return false
 	}
+	if key, rec, ok := sb.retakeHit(inputs); ok {
+		sb.hit(key, rec, createdBy, p, pos, inputs)
+		return true
+	}
 	if reason := sb.cache.missReason(pos, inputs); p != nil {
 		p.SetReason(reason)
 		if sb.svc.opts.DebugCache {
@@ -163,9 +169,11 @@ func (sb *stageBuilder) tryCached(p *progress.Step, key cache.Key, createdBy, po
 
 // hit applies a cache hit for key.
 func (sb *stageBuilder) hit(key cache.Key, rec *cache.Record, createdBy string, p *progress.Step, pos string, inputs []cache.Input) {
-	sb.cache.hit(key, rec, pos, inputs)
+	parent := sb.state.key
+	sb.cache.hit(parent, key, rec, pos, inputs)
 	sb.apply(rec, createdBy)
-	sb.state.key = cache.After(sb.state.key, rec)
+	sb.state.key = cache.After(parent, rec)
+	sb.noteRetake(parent, key, rec)
 	if p != nil {
 		p.MarkCached()
 	}

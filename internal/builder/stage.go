@@ -169,6 +169,8 @@ type stageBuilder struct {
 	total int
 
 	cache *stepCache // finds and records the stage's steps
+	// retake is the last step, if it may take another layer (retake.go)
+	retake *retakePoint
 	// check state
 	seenCmd, seenEntrypoint, seenHealthcheck instructions.Command
 	workdirSet                               bool

@@ -79,6 +79,24 @@ func (c *stepCache) lookup(key cache.Key) (*cache.Record, bool) {
 	return rec, ok
 }
 
+// alternatives returns the other layers the import offers for key, when
+// the record of key came from the import (see retakePoint).
+func (c *stepCache) alternatives(key cache.Key) []cache.Exported {
+	if c.imported == nil {
+		return nil
+	}
+	if rec, ok := c.index.Get(key); ok && c.available(rec) {
+		return nil
+	}
+	return c.imported.Alternatives(key)
+}
+
+// take makes alt the record of key that the build used (see retakePoint).
+func (c *stepCache) take(key cache.Key, alt cache.Exported) {
+	c.imported.Take(key, alt)
+	c.used.Replace(c.stage, key, alt.Record)
+}
+
 // available reports whether a cache record's layer is still in the store:
 // as a blob (it is unpacked when needed), or for a layer recorded without
 // one, as its unpacked directory.
@@ -92,23 +110,25 @@ func (c *stepCache) available(rec *cache.Record) bool {
 	return c.store.HasBlob(rec.Layer.Digest)
 }
 
-// hit notes the use of rec, found for key at pos.
-func (c *stepCache) hit(key cache.Key, rec *cache.Record, pos string, inputs []cache.Input) {
+// hit notes the use of rec, found for key (a step on the filesystem
+// parent) at pos.
+func (c *stepCache) hit(parent, key cache.Key, rec *cache.Record, pos string, inputs []cache.Input) {
 	c.index.Touch(key)
-	c.used.Add(c.stage, key, *rec)
+	c.used.Add(c.stage, parent, key, *rec)
 	c.index.SetLast(pos, append(inputs, cache.Input{Name: "parent", Value: string(key)}))
 }
 
-// put records rec, a step made at pos, under key (and the pending alias).
-func (c *stepCache) put(key cache.Key, rec cache.Record, pos string, inputs []cache.Input) error {
+// put records rec, a step on the filesystem parent made at pos, under key
+// (and the pending alias).
+func (c *stepCache) put(parent, key cache.Key, rec cache.Record, pos string, inputs []cache.Input) error {
 	if err := c.index.Put(key, &rec); err != nil {
 		return err
 	}
-	c.used.Add(c.stage, key, rec)
+	c.used.Add(c.stage, parent, key, rec)
 	if c.alias != "" {
 		// also findable by the cheap key (see tryAlias)
 		if err := c.index.Put(c.alias, &rec); err == nil {
-			c.used.Add(c.stage, c.alias, rec)
+			c.used.Add(c.stage, parent, c.alias, rec)
 		}
 	}
 	c.index.SetLast(pos, append(inputs, cache.Input{Name: "parent", Value: string(key)}))

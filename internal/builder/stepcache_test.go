@@ -45,19 +45,19 @@ func TestStepCache(t *testing.T) {
 	if _, _, _, ok := c.tryAlias(parent, aliasIn); ok {
 		t.Fatal("alias hit in an empty cache")
 	}
-	if err := c.put(key, cache.Record{}, pos, all); err != nil {
+	if err := c.put(parent, key, cache.Record{}, pos, all); err != nil {
 		t.Fatal(err)
 	}
 	c.endStep()
 	if rec, ok := c.find(key); !ok || rec.Layer != nil {
 		t.Fatalf("find after put: %v %v", rec, ok)
 	}
-	c.hit(key, &cache.Record{}, pos, all)
+	c.hit(parent, key, &cache.Record{}, pos, all)
 	aliasKey, aliasAll, rec, ok := c.tryAlias(parent, aliasIn)
 	if !ok || rec.Layer != nil {
 		t.Fatalf("alias lookup: %+v %v", rec, ok)
 	}
-	c.hit(aliasKey, rec, pos+"-alias", aliasAll)
+	c.hit(parent, aliasKey, rec, pos+"-alias", aliasAll)
 	if n := len(c.used.Select("max", nil, nil)); n != 2 {
 		t.Errorf("%d records noted for export, want the step and its alias", n)
 	}

@@ -5,31 +5,43 @@ import (
 	"time"
 )
 
-// Merge returns the union of the records of exps, one per key. Where two
-// exports hold a key, the record used last wins (then the one made last,
-// then the one of the later export), so merging is the same in any order
-// but for records of one key that differ: a step that is not reproducible
-// gives each builder another layer, and one of them is kept. Records come
-// out sorted by key, so equal inputs give equal bytes.
+// Merge returns the union of the records of exps, one per key and layer:
+// a step that is not reproducible, run by two builders at once, gives its
+// key two layers, and both stay, as the records after it follow one or
+// the other (an import picks the one more steps were built on). Of equal
+// records the one used last is kept (then the one made last), so merging
+// is the same in any order. Records come out sorted by key and layer, so
+// equal inputs give equal bytes.
 func Merge(exps ...Export) []Exported {
-	byKey := map[Key]Exported{}
+	type id struct {
+		key   Key
+		layer string
+	}
+	byID := map[id]Exported{}
 	for _, e := range exps {
 		for _, r := range e.Records {
-			old, ok := byKey[r.Key]
+			k := id{r.Key, layerDigest(r)}
+			old, ok := byID[k]
 			if !ok || newer(r, old) {
-				byKey[r.Key] = r
+				byID[k] = r
 			}
 		}
 	}
-	out := make([]Exported, 0, len(byKey))
-	for _, r := range byKey {
+	out := make([]Exported, 0, len(byID))
+	for _, r := range byID {
 		out = append(out, r)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Key != out[j].Key {
+			return out[i].Key < out[j].Key
+		}
+		return layerDigest(out[i]) < layerDigest(out[j])
+	})
 	return out
 }
 
-// newer reports whether a should replace b, records of one key.
+// newer reports whether a was used (else made) after b; of equal times,
+// the one with the greater layer digest, so that the order is total.
 func newer(a, b Exported) bool {
 	if !a.Used.Equal(b.Used) {
 		return a.Used.After(b.Used)
@@ -37,9 +49,11 @@ func newer(a, b Exported) bool {
 	if !a.Record.Created.Equal(b.Record.Created) {
 		return a.Record.Created.After(b.Record.Created)
 	}
-	da, db := layerDigest(a), layerDigest(b)
-	return da > db
+	return layerDigest(a) > layerDigest(b)
 }
+
+// Newer reports whether a was used (else made) after b.
+func Newer(a, b Exported) bool { return newer(a, b) }
 
 func layerDigest(e Exported) string {
 	if e.Record.Layer == nil {
@@ -102,4 +116,52 @@ func used(r Exported) time.Time {
 		return r.Record.Created
 	}
 	return r.Used
+}
+
+// Chains ranks records of one key by how many recorded steps follow
+// them: the records of a step form a tree through the filesystems they
+// leave (After), and of two layers recorded for one key (two builders ran
+// a step that is not reproducible at once), the one more recorded steps
+// were built on is the one to take: it is the one most builds went
+// through, so the steps after it most likely hit.
+type Chains struct {
+	children map[Key][]Exported // by the filesystem a step starts from
+	memo     map[Key]int
+}
+
+// NewChains indexes recs by their Parent.
+func NewChains(recs []Exported) *Chains {
+	c := &Chains{children: map[Key][]Exported{}, memo: map[Key]int{}}
+	for _, r := range recs {
+		if r.Parent != "" {
+			c.children[r.Parent] = append(c.children[r.Parent], r)
+		}
+	}
+	return c
+}
+
+// Weight is how many recorded steps follow r (0 for a record with no
+// Parent, or none after it).
+func (c *Chains) Weight(r Exported) int {
+	if r.Parent == "" {
+		return 0
+	}
+	return c.weight(After(r.Parent, &r.Record))
+}
+
+func (c *Chains) weight(state Key) int {
+	if w, ok := c.memo[state]; ok {
+		return w // known, or being counted: a step that changed nothing leads back here
+	}
+	c.memo[state] = 0
+	n := 0
+	for _, ch := range c.children[state] {
+		if next := After(state, &ch.Record); next != state {
+			n += 1 + c.weight(next)
+		} else {
+			n++
+		}
+	}
+	c.memo[state] = n
+	return n
 }

@@ -17,14 +17,38 @@ func rec(key string, used time.Time, d string, size int64) Exported {
 	return e
 }
 
-func TestMergeNewestWinsInAnyOrder(t *testing.T) {
+// Merge keeps one record per key and layer, the one used last, in any
+// order: two layers for one key both stay.
+func TestMergeKeepsEachLayerOnce(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	a := Export{Records: []Exported{rec("k1", t0, "old", 1), rec("k2", t0, "x", 1)}}
-	b := Export{Records: []Exported{rec("k1", t0.Add(time.Hour), "new", 1), rec("k3", t0, "", 0)}}
+	b := Export{Records: []Exported{rec("k1", t0.Add(time.Hour), "new", 1), rec("k2", t0.Add(time.Hour), "x", 1), rec("k3", t0, "", 0)}}
 	for _, m := range [][]Exported{Merge(a, b), Merge(b, a)} {
-		if len(m) != 3 || m[0].Key != "k1" || m[0].Record.Layer.Digest != digest.FromString("new") {
+		if len(m) != 4 || m[0].Key != "k1" || m[1].Key != "k1" || m[2].Key != "k2" || !m[2].Used.Equal(t0.Add(time.Hour)) {
 			t.Fatalf("merge: %+v", m)
 		}
+	}
+}
+
+// Of two layers recorded for one key, Chains ranks first the one more
+// recorded steps follow.
+func TestChainsWeight(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	withParent := func(e Exported, parent Key) Exported { e.Parent = parent; return e }
+	a := withParent(rec("k", t0, "a", 1), "p")
+	b := withParent(rec("k", t0, "b", 1), "p")
+	sb := After("p", &b.Record)
+	next := withParent(rec("k2", t0, "n", 1), sb)
+	sn := After(sb, &next.Record)
+	empty := withParent(rec("k3", t0, "", 0), sn) // changes nothing
+	last := withParent(rec("k4", t0, "l", 1), sn)
+	other := withParent(rec("k5", t0, "o", 1), sn)
+	c := NewChains([]Exported{a, b, next, empty, last, other})
+	if wa, wb := c.Weight(a), c.Weight(b); wa != 0 || wb != 4 {
+		t.Errorf("weights %d (no step after it) and %d, want 0 and 4", wa, wb)
+	}
+	if w := c.Weight(rec("x", t0, "x", 1)); w != 0 {
+		t.Errorf("a record without parent has weight %d", w)
 	}
 }
 

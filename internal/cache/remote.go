@@ -25,6 +25,12 @@ type Exported struct {
 	// Used is when a build last used or made the record, as far as the
 	// export knows: what a bounded shared cache keeps the newest of.
 	Used time.Time `json:"used,omitzero"`
+	// Parent is the key of the filesystem the step started from (After
+	// gives the one it leaves), so that an import can follow chains: two
+	// builders that ran a step at once can record two layers for its key
+	// (other file times), and only one of them leads to the records of
+	// the steps after it.
+	Parent Key `json:"parent,omitempty"`
 }
 
 // Export is the content of a cache config blob (and of the inline label).

@@ -29,14 +29,27 @@ type Used struct {
 	byStage map[int][]cache.Exported
 }
 
-// Add notes a record stage used or made.
-func (u *Used) Add(stage int, key cache.Key, rec cache.Record) {
+// Add notes a record stage used or made for key, a step on the
+// filesystem parent.
+func (u *Used) Add(stage int, parent, key cache.Key, rec cache.Record) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.byStage == nil {
 		u.byStage = map[int][]cache.Exported{}
 	}
-	u.byStage[stage] = append(u.byStage[stage], cache.Exported{Key: key, Record: rec})
+	u.byStage[stage] = append(u.byStage[stage], cache.Exported{Key: key, Record: rec, Parent: parent})
+}
+
+// Replace makes rec the record noted for key in stage (an alternative
+// layer taken after the fact: see remote.Imported.Take).
+func (u *Used) Replace(stage int, key cache.Key, rec cache.Record) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for i, e := range u.byStage[stage] {
+		if e.Key == key {
+			u.byStage[stage][i].Record = rec
+		}
+	}
 }
 
 // SetBlob gives the blob m to the records noted for its diffID without a

@@ -26,7 +26,7 @@ type fetchFunc func(ctx context.Context, d digest.Digest) (io.ReadCloser, error)
 // offer is a cache record offered by a --cache-from source, with the way
 // to fetch its layer blob.
 type offer struct {
-	rec   cache.Record
+	exp   cache.Exported
 	fetch fetchFunc
 }
 
@@ -36,7 +36,8 @@ type Imported struct {
 	index *cache.Index
 
 	mu       sync.Mutex
-	offers   map[cache.Key]offer
+	offers   map[cache.Key][]offer              // one per layer recorded for the key
+	chains   *cache.Chains                      // of every offer; nil: to make again
 	fetchers map[digest.Digest]fetchFunc        // blobs of records looked up
 	pending  map[digest.Digest][]cache.Exported // records looked up whose blob is not here yet
 }
@@ -90,12 +91,64 @@ func (im *Imported) Add(img v1.Image) (int, error) {
 	im.mu.Lock()
 	defer im.mu.Unlock()
 	if im.offers == nil {
-		im.offers = map[cache.Key]offer{}
+		im.offers = map[cache.Key][]offer{}
+		im.fetchers = map[digest.Digest]fetchFunc{}
+		im.pending = map[digest.Digest][]cache.Exported{}
 	}
 	for _, e := range exp.Records {
-		im.offers[e.Key] = offer{rec: e.Record, fetch: fetch}
+		im.offers[e.Key] = addOffer(im.offers[e.Key], offer{exp: e, fetch: fetch})
 	}
+	im.chains = nil
 	return len(exp.Records), nil
+}
+
+// addOffer adds o to os, replacing an offer of the same layer.
+func addOffer(os []offer, o offer) []offer {
+	for i, old := range os {
+		if sameLayer(old.exp.Record.Layer, o.exp.Record.Layer) {
+			if cache.Newer(o.exp, old.exp) {
+				os[i] = o
+			}
+			return os
+		}
+	}
+	return append(os, o)
+}
+
+func sameLayer(a, b *cache.Layer) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Digest == b.Digest
+}
+
+// best returns the offer of key to take: of several layers recorded for
+// it, the one most recorded steps follow (cache.Chains), then the one
+// used last. Called with im.mu held.
+func (im *Imported) best(key cache.Key) (offer, bool) {
+	os := im.offers[key]
+	if len(os) <= 1 {
+		if len(os) == 0 {
+			return offer{}, false
+		}
+		return os[0], true
+	}
+	if im.chains == nil {
+		var all []cache.Exported
+		for _, list := range im.offers {
+			for _, o := range list {
+				all = append(all, o.exp)
+			}
+		}
+		im.chains = cache.NewChains(all)
+	}
+	pick, weight := os[0], im.chains.Weight(os[0].exp)
+	for _, o := range os[1:] {
+		if w := im.chains.Weight(o.exp); w > weight || w == weight && cache.Newer(o.exp, pick.exp) {
+			pick, weight = o, w
+		}
+	}
+	return pick, true
 }
 
 // Lookup returns the record of key that a source offers. Its layer is not
@@ -105,21 +158,17 @@ func (im *Imported) Add(img v1.Image) (int, error) {
 // has its blob, so the local index never points at a missing blob.
 func (im *Imported) Lookup(key cache.Key) (*cache.Record, bool) {
 	im.mu.Lock()
-	o, ok := im.offers[key]
-	if ok && o.rec.Layer != nil {
-		d := o.rec.Layer.Digest
-		if im.fetchers == nil {
-			im.fetchers = map[digest.Digest]fetchFunc{}
-			im.pending = map[digest.Digest][]cache.Exported{}
-		}
+	o, ok := im.best(key)
+	if ok && o.exp.Record.Layer != nil {
+		d := o.exp.Record.Layer.Digest
 		im.fetchers[d] = o.fetch
-		im.pending[d] = append(im.pending[d], cache.Exported{Key: key, Record: o.rec})
+		im.pending[d] = append(im.pending[d], cache.Exported{Key: key, Record: o.exp.Record})
 	}
 	im.mu.Unlock()
 	if !ok {
 		return nil, false
 	}
-	rec := o.rec
+	rec := o.exp.Record
 	if rec.Layer == nil {
 		im.index.Put(key, &rec)
 	}
@@ -132,6 +181,38 @@ func (im *Imported) Offers(d digest.Digest) bool {
 	im.mu.Lock()
 	defer im.mu.Unlock()
 	return im.fetchers[d] != nil
+}
+
+// Alternatives returns the other records offered for key, beyond the one
+// Lookup gives: other layers of a step that is not reproducible, which
+// the steps after it may have been built on (see Take).
+func (im *Imported) Alternatives(key cache.Key) []cache.Exported {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	best, ok := im.best(key)
+	if !ok || len(im.offers[key]) < 2 {
+		return nil
+	}
+	var out []cache.Exported
+	for _, o := range im.offers[key] {
+		if !sameLayer(o.exp.Record.Layer, best.exp.Record.Layer) {
+			out = append(out, o.exp)
+		}
+	}
+	return out
+}
+
+// Take makes e, an alternative record of key, the one used: Fetch gets
+// its layer and records it, as Lookup does for the one it gives.
+func (im *Imported) Take(key cache.Key, e cache.Exported) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	for _, o := range im.offers[key] {
+		if l := o.exp.Record.Layer; l != nil && sameLayer(l, e.Record.Layer) {
+			im.fetchers[l.Digest] = o.fetch
+			im.pending[l.Digest] = append(im.pending[l.Digest], cache.Exported{Key: key, Record: o.exp.Record})
+		}
+	}
 }
 
 // Fetch makes sure the layer blob d is in st, fetching it from the source

@@ -145,11 +145,11 @@ func TestUsed(t *testing.T) {
 	var u Used
 	inFinal := layer.Blob{Digest: "sha256:f", DiffID: "sha256:fd"}
 	lazy := &cache.Layer{Blob: layer.Blob{DiffID: "sha256:ld"}}
-	u.Add(0, "final", cache.Record{Layer: &cache.Layer{Blob: inFinal}})
-	u.Add(0, "final", cache.Record{Layer: &cache.Layer{Blob: inFinal}}) // noted twice, exported once
-	u.Add(0, "chain-empty", cache.Record{})
-	u.Add(1, "other-empty", cache.Record{})
-	u.Add(1, "lazy", cache.Record{Layer: lazy})
+	u.Add(0, "", "final", cache.Record{Layer: &cache.Layer{Blob: inFinal}})
+	u.Add(0, "", "final", cache.Record{Layer: &cache.Layer{Blob: inFinal}}) // noted twice, exported once
+	u.Add(0, "", "chain-empty", cache.Record{})
+	u.Add(1, "", "other-empty", cache.Record{})
+	u.Add(1, "", "lazy", cache.Record{Layer: lazy})
 	keys := func(recs []cache.Exported) []string {
 		var out []string
 		for _, e := range recs {
