@@ -11,8 +11,8 @@
 //     moment it is tagged, every reader sees it, so no record is lost
 //     whatever happens to the shared tag;
 //   - merged into TAG: the union of TAG's records and of every journal
-//     TAG does not list yet, bounded by max-size and max-age, naming the
-//     journals it covers. It is put, read back after a short random wait,
+//     TAG does not list yet (cache.Merge: one record per key and layer),
+//     bounded by max-size and max-age, naming the journals it covers. It is put, read back after a short random wait,
 //     and merged again while it does not cover the journal.
 //
 // A reader takes TAG and the journals TAG does not cover (one listing of
