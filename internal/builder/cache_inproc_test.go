@@ -260,6 +260,13 @@ func TestParseCacheSpec(t *testing.T) {
 		{"type=gha", CacheSpec{}, "type must be registry, local or inline"},
 		{"type=local,dest=/d,mode=all", CacheSpec{}, "mode must be min or max"},
 		{"type=local,dest=/d,color=red", CacheSpec{}, `unknown key "color"`},
+		{"type=registry,ref=r/c,mode=max,max-size=2GiB,max-age=7d,ignore-error=true",
+			CacheSpec{Type: "registry", Ref: "r/c", Mode: "max", Bounds: cache.Bounds{MaxSize: 2 << 30, MaxAge: 7 * 24 * time.Hour}, IgnoreError: true}, ""},
+		{"type=registry,ref=r/c,max-age=90m", CacheSpec{Type: "registry", Ref: "r/c", Mode: "min", Bounds: cache.Bounds{MaxAge: 90 * time.Minute}}, ""},
+		{"type=registry,ref=r/c,max-size=lots", CacheSpec{}, "max-size=lots is not a size"},
+		{"type=registry,ref=r/c,max-age=-1d", CacheSpec{}, "not a duration"},
+		{"type=registry,ref=r/c,ignore-error=maybe", CacheSpec{}, "not true or false"},
+		{"type=inline,max-size=1GB", CacheSpec{}, "bound a registry or local cache"},
 	} {
 		got, err := ParseCacheSpec(tc.in)
 		switch {

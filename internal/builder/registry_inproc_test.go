@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/strata-build/strata/internal/image"
@@ -293,6 +294,38 @@ func TestInprocCacheTwoLayersForAKey(t *testing.T) {
 		e.withRegistry(reg)
 		r := e.mustBuild(dfs[n], nil, func(o *Options) { o.CacheFrom = []CacheSpec{{Type: "registry", Ref: ref}} })
 		wantCached(t, "Dockerfile "+n, r, []string{"RUN head -c 16", "RUN echo " + n}, nil)
+		if !reflect.DeepEqual(r.img.Layers, made[n].Layers) {
+			t.Errorf("Dockerfile %s from the cache: layers %v, built %v", n, r.img.Layers, made[n].Layers)
+		}
+	}
+}
+
+// As above, for a COPY --from a stage found by its alias (the source
+// stage's key): the builders' source stages differ, each alias names one
+// layer, and the other layers of the step are found under its content key.
+func TestInprocCacheTwoLayersForAnAlias(t *testing.T) {
+	t.Parallel()
+	reg := startRegistry(t)
+	ref := reg + "/cache/alias:c"
+	const shared = "FROM busybox AS t\nRUN head -c 8 /dev/urandom > /junk && echo fixed > /f\nFROM busybox\nCOPY --from=t /f /out/f\n"
+	dfs := map[string]string{"a": shared + "RUN echo a > /a\n", "b": shared + "RUN echo b > /b\n"}
+	made := map[string]*image.Image{}
+	for i, n := range []string{"a", "b"} {
+		if i > 0 {
+			time.Sleep(1100 * time.Millisecond) // /out's time differs: another layer for the COPY
+		}
+		e := newInprocEnv(t)
+		e.withRegistry(reg)
+		made[n] = e.mustBuild(dfs[n], nil, func(o *Options) { o.CacheTo = []CacheSpec{{Type: "registry", Ref: ref, Mode: "max"}} }).img
+	}
+	if made["a"].Layers[1].Digest == made["b"].Layers[1].Digest {
+		t.Fatal("the COPY gave one layer twice")
+	}
+	for _, n := range []string{"a", "b"} {
+		e := newInprocEnv(t)
+		e.withRegistry(reg)
+		r := e.mustBuild(dfs[n], nil, func(o *Options) { o.CacheFrom = []CacheSpec{{Type: "registry", Ref: ref}} })
+		wantCached(t, "Dockerfile "+n, r, []string{"RUN head -c 8", "COPY --from=t", "RUN echo " + n}, nil)
 		if !reflect.DeepEqual(r.img.Layers, made[n].Layers) {
 			t.Errorf("Dockerfile %s from the cache: layers %v, built %v", n, r.img.Layers, made[n].Layers)
 		}

@@ -5,7 +5,8 @@ import (
 )
 
 // retakePoint is the last step of a stage that hit an imported record
-// while other layers were recorded for its key too: two builders ran a
+// while other layers were recorded for it too (under its key, or for a
+// step found by an alias, under its content key): two builders ran a
 // step that is not reproducible at once (other file times), and the
 // steps after it were recorded on one layer or the other. If the next
 // step misses on the layer taken, it is looked up on each other layer,
@@ -17,7 +18,7 @@ type retakePoint struct {
 	taken  cache.Key // the filesystem it left (cache.After)
 	layer  int       // its index in the stage's layers
 	hist   int       // its index in the image's history
-	alts   []cache.Exported
+	alts   []offered
 }
 
 // noteRetake remembers the step just applied from rec (hit under key, on
@@ -28,7 +29,7 @@ func (sb *stageBuilder) noteRetake(parent, key cache.Key, rec *cache.Record) {
 	if rec.Layer == nil {
 		return
 	}
-	alts := sb.cache.alternatives(key)
+	alts := sb.cache.alternatives(key, rec)
 	if len(alts) == 0 {
 		return
 	}
@@ -45,21 +46,18 @@ func (sb *stageBuilder) retakeHit(inputs []cache.Input) (cache.Key, *cache.Recor
 		return "", nil, false
 	}
 	for _, alt := range rp.alts {
-		if alt.Record.Layer == nil {
-			continue
-		}
-		state := cache.After(rp.parent, &alt.Record)
+		state := cache.After(rp.parent, &alt.exp.Record)
 		key := cache.NewKey(state, inputs...)
 		rec, ok := sb.cache.find(key)
 		if !ok {
 			continue
 		}
 		sb.cache.take(rp.key, alt)
-		l := alt.Record.Layer.Blob
+		l := alt.exp.Record.Layer.Blob
 		sb.state.layers[rp.layer] = l
 		sb.state.dirs[rp.layer] = sb.svc.store.LayerDir(l.DiffID)
-		if h := &sb.img.cfg.History[rp.hist]; !alt.Record.Created.IsZero() {
-			h.Created.Time = alt.Record.Created
+		if h := &sb.img.cfg.History[rp.hist]; !alt.exp.Record.Created.IsZero() {
+			h.Created.Time = alt.exp.Record.Created
 		}
 		sb.state.key = state
 		return key, rec, true

@@ -62,7 +62,9 @@ func (c *stepCache) find(key cache.Key) (*cache.Record, bool) {
 	}
 	rec, ok := c.lookup(key)
 	if ok && c.alias != "" {
-		c.index.Put(c.alias, rec)
+		a := *rec
+		a.Next = key
+		c.index.Put(c.alias, &a)
 	}
 	return rec, ok
 }
@@ -79,22 +81,48 @@ func (c *stepCache) lookup(key cache.Key) (*cache.Record, bool) {
 	return rec, ok
 }
 
-// alternatives returns the other layers the import offers for key, when
-// the record of key came from the import (see retakePoint).
-func (c *stepCache) alternatives(key cache.Key) []cache.Exported {
+// alternatives returns the other layers the import offers for the step
+// that hit rec under key, when rec came from the import (see
+// retakePoint): under key, and for an alias record under its content key
+// (rec.Next) too, each with the key it is offered under.
+func (c *stepCache) alternatives(key cache.Key, rec *cache.Record) []offered {
 	if c.imported == nil {
 		return nil
 	}
-	if rec, ok := c.index.Get(key); ok && c.available(rec) {
+	if local, ok := c.index.Get(key); ok && c.available(local) {
 		return nil
 	}
-	return c.imported.Alternatives(key)
+	var out []offered
+	seen := map[string]bool{string(rec.Layer.Digest): true}
+	for _, k := range []cache.Key{key, rec.Next} {
+		if k == "" {
+			continue
+		}
+		for _, e := range c.imported.Others(k, rec.Layer.Digest) {
+			if l := e.Record.Layer; l != nil && !seen[string(l.Digest)] {
+				seen[string(l.Digest)] = true
+				out = append(out, offered{key: k, exp: e})
+			}
+		}
+	}
+	return out
 }
 
-// take makes alt the record of key that the build used (see retakePoint).
-func (c *stepCache) take(key cache.Key, alt cache.Exported) {
-	c.imported.Take(key, alt)
-	c.used.Replace(c.stage, key, alt.Record)
+// offered is a record the import offers under key.
+type offered struct {
+	key cache.Key
+	exp cache.Exported
+}
+
+// take makes alt, offered for the step hit under key, the record the build
+// used (see retakePoint).
+func (c *stepCache) take(key cache.Key, alt offered) {
+	c.imported.Take(alt.key, alt.exp)
+	rec := alt.exp.Record
+	if alt.key != key {
+		rec.Next = alt.key
+	}
+	c.used.Replace(c.stage, key, rec)
 }
 
 // available reports whether a cache record's layer is still in the store:
@@ -127,8 +155,10 @@ func (c *stepCache) put(parent, key cache.Key, rec cache.Record, pos string, inp
 	c.used.Add(c.stage, parent, key, rec)
 	if c.alias != "" {
 		// also findable by the cheap key (see tryAlias)
-		if err := c.index.Put(c.alias, &rec); err == nil {
-			c.used.Add(c.stage, parent, c.alias, rec)
+		a := rec
+		a.Next = key
+		if err := c.index.Put(c.alias, &a); err == nil {
+			c.used.Add(c.stage, parent, c.alias, a)
 		}
 	}
 	c.index.SetLast(pos, append(inputs, cache.Input{Name: "parent", Value: string(key)}))

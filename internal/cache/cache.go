@@ -78,6 +78,10 @@ func (l *Layer) Lazy() bool { return l.Digest == "" }
 type Record struct {
 	Layer   *Layer    `json:"layer,omitempty"`
 	Created time.Time `json:"created"`
+	// Next, on an alias record (a step found by a cheap key, e.g. a COPY
+	// --from=stage by the source stage's key), is the step's content key:
+	// other layers recorded for the step are found under it.
+	Next Key `json:"next,omitempty"`
 }
 
 // After returns the key of the filesystem after a step on parent that

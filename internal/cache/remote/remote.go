@@ -183,19 +183,15 @@ func (im *Imported) Offers(d digest.Digest) bool {
 	return im.fetchers[d] != nil
 }
 
-// Alternatives returns the other records offered for key, beyond the one
-// Lookup gives: other layers of a step that is not reproducible, which
-// the steps after it may have been built on (see Take).
-func (im *Imported) Alternatives(key cache.Key) []cache.Exported {
+// Others returns the records offered for key whose layer is not d:
+// other layers of a step that is not reproducible, which the steps after
+// it may have been built on (see Take).
+func (im *Imported) Others(key cache.Key, d digest.Digest) []cache.Exported {
 	im.mu.Lock()
 	defer im.mu.Unlock()
-	best, ok := im.best(key)
-	if !ok || len(im.offers[key]) < 2 {
-		return nil
-	}
 	var out []cache.Exported
 	for _, o := range im.offers[key] {
-		if !sameLayer(o.exp.Record.Layer, best.exp.Record.Layer) {
+		if l := o.exp.Record.Layer; l != nil && l.Digest != d {
 			out = append(out, o.exp)
 		}
 	}

@@ -384,3 +384,74 @@ func TestUnmergedJournalIsRead(t *testing.T) {
 		t.Errorf("import reads %d images with %v; want the ref and the unmerged journal", imgs, keys)
 	}
 }
+
+// Imports that run while exports do never see half an export: every
+// image they get parses, and every layer it names can be fetched.
+func TestReadWhileWriting(t *testing.T) {
+	tr := newRegistry(t)
+	ref := tr.host + "/rw/cache:x"
+	exps := make([]cache.Export, 8)
+	for i := range exps {
+		exps[i] = tr.export(t, "rw/cache", fmt.Sprintf("w%d", i), 2)
+	}
+	done := make(chan struct{})
+	var writers, readers sync.WaitGroup
+	for i := range exps {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			if _, err := Publish(context.Background(), tr.client, ref, journalImage(t, exps[i]), fast()); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	var reads atomic.Int32
+	for r := 0; r < 4; r++ {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				imgs, err := Read(context.Background(), tr.client, ref)
+				if err != nil {
+					continue // nothing there yet
+				}
+				reads.Add(1)
+				for _, img := range imgs {
+					exp, err := exportOf(img)
+					if err != nil {
+						t.Errorf("an import read a cache it cannot parse: %v", err)
+						return
+					}
+					for _, rec := range exp.Records {
+						if rec.Record.Layer == nil {
+							continue
+						}
+						h, _ := v1.NewHash(string(rec.Record.Layer.Digest))
+						l, err := img.LayerByDigest(h)
+						if err == nil {
+							var rc interface{ Close() error }
+							if rc, err = l.Compressed(); err == nil {
+								rc.Close()
+							}
+						}
+						if err != nil {
+							t.Errorf("an import read a record whose layer is not there: %v", err)
+							return
+						}
+					}
+				}
+			}
+		}()
+	}
+	writers.Wait()
+	close(done)
+	readers.Wait()
+	if reads.Load() == 0 {
+		t.Error("no import ran while the exports did")
+	}
+}
