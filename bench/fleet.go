@@ -130,9 +130,13 @@ func fleetAgain(ctx context.Context, h *harness, members []fleetMember, proxies 
 			}
 		}
 	}
-	for _, p := range proxies {
-		pulled = append(pulled, float64(p.bytes.Load())/1e6)
+	var each []string
+	for i, p := range proxies {
+		mb := float64(p.bytes.Load()) / 1e6
+		pulled = append(pulled, mb)
+		each = append(each, fmt.Sprintf("%s %.1f", dockerfiles[i], mb))
 	}
+	logf("  %s: MB downloaded per member: %s", logPrefix, strings.Join(each, ", "))
 	return r, r.secs, hits, unchanged, pulled
 }
 

@@ -190,11 +190,28 @@ func (sb *stageBuilder) copyShortcut(ctx context.Context, p *progress.Step, ref 
 	if res == nil {
 		return false, nil
 	}
-	in := append(req.optionInputs(), cache.Input{Name: "from", Value: "stage " + string(res.key)})
-	for _, pat := range req.sources {
-		in = append(in, cache.Input{Name: "source " + pat})
+	aliasInputs := func(stageKey cache.Key) []cache.Input {
+		in := append(req.optionInputs(), cache.Input{Name: "from", Value: "stage " + string(stageKey)})
+		for _, pat := range req.sources {
+			in = append(in, cache.Input{Name: "source " + pat})
+		}
+		return in
 	}
-	return sb.tryAlias(p, req.createdBy, in), nil
+	if sb.tryAlias(p, req.createdBy, aliasInputs(res.key)) {
+		return true, nil
+	}
+	// the copy may have been recorded from another layer of the source
+	// stage's last step (retakeAlternatives): the copy is that of the
+	// same step's result all the same
+	for _, alt := range res.alts {
+		if sb.tryAlias(p, req.createdBy, aliasInputs(alt)) {
+			return true, nil
+		}
+	}
+	if len(res.alts) > 0 {
+		sb.tryAlias(p, req.createdBy, aliasInputs(res.key)) // the alias to record is the stage's own
+	}
+	return false, nil
 }
 
 // heredocItems writes heredoc sources as files into dir and returns them

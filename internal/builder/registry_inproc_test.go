@@ -8,14 +8,18 @@ package builder
 import (
 	"context"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/strata-build/strata/internal/cache"
+	"github.com/strata-build/strata/internal/cache/sharedcache"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/registry"
 	"github.com/strata-build/strata/internal/store"
 )
 
@@ -330,4 +334,69 @@ func TestInprocCacheTwoLayersForAnAlias(t *testing.T) {
 			t.Errorf("Dockerfile %s from the cache: layers %v, built %v", n, r.img.Layers, made[n].Layers)
 		}
 	}
+}
+
+// A source stage whose last step has two layers in the shared cache (two
+// builders ran it): a COPY --from it that was recorded from the other
+// layer is found by its alias there, without the stage's files.
+func TestInprocCacheCopyFromAStageWithTwoLayers(t *testing.T) {
+	t.Parallel()
+	reg := startRegistry(t)
+	ref := reg + "/cache/from:c"
+	const src = "FROM busybox AS b\nRUN head -c 8 /dev/urandom > /junk && echo fixed > /f\nFROM busybox\n"
+	dfs := map[string]string{"a": src + "COPY --from=b /f /f\nRUN echo a > /a\n", "b": src + "COPY --from=b /f /g\n"}
+	for _, n := range []string{"a", "b"} {
+		e := newInprocEnv(t)
+		e.withRegistry(reg)
+		e.mustBuild(dfs[n], nil, func(o *Options) { o.CacheTo = []CacheSpec{{Type: "registry", Ref: ref, Mode: "max"}} })
+	}
+	byKey := map[cache.Key][]digest.Digest{}
+	for _, e := range readCacheRecords(t, reg, ref) {
+		if l := e.Record.Layer; l != nil {
+			byKey[e.Key] = append(byKey[e.Key], l.Digest)
+		}
+	}
+	var stageLayers []digest.Digest // the two layers of b's RUN: its key's
+	for _, ds := range byKey {
+		if len(ds) == 2 {
+			stageLayers = append(stageLayers, ds...)
+		}
+	}
+	if len(stageLayers) != 2 {
+		t.Fatalf("want one key with two layers, have %v", byKey)
+	}
+	for _, n := range []string{"a", "b"} {
+		e := newInprocEnv(t)
+		e.withRegistry(reg)
+		r := e.mustBuild(dfs[n], nil, func(o *Options) { o.CacheFrom = []CacheSpec{{Type: "registry", Ref: ref}} })
+		wantCached(t, "Dockerfile "+n, r, []string{"RUN head -c 8", "COPY --from=b"}, nil)
+		for _, d := range stageLayers {
+			if e.s.HasBlob(d) && !slices.ContainsFunc(r.img.Layers, func(l image.Layer) bool { return l.Digest == d }) {
+				t.Errorf("Dockerfile %s: the layer %s of stage b was fetched, though nothing needed its files\n%s", n, d, r.log())
+			}
+		}
+	}
+}
+
+// readCacheRecords returns the records an import of ref sees.
+func readCacheRecords(t *testing.T, reg, ref string) []cache.Exported {
+	t.Helper()
+	rc := registry.New(registry.Config{Registries: map[string]registry.Host{reg: {Insecure: true}}})
+	imgs, err := sharedcache.Read(context.Background(), rc, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []cache.Exported
+	for _, img := range imgs {
+		raw, err := img.RawConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		exp, err := cache.ParseExport(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, exp.Records...)
+	}
+	return out
 }

@@ -64,3 +64,19 @@ func (sb *stageBuilder) retakeHit(inputs []cache.Input) (cache.Key, *cache.Recor
 	}
 	return "", nil, false
 }
+
+// retakeAlternatives returns the filesystems the stage would have with
+// each other layer of its last step, when that step may still take one
+// (the stage ends on it): a step of another stage that copies from this
+// one was maybe recorded on one of them (copyShortcut).
+func (sb *stageBuilder) retakeAlternatives() []cache.Key {
+	rp := sb.retake
+	if rp == nil || sb.state.key != rp.taken {
+		return nil
+	}
+	out := make([]cache.Key, 0, len(rp.alts))
+	for _, alt := range rp.alts {
+		out = append(out, cache.After(rp.parent, &alt.exp.Record))
+	}
+	return out
+}

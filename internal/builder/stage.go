@@ -41,6 +41,9 @@ type stageResult struct {
 	unknownEnv bool
 	// key is the cache key of the stage's filesystem.
 	key cache.Key
+	// alts are the other filesystems the stage's last step may have left
+	// (retake.go): a COPY --from the stage looks its alias up on them too.
+	alts []cache.Key
 	// env and argOrder are the stage's state env (ENV and ARG values) and
 	// ARG declarations: a stage built FROM this one inherits them.
 	env      envList
@@ -231,6 +234,7 @@ func (r *run) buildStage(ctx context.Context, st *plan.Stage) (*stageResult, err
 	}
 	sb.state.env = sb.img.env
 	sb.state.argOrder = sb.img.argOrder
+	sb.state.alts = sb.retakeAlternatives()
 	return sb.state, nil
 }
 
