@@ -118,42 +118,41 @@ func (c *Client) newUploader(ctx context.Context, repo name.Repository, progress
 	return &uploader{client: &http.Client{Transport: rt}, base: base, chunkSize: chunk, progress: progress, backoff: delay}, nil
 }
 
-// uploadParallel is how many blobs an uploader sends (or finds the
-// registry has) at once: a cache export of many layers the registry holds
-// already costs a few round trips, not one per layer.
-const uploadParallel = 4
+// existsParallel is how many blobs an uploader asks the registry about at
+// once: a cache export names many layers the registry holds already, and
+// one round trip for each in turn adds up.
+const existsParallel = 8
 
-// uploadAll uploads every blob the repository lacks, a few at a time; the
-// first failure stops the rest.
+// uploadAll uploads every blob the repository lacks: it asks about all of
+// them, a few at a time, then sends the missing ones one after another
+// (each resumable on its own).
 func (u *uploader) uploadAll(ctx context.Context, blobs []blob) error {
 	for _, b := range blobs {
 		u.total += b.size
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	sem := make(chan struct{}, uploadParallel)
+	have := make([]bool, len(blobs))
+	sem := make(chan struct{}, existsParallel)
 	var wg sync.WaitGroup
-	for _, b := range blobs {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
+	for i, b := range blobs {
 		wg.Add(1)
+		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := u.upload(ctx, b); err != nil {
-				cancel(fmt.Errorf("upload blob %s: %w", b.digest, err))
-			}
+			ok, err := u.exists(ctx, b.digest)
+			have[i] = err == nil && ok
 		}()
 	}
 	wg.Wait()
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return err
+	for i, b := range blobs {
+		if have[i] {
+			u.report(b.size)
+			continue
+		}
+		if err := u.upload(ctx, b); err != nil {
+			return fmt.Errorf("upload blob %s: %w", b.digest, err)
+		}
 	}
-	return ctx.Err()
+	return nil
 }
 
 func (u *uploader) report(n int64) {
@@ -165,12 +164,8 @@ func (u *uploader) report(n int64) {
 	}
 }
 
-// upload sends one blob unless the registry has it.
+// upload sends one blob.
 func (u *uploader) upload(ctx context.Context, b blob) error {
-	if ok, err := u.exists(ctx, b.digest); err == nil && ok {
-		u.report(b.size)
-		return nil
-	}
 	st := &blobUpload{u: u, b: b}
 	defer st.close()
 	for {
