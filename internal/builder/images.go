@@ -15,6 +15,7 @@ import (
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/registry"
 	"github.com/strata-build/strata/internal/source"
 	"github.com/strata-build/strata/internal/store"
 )
@@ -117,11 +118,17 @@ func (g *pullGroup) do(ctx context.Context, ref string, pull func() (*image.Imag
 
 // Pull fetches ref from its registry (or a mirror) into the store and tags it.
 func (b *Builder) Pull(ctx context.Context, ref string, plat v1.Platform, pr *progress.Printer) (*image.Image, error) {
+	return asStep(pr, "pull "+ref, func(step *progress.Step) (*image.Image, error) { return b.pull(ctx, ref, plat, step) })
+}
+
+// asStep runs fn as the progress step name of pr (fn gets nil, and no
+// step is shown, when pr is nil).
+func asStep(pr *progress.Printer, name string, fn func(*progress.Step) (*image.Image, error)) (*image.Image, error) {
 	var step *progress.Step
 	if pr != nil {
-		step = pr.Start("pull " + ref)
+		step = pr.Start(name)
 	}
-	img, err := b.pull(ctx, ref, plat, step)
+	img, err := fn(step)
 	if step != nil {
 		if err != nil {
 			step.Fail(err)
@@ -153,18 +160,28 @@ func (b *Builder) pull(ctx context.Context, ref string, plat v1.Platform, step *
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
-	desc := img.Descriptor
-	if index != nil { // the name means every platform: it names the index
-		d, err := b.Store.PutBlob(index.Raw)
-		if err != nil {
-			return nil, fmt.Errorf("pull %s: %w", ref, err)
-		}
-		desc = ocispec.Descriptor{MediaType: index.MediaType, Digest: d, Size: int64(len(index.Raw))}
+	desc, err := b.nameTarget(img, index)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	if err := b.Store.Tag(ref, desc); err != nil {
 		return nil, err
 	}
 	return img, nil
+}
+
+// nameTarget returns what a name pulled as img (from the image index
+// index, when the registry sent one) points to in the store: the name
+// means every platform, so the index, put into the store; else img.
+func (b *Builder) nameTarget(img *image.Image, index *registry.Manifest) (ocispec.Descriptor, error) {
+	if index == nil {
+		return img.Descriptor, nil
+	}
+	d, err := b.Store.PutBlob(index.Raw)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	return ocispec.Descriptor{MediaType: index.MediaType, Digest: d, Size: int64(len(index.Raw))}, nil
 }
 
 // LayerDirs unpacks (once, shared by every build) the layers of img and

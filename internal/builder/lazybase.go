@@ -37,25 +37,13 @@ type pendingName struct {
 	img  *image.Image
 }
 
-// resolve puts the config and manifest of ref for plat (and the index it
+// resolveLazy puts the config and manifest of ref for plat (and the index it
 // names, if any) into the store, offers its layers, and returns the image.
 func (b *Builder) resolveLazy(ctx context.Context, ref string, plat v1.Platform, pr *progress.Printer) (*image.Image, error) {
 	if b.Registry == nil {
 		return nil, fmt.Errorf("image %s is not in the store and no registry is configured", ref)
 	}
-	var step *progress.Step
-	if pr != nil {
-		step = pr.Start("resolve " + ref)
-	}
-	img, err := b.resolveLazyStep(ctx, ref, plat)
-	if step != nil {
-		if err != nil {
-			step.Fail(err)
-		} else {
-			step.Done()
-		}
-	}
-	return img, err
+	return asStep(pr, "resolve "+ref, func(*progress.Step) (*image.Image, error) { return b.resolveLazyStep(ctx, ref, plat) })
 }
 
 func (b *Builder) resolveLazyStep(ctx context.Context, ref string, plat v1.Platform) (*image.Image, error) {
@@ -67,13 +55,9 @@ func (b *Builder) resolveLazyStep(ctx context.Context, ref string, plat v1.Platf
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
-	desc := img.Descriptor
-	if index != nil {
-		d, err := b.Store.PutBlob(index.Raw)
-		if err != nil {
-			return nil, fmt.Errorf("pull %s: %w", ref, err)
-		}
-		desc = ocispec.Descriptor{MediaType: index.MediaType, Digest: d, Size: int64(len(index.Raw))}
+	desc, err := b.nameTarget(img, index)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	bb := &b.bases
 	bb.mu.Lock()

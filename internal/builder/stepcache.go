@@ -33,6 +33,9 @@ type stepCache struct {
 	dockerfileID, stageName string
 	// alias is the cheap key of the current step (see tryAlias), "" if none
 	alias cache.Key
+	// fromImport tells that the record the last lookup found came from
+	// the import, not the local index (see alternatives)
+	fromImport bool
 }
 
 // commonInputs are the cache key inputs every step that makes a layer has:
@@ -75,8 +78,10 @@ func (c *stepCache) lookup(key cache.Key) (*cache.Record, bool) {
 	if ok && !c.available(rec) {
 		ok = false
 	}
+	c.fromImport = false
 	if !ok && c.imported != nil {
 		rec, ok = c.imported.Lookup(key)
+		c.fromImport = ok
 	}
 	return rec, ok
 }
@@ -86,10 +91,7 @@ func (c *stepCache) lookup(key cache.Key) (*cache.Record, bool) {
 // retakePoint): under key, and for an alias record under its content key
 // (rec.Next) too, each with the key it is offered under.
 func (c *stepCache) alternatives(key cache.Key, rec *cache.Record) []offered {
-	if c.imported == nil {
-		return nil
-	}
-	if local, ok := c.index.Get(key); ok && c.available(local) {
+	if c.imported == nil || !c.fromImport {
 		return nil
 	}
 	var out []offered

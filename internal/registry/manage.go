@@ -72,25 +72,13 @@ func (c *Client) OpenBlob(ctx context.Context, ref string, d v1.Hash) (io.ReadCl
 	if err != nil {
 		return nil, err
 	}
-	cands, err := c.candidates(r)
-	if err != nil {
-		return nil, err
-	}
-	var errs []error
-	for _, cand := range cands {
+	return firstCandidate(ctx, c, r, fmt.Sprintf("fetch %s@%s", r.Context().Name(), d), func(cand name.Reference) (io.ReadCloser, error) {
 		l, err := remote.Layer(cand.Context().Digest(d.String()), c.options(ctx)...)
-		if err == nil {
-			var rc io.ReadCloser
-			if rc, err = l.Compressed(); err == nil {
-				return rc, nil
-			}
+		if err != nil {
+			return nil, err
 		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", cand.Context().RegistryStr(), describe(err)))
-	}
-	return nil, fmt.Errorf("fetch %s@%s: %w", r.Context().Name(), d, errors.Join(errs...))
+		return l.Compressed()
+	})
 }
 
 // IsNotFound reports whether err says that what was asked for is not in

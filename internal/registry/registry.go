@@ -217,22 +217,15 @@ func (c *Client) ImageAndIndex(ctx context.Context, ref string, platform v1.Plat
 	if err != nil {
 		return nil, nil, err
 	}
-	cands, err := c.candidates(r)
-	if err != nil {
-		return nil, nil, err
+	type result struct {
+		img   v1.Image
+		index *Manifest
 	}
-	var errs []error
-	for _, cand := range cands {
+	res, err := firstCandidate(ctx, c, r, "pull "+r.Name(), func(cand name.Reference) (result, error) {
 		img, index, err := c.imageAndIndex(ctx, cand, platform)
-		if err == nil {
-			return img, index, nil
-		}
-		if ctx.Err() != nil {
-			return nil, nil, ctx.Err()
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", cand.Context().RegistryStr(), describe(err)))
-	}
-	return nil, nil, fmt.Errorf("pull %s: %w", r.Name(), errors.Join(errs...))
+		return result{img, index}, err
+	})
+	return res.img, res.index, err
 }
 
 func (c *Client) imageAndIndex(ctx context.Context, ref name.Reference, platform v1.Platform) (v1.Image, *Manifest, error) {
@@ -347,22 +340,32 @@ func (c *Client) Get(ctx context.Context, ref string) (*remote.Descriptor, error
 	if err != nil {
 		return nil, err
 	}
+	return firstCandidate(ctx, c, r, "get "+r.Name(), func(cand name.Reference) (*remote.Descriptor, error) {
+		return remote.Get(cand, c.options(ctx)...)
+	})
+}
+
+// firstCandidate runs try on each candidate of r (its mirrors, then r)
+// until one works, and returns what that gave; the error of all failing
+// names each candidate's registry, under what.
+func firstCandidate[T any](ctx context.Context, c *Client, r name.Reference, what string, try func(name.Reference) (T, error)) (T, error) {
+	var zero T
 	cands, err := c.candidates(r)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
 	var errs []error
 	for _, cand := range cands {
-		d, err := remote.Get(cand, c.options(ctx)...)
+		v, err := try(cand)
 		if err == nil {
-			return d, nil
+			return v, nil
 		}
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return zero, ctx.Err()
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", cand.Context().RegistryStr(), describe(err)))
 	}
-	return nil, fmt.Errorf("get %s: %w", r.Name(), errors.Join(errs...))
+	return zero, fmt.Errorf("%s: %w", what, errors.Join(errs...))
 }
 
 // PushImage uploads img as ref (any v1.Image, e.g. a cache manifest).

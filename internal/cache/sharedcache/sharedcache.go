@@ -264,7 +264,7 @@ func readJournals(ctx context.Context, reg *registry.Client, repo string, tags [
 				errs[i] = fmt.Errorf("journal %s: %w", t, err)
 				return
 			}
-			out[i] = journalExport{tag: t, exp: exp, written: written(img)}
+			out[i] = journalExport{tag: t, exp: exp, written: written(exp)}
 		}()
 	}
 	wg.Wait()
@@ -377,11 +377,7 @@ func exportOf(img v1.Image) (cache.Export, error) {
 }
 
 // written is when a journal was written: the latest use of its records.
-func written(img v1.Image) time.Time {
-	exp, err := exportOf(img)
-	if err != nil {
-		return time.Time{}
-	}
+func written(exp cache.Export) time.Time {
 	var w time.Time
 	for _, r := range exp.Records {
 		if r.Used.After(w) {

@@ -92,6 +92,28 @@ func journalImage(t *testing.T, exp cache.Export) v1.Image {
 	return img
 }
 
+// checkLayers fails the test unless every layer exp names is fetched
+// through img.
+func checkLayers(t *testing.T, img v1.Image, exp cache.Export, what string) {
+	t.Helper()
+	for _, r := range exp.Records {
+		if r.Record.Layer == nil {
+			continue
+		}
+		h, _ := v1.NewHash(string(r.Record.Layer.Digest))
+		l, err := img.LayerByDigest(h)
+		if err == nil {
+			var rc io.ReadCloser
+			if rc, err = l.Compressed(); err == nil {
+				rc.Close()
+			}
+		}
+		if err != nil {
+			t.Errorf("%s: layer of %s: %v", what, r.Key, err)
+		}
+	}
+}
+
 func fast() Options {
 	return Options{Settle: 30 * time.Millisecond}
 }
@@ -187,21 +209,7 @@ func TestMergedRefServesLayers(t *testing.T) {
 		t.Fatalf("read: %d images, %v", len(imgs), err)
 	}
 	exp, _ := exportOf(imgs[0])
-	for _, r := range exp.Records {
-		if r.Record.Layer == nil {
-			continue
-		}
-		h, _ := v1.NewHash(string(r.Record.Layer.Digest))
-		l, err := imgs[0].LayerByDigest(h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rc, err := l.Compressed()
-		if err != nil {
-			t.Fatalf("layer %s of the merged cache: %v", h, err)
-		}
-		rc.Close()
-	}
+	checkLayers(t, imgs[0], exp, "the merged cache")
 }
 
 // Journals covered by the ref and older than Grace are deleted by a later
@@ -317,21 +325,8 @@ func TestFailedExportKeepsPreviousCache(t *testing.T) {
 		}
 		for _, r := range exp.Records {
 			seen[r.Key] = true
-			if r.Record.Layer == nil {
-				continue
-			}
-			h, _ := v1.NewHash(string(r.Record.Layer.Digest))
-			l, err := img.LayerByDigest(h)
-			if err == nil {
-				var rc interface{ Close() error }
-				if rc, err = l.Compressed(); err == nil {
-					rc.Close()
-				}
-			}
-			if err != nil {
-				t.Errorf("layer of %s after the failed export: %v", r.Key, err)
-			}
 		}
+		checkLayers(t, img, exp, "after the failed export")
 	}
 	for _, r := range first.Records {
 		if !seen[r.Key] {
@@ -427,23 +422,7 @@ func TestReadWhileWriting(t *testing.T) {
 						t.Errorf("an import read a cache it cannot parse: %v", err)
 						return
 					}
-					for _, rec := range exp.Records {
-						if rec.Record.Layer == nil {
-							continue
-						}
-						h, _ := v1.NewHash(string(rec.Record.Layer.Digest))
-						l, err := img.LayerByDigest(h)
-						if err == nil {
-							var rc interface{ Close() error }
-							if rc, err = l.Compressed(); err == nil {
-								rc.Close()
-							}
-						}
-						if err != nil {
-							t.Errorf("an import read a record whose layer is not there: %v", err)
-							return
-						}
-					}
+					checkLayers(t, img, exp, "an import while exports run")
 				}
 			}
 		}()
