@@ -53,7 +53,6 @@ type fleetStats struct {
 	// hits of round 2 and 3 among their steps that round 1 built
 	hits2, unchanged2, hits3, unchanged3 int
 	pulled2, pulled3                     []float64 // MB of blobs per member
-	fleetErr                             string
 }
 
 func runFleet(ctx context.Context, h *harness, b builder, round int, rec func(string, result)) {
@@ -69,7 +68,6 @@ func runFleet(ctx context.Context, h *harness, b builder, round int, rec func(st
 		}
 	}()
 	if err != nil {
-		st.fleetErr = err.Error()
 		failAll(rec, "fleet: "+err.Error(), "round1", "round2")
 		return
 	}

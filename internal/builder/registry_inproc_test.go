@@ -388,11 +388,7 @@ func readCacheRecords(t *testing.T, reg, ref string) []cache.Exported {
 	}
 	var out []cache.Exported
 	for _, img := range imgs {
-		raw, err := img.RawConfigFile()
-		if err != nil {
-			t.Fatal(err)
-		}
-		exp, err := cache.ParseExport(raw)
+		exp, err := sharedcache.ExportOf(img)
 		if err != nil {
 			t.Fatal(err)
 		}

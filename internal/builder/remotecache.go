@@ -2,9 +2,9 @@ package builder
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -208,15 +208,6 @@ func (r *run) exportCaches(ctx context.Context, final []image.Layer) error {
 		if lazy {
 			recs = r.exportRecords(spec.Mode, final) // now naming the blobs made
 		}
-		if spec.Type == "local" { // a registry export fetches only what its registry lacks (writeCache)
-			for _, e := range recs {
-				if l := e.Record.Layer; l != nil {
-					if err := r.ensureBlob(ctx, l.Digest); err != nil {
-						return fmt.Errorf("--cache-to: %w", err)
-					}
-				}
-			}
-		}
 		if r.opts.cacheRecords != nil { // BuildIndex exports every platform's at once
 			r.opts.cacheRecords.add(i, recs, r.ensureBlob)
 			continue
@@ -232,22 +223,35 @@ func (r *run) exportCaches(ctx context.Context, final []image.Layer) error {
 type fetchFunc func(ctx context.Context, d digest.Digest) error
 
 // writeCache writes the cache export of recs where spec says (records of
-// one key and layer are kept once). A registry export is a journal merged
-// into the shared ref (package sharedcache); a layer imported from a cache
-// is not fetched for it unless the registry lacks it (then fetch gets it
-// and the export is tried again). With ignore-error=true a failure is a
-// warning.
+// one key and layer are kept once: cache.Merge). A registry export is a
+// journal merged into the shared ref (package sharedcache); a layer
+// imported from a cache is not fetched for it unless the registry lacks it
+// (then fetch gets it and the export is tried again). A local export
+// holds every blob, so fetch gets them first. With ignore-error=true a
+// failure is a warning.
 func (b *Builder) writeCache(ctx context.Context, spec CacheSpec, recs []cache.Exported, fetch fetchFunc, pr *progress.Printer) error {
-	err := b.writeCacheTo(ctx, spec, recs, pr)
-	if errors.Is(err, remote.ErrBlobMissing) && ctx.Err() == nil {
+	recs = cache.Merge(cache.Export{Records: recs})
+	fetchAll := func() error {
 		for _, e := range recs {
 			if l := e.Record.Layer; l != nil {
-				if ferr := fetch(ctx, l.Digest); ferr != nil {
-					return fmt.Errorf("--cache-to: %w", ferr)
+				if err := fetch(ctx, l.Digest); err != nil {
+					return fmt.Errorf("--cache-to: %w", err)
 				}
 			}
 		}
+		return nil
+	}
+	var err error
+	if spec.Type == "local" {
+		err = fetchAll()
+	}
+	if err == nil {
 		err = b.writeCacheTo(ctx, spec, recs, pr)
+	}
+	if errors.Is(err, remote.ErrBlobMissing) && ctx.Err() == nil {
+		if err = fetchAll(); err == nil {
+			err = b.writeCacheTo(ctx, spec, recs, pr)
+		}
 	}
 	if err != nil && spec.IgnoreError && ctx.Err() == nil {
 		pr.Logf("warning: %v (ignore-error=true)", err)
@@ -258,7 +262,7 @@ func (b *Builder) writeCache(ctx context.Context, spec CacheSpec, recs []cache.E
 
 func (b *Builder) writeCacheTo(ctx context.Context, spec CacheSpec, recs []cache.Exported, pr *progress.Printer) error {
 	now := time.Now().UTC().Truncate(time.Second) // when used, for max-age and max-size (not SOURCE_DATE_EPOCH)
-	recs = uniqueRecords(recs)
+	recs = slices.Clone(recs)
 	for i := range recs {
 		recs[i].Used = now
 	}
@@ -295,22 +299,6 @@ func (b *Builder) writeCacheTo(ctx context.Context, spec CacheSpec, recs []cache
 	}
 	pr.Logf("exported cache to %s: %d records, %d layers", spec.Dir, len(exp.Records), layers)
 	return nil
-}
-
-// uniqueRecords drops the repeats of a record (the same key and record,
-// as two platforms' builds of a shared stage give).
-func uniqueRecords(recs []cache.Exported) []cache.Exported {
-	seen := map[string]bool{}
-	out := recs[:0:0]
-	for _, e := range recs {
-		b, err := json.Marshal(e)
-		if err == nil && seen[string(b)] {
-			continue
-		}
-		seen[string(b)] = true
-		out = append(out, e)
-	}
-	return out
 }
 
 // inlineLabel returns the inline cache label value for the final image.

@@ -140,7 +140,6 @@ func (sb *stageBuilder) changeKeyed(ctx context.Context, p *progress.Step, creat
 	}
 	sb.apply(rec, createdBy)
 	sb.state.key = cache.After(sb.state.key, rec)
-	sb.retake = nil
 	return nil
 }
 

@@ -22,7 +22,7 @@ func Merge(exps ...Export) []Exported {
 		for _, r := range e.Records {
 			k := id{r.Key, layerDigest(r)}
 			old, ok := byID[k]
-			if !ok || newer(r, old) {
+			if !ok || Newer(r, old) {
 				byID[k] = r
 			}
 		}
@@ -40,9 +40,9 @@ func Merge(exps ...Export) []Exported {
 	return out
 }
 
-// newer reports whether a was used (else made) after b; of equal times,
+// Newer reports whether a was used (else made) after b; of equal times,
 // the one with the greater layer digest, so that the order is total.
-func newer(a, b Exported) bool {
+func Newer(a, b Exported) bool {
 	if !a.Used.Equal(b.Used) {
 		return a.Used.After(b.Used)
 	}
@@ -51,9 +51,6 @@ func newer(a, b Exported) bool {
 	}
 	return layerDigest(a) > layerDigest(b)
 }
-
-// Newer reports whether a was used (else made) after b.
-func Newer(a, b Exported) bool { return newer(a, b) }
 
 func layerDigest(e Exported) string {
 	if e.Record.Layer == nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/cache/sharedcache"
 	"github.com/strata-build/strata/internal/registry"
@@ -231,13 +232,9 @@ func checkNothingLost(t *testing.T, regAddr, ref string, journals map[string]boo
 		len(journals), len(exported), len(imgs), len(records(t, img)))
 }
 
-func records(t *testing.T, img interface{ RawConfigFile() ([]byte, error) }) []cache.Exported {
+func records(t *testing.T, img v1.Image) []cache.Exported {
 	t.Helper()
-	raw, err := img.RawConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	exp, err := cache.ParseExport(raw)
+	exp, err := sharedcache.ExportOf(img)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -159,10 +159,8 @@ func (im *Imported) best(key cache.Key) (offer, bool) {
 func (im *Imported) Lookup(key cache.Key) (*cache.Record, bool) {
 	im.mu.Lock()
 	o, ok := im.best(key)
-	if ok && o.exp.Record.Layer != nil {
-		d := o.exp.Record.Layer.Digest
-		im.fetchers[d] = o.fetch
-		im.pending[d] = append(im.pending[d], cache.Exported{Key: key, Record: o.exp.Record})
+	if ok {
+		im.use(key, o)
 	}
 	im.mu.Unlock()
 	if !ok {
@@ -204,10 +202,18 @@ func (im *Imported) Take(key cache.Key, e cache.Exported) {
 	im.mu.Lock()
 	defer im.mu.Unlock()
 	for _, o := range im.offers[key] {
-		if l := o.exp.Record.Layer; l != nil && sameLayer(l, e.Record.Layer) {
-			im.fetchers[l.Digest] = o.fetch
-			im.pending[l.Digest] = append(im.pending[l.Digest], cache.Exported{Key: key, Record: o.exp.Record})
+		if sameLayer(o.exp.Record.Layer, e.Record.Layer) {
+			im.use(key, o)
 		}
+	}
+}
+
+// use readies the layer of o, the record taken for key: Fetch gets its
+// blob from o's source and then records it. Called with im.mu held.
+func (im *Imported) use(key cache.Key, o offer) {
+	if l := o.exp.Record.Layer; l != nil {
+		im.fetchers[l.Digest] = o.fetch
+		im.pending[l.Digest] = append(im.pending[l.Digest], cache.Exported{Key: key, Record: o.exp.Record})
 	}
 }
 

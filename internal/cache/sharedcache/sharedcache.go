@@ -33,7 +33,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -100,18 +102,18 @@ type Result struct {
 // JournalTag returns the tag of the journal of tag whose manifest has
 // digest d: the tag, cut to leave room, then ".journal-" and 16 hex digits.
 func JournalTag(tag string, d v1.Hash) string {
-	if len(tag) > 100 {
-		tag = tag[:100]
-	}
-	return tag + journalInfix + d.Hex[:16]
+	return journalPrefix(tag) + d.Hex[:16]
+}
+
+// journalPrefix is what the journal tags of tag start with: the tag, cut
+// to leave room within the 128 characters of a tag, and ".journal-".
+func journalPrefix(tag string) string {
+	return tag[:min(len(tag), 100)] + journalInfix
 }
 
 // isJournal reports whether t is a journal tag of tag.
 func isJournal(tag, t string) bool {
-	if len(tag) > 100 {
-		tag = tag[:100]
-	}
-	rest, ok := strings.CutPrefix(t, tag+journalInfix)
+	rest, ok := strings.CutPrefix(t, journalPrefix(tag))
 	return ok && len(rest) == 16
 }
 
@@ -179,38 +181,22 @@ func Publish(ctx context.Context, reg *registry.Client, ref string, journal v1.I
 func merge(ctx context.Context, reg *registry.Client, repo, tag string, self cache.Journal, o Options) (int, error) {
 	start := time.Now()
 	ref := repo + ":" + tag
-	cur, err := readExport(ctx, reg, ref)
+	v, err := look(ctx, reg, repo, tag, true)
 	if err != nil {
 		return 0, err
 	}
-	tags, err := reg.Tags(ctx, ref)
+	journals := v.covered
+	if !hasJournal(journals, self.Tag) && !slices.Contains(v.uncovered, self.Tag) {
+		v.uncovered = append(v.uncovered, self.Tag) // the listing may lag behind the push
+	}
+	news, err := readJournals(ctx, reg, repo, v.uncovered)
 	if err != nil {
 		return 0, err
 	}
-	listed := map[string]bool{}
-	for _, t := range tags {
-		if isJournal(tag, t) {
-			listed[t] = true
-		}
-	}
-	exps := []cache.Export{cur}
-	var journals []cache.Journal
-	for _, j := range cur.Journals {
-		if listed[j.Tag] {
-			journals = append(journals, j) // still there: still covered
-			delete(listed, j.Tag)
-		}
-	}
-	if !hasJournal(journals, self.Tag) {
-		listed[self.Tag] = true // read it even if the listing lags behind the push
-	}
-	news, err := readJournals(ctx, reg, repo, keys(listed))
-	if err != nil {
-		return 0, err
-	}
+	exps := []cache.Export{v.exp}
 	for _, n := range news {
 		exps = append(exps, n.exp)
-		w := n.written
+		w := written(n.exp)
 		if n.tag == self.Tag {
 			w = self.Written
 		}
@@ -231,11 +217,54 @@ func merge(ctx context.Context, reg *registry.Client, repo, tag string, self cac
 	return len(merged.Records), nil
 }
 
+// view is what a shared cache ref holds at one moment.
+type view struct {
+	img       v1.Image        // TAG's image (nil: none): a strata cache, or an image with inline cache
+	exp       cache.Export    // its records, when it is a strata cache
+	covered   []cache.Journal // the journals TAG covers that are still listed
+	uncovered []string        // the listed journal tags TAG does not cover
+}
+
+// look reads TAG and lists its journals. With strict, a registry that
+// cannot list tags is an error; else TAG alone is the view.
+func look(ctx context.Context, reg *registry.Client, repo, tag string, strict bool) (view, error) {
+	ref := repo + ":" + tag
+	var v view
+	img, err := getImage(ctx, reg, ref)
+	if err != nil {
+		return v, err
+	}
+	v.img = img
+	if img != nil {
+		if exp, err := ExportOf(img); err == nil {
+			v.exp = exp
+		}
+	}
+	tags, err := reg.Tags(ctx, ref)
+	if err != nil && strict {
+		return v, err
+	}
+	listed := map[string]bool{}
+	for _, t := range tags {
+		if isJournal(tag, t) {
+			listed[t] = true
+		}
+	}
+	for _, j := range v.exp.Journals {
+		if listed[j.Tag] {
+			v.covered = append(v.covered, j)
+			delete(listed, j.Tag)
+		}
+	}
+	v.uncovered = slices.Sorted(maps.Keys(listed))
+	return v, nil
+}
+
 // journalExport is a journal read.
 type journalExport struct {
-	tag     string
-	exp     cache.Export
-	written time.Time
+	tag string
+	img v1.Image
+	exp cache.Export
 }
 
 // readJournals reads the journals tags of repo, a few at a time. A journal
@@ -259,12 +288,12 @@ func readJournals(ctx context.Context, reg *registry.Client, repo string, tags [
 				errs[i] = err
 				return
 			}
-			exp, err := exportOf(img)
+			exp, err := ExportOf(img)
 			if err != nil {
 				errs[i] = fmt.Errorf("journal %s: %w", t, err)
 				return
 			}
-			out[i] = journalExport{tag: t, exp: exp, written: written(exp)}
+			out[i] = journalExport{tag: t, img: img, exp: exp}
 		}()
 	}
 	wg.Wait()
@@ -295,40 +324,23 @@ func Read(ctx context.Context, reg *registry.Client, ref string) ([]v1.Image, er
 }
 
 func read(ctx context.Context, reg *registry.Client, repo, tag string) ([]v1.Image, error) {
-	ref := repo + ":" + tag
-	img, err := getImage(ctx, reg, ref)
+	v, err := look(ctx, reg, repo, tag, false) // journals are an addition: TAG alone still serves
+	if err != nil {
+		return nil, err
+	}
+	js, err := readJournals(ctx, reg, repo, v.uncovered)
 	if err != nil {
 		return nil, err
 	}
 	var imgs []v1.Image
-	covered := map[string]bool{}
-	if img != nil {
-		imgs = append(imgs, img) // a strata cache, or an image with inline cache
-		if exp, err := exportOf(img); err == nil {
-			for _, j := range exp.Journals {
-				covered[j.Tag] = true
-			}
-		}
+	if v.img != nil {
+		imgs = append(imgs, v.img)
 	}
-	tags, err := reg.Tags(ctx, ref)
-	if err != nil {
-		tags = nil // journals are an addition: ref alone still serves
-	}
-	for _, t := range tags {
-		if !isJournal(tag, t) || covered[t] {
-			continue
-		}
-		j, err := getImage(ctx, reg, repo+":"+t)
-		if err != nil {
-			return nil, err
-		}
-		if j == nil {
-			return nil, fmt.Errorf("%s: %w", t, errJournalGone)
-		}
-		imgs = append(imgs, j)
+	for _, j := range js {
+		imgs = append(imgs, j.img)
 	}
 	if len(imgs) == 0 {
-		return nil, fmt.Errorf("%s: no cache there (no such tag, and no journals of it)", ref)
+		return nil, fmt.Errorf("%s:%s: no cache there (no such tag, and no journals of it)", repo, tag)
 	}
 	return imgs, nil
 }
@@ -353,15 +365,16 @@ func readExport(ctx context.Context, reg *registry.Client, ref string) (cache.Ex
 	if err != nil || img == nil {
 		return cache.Export{}, err
 	}
-	exp, err := exportOf(img)
+	exp, err := ExportOf(img)
 	if err != nil {
 		return cache.Export{}, nil
 	}
 	return exp, nil
 }
 
-// exportOf reads the records of a cache image.
-func exportOf(img v1.Image) (cache.Export, error) {
+// ExportOf reads the records of a strata cache image (a journal, or a
+// merged ref).
+func ExportOf(img v1.Image) (cache.Export, error) {
 	m, err := img.Manifest()
 	if err != nil {
 		return cache.Export{}, err
@@ -423,14 +436,6 @@ func deleteOld(ctx context.Context, reg *registry.Client, repo string, js []cach
 		n++
 	}
 	return n
-}
-
-func keys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }
 
 // sleep waits a random time up to max, or until ctx ends.

@@ -127,7 +127,7 @@ func keysOf(t *testing.T, tr *testRegistry, ref string) (map[cache.Key]bool, int
 	}
 	keys := map[cache.Key]bool{}
 	for _, img := range imgs {
-		exp, err := exportOf(img)
+		exp, err := ExportOf(img)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -208,7 +208,7 @@ func TestMergedRefServesLayers(t *testing.T) {
 	if err != nil || len(imgs) != 1 {
 		t.Fatalf("read: %d images, %v", len(imgs), err)
 	}
-	exp, _ := exportOf(imgs[0])
+	exp, _ := ExportOf(imgs[0])
 	checkLayers(t, imgs[0], exp, "the merged cache")
 }
 
@@ -319,7 +319,7 @@ func TestFailedExportKeepsPreviousCache(t *testing.T) {
 	}
 	seen := map[cache.Key]bool{}
 	for _, img := range imgs {
-		exp, err := exportOf(img)
+		exp, err := ExportOf(img)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -417,7 +417,7 @@ func TestReadWhileWriting(t *testing.T) {
 				}
 				reads.Add(1)
 				for _, img := range imgs {
-					exp, err := exportOf(img)
+					exp, err := ExportOf(img)
 					if err != nil {
 						t.Errorf("an import read a cache it cannot parse: %v", err)
 						return
