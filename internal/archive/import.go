@@ -86,7 +86,7 @@ func importLayer(ctx context.Context, s *store.Store, src string, isDir bool, ep
 	defer w.Close()
 	var blob layer.Blob
 	if isDir {
-		blob, err = layer.Commit(ctx, src, w, layer.Gzip, layer.DiffOptions{Epoch: epoch})
+		blob, _, err = layer.Commit(ctx, src, w, layer.Gzip, layer.DiffOptions{Epoch: epoch})
 	} else {
 		blob, err = compressFile(ctx, src, w)
 	}

@@ -53,13 +53,13 @@ func statOf(fi os.FileInfo) statEntry {
 
 // FileSum returns the sha256 of the regular file at abs (fi is its Lstat).
 func (s *Sums) FileSum(abs string, fi os.FileInfo) (string, error) {
+	if sum, ok := s.Known(abs, fi); ok {
+		return sum, nil
+	}
 	cur := statOf(fi)
 	s.mu.Lock()
 	old, ok := s.entries[abs]
 	s.mu.Unlock()
-	if ok && old.Size == cur.Size && old.Mtime == cur.Mtime && old.Ctime == cur.Ctime && old.Ino == cur.Ino {
-		return old.Sum, nil
-	}
 	f, err := os.Open(abs)
 	if err != nil {
 		return "", err
@@ -79,6 +79,25 @@ func (s *Sums) FileSum(abs string, fi os.FileInfo) (string, error) {
 	s.mu.Unlock()
 	return cur.Sum, nil
 }
+
+// Known returns the checksum the stat cache holds for the file at abs when
+// its stat data is still fi's (so the file was not changed since it was
+// hashed), without reading the file.
+func (s *Sums) Known(abs string, fi os.FileInfo) (string, bool) {
+	cur := statOf(fi)
+	s.mu.Lock()
+	old, ok := s.entries[abs]
+	s.mu.Unlock()
+	if !ok || old.Size != cur.Size || old.Mtime != cur.Mtime || old.Ctime != cur.Ctime || old.Ino != cur.Ino {
+		return "", false
+	}
+	return old.Sum, true
+}
+
+// Unchanged reports whether before and after, two stat results of one
+// file, say it was not changed in between (the stat data the cache keys
+// on is the same).
+func Unchanged(before, after os.FileInfo) bool { return statOf(before) == statOf(after) }
 
 // Record remembers sum, computed by the caller while it read the file at
 // abs, as that file's checksum. before is the file's stat data before the

@@ -50,19 +50,19 @@ func copyItemsOf(its []source.Item) []copyItem {
 // copyInto copies items into rootfs at dest (absolute, in the image; a
 // trailing slash means a directory), as Docker's COPY does.
 func copyInto(ctx context.Context, rootfs string, items []copyItem, dest string, o copyOptions) error {
-	_, err := copyIntoSnapshot(ctx, rootfs, "", items, dest, o)
+	_, err := copyIntoSnapshot(ctx, fscopy.Target{Root: rootfs}, items, dest, o)
 	return err
 }
 
-// copyIntoSnapshot is copyInto for a snapshot whose upper directory is
-// upper ("" when unknown); see fscopy.Copy for the finish it returns.
-func copyIntoSnapshot(ctx context.Context, rootfs, upper string, items []copyItem, dest string, o copyOptions) (finish func() error, err error) {
+// copyIntoSnapshot is copyInto for the target to (a snapshot whose upper
+// directory may be known); see fscopy.Copy for the finish it returns.
+func copyIntoSnapshot(ctx context.Context, to fscopy.Target, items []copyItem, dest string, o copyOptions) (finish func() error, err error) {
 	its := make([]fscopy.Item, len(items))
 	for i, it := range items {
 		its[i] = it.Fscopy(o.record)
 		its[i].NoUnpack = it.noUnpack
 	}
-	return fscopy.Copy(ctx, fscopy.Target{Root: rootfs, Upper: upper}, its, dest, o.fscopy())
+	return fscopy.Copy(ctx, to, its, dest, o.fscopy())
 }
 
 // copyTree copies the contents of the directory item it into the existing

@@ -283,7 +283,7 @@ func (sb *stageBuilder) copyItems(ctx context.Context, p *progress.Step, src *so
 				}
 				o.chown = &ow
 			}
-			return copyIntoSnapshot(ctx, rootfs, upper, items, dest, o)
+			return copyIntoSnapshot(ctx, sb.copyTarget(rootfs, upper), items, dest, o)
 		}, inputs, late))
 	}
 	// --link: the files go into an empty layer, so nothing of the stage
@@ -297,7 +297,7 @@ func (sb *stageBuilder) copyItems(ctx context.Context, p *progress.Step, src *so
 		o.chown = &ow
 	}
 	return marked(sb.changeKeyed(ctx, p, req.createdBy, true, func(rootfs, upper string) (func() error, error) {
-		return copyIntoSnapshot(ctx, rootfs, upper, items, dest, o)
+		return copyIntoSnapshot(ctx, sb.copyTarget(rootfs, upper), items, dest, o)
 	}, inputs, late))
 }
 

@@ -95,7 +95,7 @@ func makeInprocBase() {
 	}
 	var buf bytes.Buffer
 	epoch := baseEpoch
-	blob, err := layer.Commit(context.Background(), root, &buf, layer.Gzip, layer.DiffOptions{Epoch: &epoch})
+	blob, _, err := layer.Commit(context.Background(), root, &buf, layer.Gzip, layer.DiffOptions{Epoch: &epoch})
 	if err != nil {
 		b.err = err
 		return

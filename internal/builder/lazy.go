@@ -13,6 +13,7 @@ import (
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/layer"
 	"github.com/strata-build/strata/internal/plan"
+	"github.com/strata-build/strata/internal/store"
 )
 
 // Layers without blobs.
@@ -54,10 +55,10 @@ func eagerStages(all []*plan.Stage, target int, cacheTo []CacheSpec) map[int]boo
 // commit records the upperdir as a layer and moves the directory into the
 // store as the unpacked layer: with a compressed blob written on the way
 // for a stage whose layers are exported, or by its diffID alone otherwise.
-func (sb *stageBuilder) commit(ctx context.Context, upper string) (*cache.Layer, error) {
+func (sb *stageBuilder) commit(ctx context.Context, upper string, prev *cache.Record) (*cache.Layer, error) {
 	var l *cache.Layer
 	if sb.r.eager[sb.st.Index] {
-		m, err := sb.r.writeLayerBlob(ctx, upper, "")
+		m, err := sb.r.writeLayerBlob(ctx, upper, "", sb.reuseFor(prev))
 		if err != nil {
 			return nil, fmt.Errorf("commit layer: %w", err)
 		}
@@ -107,7 +108,7 @@ func (r *run) layerBlob(ctx context.Context, l image.Layer) (image.Layer, error)
 		return l, fmt.Errorf("layer %s has no blob and its unpacked directory %s is gone", l.DiffID, dir)
 	}
 	start := time.Now()
-	m, err := r.writeLayerBlob(ctx, dir, l.DiffID)
+	m, err := r.writeLayerBlob(ctx, dir, l.DiffID, commitReuse{})
 	if err != nil {
 		return l, fmt.Errorf("compress layer %s: %w", l.DiffID, err)
 	}
@@ -122,14 +123,17 @@ func (r *run) layerBlob(ctx context.Context, l image.Layer) (image.Layer, error)
 
 // writeLayerBlob writes the compressed layer blob of dir (an upper or an
 // unpacked layer directory) into the store, unless its diffID is not
-// wantDiffID (when that is set).
-func (r *run) writeLayerBlob(ctx context.Context, dir string, wantDiffID digest.Digest) (image.Layer, error) {
+// wantDiffID (when that is set), taking what it can from reuse, and
+// records its member index.
+func (r *run) writeLayerBlob(ctx context.Context, dir string, wantDiffID digest.Digest, reuse commitReuse) (image.Layer, error) {
 	w, err := r.b.Store.NewBlobWriter()
 	if err != nil {
 		return image.Layer{}, err
 	}
 	defer w.Close()
-	blob, err := layer.Commit(ctx, dir, w, r.opts.Compression, r.diffOptions())
+	opts := r.diffOptions()
+	opts.Known = reuse.known
+	blob, members, err := layer.Commit(ctx, dir, w, r.opts.Compression, opts, reuse.blobs...)
 	if err != nil {
 		return image.Layer{}, err
 	}
@@ -138,6 +142,11 @@ func (r *run) writeLayerBlob(ctx context.Context, dir string, wantDiffID digest.
 	}
 	if _, _, err := w.Commit(blob.Digest); err != nil {
 		return image.Layer{}, err
+	}
+	if len(members.List) > 0 {
+		if err := r.b.Store.PutSidecar(store.SidecarMembers, blob.Digest, members); err != nil {
+			r.opts.Progress.Logf("warning: %v", err)
+		}
 	}
 	return blob, nil
 }

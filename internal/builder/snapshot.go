@@ -71,6 +71,8 @@ func (sb *stageBuilder) changeOn(ctx context.Context, p *progress.Step, createdB
 func (sb *stageBuilder) changeKeyed(ctx context.Context, p *progress.Step, createdBy string, scratch bool, fn func(rootfs, upper string) (finish func() error, err error), inputs []cache.Input, late func() ([]cache.Input, error)) error {
 	pos := sb.cache.pos(sb.step)
 	defer sb.cache.endStep()
+	sb.beginReuse(pos)
+	defer sb.endReuse("") // on every path: waits for collectFiles
 	var key cache.Key
 	if late == nil {
 		key, inputs = sb.cache.key(sb.state.key, inputs)
@@ -129,11 +131,13 @@ func (sb *stageBuilder) changeKeyed(ctx context.Context, p *progress.Step, creat
 	}
 	rec := &cache.Record{Created: sb.svc.now()}
 	if !empty {
-		l, err := sb.commit(ctx, diff)
+		sb.collectFiles(diff)
+		l, err := sb.commit(ctx, diff, sb.reuse.prev)
 		if err != nil {
 			return err
 		}
 		rec.Layer = l
+		sb.endReuse(l.DiffID)
 	}
 	if err := sb.cache.put(sb.state.key, key, *rec, pos, inputs); err != nil {
 		return err

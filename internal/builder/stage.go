@@ -174,6 +174,8 @@ type stageBuilder struct {
 	cache *stepCache // finds and records the stage's steps
 	// retake is the last step, if it may take another layer (retake.go)
 	retake *retakePoint
+	// reuse is what the step may take from its previous build (reuse.go)
+	reuse stepReuse
 	// check state
 	seenCmd, seenEntrypoint, seenHealthcheck instructions.Command
 	workdirSet                               bool

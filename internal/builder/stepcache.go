@@ -203,6 +203,22 @@ func (c *stepCache) prefix(parent cache.Key, inputs []cache.Input) (cache.Key, b
 // markPrefix notes that a step with this prefix was recorded.
 func (c *stepCache) markPrefix(prefix cache.Key) { c.index.MarkPrefix(prefix) }
 
+// previous returns the record of the latest build of the step at pos
+// (whatever its key), when the index still has it: what a step that
+// misses can take unchanged work from (see run.reuseOf).
+func (c *stepCache) previous(pos string) (*cache.Record, bool) {
+	last, ok := c.index.Last(pos)
+	if !ok {
+		return nil, false
+	}
+	for _, in := range last {
+		if in.Name == "parent" {
+			return c.index.Get(cache.Key(in.Value))
+		}
+	}
+	return nil, false
+}
+
 // missReason says which inputs of the step at pos changed since the
 // previous build at the same place (printed with --debug-cache, kept for
 // the report).

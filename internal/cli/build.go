@@ -289,6 +289,9 @@ func (a *app) buildOptions(ctx context.Context, ctxDir string, f buildFlags, pri
 	default:
 		return opts, cleanup, usagef("--compression=%s: use gzip, zstd or uncompressed", f.compression)
 	}
+	if err := checkLevel(comp, f.compLevel); err != nil {
+		return opts, cleanup, err
+	}
 	args, err := buildArgs(f)
 	if err != nil {
 		return opts, cleanup, err
@@ -296,7 +299,7 @@ func (a *app) buildOptions(ctx context.Context, ctxDir string, f buildFlags, pri
 	opts = builder.Options{
 		CheckOnly: f.check, NoCache: f.noCache, NoCacheFilter: f.noCacheF, DebugCache: f.debugCache,
 		Target: f.target, BuildArgs: args, Network: network, Jobs: f.jobs, Pull: f.pull,
-		Compression: comp, Progress: printer,
+		Compression: comp, CompressionLevel: f.compLevel, Progress: printer,
 	}
 	if opts.Secrets, err = parseSecrets(f.secrets); err != nil {
 		return opts, cleanup, err
@@ -561,6 +564,25 @@ func (a *app) finishBuild(ctx context.Context, b *builder.Builder, img *image.Im
 		for _, t := range f.tags {
 			pr.Logf("naming to %s done", t)
 		}
+	}
+	return nil
+}
+
+// checkLevel checks --compression-level for the compression comp (0 is
+// always the default).
+func checkLevel(comp layer.Compression, level int) error {
+	lo, hi := 0, 0
+	switch comp {
+	case layer.Gzip:
+		lo, hi = 1, 9
+	case layer.Zstd:
+		lo, hi = 1, 22
+	}
+	if level != 0 && (level < lo || level > hi) {
+		if hi == 0 {
+			return usagef("--compression-level=%d: %s layers have no level", level, comp)
+		}
+		return usagef("--compression-level=%d: %s levels are %d to %d", level, comp, lo, hi)
 	}
 	return nil
 }

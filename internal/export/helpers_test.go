@@ -33,7 +33,7 @@ func testImage(t *testing.T) (*store.Store, *image.Image) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	blob, err := layer.Commit(context.Background(), root, w, layer.Gzip, layer.DiffOptions{})
+	blob, _, err := layer.Commit(context.Background(), root, w, layer.Gzip, layer.DiffOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,8 +32,13 @@ func (c *copier) copyEntry(srcHost string, fi os.FileInfo, target string) error 
 	if c.o.Chmod != nil && mode&os.ModeSymlink == 0 {
 		mode = c.o.Chmod.Apply(mode)
 	}
+	c.linkMu.Lock()
 	if c.deferred != nil {
 		delete(c.deferred, c.upperRel(dst)) // a later source wins
+	}
+	c.linkMu.Unlock()
+	if c.out != nil {
+		c.out.set(filepath.ToSlash(c.upperRel(dst)), "") // known again once written
 	}
 	existing, lerr := os.Lstat(dst)
 	if lerr == nil {
@@ -106,11 +111,17 @@ func (c *copier) copyRegular(srcHost string, fi os.FileInfo, st *syscall.Stat_t,
 			if err := c.filesCtx.Err(); err != nil {
 				return err
 			}
+			if c.linkFromPrevious(src, srcHost, fi, st, dst, uid, gid, mode) {
+				return nil
+			}
 			if err := c.copyData(src, srcHost, fi, dst); err != nil {
 				return err
 			}
 			return applyMeta(dst, uid, gid, mode, fi, true)
 		})
+		return nil
+	}
+	if c.linkFromPrevious(c.src, srcHost, fi, st, dst, uid, gid, mode) {
 		return nil
 	}
 	if err := c.copyData(c.src, srcHost, fi, dst); err != nil {

@@ -8,10 +8,12 @@ import (
 	"hash"
 	"io"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-build/strata/internal/buildctx"
+	"github.com/strata-build/strata/internal/layer"
 )
 
 func applyMeta(dst string, uid, gid int, mode os.FileMode, fi os.FileInfo, times bool) error {
@@ -33,24 +35,41 @@ func lutimes(p string, fi os.FileInfo) error {
 }
 
 // copyData writes the regular file srcHost (fi: its stat data) of src to
-// dst, recording its checksum when src has Sums.
+// dst, recording its checksum when src records them, and notes the
+// checksum of what it wrote in c.out when that is known.
 func (c *copier) copyData(src *Source, srcHost string, fi os.FileInfo, dst string) error {
-	if src.Sums != nil {
+	var (
+		sum       string
+		unchanged bool
+		err       error
+	)
+	if src.Sums != nil && src.Record {
 		bp, ok := c.bufs.Get().(*[]byte)
 		if !ok {
 			b := make([]byte, 256<<10)
 			bp = &b
 		}
 		defer c.bufs.Put(bp)
-		return copyFile(srcHost, dst, fi, src.Sums, *bp)
+		sum, unchanged, err = copyFile(srcHost, dst, fi, src.Sums, *bp)
+	} else {
+		_, unchanged, err = copyFile(srcHost, dst, fi, nil, nil)
+		if unchanged && src.Sums != nil {
+			sum, _ = src.Sums.Known(srcHost, fi)
+		}
 	}
-	return CopyFile(srcHost, dst)
+	if err == nil && unchanged && c.out != nil && sum != "" {
+		c.out.set(filepath.ToSlash(c.upperRel(dst)), sum)
+	}
+	return err
 }
 
 // CopyFile copies the data of the regular file src to a new file dst
 // (mode 0600, owner and times not set): in the kernel where it can, and a
 // sparse file's holes left holes.
-func CopyFile(src, dst string) error { return copyFile(src, dst, nil, nil, nil) }
+func CopyFile(src, dst string) error {
+	_, _, err := copyFile(src, dst, nil, nil, nil)
+	return err
+}
 
 // copyFile copies the regular file src to a new file dst. Without sums it
 // uses File.ReadFrom, not io.Copy: io.Copy prefers src's WriteTo, which for
@@ -59,16 +78,18 @@ func CopyFile(src, dst string) error { return copyFile(src, dst, nil, nil, nil) 
 // a reflink on filesystems that share extents). With sums it copies through
 // buf, hashing what it reads, and records the sha256 when src did not
 // change while it was read (fi: its stat data before): the build context is
-// then read once for both the copy and the step's cache key.
-func copyFile(src, dst string, fi os.FileInfo, sums *buildctx.Sums, buf []byte) error {
-	in, err := os.Open(src)
+// then read once for both the copy and the step's cache key. It returns the
+// sha256 of what it copied (with sums) and whether src's stat data after
+// the copy is still fi's.
+func copyFile(src, dst string, fi os.FileInfo, sums *buildctx.Sums, buf []byte) (sum string, unchanged bool, err error) {
+	in, err := layer.OpenFile(src, unix.O_RDONLY, 0)
 	if err != nil {
-		return err
+		return "", false, err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	out, err := layer.OpenFile(dst, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
 	if err != nil {
-		return err
+		return "", false, err
 	}
 	var h hash.Hash
 	if sums == nil || isSparse(in) {
@@ -80,17 +101,21 @@ func copyFile(src, dst string, fi os.FileInfo, sums *buildctx.Sums, buf []byte) 
 	}
 	if err != nil {
 		out.Close()
-		return fmt.Errorf("copy %s: %w", src, err)
+		return "", false, fmt.Errorf("copy %s: %w", src, err)
 	}
 	if err := out.Close(); err != nil {
-		return fmt.Errorf("copy %s: %w", src, err)
+		return "", false, fmt.Errorf("copy %s: %w", src, err)
 	}
-	if sums != nil {
-		if after, err := in.Stat(); err == nil {
-			sums.Record(src, fi, after, hex.EncodeToString(h.Sum(nil)))
-		}
+	after, serr := in.Stat()
+	if serr != nil || fi == nil || !buildctx.Unchanged(fi, after) {
+		return "", false, nil
 	}
-	return nil
+	if sums == nil {
+		return "", true, nil
+	}
+	sum = hex.EncodeToString(h.Sum(nil))
+	sums.Record(src, fi, after, sum)
+	return sum, true, nil
 }
 
 // isSparse reports whether f takes less disk than its size (has holes).

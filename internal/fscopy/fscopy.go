@@ -61,9 +61,12 @@ type Source struct {
 	// found in one of them may be hardlinked into the destination instead
 	// of copied, when the copy would give it the same owner and mode.
 	Layers []string
-	// Sums, when set, gets the checksum of every regular file copied from
-	// the tree, computed on the same read (Sums.Record).
-	Sums *buildctx.Sums
+	// Sums, when set, is the tree's stat cache of content checksums (the
+	// build context's): with Record, the copy records the checksum of
+	// every regular file it copies from the tree, computed on the same read
+	// (Sums.Record); a Target.Previous is used only for files it knows.
+	Sums   *buildctx.Sums
+	Record bool
 }
 
 // Item is one resolved source of a copy: a file, symlink or directory of a
@@ -103,6 +106,12 @@ type Options struct {
 type Target struct {
 	Root  string
 	Upper string
+	// Previous, when set, is an earlier result of this copy that unchanged
+	// files are hardlinked from (see Previous).
+	Previous *Previous
+	// Sums, when set, gets the checksums of the regular files written
+	// whose content is known: the Files of a later copy's Previous.
+	Sums *FileSums
 }
 
 // Copy copies items into to.Root at dest (absolute in that tree; a trailing
@@ -129,11 +138,13 @@ func Copy(ctx context.Context, to Target, items []Item, dest string, o Options) 
 	if err != nil {
 		return nil, fmt.Errorf("--exclude: %w", err)
 	}
-	c := &copier{rootfs: to.Root, o: o, links: map[[2]uint64]string{}, parentOwner: parentOwner(o), parentMode: parentMode(o), exclude: excl}
+	c := &copier{rootfs: to.Root, o: o, links: map[[2]uint64]string{}, parentOwner: parentOwner(o), parentMode: parentMode(o), exclude: excl, prev: to.Previous, out: to.Sums}
 	if to.Upper != "" && to.Upper != to.Root {
 		c.upper = to.Upper
 	}
 	defer c.closeLayers()
+	c.openPrevious()
+	defer c.closePrevious()
 	for _, it := range items {
 		// One item at a time: two items may write the same path (the later
 		// wins), so the files of one are all written before the next starts.
@@ -204,6 +215,11 @@ type copier struct {
 	bufs     sync.Pool // *[]byte buffers of hashing copies
 
 	layerLinks // hardlinks from source layers
+
+	prev    *Previous // see Target.Previous
+	prevFD  int       // prev.Dir opened (O_PATH), or -1
+	prevDev uint64    // its device
+	out     *FileSums // see Target.Sums
 }
 
 type dirTime struct {

@@ -359,7 +359,7 @@ func TestCopySums(t *testing.T) {
 	testtree.Make(t, src, "dir/a", "dir/sub/b")
 	statFile := filepath.Join(t.TempDir(), "stat.json")
 	sums := buildctx.OpenSums(statFile)
-	s := &Source{Root: src, Name: "build context", Sums: sums}
+	s := &Source{Root: src, Name: "build context", Sums: sums, Record: true}
 	if _, err := Copy(context.Background(), Target{Root: t.TempDir()}, items(t, s, "/dir"), "/", Options{}); err != nil {
 		t.Fatal(err)
 	}
@@ -420,7 +420,7 @@ func TestCopySparse(t *testing.T) {
 	f.Close()
 	for _, sums := range []*buildctx.Sums{nil, buildctx.OpenSums(filepath.Join(t.TempDir(), "s"))} {
 		rootfs := t.TempDir()
-		s := &Source{Root: src, Name: "build context", Sums: sums}
+		s := &Source{Root: src, Name: "build context", Sums: sums, Record: true}
 		if _, err := Copy(context.Background(), Target{Root: rootfs}, items(t, s, "/sparse"), "/", Options{}); err != nil {
 			t.Fatal(err)
 		}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -19,6 +20,7 @@ type layerLinks struct {
 	noLinks bool               // hardlinks from source layers are impossible here
 	layerFD map[string]int     // open O_PATH descriptors of source layer dirs
 	linked  map[[2]uint64]bool // layer files this copy has hardlinked once already
+	linkMu  sync.Mutex         // guards linked and deferred, which parallel copies of files use
 
 	// upper is the upper directory of the overlay mounted at the
 	// destination, when known: layer files are then linked there after the
@@ -57,17 +59,8 @@ func (c *copier) linkFromLayer(srcHost string, fi os.FileInfo, st *syscall.Stat_
 	if !ok || rel == "" {
 		return false
 	}
-	if c.rootDev == 0 {
-		var rs unix.Stat_t
-		on := c.rootfs
-		if c.upper != "" {
-			on = c.upper
-		}
-		if err := unix.Stat(on, &rs); err != nil {
-			c.noLinks = true
-			return false
-		}
-		c.rootDev = rs.Dev
+	if _, ok := c.destDev(); !ok {
+		return false
 	}
 	// The top-most layer that has an entry at rel is what srcHost shows
 	// (through overlayfs, which reports the lower file's inode number when
@@ -98,23 +91,37 @@ func (c *copier) linkFromLayer(srcHost string, fi os.FileInfo, st *syscall.Stat_
 			return false
 		}
 		key := [2]uint64{ls.Dev, ls.Ino}
-		if c.linked[key] {
+		if !c.claim(key) {
 			return false
 		}
 		if c.upper != "" {
-			if !c.placeholder(dst, fi, st, deferredLink{layer: layers[i], rel: rel, dev: ls.Dev, ino: ls.Ino, size: ls.Size}) {
+			if !c.placeholder(dst, fi, int(st.Uid), int(st.Gid), fi.Mode(), deferredLink{layer: layers[i], rel: rel, dev: ls.Dev, ino: ls.Ino, size: ls.Size}) {
 				return false
 			}
 		} else if err := unix.Linkat(fd, "", unix.AT_FDCWD, dst, unix.AT_EMPTY_PATH); err != nil {
 			return false // EXDEV, EMLINK, ...: copy instead
 		}
-		if c.linked == nil {
-			c.linked = map[[2]uint64]bool{}
-		}
-		c.linked[key] = true
 		return true
 	}
 	return false
+}
+
+// destDev returns the device of the copy's destination (of its upper
+// directory when known), where a hardlinked file must live.
+func (c *copier) destDev() (uint64, bool) {
+	if c.rootDev == 0 && !c.noLinks {
+		var rs unix.Stat_t
+		on := c.rootfs
+		if c.upper != "" {
+			on = c.upper
+		}
+		if err := unix.Stat(on, &rs); err != nil {
+			c.noLinks = true
+			return 0, false
+		}
+		c.rootDev = rs.Dev
+	}
+	return c.rootDev, !c.noLinks
 }
 
 // upperRel is dst (a path below rootfs) relative to rootfs, which is where
@@ -127,23 +134,41 @@ func (c *copier) upperRel(dst string) string {
 	return rel
 }
 
-// placeholder creates dst empty through the overlay with the metadata of
-// the source file (fi, st) and records the link d to make over it; on any
-// failure dst is removed again and the caller copies the file.
-func (c *copier) placeholder(dst string, fi os.FileInfo, st *syscall.Stat_t, d deferredLink) bool {
+// placeholder creates dst empty through the overlay with the owner and
+// mode the copy gives it and the source file's times (fi), and records the
+// link d to make over it; on any failure dst is removed again and the
+// caller copies the file.
+func (c *copier) placeholder(dst string, fi os.FileInfo, uid, gid int, mode os.FileMode, d deferredLink) bool {
 	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return false
 	}
 	f.Close()
-	if err := applyMeta(dst, int(st.Uid), int(st.Gid), fi.Mode(), fi, true); err != nil {
+	if err := applyMeta(dst, uid, gid, mode, fi, true); err != nil {
 		os.Remove(dst)
 		return false
 	}
+	c.linkMu.Lock()
+	defer c.linkMu.Unlock()
 	if c.deferred == nil {
 		c.deferred = map[string]deferredLink{}
 	}
 	c.deferred[c.upperRel(dst)] = d
+	return true
+}
+
+// claim marks the layer file key as linked by this copy and reports
+// whether it was not yet: each layer file is linked at most once.
+func (c *copier) claim(key [2]uint64) bool {
+	c.linkMu.Lock()
+	defer c.linkMu.Unlock()
+	if c.linked[key] {
+		return false
+	}
+	if c.linked == nil {
+		c.linked = map[[2]uint64]bool{}
+	}
+	c.linked[key] = true
 	return true
 }
 
@@ -254,6 +279,12 @@ func (c *copier) openInLayer(layer, rel string, flags int) (int, error) {
 		}
 		c.layerFD[layer] = dfd
 	}
+	return openBeneath(dfd, rel, flags)
+}
+
+// openBeneath opens rel below the directory dfd with flags, following no
+// symlink on the way (ENOENT when there is nothing there).
+func openBeneath(dfd int, rel string, flags int) (int, error) {
 	return unix.Openat2(dfd, rel, &unix.OpenHow{
 		Flags:   uint64(flags | unix.O_NOFOLLOW | unix.O_CLOEXEC),
 		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,

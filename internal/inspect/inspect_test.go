@@ -185,7 +185,7 @@ func TestLayerSizesBlobAndDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := layer.Commit(context.Background(), dir, w, layer.Gzip, layer.DiffOptions{})
+	b, _, err := layer.Commit(context.Background(), dir, w, layer.Gzip, layer.DiffOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ func BenchmarkCommit(b *testing.B) {
 			var blob Blob
 			for b.Loop() {
 				var err error
-				if blob, err = Commit(context.Background(), dir, io.Discard, c, DiffOptions{}); err != nil {
+				if blob, _, err = Commit(context.Background(), dir, io.Discard, c, DiffOptions{}); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -8,9 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"strconv"
-	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -62,17 +60,18 @@ type Blob struct {
 
 // Commit streams the tar from WriteDiff(dir) through compression c into w,
 // computing both digests on the way, without buffering the whole layer in
-// memory and without temp files. The output is deterministic: the same
-// directory gives the same bytes (gzip uses a fixed header with no name and a
-// zero mtime, compressed in fixed-size parallel blocks by pgzip).
-func Commit(ctx context.Context, dir string, w io.Writer, c Compression, opts DiffOptions) (Blob, error) {
-	b, err := compressFrom(w, c, opts.Level, func(tw io.Writer) error {
+// memory and without temp files, and returns the blob's members (see
+// Members). Members of reuse whose bytes the layer holds are copied from
+// those blobs instead of compressed again. The output is deterministic: the
+// same directory gives the same bytes, with or without reuse.
+func Commit(ctx context.Context, dir string, w io.Writer, c Compression, opts DiffOptions, reuse ...ReuseBlob) (Blob, Members, error) {
+	b, m, err := compressFrom(w, c, opts.Level, reuse, func(tw io.Writer) error {
 		return WriteDiff(ctx, dir, tw, opts)
 	})
 	if err != nil {
-		return Blob{}, fmt.Errorf("commit layer %s: %w", dir, err)
+		return Blob{}, Members{}, fmt.Errorf("commit layer %s: %w", dir, err)
 	}
-	return b, nil
+	return b, m, nil
 }
 
 // DiffID returns the diffID of the layer Commit would write for dir (the
@@ -90,7 +89,7 @@ func DiffID(ctx context.Context, dir string, opts DiffOptions) (digest.Digest, e
 // Compress is like Commit for an existing uncompressed tar stream r (used by
 // `strata import`). The stream is not validated as a tar.
 func Compress(ctx context.Context, r io.Reader, w io.Writer, c Compression) (Blob, error) {
-	b, err := compressFrom(w, c, 0, func(tw io.Writer) error {
+	b, _, err := compressFrom(w, c, 0, nil, func(tw io.Writer) error {
 		_, err := io.Copy(tw, ctxReader{ctx: ctx, r: r})
 		return err
 	})
@@ -100,70 +99,57 @@ func Compress(ctx context.Context, r io.Reader, w io.Writer, c Compression) (Blo
 	return b, nil
 }
 
-// compressFrom runs produce with a writer whose bytes are hashed (DiffID),
-// compressed with c, hashed again (Digest), counted and written to w.
-func compressFrom(w io.Writer, c Compression, level int, produce func(io.Writer) error) (Blob, error) {
-	blobDigester := digest.SHA256.Digester()
-	cw := &countWriter{w: io.MultiWriter(w, blobDigester.Hash())}
-	if c == Uncompressed {
-		if err := produce(cw); err != nil {
-			return Blob{}, err
-		}
-		d := blobDigester.Digest()
-		return Blob{Digest: d, DiffID: d, Size: cw.n, MediaType: c.MediaType()}, nil
-	}
-	zw, err := newCompressor(cw, c, level)
-	if err != nil {
-		return Blob{}, err
-	}
-	diffDigester := digest.SHA256.Digester()
-	if err := produce(io.MultiWriter(diffDigester.Hash(), zw)); err != nil {
-		_ = zw.Close() // release the compressor's goroutines; the output is garbage anyway
-		return Blob{}, err
-	}
-	if err := zw.Close(); err != nil {
-		return Blob{}, fmt.Errorf("finish %s stream: %w", c, err)
-	}
-	return Blob{
-		Digest:    blobDigester.Digest(),
-		DiffID:    diffDigester.Digest(),
-		Size:      cw.n,
-		MediaType: c.MediaType(),
-	}, nil
+// entryWriter is a writer of a tar stream that wants to know where its
+// entries start (Boundary, before an entry's header) and what is known of
+// a file's content (Content, between its header and its content).
+type entryWriter interface {
+	io.Writer
+	Boundary(name string)
+	Content(size int64, sum string)
 }
 
-// pgzipBlockSize is the pgzip block size. The compressed bytes depend on it, so
-// it is fixed (never derived from the machine) to keep digests reproducible.
-const pgzipBlockSize = 1 << 20
-
-func newCompressor(w io.Writer, c Compression, level int) (io.WriteCloser, error) {
-	switch c {
-	case Gzip:
-		if level == 0 {
-			level = pgzip.DefaultCompression
+// compressFrom runs produce with a writer whose bytes are hashed (DiffID),
+// compressed with c, hashed again (Digest), counted and written to w.
+func compressFrom(w io.Writer, c Compression, level int, reuse []ReuseBlob, produce func(io.Writer) error) (Blob, Members, error) {
+	if c == Uncompressed {
+		blobDigester := digest.SHA256.Digester()
+		cw := &countWriter{w: io.MultiWriter(w, blobDigester.Hash())}
+		if err := produce(cw); err != nil {
+			return Blob{}, Members{}, err
 		}
-		zw, err := pgzip.NewWriterLevel(w, level)
-		if err != nil {
-			return nil, err
-		}
-		// The number of blocks in flight only bounds parallelism and memory; the
-		// output depends only on the block size.
-		if err := zw.SetConcurrency(pgzipBlockSize, min(runtime.GOMAXPROCS(0), 16)); err != nil {
-			return nil, err
-		}
-		zw.Name = ""
-		zw.ModTime = time.Time{}
-		return zw, nil
-	case Zstd:
-		// Concurrency 2 pipelines encoding with tar production; streaming
-		// output is identical for any concurrency without concurrent blocks.
-		zl := zstd.SpeedDefault
-		if level != 0 {
-			zl = zstd.EncoderLevelFromZstd(level)
-		}
-		return zstd.NewWriter(w, zstd.WithEncoderLevel(zl), zstd.WithEncoderConcurrency(2))
+		d := blobDigester.Digest()
+		return Blob{Digest: d, DiffID: d, Size: cw.n, MediaType: c.MediaType()}, Members{}, nil
 	}
-	return nil, fmt.Errorf("unknown layer compression %q", string(c))
+	cw := &countWriter{w: w}
+	mw, err := newMemberWriter(digesterOf(cw, w), c, level, reuse)
+	if err != nil {
+		return Blob{}, Members{}, err
+	}
+	if err := produce(mw); err != nil {
+		_ = mw.Close() // release the workers; the output is garbage anyway
+		return Blob{}, Members{}, err
+	}
+	if err := mw.Close(); err != nil {
+		return Blob{}, Members{}, fmt.Errorf("finish %s stream: %w", c, err)
+	}
+	diffID, blob := mw.Digests()
+	return Blob{Digest: blob, DiffID: diffID, Size: cw.n, MediaType: c.MediaType()}, mw.Members(), nil
+}
+
+// countDigester is a countWriter over a Digester.
+type countDigester struct {
+	*countWriter
+	d Digester
+}
+
+func (c countDigester) Digest() digest.Digest { return c.d.Digest() }
+
+// digesterOf is cw, a countWriter over w, as a Digester when w is one.
+func digesterOf(cw *countWriter, w io.Writer) io.Writer {
+	if d, ok := w.(Digester); ok {
+		return countDigester{countWriter: cw, d: d}
+	}
+	return cw
 }
 
 type countWriter struct {

@@ -74,6 +74,13 @@ type DiffOptions struct {
 	MaxBytes int64
 	// BoundHint says how to raise MaxBytes, for its error.
 	BoundHint string
+	// Known, when set, returns the sha256 (hex) of the content of the
+	// regular file at the tar name name, when the caller knows it (it
+	// wrote the file). Commit then identifies the members that hold the
+	// file by that checksum instead of hashing its bytes again; a reused
+	// member is still checked against the bytes read (CRC-32 for gzip,
+	// XXH64 for zstd).
+	Known func(name string) (sum string, ok bool)
 }
 
 // WriteDiff writes the OCI layer tar of an overlayfs upperdir dir to w.
@@ -108,6 +115,10 @@ func WriteDiff(ctx context.Context, dir string, w io.Writer, opts DiffOptions) e
 		buf:   make([]byte, 256<<10),
 		bytes: Counter{Max: opts.MaxBytes, Hint: opts.BoundHint},
 	}
+	if ew, ok := w.(entryWriter); ok {
+		d.entries = ew
+		d.known = opts.Known
+	}
 	if opts.Epoch != nil {
 		e := time.Unix(opts.Epoch.Unix(), 0)
 		d.epoch = &e
@@ -130,6 +141,10 @@ type diffWriter struct {
 	links map[fileID]string
 	buf   []byte
 	bytes Counter // file sizes so far, against opts.MaxBytes
+	// entries, when set, is told where each entry starts and what is
+	// known of a file's content (see memberWriter)
+	entries entryWriter
+	known   func(name string) (sum string, ok bool) // see DiffOptions.Known
 }
 
 type diffEntry struct {
@@ -279,6 +294,13 @@ func (d *diffWriter) entry(abs, parent string, e *diffEntry) error {
 }
 
 func (d *diffWriter) writeHeader(hdr *tar.Header) error {
+	if d.entries != nil {
+		// the previous entry's padding belongs before the boundary
+		if err := d.tw.Flush(); err != nil {
+			return fmt.Errorf("write tar header %s: %w", hdr.Name, err)
+		}
+		d.entries.Boundary(hdr.Name)
+	}
 	if err := d.tw.WriteHeader(hdr); err != nil {
 		return fmt.Errorf("write tar header %s: %w", hdr.Name, err)
 	}
@@ -286,7 +308,7 @@ func (d *diffWriter) writeHeader(hdr *tar.Header) error {
 }
 
 func (d *diffWriter) writeFile(abs string, hdr *tar.Header) error {
-	f, err := os.OpenFile(abs, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	f, err := OpenFile(abs, unix.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
 	}
@@ -296,6 +318,13 @@ func (d *diffWriter) writeFile(abs string, hdr *tar.Header) error {
 	}
 	if err := d.writeHeader(hdr); err != nil {
 		return err
+	}
+	if d.known != nil && hdr.Size > 0 {
+		if sum, ok := d.known(hdr.Name); ok {
+			// tar.Writer has written the header through: what follows is
+			// this content
+			d.entries.Content(hdr.Size, sum)
+		}
 	}
 	n, err := io.CopyBuffer(d.tw, io.LimitReader(ctxReader{ctx: d.ctx, r: f}, hdr.Size), d.buf)
 	if err != nil {

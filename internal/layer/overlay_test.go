@@ -176,7 +176,7 @@ func TestApplyRoundTripOverlay(t *testing.T) {
 	for _, comp := range []Compression{Uncompressed, Gzip, Zstd} {
 		t.Run(string(comp), func(t *testing.T) {
 			var blob bytes.Buffer
-			b, err := Commit(ctx, c.upper, &blob, comp, DiffOptions{})
+			b, _, err := Commit(ctx, c.upper, &blob, comp, DiffOptions{})
 			must(t, err)
 			dir := filepath.Join(t.TempDir(), "applied")
 			must(t, os.Mkdir(dir, 0o755))

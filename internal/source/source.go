@@ -127,9 +127,7 @@ func (s *Source) Fscopy(record bool) *fscopy.Source {
 	fs := &fscopy.Source{Root: s.root, Name: s.where(), KeepOwner: s.keepOwner, Layers: s.layers}
 	if s.ignore != nil {
 		fs.Ignore = s.ignore
-		if record {
-			fs.Sums = s.sums
-		}
+		fs.Sums, fs.Record = s.sums, record
 	}
 	return fs
 }

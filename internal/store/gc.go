@@ -156,6 +156,11 @@ func (s *Store) Collect(keepBlobs, keepLayers map[digest.Digest]bool) (Usage, er
 		}
 		freed.Count++
 	}
+	n, err := s.collectSidecars(keepBlobs, keepLayers)
+	freed.Bytes += n
+	if err != nil {
+		return freed, fmt.Errorf("collect: %w", err)
+	}
 	return freed, nil
 }
 

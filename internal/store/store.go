@@ -173,6 +173,9 @@ func (w *BlobWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Digest is the digest of what was written so far.
+func (w *BlobWriter) Digest() digest.Digest { return w.h.Digest() }
+
 // Commit syncs the blob and moves it into place. When expected is not empty the
 // content must match it.
 func (w *BlobWriter) Commit(expected digest.Digest) (digest.Digest, int64, error) {

@@ -1,0 +1,260 @@
+package layer
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// countingBlob is a ReuseBlob over an in-memory blob that counts the
+// member bytes read from it.
+func countingBlob(blob []byte, m Members, read *atomic.Int64) ReuseBlob {
+	return ReuseBlob{Members: m, Open: func() (io.ReaderAt, error) {
+		return readerAtFunc(func(p []byte, off int64) (int, error) {
+			read.Add(int64(len(p)))
+			return bytes.NewReader(blob).ReadAt(p, off)
+		}), nil
+	}}
+}
+
+type readerAtFunc func(p []byte, off int64) (int, error)
+
+func (f readerAtFunc) ReadAt(p []byte, off int64) (int, error) { return f(p, off) }
+
+// sumsOf returns a DiffOptions.Known for the files of dir: their real
+// checksums, as a copy that wrote them knows them.
+func sumsOf(t *testing.T, dir string) func(string) (string, bool) {
+	t.Helper()
+	m := map[string]string{}
+	must(t, filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || !fi.Mode().IsRegular() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		s := sha256.Sum256(b)
+		m[filepath.ToSlash(rel)] = hex.EncodeToString(s[:])
+		return nil
+	}))
+	return func(name string) (string, bool) { s, ok := m[name]; return s, ok }
+}
+
+// TestCommitMembers: a layer is several members, each a whole gzip member
+// or zstd frame, that every reader reads as one stream; the index adds up
+// to the blob.
+func TestCommitMembers(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	genTree(t, dir, 400, 12<<20)
+	var tarBuf bytes.Buffer
+	must(t, WriteDiff(ctx, dir, &tarBuf, DiffOptions{}))
+	for _, c := range []Compression{Gzip, Zstd} {
+		t.Run(string(c), func(t *testing.T) {
+			var b bytes.Buffer
+			blob, m, err := Commit(ctx, dir, &b, c, DiffOptions{})
+			must(t, err)
+			if m.Format != MemberFormat(c, 0) {
+				t.Errorf("format %q", m.Format)
+			}
+			if len(m.List) < 3 {
+				t.Fatalf("%d members for a %d byte tar", len(m.List), tarBuf.Len())
+			}
+			var size, csize int64
+			for i, mem := range m.List {
+				if mem.Size < minMember && i < len(m.List)-1 || mem.Size > maxMember {
+					t.Errorf("member %d holds %d bytes", i, mem.Size)
+				}
+				size += mem.Size
+				csize += mem.CSize
+			}
+			if size != int64(tarBuf.Len()) || csize != blob.Size {
+				t.Errorf("members add up to %d/%d, want %d/%d", size, csize, tarBuf.Len(), blob.Size)
+			}
+			if c == Gzip {
+				// the standard library reads concatenated members as one stream
+				zr, err := gzip.NewReader(bytes.NewReader(b.Bytes()))
+				must(t, err)
+				back, err := io.ReadAll(zr)
+				must(t, err)
+				if !bytes.Equal(back, tarBuf.Bytes()) {
+					t.Error("compress/gzip does not read the layer back")
+				}
+			}
+			// and so do the command line tools, where installed
+			tool := map[Compression]string{Gzip: "gzip", Zstd: "zstd"}[c]
+			if _, err := exec.LookPath(tool); err == nil {
+				cmd := exec.Command(tool, "-dc")
+				cmd.Stdin = bytes.NewReader(b.Bytes())
+				out, err := cmd.Output()
+				if err != nil || !bytes.Equal(out, tarBuf.Bytes()) {
+					t.Errorf("%s -dc: %v (%d bytes, want %d)", tool, err, len(out), tarBuf.Len())
+				}
+			}
+		})
+	}
+}
+
+// TestCommitReuse: a commit of a tree where one file changed takes the
+// other members from the earlier blob instead of compressing them again,
+// and writes exactly the bytes a commit without reuse writes.
+func TestCommitReuse(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []Compression{Gzip, Zstd} {
+		for _, known := range []bool{false, true} {
+			name := string(c)
+			if known {
+				name += "/known"
+			}
+			t.Run(name, func(t *testing.T) {
+				dir := t.TempDir()
+				genTree(t, dir, 400, 12<<20)
+				opts := func() DiffOptions {
+					if known {
+						return DiffOptions{Known: sumsOf(t, dir)}
+					}
+					return DiffOptions{}
+				}
+				var old bytes.Buffer
+				_, oldM, err := Commit(ctx, dir, &old, c, opts())
+				must(t, err)
+
+				victim := filepath.Join(dir, "d00", "sub4", "f00200.txt")
+				f, err := os.OpenFile(victim, os.O_APPEND|os.O_WRONLY, 0)
+				must(t, err)
+				_, err = f.WriteString("one more line\n")
+				must(t, err)
+				must(t, f.Close())
+
+				var fresh, reused bytes.Buffer
+				freshBlob, freshM, err := Commit(ctx, dir, &fresh, c, opts())
+				must(t, err)
+				var read atomic.Int64
+				reusedBlob, reusedM, err := Commit(ctx, dir, &reused, c, opts(), countingBlob(old.Bytes(), oldM, &read))
+				must(t, err)
+				if reusedBlob != freshBlob || !bytes.Equal(fresh.Bytes(), reused.Bytes()) {
+					t.Fatalf("reuse changed the blob: %s, without reuse %s", reusedBlob.Digest, freshBlob.Digest)
+				}
+				if len(reusedM.List) != len(freshM.List) {
+					t.Errorf("member index differs with reuse")
+				}
+				same := 0
+				for i := range oldM.List {
+					if i < len(freshM.List) && oldM.List[i].Sum == freshM.List[i].Sum {
+						same++
+					}
+				}
+				if same < len(oldM.List)-3 {
+					t.Errorf("one changed file changed %d of %d members", len(oldM.List)-same, len(oldM.List))
+				}
+				if read.Load() < int64(old.Len())*3/4 {
+					t.Errorf("read %d of the earlier blob's %d bytes: members not reused", read.Load(), old.Len())
+				}
+			})
+		}
+	}
+}
+
+// TestCommitReuseChecked: a member whose identity matches but whose bytes
+// in the earlier blob do not hold the data (a damaged blob, or a wrong
+// known checksum) is compressed again, never copied.
+func TestCommitReuseChecked(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []Compression{Gzip, Zstd} {
+		t.Run(string(c)+"/damaged", func(t *testing.T) {
+			dir := t.TempDir()
+			genTree(t, dir, 200, 6<<20)
+			var old bytes.Buffer
+			_, oldM, err := Commit(ctx, dir, &old, c, DiffOptions{})
+			must(t, err)
+			damaged := bytes.Clone(old.Bytes())
+			// the trailer of the first member: its size (gzip) or checksum (zstd)
+			damaged[oldM.List[0].CSize-2] ^= 0xff
+			var fresh, got bytes.Buffer
+			want, _, err := Commit(ctx, dir, &fresh, c, DiffOptions{})
+			must(t, err)
+			var read atomic.Int64
+			blob, _, err := Commit(ctx, dir, &got, c, DiffOptions{}, countingBlob(damaged, oldM, &read))
+			must(t, err)
+			if blob != want || !bytes.Equal(got.Bytes(), fresh.Bytes()) {
+				t.Fatal("a damaged member was copied")
+			}
+			if read.Load() == 0 {
+				t.Fatal("the earlier blob was not read at all")
+			}
+		})
+		t.Run(string(c)+"/wrong-known", func(t *testing.T) {
+			dir := t.TempDir()
+			genTree(t, dir, 200, 6<<20)
+			known := sumsOf(t, dir)
+			var old bytes.Buffer
+			_, oldM, err := Commit(ctx, dir, &old, c, DiffOptions{Known: known})
+			must(t, err)
+			// change a file's content but keep its size and claim the old
+			// checksum, as a stale record of it would
+			victim := filepath.Join(dir, "d10", "sub3", "f00010.txt")
+			b, err := os.ReadFile(victim)
+			must(t, err)
+			b[len(b)/2] ^= 0x20
+			must(t, os.WriteFile(victim, b, 0o644))
+			var got bytes.Buffer
+			blob, _, err := Commit(ctx, dir, &got, c, DiffOptions{Known: known}, countingBlob(old.Bytes(), oldM, new(atomic.Int64)))
+			must(t, err)
+			rc, err := Decompress(bytes.NewReader(got.Bytes()))
+			must(t, err)
+			back, err := io.ReadAll(rc)
+			must(t, err)
+			if digest.FromBytes(back) != blob.DiffID {
+				t.Fatal("the blob does not hold the tar its diffID names")
+			}
+			if !bytes.Contains(back, b[len(b)/2-40:len(b)/2+40]) {
+				t.Fatal("the blob lost the changed content")
+			}
+		})
+	}
+}
+
+// TestCommitReuseOtherFormat: members of a blob made at another level are
+// never taken.
+func TestCommitReuseOtherFormat(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	genTree(t, dir, 100, 3<<20)
+	var old bytes.Buffer
+	_, oldM, err := Commit(ctx, dir, &old, Gzip, DiffOptions{Level: 1})
+	must(t, err)
+	var read atomic.Int64
+	_, m, err := Commit(ctx, dir, io.Discard, Gzip, DiffOptions{Level: 6}, countingBlob(old.Bytes(), oldM, &read))
+	must(t, err)
+	if read.Load() != 0 || !strings.Contains(m.Format, "/6/") {
+		t.Errorf("read %d bytes of a level 1 blob for a level 6 commit (format %q)", read.Load(), m.Format)
+	}
+}
+
+func TestCommitEmpty(t *testing.T) {
+	for _, c := range []Compression{Gzip, Zstd} {
+		var b bytes.Buffer
+		blob, err := Compress(context.Background(), bytes.NewReader(nil), &b, c)
+		must(t, err)
+		rc, err := Decompress(bytes.NewReader(b.Bytes()))
+		must(t, err)
+		back, err := io.ReadAll(rc)
+		must(t, err)
+		if len(back) != 0 || blob.DiffID != digest.FromBytes(nil) {
+			t.Errorf("%s: an empty stream gives %d bytes, diffID %s", c, len(back), blob.DiffID)
+		}
+	}
+}
