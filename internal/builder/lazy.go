@@ -131,6 +131,7 @@ func (r *run) writeLayerBlob(ctx context.Context, dir string, wantDiffID digest.
 		return image.Layer{}, err
 	}
 	defer w.Close()
+	w.Hashed() // layer.Commit hashes the blob
 	opts := r.diffOptions()
 	opts.Known = reuse.known
 	blob, members, err := layer.Commit(ctx, dir, w, r.opts.Compression, opts, reuse.blobs...)

@@ -46,6 +46,7 @@ func (c *copier) copyEntry(srcHost string, fi os.FileInfo, target string) error 
 			// Merge into the existing directory; it takes the source's metadata.
 			return applyMeta(dst, uid, gid, mode, fi, false)
 		}
+		c.lastDir.ok = false // what is replaced may be on a cached path
 		if existing.IsDir() {
 			if err := os.RemoveAll(dst); err != nil {
 				return err
@@ -107,10 +108,7 @@ func (c *copier) copyRegular(srcHost string, fi os.FileInfo, st *syscall.Stat_t,
 	}
 	if c.files != nil && (st == nil || st.Nlink <= 1) {
 		src := c.src
-		c.files.Go(func() error {
-			if err := c.filesCtx.Err(); err != nil {
-				return err
-			}
+		c.goFile(func() error {
 			if c.linkFromPrevious(src, srcHost, fi, st, dst, uid, gid, mode) {
 				return nil
 			}
@@ -118,7 +116,7 @@ func (c *copier) copyRegular(srcHost string, fi os.FileInfo, st *syscall.Stat_t,
 				return err
 			}
 			return applyMeta(dst, uid, gid, mode, fi, true)
-		})
+		}, fi.Size())
 		return nil
 	}
 	if c.linkFromPrevious(c.src, srcHost, fi, st, dst, uid, gid, mode) {
@@ -160,4 +158,35 @@ func (c *copier) unpack(ctx context.Context, host, dest string) error {
 		return fmt.Errorf("extract %s: %w", filepath.Base(host), err)
 	}
 	return nil
+}
+
+// goFile hands the copy of one file's data (size bytes) to c.files. Small
+// files go in batches: a goroutine per file costs more than linking or
+// copying a few kilobytes.
+func (c *copier) goFile(job func() error, size int64) {
+	c.batch = append(c.batch, job)
+	c.batchBytes += size
+	if len(c.batch) >= 64 || c.batchBytes >= 1<<20 {
+		c.flushFiles()
+	}
+}
+
+// flushFiles starts the batch of file copies goFile collected.
+func (c *copier) flushFiles() {
+	if len(c.batch) == 0 {
+		return
+	}
+	batch := c.batch
+	c.batch, c.batchBytes = nil, 0
+	c.files.Go(func() error {
+		for _, job := range batch {
+			if err := c.filesCtx.Err(); err != nil {
+				return err
+			}
+			if err := job(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

@@ -155,6 +155,10 @@ func Copy(ctx context.Context, to Target, items []Item, dest string, o Options) 
 		}
 		err := c.copyItem(ctx, it, dest, destDir)
 		if c.files != nil {
+			if err == nil {
+				c.flushFiles()
+			}
+			c.batch, c.batchBytes = nil, 0
 			if werr := c.files.Wait(); err == nil {
 				err = werr
 			}
@@ -209,12 +213,20 @@ type copier struct {
 	// files copies regular files' data in parallel (nil: inline); the walk
 	// itself (directories, links, hardlinked files) stays on one goroutine,
 	// so every path is written by exactly one writer.
-	files    *errgroup.Group
-	filesCtx context.Context
-	dirTimes []dirTime // directories to stamp once everything below is written
-	bufs     sync.Pool // *[]byte buffers of hashing copies
+	files      *errgroup.Group
+	filesCtx   context.Context
+	batch      []func() error // file copies not yet handed to files (goFile)
+	batchBytes int64
+	dirTimes   []dirTime // directories to stamp once everything below is written
+	bufs       sync.Pool // *[]byte buffers of hashing copies
 
 	layerLinks // hardlinks from source layers
+
+	// lastDir is the last parent directory hostPath resolved
+	lastDir struct {
+		dir, host string
+		ok        bool
+	}
 
 	prev    *Previous // see Target.Previous
 	prevFD  int       // prev.Dir opened (O_PATH), or -1
@@ -271,6 +283,7 @@ func (c *copier) copyItem(ctx context.Context, it Item, dest string, destDir boo
 		if err := c.mkdirAll(dest); err != nil {
 			return err
 		}
+		c.lastDir.ok = false // an archive may replace anything below dest
 		return c.unpack(ctx, host, dest)
 	default:
 		target := dest
@@ -331,6 +344,7 @@ func (c *copier) mkdirAll(dir string) error {
 		}
 		// A dangling symlink in the way is replaced by the directory.
 		if lfi, lerr := os.Lstat(h); lerr == nil && lfi.Mode()&os.ModeSymlink != 0 {
+			c.lastDir.ok = false
 			os.Remove(h)
 		}
 		if err := os.Mkdir(h, 0o700); errors.Is(err, fs.ErrNotExist) {
@@ -362,10 +376,18 @@ func (c *copier) mkdirAll(dir string) error {
 
 // hostPath resolves p (absolute, in the image) for writing: parents are
 // resolved inside the rootfs, the last component is not followed.
+// The last parent resolved is remembered (entries of one directory come
+// one after another) until the copy replaces or removes anything, which
+// could change what a path resolves to.
 func (c *copier) hostPath(p string) (string, error) {
-	parent, err := securejoin.SecureJoin(c.rootfs, path.Dir(p))
+	dir := path.Dir(p)
+	if c.lastDir.ok && c.lastDir.dir == dir {
+		return filepath.Join(c.lastDir.host, path.Base(p)), nil
+	}
+	parent, err := securejoin.SecureJoin(c.rootfs, dir)
 	if err != nil {
 		return "", err
 	}
+	c.lastDir.dir, c.lastDir.host, c.lastDir.ok = dir, parent, true
 	return filepath.Join(parent, path.Base(p)), nil
 }

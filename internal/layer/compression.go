@@ -121,7 +121,7 @@ func compressFrom(w io.Writer, c Compression, level int, reuse []ReuseBlob, prod
 		return Blob{Digest: d, DiffID: d, Size: cw.n, MediaType: c.MediaType()}, Members{}, nil
 	}
 	cw := &countWriter{w: w}
-	mw, err := newMemberWriter(digesterOf(cw, w), c, level, reuse)
+	mw, err := newMemberWriter(cw, c, level, reuse)
 	if err != nil {
 		return Blob{}, Members{}, err
 	}
@@ -134,22 +134,6 @@ func compressFrom(w io.Writer, c Compression, level int, reuse []ReuseBlob, prod
 	}
 	diffID, blob := mw.Digests()
 	return Blob{Digest: blob, DiffID: diffID, Size: cw.n, MediaType: c.MediaType()}, mw.Members(), nil
-}
-
-// countDigester is a countWriter over a Digester.
-type countDigester struct {
-	*countWriter
-	d Digester
-}
-
-func (c countDigester) Digest() digest.Digest { return c.d.Digest() }
-
-// digesterOf is cw, a countWriter over w, as a Digester when w is one.
-func digesterOf(cw *countWriter, w io.Writer) io.Writer {
-	if d, ok := w.(Digester); ok {
-		return countDigester{countWriter: cw, d: d}
-	}
-	return cw
 }
 
 type countWriter struct {

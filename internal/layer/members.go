@@ -106,8 +106,10 @@ type memberWriter struct {
 	zenc  *zstd.Encoder
 	gzips sync.Pool
 
-	diff hash.Hash // sha256 of the tar stream
-	blob hash.Hash // sha256 of the blob, unless w hashes it itself (nil)
+	diff  hash.Hash   // sha256 of the tar stream
+	blob  hash.Hash   // sha256 of the blob
+	blobq chan []byte // the blob's bytes, in order, for hashBlob
+	blobd chan struct{}
 
 	fp    hash.Hash // the Sum of the member being filled
 	run   hash.Hash // its bytes since the last element of fp
@@ -163,10 +165,7 @@ func (s *reuseSource) reader() (io.ReaderAt, error) {
 func memberWorkers() int { return min(runtime.GOMAXPROCS(0), 16) }
 
 func newMemberWriter(w io.Writer, c Compression, level int, reuse []ReuseBlob) (*memberWriter, error) {
-	m := &memberWriter{w: w, c: c, level: level, format: MemberFormat(c, level), diff: sha256.New(), fp: sha256.New(), run: sha256.New()}
-	if _, ok := w.(Digester); !ok {
-		m.blob = sha256.New()
-	}
+	m := &memberWriter{w: w, c: c, level: level, format: MemberFormat(c, level), diff: sha256.New(), fp: sha256.New(), run: sha256.New(), blob: sha256.New()}
 	switch c {
 	case Gzip:
 		if level == 0 {
@@ -214,8 +213,11 @@ func newMemberWriter(w io.Writer, c Compression, level int, reuse []ReuseBlob) (
 		m.wg.Add(1)
 		go m.work()
 	}
+	m.blobq = make(chan []byte, n+1)
+	m.blobd = make(chan struct{})
 	go m.write()
 	go m.hashDiff()
+	go m.hashBlob()
 	return m, nil
 }
 
@@ -446,9 +448,7 @@ func (m *memberWriter) write() {
 			err = r.err
 		}
 		if err == nil {
-			if m.blob != nil {
-				m.blob.Write(r.data)
-			}
+			m.blobq <- r.data
 			_, err = m.w.Write(r.data)
 		}
 		if err != nil {
@@ -462,7 +462,16 @@ func (m *memberWriter) write() {
 		b := j.data
 		m.bufs.Put(&b)
 	}
+	close(m.blobq)
 	m.done <- err
+}
+
+// hashBlob hashes the blob beside its writing.
+func (m *memberWriter) hashBlob() {
+	for b := range m.blobq {
+		m.blob.Write(b)
+	}
+	close(m.blobd)
 }
 
 // Close compresses what is left and waits for every member to be written.
@@ -479,6 +488,7 @@ func (m *memberWriter) Close() error {
 	close(m.jobs)
 	m.wg.Wait()
 	err := <-m.done
+	<-m.blobd
 	if m.zenc != nil {
 		m.zenc.Close()
 	}
@@ -501,17 +511,5 @@ func (m *memberWriter) Members() Members {
 // Digests returns the digests of the tar stream (the diffID) and of the
 // blob; valid after Close.
 func (m *memberWriter) Digests() (diffID, blob digest.Digest) {
-	diffID = digest.NewDigestFromBytes(digest.SHA256, m.diff.Sum(nil))
-	if d, ok := m.w.(Digester); ok {
-		return diffID, d.Digest()
-	}
-	return diffID, digest.NewDigestFromBytes(digest.SHA256, m.blob.Sum(nil))
-}
-
-// Digester is a writer that hashes what it is given (the store's blob
-// writer): a commit into it takes the blob's digest from there instead of
-// hashing the blob a second time.
-type Digester interface {
-	io.Writer
-	Digest() digest.Digest // sha256 of what was written
+	return digest.NewDigestFromBytes(digest.SHA256, m.diff.Sum(nil)), digest.NewDigestFromBytes(digest.SHA256, m.blob.Sum(nil))
 }

@@ -168,19 +168,28 @@ func (s *Store) NewBlobWriter() (*BlobWriter, error) {
 // Write implements io.Writer.
 func (w *BlobWriter) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
-	w.h.Hash().Write(p[:n])
+	if w.h != nil {
+		w.h.Hash().Write(p[:n])
+	}
 	w.size += int64(n)
 	return n, err
 }
 
-// Digest is the digest of what was written so far.
-func (w *BlobWriter) Digest() digest.Digest { return w.h.Digest() }
+// Hashed says that the caller computes the digest of what it writes (and
+// names it to Commit, which then takes it): the writer does not hash the
+// bytes a second time. It must be called before the first Write.
+func (w *BlobWriter) Hashed() { w.h = nil }
 
 // Commit syncs the blob and moves it into place. When expected is not empty the
 // content must match it.
 func (w *BlobWriter) Commit(expected digest.Digest) (digest.Digest, int64, error) {
 	defer w.Close()
-	d := w.h.Digest()
+	d := expected
+	if w.h != nil {
+		d = w.h.Digest()
+	} else if err := expected.Validate(); err != nil {
+		return "", 0, fmt.Errorf("commit blob: the writer's caller hashes it, but names no digest: %w", err)
+	}
 	if expected != "" && expected != d {
 		return "", 0, fmt.Errorf("blob digest mismatch: want %s, got %s", expected, d)
 	}
