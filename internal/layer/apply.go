@@ -92,7 +92,7 @@ var ErrMissingLinkTarget = errors.New("hardlink target was not extracted")
 // each layer, bottom first. Parent directories of wanted entries should be
 // wanted too, or they are created 0755 root.
 func ApplyFlat(ctx context.Context, dir string, r io.Reader, want func(path string) bool) error {
-	x := &extractor{layer: true, flat: true, want: want, written: map[string]bool{}}
+	x := &extractor{layer: true, flat: true, want: want, written: map[string]bool{}, noDigest: true}
 	if _, err := x.run(ctx, dir, r); err != nil {
 		return err
 	}
@@ -106,6 +106,9 @@ type extractor struct {
 	flat    bool
 	want    func(string) bool
 	written map[string]bool
+	// noDigest: the caller does not want the stream's digest (ApplyFlat:
+	// the blob's digest is checked as it is read), so it is not computed
+	noDigest bool
 
 	layer           bool
 	owner           *Owner
@@ -137,7 +140,10 @@ func (x *extractor) run(ctx context.Context, dir string, r io.Reader) (digest.Di
 	}
 	defer zr.Close()
 	digester := digest.SHA256.Digester()
-	stream := io.TeeReader(ctxReader{ctx: ctx, r: zr}, digester.Hash())
+	var stream io.Reader = ctxReader{ctx: ctx, r: zr}
+	if !x.noDigest {
+		stream = io.TeeReader(stream, digester.Hash())
+	}
 	tr := tar.NewReader(stream)
 	for n := 1; ; n++ {
 		if err := ctx.Err(); err != nil {
@@ -168,6 +174,9 @@ func (x *extractor) run(ctx context.Context, dir string, r io.Reader) (digest.Di
 	}
 	if err := x.setDirTimes(); err != nil {
 		return "", err
+	}
+	if x.noDigest {
+		return "", nil
 	}
 	return digester.Digest(), nil
 }
