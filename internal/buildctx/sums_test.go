@@ -65,3 +65,38 @@ func TestSumsRecord(t *testing.T) {
 		t.Fatalf("reopened cache: FileSum = %q, want the recorded sum", sum)
 	}
 }
+
+// TestSumsFile: the stat cache file keeps every entry, whatever bytes its
+// path holds (spaces, newlines), and a file that does not parse reads as
+// an empty cache.
+func TestSumsFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "stat")
+	entries := map[string]statEntry{
+		"/ctx/plain":             {Size: 1, Mtime: 2, Ctime: 3, Ino: 4, Sum: "aa"},
+		"/ctx/with space":        {Size: 5, Mtime: -6, Ctime: 7, Ino: 1 << 63, Sum: "bb"},
+		"/ctx/new\nline \x01odd": {Size: 0, Mtime: 0, Ctime: 0, Ino: 0, Sum: "cc"},
+	}
+	s := OpenSums(file)
+	s.entries, s.dirty = entries, true
+	if err := s.Save(); err != nil {
+		t.Fatal(err)
+	}
+	got := OpenSums(file).entries
+	if len(got) != len(entries) {
+		t.Fatalf("read back %d entries, want %d: %v", len(got), len(entries), got)
+	}
+	for p, e := range entries {
+		if got[p] != e {
+			t.Errorf("%q: read back %+v, want %+v", p, got[p], e)
+		}
+	}
+	for _, bad := range []string{"", "{\"a\":1}", sumsHeader + "1 2 3 x aa /p\x00", sumsHeader + "1 2 3 4 aa /torn"} {
+		if err := os.WriteFile(file, []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(OpenSums(file).entries); n != 0 {
+			t.Errorf("%q read as %d entries", bad, n)
+		}
+	}
+}

@@ -330,7 +330,7 @@ func (b *Builder) newRun(opts *Options, df *dockerfile.Dockerfile, src []byte, o
 	}
 	sum := sha256.Sum256([]byte(bctx.Dir))
 	r := &run{b: b, opts: opts, df: df, plan: p, bctx: bctx, globals: globals, cache: cix, imported: remote.NewImported(cix), dockerfileID: dfID,
-		sums: buildctx.OpenSums(b.Store.Path("cache", "stat", hex.EncodeToString(sum[:16])+".json")), start: time.Now().UTC().Truncate(time.Second),
+		sums: buildctx.OpenSums(b.Store.Path("cache", "stat", hex.EncodeToString(sum[:16])+".v2")), start: time.Now().UTC().Truncate(time.Second),
 		results: make([]*stageResult, len(p.All)), done: make([]chan struct{}, len(p.All)),
 		usedArgs: map[string]bool{}, pulls: &pullGroup{keep: true}, eager: eagerStages(p.All, p.Target, opts.CacheTo)}
 	r.svc = b.services(opts)
