@@ -201,12 +201,16 @@ func detect(head []byte) format {
 // close r.
 func Decompress(r io.Reader) (io.ReadCloser, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
-	head, err := br.Peek(maxMagic)
+	head, err := br.Peek(max(maxMagic, gzipHeaderLen))
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("read stream header: %w", err)
 	}
 	switch detect(head) {
 	case formatGzip:
+		if bytes.HasPrefix(head, memberHeader) {
+			// perhaps many members: inflated in parallel (inflate.go)
+			return gunzipMembers(br), nil
+		}
 		// pgzip decompresses ahead in its own goroutine, so inflating
 		// overlaps with writing the files (about a third of an unpack).
 		zr, err := pgzip.NewReaderN(br, 1<<20, 4)

@@ -13,6 +13,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/gzip"
@@ -41,7 +42,7 @@ const (
 	cutEvery = 8
 	// membersVersion names the cutting rules above; MemberFormat includes
 	// it so an index made under other rules is never reused.
-	membersVersion = "m2"
+	membersVersion = "m3"
 )
 
 // DefaultGzipLevel is the gzip level of layers when none is asked for.
@@ -442,6 +443,10 @@ func (m *memberWriter) compress(data []byte) ([]byte, error) {
 		}
 	}
 	defer m.gzips.Put(zw)
+	// MTIME 0, "no time" (RFC 1952); klauspost writes the zero time.Time
+	// as 0x886e0900 otherwise. A plain header (no name, no time) is what
+	// gunzipMembers looks for.
+	zw.ModTime = time.Unix(0, 0)
 	if _, err := zw.Write(data); err != nil {
 		return nil, err
 	}
