@@ -148,8 +148,10 @@ func (g *gunzip) split() {
 		if next < 0 {
 			next = len(pending) // the last member
 		}
-		p := &piece{data: pending[:next:next], done: make(chan struct{})}
-		pending = append([]byte(nil), pending[next:]...)
+		// the piece gets its own copy: pending's buffer is reused for
+		// the rest, so at most maxPiece and a chunk are held here
+		p := &piece{data: append([]byte(nil), pending[:next]...), done: make(chan struct{})}
+		pending = append(pending[:0], pending[next:]...)
 		g.order <- p
 		g.jobs <- p
 	}

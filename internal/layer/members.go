@@ -332,7 +332,9 @@ func (m *memberWriter) getBuf() []byte {
 	if b, ok := m.bufs.Get().(*[]byte); ok {
 		return (*b)[:0]
 	}
-	return make([]byte, 0, maxMember)
+	// grown by append up to maxMember: a small layer (most RUN steps)
+	// does not cost a 4 MiB buffer
+	return make([]byte, 0, 64<<10)
 }
 
 // cut hands the member filled so far to the workers, with its Sum.
