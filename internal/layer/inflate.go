@@ -124,8 +124,8 @@ func (g *gunzip) split() {
 		if len(pending) == 0 && eof && readErr == nil {
 			return // the stream ended after a whole member
 		}
-		if !bytes.HasPrefix(pending, memberHeader) {
-			tail()
+		if len(pending) <= gzipHeaderLen || !bytes.HasPrefix(pending, memberHeader) {
+			tail() // not a member to guess at (a short stream errs there)
 			return
 		}
 		from := gzipHeaderLen

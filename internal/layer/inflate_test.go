@@ -77,6 +77,8 @@ func TestGunzipMembers(t *testing.T) {
 		"truncated": many[:len(many)-5],
 		"trailing":  append(append([]byte{}, many...), 0, 0, 0, 0),
 		"empty":     member(t, nil, 6, ""),
+		"header":    memberHeader[:], // a header and nothing else (found by FuzzApply)
+		"header+1":  append(append([]byte{}, memberHeader...), 0),
 	} {
 		t.Run(name, func(t *testing.T) {
 			wantOut, wantErr := stdRead(stream)
