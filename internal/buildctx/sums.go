@@ -122,10 +122,6 @@ func (s *Sums) FileSum(abs string, fi os.FileInfo) (string, error) {
 	if sum, ok := s.Known(abs, fi); ok {
 		return sum, nil
 	}
-	cur := statOf(fi)
-	s.mu.Lock()
-	old, ok := s.entries[abs]
-	s.mu.Unlock()
 	f, err := os.Open(abs)
 	if err != nil {
 		return "", err
@@ -135,15 +131,9 @@ func (s *Sums) FileSum(abs string, fi os.FileInfo) (string, error) {
 	if _, err := io.Copy(h, f); err != nil {
 		return "", fmt.Errorf("checksum %s: %w", abs, err)
 	}
-	cur.Sum = hex.EncodeToString(h.Sum(nil))
-	s.mu.Lock()
-	if ok && old.Sum != cur.Sum {
-		s.changed[abs] = true
-	}
-	s.entries[abs] = cur
-	s.dirty = true
-	s.mu.Unlock()
-	return cur.Sum, nil
+	sum := hex.EncodeToString(h.Sum(nil))
+	s.Record(abs, fi, fi, sum) // fi as it was when the key asked: one record path
+	return sum, nil
 }
 
 // Known returns the checksum the stat cache holds for the file at abs when
