@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -284,7 +285,10 @@ func (c *Client) PushIndex(ctx context.Context, ref string, imgs []v1.Image, raw
 			return err
 		}
 	}
-	if err := remote.Put(r, rawManifest{raw: raw, mt: mt}, c.options(ctx)...); err != nil {
+	err = c.retryBlobUnknown(ctx, func() error {
+		return remote.Put(r, rawManifest{raw: raw, mt: mt}, c.options(ctx)...)
+	})
+	if err != nil {
 		return fmt.Errorf("push %s: %w", r.Name(), describe(err))
 	}
 	return nil
@@ -314,10 +318,59 @@ func (c *Client) write(ctx context.Context, r name.Reference, img v1.Image, prog
 	if err := u.uploadAll(ctx, blobs); err != nil {
 		return fmt.Errorf("push %s: %w", r.Name(), describe(err))
 	}
-	if err := remote.Write(r, img, c.options(ctx)...); err != nil {
+	err = c.retryBlobUnknown(ctx, func() error {
+		return remote.Write(r, img, c.options(ctx)...)
+	})
+	if err != nil {
 		return fmt.Errorf("push %s: %w", r.Name(), describe(err))
 	}
 	return nil
+}
+
+// blobUnknownRetries is how many times a manifest the registry refuses
+// for a blob it does not know is put again.
+const blobUnknownRetries = 4
+
+// retryBlobUnknown runs put (a manifest put, with go-containerregistry's
+// check of the blobs it names) and runs it again, after a wait doubled
+// each time, while the registry answers that a blob it names is unknown.
+// Docker's distribution registry on its filesystem driver answers that
+// for a blob it holds while another client's upload of the same blob
+// rewrites the repository's link file in place (distribution issues
+// #2077, #4489): builders sharing a cache ref push the same layers at the
+// same moment. A blob really missing still fails, after a few seconds.
+func (c *Client) retryBlobUnknown(ctx context.Context, put func() error) error {
+	delay := c.retryDelay
+	if delay <= 0 {
+		delay = 200 * time.Millisecond
+	}
+	for try := 0; ; try++ {
+		err := put()
+		if err == nil || try == blobUnknownRetries || !isBlobUnknown(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay << try):
+		}
+	}
+}
+
+// isBlobUnknown reports whether err is a registry's answer that a blob
+// (or a manifest an index names) is unknown to it.
+func isBlobUnknown(err error) bool {
+	var te *transport.Error
+	if !errors.As(err, &te) {
+		return false
+	}
+	for _, d := range te.Errors {
+		switch d.Code {
+		case transport.BlobUnknownErrorCode, transport.ManifestBlobUnknownErrorCode:
+			return true
+		}
+	}
+	return false
 }
 
 // resolve parses ref applying the insecure setting of its registry.

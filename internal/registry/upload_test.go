@@ -241,3 +241,59 @@ func TestUploadGivesUpOnRejectedCommit(t *testing.T) {
 		t.Errorf("%d PUTs of one blob", n)
 	}
 }
+
+// manifestRefuser is a registry front that answers the first refuse
+// manifest PUTs as Docker's distribution registry answers one naming a
+// blob whose link file another upload is rewriting: 400 with
+// DIGEST_INVALID and MANIFEST_BLOB_UNKNOWN.
+func manifestRefuser(t *testing.T, refuse int32) (host string, puts *atomic.Int32) {
+	t.Helper()
+	reg := newRegistry(t)
+	puts = new(atomic.Int32)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/") {
+			if puts.Add(1) <= refuse {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusBadRequest)
+				io.WriteString(w, `{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content"},`+
+					`{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry","detail":"sha256:00"}]}`)
+				return
+			}
+		}
+		reg.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://"), puts
+}
+
+// Builders pushing the same blobs to one repository at once: the registry
+// refuses a manifest for a blob it holds, twice; the push puts it again
+// and succeeds.
+func TestPushRetriesManifestBlobUnknown(t *testing.T) {
+	host, puts := manifestRefuser(t, 2)
+	img := randomImage(t)
+	c := New(Config{})
+	c.retryDelay = time.Millisecond
+	if err := c.Push(context.Background(), host+"/race/img:1", img); err != nil {
+		t.Fatalf("push refused twice for an unknown blob: %v", err)
+	}
+	verifyPushed(t, host+"/race/img:1", img)
+	if n := puts.Load(); n != 3 {
+		t.Errorf("%d manifest PUTs, want 3", n)
+	}
+}
+
+// A registry that keeps refusing: the push fails with the registry's
+// answer after a bounded number of puts.
+func TestPushGivesUpOnManifestBlobUnknown(t *testing.T) {
+	host, puts := manifestRefuser(t, 1000)
+	c := New(Config{})
+	c.retryDelay = time.Millisecond
+	err := c.Push(context.Background(), host+"/race/img:1", randomImage(t))
+	if err == nil || !strings.Contains(err.Error(), "blob unknown to registry") {
+		t.Fatalf("push always refused: %v", err)
+	}
+	if n := puts.Load(); n != blobUnknownRetries+1 {
+		t.Errorf("%d manifest PUTs, want %d", n, blobUnknownRetries+1)
+	}
+}
