@@ -109,6 +109,8 @@ type extractor struct {
 	// noDigest: the caller does not want the stream's digest (ApplyFlat:
 	// the blob's digest is checked as it is read), so it is not computed
 	noDigest bool
+	// plain: the stream is a tar, never decompressed (ApplyIndexed)
+	plain bool
 
 	layer           bool
 	owner           *Owner
@@ -134,9 +136,11 @@ func (x *extractor) run(ctx context.Context, dir string, r io.Reader) (digest.Di
 	x.buf = make([]byte, 256<<10)
 	x.dirTimes = make(map[string][]unix.Timespec)
 
-	zr, err := Decompress(r)
-	if err != nil {
-		return "", err
+	zr := io.NopCloser(r)
+	if !x.plain {
+		if zr, err = Decompress(r); err != nil {
+			return "", err
+		}
 	}
 	defer zr.Close()
 	digester := digest.SHA256.Digester()

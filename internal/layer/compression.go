@@ -1,6 +1,7 @@
 package layer
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"compress/bzip2"
@@ -100,12 +101,14 @@ func Compress(ctx context.Context, r io.Reader, w io.Writer, c Compression) (Blo
 }
 
 // entryWriter is a writer of a tar stream that wants to know where its
-// entries start (Boundary, before an entry's header) and what is known of
-// a file's content (Content, between its header and its content).
+// entries start (Boundary, before an entry's header), what is known of a
+// file's content (Content, between its header and its content) and where
+// the last entry ends (End, before the end-of-archive blocks).
 type entryWriter interface {
 	io.Writer
-	Boundary(name string)
+	Boundary(hdr *tar.Header)
 	Content(size int64, sum string)
+	End()
 }
 
 // compressFrom runs produce with a writer whose bytes are hashed (DiffID),

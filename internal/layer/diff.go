@@ -126,6 +126,12 @@ func WriteDiff(ctx context.Context, dir string, w io.Writer, opts DiffOptions) e
 	if err := d.walk(dir, ""); err != nil {
 		return fmt.Errorf("write diff of %s: %w", dir, err)
 	}
+	if d.entries != nil {
+		if err := d.tw.Flush(); err != nil {
+			return fmt.Errorf("write diff of %s: %w", dir, err)
+		}
+		d.entries.End()
+	}
 	if err := d.tw.Close(); err != nil {
 		return fmt.Errorf("write diff of %s: %w", dir, err)
 	}
@@ -299,7 +305,7 @@ func (d *diffWriter) writeHeader(hdr *tar.Header) error {
 		if err := d.tw.Flush(); err != nil {
 			return fmt.Errorf("write tar header %s: %w", hdr.Name, err)
 		}
-		d.entries.Boundary(hdr.Name)
+		d.entries.Boundary(hdr)
 	}
 	if err := d.tw.WriteHeader(hdr); err != nil {
 		return fmt.Errorf("write tar header %s: %w", hdr.Name, err)

@@ -1,6 +1,7 @@
 package layer
 
 import (
+	"archive/tar"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
@@ -74,6 +75,9 @@ type Members struct {
 	// reused only by a commit with the same format.
 	Format string   `json:"format"`
 	List   []Member `json:"members"`
+	// Trailer is the size of what follows the members: the blob's index
+	// (see Index), or 0.
+	Trailer int64 `json:"trailer,omitempty"`
 }
 
 // MemberFormat returns the Members.Format of layers compressed with c at
@@ -131,6 +135,11 @@ type memberWriter struct {
 		sum       [sha256.Size]byte
 		left, off int64 // bytes of it still to come; the offset reached
 	}
+
+	total   int64        // tar bytes written
+	index   indexBuilder // the entries seen (Boundary)
+	ended   bool         // End was called: the index is complete
+	trailer int64        // bytes of the index written after the members
 
 	reuse   map[digest.Digest]reuseRef
 	blobs   []*reuseSource
@@ -262,6 +271,7 @@ func (m *memberWriter) Write(p []byte) (int, error) {
 			m.runN += int64(k)
 		}
 		m.buf = append(m.buf, p[:k]...)
+		m.total += int64(k)
 		p = p[k:]
 		if len(m.buf) == maxMember {
 			m.cut()
@@ -270,18 +280,26 @@ func (m *memberWriter) Write(p []byte) (int, error) {
 	return n, m.err
 }
 
-// Boundary tells the writer that a tar entry called name starts here: the
-// member ends here when it holds at least minMember bytes and name is one
-// of the names members end before.
-func (m *memberWriter) Boundary(name string) {
+// Boundary tells the writer that the tar entry hdr starts here: the index
+// records it, and the member ends here when it holds at least minMember
+// bytes and the entry's name is one of the names members end before.
+func (m *memberWriter) Boundary(hdr *tar.Header) {
+	m.index.entries = append(m.index.entries, IndexEntry{Name: hdr.Name, Typeflag: hdr.Typeflag, Start: m.total})
 	if len(m.buf) < minMember {
 		return
 	}
 	h := fnv.New32a()
-	h.Write([]byte(name))
+	h.Write([]byte(hdr.Name))
 	if h.Sum32()%cutEvery == 0 {
 		m.cut()
 	}
+}
+
+// End tells the writer that the last entry ends here: the end-of-archive
+// blocks follow. A layer of more than one member gets an index (Index).
+func (m *memberWriter) End() {
+	m.index.end = m.total
+	m.ended = true
 }
 
 // Content tells the writer that the next size bytes are the content of a
@@ -481,8 +499,30 @@ func (m *memberWriter) write() {
 		b := j.data
 		m.bufs.Put(&b)
 	}
+	if err == nil && m.ended && len(m.members) > 1 {
+		err = m.writeIndex()
+	}
 	close(m.blobq)
 	m.done <- err
+}
+
+// writeIndex writes the blob's index after its members (see Index).
+func (m *memberWriter) writeIndex() error {
+	var off int64
+	for _, mem := range m.members {
+		off += mem.CSize
+	}
+	payload, err := encodeIndex(m.members, m.index.entries, m.index.end)
+	if err != nil {
+		return err
+	}
+	t := indexTrailer(m.c, payload, off)
+	m.blobq <- t
+	if _, err := m.w.Write(t); err != nil {
+		return err
+	}
+	m.trailer = int64(len(t))
+	return nil
 }
 
 // hashBlob hashes the blob beside its writing.
@@ -524,7 +564,7 @@ func (m *memberWriter) Close() error {
 
 // Members returns the members written; valid after Close.
 func (m *memberWriter) Members() Members {
-	return Members{Format: m.format, List: m.members}
+	return Members{Format: m.format, List: m.members, Trailer: m.trailer}
 }
 
 // Digests returns the digests of the tar stream (the diffID) and of the

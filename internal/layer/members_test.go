@@ -81,8 +81,11 @@ func TestCommitMembers(t *testing.T) {
 				size += mem.Size
 				csize += mem.CSize
 			}
-			if size != int64(tarBuf.Len()) || csize != blob.Size {
-				t.Errorf("members add up to %d/%d, want %d/%d", size, csize, tarBuf.Len(), blob.Size)
+			if m.Trailer <= 0 {
+				t.Errorf("a layer of %d members has no index", len(m.List))
+			}
+			if size != int64(tarBuf.Len()) || csize+m.Trailer != blob.Size {
+				t.Errorf("members add up to %d/%d (+%d index), want %d/%d", size, csize, m.Trailer, tarBuf.Len(), blob.Size)
 			}
 			if c == Gzip {
 				// the standard library reads concatenated members as one stream

@@ -1,0 +1,211 @@
+package layer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// indexedLayer commits dir with c and returns the blob and its tar.
+func indexedLayer(t *testing.T, dir string, c Compression) (blob, tarBytes []byte) {
+	t.Helper()
+	ctx := context.Background()
+	var tb, b bytes.Buffer
+	must(t, WriteDiff(ctx, dir, &tb, DiffOptions{}))
+	_, m, err := Commit(ctx, dir, &b, c, DiffOptions{})
+	must(t, err)
+	if m.Trailer == 0 {
+		t.Fatalf("no index in a layer of %d members", len(m.List))
+	}
+	return b.Bytes(), tb.Bytes()
+}
+
+// TestIndexMatchesTar: the index lists every entry of the layer's tar, in
+// order, where it starts, and the members as Commit cut them; the blob
+// still reads as the same tar with every reader.
+func TestIndexMatchesTar(t *testing.T) {
+	dir := t.TempDir()
+	genTree(t, dir, 300, 10<<20)
+	for _, c := range []Compression{Gzip, Zstd} {
+		t.Run(string(c), func(t *testing.T) {
+			blob, tarBytes := indexedLayer(t, dir, c)
+			ix, err := ReadIndex(bytes.NewReader(blob), int64(len(blob)))
+			must(t, err)
+			if ix.Compression != c {
+				t.Errorf("index of a %s blob says %s", c, ix.Compression)
+			}
+			// every entry where the index says, and nothing between them
+			_, hdrs := readTar(t, tarBytes)
+			if len(ix.Entries) != len(hdrs) {
+				t.Fatalf("%d index entries for %d tar entries", len(ix.Entries), len(hdrs))
+			}
+			for i, e := range ix.Entries {
+				end := ix.End
+				if i+1 < len(ix.Entries) {
+					end = ix.Entries[i+1].Start
+				}
+				if e.Name != hdrs[i].Name || e.Typeflag != hdrs[i].Typeflag {
+					t.Fatalf("entry %d: index %q %c, tar %q %c", i, e.Name, e.Typeflag, hdrs[i].Name, hdrs[i].Typeflag)
+				}
+				if err := checkFragment(tarBytes[e.Start:end], e.Name); err != nil {
+					t.Fatalf("entry %d %q: %v", i, e.Name, err)
+				}
+			}
+			if rest := tarBytes[ix.End:]; len(rest) != 1024 || !bytes.Equal(rest, make([]byte, 1024)) {
+				t.Errorf("%d bytes after the last entry, want the 1024 zero bytes of the end of the archive", len(rest))
+			}
+			zr, err := Decompress(bytes.NewReader(blob))
+			must(t, err)
+			back, err := io.ReadAll(zr)
+			must(t, err)
+			if !bytes.Equal(back, tarBytes) {
+				t.Error("the indexed blob does not decompress to the layer's tar")
+			}
+		})
+	}
+}
+
+// Layers without an index: one member (most RUN steps), an imported tar
+// stream (Compress knows no entries), and bytes that only look like one.
+func TestNoIndex(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	mustWrite(t, filepath.Join(dir, "small"), "a small layer", 0o644)
+	var small bytes.Buffer
+	_, m, err := Commit(ctx, dir, &small, Gzip, DiffOptions{})
+	must(t, err)
+	if m.Trailer != 0 {
+		t.Errorf("a one-member layer has a %d byte index", m.Trailer)
+	}
+	big := t.TempDir()
+	genTree(t, big, 50, 6<<20)
+	var tb, imported bytes.Buffer
+	must(t, WriteDiff(ctx, big, &tb, DiffOptions{}))
+	_, err = Compress(ctx, bytes.NewReader(tb.Bytes()), &imported, Gzip)
+	must(t, err)
+	for name, b := range map[string][]byte{"one member": small.Bytes(), "compressed tar stream": imported.Bytes(), "empty": nil} {
+		if _, err := ReadIndex(bytes.NewReader(b), int64(len(b))); !errors.Is(err, ErrNoIndex) {
+			t.Errorf("%s: ReadIndex gave %v, want ErrNoIndex", name, err)
+		}
+	}
+	// a damaged index is an error, not an index
+	blob, _ := indexedLayer(t, big, Gzip)
+	ix, err := ReadIndex(bytes.NewReader(blob), int64(len(blob)))
+	must(t, err)
+	var off int64
+	for _, m := range ix.Members {
+		off += m.CSize
+	}
+	bad := bytes.Clone(blob)
+	bad[off+20] ^= 0x40 // inside the first index piece
+	if _, err := ReadIndex(bytes.NewReader(bad), int64(len(bad))); err == nil || errors.Is(err, ErrNoIndex) {
+		t.Errorf("damaged index: %v", err)
+	}
+}
+
+// TestApplyIndexed: reading some paths through the index gives the tree
+// ApplyFlat gives from the whole layer, over a lower layer, with
+// whiteouts, an opaque directory, symlinks and hard links.
+func TestApplyIndexed(t *testing.T) {
+	requireRoot(t) // whiteouts are 0/0 character devices in a diff
+	ctx := context.Background()
+	lower := t.TempDir()
+	for _, p := range []string{"usr/bin/old", "usr/bin/gone", "opq/keep-not", "etc/conf"} {
+		mustWrite(t, filepath.Join(lower, p), "lower "+p, 0o644)
+	}
+	top := t.TempDir()
+	genTree(t, top, 200, 8<<20)
+	mustWrite(t, filepath.Join(top, "usr/bin/tool"), "the tool", 0o755)
+	mustWrite(t, filepath.Join(top, "usr/bin/zz-late"), strings.Repeat("late ", 1<<18), 0o644)
+	must(t, os.Symlink("tool", filepath.Join(top, "usr/bin/link")))
+	must(t, os.Link(filepath.Join(top, "usr/bin/tool"), filepath.Join(top, "usr/bin/hard")))
+	must(t, unix.Mknod(filepath.Join(top, "usr/bin/gone"), unix.S_IFCHR, 0))
+	must(t, os.MkdirAll(filepath.Join(top, "opq"), 0o755))
+	must(t, unix.Setxattr(filepath.Join(top, "opq"), "trusted.overlay.opaque", []byte("y"), 0))
+	mustWrite(t, filepath.Join(top, "opq/new"), "new in opq", 0o644)
+
+	var lowerBlob bytes.Buffer
+	_, _, err := Commit(ctx, lower, &lowerBlob, Gzip, DiffOptions{})
+	must(t, err)
+	for _, c := range []Compression{Gzip, Zstd} {
+		blob, _ := indexedLayer(t, top, c)
+		ix, err := ReadIndex(bytes.NewReader(blob), int64(len(blob)))
+		must(t, err)
+		for _, pats := range [][]string{
+			{"usr/bin/tool"},
+			{"usr/bin"},
+			{"usr/bin/*"},
+			{"opq"},
+			{"d07/sub0"},
+			{"usr/bin/hard", "usr/bin/tool"},
+		} {
+			want := func(rel string) bool {
+				parts := strings.Split(rel, "/")
+				for _, p := range pats {
+					pp := strings.Split(p, "/")
+					ok := true
+					for i := 0; i < min(len(parts), len(pp)); i++ {
+						if m, _ := path.Match(pp[i], parts[i]); !m {
+							ok = false
+							break
+						}
+					}
+					if ok {
+						return true
+					}
+				}
+				return false
+			}
+			whole, byIndex := t.TempDir(), t.TempDir()
+			for _, d := range []string{whole, byIndex} {
+				must(t, ApplyFlat(ctx, d, bytes.NewReader(lowerBlob.Bytes()), want))
+			}
+			errWhole := ApplyFlat(ctx, whole, bytes.NewReader(blob), want)
+			_, errIndex := ApplyIndexed(ctx, byIndex, bytes.NewReader(blob), ix, want)
+			if errWhole != nil || errIndex != nil {
+				// a hard link to a path not wanted: the same refusal
+				if !errors.Is(errWhole, ErrMissingLinkTarget) || !errors.Is(errIndex, ErrMissingLinkTarget) {
+					t.Errorf("%s %v: whole layer: %v; through the index: %v", c, pats, errWhole, errIndex)
+				}
+				continue
+			}
+			if d := diffSnapshots(snapshotTree(t, whole), snapshotTree(t, byIndex)); len(d) > 0 {
+				t.Errorf("%s %v: through the index differs from the whole layer:\n%s", c, pats, strings.Join(d, "\n"))
+			}
+		}
+		// most of the layer wanted: read it whole
+		_, err = ApplyIndexed(ctx, t.TempDir(), bytes.NewReader(blob), ix, func(string) bool { return true })
+		if !errors.Is(err, ErrIndexUnusable) {
+			t.Errorf("%s: everything through the index: %v", c, err)
+		}
+	}
+}
+
+// TestApplyIndexedChecksEntries: an index that names another entry where
+// the tar has one is refused before anything is written.
+func TestApplyIndexedChecksEntries(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	genTree(t, dir, 100, 6<<20)
+	blob, _ := indexedLayer(t, dir, Gzip)
+	ix, err := ReadIndex(bytes.NewReader(blob), int64(len(blob)))
+	must(t, err)
+	// the index now says the 40th entry is "evil", and "evil" is wanted
+	ix.Entries[40].Name = "evil"
+	dest := t.TempDir()
+	_, err = ApplyIndexed(ctx, dest, bytes.NewReader(blob), ix, func(rel string) bool { return rel == "evil" })
+	if !errors.Is(err, ErrIndexUnusable) {
+		t.Fatalf("a lying index: %v", err)
+	}
+	if names, _ := os.ReadDir(dest); len(names) != 0 {
+		t.Errorf("a refused index wrote %d entries", len(names))
+	}
+}
