@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	units "github.com/docker/go-units"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/strata-build/strata/internal/cache"
@@ -50,7 +53,7 @@ func (sb *stageBuilder) copyFromImage(ctx context.Context, p *progress.Step, ref
 		inputs = append(inputs, cache.Input{Name: "source " + pat, Value: "image " + dgst})
 	}
 	return sb.change(ctx, p, sd.createdBy, inputs, func(rootfs string) error {
-		src, err := sb.imageSource(ctx, ref, inStore, rimg, sd.sources, "image "+dgst)
+		src, err := sb.imageSource(ctx, p, ref, inStore, rimg, sd.sources, "image "+dgst)
 		if err != nil {
 			return err
 		}
@@ -75,7 +78,7 @@ func (sb *stageBuilder) copyFromImage(ctx context.Context, p *progress.Step, ref
 // content key): a view of its unpacked layers when it is in the store,
 // else the requested paths extracted from its registry layers. The caller
 // must Close it.
-func (sb *stageBuilder) imageSource(ctx context.Context, ref source.Ref, inStore bool, rimg v1.Image, patterns []string, key string) (*source.Source, error) {
+func (sb *stageBuilder) imageSource(ctx context.Context, log io.Writer, ref source.Ref, inStore bool, rimg v1.Image, patterns []string, key string) (*source.Source, error) {
 	if inStore {
 		return sb.wholeImageSource(ctx, ref, false, key)
 	}
@@ -86,7 +89,7 @@ func (sb *stageBuilder) imageSource(ctx context.Context, ref source.Ref, inStore
 			return nil, err
 		}
 		src := source.Extracted(dir, ref.Name, key)
-		err = extractPaths(ctx, rimg, dir, want)
+		err = extractPaths(ctx, log, rimg, dir, want)
 		if errors.Is(err, layer.ErrMissingLinkTarget) || errors.Is(err, errWantAll) {
 			src.Close()
 			break // fall back to the whole image
@@ -118,9 +121,10 @@ func (sb *stageBuilder) wholeImageSource(ctx context.Context, ref source.Ref, pu
 
 var errWantAll = errors.New("the pattern needs the whole image")
 
-// extractPaths streams img's layers, bottom first, into dir keeping only
-// the paths the patterns select, their parents and what is below them.
-func extractPaths(ctx context.Context, img v1.Image, dir string, patterns []string) error {
+// extractPaths applies img's layers, bottom first, onto dir keeping only
+// the paths the patterns select, their parents and what is below them,
+// and says on log which layers it read through their index.
+func extractPaths(ctx context.Context, log io.Writer, img v1.Image, dir string, patterns []string) error {
 	var pats [][]string
 	for _, p := range patterns {
 		c := strings.Trim(path.Clean("/"+p), "/")
@@ -150,18 +154,127 @@ func extractPaths(ctx context.Context, img v1.Image, dir string, patterns []stri
 	if err != nil {
 		return err
 	}
-	for _, l := range layers {
-		rc, err := l.Compressed()
-		if err != nil {
-			return err
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), "blobs-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	blobs := fetchLayers(ctx, layers, tmp)
+	defer func() {
+		cancel()
+		for _, b := range blobs {
+			<-b.done
+			if b.f != nil {
+				b.f.Close()
+			}
 		}
-		err = layer.ApplyFlat(ctx, dir, rc, want)
-		rc.Close()
+	}()
+	for i, b := range blobs {
+		<-b.done
+		if b.err != nil {
+			return fmt.Errorf("layer %d: %w", i+1, b.err)
+		}
+		n, err := applyPaths(ctx, dir, b, want)
 		if err != nil {
-			return err
+			return fmt.Errorf("layer %d: %w", i+1, err)
+		}
+		if n > 0 {
+			fmt.Fprintf(log, "layer %d of %d: inflated %s of it through its index\n", i+1, len(blobs), units.BytesSize(float64(n)))
 		}
 	}
 	return nil
+}
+
+// layersAhead is how many layers extractPaths downloads at once.
+const layersAhead = 3
+
+// fetchedLayer is a layer blob downloaded to a file (its digest checked
+// as it was read); done is closed when f, size or err are set.
+type fetchedLayer struct {
+	f    *os.File
+	size int64
+	err  error
+	done chan struct{}
+}
+
+// fetchLayers downloads layers into files in dir, a few at a time, in
+// order: the first is applied while the next ones arrive.
+func fetchLayers(ctx context.Context, layers []v1.Layer, dir string) []*fetchedLayer {
+	out := make([]*fetchedLayer, len(layers))
+	sem := make(chan struct{}, layersAhead)
+	for i := range layers {
+		out[i] = &fetchedLayer{done: make(chan struct{})}
+	}
+	go func() {
+		for i, l := range layers {
+			b := out[i]
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				b.err = ctx.Err()
+				close(b.done)
+				continue
+			}
+			go func() {
+				defer func() { <-sem; close(b.done) }()
+				b.f, b.size, b.err = fetchLayer(ctx, l, dir)
+			}()
+		}
+	}()
+	return out
+}
+
+func fetchLayer(ctx context.Context, l v1.Layer, dir string) (*os.File, int64, error) {
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rc.Close()
+	f, err := os.CreateTemp(dir, "layer-")
+	if err != nil {
+		return nil, 0, err
+	}
+	buf := make([]byte, 1<<20)
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			f.Close()
+			return nil, 0, err
+		}
+		k, rerr := rc.Read(buf)
+		if k > 0 {
+			if _, err := f.Write(buf[:k]); err != nil {
+				f.Close()
+				return nil, 0, err
+			}
+			n += int64(k)
+		}
+		if rerr == io.EOF {
+			// the remote layer's reader checks the digest at its end
+			return f, n, nil
+		}
+		if rerr != nil {
+			f.Close()
+			return nil, 0, rerr
+		}
+	}
+}
+
+// applyPaths applies the paths want selects of one downloaded layer onto
+// dir: through the layer's index when it has one (layers strata commits
+// do) and the paths are a small part of it, else by reading it whole. It
+// returns the bytes inflated through the index (0: read whole).
+func applyPaths(ctx context.Context, dir string, b *fetchedLayer, want func(string) bool) (int64, error) {
+	ix, err := layer.ReadIndex(b.f, b.size)
+	if err == nil {
+		n, err := layer.ApplyIndexed(ctx, dir, b.f, ix, want)
+		if !errors.Is(err, layer.ErrIndexUnusable) {
+			return n, err
+		}
+	}
+	return 0, layer.ApplyFlat(ctx, dir, io.NewSectionReader(b.f, 0, b.size), want)
 }
 
 // missingLinkTargets returns the targets of requested symlinks that are not

@@ -7,6 +7,7 @@ package builder
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -124,6 +125,47 @@ COPY --from=busybox /etc/gr* /groups/
 	wantFile(t, e.rootfs(all.img), "/all/etc/group", 0, 0o644, 0, 0, "root:x:0:\nnogroup:x:65534:\napp:x:1000:\n")
 	if _, ok, _ := e.s.Lookup("busybox"); !ok {
 		t.Error("COPY --from=busybox / did not pull the image")
+	}
+}
+
+// COPY --from an image that is not in the store, whose layer strata wrote
+// (several members, with an index): the files asked for come through the
+// index, the same bytes as in the context they were built from.
+func TestInprocCopyFromIndexedImage(t *testing.T) {
+	t.Parallel()
+	reg := startRegistry(t)
+	maker := newBareInprocEnv(t)
+	maker.withRegistry(reg)
+	files := map[string]string{}
+	for i := range 400 {
+		var b strings.Builder
+		for j := 0; b.Len() < 40<<10; j++ {
+			fmt.Fprintf(&b, "file %d line %d %x\n", i, j, (i+1)*(j+7)*2654435761)
+		}
+		files[fmt.Sprintf("d%d/f%03d.txt", i%16, i)] = b.String()
+	}
+	tools := maker.mustBuild("FROM scratch\nCOPY . /data/\n", files).img
+	vimg, err := tools.V1(maker.s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := registry.New(registry.Config{Registries: map[string]registry.Host{reg: {Insecure: true}}})
+	if err := c.Push(context.Background(), reg+"/tools/data:1", vimg); err != nil {
+		t.Fatal(err)
+	}
+
+	e := newBareInprocEnv(t)
+	e.withRegistry(reg)
+	r := e.mustBuild("FROM scratch\nCOPY --from="+reg+"/tools/data:1 /data/d1/f081.txt /data/d2/ /out/\n", nil)
+	root := e.rootfs(r.img)
+	wantFile(t, root, "/out/f081.txt", 0, 0o644, 0, 0, files["d1/f081.txt"])
+	for name, data := range files {
+		if strings.HasPrefix(name, "d2/") {
+			wantFile(t, root, "/out/"+strings.TrimPrefix(name, "d2/"), 0, 0o644, 0, 0, data)
+		}
+	}
+	if !strings.Contains(r.log(), "through its index") {
+		t.Errorf("the layer was not read through its index\n%s", r.log())
 	}
 }
 
