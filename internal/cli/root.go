@@ -20,6 +20,7 @@ import (
 
 	"github.com/strata-build/strata/internal/builder"
 	"github.com/strata-build/strata/internal/dockerfile"
+	"github.com/strata-build/strata/internal/executor/netns"
 	"github.com/strata-build/strata/internal/executor/runc"
 	"github.com/strata-build/strata/internal/httpx"
 	"github.com/strata-build/strata/internal/isolation"
@@ -116,6 +117,7 @@ func (a *app) open(ctx context.Context) (*builder.Builder, error) {
 		return nil, err
 	}
 	runner.BundleDir = filepath.Join(se.Dir, "bundles")
+	runner.Networks = &netns.Pool{Dir: filepath.Join(se.Dir, "netns")}
 	cfg, err := registry.LoadConfig(a.configPath, os.Getenv(registry.MirrorsEnv))
 	if err != nil {
 		se.Close()
@@ -188,6 +190,11 @@ func (a *app) close() {
 	}
 	if a.runner != nil && a.runner.Deletes != nil {
 		a.runner.Deletes.Wait() // containers deleted in the background
+	}
+	if a.runner != nil && a.runner.Networks != nil {
+		if err := a.runner.Networks.Close(); err != nil {
+			fmt.Fprintf(a.stderr, "warning: %v\n", err)
+		}
 	}
 	if a.session != nil {
 		a.session.Close()

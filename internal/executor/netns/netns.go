@@ -50,6 +50,7 @@ type NS struct {
 	ResolvConf string
 	slirp      *exec.Cmd
 	exitW      *os.File
+	dir        string // removed by Close when set (a Pool's namespace)
 }
 
 // Available reports whether user-mode networking can be set up here: the
@@ -147,7 +148,10 @@ func (n *NS) Close() error {
 	if err := unix.Unmount(n.Path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 		errs = append(errs, fmt.Errorf("netns: unmount %s: %w", n.Path, err))
 	}
-	for _, p := range []string{n.Path, n.ResolvConf} {
+	for _, p := range []string{n.Path, n.ResolvConf, n.dir} {
+		if p == "" {
+			continue
+		}
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("netns: %w", err))
 		}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/strata-build/strata/internal/executor/netns"
 )
 
 // serve answers "hello" over HTTP on addr (host:0) until the test ends and
@@ -34,12 +36,20 @@ func hostAddr() string {
 	return ""
 }
 
+// TestNetworkPrivate runs with a namespace made for each run, and with a
+// netns.Pool (the CLI's way: a spare made ahead, closes in the background).
 func TestNetworkPrivate(t *testing.T) {
 	requireRunc(t)
 	if err := checkSlirp(); err != nil {
 		t.Skip(err)
 	}
+	t.Run("each", func(t *testing.T) { testNetworkPrivate(t, nil) })
+	t.Run("pool", func(t *testing.T) { testNetworkPrivate(t, &netns.Pool{Dir: t.TempDir()}) })
+}
+
+func testNetworkPrivate(t *testing.T, pool *netns.Pool) {
 	r := newRunner(t)
+	r.Networks = pool
 	rootfs := newRootfs(t)
 	loop := serve(t, "127.0.0.1")
 	// busybox-static's wget crashes here (getservbyname): plain HTTP over nc.
@@ -64,6 +74,11 @@ func TestNetworkPrivate(t *testing.T) {
 		addr := serve(t, a)
 		if _, out := run(t, r, Process{ID: testPrefix + "net-out", Rootfs: rootfs, Network: NetworkPrivate, Args: sh(get(addr))}); !strings.Contains(out, "hello") {
 			t.Errorf("private network cannot reach %s: %q", addr, out)
+		}
+	}
+	if pool != nil {
+		if err := pool.Close(); err != nil {
+			t.Error(err)
 		}
 	}
 	checkNoSlirp(t)

@@ -65,6 +65,11 @@ type Runner struct {
 	// before it returns. A container that did not end normally is always
 	// deleted before Run returns.
 	Deletes *sync.WaitGroup
+	// Networks, when set, hands out the private network namespaces with
+	// one kept ready and takes them back to close in the background
+	// (netns.Pool); its owner closes it. When nil, each run makes its own
+	// in its bundle and closes it before Run returns.
+	Networks *netns.Pool
 }
 
 var _ executor.Executor = (*Runner)(nil)
@@ -120,11 +125,20 @@ func (r *Runner) Run(ctx context.Context, p Process) (exitCode int, err error) {
 	if p.Network == NetworkPrivate {
 		// Up before runc starts the process; gone (after the process,
 		// before the bundle) on every path.
-		ns, err := netns.New(ctx, bundle)
+		var ns *netns.NS
+		if r.Networks != nil {
+			ns, err = r.Networks.Get(ctx)
+		} else {
+			ns, err = netns.New(ctx, bundle)
+		}
 		if err != nil {
 			return -1, fmt.Errorf("run %s: %w", p.ID, err)
 		}
 		defer func() {
+			if r.Networks != nil {
+				r.Networks.Release(ns)
+				return
+			}
 			if cerr := ns.Close(); cerr != nil && err == nil {
 				exitCode, err = -1, fmt.Errorf("run %s: %w", p.ID, cerr)
 			}
