@@ -18,12 +18,12 @@ type Pool struct {
 	// Dir holds the namespaces' directories; created (0700) if missing.
 	Dir string
 
-	mu      sync.Mutex
-	spare   *NS
-	making  bool // a spare is being made
-	closed  bool
-	work    sync.WaitGroup // spares being made, namespaces being closed
-	errs    []error        // of background closes
+	mu     sync.Mutex
+	spare  *NS
+	making bool // a spare is being made
+	closed bool
+	work   sync.WaitGroup // spares being made, namespaces being closed
+	errs   []error        // of background closes
 }
 
 // Get returns a namespace for one run; the caller closes it. It is the
