@@ -54,7 +54,10 @@ const (
 	gzipFooterLen     = gzipHeaderLen + 2 + 4 + indexFooterData + 2 + gzipTrailerLen
 	zstdFooterLen     = 8 + indexFooterData
 	maxExtraPiece     = 65535 - 4
-	maxIndexBytes     = 256 << 20 // bounds an index's inflated size
+	maxIndexBytes     = 64 << 20 // bounds an index's inflated size
+	maxIndexPayload   = 16 << 20 // and its deflated size
+	maxNameBytes      = 64 << 20 // and the bytes of its names
+	maxMemberCSize    = 2 * maxMember
 	zstdSkippableMark = 0x184D2A5E
 )
 
@@ -105,7 +108,11 @@ func encodeIndex(members []Member, entries []IndexEntry, end int64) ([]byte, err
 	return b.Bytes(), nil
 }
 
-func decodeIndex(payload []byte) (*Index, error) {
+// decodeIndex decodes an index payload of a blob whose members take off
+// bytes. The payload may be hostile (a registry's layer): every count,
+// size and offset is checked against what a blob of that size can hold,
+// so a small payload cannot ask for much memory.
+func decodeIndex(payload []byte, off int64) (*Index, error) {
 	raw, err := io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(payload)), maxIndexBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("inflate index: %w", err)
@@ -116,29 +123,53 @@ func decodeIndex(payload []byte) (*Index, error) {
 	d := &varintReader{b: raw}
 	ix := &Index{}
 	n := d.count()
+	if n > uint64(off/9) { // a zstd frame takes at least 9 bytes, a gzip member 18
+		d.fail("more members than the blob can hold")
+	}
+	var csize, usize int64
 	for i := uint64(0); i < n && d.err == nil; i++ {
-		ix.Members = append(ix.Members, Member{Size: d.int(), CSize: d.int()})
+		m := Member{Size: d.int(), CSize: d.int()}
+		if m.Size <= 0 || m.Size > maxMember || m.CSize <= 0 || m.CSize > maxMemberCSize || m.CSize > off-csize {
+			d.fail("bad member size")
+		}
+		csize += m.CSize
+		usize += m.Size
+		ix.Members = append(ix.Members, m)
+	}
+	if d.err == nil && csize != off {
+		d.fail("members do not fill the blob")
 	}
 	ix.End = d.int()
+	if ix.End > usize {
+		d.fail("entries end past the members")
+	}
 	n = d.count()
-	prev, prevStart := "", int64(0)
+	if n > uint64(ix.End/512)+1 {
+		d.fail("more entries than the tar can hold")
+	}
+	prev, prevStart, names := "", int64(0), 0
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		p, k := d.int(), d.int()
-		if d.err == nil && (p > int64(len(prev)) || k > int64(len(d.b))) {
-			d.err = errors.New("bad name")
+		if d.err != nil {
+			break
+		}
+		if p > int64(len(prev)) || k > int64(len(d.b)) || int64(names)+p+k > maxNameBytes {
+			d.fail("bad name")
 			break
 		}
 		name := prev[:p] + string(d.bytes(int(k)))
+		names += len(name)
 		tf := d.byte()
-		start := prevStart + d.int()
-		if i > 0 && start <= prevStart {
-			d.err = errors.New("entries out of order")
+		delta := d.int()
+		start := prevStart + delta
+		if delta%512 != 0 || i > 0 && delta == 0 || start >= ix.End {
+			d.fail("bad entry offset")
 		}
 		ix.Entries = append(ix.Entries, IndexEntry{Name: name, Typeflag: tf, Start: start})
 		prev, prevStart = name, start
 	}
 	if d.err == nil && len(d.b) != 0 {
-		d.err = errors.New("trailing bytes")
+		d.fail("trailing bytes")
 	}
 	if d.err != nil {
 		return nil, fmt.Errorf("decode index: %w", d.err)
@@ -150,6 +181,12 @@ func decodeIndex(payload []byte) (*Index, error) {
 type varintReader struct {
 	b   []byte
 	err error
+}
+
+func (d *varintReader) fail(msg string) {
+	if d.err == nil {
+		d.err = errors.New(msg)
+	}
 }
 
 func (d *varintReader) uint() uint64 {
@@ -257,7 +294,7 @@ func ReadIndex(r io.ReaderAt, size int64) (*Index, error) {
 		footerLen = int64(zstdFooterLen)
 	}
 	region := size - footerLen - off
-	if off < 0 || plen <= 0 || region < plen || region > plen+plen/maxExtraPiece*32+64 {
+	if off <= 0 || plen <= 0 || plen > maxIndexPayload || region < plen || region > plen+plen/maxExtraPiece*32+64 {
 		return nil, errors.New("index: bad footer")
 	}
 	buf := make([]byte, region)
@@ -283,19 +320,11 @@ func ReadIndex(r io.ReaderAt, size int64) (*Index, error) {
 	if int64(len(payload)) != plen || sha256.Sum256(payload) != sum {
 		return nil, errors.New("index: checksum does not match")
 	}
-	ix, err := decodeIndex(payload)
+	ix, err := decodeIndex(payload, off)
 	if err != nil {
 		return nil, err
 	}
 	ix.Compression = c
-	var csize, usize int64
-	for _, m := range ix.Members {
-		csize += m.CSize
-		usize += m.Size
-	}
-	if csize != off || ix.End > usize || len(ix.Entries) > 0 && ix.Entries[len(ix.Entries)-1].Start >= ix.End {
-		return nil, errors.New("index: does not match the blob")
-	}
 	return ix, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/flate"
 	"golang.org/x/sys/unix"
 )
 
@@ -208,4 +209,46 @@ func TestApplyIndexedChecksEntries(t *testing.T) {
 	if names, _ := os.ReadDir(dest); len(names) != 0 {
 		t.Errorf("a refused index wrote %d entries", len(names))
 	}
+}
+
+// FuzzIndex: a hostile index (a registry's layer) decodes to an error or to
+// an index whose members fill the blob and whose entries are in order
+// inside the tar, and never panics; ReadIndex of any bytes neither.
+func FuzzIndex(f *testing.F) {
+	members := []Member{{Size: 3 << 20, CSize: 1 << 20}, {Size: 1 << 20, CSize: 300 << 10}}
+	entries := []IndexEntry{{Name: "a", Typeflag: '5'}, {Name: "a/b", Typeflag: '0', Start: 512}, {Name: "a/c", Typeflag: '1', Start: 3 << 20}}
+	payload, err := encodeIndex(members, entries, 4<<20-1024)
+	if err != nil {
+		f.Fatal(err)
+	}
+	raw, err := io.ReadAll(flate.NewReader(bytes.NewReader(payload)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw, int64(1<<20+300<<10))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f, 1, 1}, int64(1<<40))
+	f.Fuzz(func(t *testing.T, raw []byte, off int64) {
+		var b bytes.Buffer
+		fw, _ := flate.NewWriter(&b, 1)
+		fw.Write(raw)
+		fw.Close()
+		ix, err := decodeIndex(b.Bytes(), off)
+		if err == nil {
+			var c, u int64
+			for _, m := range ix.Members {
+				c += m.CSize
+				u += m.Size
+			}
+			if c != off || ix.End > u {
+				t.Fatalf("members %d/%d for a blob of %d, end %d", c, u, off, ix.End)
+			}
+			for i, e := range ix.Entries {
+				if e.Start%512 != 0 || e.Start >= ix.End || i > 0 && e.Start <= ix.Entries[i-1].Start {
+					t.Fatalf("entry %d starts at %d", i, e.Start)
+				}
+			}
+		}
+		tail := append(bytes.Clone(raw), indexTrailer(Gzip, b.Bytes(), int64(len(raw)))...)
+		ReadIndex(bytes.NewReader(tail), int64(len(tail)))
+	})
 }

@@ -110,23 +110,27 @@ func indexWants(name string, want func(string) bool) bool {
 	return strings.HasPrefix(base, whiteoutPrefix) || want(rel)
 }
 
-// checkFragment checks that b is one whole tar entry called name: its
-// header blocks, then its content padded to a block.
+// checkFragment checks that b is one whole tar entry called name: it
+// reads as that entry (its extended headers, header and content), and
+// then as the end of the stream.
 func checkFragment(b []byte, name string) error {
 	cr := &countReader{r: bytes.NewReader(b)}
-	hdr, err := tar.NewReader(cr).Next()
+	tr := tar.NewReader(cr)
+	hdr, err := tr.Next()
 	if err != nil {
 		return err
 	}
 	if hdr.Name != name {
 		return fmt.Errorf("the tar entry there is %q", hdr.Name)
 	}
-	want := cr.n
-	if hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeChar || hdr.Typeflag == tar.TypeBlock || hdr.Typeflag == tar.TypeFifo {
-		want += (hdr.Size + 511) &^ 511
+	if _, err := io.Copy(io.Discard, tr); err != nil {
+		return err
 	}
-	if want != int64(len(b)) {
-		return fmt.Errorf("the entry takes %d bytes, the index says %d", want, len(b))
+	if _, err := tr.Next(); err != io.EOF {
+		return fmt.Errorf("more than one entry where the index names %q", name)
+	}
+	if cr.n != int64(len(b)) {
+		return fmt.Errorf("the entry takes %d bytes, the index says %d", cr.n, len(b))
 	}
 	return nil
 }
@@ -153,7 +157,7 @@ func inflateMembers(ctx context.Context, r io.ReaderAt, ix *Index, coffs []int64
 	var dec *zstd.Decoder
 	if ix.Compression == Zstd {
 		var err error
-		if dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(memberWorkers())); err != nil {
+		if dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(memberWorkers()), zstd.WithDecoderMaxMemory(maxMember)); err != nil {
 			return nil, err
 		}
 		defer dec.Close()
