@@ -177,6 +177,10 @@ func extractPaths(ctx context.Context, log io.Writer, img v1.Image, dir string, 
 			return fmt.Errorf("layer %d: %w", i+1, b.err)
 		}
 		n, err := applyPaths(ctx, dir, b, want)
+		// done with it: the file goes now, not with the whole image
+		b.f.Close()
+		os.Remove(b.f.Name())
+		b.f = nil
 		if err != nil {
 			return fmt.Errorf("layer %d: %w", i+1, err)
 		}
@@ -227,6 +231,9 @@ func fetchLayers(ctx context.Context, layers []v1.Layer, dir string) []*fetchedL
 }
 
 func fetchLayer(ctx context.Context, l v1.Layer, dir string) (*os.File, int64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err // the request would not see ctx (the image's context)
+	}
 	rc, err := l.Compressed()
 	if err != nil {
 		return nil, 0, err

@@ -81,6 +81,7 @@ func New(ctx context.Context, dir string) (_ *NS, err error) {
 		return nil, fmt.Errorf("netns: %w", err)
 	}
 	if err := create(n.Path); err != nil {
+		os.Remove(n.ResolvConf)
 		return nil, fmt.Errorf("netns: %w", err)
 	}
 	defer func() {

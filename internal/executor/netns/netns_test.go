@@ -101,6 +101,11 @@ func TestPool(t *testing.T) {
 	if n2 != spare || n1 == n2 || n1.Path == n2.Path {
 		t.Errorf("the second Get did not take the spare (%s, %s, spare %s)", n1.Path, n2.Path, spare.Path)
 	}
+	// one still out when the pool closes: released after, closed at once
+	late, err := p.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var pids []int
 	for _, n := range []*NS{n1, n2} {
 		var st unix.Statfs_t
@@ -108,13 +113,22 @@ func TestPool(t *testing.T) {
 			t.Errorf("%s is not a namespace file (statfs type %x, %v)", n.Path, st.Type, err)
 		}
 		pids = append(pids, n.slirp.Process.Pid)
-		p.Release(n)
+		if err := p.Release(n); err != nil {
+			t.Error(err)
+		}
 	}
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := p.Get(ctx); err == nil {
 		t.Error("Get on a closed pool")
+	}
+	pids = append(pids, late.slirp.Process.Pid)
+	if err := p.Release(late); err != nil {
+		t.Error(err)
+	}
+	if _, err := os.Stat(late.Path); err == nil {
+		t.Errorf("%s is still there after its release from a closed pool", late.Path)
 	}
 	for _, pid := range pids {
 		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {

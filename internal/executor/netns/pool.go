@@ -26,8 +26,8 @@ type Pool struct {
 	errs   []error        // of background closes
 }
 
-// Get returns a namespace for one run; the caller closes it. It is the
-// spare when one is ready, else a new one made now.
+// Get returns a namespace for one run; the caller gives it back with
+// Release. It is the spare when one is ready, else a new one made now.
 func (p *Pool) Get(ctx context.Context) (*NS, error) {
 	p.mu.Lock()
 	if p.closed {
@@ -36,7 +36,9 @@ func (p *Pool) Get(ctx context.Context) (*NS, error) {
 	}
 	n := p.spare
 	p.spare = nil
+	p.work.Add(1) // Close waits for this Get
 	p.mu.Unlock()
+	defer p.work.Done()
 	if n == nil {
 		var err error
 		if n, err = p.make(ctx); err != nil {
@@ -74,10 +76,16 @@ func (p *Pool) replenish() {
 	}()
 }
 
-// Release closes n, a namespace Get returned, in the background; Close
-// waits for it and returns its error.
-func (p *Pool) Release(n *NS) {
+// Release closes n, a namespace Get returned: in the background while the
+// pool is open (Close waits for it and returns its error), else now.
+func (p *Pool) Release(n *NS) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return n.Close()
+	}
 	p.work.Add(1)
+	p.mu.Unlock()
 	go func() {
 		defer p.work.Done()
 		if err := n.Close(); err != nil {
@@ -86,6 +94,7 @@ func (p *Pool) Release(n *NS) {
 			p.mu.Unlock()
 		}
 	}()
+	return nil
 }
 
 // make creates a namespace in a directory of its own under p.Dir.

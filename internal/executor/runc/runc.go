@@ -135,11 +135,11 @@ func (r *Runner) Run(ctx context.Context, p Process) (exitCode int, err error) {
 			return -1, fmt.Errorf("run %s: %w", p.ID, err)
 		}
 		defer func() {
+			release := ns.Close
 			if r.Networks != nil {
-				r.Networks.Release(ns)
-				return
+				release = func() error { return r.Networks.Release(ns) }
 			}
-			if cerr := ns.Close(); cerr != nil && err == nil {
+			if cerr := release(); cerr != nil && err == nil {
 				exitCode, err = -1, fmt.Errorf("run %s: %w", p.ID, cerr)
 			}
 		}()
