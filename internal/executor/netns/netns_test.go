@@ -38,8 +38,17 @@ func TestNewClose(t *testing.T) {
 	if err := n.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
-		t.Errorf("slirp4netns (pid %d) still runs", pid)
+	checkGone(t, dir, pid)
+}
+
+// checkGone fails when a slirp4netns of pids still runs, or anything (a
+// file, a mount) is left under dir.
+func checkGone(t *testing.T, dir string, pids ...int) {
+	t.Helper()
+	for _, pid := range pids {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
+			t.Errorf("slirp4netns (pid %d) still runs", pid)
+		}
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Errorf("left in %s: %v", dir, ents)
@@ -130,16 +139,5 @@ func TestPool(t *testing.T) {
 	if _, err := os.Stat(late.Path); err == nil {
 		t.Errorf("%s is still there after its release from a closed pool", late.Path)
 	}
-	for _, pid := range pids {
-		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
-			t.Errorf("slirp4netns (pid %d) still runs", pid)
-		}
-	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
-		t.Errorf("left in %s: %v", dir, ents)
-	}
-	mi, _ := os.ReadFile("/proc/self/mountinfo")
-	if strings.Contains(string(mi), dir) {
-		t.Errorf("mount left under %s", dir)
-	}
+	checkGone(t, dir, pids...)
 }
