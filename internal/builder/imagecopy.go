@@ -15,6 +15,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/strata-build/strata/internal/cache"
+	"github.com/strata-build/strata/internal/ctxio"
 	"github.com/strata-build/strata/internal/layer"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/source"
@@ -243,30 +244,13 @@ func fetchLayer(ctx context.Context, l v1.Layer, dir string) (*os.File, int64, e
 	if err != nil {
 		return nil, 0, err
 	}
-	buf := make([]byte, 1<<20)
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			f.Close()
-			return nil, 0, err
-		}
-		k, rerr := rc.Read(buf)
-		if k > 0 {
-			if _, err := f.Write(buf[:k]); err != nil {
-				f.Close()
-				return nil, 0, err
-			}
-			n += int64(k)
-		}
-		if rerr == io.EOF {
-			// the remote layer's reader checks the digest at its end
-			return f, n, nil
-		}
-		if rerr != nil {
-			f.Close()
-			return nil, 0, rerr
-		}
+	// the remote layer's reader checks the digest at its end
+	n, err := io.Copy(f, ctxio.Reader(ctx, rc))
+	if err != nil {
+		f.Close()
+		return nil, 0, err
 	}
+	return f, n, nil
 }
 
 // applyPaths applies the paths want selects of one downloaded layer onto

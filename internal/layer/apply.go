@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/strata-build/strata/internal/ctxio"
 	"golang.org/x/sys/unix"
 )
 
@@ -144,7 +145,7 @@ func (x *extractor) run(ctx context.Context, dir string, r io.Reader) (digest.Di
 	}
 	defer zr.Close()
 	digester := digest.SHA256.Digester()
-	var stream io.Reader = ctxReader{ctx: ctx, r: zr}
+	var stream io.Reader = ctxio.Reader(ctx, zr)
 	if !x.noDigest {
 		stream = io.TeeReader(stream, digester.Hash())
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 	"github.com/opencontainers/go-digest"
+	"github.com/strata-build/strata/internal/ctxio"
 )
 
 // Compression names a layer compression.
@@ -91,7 +92,7 @@ func DiffID(ctx context.Context, dir string, opts DiffOptions) (digest.Digest, e
 // `strata import`). The stream is not validated as a tar.
 func Compress(ctx context.Context, r io.Reader, w io.Writer, c Compression) (Blob, error) {
 	b, _, err := compressFrom(w, c, 0, nil, func(tw io.Writer) error {
-		_, err := io.Copy(tw, ctxReader{ctx: ctx, r: r})
+		_, err := io.Copy(tw, ctxio.Reader(ctx, r))
 		return err
 	})
 	if err != nil {
@@ -148,19 +149,6 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
-}
-
-// ctxReader fails reads once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // format is a stream format detected from magic bytes.

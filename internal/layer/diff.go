@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/strata-build/strata/internal/ctxio"
 	"golang.org/x/sys/unix"
 )
 
@@ -332,7 +333,7 @@ func (d *diffWriter) writeFile(abs string, hdr *tar.Header) error {
 			d.entries.Content(hdr.Size, sum)
 		}
 	}
-	n, err := io.CopyBuffer(d.tw, io.LimitReader(ctxReader{ctx: d.ctx, r: f}, hdr.Size), d.buf)
+	n, err := io.CopyBuffer(d.tw, io.LimitReader(ctxio.Reader(d.ctx, f), hdr.Size), d.buf)
 	if err != nil {
 		return fmt.Errorf("copy %s: %w", abs, err)
 	}

@@ -19,6 +19,7 @@ import (
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/opencontainers/go-digest"
 	"github.com/strata-build/strata/internal/cache"
+	"github.com/strata-build/strata/internal/ctxio"
 	"golang.org/x/sys/unix"
 )
 
@@ -209,7 +210,7 @@ func (f *fsck) verifyLayer(ctx context.Context, blob digest.Digest, dir string) 
 	}
 	defer zr.Close()
 	h := sha256.New()
-	stream := io.TeeReader(ctxReader{ctx, zr}, h)
+	stream := io.TeeReader(ctxio.Reader(ctx, zr), h)
 	want, err := expectedEntries(tar.NewReader(stream))
 	if err != nil {
 		return "", nil, err

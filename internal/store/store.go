@@ -33,6 +33,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/strata-build/strata/internal/ctxio"
 	"golang.org/x/sys/unix"
 )
 
@@ -226,7 +227,7 @@ func (s *Store) WriteBlob(ctx context.Context, r io.Reader, expected digest.Dige
 		return "", 0, err
 	}
 	defer w.Close()
-	if _, err := io.Copy(w, ctxReader{ctx, r}); err != nil {
+	if _, err := io.Copy(w, ctxio.Reader(ctx, r)); err != nil {
 		return "", 0, fmt.Errorf("write blob: %w", err)
 	}
 	return w.Commit(expected)
@@ -303,16 +304,4 @@ func (s *Store) lock(name string, fn func() error) error {
 	}
 	defer unix.Flock(int(f.Fd()), unix.LOCK_UN)
 	return fn()
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
