@@ -50,7 +50,7 @@ type Index struct {
 
 const (
 	indexMagic        = "strata.index.v1\x00"
-	indexFooterData   = len(indexMagic) + 8 + 8 + sha256.Size
+	indexFooterData   = 16 + 8 + 8 + sha256.Size // magic (len(indexMagic)), offset, length, sha256
 	gzipFooterLen     = gzipHeaderLen + 2 + 4 + indexFooterData + 2 + gzipTrailerLen
 	zstdFooterLen     = 8 + indexFooterData
 	maxExtraPiece     = 65535 - 4
@@ -67,7 +67,8 @@ var ErrNoIndex = errors.New("layer has no index")
 // indexBuilder collects a layer's entries as the member writer sees them.
 type indexBuilder struct {
 	entries []IndexEntry
-	end     int64
+	end     int64 // where the last entry ends
+	ended   bool  // end is known: the index is complete
 }
 
 // encode returns the index's payload: its members and entries as varints,
@@ -285,14 +286,12 @@ func appendSkippable(out []byte, data []byte) []byte {
 // ReadIndex reads the index of a layer blob of size bytes (see Index). It
 // returns ErrNoIndex for a blob without one.
 func ReadIndex(r io.ReaderAt, size int64) (*Index, error) {
-	c, off, plen, sum, err := readFooter(r, size)
+	c, footer, footerLen, err := readFooter(r, size)
 	if err != nil {
 		return nil, err
 	}
-	footerLen := int64(gzipFooterLen)
-	if c == Zstd {
-		footerLen = int64(zstdFooterLen)
-	}
+	off := int64(binary.LittleEndian.Uint64(footer))
+	plen := int64(binary.LittleEndian.Uint64(footer[8:]))
 	region := size - footerLen - off
 	if off <= 0 || plen <= 0 || plen > maxIndexPayload || region < plen || region > plen+plen/maxExtraPiece*32+64 {
 		return nil, errors.New("index: bad footer")
@@ -317,7 +316,7 @@ func ReadIndex(r io.ReaderAt, size int64) (*Index, error) {
 			payload = append(payload, piece...)
 		}
 	}
-	if int64(len(payload)) != plen || sha256.Sum256(payload) != sum {
+	if int64(len(payload)) != plen || sha256.Sum256(payload) != [sha256.Size]byte(footer[16:]) {
 		return nil, errors.New("index: checksum does not match")
 	}
 	ix, err := decodeIndex(payload, off)
@@ -328,46 +327,31 @@ func ReadIndex(r io.ReaderAt, size int64) (*Index, error) {
 	return ix, nil
 }
 
-func readFooter(r io.ReaderAt, size int64) (c Compression, off, plen int64, sum [sha256.Size]byte, err error) {
-	try := func(n int, c Compression, parse func([]byte) []byte) bool {
-		if size < int64(n) {
-			return false
-		}
-		b := make([]byte, n)
-		if _, err := r.ReadAt(b, size-int64(n)); err != nil {
-			return false
-		}
-		data := parse(b)
-		if len(data) != indexFooterData || !bytes.HasPrefix(data, []byte(indexMagic)) {
-			return false
-		}
-		data = data[len(indexMagic):]
-		off = int64(binary.LittleEndian.Uint64(data))
-		plen = int64(binary.LittleEndian.Uint64(data[8:]))
-		copy(sum[:], data[16:])
-		return off >= 0 && plen >= 0
+// readFooter finds the footer at the end of a blob with an index: it
+// returns the blob's compression, the footer's data after the magic
+// (offset, length and sha256 of the index) and the footer's size.
+func readFooter(r io.ReaderAt, size int64) (Compression, []byte, int64, error) {
+	tail := make([]byte, min(size, gzipFooterLen)) // the longer footer
+	if _, err := r.ReadAt(tail, size-int64(len(tail))); err != nil {
+		return "", nil, 0, ErrNoIndex
 	}
-	gz := func(b []byte) []byte {
-		data, rest := extraMember(b, 'F')
-		if len(rest) != 0 {
+	footer := func(data, rest []byte) []byte {
+		if len(rest) != 0 || len(data) != indexFooterData || !bytes.HasPrefix(data, []byte(indexMagic)) {
 			return nil
 		}
-		return data
+		return data[len(indexMagic):]
 	}
-	zs := func(b []byte) []byte {
-		data, rest := skippable(b)
-		if len(rest) != 0 {
-			return nil
+	if len(tail) == gzipFooterLen {
+		if f := footer(extraMember(tail, 'F')); f != nil {
+			return Gzip, f, gzipFooterLen, nil
 		}
-		return data
 	}
-	switch {
-	case try(gzipFooterLen, Gzip, gz):
-		return Gzip, off, plen, sum, nil
-	case try(zstdFooterLen, Zstd, zs):
-		return Zstd, off, plen, sum, nil
+	if len(tail) >= zstdFooterLen {
+		if f := footer(skippable(tail[len(tail)-zstdFooterLen:])); f != nil {
+			return Zstd, f, zstdFooterLen, nil
+		}
 	}
-	return "", 0, 0, sum, ErrNoIndex
+	return "", nil, 0, ErrNoIndex
 }
 
 // extraMember parses an empty gzip member written by appendExtraMember with

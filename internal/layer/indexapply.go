@@ -2,16 +2,13 @@ package layer
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
-	"sync"
-
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 )
 
 // maxIndexedInflate bounds what ApplyIndexed inflates into memory; a
@@ -30,9 +27,20 @@ var ErrIndexUnusable = errors.New("the layer's index cannot serve this read")
 // to dir before those checks pass: an error that wraps ErrIndexUnusable
 // left dir as it was. It returns how many bytes of the tar it inflated.
 func ApplyIndexed(ctx context.Context, dir string, r io.ReaderAt, ix *Index, want func(path string) bool) (int64, error) {
-	type span struct{ start, end int64 }
+	starts := make([]int64, len(ix.Members)) // where each member starts in the tar
+	var total int64
+	for i, m := range ix.Members {
+		starts[i] = total
+		total += m.Size
+	}
+	// the entries ApplyFlat would act on, and the members holding them
+	type span struct {
+		start, end int64
+		name       string
+	}
 	var spans []span
-	var names []string
+	need := make([]bool, len(ix.Members))
+	var needBytes int64
 	for i, e := range ix.Entries {
 		if !indexWants(e.Name, want) {
 			continue
@@ -41,52 +49,32 @@ func ApplyIndexed(ctx context.Context, dir string, r io.ReaderAt, ix *Index, wan
 		if i+1 < len(ix.Entries) {
 			end = ix.Entries[i+1].Start
 		}
-		spans = append(spans, span{e.Start, end})
-		names = append(names, e.Name)
-	}
-	starts := make([]int64, len(ix.Members))
-	coffs := make([]int64, len(ix.Members))
-	var u, c int64
-	for i, m := range ix.Members {
-		starts[i], coffs[i] = u, c
-		u += m.Size
-		c += m.CSize
-	}
-	need := map[int]bool{}
-	var needBytes int64
-	for _, s := range spans {
-		for k := memberAt(starts, s.start); k >= 0 && k < len(starts) && starts[k] < s.end; k++ {
+		spans = append(spans, span{e.Start, end, e.Name})
+		for k := memberAt(starts, e.Start); k < len(need) && starts[k] < end; k++ {
 			if !need[k] {
 				need[k] = true
 				needBytes += ix.Members[k].Size
 			}
 		}
 	}
-	if needBytes > maxIndexedInflate || needBytes*2 > u {
-		return 0, fmt.Errorf("%w: the paths wanted fill %d of its %d bytes", ErrIndexUnusable, needBytes, u)
+	if needBytes > maxIndexedInflate || needBytes*2 > total {
+		return 0, fmt.Errorf("%w: the paths wanted fill %d of its %d bytes", ErrIndexUnusable, needBytes, total)
 	}
-	inflated, err := inflateMembers(ctx, r, ix, coffs, need)
+	buf, at, err := inflateMembers(r, ix, need, needBytes)
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
 		return 0, fmt.Errorf("%w: %w", ErrIndexUnusable, err)
 	}
-	read := func(s span) []byte {
-		out := make([]byte, 0, s.end-s.start)
-		for k := memberAt(starts, s.start); k < len(starts) && starts[k] < s.end; k++ {
-			m := inflated[k]
-			lo := max(s.start-starts[k], 0)
-			hi := min(s.end-starts[k], int64(len(m)))
-			out = append(out, m[lo:hi]...)
-		}
-		return out
-	}
+	// A span's members are all in buf, one after another: it is one slice.
 	frags := make([]io.Reader, len(spans))
 	for i, s := range spans {
-		b := read(s)
-		if err := checkFragment(b, names[i]); err != nil {
-			return 0, fmt.Errorf("%w: entry %q at %d: %w", ErrIndexUnusable, names[i], s.start, err)
+		k := memberAt(starts, s.start)
+		lo := at[k] + s.start - starts[k]
+		b := buf[lo : lo+s.end-s.start]
+		if err := checkFragment(b, s.name); err != nil {
+			return 0, fmt.Errorf("%w: entry %q at %d: %w", ErrIndexUnusable, s.name, s.start, err)
 		}
 		frags[i] = bytes.NewReader(b)
 	}
@@ -114,8 +102,8 @@ func indexWants(name string, want func(string) bool) bool {
 // reads as that entry (its extended headers, header and content), and
 // then as the end of the stream.
 func checkFragment(b []byte, name string) error {
-	cr := &countReader{r: bytes.NewReader(b)}
-	tr := tar.NewReader(cr)
+	br := bytes.NewReader(b)
+	tr := tar.NewReader(br)
 	hdr, err := tr.Next()
 	if err != nil {
 		return err
@@ -126,93 +114,44 @@ func checkFragment(b []byte, name string) error {
 	if _, err := io.Copy(io.Discard, tr); err != nil {
 		return err
 	}
-	if _, err := tr.Next(); err != io.EOF {
+	if _, err := tr.Next(); err != io.EOF || br.Len() != 0 {
 		return fmt.Errorf("more than one entry where the index names %q", name)
-	}
-	if cr.n != int64(len(b)) {
-		return fmt.Errorf("the entry takes %d bytes, the index says %d", cr.n, len(b))
 	}
 	return nil
 }
 
-type countReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
-// inflateMembers inflates the members need names, in parallel, checking
-// each has the size the index gives it.
-func inflateMembers(ctx context.Context, r io.ReaderAt, ix *Index, coffs []int64, need map[int]bool) (map[int][]byte, error) {
-	out := make(map[int][]byte, len(need))
-	var mu sync.Mutex
-	var firstErr error
-	sem := make(chan struct{}, memberWorkers())
-	var wg sync.WaitGroup
-	var dec *zstd.Decoder
-	if ix.Compression == Zstd {
-		var err error
-		if dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(memberWorkers()), zstd.WithDecoderMaxMemory(maxMember)); err != nil {
-			return nil, err
+// inflateMembers inflates the members need marks into one buffer of size
+// bytes, in order, through Decompress (gzip members in parallel, as any
+// layer); at[k] is where member k starts in it.
+func inflateMembers(r io.ReaderAt, ix *Index, need []bool, size int64) (buf []byte, at []int64, err error) {
+	var parts []io.Reader
+	at = make([]int64, len(need))
+	var coff, pos int64
+	for k, m := range ix.Members {
+		if need[k] {
+			parts = append(parts, io.NewSectionReader(r, coff, m.CSize))
+			at[k] = pos
+			pos += m.Size
 		}
-		defer dec.Close()
+		coff += m.CSize
 	}
-	for k := range need {
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			m := ix.Members[k]
-			b, err := inflateIndexed(io.NewSectionReader(r, coffs[k], m.CSize), m, dec)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && firstErr == nil {
-				firstErr = fmt.Errorf("member %d of the layer: %w", k, err)
-			}
-			out[k] = b
-		}()
+	// the format is the index's, not whatever the first bytes look like
+	stream := bufio.NewReader(io.MultiReader(parts...))
+	magic := map[Compression][]byte{Gzip: magicGzip, Zstd: magicZstd}[ix.Compression]
+	if head, _ := stream.Peek(len(magic)); len(magic) == 0 || !bytes.Equal(head, magic) {
+		return nil, nil, fmt.Errorf("the members are not %s", ix.Compression)
 	}
-	wg.Wait()
-	if firstErr == nil {
-		firstErr = ctx.Err()
-	}
-	return out, firstErr
-}
-
-func inflateIndexed(sr *io.SectionReader, m Member, dec *zstd.Decoder) ([]byte, error) {
-	if dec != nil {
-		comp := make([]byte, m.CSize)
-		if _, err := io.ReadFull(sr, comp); err != nil {
-			return nil, err
-		}
-		b, err := dec.DecodeAll(comp, make([]byte, 0, m.Size))
-		if err != nil {
-			return nil, err
-		}
-		if int64(len(b)) != m.Size {
-			return nil, fmt.Errorf("inflates to %d bytes, the index says %d", len(b), m.Size)
-		}
-		return b, nil
-	}
-	zr, err := gzip.NewReader(sr)
+	zr, err := Decompress(stream)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	zr.Multistream(false)
-	b := make([]byte, m.Size)
-	if _, err := io.ReadFull(zr, b); err != nil {
-		return nil, err
+	defer zr.Close()
+	buf = make([]byte, size)
+	if _, err := io.ReadFull(zr, buf); err != nil {
+		return nil, nil, fmt.Errorf("inflate the members: %w", err)
 	}
-	if n, err := zr.Read(make([]byte, 1)); n != 0 || err != io.EOF {
-		return nil, fmt.Errorf("inflates to more than the %d bytes the index says", m.Size)
+	if n, err := io.ReadFull(zr, make([]byte, 1)); n != 0 || err != io.EOF {
+		return nil, nil, errors.New("the members inflate to more than the index says")
 	}
-	return b, nil
+	return buf, at, nil
 }

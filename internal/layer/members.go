@@ -75,9 +75,6 @@ type Members struct {
 	// reused only by a commit with the same format.
 	Format string   `json:"format"`
 	List   []Member `json:"members"`
-	// Trailer is the size of what follows the members: the blob's index
-	// (see Index), or 0.
-	Trailer int64 `json:"trailer,omitempty"`
 }
 
 // MemberFormat returns the Members.Format of layers compressed with c at
@@ -136,10 +133,8 @@ type memberWriter struct {
 		left, off int64 // bytes of it still to come; the offset reached
 	}
 
-	total   int64        // tar bytes written
-	index   indexBuilder // the entries seen (Boundary)
-	ended   bool         // End was called: the index is complete
-	trailer int64        // bytes of the index written after the members
+	total int64        // tar bytes written
+	index indexBuilder // the entries seen (Boundary), and where they end (End)
 
 	reuse   map[digest.Digest]reuseRef
 	blobs   []*reuseSource
@@ -298,8 +293,7 @@ func (m *memberWriter) Boundary(hdr *tar.Header) {
 // End tells the writer that the last entry ends here: the end-of-archive
 // blocks follow. A layer of more than one member gets an index (Index).
 func (m *memberWriter) End() {
-	m.index.end = m.total
-	m.ended = true
+	m.index.end, m.index.ended = m.total, true
 }
 
 // Content tells the writer that the next size bytes are the content of a
@@ -499,7 +493,7 @@ func (m *memberWriter) write() {
 		b := j.data
 		m.bufs.Put(&b)
 	}
-	if err == nil && m.ended && len(m.members) > 1 {
+	if err == nil && m.index.ended && len(m.members) > 1 {
 		err = m.writeIndex()
 	}
 	close(m.blobq)
@@ -518,11 +512,8 @@ func (m *memberWriter) writeIndex() error {
 	}
 	t := indexTrailer(m.c, payload, off)
 	m.blobq <- t
-	if _, err := m.w.Write(t); err != nil {
-		return err
-	}
-	m.trailer = int64(len(t))
-	return nil
+	_, err = m.w.Write(t)
+	return err
 }
 
 // hashBlob hashes the blob beside its writing.
@@ -564,7 +555,7 @@ func (m *memberWriter) Close() error {
 
 // Members returns the members written; valid after Close.
 func (m *memberWriter) Members() Members {
-	return Members{Format: m.format, List: m.members, Trailer: m.trailer}
+	return Members{Format: m.format, List: m.members}
 }
 
 // Digests returns the digests of the tar stream (the diffID) and of the
