@@ -340,20 +340,33 @@ const blobUnknownRetries = 4
 // #2077, #4489): builders sharing a cache ref push the same layers at the
 // same moment. A blob really missing still fails, after a few seconds.
 func (c *Client) retryBlobUnknown(ctx context.Context, put func() error) error {
-	delay := c.retryDelay
-	if delay <= 0 {
-		delay = 200 * time.Millisecond
-	}
 	for try := 0; ; try++ {
 		err := put()
 		if err == nil || try == blobUnknownRetries || !isBlobUnknown(err) {
 			return err
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(delay << try):
+		if err := backoff(ctx, c.firstRetryDelay(), try); err != nil {
+			return err
 		}
+	}
+}
+
+// firstRetryDelay is the wait before the first retry of a request
+// (retryDelay, else 200 ms); backoff doubles it for each retry after.
+func (c *Client) firstRetryDelay() time.Duration {
+	if c.retryDelay > 0 {
+		return c.retryDelay
+	}
+	return 200 * time.Millisecond
+}
+
+// backoff waits first doubled n times, or until ctx is done.
+func backoff(ctx context.Context, first time.Duration, n int) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(first << n):
+		return nil
 	}
 }
 

@@ -111,11 +111,7 @@ func (c *Client) newUploader(ctx context.Context, repo name.Repository, progress
 	if chunk <= 0 {
 		chunk = DefaultChunkSize
 	}
-	delay := c.retryDelay
-	if delay <= 0 {
-		delay = 200 * time.Millisecond
-	}
-	return &uploader{client: &http.Client{Transport: rt}, base: base, chunkSize: chunk, progress: progress, backoff: delay}, nil
+	return &uploader{client: &http.Client{Transport: rt}, base: base, chunkSize: chunk, progress: progress, backoff: c.firstRetryDelay()}, nil
 }
 
 // existsParallel is how many blobs an uploader asks the registry about at
@@ -297,12 +293,7 @@ func (st *blobUpload) fail(ctx context.Context, err error) error {
 	if st.failures > uploadRetries {
 		return fmt.Errorf("giving up after %d failures: %w", st.failures, err)
 	}
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(st.u.backoff << (st.failures - 1)):
-	}
-	return nil
+	return backoff(ctx, st.u.backoff, st.failures-1)
 }
 
 // sourceReader keeps the first error of reading a blob to upload, which
