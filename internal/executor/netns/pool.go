@@ -41,7 +41,7 @@ func (p *Pool) Get(ctx context.Context) (*NS, error) {
 	defer p.work.Done()
 	if n == nil {
 		var err error
-		if n, err = p.make(ctx); err != nil {
+		if n, err = p.newNS(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -61,7 +61,7 @@ func (p *Pool) replenish() {
 	go func() {
 		defer p.work.Done()
 		// not the run's context: the spare outlives the run that asked
-		n, err := p.make(context.Background())
+		n, err := p.newNS(context.Background())
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		p.making = false
@@ -97,8 +97,8 @@ func (p *Pool) Release(n *NS) error {
 	return nil
 }
 
-// make creates a namespace in a directory of its own under p.Dir.
-func (p *Pool) make(ctx context.Context) (*NS, error) {
+// newNS creates a namespace in a directory of its own under p.Dir.
+func (p *Pool) newNS(ctx context.Context) (*NS, error) {
 	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("netns: %w", err)
 	}
