@@ -244,8 +244,9 @@ func fetchLayer(ctx context.Context, l v1.Layer, dir string) (*os.File, int64, e
 	if err != nil {
 		return nil, 0, err
 	}
-	// the remote layer's reader checks the digest at its end
-	n, err := io.Copy(f, ctxio.Reader(ctx, rc))
+	// the remote layer's reader checks the digest at its end; 1 MiB at a
+	// time (the file's ReadFrom would copy 32 KiB at a time)
+	n, err := io.CopyBuffer(struct{ io.Writer }{f}, ctxio.Reader(ctx, rc), make([]byte, 1<<20))
 	if err != nil {
 		f.Close()
 		return nil, 0, err
