@@ -92,6 +92,13 @@ func TestInprocReusePreviousBuild(t *testing.T) {
 			if len(m2.List) < 3 || n < len(m2.List)-2 {
 				t.Errorf("%d of %d members shared with the previous blob", n, len(m2.List))
 			}
+			// the members before the change were taken up with their hash
+			// state, which the index records for the next build
+			for i, m := range m2.List {
+				if len(m.DiffState) == 0 {
+					t.Errorf("member %d of the index has no hash state", i)
+				}
+			}
 
 			// the same context built from nothing gives the same image
 			fresh := newInprocEnv(t)

@@ -103,12 +103,13 @@ func Compress(ctx context.Context, r io.Reader, w io.Writer, c Compression) (Blo
 
 // entryWriter is a writer of a tar stream that wants to know where its
 // entries start (Boundary, before an entry's header), what is known of a
-// file's content (Content, between its header and its content) and where
-// the last entry ends (End, before the end-of-archive blocks).
+// file's content (Content, between its header and its content: true when
+// it reads the content from path itself, see memberWriter.Content) and
+// where the last entry ends (End, before the end-of-archive blocks).
 type entryWriter interface {
 	io.Writer
 	Boundary(hdr *tar.Header)
-	Content(size int64, sum string)
+	Content(size int64, sum, path string) bool
 	End()
 }
 

@@ -147,6 +147,7 @@ type diffWriter struct {
 	epoch *time.Time
 	links map[fileID]string
 	buf   []byte
+	zeros []byte  // see writeStandIn
 	bytes Counter // file sizes so far, against opts.MaxBytes
 	// entries, when set, is told where each entry starts and what is
 	// known of a file's content (see memberWriter)
@@ -315,11 +316,6 @@ func (d *diffWriter) writeHeader(hdr *tar.Header) error {
 }
 
 func (d *diffWriter) writeFile(abs string, hdr *tar.Header) error {
-	f, err := OpenFile(abs, unix.O_RDONLY|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
 	if err := d.bytes.Add(hdr.Size); err != nil {
 		return fmt.Errorf("%s: the files add up to %w", hdr.Name, err)
 	}
@@ -327,18 +323,47 @@ func (d *diffWriter) writeFile(abs string, hdr *tar.Header) error {
 		return err
 	}
 	if d.known != nil && hdr.Size > 0 {
-		if sum, ok := d.known(hdr.Name); ok {
-			// tar.Writer has written the header through: what follows is
-			// this content
-			d.entries.Content(hdr.Size, sum)
+		// tar.Writer has written the header through: what follows is
+		// this content, which the entry writer may read itself
+		if sum, ok := d.known(hdr.Name); ok && d.entries.Content(hdr.Size, sum, abs) {
+			return d.writeStandIn(hdr.Size)
 		}
 	}
+	return d.copyContent(abs, hdr)
+}
+
+// copyContent writes the content of the file at abs, hdr.Size bytes.
+func (d *diffWriter) copyContent(abs string, hdr *tar.Header) error {
+	f, err := OpenFile(abs, unix.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
 	n, err := io.CopyBuffer(d.tw, io.LimitReader(ctxio.Reader(d.ctx, f), hdr.Size), d.buf)
 	if err != nil {
 		return fmt.Errorf("copy %s: %w", abs, err)
 	}
 	if n != hdr.Size {
 		return fmt.Errorf("copy %s: file shrank while being read (%d of %d bytes)", abs, n, hdr.Size)
+	}
+	return nil
+}
+
+// writeStandIn writes size zero bytes in place of a file's content that the
+// entry writer reads itself (see entryWriter.Content).
+func (d *diffWriter) writeStandIn(size int64) error {
+	if d.zeros == nil {
+		d.zeros = make([]byte, 1<<20)
+	}
+	for size > 0 {
+		if err := d.ctx.Err(); err != nil {
+			return err
+		}
+		n, err := d.tw.Write(d.zeros[:min(size, int64(len(d.zeros)))])
+		if err != nil {
+			return err
+		}
+		size -= int64(n)
 	}
 	return nil
 }

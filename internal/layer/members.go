@@ -4,19 +4,17 @@ import (
 	"archive/tar"
 	"bytes"
 	"crypto/sha256"
+	"encoding"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash"
-	"hash/crc32"
 	"hash/fnv"
 	"io"
 	"runtime"
 	"sync"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
@@ -66,6 +64,11 @@ type Member struct {
 	Sum   digest.Digest `json:"sum"`
 	Size  int64         `json:"size"`  // uncompressed size
 	CSize int64         `json:"csize"` // compressed size
+	// DiffState is the state of the sha256 of the tar stream after this
+	// member (its binary marshaling): a later commit whose first members
+	// are the first members of this blob takes the hash up from there
+	// instead of reading and hashing those bytes again.
+	DiffState []byte `json:"diffState,omitempty"`
 }
 
 // Members describes a layer blob as its members in order (offsets add up):
@@ -91,15 +94,6 @@ func MemberFormat(c Compression, level int) string {
 	return fmt.Sprintf("%s/%d/%s", c, level, membersVersion)
 }
 
-// ReuseBlob is an earlier blob whose members a commit may copy.
-type ReuseBlob struct {
-	Members Members
-	// Open opens the blob; it is called at most once, when a member is
-	// taken from it. The caller of Commit closes nothing: the ReaderAt
-	// is closed by Commit when it implements io.Closer.
-	Open func() (io.ReaderAt, error)
-}
-
 // memberWriter cuts the tar stream written to it into members and
 // compresses them in parallel (or copies them from an earlier blob), in
 // order, into w.
@@ -109,28 +103,33 @@ type memberWriter struct {
 	level  int
 	format string
 
-	buf   []byte // the member being filled
+	buf   []byte // the bytes of the member being filled, except holes
+	holes []hole // the ranges of it that are still in files
+	fill  int    // its size: buf and holes
 	bufs  sync.Pool
-	order chan memberJob // every member, in order, for the writer
-	hashq chan memberJob // every member, in order, for hashDiff
-	jobs  chan memberJob
+	order chan *memberJob // every member, in order, for the writer
+	hashq chan *memberJob // every member, in order, for hashDiff
+	jobs  chan *memberJob
 	done  chan error // the writer goroutine's end
 	wg    sync.WaitGroup
 
 	zenc  *zstd.Encoder
 	gzips sync.Pool
 
-	diff  hash.Hash   // sha256 of the tar stream
-	blob  hash.Hash   // sha256 of the blob
-	blobq chan []byte // the blob's bytes, in order, for hashBlob
-	blobd chan struct{}
+	diff   hash.Hash // sha256 of the tar stream
+	states [][]byte  // its state after each member, by hashDiff
+	chain  reuseChain
+	blob   hash.Hash   // sha256 of the blob
+	blobq  chan []byte // the blob's bytes, in order, for hashBlob
+	blobd  chan struct{}
 
 	fp    hash.Hash // the Sum of the member being filled
 	run   hash.Hash // its bytes since the last element of fp
 	runN  int64
 	known struct {
 		sum       [sha256.Size]byte
-		left, off int64 // bytes of it still to come; the offset reached
+		left, off int64  // bytes of it still to come; the offset reached
+		path      string // the file the bytes are read from later, if any
 	}
 
 	total int64        // tar bytes written
@@ -147,34 +146,27 @@ type memberWriter struct {
 }
 
 type memberJob struct {
-	data   []byte
-	sum    digest.Digest // see Member.Sum
-	out    chan memberResult
-	hashed chan struct{} // closed once the tar stream's hash has data
+	data  []byte // the member's bytes, except holes
+	holes []hole
+	size  int
+	sum   digest.Digest // see Member.Sum
+	// skip, when set, is the member of the chain's blob this member is
+	// (see reuseChain): its bytes are not needed
+	skip *chainRef
+	// full is the member's bytes, holes filled, and chained says the
+	// tar stream's hash takes the chain's state after the member instead
+	// of hashing them (the worker sets both before it closes ready)
+	full    []byte
+	chained bool
+	ready   chan struct{}
+	out     chan memberResult
+	hashed  chan struct{} // closed once the tar stream's hash has data
 }
 
 type memberResult struct {
 	data   []byte // compressed bytes
 	member Member
 	err    error
-}
-
-type reuseRef struct {
-	src        *reuseSource
-	off, csize int64
-	size       int64
-}
-
-type reuseSource struct {
-	open func() (io.ReaderAt, error)
-	once sync.Once
-	r    io.ReaderAt
-	err  error
-}
-
-func (s *reuseSource) reader() (io.ReaderAt, error) {
-	s.once.Do(func() { s.r, s.err = s.open() })
-	return s.r, s.err
 }
 
 // memberWorkers bounds the members compressed at once. The output does not
@@ -204,27 +196,11 @@ func newMemberWriter(w io.Writer, c Compression, level int, reuse []ReuseBlob) (
 	default:
 		return nil, fmt.Errorf("unknown layer compression %q", string(c))
 	}
-	for _, b := range reuse {
-		if b.Members.Format != m.format || b.Open == nil {
-			continue
-		}
-		src := &reuseSource{open: b.Open}
-		m.blobs = append(m.blobs, src)
-		var off int64
-		for _, mem := range b.Members.List {
-			if m.reuse == nil {
-				m.reuse = map[digest.Digest]reuseRef{}
-			}
-			if _, ok := m.reuse[mem.Sum]; !ok {
-				m.reuse[mem.Sum] = reuseRef{src: src, off: off, csize: mem.CSize, size: mem.Size}
-			}
-			off += mem.CSize
-		}
-	}
+	m.addReuse(reuse)
 	n := memberWorkers()
-	m.order = make(chan memberJob, n+1)
-	m.hashq = make(chan memberJob, n+1)
-	m.jobs = make(chan memberJob, n)
+	m.order = make(chan *memberJob, n+1)
+	m.hashq = make(chan *memberJob, n+1)
+	m.jobs = make(chan *memberJob, n)
 	m.done = make(chan error, 1)
 	for range n {
 		m.wg.Add(1)
@@ -253,22 +229,29 @@ func (m *memberWriter) Write(p []byte) (int, error) {
 		if m.buf == nil {
 			m.buf = m.getBuf()
 		}
-		k := min(len(p), maxMember-len(m.buf))
+		k := min(len(p), maxMember-m.fill)
 		if m.known.left > 0 {
 			k = int(min(int64(k), m.known.left))
+			if m.known.path != "" {
+				m.addHole(k)
+			} else {
+				m.buf = append(m.buf, p[:k]...)
+			}
 			m.known.left -= int64(k)
 			m.known.off += int64(k)
 			if m.known.left == 0 {
 				m.element('E', nil, m.known.off)
+				m.known.path = ""
 			}
 		} else {
 			m.run.Write(p[:k])
 			m.runN += int64(k)
+			m.buf = append(m.buf, p[:k]...)
 		}
-		m.buf = append(m.buf, p[:k]...)
+		m.fill += k
 		m.total += int64(k)
 		p = p[k:]
-		if len(m.buf) == maxMember {
+		if m.fill == maxMember {
 			m.cut()
 		}
 	}
@@ -280,7 +263,7 @@ func (m *memberWriter) Write(p []byte) (int, error) {
 // bytes and the entry's name is one of the names members end before.
 func (m *memberWriter) Boundary(hdr *tar.Header) {
 	m.index.entries = append(m.index.entries, IndexEntry{Name: hdr.Name, Typeflag: hdr.Typeflag, Start: m.total})
-	if len(m.buf) < minMember {
+	if m.fill < minMember {
 		return
 	}
 	h := fnv.New32a()
@@ -298,15 +281,20 @@ func (m *memberWriter) End() {
 
 // Content tells the writer that the next size bytes are the content of a
 // file whose sha256 is sum (hex): the members holding them are identified
-// by sum, without hashing those bytes (see Member.Sum).
-func (m *memberWriter) Content(size int64, sum string) {
+// by sum, without hashing those bytes (see Member.Sum). When path names
+// the file and Content returns true, the writer reads the bytes from path
+// itself, and only if it needs them: the size bytes the caller then
+// writes stand in for them and are not kept (write zeros). The file must
+// not change until Close.
+func (m *memberWriter) Content(size int64, sum, path string) bool {
 	b, err := hex.DecodeString(sum)
 	if err != nil || len(b) != sha256.Size || size <= 0 || m.known.left > 0 {
-		return
+		return false
 	}
-	m.known.left, m.known.off = size, 0
+	m.known.left, m.known.off, m.known.path = size, 0, path
 	copy(m.known.sum[:], b)
 	m.element('C', m.known.sum[:], 0)
+	return path != ""
 }
 
 // element adds one element to the Sum of the member being filled, after
@@ -340,6 +328,12 @@ func (m *memberWriter) closeRun() {
 	m.runN = 0
 }
 
+func (m *memberWriter) putBuf(b []byte) {
+	if b != nil {
+		m.bufs.Put(&b)
+	}
+}
+
 func (m *memberWriter) getBuf() []byte {
 	if b, ok := m.bufs.Get().(*[]byte); ok {
 		return (*b)[:0]
@@ -351,16 +345,15 @@ func (m *memberWriter) getBuf() []byte {
 
 // cut hands the member filled so far to the workers, with its Sum.
 func (m *memberWriter) cut() {
-	if len(m.buf) == 0 || m.err != nil {
+	if m.fill == 0 || m.err != nil {
 		return
 	}
-	m.queue(m.buf)
-	m.buf = nil
+	m.queue()
 }
 
-// queue hands data, the member just filled, to the workers and to the
-// tar stream's hash, in order, and starts the next member's Sum.
-func (m *memberWriter) queue(data []byte) {
+// queue hands the member just filled to the workers and to the tar
+// stream's hash, in order, and starts the next member's Sum.
+func (m *memberWriter) queue() {
 	m.closeRun()
 	inKnown := m.known.left > 0
 	if inKnown {
@@ -371,7 +364,10 @@ func (m *memberWriter) queue(data []byte) {
 	if inKnown {
 		m.element('C', m.known.sum[:], m.known.off)
 	}
-	j := memberJob{data: data, sum: sum, out: make(chan memberResult, 1), hashed: make(chan struct{})}
+	j := &memberJob{data: m.buf, holes: m.holes, size: m.fill, sum: sum,
+		ready: make(chan struct{}), out: make(chan memberResult, 1), hashed: make(chan struct{})}
+	j.skip = m.chain.follow(sum, m.fill)
+	m.buf, m.holes, m.fill = nil, nil, 0
 	m.order <- j
 	m.hashq <- j
 	m.jobs <- j
@@ -380,19 +376,51 @@ func (m *memberWriter) queue(data []byte) {
 
 // hashDiff hashes the tar stream (the diffID), member by member, on a
 // goroutine of its own: the one hash that cannot be split runs beside the
-// production of the stream and the members' compression.
+// production of the stream and the members' compression. A member of the
+// reuse chain is not hashed: the hash takes the state after it.
 func (m *memberWriter) hashDiff() {
 	for j := range m.hashq {
-		m.diff.Write(j.data)
+		<-j.ready
+		if j.chained {
+			// follow checked the state
+			_ = m.diff.(encoding.BinaryUnmarshaler).UnmarshalBinary(j.skip.prev.DiffState)
+		} else {
+			m.diff.Write(j.full)
+		}
+		st, _ := m.diff.(encoding.BinaryMarshaler).MarshalBinary()
+		m.states = append(m.states, st)
 		close(j.hashed)
 	}
 }
 
-// work compresses (or finds) members until the jobs end.
+// work fills, compresses (or finds) members until the jobs end.
 func (m *memberWriter) work() {
 	defer m.wg.Done()
 	for j := range m.jobs {
-		j.out <- m.member(j.data, j.sum)
+		if j.skip != nil {
+			r, ok := m.copyMember(j)
+			// A member with holes has a Sum made of known checksums
+			// only: it is trusted without its bytes (that is what
+			// spares reading them), also when the earlier blob is
+			// damaged. A member without holes that does not match
+			// the earlier one is hashed from its bytes.
+			j.chained = ok || len(j.holes) > 0
+			if ok {
+				close(j.ready)
+				j.out <- r
+				continue
+			}
+			// a damaged earlier blob, or a wrong Sum: compress the
+			// member again
+		}
+		full, err := m.fillHoles(j)
+		j.full = full
+		close(j.ready)
+		if err != nil {
+			j.out <- memberResult{err: err}
+			continue
+		}
+		j.out <- m.member(full, j.sum)
 	}
 }
 
@@ -408,37 +436,6 @@ func (m *memberWriter) member(data []byte, sum digest.Digest) memberResult {
 	out, err := m.compress(data)
 	mem.CSize = int64(len(out))
 	return memberResult{data: out, member: mem, err: err}
-}
-
-// take reads a member of an earlier blob and checks it holds data: a gzip
-// member's trailer has the CRC-32 and size of its data, a zstd frame the
-// XXH64 of its content. This guards the Sums against a mistake: a member
-// is reused only with the bytes the layer's tar really has.
-func (m *memberWriter) take(ref reuseRef, data []byte) ([]byte, error) {
-	r, err := ref.src.reader()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, ref.csize)
-	if _, err := r.ReadAt(out, ref.off); err != nil {
-		return nil, err
-	}
-	switch m.c {
-	case Gzip:
-		if len(out) < 18 || !bytes.HasPrefix(out, magicGzip) ||
-			binary.LittleEndian.Uint32(out[len(out)-8:]) != crc32.ChecksumIEEE(data) ||
-			binary.LittleEndian.Uint32(out[len(out)-4:]) != uint32(len(data)) {
-			return nil, errors.New("reused gzip member does not match")
-		}
-	case Zstd:
-		// the frame header's descriptor says whether the frame ends with
-		// the low 32 bits of the XXH64 of its content
-		if len(out) < 9 || !bytes.HasPrefix(out, magicZstd) || out[4]&0x04 == 0 ||
-			binary.LittleEndian.Uint32(out[len(out)-4:]) != uint32(xxhash.Sum64(data)) {
-			return nil, errors.New("reused zstd frame does not match")
-		}
-	}
-	return out, nil
 }
 
 func (m *memberWriter) compress(data []byte) ([]byte, error) {
@@ -490,8 +487,10 @@ func (m *memberWriter) write() {
 			m.members = append(m.members, r.member)
 		}
 		<-j.hashed
-		b := j.data
-		m.bufs.Put(&b)
+		m.putBuf(j.data)
+		if len(j.holes) > 0 && j.full != nil {
+			m.putBuf(j.full)
+		}
 	}
 	if err == nil && m.index.ended && len(m.members) > 1 {
 		err = m.writeIndex()
@@ -526,10 +525,10 @@ func (m *memberWriter) hashBlob() {
 
 // Close compresses what is left and waits for every member to be written.
 func (m *memberWriter) Close() error {
-	if m.cuts == 0 && len(m.buf) == 0 && m.err == nil {
+	if m.cuts == 0 && m.fill == 0 && m.err == nil {
 		// an empty stream is still one (empty) member: a valid gzip or
 		// zstd stream
-		m.queue(m.getBuf())
+		m.queue()
 	} else {
 		m.cut()
 	}
@@ -553,8 +552,14 @@ func (m *memberWriter) Close() error {
 	return m.err
 }
 
-// Members returns the members written; valid after Close.
+// Members returns the members written, with the tar stream's hash state
+// after each; valid after Close.
 func (m *memberWriter) Members() Members {
+	if len(m.states) == len(m.members) {
+		for i := range m.members {
+			m.members[i].DiffState = m.states[i]
+		}
+	}
 	return Members{Format: m.format, List: m.members}
 }
 

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
+	"encoding"
 	"encoding/hex"
 	"io"
 	"os"
@@ -91,6 +92,23 @@ func TestCommitMembers(t *testing.T) {
 			if size != int64(tarBuf.Len()) || csize >= blob.Size {
 				t.Errorf("members add up to %d/%d, want %d and less than the blob's %d", size, csize, tarBuf.Len(), blob.Size)
 			}
+			// the hash state after each member is the state after its
+			// bytes: after the last, the whole tar's (the diffID)
+			var at int64
+			for i, mem := range m.List {
+				at += mem.Size
+				h := sha256.New()
+				h.Write(tarBuf.Bytes()[:at])
+				want, _ := h.(encoding.BinaryMarshaler).MarshalBinary()
+				if !bytes.Equal(mem.DiffState, want) {
+					t.Fatalf("member %d: hash state %x, want %x", i, mem.DiffState, want)
+				}
+			}
+			last := sha256.New()
+			must(t, last.(encoding.BinaryUnmarshaler).UnmarshalBinary(m.List[len(m.List)-1].DiffState))
+			if d := digest.NewDigestFromBytes(digest.SHA256, last.Sum(nil)); d != blob.DiffID {
+				t.Errorf("the last hash state gives %s, the diffID is %s", d, blob.DiffID)
+			}
 			if c == Gzip {
 				// the standard library reads concatenated members as one stream
 				zr, err := gzip.NewReader(bytes.NewReader(b.Bytes()))
@@ -117,16 +135,25 @@ func TestCommitMembers(t *testing.T) {
 
 // TestCommitReuse: a commit of a tree where one file changed takes the
 // other members from the earlier blob instead of compressing them again,
-// and writes exactly the bytes a commit without reuse writes.
+// and writes exactly the bytes a commit without reuse writes: with the
+// change in the first members (the rest is reused from the earlier blob,
+// hashed again) or in the last (the members before it are the earlier
+// blob's first members, whose hash state is taken up).
 func TestCommitReuse(t *testing.T) {
 	ctx := context.Background()
 	for _, c := range []Compression{Gzip, Zstd} {
-		for _, known := range []bool{false, true} {
-			name := string(c)
-			if known {
-				name += "/known"
-			}
-			t.Run(name, func(t *testing.T) {
+		for _, tc := range []struct {
+			name   string
+			known  bool
+			victim string
+		}{
+			{"first", false, "d00/sub4/f00200.txt"},
+			{"first/known", true, "d00/sub4/f00200.txt"},
+			{"last", false, "d49/sub3/f00199.txt"},
+			{"last/known", true, "d49/sub3/f00199.txt"},
+		} {
+			known := tc.known
+			t.Run(string(c)+"/"+tc.name, func(t *testing.T) {
 				dir := t.TempDir()
 				genTree(t, dir, 400, 12<<20)
 				opts := func() DiffOptions {
@@ -139,7 +166,7 @@ func TestCommitReuse(t *testing.T) {
 				_, oldM, err := Commit(ctx, dir, &old, c, opts())
 				must(t, err)
 
-				victim := filepath.Join(dir, "d00", "sub4", "f00200.txt")
+				victim := filepath.Join(dir, filepath.FromSlash(tc.victim))
 				f, err := os.OpenFile(victim, os.O_APPEND|os.O_WRONLY, 0)
 				must(t, err)
 				_, err = f.WriteString("one more line\n")
@@ -177,7 +204,9 @@ func TestCommitReuse(t *testing.T) {
 
 // TestCommitReuseChecked: a member whose identity matches but whose bytes
 // in the earlier blob do not hold the data (a damaged blob, or a wrong
-// known checksum) is compressed again, never copied.
+// known checksum) is compressed again, never copied, once the commit has
+// its bytes: past the first member that changed (see
+// TestCommitChainTrustsKnown for the members before it).
 func TestCommitReuseChecked(t *testing.T) {
 	ctx := context.Background()
 	for _, c := range []Compression{Gzip, Zstd} {
@@ -206,12 +235,15 @@ func TestCommitReuseChecked(t *testing.T) {
 		t.Run(string(c)+"/wrong-known", func(t *testing.T) {
 			dir := t.TempDir()
 			genTree(t, dir, 200, 6<<20)
-			known := sumsOf(t, dir)
 			var old bytes.Buffer
-			_, oldM, err := Commit(ctx, dir, &old, c, DiffOptions{Known: known})
+			_, oldM, err := Commit(ctx, dir, &old, c, DiffOptions{Known: sumsOf(t, dir)})
 			must(t, err)
-			// change a file's content but keep its size and claim the old
-			// checksum, as a stale record of it would
+			// a real change in the first file, with its new checksum
+			first := filepath.Join(dir, "d00", "sub0", "f00000.txt")
+			must(t, os.WriteFile(first, []byte("changed\n"), 0o644))
+			known := sumsOf(t, dir)
+			// then change a file's content but keep its size and claim the
+			// old checksum, as a stale record of it would
 			victim := filepath.Join(dir, "d10", "sub3", "f00010.txt")
 			b, err := os.ReadFile(victim)
 			must(t, err)
@@ -232,6 +264,56 @@ func TestCommitReuseChecked(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCommitChainTrustsKnown: while the members of a commit are the first
+// members of the earlier blob, their files are not read: a checksum the
+// commit is given is trusted, so a file changed behind a stale checksum
+// there leaves the layer as it was. This is the trust the reuse of a COPY
+// layer's members rests on (DiffOptions.Known); without Known, every byte
+// is hashed and the change is found.
+func TestCommitChainTrustsKnown(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []Compression{Gzip, Zstd} {
+		t.Run(string(c), func(t *testing.T) {
+			dir := t.TempDir()
+			genTree(t, dir, 200, 6<<20)
+			known := sumsOf(t, dir)
+			var old bytes.Buffer
+			oldBlob, oldM, err := Commit(ctx, dir, &old, c, DiffOptions{Known: known})
+			must(t, err)
+			victim := filepath.Join(dir, "d01", "sub1", "f00001.txt")
+			b, err := os.ReadFile(victim)
+			must(t, err)
+			b[len(b)/2] ^= 0x20
+			must(t, os.WriteFile(victim, b, 0o644))
+
+			var got bytes.Buffer
+			var read atomic.Int64
+			blob, m, err := Commit(ctx, dir, &got, c, DiffOptions{Known: known}, countingBlob(old.Bytes(), oldM, &read))
+			must(t, err)
+			if blob != oldBlob || !bytes.Equal(got.Bytes(), old.Bytes()) || len(m.List) != len(oldM.List) {
+				t.Fatalf("the chain read a file it trusts: %s, earlier %s", blob.Digest, oldBlob.Digest)
+			}
+			if read.Load() != sumCSize(oldM) {
+				t.Errorf("copied %d bytes of the earlier blob's %d bytes of members", read.Load(), sumCSize(oldM))
+			}
+
+			got.Reset()
+			blob, _, err = Commit(ctx, dir, &got, c, DiffOptions{}, countingBlob(old.Bytes(), oldM, new(atomic.Int64)))
+			must(t, err)
+			if blob.DiffID == oldBlob.DiffID {
+				t.Fatal("without Known, the change was not found")
+			}
+		})
+	}
+}
+
+func sumCSize(m Members) (n int64) {
+	for _, mem := range m.List {
+		n += mem.CSize
+	}
+	return n
 }
 
 // TestCommitReuseOtherFormat: members of a blob made at another level are

@@ -1,0 +1,182 @@
+package layer
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"io"
+	"sync"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/opencontainers/go-digest"
+)
+
+// ReuseBlob is an earlier blob whose members a commit may copy.
+type ReuseBlob struct {
+	Members Members
+	// Open opens the blob; it is called at most once, when a member is
+	// taken from it. The caller of Commit closes nothing: the ReaderAt
+	// is closed by Commit when it implements io.Closer.
+	Open func() (io.ReaderAt, error)
+}
+
+// reuseChain follows an earlier blob while the members cut so far are its
+// first members, in order. Those members' bytes are needed neither for the
+// tar stream's hash (taken up from the state the earlier blob recorded
+// after the last of them, Member.DiffState) nor for the blob (their
+// compressed bytes are copied), so their files are never read: the commit
+// of a tree where one file changed reads and hashes only from the member
+// that holds the change on.
+type reuseChain struct {
+	src  *reuseSource
+	list []Member
+	offs []int64 // where each member starts in the blob
+	next int     // the member of list the next one must be; -1: broken
+}
+
+// chainRef is a member of the chain's blob.
+type chainRef struct {
+	src  *reuseSource
+	off  int64
+	prev Member
+}
+
+// follow returns the chain's next member when it is the member just cut
+// (sum and size), and otherwise breaks the chain for good.
+func (c *reuseChain) follow(sum digest.Digest, size int) *chainRef {
+	if c.src == nil || c.next < 0 {
+		return nil
+	}
+	if c.next < len(c.list) {
+		p := c.list[c.next]
+		if p.Sum == sum && p.Size == int64(size) && validState(p.DiffState) {
+			r := &chainRef{src: c.src, off: c.offs[c.next], prev: p}
+			c.next++
+			return r
+		}
+	}
+	c.next = -1
+	return nil
+}
+
+// validState reports whether b is a state of the sha256 of the tar stream.
+func validState(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	h, ok := sha256.New().(encoding.BinaryUnmarshaler)
+	return ok && h.UnmarshalBinary(b) == nil
+}
+
+type reuseRef struct {
+	src        *reuseSource
+	off, csize int64
+	size       int64
+}
+
+// read reads the compressed member.
+func (r reuseRef) read() ([]byte, error) {
+	src, err := r.src.reader()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, r.csize)
+	if _, err := src.ReadAt(out, r.off); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+type reuseSource struct {
+	open func() (io.ReaderAt, error)
+	once sync.Once
+	r    io.ReaderAt
+	err  error
+}
+
+func (s *reuseSource) reader() (io.ReaderAt, error) {
+	s.once.Do(func() { s.r, s.err = s.open() })
+	return s.r, s.err
+}
+
+// copyMember reads the member of the reuse chain's blob that j is. When j
+// has all its bytes (no holes) it is checked against them as take checks;
+// otherwise, without reading the files, only what the member says of
+// itself is checked: its format and, for gzip, its size.
+func (m *memberWriter) copyMember(j *memberJob) (memberResult, bool) {
+	mem := Member{Sum: j.sum, Size: int64(j.size), CSize: j.skip.prev.CSize}
+	ref := reuseRef{src: j.skip.src, off: j.skip.off, csize: mem.CSize, size: mem.Size}
+	var out []byte
+	var err error
+	if len(j.holes) == 0 {
+		j.full = j.data
+		out, err = m.take(ref, j.data)
+	} else if out, err = ref.read(); err == nil {
+		ok := bytes.HasPrefix(out, magicZstd)
+		if m.c == Gzip {
+			ok = len(out) >= 18 && bytes.HasPrefix(out, magicGzip) &&
+				binary.LittleEndian.Uint32(out[len(out)-4:]) == uint32(mem.Size)
+		}
+		if !ok {
+			err = errors.New("reused member is not the member its index says")
+		}
+	}
+	return memberResult{data: out, member: mem}, err == nil
+}
+
+// take reads a member of an earlier blob and checks it holds data: a gzip
+// member's trailer has the CRC-32 and size of its data, a zstd frame the
+// XXH64 of its content. This guards the Sums against a mistake: a member
+// is reused only with the bytes the layer's tar really has.
+func (m *memberWriter) take(ref reuseRef, data []byte) ([]byte, error) {
+	out, err := ref.read()
+	if err != nil {
+		return nil, err
+	}
+	switch m.c {
+	case Gzip:
+		if len(out) < 18 || !bytes.HasPrefix(out, magicGzip) ||
+			binary.LittleEndian.Uint32(out[len(out)-8:]) != crc32.ChecksumIEEE(data) ||
+			binary.LittleEndian.Uint32(out[len(out)-4:]) != uint32(len(data)) {
+			return nil, errors.New("reused gzip member does not match")
+		}
+	case Zstd:
+		// the frame header's descriptor says whether the frame ends with
+		// the low 32 bits of the XXH64 of its content
+		if len(out) < 9 || !bytes.HasPrefix(out, magicZstd) || out[4]&0x04 == 0 ||
+			binary.LittleEndian.Uint32(out[len(out)-4:]) != uint32(xxhash.Sum64(data)) {
+			return nil, errors.New("reused zstd frame does not match")
+		}
+	}
+	return out, nil
+}
+
+// addReuse makes the members of the blobs of reuse that have the writer's
+// format available to it, and follows the first of them as the chain.
+func (m *memberWriter) addReuse(reuse []ReuseBlob) {
+	for _, b := range reuse {
+		if b.Members.Format != m.format || b.Open == nil {
+			continue
+		}
+		src := &reuseSource{open: b.Open}
+		m.blobs = append(m.blobs, src)
+		var off int64
+		offs := make([]int64, 0, len(b.Members.List))
+		for _, mem := range b.Members.List {
+			if m.reuse == nil {
+				m.reuse = map[digest.Digest]reuseRef{}
+			}
+			if _, ok := m.reuse[mem.Sum]; !ok {
+				m.reuse[mem.Sum] = reuseRef{src: src, off: off, csize: mem.CSize, size: mem.Size}
+			}
+			offs = append(offs, off)
+			off += mem.CSize
+		}
+		if m.chain.src == nil {
+			m.chain = reuseChain{src: src, list: b.Members.List, offs: offs}
+		}
+	}
+}
