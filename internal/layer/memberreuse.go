@@ -77,13 +77,13 @@ type reuseRef struct {
 	size       int64
 }
 
-// read reads the compressed member.
-func (r reuseRef) read() ([]byte, error) {
+// read reads the compressed member into a buffer of m.
+func (m *memberWriter) read(r reuseRef) ([]byte, error) {
 	src, err := r.src.reader()
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, r.csize)
+	out := m.getCBuf(int(r.csize))[:r.csize]
 	if _, err := src.ReadAt(out, r.off); err != nil {
 		return nil, err
 	}
@@ -114,7 +114,7 @@ func (m *memberWriter) copyMember(j *memberJob) (memberResult, bool) {
 	if len(j.holes) == 0 {
 		j.full = j.data
 		out, err = m.take(ref, j.data)
-	} else if out, err = ref.read(); err == nil {
+	} else if out, err = m.read(ref); err == nil {
 		ok := bytes.HasPrefix(out, magicZstd)
 		if m.c == Gzip {
 			ok = len(out) >= 18 && bytes.HasPrefix(out, magicGzip) &&
@@ -132,7 +132,7 @@ func (m *memberWriter) copyMember(j *memberJob) (memberResult, bool) {
 // XXH64 of its content. This guards the Sums against a mistake: a member
 // is reused only with the bytes the layer's tar really has.
 func (m *memberWriter) take(ref reuseRef, data []byte) ([]byte, error) {
-	out, err := ref.read()
+	out, err := m.read(ref)
 	if err != nil {
 		return nil, err
 	}

@@ -107,6 +107,7 @@ type memberWriter struct {
 	holes []hole // the ranges of it that are still in files
 	fill  int    // its size: buf and holes
 	bufs  sync.Pool
+	cbufs sync.Pool       // compressed members, back from hashBlob
 	order chan *memberJob // every member, in order, for the writer
 	hashq chan *memberJob // every member, in order, for hashDiff
 	jobs  chan *memberJob
@@ -334,6 +335,16 @@ func (m *memberWriter) putBuf(b []byte) {
 	}
 }
 
+// getCBuf returns an empty buffer for a compressed member, of at least
+// capacity n: the writer's memory is reused member after member instead of
+// growing by the size of the blob.
+func (m *memberWriter) getCBuf(n int) []byte {
+	if b, ok := m.cbufs.Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, n)
+}
+
 func (m *memberWriter) getBuf() []byte {
 	if b, ok := m.bufs.Get().(*[]byte); ok {
 		return (*b)[:0]
@@ -440,16 +451,15 @@ func (m *memberWriter) member(data []byte, sum digest.Digest) memberResult {
 
 func (m *memberWriter) compress(data []byte) ([]byte, error) {
 	if m.c == Zstd {
-		return m.zenc.EncodeAll(data, make([]byte, 0, len(data)/2)), nil
+		return m.zenc.EncodeAll(data, m.getCBuf(len(data)/2)), nil
 	}
-	var b bytes.Buffer
-	b.Grow(len(data)/2 + 64)
+	b := bytes.NewBuffer(m.getCBuf(len(data)/2 + 64))
 	zw, ok := m.gzips.Get().(*gzip.Writer)
 	if ok {
-		zw.Reset(&b)
+		zw.Reset(b)
 	} else {
 		var err error
-		if zw, err = gzip.NewWriterLevel(&b, m.level); err != nil {
+		if zw, err = gzip.NewWriterLevel(b, m.level); err != nil {
 			return nil, err
 		}
 	}
@@ -519,6 +529,7 @@ func (m *memberWriter) writeIndex() error {
 func (m *memberWriter) hashBlob() {
 	for b := range m.blobq {
 		m.blob.Write(b)
+		m.cbufs.Put(&b)
 	}
 	close(m.blobd)
 }
