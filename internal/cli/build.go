@@ -151,7 +151,7 @@ func (a *app) buildCmd() *cobra.Command {
 	fl.BoolVar(&f.debugCache, "debug-cache", os.Getenv("STRATA_DEBUG_CACHE") == "1", "explain every cache miss: which input changed (env STRATA_DEBUG_CACHE=1)")
 	fl.StringVar(&f.epoch, "source-date-epoch", "", "timestamp (Unix seconds) for reproducible images: history times and file times in new layers (env or build-arg SOURCE_DATE_EPOCH)")
 	fl.StringVar(&f.compression, "compression", "gzip", "layer compression: gzip, zstd or uncompressed")
-	fl.IntVar(&f.compLevel, "compression-level", 0, "layer compression level (gzip 1-9, zstd 1-22; 0: the default, 3 for both)")
+	fl.IntVar(&f.compLevel, "compression-level", 0, "layer compression level (gzip 1-9, zstd 1-22; 0: the default, gzip 2, zstd 3)")
 	fl.StringArrayVar(&f.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR]")
 	fl.StringArrayVar(&f.ssh, "ssh", nil, "SSH agent socket for RUN --mount=type=ssh: default|ID[=SOCKET]")
 	fl.StringArrayVar(&f.argFiles, "build-arg-file", nil, "read build arguments from a file of KEY=VALUE lines")
