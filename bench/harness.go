@@ -186,18 +186,13 @@ func (h *harness) round(ctx context.Context, round int) error {
 // record keeps the result r of phase id run with b and logs it.
 func (h *harness) record(id string, b builder, round int, r result) {
 	r.busy = h.busy
-	if r.ok {
-		if ms, err := pageWriteCost(h.stateDir()); err == nil {
-			r.pageMs = ms
-		}
-	}
 	h.samples = append(h.samples, sample{phase: id, builder: b.name(), round: round, res: r})
 	if r.ok {
 		extra := ""
 		if r.ownKB > 0 {
 			extra = fmt.Sprintf("  (RSS own %d MB, tree %d MB)", r.ownKB/1024, r.treeKB/1024)
 		}
-		extra += fmt.Sprintf("  [machine CPU %s, page-cache writes %.0f ms/100 MB]", r.cpu, r.pageMs)
+		extra += fmt.Sprintf("  [machine CPU %s]", r.cpu)
 		logf("  %-16s %-8s %8.3fs%s", id, b.name(), r.secs, extra)
 	} else {
 		where := ""

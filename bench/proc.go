@@ -25,7 +25,6 @@ type result struct {
 	ownKB  int64    // peak RSS of the process itself (VmHWM sampled from /proc), when sampled
 	treeKB int64    // ru_maxrss from wait4: the largest process of the tree (as /usr/bin/time %M)
 	busy   float64  // CPU busy share of the machine just before the command
-	pageMs float64  // pageWriteCost right after the command (0: not measured)
 	cpu    cpuTimes // the machine's CPU time spent while the command ran (all processes)
 	log    string   // where its output went
 	err    string

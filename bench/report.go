@@ -311,38 +311,6 @@ func (h *harness) writeCPU(b *strings.Builder) {
 	h.builderTable(b, "Machine CPU time of the longer phases",
 		"Median CPU seconds the whole machine was busy (user, system, irq) while the timed command ran — every process, daemons and containers included — and in brackets the median CPUs kept busy (CPU seconds / wall seconds).",
 		"workload", cpuRows)
-	h.writePageCost(b)
-}
-
-// writePageCost writes, for the longer phases, the time a 64 MiB write
-// through the page cache took right after each round (see pageWriteCost).
-func (h *harness) writePageCost(b *strings.Builder) {
-	var rows []string
-	for _, w := range workloads() {
-		for _, p := range w.phases {
-			long := false
-			row := h.builderRow(nil, p.title, func(builder string) (string, bool) {
-				c := h.cell(p.id, builder)
-				if !c.good() {
-					return "", false
-				}
-				long = long || c.median >= 2
-				var per []string
-				for _, s := range h.samples {
-					if s.phase == p.id && s.builder == builder && s.res.ok {
-						per = append(per, fmt.Sprintf("%.2f s / %.0f", s.res.secs, s.res.pageMs))
-					}
-				}
-				return strings.Join(per, ", "), len(per) > 0
-			})
-			if long {
-				rows = append(rows, row...)
-			}
-		}
-	}
-	h.builderTable(b, "Page-cache writes after each round of the longer phases",
-		"Each round's time, then the milliseconds a 64 MiB write through the page cache of the builders' filesystem took right after it, per 100 MB. On this VM that cost is not constant (pages the host took back fault on first write): about 25-50 ms is a machine in its usual state, several hundred a machine where every write of the round cost ten times as much, for any builder.",
-		"workload", rows)
 }
 
 // writeFailures lists the failed runs with their logs.

@@ -80,12 +80,3 @@ func (h *harness) unmountStateFS() {
 	}
 	h.fsRoot = ""
 }
-
-// stateDir is the directory of the builders' state: the filesystem their
-// stores are on.
-func (h *harness) stateDir() string {
-	if h.fsRoot != "" {
-		return h.fsRoot
-	}
-	return h.cfg.work
-}
