@@ -78,9 +78,12 @@ type DiffOptions struct {
 	// Known, when set, returns the sha256 (hex) of the content of the
 	// regular file at the tar name name, when the caller knows it (it
 	// wrote the file). Commit then identifies the members that hold the
-	// file by that checksum instead of hashing its bytes again; a reused
-	// member is still checked against the bytes read (CRC-32 for gzip,
-	// XXH64 for zstd).
+	// file by that checksum instead of hashing its bytes again, and reads
+	// the file only when it needs its bytes. The checksum is trusted: a
+	// member that is an earlier blob's member of the same place (its
+	// reuse chain) is copied with the hash state recorded after it,
+	// without reading its files; a member reused from elsewhere is read
+	// and checked against its bytes (CRC-32 for gzip, XXH64 for zstd).
 	Known func(name string) (sum string, ok bool)
 }
 

@@ -35,6 +35,7 @@ type reuseChain struct {
 	list []Member
 	offs []int64 // where each member starts in the blob
 	next int     // the member of list the next one must be; -1: broken
+	end  int64   // where the members followed end in the tar stream
 }
 
 // chainRef is a member of the chain's blob.
@@ -50,11 +51,19 @@ func (c *reuseChain) follow(sum digest.Digest, size int) *chainRef {
 	if c.src == nil || c.next < 0 {
 		return nil
 	}
+	if c.next == 0 {
+		if _, err := c.src.reader(); err != nil {
+			c.next = -1 // the earlier blob is gone: no member to copy
+			return nil
+		}
+	}
 	if c.next < len(c.list) {
 		p := c.list[c.next]
-		if p.Sum == sum && p.Size == int64(size) && validState(p.DiffState) {
+		end := c.end + p.Size
+		if p.Sum == sum && p.Size == int64(size) && validState(p.DiffState, end) {
 			r := &chainRef{src: c.src, off: c.offs[c.next], prev: p}
 			c.next++
+			c.end = end
 			return r
 		}
 	}
@@ -62,9 +71,11 @@ func (c *reuseChain) follow(sum digest.Digest, size int) *chainRef {
 	return nil
 }
 
-// validState reports whether b is a state of the sha256 of the tar stream.
-func validState(b []byte) bool {
-	if len(b) == 0 {
+// validState reports whether b is a state of the sha256 of a stream after
+// n bytes. (The marshaled state of crypto/sha256 ends with the length
+// hashed, big-endian: a state recorded for another member does not pass.)
+func validState(b []byte, n int64) bool {
+	if len(b) < 8 || binary.BigEndian.Uint64(b[len(b)-8:]) != uint64(n) {
 		return false
 	}
 	h, ok := sha256.New().(encoding.BinaryUnmarshaler)

@@ -120,12 +120,13 @@ type memberWriter struct {
 	zenc  *zstd.Encoder
 	gzips sync.Pool
 
-	diff   hash.Hash // sha256 of the tar stream
-	states [][]byte  // its state after each member, by hashDiff
-	chain  reuseChain
-	blob   hash.Hash   // sha256 of the blob
-	blobq  chan []byte // the blob's bytes, in order, for hashBlob
-	blobd  chan struct{}
+	diff    hash.Hash // sha256 of the tar stream
+	states  [][]byte  // its state after each member, by hashDiff
+	hashErr error     // hashDiff's, see there
+	chain   reuseChain
+	blob    hash.Hash   // sha256 of the blob
+	blobq   chan []byte // the blob's bytes, in order, for hashBlob
+	blobd   chan struct{}
 
 	fp    hash.Hash // the Sum of the member being filled
 	run   hash.Hash // its bytes since the last element of fp
@@ -402,6 +403,13 @@ func (m *memberWriter) hashDiff() {
 			m.diff.Write(j.full)
 		}
 		st, _ := m.diff.(encoding.BinaryMarshaler).MarshalBinary()
+		if j.skip != nil && !j.chained && !bytes.Equal(st, j.skip.prev.DiffState) && m.hashErr == nil {
+			// The chain's member could not be copied, so it was read,
+			// and its bytes are not the earlier member's although
+			// their checksums said so. The members after it are
+			// copied on the strength of the states that assumed them.
+			m.hashErr = fmt.Errorf("member %d of the layer is not the earlier build's although the checksums of its files say so (a file changed behind its recorded checksum, and the earlier blob is unreadable): build again with --no-cache", len(m.states))
+		}
 		m.states = append(m.states, st)
 		close(j.hashed)
 	}
@@ -412,20 +420,17 @@ func (m *memberWriter) work() {
 	defer m.wg.Done()
 	for j := range m.jobs {
 		if j.skip != nil {
-			r, ok := m.copyMember(j)
-			// A member with holes has a Sum made of known checksums
-			// only: it is trusted without its bytes (that is what
-			// spares reading them), also when the earlier blob is
-			// damaged. A member without holes that does not match
-			// the earlier one is hashed from its bytes.
-			j.chained = ok || len(j.holes) > 0
-			if ok {
+			if r, ok := m.copyMember(j); ok {
+				// the blob holds the earlier member's bytes, which the
+				// earlier state hashed
+				j.chained = true
 				close(j.ready)
 				j.out <- r
 				continue
 			}
-			// a damaged earlier blob, or a wrong Sum: compress the
-			// member again
+			// A damaged earlier blob, or (without holes) a member that
+			// is not the earlier one: the member is read, compressed
+			// and hashed again, and hashDiff checks its state.
 		}
 		full, err := m.fillHoles(j)
 		j.full = full
@@ -434,13 +439,15 @@ func (m *memberWriter) work() {
 			j.out <- memberResult{err: err}
 			continue
 		}
-		j.out <- m.member(full, j.sum)
+		j.out <- m.member(full, j.sum, j.skip == nil)
 	}
 }
 
-func (m *memberWriter) member(data []byte, sum digest.Digest) memberResult {
+// member compresses data, or copies it from an earlier blob when reuse is
+// set and one holds it.
+func (m *memberWriter) member(data []byte, sum digest.Digest, reuse bool) memberResult {
 	mem := Member{Sum: sum, Size: int64(len(data))}
-	if ref, ok := m.reuse[mem.Sum]; ok && ref.size == mem.Size {
+	if ref, ok := m.reuse[mem.Sum]; ok && reuse && ref.size == mem.Size {
 		if out, err := m.take(ref, data); err == nil {
 			mem.CSize = int64(len(out))
 			return memberResult{data: out, member: mem}
@@ -489,8 +496,11 @@ func (m *memberWriter) write() {
 			err = r.err
 		}
 		if err == nil {
-			m.blobq <- r.data
-			_, err = m.w.Write(r.data)
+			// written before hashBlob has it: hashBlob gives the
+			// buffer back for another member
+			if _, err = m.w.Write(r.data); err == nil {
+				m.blobq <- r.data
+			}
 		}
 		if err != nil {
 			m.failMu.Lock()
@@ -523,9 +533,11 @@ func (m *memberWriter) writeIndex() error {
 		return err
 	}
 	t := indexTrailer(m.c, payload, off)
+	if _, err := m.w.Write(t); err != nil {
+		return err
+	}
 	m.blobq <- t
-	_, err = m.w.Write(t)
-	return err
+	return nil
 }
 
 // hashBlob hashes the blob beside its writing.
@@ -551,6 +563,10 @@ func (m *memberWriter) Close() error {
 	close(m.jobs)
 	m.wg.Wait()
 	err := <-m.done
+	if err == nil {
+		// the writer waited for hashDiff's last member
+		err = m.hashErr
+	}
 	<-m.blobd
 	if m.zenc != nil {
 		m.zenc.Close()

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -232,6 +233,30 @@ func TestCommitReuseChecked(t *testing.T) {
 				t.Fatal("the earlier blob was not read at all")
 			}
 		})
+		// With Known, a member of the chain is copied without its bytes:
+		// only what it says of itself is checked (the format; gzip's
+		// size). A damaged one is read and compressed again, and the
+		// chain's hash state still holds.
+		t.Run(string(c)+"/damaged-known", func(t *testing.T) {
+			dir := t.TempDir()
+			genTree(t, dir, 200, 6<<20)
+			opts := DiffOptions{Known: sumsOf(t, dir)}
+			var old bytes.Buffer
+			want, oldM, err := Commit(ctx, dir, &old, c, opts)
+			must(t, err)
+			damaged := bytes.Clone(old.Bytes())
+			if c == Gzip {
+				damaged[oldM.List[0].CSize-2] ^= 0xff // the size in its trailer
+			} else {
+				damaged[0] ^= 0xff // the frame's magic
+			}
+			var got bytes.Buffer
+			blob, _, err := Commit(ctx, dir, &got, c, opts, countingBlob(damaged, oldM, new(atomic.Int64)))
+			must(t, err)
+			if blob != want || !bytes.Equal(got.Bytes(), old.Bytes()) {
+				t.Fatal("a damaged member was copied")
+			}
+		})
 		t.Run(string(c)+"/wrong-known", func(t *testing.T) {
 			dir := t.TempDir()
 			genTree(t, dir, 200, 6<<20)
@@ -248,7 +273,7 @@ func TestCommitReuseChecked(t *testing.T) {
 			b, err := os.ReadFile(victim)
 			must(t, err)
 			b[len(b)/2] ^= 0x20
-			must(t, os.WriteFile(victim, b, 0o644))
+			rewriteKeepTime(t, victim, b)
 			var got bytes.Buffer
 			blob, _, err := Commit(ctx, dir, &got, c, DiffOptions{Known: known}, countingBlob(old.Bytes(), oldM, new(atomic.Int64)))
 			must(t, err)
@@ -286,7 +311,7 @@ func TestCommitChainTrustsKnown(t *testing.T) {
 			b, err := os.ReadFile(victim)
 			must(t, err)
 			b[len(b)/2] ^= 0x20
-			must(t, os.WriteFile(victim, b, 0o644))
+			rewriteKeepTime(t, victim, b)
 
 			var got bytes.Buffer
 			var read atomic.Int64
@@ -307,6 +332,97 @@ func TestCommitChainTrustsKnown(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCommitChainDamagedAndStale: a member of the chain that cannot be
+// copied is read; when its bytes then are not the earlier member's
+// although its checksums say so, the members after it (copied on the
+// strength of the earlier hash states) cannot be trusted: the commit
+// fails instead of writing a blob its diffID does not name.
+func TestCommitChainDamagedAndStale(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	genTree(t, dir, 200, 6<<20)
+	known := sumsOf(t, dir)
+	var old bytes.Buffer
+	_, oldM, err := Commit(ctx, dir, &old, Gzip, DiffOptions{Known: known})
+	must(t, err)
+	victim := filepath.Join(dir, "d01", "sub1", "f00001.txt")
+	b, err := os.ReadFile(victim)
+	must(t, err)
+	b[len(b)/2] ^= 0x20
+	rewriteKeepTime(t, victim, b)
+	damaged := bytes.Clone(old.Bytes())
+	var end int64
+	for _, m := range oldM.List { // every member's size trailer
+		end += m.CSize
+		damaged[end-2] ^= 0xff
+	}
+	_, _, err = Commit(ctx, dir, io.Discard, Gzip, DiffOptions{Known: known}, countingBlob(damaged, oldM, new(atomic.Int64)))
+	if err == nil || !strings.Contains(err.Error(), "--no-cache") {
+		t.Fatalf("a stale checksum behind a damaged blob: %v", err)
+	}
+}
+
+// TestCommitHoleShrank: a known file that shrinks between the walk and the
+// read of its bytes fails the commit.
+func TestCommitHoleShrank(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	genTree(t, dir, 50, 2<<20)
+	sums := sumsOf(t, dir)
+	victim := filepath.Join(dir, "d10", "sub3", "f00010.txt")
+	known := func(name string) (string, bool) {
+		if name == "d10/sub3/f00010.txt" {
+			// asked for after the walk took the file's size
+			must(t, os.Truncate(victim, 10))
+		}
+		return sums(name)
+	}
+	_, _, err := Commit(ctx, dir, io.Discard, Gzip, DiffOptions{Known: known})
+	if err == nil || !strings.Contains(err.Error(), "shrank") {
+		t.Fatalf("a file that shrank: %v", err)
+	}
+}
+
+// slowWriter is a blob file that takes its time with each write.
+type slowWriter struct{ bytes.Buffer }
+
+func (w *slowWriter) Write(p []byte) (int, error) {
+	time.Sleep(2 * time.Millisecond)
+	return w.Buffer.Write(p)
+}
+
+// TestCommitSlowWriter: the blob's digest is the digest of the bytes the
+// writer got, also when it is slower than the compression (a member's
+// buffer is used again only once it is written and hashed).
+func TestCommitSlowWriter(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	genTree(t, dir, 200, 12<<20)
+	for _, c := range []Compression{Gzip, Zstd} {
+		var old bytes.Buffer
+		_, oldM, err := Commit(ctx, dir, &old, c, DiffOptions{})
+		must(t, err)
+		// members read from the earlier blob are of the sizes whose
+		// buffers come back
+		var w slowWriter
+		blob, _, err := Commit(ctx, dir, &w, c, DiffOptions{}, countingBlob(old.Bytes(), oldM, new(atomic.Int64)))
+		must(t, err)
+		if d := digest.FromBytes(w.Bytes()); d != blob.Digest || int64(w.Len()) != blob.Size {
+			t.Errorf("%s: wrote %d bytes hashing to %s, the commit says %s (%d bytes)", c, w.Len(), d, blob.Digest, blob.Size)
+		}
+	}
+}
+
+// rewriteKeepTime writes b to the file p and gives it back its
+// modification time: a change of content only, as a stale checksum hides.
+func rewriteKeepTime(t *testing.T, p string, b []byte) {
+	t.Helper()
+	fi, err := os.Stat(p)
+	must(t, err)
+	must(t, os.WriteFile(p, b, 0o644))
+	must(t, os.Chtimes(p, fi.ModTime(), fi.ModTime()))
 }
 
 func sumCSize(m Members) (n int64) {
