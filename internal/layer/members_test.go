@@ -301,18 +301,7 @@ func TestCommitChainTrustsKnown(t *testing.T) {
 	ctx := context.Background()
 	for _, c := range []Compression{Gzip, Zstd} {
 		t.Run(string(c), func(t *testing.T) {
-			dir := t.TempDir()
-			genTree(t, dir, 200, 6<<20)
-			known := sumsOf(t, dir)
-			var old bytes.Buffer
-			oldBlob, oldM, err := Commit(ctx, dir, &old, c, DiffOptions{Known: known})
-			must(t, err)
-			victim := filepath.Join(dir, "d01", "sub1", "f00001.txt")
-			b, err := os.ReadFile(victim)
-			must(t, err)
-			b[len(b)/2] ^= 0x20
-			rewriteKeepTime(t, victim, b)
-
+			dir, known, old, oldBlob, oldM := staleCommit(t, c)
 			var got bytes.Buffer
 			var read atomic.Int64
 			blob, m, err := Commit(ctx, dir, &got, c, DiffOptions{Known: known}, countingBlob(old.Bytes(), oldM, &read))
@@ -341,24 +330,14 @@ func TestCommitChainTrustsKnown(t *testing.T) {
 // fails instead of writing a blob its diffID does not name.
 func TestCommitChainDamagedAndStale(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	genTree(t, dir, 200, 6<<20)
-	known := sumsOf(t, dir)
-	var old bytes.Buffer
-	_, oldM, err := Commit(ctx, dir, &old, Gzip, DiffOptions{Known: known})
-	must(t, err)
-	victim := filepath.Join(dir, "d01", "sub1", "f00001.txt")
-	b, err := os.ReadFile(victim)
-	must(t, err)
-	b[len(b)/2] ^= 0x20
-	rewriteKeepTime(t, victim, b)
+	dir, known, old, _, oldM := staleCommit(t, Gzip)
 	damaged := bytes.Clone(old.Bytes())
 	var end int64
 	for _, m := range oldM.List { // every member's size trailer
 		end += m.CSize
 		damaged[end-2] ^= 0xff
 	}
-	_, _, err = Commit(ctx, dir, io.Discard, Gzip, DiffOptions{Known: known}, countingBlob(damaged, oldM, new(atomic.Int64)))
+	_, _, err := Commit(ctx, dir, io.Discard, Gzip, DiffOptions{Known: known}, countingBlob(damaged, oldM, new(atomic.Int64)))
 	if err == nil || !strings.Contains(err.Error(), "--no-cache") {
 		t.Fatalf("a stale checksum behind a damaged blob: %v", err)
 	}
@@ -413,6 +392,25 @@ func TestCommitSlowWriter(t *testing.T) {
 			t.Errorf("%s: wrote %d bytes hashing to %s, the commit says %s (%d bytes)", c, w.Len(), d, blob.Digest, blob.Size)
 		}
 	}
+}
+
+// staleCommit commits a tree with the checksums of its files known, then
+// changes a file near its start behind its checksum, now stale: the
+// content only, size and modification time kept.
+func staleCommit(t *testing.T, c Compression) (dir string, known func(string) (string, bool), old *bytes.Buffer, oldBlob Blob, oldM Members) {
+	t.Helper()
+	dir = t.TempDir()
+	genTree(t, dir, 200, 6<<20)
+	known = sumsOf(t, dir)
+	old = new(bytes.Buffer)
+	oldBlob, oldM, err := Commit(context.Background(), dir, old, c, DiffOptions{Known: known})
+	must(t, err)
+	victim := filepath.Join(dir, "d01", "sub1", "f00001.txt")
+	b, err := os.ReadFile(victim)
+	must(t, err)
+	b[len(b)/2] ^= 0x20
+	rewriteKeepTime(t, victim, b)
+	return dir, known, old, oldBlob, oldM
 }
 
 // rewriteKeepTime writes b to the file p and gives it back its
