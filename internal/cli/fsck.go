@@ -21,14 +21,16 @@ func (a *app) fsckCmd() *cobra.Command {
 		Short: "Check the store: blob digests, images, unpacked layers, cache records and leftovers",
 		Long: `Check the store: every blob against its digest, every tagged image's manifest,
 config and layers, the unpacked layers (for a sample of them, the diffID of their
-blob and that the directory holds every entry), the build cache records, and what
+blob, the hash states its members sidecar records for the next commit, and that
+the directory holds every entry), the build cache records, and what
 strata processes that died left behind (sessions, mounts, runc containers, temp
 files). Exit code 0 when the store is sound (or --repair fixed everything), 1
 when problems remain.
 
 --repair deletes corrupt blobs and untags the images that need them, deletes
 cache records whose layer blob is gone, removes incomplete unpacked layers (they
-are unpacked again from their blob) and releases and removes leftovers. It needs
+are unpacked again from their blob) and wrong members sidecars, and releases and
+removes leftovers. It needs
 the store to itself: it fails while another strata command runs, and commands
 started meanwhile wait for it.`,
 		Args: cobra.NoArgs,
@@ -50,6 +52,7 @@ started meanwhile wait for it.`,
 				DiffDir: func(ctx context.Context, dir string, epoch *time.Time) (digest.Digest, error) {
 					return layer.DiffID(ctx, dir, layer.DiffOptions{Epoch: epoch})
 				},
+				MemberStates:    layer.MemberStates,
 				LayerSample:     sample,
 				Containers:      runner.Containers,
 				DeleteContainer: runner.DeleteContainer,

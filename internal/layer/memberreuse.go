@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"sync"
@@ -69,6 +71,24 @@ func (c *reuseChain) follow(sum digest.Digest, size int) *chainRef {
 	}
 	c.next = -1
 	return nil
+}
+
+// MemberStates reads a members sidecar (the JSON of Members) and returns
+// where each member ends in the tar stream and the hash state recorded
+// after it (nil where none was): what `strata fsck` checks against the
+// blob, since a commit takes those states up unchecked.
+func MemberStates(sidecar []byte) (ends []int64, states [][]byte, err error) {
+	var m Members
+	if err := json.Unmarshal(sidecar, &m); err != nil {
+		return nil, nil, fmt.Errorf("members sidecar: %w", err)
+	}
+	var at int64
+	for _, mem := range m.List {
+		at += mem.Size
+		ends = append(ends, at)
+		states = append(states, mem.DiffState)
+	}
+	return ends, states, nil
 }
 
 // validState reports whether b is a state of the sha256 of a stream after

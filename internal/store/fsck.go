@@ -36,6 +36,13 @@ type FsckOptions struct {
 	// build did not export) are checked against their recorded diffID; nil
 	// skips that check.
 	DiffDir func(ctx context.Context, dir string, epoch *time.Time) (digest.Digest, error)
+	// MemberStates reads a layer blob's members sidecar (its JSON): where
+	// each member ends in the tar stream and the sha256 state recorded
+	// after it (nil: none), which a later commit takes up instead of
+	// hashing those bytes (layer.MemberStates). With it, the sidecar of a
+	// sampled blob is checked while its diffID is re-derived, and with
+	// Repair a wrong one is removed; nil skips that check.
+	MemberStates func(sidecar []byte) (ends []int64, states [][]byte, err error)
 	// LayerSample is how many referenced layers get that deep check
 	// (chosen at random); a negative value checks all of them.
 	LayerSample int

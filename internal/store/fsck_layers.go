@@ -2,11 +2,15 @@ package store
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -210,7 +214,8 @@ func (f *fsck) verifyLayer(ctx context.Context, blob digest.Digest, dir string) 
 	}
 	defer zr.Close()
 	h := sha256.New()
-	stream := io.TeeReader(ctxio.Reader(ctx, zr), h)
+	states := f.memberStates(blob, h)
+	stream := io.TeeReader(ctxio.Reader(ctx, zr), states)
 	want, err := expectedEntries(tar.NewReader(stream))
 	if err != nil {
 		return "", nil, err
@@ -219,6 +224,11 @@ func (f *fsck) verifyLayer(ctx context.Context, blob digest.Digest, dir string) 
 		return "", nil, err
 	}
 	got := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))
+	if msg := states.verdict(); msg != "" {
+		f.fix(Problem{Kind: "blob", Subject: blob.String(), Detail: "its members sidecar is wrong: " + msg}, "removed the sidecar (the next commit of the layer compresses it again)", func() error {
+			return f.s.removeSidecar(SidecarMembers, blob)
+		})
+	}
 	if dir == "" {
 		return got, nil, nil
 	}
@@ -387,4 +397,81 @@ func checkEntry(dir, rel string, e *expected) string {
 		}
 	}
 	return ""
+}
+
+// memberStates returns the writer that hashes a blob's tar stream into h
+// and checks the hash states its members sidecar recorded (none when the
+// blob has no sidecar or MemberStates is nil).
+func (f *fsck) memberStates(blob digest.Digest, h hash.Hash) *stateCheck {
+	c := &stateCheck{h: h}
+	var raw json.RawMessage
+	if f.opts.MemberStates == nil || !f.s.Sidecar(SidecarMembers, blob, &raw) {
+		return c
+	}
+	ends, states, err := f.opts.MemberStates(raw)
+	if err != nil || len(ends) != len(states) {
+		c.bad = "it cannot be read"
+		return c
+	}
+	c.ends, c.states = ends, states
+	return c
+}
+
+// stateCheck hashes a tar stream and, where each member ends, compares the
+// hash's state with the one recorded for it.
+type stateCheck struct {
+	h      hash.Hash
+	ends   []int64
+	states [][]byte
+	i      int   // the next member
+	pos    int64 // bytes hashed
+	bad    string
+}
+
+func (c *stateCheck) Write(p []byte) (int, error) {
+	n := len(p)
+	for {
+		c.boundaries()
+		if len(p) == 0 {
+			return n, nil
+		}
+		k := len(p)
+		if c.i < len(c.ends) && c.bad == "" {
+			k = int(min(int64(k), c.ends[c.i]-c.pos))
+		}
+		c.h.Write(p[:k])
+		c.pos += int64(k)
+		p = p[k:]
+	}
+}
+
+// boundaries checks the members that end where the stream is.
+func (c *stateCheck) boundaries() {
+	for c.i < len(c.ends) && c.bad == "" {
+		switch {
+		case c.ends[c.i] < c.pos:
+			c.bad = fmt.Sprintf("member %d ends at %d, before the %d bytes of the members before it", c.i, c.ends[c.i], c.pos)
+			return
+		case c.ends[c.i] > c.pos:
+			return
+		}
+		if want := c.states[c.i]; want != nil {
+			got, err := c.h.(encoding.BinaryMarshaler).MarshalBinary()
+			if err != nil || !bytes.Equal(got, want) {
+				c.bad = fmt.Sprintf("the hash state after member %d is not the state of the tar's first %d bytes", c.i, c.pos)
+				return
+			}
+		}
+		c.i++
+	}
+}
+
+// verdict says what is wrong with the recorded members, once the whole
+// stream was written ("" if nothing).
+func (c *stateCheck) verdict() string {
+	c.boundaries()
+	if c.bad == "" && c.i < len(c.ends) {
+		c.bad = fmt.Sprintf("its members add up to %d bytes, the tar has %d", c.ends[len(c.ends)-1], c.pos)
+	}
+	return c.bad
 }

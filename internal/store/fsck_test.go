@@ -5,7 +5,10 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -121,7 +124,7 @@ func newFixture(t *testing.T) *fsckFixture {
 }
 
 func fsckOpts(repair bool) store.FsckOptions {
-	return store.FsckOptions{Repair: repair, Decompress: layer.Decompress, DiffDir: diffDir, LayerSample: -1}
+	return store.FsckOptions{Repair: repair, Decompress: layer.Decompress, DiffDir: diffDir, MemberStates: layer.MemberStates, LayerSample: -1}
 }
 
 func diffDir(ctx context.Context, dir string, epoch *time.Time) (digest.Digest, error) {
@@ -719,5 +722,61 @@ func TestFsckBrokenLayout(t *testing.T) {
 	rep = runFsck(t, fx.s, fsckOpts(true))
 	if rep.Remaining() != 1 || rep.Problems[0].Kind != "layout" {
 		t.Fatalf("problems %v, want the index.json one left", rep.Problems)
+	}
+}
+
+// TestFsckMemberStates: the hash states a members sidecar records (which a
+// later commit takes up without hashing) are checked against the blob's
+// tar; a wrong sidecar is removed with Repair.
+func TestFsckMemberStates(t *testing.T) {
+	fx := newFixture(t)
+	l := fx.layers[0]
+	rc, err := fx.s.OpenBlob(l.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := layer.Decompress(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tarBytes, err := io.ReadAll(zr)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stateAfter := func(n int) []byte {
+		h := sha256.New()
+		h.Write(tarBytes[:n])
+		b, _ := h.(encoding.BinaryMarshaler).MarshalBinary()
+		return b
+	}
+	half := len(tarBytes) / 2
+	put := func(states ...[]byte) {
+		t.Helper()
+		m := layer.Members{Format: layer.MemberFormat(layer.Gzip, 0), List: []layer.Member{
+			{Size: int64(half), DiffState: states[0]},
+			{Size: int64(len(tarBytes) - half), DiffState: states[1]},
+		}}
+		if err := fx.s.PutSidecar(store.SidecarMembers, l.Digest, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	put(stateAfter(half), stateAfter(len(tarBytes)))
+	if rep := runFsck(t, fx.s, fsckOpts(false)); len(rep.Problems) != 0 {
+		t.Fatalf("a right sidecar: %v", rep.Problems)
+	}
+
+	put(stateAfter(half-1), stateAfter(len(tarBytes)))
+	rep := runFsck(t, fx.s, fsckOpts(true))
+	if len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0].Detail, "members sidecar is wrong") || !rep.Problems[0].Repaired {
+		t.Fatalf("a wrong hash state: %v", rep.Problems)
+	}
+	var m layer.Members
+	if fx.s.Sidecar(store.SidecarMembers, l.Digest, &m) {
+		t.Fatal("the wrong sidecar is still there")
+	}
+	if rep := runFsck(t, fx.s, fsckOpts(false)); len(rep.Problems) != 0 {
+		t.Fatalf("after the repair: %v", rep.Problems)
 	}
 }

@@ -73,6 +73,14 @@ func (s *Store) Sidecar(kind string, d digest.Digest, v any) bool {
 	return err == nil && json.Unmarshal(b, v) == nil
 }
 
+// removeSidecar deletes the sidecar kind of d, if there is one.
+func (s *Store) removeSidecar(kind string, d digest.Digest) error {
+	if err := os.Remove(s.sidecarPath(kind, d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
 // collectSidecars deletes the sidecars whose blob or layer is not kept,
 // and returns how many bytes that freed.
 func (s *Store) collectSidecars(keepBlobs, keepLayers map[digest.Digest]bool) (int64, error) {
