@@ -12,6 +12,9 @@ command -v go >/dev/null || PATH=/usr/local/go/bin:$PATH
 go vet ./...
 go tool staticcheck ./...   # pinned in go.mod (tool directive)
 go test -count=1 -timeout 30m ./...
+# The layer writer's pipeline (members compressed, copied and hashed on
+# several goroutines, buffers passed between them) under the race detector.
+go test -count=1 -race -run '^TestCommit' ./internal/layer/
 # The Kubernetes and CI examples: a module of their own (so the Kubernetes
 # libraries stay out of go.mod), which ./... above does not enter.
 (cd examples/kubernetes && go vet ./... && go test -count=1 ./...)
