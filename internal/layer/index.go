@@ -61,6 +61,14 @@ const (
 	zstdSkippableMark = 0x184D2A5E
 )
 
+// An index piece is an empty gzip member: this header (FEXTRA, no time,
+// OS unknown), the FEXTRA field, then this end (an empty final deflate
+// block, the CRC-32 and size of nothing).
+const (
+	extraMemberHead = "\x1f\x8b\x08\x04\x00\x00\x00\x00\x00\xff"
+	extraMemberEnd  = "\x03\x00" + "\x00\x00\x00\x00\x00\x00\x00\x00"
+)
+
 // ErrNoIndex means a blob has no index (see Index).
 var ErrNoIndex = errors.New("layer has no index")
 
@@ -268,13 +276,12 @@ func indexTrailer(c Compression, payload []byte, off int64) []byte {
 // appendExtraMember appends an empty gzip member whose FEXTRA field holds
 // one subfield, 'S' id, of data.
 func appendExtraMember(out []byte, id byte, data []byte) []byte {
-	out = append(out, 0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 0xff) // FEXTRA, no time, OS unknown
+	out = append(out, extraMemberHead...)
 	out = binary.LittleEndian.AppendUint16(out, uint16(4+len(data)))
 	out = append(out, 'S', id)
 	out = binary.LittleEndian.AppendUint16(out, uint16(len(data)))
 	out = append(out, data...)
-	out = append(out, 3, 0)                    // an empty final deflate block
-	return append(out, 0, 0, 0, 0, 0, 0, 0, 0) // CRC-32 and size of nothing
+	return append(out, extraMemberEnd...)
 }
 
 func appendSkippable(out []byte, data []byte) []byte {
@@ -358,19 +365,19 @@ func readFooter(r io.ReaderAt, size int64) (Compression, []byte, int64, error) {
 // subfield id at the start of b and returns its data and what follows it
 // (nil data if b does not start with one).
 func extraMember(b []byte, id byte) (data, rest []byte) {
-	if len(b) < 16 || !bytes.Equal(b[:10], []byte{0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 0xff}) {
+	if len(b) < 16 || string(b[:len(extraMemberHead)]) != extraMemberHead {
 		return nil, b
 	}
 	xlen := int(binary.LittleEndian.Uint16(b[10:]))
 	n := int(binary.LittleEndian.Uint16(b[14:]))
-	if b[12] != 'S' || b[13] != id || xlen != n+4 || len(b) < 16+n+10 {
+	if b[12] != 'S' || b[13] != id || xlen != n+4 || len(b) < 16+n+len(extraMemberEnd) {
 		return nil, b
 	}
 	data, tail := b[16:16+n], b[16+n:]
-	if !bytes.Equal(tail[:10], []byte{3, 0, 0, 0, 0, 0, 0, 0, 0, 0}) {
+	if string(tail[:len(extraMemberEnd)]) != extraMemberEnd {
 		return nil, b
 	}
-	return data, tail[10:]
+	return data, tail[len(extraMemberEnd):]
 }
 
 // skippable parses a zstd skippable frame of strata's mark at the start of

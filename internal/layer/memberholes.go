@@ -43,7 +43,7 @@ func (m *memberWriter) fillHoles(j *memberJob) ([]byte, error) {
 	for _, h := range j.holes {
 		from += copy(out[at:h.at], j.data[from:])
 		if err := readFull(h.path, out[h.at:h.at+h.n], h.off); err != nil {
-			m.bufs.Put(&out)
+			m.putBuf(out)
 			return nil, err
 		}
 		at = h.at + h.n

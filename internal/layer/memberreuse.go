@@ -33,44 +33,40 @@ type ReuseBlob struct {
 // of a tree where one file changed reads and hashes only from the member
 // that holds the change on.
 type reuseChain struct {
-	src  *reuseSource
-	list []Member
-	offs []int64 // where each member starts in the blob
-	next int     // the member of list the next one must be; -1: broken
-	end  int64   // where the members followed end in the tar stream
+	refs []chainRef // the earlier blob's members
+	next int        // the one the next member must be; -1: broken
+	end  int64      // where the members followed end in the tar stream
 }
 
 // chainRef is a member of the chain's blob.
 type chainRef struct {
-	src  *reuseSource
-	off  int64
-	prev Member
+	reuseRef
+	sum   digest.Digest
+	state []byte // Member.DiffState
 }
 
 // follow returns the chain's next member when it is the member just cut
 // (sum and size), and otherwise breaks the chain for good.
 func (c *reuseChain) follow(sum digest.Digest, size int) *chainRef {
-	if c.src == nil || c.next < 0 {
+	if c.next < 0 || c.next >= len(c.refs) {
+		c.next = -1
 		return nil
 	}
+	r := &c.refs[c.next]
 	if c.next == 0 {
-		if _, err := c.src.reader(); err != nil {
+		if _, err := r.src.reader(); err != nil {
 			c.next = -1 // the earlier blob is gone: no member to copy
 			return nil
 		}
 	}
-	if c.next < len(c.list) {
-		p := c.list[c.next]
-		end := c.end + p.Size
-		if p.Sum == sum && p.Size == int64(size) && validState(p.DiffState, end) {
-			r := &chainRef{src: c.src, off: c.offs[c.next], prev: p}
-			c.next++
-			c.end = end
-			return r
-		}
+	end := c.end + r.size
+	if r.sum != sum || r.size != int64(size) || !validState(r.state, end) {
+		c.next = -1
+		return nil
 	}
-	c.next = -1
-	return nil
+	c.next++
+	c.end = end
+	return r
 }
 
 // MemberStates reads a members sidecar (the JSON of Members) and returns
@@ -134,34 +130,23 @@ func (s *reuseSource) reader() (io.ReaderAt, error) {
 }
 
 // copyMember reads the member of the reuse chain's blob that j is. When j
-// has all its bytes (no holes) it is checked against them as take checks;
-// otherwise, without reading the files, only what the member says of
-// itself is checked: its format and, for gzip, its size.
+// has all its bytes (no holes) it is checked against them; otherwise,
+// without reading the files, only against its size.
 func (m *memberWriter) copyMember(j *memberJob) (memberResult, bool) {
-	mem := Member{Sum: j.sum, Size: int64(j.size), CSize: j.skip.prev.CSize}
-	ref := reuseRef{src: j.skip.src, off: j.skip.off, csize: mem.CSize, size: mem.Size}
-	var out []byte
-	var err error
+	var data []byte
 	if len(j.holes) == 0 {
-		j.full = j.data
-		out, err = m.take(ref, j.data)
-	} else if out, err = m.read(ref); err == nil {
-		ok := bytes.HasPrefix(out, magicZstd)
-		if m.c == Gzip {
-			ok = len(out) >= 18 && bytes.HasPrefix(out, magicGzip) &&
-				binary.LittleEndian.Uint32(out[len(out)-4:]) == uint32(mem.Size)
-		}
-		if !ok {
-			err = errors.New("reused member is not the member its index says")
-		}
+		data = j.data
 	}
-	return memberResult{data: out, member: mem}, err == nil
+	out, err := m.take(j.skip.reuseRef, data)
+	return memberResult{data: out, member: Member{Sum: j.sum, Size: int64(j.size), CSize: j.skip.csize}}, err == nil
 }
 
 // take reads a member of an earlier blob and checks it holds data: a gzip
 // member's trailer has the CRC-32 and size of its data, a zstd frame the
 // XXH64 of its content. This guards the Sums against a mistake: a member
-// is reused only with the bytes the layer's tar really has.
+// is reused only with the bytes the layer's tar really has. With data nil
+// (bytes not read: copyMember), only the format and the size a gzip
+// trailer gives are checked.
 func (m *memberWriter) take(ref reuseRef, data []byte) ([]byte, error) {
 	out, err := m.read(ref)
 	if err != nil {
@@ -170,15 +155,15 @@ func (m *memberWriter) take(ref reuseRef, data []byte) ([]byte, error) {
 	switch m.c {
 	case Gzip:
 		if len(out) < 18 || !bytes.HasPrefix(out, magicGzip) ||
-			binary.LittleEndian.Uint32(out[len(out)-8:]) != crc32.ChecksumIEEE(data) ||
-			binary.LittleEndian.Uint32(out[len(out)-4:]) != uint32(len(data)) {
+			binary.LittleEndian.Uint32(out[len(out)-4:]) != uint32(ref.size) ||
+			data != nil && binary.LittleEndian.Uint32(out[len(out)-8:]) != crc32.ChecksumIEEE(data) {
 			return nil, errors.New("reused gzip member does not match")
 		}
 	case Zstd:
 		// the frame header's descriptor says whether the frame ends with
 		// the low 32 bits of the XXH64 of its content
 		if len(out) < 9 || !bytes.HasPrefix(out, magicZstd) || out[4]&0x04 == 0 ||
-			binary.LittleEndian.Uint32(out[len(out)-4:]) != uint32(xxhash.Sum64(data)) {
+			data != nil && binary.LittleEndian.Uint32(out[len(out)-4:]) != uint32(xxhash.Sum64(data)) {
 			return nil, errors.New("reused zstd frame does not match")
 		}
 	}
@@ -194,20 +179,20 @@ func (m *memberWriter) addReuse(reuse []ReuseBlob) {
 		}
 		src := &reuseSource{open: b.Open}
 		m.blobs = append(m.blobs, src)
+		first := len(m.blobs) == 1 // the chain follows it
 		var off int64
-		offs := make([]int64, 0, len(b.Members.List))
 		for _, mem := range b.Members.List {
+			ref := reuseRef{src: src, off: off, csize: mem.CSize, size: mem.Size}
+			off += mem.CSize
 			if m.reuse == nil {
 				m.reuse = map[digest.Digest]reuseRef{}
 			}
 			if _, ok := m.reuse[mem.Sum]; !ok {
-				m.reuse[mem.Sum] = reuseRef{src: src, off: off, csize: mem.CSize, size: mem.Size}
+				m.reuse[mem.Sum] = ref
 			}
-			offs = append(offs, off)
-			off += mem.CSize
-		}
-		if m.chain.src == nil {
-			m.chain = reuseChain{src: src, list: b.Members.List, offs: offs}
+			if first {
+				m.chain.refs = append(m.chain.refs, chainRef{reuseRef: ref, sum: mem.Sum, state: mem.DiffState})
+			}
 		}
 	}
 }

@@ -134,7 +134,7 @@ type memberWriter struct {
 	known struct {
 		sum       [sha256.Size]byte
 		left, off int64  // bytes of it still to come; the offset reached
-		path      string // the file the bytes are read from later, if any
+		path      string // the file the bytes are read from, when needed
 	}
 
 	total int64        // tar bytes written
@@ -237,16 +237,11 @@ func (m *memberWriter) Write(p []byte) (int, error) {
 		k := min(len(p), maxMember-m.fill)
 		if m.known.left > 0 {
 			k = int(min(int64(k), m.known.left))
-			if m.known.path != "" {
-				m.addHole(k)
-			} else {
-				m.buf = append(m.buf, p[:k]...)
-			}
+			m.addHole(k)
 			m.known.left -= int64(k)
 			m.known.off += int64(k)
 			if m.known.left == 0 {
 				m.element('E', nil, m.known.off)
-				m.known.path = ""
 			}
 		} else {
 			m.run.Write(p[:k])
@@ -284,13 +279,13 @@ func (m *memberWriter) End() {
 	m.index.end, m.index.ended = m.total, true
 }
 
-// Content tells the writer that the next size bytes are the content of a
-// file whose sha256 is sum (hex): the members holding them are identified
-// by sum, without hashing those bytes (see Member.Sum). When path names
-// the file and Content returns true, the writer reads the bytes from path
-// itself, and only if it needs them: the size bytes the caller then
-// writes stand in for them and are not kept (write zeros). The file must
-// not change until Close.
+// Content tells the writer that the next size bytes are the content of the
+// file at path, whose sha256 is sum (hex): the members holding them are
+// identified by sum, without hashing those bytes (see Member.Sum). When
+// Content returns true, the writer reads the bytes from path itself, and
+// only if it needs them: the size bytes the caller then writes stand in
+// for them and are not kept (write zeros). The file must not change until
+// Close. False (a sum that is not a sha256) leaves the bytes to the caller.
 func (m *memberWriter) Content(size int64, sum, path string) bool {
 	b, err := hex.DecodeString(sum)
 	if err != nil || len(b) != sha256.Size || size <= 0 || m.known.left > 0 {
@@ -299,7 +294,7 @@ func (m *memberWriter) Content(size int64, sum, path string) bool {
 	m.known.left, m.known.off, m.known.path = size, 0, path
 	copy(m.known.sum[:], b)
 	m.element('C', m.known.sum[:], 0)
-	return path != ""
+	return true
 }
 
 // element adds one element to the Sum of the member being filled, after
@@ -398,12 +393,12 @@ func (m *memberWriter) hashDiff() {
 		<-j.ready
 		if j.chained {
 			// follow checked the state
-			_ = m.diff.(encoding.BinaryUnmarshaler).UnmarshalBinary(j.skip.prev.DiffState)
+			_ = m.diff.(encoding.BinaryUnmarshaler).UnmarshalBinary(j.skip.state)
 		} else {
 			m.diff.Write(j.full)
 		}
 		st, _ := m.diff.(encoding.BinaryMarshaler).MarshalBinary()
-		if j.skip != nil && !j.chained && !bytes.Equal(st, j.skip.prev.DiffState) && m.hashErr == nil {
+		if j.skip != nil && !j.chained && !bytes.Equal(st, j.skip.state) && m.hashErr == nil {
 			// The chain's member could not be copied, so it was read,
 			// and its bytes are not the earlier member's although
 			// their checksums said so. The members after it are
@@ -428,8 +423,7 @@ func (m *memberWriter) work() {
 				j.out <- r
 				continue
 			}
-			// A damaged earlier blob, or (without holes) a member that
-			// is not the earlier one: the member is read, compressed
+			// A damaged earlier blob: the member is read, compressed
 			// and hashed again, and hashDiff checks its state.
 		}
 		full, err := m.fillHoles(j)
