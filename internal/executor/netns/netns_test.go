@@ -13,12 +13,7 @@ import (
 )
 
 func TestNewClose(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root")
-	}
-	if err := Available(); err != nil {
-		t.Skip(err)
-	}
+	needNetns(t)
 	dir := t.TempDir()
 	n, err := New(context.Background(), dir)
 	if err != nil {
@@ -41,6 +36,18 @@ func TestNewClose(t *testing.T) {
 	checkGone(t, dir, pid)
 }
 
+// needNetns skips the test unless it can make namespaces: as root, with
+// slirp4netns.
+func needNetns(t *testing.T) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("needs root")
+	}
+	if err := Available(); err != nil {
+		t.Skip(err)
+	}
+}
+
 // checkGone fails when a slirp4netns of pids still runs, or anything (a
 // file, a mount) is left under dir.
 func checkGone(t *testing.T, dir string, pids ...int) {
@@ -60,12 +67,7 @@ func checkGone(t *testing.T, dir string, pids ...int) {
 }
 
 func TestNewCanceled(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root")
-	}
-	if err := Available(); err != nil {
-		t.Skip(err)
-	}
+	needNetns(t)
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -81,12 +83,7 @@ func TestNewCanceled(t *testing.T) {
 // after the first, a fresh namespace; namespaces given back and the spare
 // are gone, slirp4netns and mounts included, once the pool is closed.
 func TestPool(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root")
-	}
-	if err := Available(); err != nil {
-		t.Skip(err)
-	}
+	needNetns(t)
 	dir := t.TempDir()
 	p := &Pool{Dir: dir}
 	ctx := context.Background()

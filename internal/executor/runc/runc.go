@@ -74,6 +74,24 @@ type Runner struct {
 
 var _ executor.Executor = (*Runner)(nil)
 
+// network returns a private network namespace for one run and what gives
+// it back: from r.Networks, else a new one in the run's bundle, closed by
+// release.
+func (r *Runner) network(ctx context.Context, bundle string) (*netns.NS, func() error, error) {
+	if r.Networks != nil {
+		ns, err := r.Networks.Get(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		return ns, func() error { return r.Networks.Release(ns) }, nil
+	}
+	ns, err := netns.New(ctx, bundle)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ns, ns.Close, nil
+}
+
 // Process describes one RUN (see executor.Process).
 type Process = executor.Process
 
@@ -125,20 +143,11 @@ func (r *Runner) Run(ctx context.Context, p Process) (exitCode int, err error) {
 	if p.Network == NetworkPrivate {
 		// Up before runc starts the process; gone (after the process,
 		// before the bundle) on every path.
-		var ns *netns.NS
-		if r.Networks != nil {
-			ns, err = r.Networks.Get(ctx)
-		} else {
-			ns, err = netns.New(ctx, bundle)
-		}
+		ns, release, err := r.network(ctx, bundle)
 		if err != nil {
 			return -1, fmt.Errorf("run %s: %w", p.ID, err)
 		}
 		defer func() {
-			release := ns.Close
-			if r.Networks != nil {
-				release = func() error { return r.Networks.Release(ns) }
-			}
 			if cerr := release(); cerr != nil && err == nil {
 				exitCode, err = -1, fmt.Errorf("run %s: %w", p.ID, cerr)
 			}
