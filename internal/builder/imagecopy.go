@@ -167,9 +167,7 @@ func extractPaths(ctx context.Context, log io.Writer, img v1.Image, dir string, 
 		cancel()
 		for _, b := range blobs {
 			<-b.done
-			if b.f != nil {
-				b.f.Close()
-			}
+			b.drop()
 		}
 	}()
 	for i, b := range blobs {
@@ -178,10 +176,7 @@ func extractPaths(ctx context.Context, log io.Writer, img v1.Image, dir string, 
 			return fmt.Errorf("layer %d: %w", i+1, b.err)
 		}
 		n, err := applyPaths(ctx, dir, b, want)
-		// done with it: the file goes now, not with the whole image
-		b.f.Close()
-		os.Remove(b.f.Name())
-		b.f = nil
+		b.drop() // done with it: the file goes now, not with the whole image
 		if err != nil {
 			return fmt.Errorf("layer %d: %w", i+1, err)
 		}
@@ -202,6 +197,15 @@ type fetchedLayer struct {
 	size int64
 	err  error
 	done chan struct{}
+}
+
+// drop closes and removes the downloaded file, if any.
+func (b *fetchedLayer) drop() {
+	if b.f != nil {
+		b.f.Close()
+		os.Remove(b.f.Name())
+		b.f = nil
+	}
 }
 
 // fetchLayers downloads layers into files in dir, a few at a time, in
