@@ -89,10 +89,17 @@ func DiffID(ctx context.Context, dir string, opts DiffOptions) (digest.Digest, e
 }
 
 // Compress is like Commit for an existing uncompressed tar stream r (used by
-// `strata import`). The stream is not validated as a tar.
+// `strata import` and `strata load`): its bytes are kept as they are, and
+// the blob is cut at its entries and gets an index as a committed layer
+// does (see copyTar). The stream is not validated as a tar: one that does
+// not read as a tar is compressed all the same, without an index.
 func Compress(ctx context.Context, r io.Reader, w io.Writer, c Compression) (Blob, error) {
 	b, _, err := compressFrom(w, c, 0, nil, func(tw io.Writer) error {
-		_, err := io.Copy(tw, ctxio.Reader(ctx, r))
+		r := ctxio.Reader(ctx, r)
+		if ew, ok := tw.(entryWriter); ok {
+			return copyTar(r, ew)
+		}
+		_, err := io.Copy(tw, r)
 		return err
 	})
 	if err != nil {
