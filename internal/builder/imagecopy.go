@@ -16,17 +16,21 @@ import (
 
 	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/ctxio"
+	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/layer"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/source"
+	"github.com/strata-build/strata/internal/store"
 )
 
 // copyFromImage runs COPY --from=IMAGE. The step's key needs only the
 // image's digest and the source patterns, so a cache hit touches no image
-// content. On a miss, an image that is in the store is read from its
-// unpacked layers; one that is not is streamed from its registry layer by
-// layer and only the requested paths are extracted (whiteouts of later
-// layers applied): the rest of the image is never written to disk.
+// content. On a miss, an image whose layers the store has unpacked is read
+// from them; of any other (one that is not in the store, or that the store
+// holds only as blobs: imported, loaded, pulled) only the requested paths
+// are extracted, layer by layer (whiteouts of later layers applied), from
+// its registry or the store's blobs: the rest of the image is never
+// written to disk.
 func (sb *stageBuilder) copyFromImage(ctx context.Context, p *progress.Step, ref source.Ref, sd copyRequest) error {
 	local, inStore, err := sb.svc.store.Lookup(ref.Image)
 	if err != nil {
@@ -76,12 +80,30 @@ func (sb *stageBuilder) copyFromImage(ctx context.Context, p *progress.Step, ref
 }
 
 // imageSource gives the filesystem of an image to copy from (key is its
-// content key): a view of its unpacked layers when it is in the store,
-// else the requested paths extracted from its registry layers. The caller
-// must Close it.
+// content key): a view of its unpacked layers when it is in the store with
+// any layer unpacked, else the requested paths extracted from its layer
+// blobs, in the store or in its registry (rimg). The caller must Close it.
 func (sb *stageBuilder) imageSource(ctx context.Context, log io.Writer, ref source.Ref, inStore bool, rimg v1.Image, patterns []string, key string) (*source.Source, error) {
+	var open openLayers
 	if inStore {
-		return sb.wholeImageSource(ctx, ref, false, key)
+		img, err := sb.r.resolveImage(ctx, ref.Image, false, false, sb.svc.opts.Platform)
+		if err != nil {
+			return nil, err
+		}
+		if !blobsOnly(sb.svc.store, img) {
+			return sb.svc.openImage(ctx, img, ref.Name, key)
+		}
+		open = func(context.Context, string) ([]*fetchedLayer, error) {
+			return storeLayers(sb.svc.store, img), nil
+		}
+	} else {
+		open = func(ctx context.Context, tmp string) ([]*fetchedLayer, error) {
+			layers, err := rimg.Layers()
+			if err != nil {
+				return nil, err
+			}
+			return fetchLayers(ctx, layers, tmp), nil
+		}
 	}
 	want := patterns
 	for attempt := 0; attempt < 4; attempt++ {
@@ -90,7 +112,7 @@ func (sb *stageBuilder) imageSource(ctx context.Context, log io.Writer, ref sour
 			return nil, err
 		}
 		src := source.Extracted(dir, ref.Name, key)
-		err = extractPaths(ctx, log, rimg, dir, want)
+		err = extractPaths(ctx, log, open, dir, want)
 		if errors.Is(err, layer.ErrMissingLinkTarget) || errors.Is(err, errWantAll) {
 			src.Close()
 			break // fall back to the whole image
@@ -107,7 +129,7 @@ func (sb *stageBuilder) imageSource(ctx context.Context, log io.Writer, ref sour
 		src.Close()
 		want = append(want, more...)
 	}
-	return sb.wholeImageSource(ctx, ref, true, key)
+	return sb.wholeImageSource(ctx, ref, !inStore, key)
 }
 
 // wholeImageSource opens a read-only view of all of an image's layers
@@ -122,10 +144,26 @@ func (sb *stageBuilder) wholeImageSource(ctx context.Context, ref source.Ref, pu
 
 var errWantAll = errors.New("the pattern needs the whole image")
 
-// extractPaths applies img's layers, bottom first, onto dir keeping only
-// the paths the patterns select, their parents and what is below them,
-// and says on log which layers it read through their index.
-func extractPaths(ctx context.Context, log io.Writer, img v1.Image, dir string, patterns []string) error {
+// blobsOnly reports whether the store holds every layer of img as a blob
+// and has unpacked none of them: copying a few paths out of it then reads
+// them from the blobs instead of unpacking the image.
+func blobsOnly(st *store.Store, img *image.Image) bool {
+	for _, l := range img.Layers {
+		if st.HasLayer(l.DiffID) || !st.HasBlob(l.Digest) {
+			return false
+		}
+	}
+	return true
+}
+
+// openLayers gives extractPaths an image's layer blobs as files, in order
+// (tmp: a directory for downloads).
+type openLayers func(ctx context.Context, tmp string) ([]*fetchedLayer, error)
+
+// extractPaths applies the layers open gives, bottom first, onto dir
+// keeping only the paths the patterns select, their parents and what is
+// below them, and says on log which layers it read through their index.
+func extractPaths(ctx context.Context, log io.Writer, open openLayers, dir string, patterns []string) error {
 	var pats [][]string
 	for _, p := range patterns {
 		c := strings.Trim(path.Clean("/"+p), "/")
@@ -151,10 +189,6 @@ func extractPaths(ctx context.Context, log io.Writer, img v1.Image, dir string, 
 		}
 		return false
 	}
-	layers, err := img.Layers()
-	if err != nil {
-		return err
-	}
 	tmp, err := os.MkdirTemp(filepath.Dir(dir), "blobs-")
 	if err != nil {
 		return err
@@ -162,7 +196,10 @@ func extractPaths(ctx context.Context, log io.Writer, img v1.Image, dir string, 
 	defer os.RemoveAll(tmp)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	blobs := fetchLayers(ctx, layers, tmp)
+	blobs, err := open(ctx, tmp)
+	if err != nil {
+		return err
+	}
 	defer func() {
 		cancel()
 		for _, b := range blobs {
@@ -190,22 +227,38 @@ func extractPaths(ctx context.Context, log io.Writer, img v1.Image, dir string, 
 // layersAhead is how many layers extractPaths downloads at once.
 const layersAhead = 3
 
-// fetchedLayer is a layer blob downloaded to a file (its digest checked
-// as it was read); done is closed when f, size or err are set.
+// fetchedLayer is a layer blob in a file: downloaded (its digest checked
+// as it was read), or the store's (keep); done is closed when f, size or
+// err are set.
 type fetchedLayer struct {
 	f    *os.File
 	size int64
 	err  error
+	keep bool
 	done chan struct{}
 }
 
-// drop closes and removes the downloaded file, if any.
+// drop closes the file, and removes it unless it is the store's.
 func (b *fetchedLayer) drop() {
 	if b.f != nil {
 		b.f.Close()
-		os.Remove(b.f.Name())
+		if !b.keep {
+			os.Remove(b.f.Name())
+		}
 		b.f = nil
 	}
+}
+
+// storeLayers opens the blobs of img's layers in st.
+func storeLayers(st *store.Store, img *image.Image) []*fetchedLayer {
+	out := make([]*fetchedLayer, len(img.Layers))
+	for i, l := range img.Layers {
+		b := &fetchedLayer{keep: true, size: l.Size, done: make(chan struct{})}
+		b.f, b.err = st.OpenBlob(l.Digest)
+		close(b.done)
+		out[i] = b
+	}
+	return out
 }
 
 // fetchLayers downloads layers into files in dir, a few at a time, in

@@ -6,8 +6,14 @@ package builder
 // export and import through the registry (type=registry, inline).
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -15,6 +21,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/strata-build/strata/internal/archive"
 	"github.com/strata-build/strata/internal/cache"
 	"github.com/strata-build/strata/internal/cache/sharedcache"
 	"github.com/strata-build/strata/internal/image"
@@ -166,6 +173,65 @@ func TestInprocCopyFromIndexedImage(t *testing.T) {
 	}
 	if !strings.Contains(r.log(), "through its index") {
 		t.Errorf("the layer was not read through its index\n%s", r.log())
+	}
+}
+
+// COPY --from an image the store holds only as a blob (here one strata
+// import made, so its layer has an index) reads the files asked for
+// through the index of the store's blob, without unpacking the image or
+// asking a registry; a COPY of the whole image unpacks it, offline.
+func TestInprocCopyFromImportedImage(t *testing.T) {
+	t.Parallel()
+	e := newBareInprocEnv(t)
+	files := map[string]string{}
+	for i := range 400 {
+		var b strings.Builder
+		for j := 0; b.Len() < 40<<10; j++ {
+			fmt.Fprintf(&b, "file %d line %d %x\n", i, j, (i+1)*(j+7)*2654435761)
+		}
+		files[fmt.Sprintf("data/d%d/f%03d.txt", i%16, i)] = b.String()
+	}
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	for _, name := range slices.Sorted(maps.Keys(files)) { // a directory's files together
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(files[name])), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(tw, files[name]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tarball := filepath.Join(t.TempDir(), "data.tar")
+	if err := os.WriteFile(tarball, tb.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img, err := archive.Import(context.Background(), e.s, tarball, archive.ImportOptions{Platform: platform.Host(), Name: "example.com/data:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffID := img.Layers[0].DiffID
+
+	r := e.mustBuild("FROM scratch\nCOPY --from=example.com/data:1 /data/d1/f081.txt /data/d2/ /out/\n", nil)
+	root := e.rootfs(r.img)
+	wantFile(t, root, "/out/f081.txt", 0, 0o644, 0, 0, files["data/d1/f081.txt"])
+	for name, data := range files {
+		if strings.HasPrefix(name, "data/d2/") {
+			wantFile(t, root, "/out/"+strings.TrimPrefix(name, "data/d2/"), 0, 0o644, 0, 0, data)
+		}
+	}
+	if !strings.Contains(r.log(), "through its index") {
+		t.Errorf("the layer was not read through its index\n%s", r.log())
+	}
+	if e.s.HasLayer(diffID) {
+		t.Error("copying two paths out of the image unpacked it")
+	}
+	all := e.mustBuild("FROM scratch\nCOPY --from=example.com/data:1 / /all/\n", nil)
+	wantFile(t, e.rootfs(all.img), "/all/data/d3/f003.txt", 0, 0o644, 0, 0, files["data/d3/f003.txt"])
+	if !e.s.HasLayer(diffID) {
+		t.Error("COPY --from=IMAGE / did not unpack the image")
 	}
 }
 
