@@ -288,6 +288,8 @@ func IsArchive(head []byte) bool {
 	return isTarHeader(buf)
 }
 
+// tarBlockSize is the tar format's block: headers and padded contents
+// are whole blocks.
 const tarBlockSize = 512
 
 // isTarHeader reports whether b starts with a POSIX or GNU tar header: the

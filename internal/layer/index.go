@@ -153,7 +153,7 @@ func decodeIndex(payload []byte, off int64) (*Index, error) {
 		d.fail("entries end past the members")
 	}
 	n = d.count()
-	if n > uint64(ix.End/512)+1 {
+	if n > uint64(ix.End/tarBlockSize)+1 {
 		d.fail("more entries than the tar can hold")
 	}
 	prev, prevStart, names := "", int64(0), 0
@@ -171,7 +171,7 @@ func decodeIndex(payload []byte, off int64) (*Index, error) {
 		tf := d.byte()
 		delta := d.int()
 		start := prevStart + delta
-		if delta%512 != 0 || i > 0 && delta == 0 || start >= ix.End {
+		if delta%tarBlockSize != 0 || i > 0 && delta == 0 || start >= ix.End {
 			d.fail("bad entry offset")
 		}
 		ix.Entries = append(ix.Entries, IndexEntry{Name: name, Typeflag: tf, Start: start})

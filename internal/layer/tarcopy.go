@@ -35,7 +35,7 @@ func copyTar(r io.Reader, w entryWriter) error {
 		}
 		// The next entry starts after the padding to the next block:
 		// what Next reads from there is held until its header is known.
-		t.hold = (t.n + blockSize - 1) / blockSize * blockSize
+		t.hold = (t.n + tarBlockSize - 1) / tarBlockSize * tarBlockSize
 		t.holding = true
 	}
 	if err := t.release(); err != nil {
@@ -47,9 +47,6 @@ func copyTar(r io.Reader, w entryWriter) error {
 	_, err := io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{r}, buf)
 	return err
 }
-
-// blockSize is the tar format's block.
-const blockSize = 512
 
 // tarTee is the reader archive/tar reads r through: what it reads goes on
 // to w, except the bytes from hold on while holding, which wait in held
