@@ -36,6 +36,7 @@ func (m *memberWriter) fillHoles(j *memberJob) ([]byte, error) {
 	}
 	out := m.getBuf()
 	if cap(out) < j.size {
+		m.putBuf(out) // another member may fit in it
 		out = make([]byte, j.size)
 	}
 	out = out[:j.size]
