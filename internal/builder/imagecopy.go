@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"path/filepath"
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
@@ -85,24 +84,28 @@ func (sb *stageBuilder) copyFromImage(ctx context.Context, p *progress.Step, ref
 // blobs, in the store or in its registry (rimg). The caller must Close it.
 func (sb *stageBuilder) imageSource(ctx context.Context, log io.Writer, ref source.Ref, inStore bool, rimg v1.Image, patterns []string, key string) (*source.Source, error) {
 	var open openLayers
+	var img *image.Image // the store's, when it has the image
 	if inStore {
-		img, err := sb.r.resolveImage(ctx, ref.Image, false, false, sb.svc.opts.Platform)
+		var err error
+		img, err = sb.r.resolveImage(ctx, ref.Image, false, false, sb.svc.opts.Platform)
 		if err != nil {
 			return nil, err
 		}
 		if !blobsOnly(sb.svc.store, img) {
 			return sb.svc.openImage(ctx, img, ref.Name, key)
 		}
-		open = func(context.Context, string) ([]*fetchedLayer, error) {
+		open = func(context.Context) ([]*fetchedLayer, error) {
 			return storeLayers(sb.svc.store, img), nil
 		}
 	} else {
-		open = func(ctx context.Context, tmp string) ([]*fetchedLayer, error) {
+		open = func(ctx context.Context) ([]*fetchedLayer, error) {
 			layers, err := rimg.Layers()
 			if err != nil {
 				return nil, err
 			}
-			return fetchLayers(ctx, layers, tmp), nil
+			// each file goes when applied (drop), and any left with
+			// the session
+			return fetchLayers(ctx, layers, sb.svc.session.Dir), nil
 		}
 	}
 	want := patterns
@@ -129,15 +132,12 @@ func (sb *stageBuilder) imageSource(ctx context.Context, log io.Writer, ref sour
 		src.Close()
 		want = append(want, more...)
 	}
-	return sb.wholeImageSource(ctx, ref, !inStore, key)
-}
-
-// wholeImageSource opens a read-only view of all of an image's layers
-// (pulling it first when pull is set or it is not in the store).
-func (sb *stageBuilder) wholeImageSource(ctx context.Context, ref source.Ref, pull bool, key string) (*source.Source, error) {
-	img, err := sb.r.resolveImage(ctx, ref.Image, pull, false, sb.svc.opts.Platform)
-	if err != nil {
-		return nil, err
+	// the whole image: the store's, else pulled
+	if img == nil {
+		var err error
+		if img, err = sb.r.resolveImage(ctx, ref.Image, true, false, sb.svc.opts.Platform); err != nil {
+			return nil, err
+		}
 	}
 	return sb.svc.openImage(ctx, img, ref.Name, key)
 }
@@ -156,9 +156,8 @@ func blobsOnly(st *store.Store, img *image.Image) bool {
 	return true
 }
 
-// openLayers gives extractPaths an image's layer blobs as files, in order
-// (tmp: a directory for downloads).
-type openLayers func(ctx context.Context, tmp string) ([]*fetchedLayer, error)
+// openLayers gives extractPaths an image's layer blobs as files, in order.
+type openLayers func(ctx context.Context) ([]*fetchedLayer, error)
 
 // extractPaths applies the layers open gives, bottom first, onto dir
 // keeping only the paths the patterns select, their parents and what is
@@ -189,14 +188,9 @@ func extractPaths(ctx context.Context, log io.Writer, open openLayers, dir strin
 		}
 		return false
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), "blobs-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	blobs, err := open(ctx, tmp)
+	blobs, err := open(ctx)
 	if err != nil {
 		return err
 	}
